@@ -1,0 +1,153 @@
+// Package capif holds the wire types of the CAPIF_Security_API (3GPP TS 29.222 Rel-18) and the
+// few Publish_Service_API and common-data types it references. Field names and JSON tags follow
+// the 3GPP OpenAPI documents exactly; nothing here knows about HTTP, Lambda or AWS.
+package capif
+
+// SecurityMethod is an open enumeration (anyOf enum/string): unknown values must parse.
+type SecurityMethod = string
+
+// The security methods of TS 33.122 §6.5.2.
+const (
+	PSK   SecurityMethod = "PSK"
+	PKI   SecurityMethod = "PKI"
+	OAUTH SecurityMethod = "OAUTH"
+)
+
+// KnownSecurityMethods lists the methods this CCF can select, in the spec's order.
+var KnownSecurityMethods = []SecurityMethod{PSK, PKI, OAUTH}
+
+// IsKnownSecurityMethod reports whether m is one of PSK, PKI or OAUTH.
+func IsKnownSecurityMethod(m SecurityMethod) bool {
+	return m == PSK || m == PKI || m == OAUTH
+}
+
+// Cause is the open enumeration of revocation causes.
+type Cause = string
+
+// Revocation causes defined in Rel-18.
+const (
+	OverlimitUsage   Cause = "OVERLIMIT_USAGE"
+	UnexpectedReason Cause = "UNEXPECTED_REASON"
+)
+
+// ServiceSecurity is the security context resource: the invoker sends preferences, the CCF
+// answers with the selected method per entry.
+type ServiceSecurity struct {
+	SecurityInfo            []SecurityInformation `json:"securityInfo"`
+	NotificationDestination string                `json:"notificationDestination"`
+	RequestTestNotification *bool                 `json:"requestTestNotification,omitempty"`
+	WebsockNotifConfig      *WebsockNotifConfig   `json:"websockNotifConfig,omitempty"`
+	SupportedFeatures       string                `json:"supportedFeatures,omitempty"`
+}
+
+// SecurityInformation is one entry of ServiceSecurity.securityInfo. Exactly one of
+// InterfaceDetails and AefID is present (oneOf).
+type SecurityInformation struct {
+	InterfaceDetails    *InterfaceDescription `json:"interfaceDetails,omitempty"`
+	AefID               string                `json:"aefId,omitempty"`
+	APIID               string                `json:"apiId,omitempty"`
+	PrefSecurityMethods []SecurityMethod      `json:"prefSecurityMethods"`
+	SelSecurityMethod   SecurityMethod        `json:"selSecurityMethod,omitempty"`
+	AuthenticationInfo  string                `json:"authenticationInfo,omitempty"`
+	AuthorizationInfo   string                `json:"authorizationInfo,omitempty"`
+	AuthorizationFlow   []string              `json:"authorizationFlow,omitempty"`
+}
+
+// WebsockNotifConfig (TS 29.122). Parsed so it can be ignored: Notification_websocket is not
+// implemented, so it is never echoed.
+type WebsockNotifConfig struct {
+	WebsocketURI        string `json:"websocketUri,omitempty"`
+	RequestWebsocketURI *bool  `json:"requestWebsocketUri,omitempty"`
+}
+
+// InterfaceDescription (TS 29.222 Publish_Service_API): exactly one of Ipv4Addr, Ipv6Addr, Fqdn.
+type InterfaceDescription struct {
+	Ipv4Addr        string           `json:"ipv4Addr,omitempty"`
+	Ipv6Addr        string           `json:"ipv6Addr,omitempty"`
+	Fqdn            string           `json:"fqdn,omitempty"`
+	Port            *int             `json:"port,omitempty"`
+	APIPrefix       string           `json:"apiPrefix,omitempty"`
+	SecurityMethods []SecurityMethod `json:"securityMethods,omitempty"`
+}
+
+// SecurityNotification is both the body of POST …/delete and the revocation callback body.
+type SecurityNotification struct {
+	APIInvokerID string   `json:"apiInvokerId"`
+	AefID        string   `json:"aefId,omitempty"`
+	APIIDs       []string `json:"apiIds"`
+	Cause        Cause    `json:"cause"`
+}
+
+// TestNotification (TS 29.122) is sent when Notification_test_event is negotiated and the
+// invoker asks for it.
+type TestNotification struct {
+	Subscription string `json:"subscription"`
+}
+
+// AccessTokenReq is the form-urlencoded body of the token endpoint.
+type AccessTokenReq struct {
+	GrantType    string
+	ClientID     string
+	ClientSecret string
+	Scope        string
+	ResOwnerID   string
+	AuthCode     string
+}
+
+// AccessTokenRsp is the 200 body of the token endpoint.
+type AccessTokenRsp struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope,omitempty"`
+}
+
+// AccessTokenErr is the 400/401 body of the token endpoint (RFC 6749 §5.2 codes).
+type AccessTokenErr struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+	ErrorURI         string `json:"error_uri,omitempty"`
+}
+
+// RFC 6749 §5.2 error codes used by AccessTokenErr.
+const (
+	InvalidRequest       = "invalid_request"
+	InvalidClient        = "invalid_client"
+	InvalidGrant         = "invalid_grant"
+	UnauthorizedClient   = "unauthorized_client"
+	UnsupportedGrantType = "unsupported_grant_type"
+	InvalidScope         = "invalid_scope"
+)
+
+// ProblemDetails (TS 29.122) is every non-token error body, as application/problem+json.
+type ProblemDetails struct {
+	Type          string         `json:"type,omitempty"`
+	Title         string         `json:"title,omitempty"`
+	Status        int            `json:"status,omitempty"`
+	Detail        string         `json:"detail,omitempty"`
+	Instance      string         `json:"instance,omitempty"`
+	Cause         string         `json:"cause,omitempty"`
+	InvalidParams []InvalidParam `json:"invalidParams,omitempty"`
+}
+
+// InvalidParam names one offending attribute as a JSON pointer.
+type InvalidParam struct {
+	Param  string `json:"param"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ServiceAPIDescription is the subset of the published service API description that security
+// method selection and scope checks need. Unknown members are ignored on import.
+type ServiceAPIDescription struct {
+	APIName     string       `json:"apiName"`
+	APIID       string       `json:"apiId,omitempty"`
+	AefProfiles []AefProfile `json:"aefProfiles,omitempty"`
+}
+
+// AefProfile is the subset of the AEF profile of a published API that this service reads.
+type AefProfile struct {
+	AefID                 string                 `json:"aefId"`
+	SecurityMethods       []SecurityMethod       `json:"securityMethods,omitempty"`
+	DomainName            string                 `json:"domainName,omitempty"`
+	InterfaceDescriptions []InterfaceDescription `json:"interfaceDescriptions,omitempty"`
+}

@@ -1,0 +1,103 @@
+package security
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/capifcore/capif-security/shared/capif"
+)
+
+// Admin operations on the registry that also touch security contexts. They use the same
+// conditional writes and outbox as the API operations.
+
+// ImportRegistry validates and upserts a registry document.
+func (s *Service) ImportRegistry(ctx context.Context, doc RegistryDoc) error {
+	if err := doc.Validate(); err != nil {
+		return err
+	}
+	return s.registry.Import(ctx, doc)
+}
+
+// RemoveInvoker offboards an invoker: its security context goes first, then its registry
+// record, so an interrupted removal is completed by running it again.
+func (s *Service) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
+	err := s.retry(ctx, func() error {
+		snap, err := s.store.Load(ctx, Query{APIInvokerID: apiInvokerID})
+		if err != nil || snap.Context == nil {
+			return err
+		}
+		gone := *snap.Context
+		gone.Entries = nil
+		if err := s.store.Replace(ctx, &gone, nil); !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.registry.RemoveInvoker(ctx, apiInvokerID)
+}
+
+// RemoveAEF deletes an AEF that no longer publishes any API.
+func (s *Service) RemoveAEF(ctx context.Context, aefID string) error {
+	return s.registry.RemoveAEF(ctx, aefID)
+}
+
+// RemoveAPI withdraws a published API: it is revoked from every security context (one
+// notification per context and AEF, cause UNEXPECTED_REASON), then removed from the catalogue.
+// Re-running it completes a removal that was interrupted.
+func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err error) {
+	ids, err := s.store.ContextsWithAPI(ctx, apiID)
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		var owed []Owed
+		err := s.retry(ctx, func() error {
+			snap, err := s.store.Load(ctx, Query{APIInvokerID: id})
+			if err != nil || snap.Context == nil {
+				return err
+			}
+			byAEF := map[string][]string{}
+			sc, _ := withoutTargets(snap.Context, func(t Target) bool {
+				if t.APIID == apiID {
+					byAEF[t.AefID] = append(byAEF[t.AefID], t.APIID)
+					return true
+				}
+				return false
+			})
+			owed = owed[:0]
+			for _, aef := range sortedKeys(byAEF) {
+				owed = append(owed, s.owe(sc, aef, []string{apiID}, capif.UnexpectedReason))
+			}
+			if len(owed) == 0 {
+				return nil
+			}
+			return s.store.Replace(ctx, sc, owed)
+		})
+		if err != nil {
+			return revoked, fmt.Errorf("revoking %q from %q: %w", apiID, id, err)
+		}
+		if len(owed) > 0 {
+			revoked++
+			s.deliver(ctx, owed)
+		}
+	}
+	err = s.registry.RemoveAPI(ctx, apiID)
+	if errors.Is(err, ErrNotFound) && revoked > 0 {
+		err = nil // an earlier, interrupted run already removed it from the catalogue
+	}
+	return revoked, err
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,110 @@
+package security
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/capifcore/capif-security/shared/capif"
+)
+
+// Sentinel errors of the ports. Adapters wrap them; the domain tests them with errors.Is.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrExists      = errors.New("already exists")
+	ErrConflict    = errors.New("version conflict")
+	ErrUnavailable = errors.New("back end unavailable") // throttled or retries exhausted: 503
+	ErrRoleClash   = errors.New("id already registered with the other role")
+)
+
+// Kind classifies a domain error; the HTTP layer maps each kind to one status code.
+type Kind int
+
+// The error kinds of the API.
+const (
+	KindInvalid         Kind = iota + 1 // 400
+	KindUnauthenticated                 // 401
+	KindForbidden                       // 403
+	KindNotFound                        // 404
+	KindTooLarge                        // 413
+	KindUnsupportedType                 // 415
+	KindUnavailable                     // 503
+)
+
+// Error is a rejected request. OAuthError is set on token endpoint errors that RFC 6749 answers
+// with an AccessTokenErr; everything else becomes a ProblemDetails.
+type Error struct {
+	Kind          Kind
+	Cause         string
+	Detail        string
+	InvalidParams []capif.InvalidParam
+	OAuthError    string
+	RetryAfter    int // seconds, for KindUnavailable
+}
+
+func (e *Error) Error() string {
+	if e.OAuthError != "" {
+		return e.OAuthError + ": " + e.Detail
+	}
+	return e.Cause + ": " + e.Detail
+}
+
+// Application causes carried in ProblemDetails.cause.
+const (
+	CauseInvalidParameter     = "INVALID_PARAMETER"
+	CauseMalformedBody        = "MALFORMED_BODY"
+	CauseUnauthenticated      = "UNAUTHENTICATED"
+	CauseRoleNotAllowed       = "ROLE_NOT_ALLOWED"
+	CauseNotOwner             = "NOT_OWNER"
+	CauseContextExists        = "SECURITY_CONTEXT_EXISTS"
+	CauseContextNotFound      = "SECURITY_CONTEXT_NOT_FOUND"
+	CauseNoEntriesForAEF      = "NO_ENTRIES_FOR_AEF"
+	CauseAPINotPublished      = "API_NOT_PUBLISHED_BY_AEF"
+	CauseAPINotInContext      = "API_NOT_IN_CONTEXT"
+	CauseTooLarge             = "CONTEXT_TOO_LARGE"
+	CauseUnsupportedMedia     = "UNSUPPORTED_MEDIA_TYPE"
+	CauseTemporarilyUnavail   = "TEMPORARILY_UNAVAILABLE"
+	CauseNoSecurityMethod     = "NO_COMMON_SECURITY_METHOD"
+	CauseUnknownServiceTarget = "UNKNOWN_SERVICE_API"
+)
+
+func invalid(detail string, params ...capif.InvalidParam) *Error {
+	return &Error{Kind: KindInvalid, Cause: CauseInvalidParameter, Detail: detail, InvalidParams: params}
+}
+
+func param(pointer, format string, args ...any) capif.InvalidParam {
+	return capif.InvalidParam{Param: pointer, Reason: fmt.Sprintf(format, args...)}
+}
+
+func unauthenticated(detail string) *Error {
+	return &Error{Kind: KindUnauthenticated, Cause: CauseUnauthenticated, Detail: detail}
+}
+
+func forbidden(cause, detail string) *Error {
+	return &Error{Kind: KindForbidden, Cause: cause, Detail: detail}
+}
+
+func notFound(cause, detail string) *Error {
+	return &Error{Kind: KindNotFound, Cause: cause, Detail: detail}
+}
+
+func oauth(kind Kind, code, detail string) *Error {
+	return &Error{Kind: kind, OAuthError: code, Detail: detail}
+}
+
+// Unavailable is the 503 answer when the back end is throttled or a write kept conflicting.
+func Unavailable(detail string) *Error {
+	return &Error{Kind: KindUnavailable, Cause: CauseTemporarilyUnavail, Detail: detail, RetryAfter: 1}
+}
+
+// BadBody wraps a request decoding failure (malformed JSON, wrong type, too large) so the domain
+// can report it after the identity checks that must come first.
+func BadBody(kind Kind, detail string, params ...capif.InvalidParam) *Error {
+	cause := CauseMalformedBody
+	switch kind {
+	case KindTooLarge:
+		cause = CauseTooLarge
+	case KindUnsupportedType:
+		cause = CauseUnsupportedMedia
+	}
+	return &Error{Kind: kind, Cause: cause, Detail: detail, InvalidParams: params}
+}

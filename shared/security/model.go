@@ -1,0 +1,125 @@
+package security
+
+import (
+	"github.com/capifcore/capif-security/shared/capif"
+)
+
+// Role is what a registry id may do.
+type Role string
+
+// The two roles of the CAPIF_Security_API's callers. Invokers and AEFs share one id space.
+const (
+	RoleInvoker Role = "invoker"
+	RoleAEF     Role = "aef"
+)
+
+// Principal is a registry record that a client certificate's CN maps to.
+type Principal struct {
+	ID   string `json:"id"`
+	Role Role   `json:"role"`
+	// Invoker only: SHA-256 of the onboarding secret (client_secret); empty when none was issued.
+	SecretHash []byte `json:"secretHash,omitempty"`
+	// Invoker only: the onboarding data, kept for the operator.
+	NotificationDestination string `json:"notificationDestination,omitempty"`
+	APIInvokerInformation   string `json:"apiInvokerInformation,omitempty"`
+}
+
+// AEF is an AEF's record with the catalogue of the APIs it exposes.
+type AEF struct {
+	AefID string         `json:"aefId"`
+	APIs  []PublishedAPI `json:"apis,omitempty"`
+}
+
+// PublishedAPI is one service API as exposed by one AEF: what method selection and scope checks
+// need from the published ServiceAPIDescription.
+type PublishedAPI struct {
+	AefID           string                       `json:"aefId"`
+	APIID           string                       `json:"apiId"`
+	APIName         string                       `json:"apiName"`
+	SecurityMethods []capif.SecurityMethod       `json:"securityMethods,omitempty"` // AEF profile level
+	Interfaces      []capif.InterfaceDescription `json:"interfaces,omitempty"`
+}
+
+// Target is one (AEF, API) pair that a security entry covers.
+type Target struct {
+	AefID   string `json:"aefId"`
+	APIID   string `json:"apiId"`
+	APIName string `json:"apiName"`
+}
+
+// Entry is a stored securityInfo entry: what the invoker asked for, what the CCF selected, and
+// the targets it resolved to.
+type Entry struct {
+	AefID               string                      `json:"aefId,omitempty"`
+	InterfaceDetails    *capif.InterfaceDescription `json:"interfaceDetails,omitempty"`
+	APIID               string                      `json:"apiId,omitempty"`
+	PrefSecurityMethods []capif.SecurityMethod      `json:"prefSecurityMethods"`
+	SelSecurityMethod   capif.SecurityMethod        `json:"selSecurityMethod"`
+	// Invoker-supplied, opaque, echoed back; never verified by the CCF.
+	AuthenticationInfo string `json:"authenticationInfo,omitempty"`
+	AuthorizationInfo  string `json:"authorizationInfo,omitempty"`
+	// CCF-generated pre-shared key (base64url, 256 bits) for PSK entries without an
+	// invoker-supplied authenticationInfo.
+	PSK     string   `json:"psk,omitempty"`
+	Targets []Target `json:"targets"`
+}
+
+// SecurityContext is the trustedInvokers/{apiInvokerId} resource as stored.
+type SecurityContext struct {
+	APIInvokerID            string  `json:"apiInvokerId"`
+	NotificationDestination string  `json:"notificationDestination"`
+	SupportedFeatures       string  `json:"supportedFeatures,omitempty"` // negotiated; "" when not requested
+	Entries                 []Entry `json:"entries"`
+	// Version is the optimistic-lock counter managed by the Store.
+	Version int64 `json:"version"`
+}
+
+// TokenClaims are the claims of an issued access token (TS 33.122 Annex C plus RFC 9068-style
+// sub, aud, iat and jti).
+type TokenClaims struct {
+	Issuer   string   `json:"iss"`
+	Subject  string   `json:"sub"`
+	ClientID string   `json:"client_id"`
+	Audience []string `json:"aud"`
+	Scope    string   `json:"scope"`
+	IssuedAt int64    `json:"iat"`
+	Expiry   int64    `json:"exp"`
+	ID       string   `json:"jti"`
+}
+
+// JWK is one public verification key (RFC 7517/7518, EC P-256).
+type JWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+}
+
+// JWKSet is the body of /.well-known/jwks.json.
+type JWKSet struct {
+	Keys []JWK `json:"keys"`
+}
+
+// RegistryDoc is the registry import format shared by the local runner and the admin command.
+type RegistryDoc struct {
+	APIInvokers []InvokerRecord               `json:"apiInvokers,omitempty"`
+	AEFs        []AEFRecord                   `json:"aefs,omitempty"`
+	ServiceAPIs []capif.ServiceAPIDescription `json:"serviceApis,omitempty"`
+}
+
+// InvokerRecord is an onboarded API invoker.
+type InvokerRecord struct {
+	APIInvokerID            string `json:"apiInvokerId"`
+	NotificationDestination string `json:"notificationDestination,omitempty"`
+	APIInvokerInformation   string `json:"apiInvokerInformation,omitempty"`
+	// OnboardingSecret is the client credential issued at onboarding; only its SHA-256 is kept.
+	OnboardingSecret string `json:"onboardingSecret,omitempty"`
+}
+
+// AEFRecord is a registered API exposing function.
+type AEFRecord struct {
+	AefID string `json:"aefId"`
+}

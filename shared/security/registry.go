@@ -1,0 +1,239 @@
+package security
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/capifcore/capif-security/shared/capif"
+)
+
+// RegistryTx is the item-level access an adapter offers inside one atomic registry change. The
+// registry rules (ApplyImport, ApplyRemove*) run on it, so every back end maintains the AEF
+// catalogues and the interface index the same way. Getters return ErrNotFound for a missing item.
+type RegistryTx interface {
+	GetPrincipal(id string) (*Principal, error)
+	PutPrincipal(p *Principal) error
+	DeletePrincipal(id string) error
+	GetAEF(aefID string) (*AEF, error)
+	PutAEF(a *AEF) error
+	GetAPI(apiID string) (*capif.ServiceAPIDescription, error)
+	PutAPI(d *capif.ServiceAPIDescription) error
+	DeleteAPI(apiID string) error
+	GetInterface(key string) ([]PublishedAPI, error)
+	PutInterface(key string, apis []PublishedAPI) error // an empty list deletes the entry
+}
+
+// Validate checks a registry document on its own: ids present and unique, no id in both roles,
+// names usable in the scope grammar, every API with an apiId and at least one profile of a listed
+// AEF.
+func (doc RegistryDoc) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	roles := map[string]Role{}
+	claim := func(id string, r Role, where string) {
+		switch {
+		case id == "":
+			bad("%s: id is empty", where)
+		case strings.ContainsAny(id, scopeSeparators):
+			bad("%s: id %q contains one of %q", where, id, scopeSeparators)
+		case roles[id] == r:
+			bad("%s: id %q is listed twice", where, id)
+		case roles[id] != "":
+			bad("%s: id %q is both an API invoker and an AEF", where, id)
+		default:
+			roles[id] = r
+		}
+	}
+	for i, inv := range doc.APIInvokers {
+		claim(inv.APIInvokerID, RoleInvoker, fmt.Sprintf("apiInvokers[%d]", i))
+	}
+	for i, a := range doc.AEFs {
+		claim(a.AefID, RoleAEF, fmt.Sprintf("aefs[%d]", i))
+	}
+	apis := map[string]bool{}
+	for i, d := range doc.ServiceAPIs {
+		where := fmt.Sprintf("serviceApis[%d]", i)
+		switch {
+		case d.APIID == "":
+			bad("%s: apiId is required", where)
+		case apis[d.APIID]:
+			bad("%s: apiId %q is listed twice", where, d.APIID)
+		}
+		apis[d.APIID] = true
+		if d.APIName == "" || strings.ContainsAny(d.APIName, scopeSeparators) {
+			bad("%s: apiName %q must be non-empty and free of %q", where, d.APIName, scopeSeparators)
+		}
+		if len(d.AefProfiles) == 0 {
+			bad("%s: aefProfiles is empty", where)
+		}
+		for j, p := range d.AefProfiles {
+			if roles[p.AefID] != RoleAEF {
+				bad("%s.aefProfiles[%d]: aefId %q is not listed under aefs", where, j, p.AefID)
+			}
+			for k, ifc := range p.InterfaceDescriptions {
+				for _, ip := range validateInterface(ifc, "") {
+					bad("%s.aefProfiles[%d].interfaceDescriptions[%d]%s: %s", where, j, k, ip.Param, ip.Reason)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New("invalid registry: " + strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// HashSecret is how onboarding secrets are kept: only their SHA-256. They are high-entropy
+// credentials issued by the CCF, so a fast hash suffices and keeps token requests cheap.
+func HashSecret(secret string) []byte {
+	if secret == "" {
+		return nil
+	}
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// ApplyImport upserts doc (already validated) through tx.
+func ApplyImport(tx RegistryTx, doc RegistryDoc) error {
+	put := func(p *Principal) error {
+		old, err := tx.GetPrincipal(p.ID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return err
+		case old.Role != p.Role:
+			return fmt.Errorf("%w: %q is registered as %s", ErrRoleClash, p.ID, old.Role)
+		}
+		return tx.PutPrincipal(p)
+	}
+	for _, inv := range doc.APIInvokers {
+		if err := put(&Principal{ID: inv.APIInvokerID, Role: RoleInvoker, SecretHash: HashSecret(inv.OnboardingSecret),
+			NotificationDestination: inv.NotificationDestination, APIInvokerInformation: inv.APIInvokerInformation}); err != nil {
+			return err
+		}
+	}
+	for _, a := range doc.AEFs {
+		if err := put(&Principal{ID: a.AefID, Role: RoleAEF}); err != nil {
+			return err
+		}
+	}
+	for i := range doc.ServiceAPIs {
+		d := doc.ServiceAPIs[i]
+		if err := unpublish(tx, d.APIID); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		for _, p := range PublishedAPIs(d) {
+			if err := publish(tx, p); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutAPI(&d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ApplyRemoveAPI removes a published API from the catalogue and the interface index.
+func ApplyRemoveAPI(tx RegistryTx, apiID string) error {
+	if err := unpublish(tx, apiID); err != nil {
+		return err
+	}
+	return tx.DeleteAPI(apiID)
+}
+
+// ApplyRemoveAEF deletes an AEF that publishes nothing any more; an AEF that still publishes
+// APIs is refused so no catalogue or context is left pointing at a missing AEF.
+func ApplyRemoveAEF(tx RegistryTx, aefID string) error {
+	p, err := tx.GetPrincipal(aefID)
+	if err != nil {
+		return err
+	}
+	if p.Role != RoleAEF {
+		return fmt.Errorf("%w: %q is an API invoker", ErrNotFound, aefID)
+	}
+	if a, err := tx.GetAEF(aefID); err == nil && len(a.APIs) > 0 {
+		ids := make([]string, 0, len(a.APIs))
+		for _, api := range a.APIs {
+			ids = append(ids, api.APIID)
+		}
+		return fmt.Errorf("%w: AEF %q still publishes %s; remove those APIs first", ErrExists, aefID, strings.Join(ids, ", "))
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return tx.DeletePrincipal(aefID)
+}
+
+// ApplyRemoveInvoker deletes an invoker's registry record (the caller deletes its context).
+func ApplyRemoveInvoker(tx RegistryTx, apiInvokerID string) error {
+	p, err := tx.GetPrincipal(apiInvokerID)
+	if err != nil {
+		return err
+	}
+	if p.Role != RoleInvoker {
+		return fmt.Errorf("%w: %q is an AEF", ErrNotFound, apiInvokerID)
+	}
+	return tx.DeletePrincipal(apiInvokerID)
+}
+
+func publish(tx RegistryTx, p PublishedAPI) error {
+	a, err := tx.GetAEF(p.AefID)
+	if errors.Is(err, ErrNotFound) {
+		a, err = &AEF{AefID: p.AefID}, nil
+	}
+	if err != nil {
+		return err
+	}
+	a.PutAPI(p)
+	if err := tx.PutAEF(a); err != nil {
+		return err
+	}
+	for key, narrowed := range InterfaceIndex([]PublishedAPI{p}) {
+		list, err := tx.GetInterface(key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		list = append(withoutAPI(list, p.AefID, p.APIID), narrowed...)
+		if err := tx.PutInterface(key, list); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unpublish(tx RegistryTx, apiID string) error {
+	old, err := tx.GetAPI(apiID)
+	if err != nil {
+		return err
+	}
+	for _, p := range PublishedAPIs(*old) {
+		a, err := tx.GetAEF(p.AefID)
+		if err == nil && a.RemoveAPI(apiID) {
+			if err := tx.PutAEF(a); err != nil {
+				return err
+			}
+		} else if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		for _, key := range InterfaceKeys(p) {
+			list, err := tx.GetInterface(key)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := tx.PutInterface(key, withoutAPI(list, p.AefID, apiID)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func withoutAPI(list []PublishedAPI, aefID, apiID string) []PublishedAPI {
+	return slices.DeleteFunc(slices.Clone(list), func(x PublishedAPI) bool { return x.AefID == aefID && x.APIID == apiID })
+}
