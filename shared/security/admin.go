@@ -24,7 +24,7 @@ func (s *Service) ImportRegistry(ctx context.Context, doc RegistryDoc) error {
 // record, so an interrupted removal is completed by running it again.
 func (s *Service) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
 	err := s.retry(ctx, func() error {
-		snap, err := s.store.Load(ctx, Query{APIInvokerID: apiInvokerID})
+		snap, err := s.load(ctx, Query{APIInvokerID: apiInvokerID})
 		if err != nil || snap.Context == nil {
 			return err
 		}
@@ -57,7 +57,7 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 	for _, id := range ids {
 		var owed []Owed
 		err := s.retry(ctx, func() error {
-			snap, err := s.store.Load(ctx, Query{APIInvokerID: id})
+			snap, err := s.load(ctx, Query{APIInvokerID: id})
 			if err != nil || snap.Context == nil {
 				return err
 			}

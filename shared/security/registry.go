@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/capifcore/capif-security/shared/capif"
 )
@@ -35,8 +36,8 @@ func (doc RegistryDoc) Validate() error {
 	roles := map[string]Role{}
 	claim := func(id string, r Role, where string) {
 		switch {
-		case id == "":
-			bad("%s: id is empty", where)
+		case id == "" || len(id) > MaxIDLength || !utf8.ValidString(id):
+			bad("%s: id must be 1 to %d bytes of UTF-8", where, MaxIDLength)
 		case strings.ContainsAny(id, scopeSeparators):
 			bad("%s: id %q contains one of %q", where, id, scopeSeparators)
 		case roles[id] == r:
@@ -57,8 +58,8 @@ func (doc RegistryDoc) Validate() error {
 	for i, d := range doc.ServiceAPIs {
 		where := fmt.Sprintf("serviceApis[%d]", i)
 		switch {
-		case d.APIID == "":
-			bad("%s: apiId is required", where)
+		case d.APIID == "" || len(d.APIID) > MaxIDLength || !utf8.ValidString(d.APIID):
+			bad("%s: apiId must be 1 to %d bytes of UTF-8", where, MaxIDLength)
 		case apis[d.APIID]:
 			bad("%s: apiId %q is listed twice", where, d.APIID)
 		}

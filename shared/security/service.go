@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/capifcore/capif-security/shared/capif"
 )
@@ -71,7 +72,7 @@ type Result struct {
 // CreateSecurityContext is PUT trustedInvokers/{apiInvokerId}. bodyErr is the decoding failure of
 // the request body, if any: it is reported only after the caller is known to be allowed.
 func (s *Service) CreateSecurityContext(ctx context.Context, callerID, apiInvokerID string, req *capif.ServiceSecurity, bodyErr error) (*capif.ServiceSecurity, error) {
-	snap, err := s.store.Load(ctx, s.invokerQuery(callerID, apiInvokerID, req, bodyErr))
+	snap, err := s.load(ctx, s.invokerQuery(callerID, apiInvokerID, req, bodyErr))
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +103,7 @@ func (s *Service) CreateSecurityContext(ctx context.Context, callerID, apiInvoke
 func (s *Service) UpdateSecurityContext(ctx context.Context, callerID, apiInvokerID string, req *capif.ServiceSecurity, bodyErr error) (*capif.ServiceSecurity, error) {
 	var sc *SecurityContext
 	err := s.retry(ctx, func() error {
-		snap, err := s.store.Load(ctx, s.invokerQuery(callerID, apiInvokerID, req, bodyErr))
+		snap, err := s.load(ctx, s.invokerQuery(callerID, apiInvokerID, req, bodyErr))
 		if err != nil {
 			return err
 		}
@@ -251,7 +252,7 @@ func (s *Service) testNotification(ctx context.Context, sc *SecurityContext, req
 // GetInvokerInfo is GET trustedInvokers/{apiInvokerId} by an AEF: only the entries that concern
 // the caller, with authenticationInfo / authorizationInfo only when asked for.
 func (s *Service) GetInvokerInfo(ctx context.Context, callerID, apiInvokerID string, authn, authz bool, queryErr error) (*capif.ServiceSecurity, error) {
-	snap, err := s.store.Load(ctx, Query{CallerID: callerID, APIInvokerID: apiInvokerID})
+	snap, err := s.load(ctx, Query{CallerID: callerID, APIInvokerID: apiInvokerID})
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +349,7 @@ func (s *Service) Revoke(ctx context.Context, callerID, apiInvokerID string, req
 func (s *Service) revoke(ctx context.Context, callerID, apiInvokerID string, req *capif.SecurityNotification, bodyErr error) error {
 	var owed []Owed
 	err := s.retry(ctx, func() error {
-		snap, err := s.store.Load(ctx, Query{CallerID: callerID, APIInvokerID: apiInvokerID, AefIDs: []string{callerID}})
+		snap, err := s.load(ctx, Query{CallerID: callerID, APIInvokerID: apiInvokerID, AefIDs: []string{callerID}})
 		if err != nil {
 			return err
 		}
@@ -466,7 +467,7 @@ func (s *Service) deliver(ctx context.Context, owed []Owed) {
 // ObtainAuthorization is POST securities/{securityId}/token (OAuth 2.0 client credentials).
 // reqErr is the form decoding failure, reported after the identity checks.
 func (s *Service) ObtainAuthorization(ctx context.Context, callerID, securityID string, req capif.AccessTokenReq, reqErr error) (*capif.AccessTokenRsp, error) {
-	snap, err := s.store.Load(ctx, Query{CallerID: callerID, APIInvokerID: callerID})
+	snap, err := s.load(ctx, Query{CallerID: callerID, APIInvokerID: callerID})
 	if err != nil {
 		return nil, err
 	}
@@ -550,6 +551,25 @@ func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 }
 
 // --- helpers ----------------------------------------------------------------------------------
+
+// load reads through the store after dropping ids that no registry or context can hold (empty,
+// too long, not UTF-8), so adapters never see a key their back end would reject: such an id is
+// simply unknown.
+func (s *Service) load(ctx context.Context, q Query) (*Snapshot, error) {
+	keep := func(id string) bool { return id != "" && len(id) <= MaxIDLength && utf8.ValidString(id) }
+	if !keep(q.CallerID) {
+		q.CallerID = ""
+	}
+	if !keep(q.APIInvokerID) {
+		q.APIInvokerID = ""
+	}
+	q.AefIDs = slices.DeleteFunc(q.AefIDs, func(id string) bool { return !keep(id) })
+	q.InterfaceKeys = slices.DeleteFunc(q.InterfaceKeys, func(k string) bool { return !utf8.ValidString(k) || len(k) > 2*MaxIDLength })
+	if q.CallerID == "" && q.APIInvokerID == "" && len(q.AefIDs) == 0 && len(q.InterfaceKeys) == 0 {
+		return &Snapshot{}, nil
+	}
+	return s.store.Load(ctx, q)
+}
 
 // retry runs fn again while it loses an optimistic-lock race, a bounded number of times, then
 // answers 503 so the client retries later; state is unchanged in that case.
