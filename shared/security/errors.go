@@ -28,6 +28,7 @@ const (
 	KindTooLarge                        // 413
 	KindUnsupportedType                 // 415
 	KindUnavailable                     // 503
+	KindNotAcceptable                   // 406
 )
 
 // Error is a rejected request. OAuthError is set on token endpoint errors that RFC 6749 answers

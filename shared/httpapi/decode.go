@@ -1,0 +1,128 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// MaxBody is the largest request body accepted (413 beyond).
+const MaxBody = 1 << 20
+
+// readBody checks the media type and reads at most MaxBody bytes. Errors are domain errors so
+// they are reported after the identity checks, in the order the API defines.
+func readBody(r *http.Request, want string) ([]byte, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != want {
+		return nil, security.BadBody(security.KindUnsupportedType, fmt.Sprintf("the request body must be %s", want),
+			capif.InvalidParam{Param: "Content-Type", Reason: "must be " + want})
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return nil, security.BadBody(security.KindInvalid, "the request body could not be read")
+	}
+	if len(b) > MaxBody {
+		return nil, security.BadBody(security.KindTooLarge, fmt.Sprintf("the request body exceeds %d bytes", MaxBody))
+	}
+	return b, nil
+}
+
+// decodeJSON reads a JSON body into v. Unknown members are ignored (the 3GPP schemas are open
+// for extension); wrong types are reported with the JSON pointer of the member.
+func decodeJSON(r *http.Request, v any) error {
+	b, err := readBody(r, contentJSON)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			ptr := "/" + strings.ReplaceAll(te.Field, ".", "/")
+			return security.BadBody(security.KindInvalid, "the request body does not match the schema",
+				capif.InvalidParam{Param: ptr, Reason: fmt.Sprintf("must be %s, not %s", jsonType(te.Type.Kind().String()), te.Value)})
+		}
+		return security.BadBody(security.KindInvalid, "the request body is not valid JSON: "+err.Error())
+	}
+	if dec.More() {
+		return security.BadBody(security.KindInvalid, "the request body holds data after the JSON value")
+	}
+	return nil
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "slice", "array":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// tokenParams are the AccessTokenReq members; each may appear at most once.
+var tokenParams = []string{"grant_type", "client_id", "client_secret", "scope", "resOwnerId", "authCode"}
+
+// decodeTokenRequest parses the form-urlencoded AccessTokenReq. A wrong media type is a 415
+// ProblemDetails; anything else wrong an OAuth invalid_request.
+func decodeTokenRequest(r *http.Request) (capif.AccessTokenReq, error) {
+	var req capif.AccessTokenReq
+	b, err := readBody(r, "application/x-www-form-urlencoded")
+	if err != nil {
+		var e *security.Error
+		if errors.As(err, &e) && e.Kind == security.KindInvalid {
+			e.OAuthError = capif.InvalidRequest
+		}
+		return req, err
+	}
+	form, err := url.ParseQuery(string(b))
+	if err != nil {
+		return req, tokenInvalid("the request body is not valid application/x-www-form-urlencoded")
+	}
+	for _, p := range tokenParams {
+		if len(form[p]) > 1 {
+			return req, tokenInvalid("parameter " + p + " is repeated")
+		}
+	}
+	for _, p := range []string{"grant_type", "client_id"} {
+		if form.Get(p) == "" {
+			return req, tokenInvalid("parameter " + p + " is required")
+		}
+	}
+	return capif.AccessTokenReq{
+		GrantType: form.Get("grant_type"), ClientID: form.Get("client_id"), ClientSecret: form.Get("client_secret"),
+		Scope: form.Get("scope"), ResOwnerID: form.Get("resOwnerId"), AuthCode: form.Get("authCode"),
+	}, nil
+}
+
+func tokenInvalid(detail string) error {
+	return &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: detail}
+}
+
+// queryFlag parses an optional boolean query parameter ("true" or "false", at most once).
+func queryFlag(q url.Values, name string) (bool, error) {
+	vs := q[name]
+	switch {
+	case len(vs) == 0:
+		return false, nil
+	case len(vs) > 1:
+		return false, security.BadBody(security.KindInvalid, "query parameter "+name+" is repeated", capif.InvalidParam{Param: name, Reason: "appears more than once"})
+	case vs[0] == "true":
+		return true, nil
+	case vs[0] == "false":
+		return false, nil
+	}
+	return false, security.BadBody(security.KindInvalid, "query parameter "+name+" must be true or false", capif.InvalidParam{Param: name, Reason: "must be true or false"})
+}

@@ -1,0 +1,96 @@
+// Package httpapi serves the CAPIF_Security_API over net/http: one http.Handler per service
+// operation (each Lambda wraps one with aws-lambda-go-api-proxy; the local runner mounts all),
+// sharing one identity function, one decoder, one error mapping and one access log.
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Base is the path prefix of the API below {apiRoot}.
+const Base = "/capif-security/v1"
+
+// route is one method + path pattern; "{name}" segments match one escaped path segment.
+type route struct {
+	method    string
+	pattern   []string
+	operation string
+	handle    http.HandlerFunc
+}
+
+// Router matches routes on the escaped path, so ids containing "%2F" or spaces stay one segment,
+// and answers unknown paths with 404 and known paths with another method with 405 + Allow, both
+// as problem+json.
+type Router struct {
+	routes []route
+	log    *accessLog
+}
+
+func (rt *Router) add(method, pattern, operation string, h http.HandlerFunc) {
+	rt.routes = append(rt.routes, route{method: method, pattern: strings.Split(strings.Trim(pattern, "/"), "/"), operation: operation, handle: h})
+}
+
+// Mount adds every route of other (the local runner serves all operations from one Router).
+func (rt *Router) Mount(other *Router) {
+	rt.routes = append(rt.routes, other.routes...)
+}
+
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/")
+	var allow []string
+	for _, ro := range rt.routes {
+		params, ok := match(ro.pattern, segs)
+		if !ok {
+			continue
+		}
+		if ro.method != r.Method {
+			if !slices.Contains(allow, ro.method) {
+				allow = append(allow, ro.method)
+			}
+			continue
+		}
+		for k, v := range params {
+			r.SetPathValue(k, v)
+		}
+		rt.log.serve(w, r, ro.operation, ro.handle)
+		return
+	}
+	if len(allow) > 0 {
+		slices.Sort(allow)
+		rt.log.serve(w, r, "", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeProblem(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method "+r.Method+" is not allowed here", nil)
+		})
+		return
+	}
+	rt.log.serve(w, r, "", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "RESOURCE_NOT_FOUND", "no such resource", nil)
+	})
+}
+
+func match(pattern, segs []string) (map[string]string, bool) {
+	if len(pattern) != len(segs) {
+		return nil, false
+	}
+	var params map[string]string
+	for i, p := range pattern {
+		if name, ok := strings.CutPrefix(p, "{"); ok {
+			v, err := url.PathUnescape(segs[i])
+			if err != nil || v == "" {
+				return nil, false
+			}
+			if params == nil {
+				params = map[string]string{}
+			}
+			params[strings.TrimSuffix(name, "}")] = v
+			continue
+		}
+		if p != segs[i] {
+			return nil, false
+		}
+	}
+	return params, true
+}
