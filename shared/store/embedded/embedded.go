@@ -1,0 +1,463 @@
+// Package embedded is the local runner's persistent back end: one bbolt file implementing both
+// security.Store and security.Registry, so a restart keeps every security context, registry
+// record and undelivered notification.
+//
+// Layout: one bucket per record kind, keyed by id, values JSON-encoded.
+//
+//	principals  id           → security.Principal (invokers and AEFs share this id space)
+//	aefs        aefId        → security.AEF (the catalogue; absent when the AEF publishes nothing)
+//	apis        apiId        → capif.ServiceAPIDescription (as imported; drives unpublishing)
+//	interfaces  InterfaceKey → []security.PublishedAPI (interface index)
+//	contexts    apiInvokerId → security.SecurityContext
+//	outbox      owed id      → security.Owed
+//	meta        "schema"     → format version of this file
+//
+// bbolt serialises writers and gives readers a consistent snapshot, so every Store read is one
+// read transaction and every write (including a whole registry import) one write transaction.
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+var (
+	bucketPrincipals = []byte("principals")
+	bucketAEFs       = []byte("aefs")
+	bucketAPIs       = []byte("apis")
+	bucketInterfaces = []byte("interfaces")
+	bucketContexts   = []byte("contexts")
+	bucketOutbox     = []byte("outbox")
+	bucketMeta       = []byte("meta")
+
+	keySchema     = []byte("schema")
+	schemaVersion = []byte("1")
+)
+
+// lockTimeout bounds the wait for the file lock: a second process on the same file fails fast
+// instead of hanging.
+const lockTimeout = 2 * time.Second
+
+// DB is a bbolt-backed security.Store and security.Registry. It is safe for concurrent use.
+type DB struct {
+	bolt *bolt.DB
+}
+
+var (
+	_ security.Store    = (*DB)(nil)
+	_ security.Registry = (*DB)(nil)
+)
+
+// Open opens (creating if needed) the database file at path. The file and a missing parent
+// directory are created readable by the owner only: contexts hold pre-shared keys.
+func Open(path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketPrincipals, bucketAEFs, bucketAPIs, bucketInterfaces, bucketContexts, bucketOutbox, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			return meta.Put(keySchema, schemaVersion)
+		case !bytes.Equal(v, schemaVersion):
+			return fmt.Errorf("file has schema %q, this build reads %q", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("embedded store: initialise %s: %w", path, err)
+	}
+	return &DB{bolt: b}, nil
+}
+
+// Close releases the file. Operations after Close fail.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// --- security.Store ---------------------------------------------------------------------------
+
+// Load reads everything q names in one read transaction. Every value is decoded afresh, so the
+// caller owns (and may mutate) what it gets.
+func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if q.CallerID != "" {
+			var p security.Principal
+			if ok, err := get(tx, bucketPrincipals, q.CallerID, &p); err != nil {
+				return err
+			} else if ok {
+				snap.Caller = &p
+			}
+		}
+		if q.APIInvokerID != "" {
+			var sc security.SecurityContext
+			if ok, err := get(tx, bucketContexts, q.APIInvokerID, &sc); err != nil {
+				return err
+			} else if ok {
+				snap.Context = &sc
+			}
+		}
+		for _, id := range q.AefIDs {
+			var a security.AEF
+			if ok, err := get(tx, bucketAEFs, id, &a); err != nil {
+				return err
+			} else if ok {
+				snap.AEFs[id] = &a
+			}
+		}
+		for _, k := range q.InterfaceKeys {
+			var list []security.PublishedAPI
+			if ok, err := get(tx, bucketInterfaces, k, &list); err != nil {
+				return err
+			} else if ok {
+				snap.Interfaces[k] = list
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: load: %w", err)
+	}
+	return snap, nil
+}
+
+// Create stores sc with Version 1; ErrExists when the invoker already has a context.
+func (db *DB) Create(ctx context.Context, sc *security.SecurityContext) error {
+	if err := checkContext(ctx, sc); err != nil {
+		return err
+	}
+	stored := *sc
+	stored.Version = 1
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketContexts)
+		if b.Get([]byte(sc.APIInvokerID)) != nil {
+			return fmt.Errorf("%w: security context of %q", security.ErrExists, sc.APIInvokerID)
+		}
+		return put(b, sc.APIInvokerID, &stored)
+	})
+	if err != nil {
+		return fmt.Errorf("embedded store: create: %w", err)
+	}
+	sc.Version = stored.Version
+	return nil
+}
+
+// Replace stores sc if the stored version still equals sc.Version, with the version bumped, or
+// deletes the context when sc has no entries; owed goes to the outbox in the same transaction.
+// On success sc.Version is the new version.
+func (db *DB) Replace(ctx context.Context, sc *security.SecurityContext, owed []security.Owed) error {
+	if err := checkContext(ctx, sc); err != nil {
+		return err
+	}
+	for _, o := range owed {
+		if o.ID == "" {
+			return errors.New("embedded store: replace: an owed notification has no id")
+		}
+	}
+	stored := *sc
+	stored.Version = sc.Version + 1
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketContexts)
+		var cur struct {
+			Version int64 `json:"version"`
+		}
+		switch ok, err := get(tx, bucketContexts, sc.APIInvokerID, &cur); {
+		case err != nil:
+			return err
+		case !ok:
+			return fmt.Errorf("%w: security context of %q", security.ErrNotFound, sc.APIInvokerID)
+		case cur.Version != sc.Version:
+			return fmt.Errorf("%w: security context of %q is at version %d, not %d", security.ErrConflict, sc.APIInvokerID, cur.Version, sc.Version)
+		}
+		var err error
+		if len(sc.Entries) == 0 {
+			err = b.Delete([]byte(sc.APIInvokerID))
+		} else {
+			err = put(b, sc.APIInvokerID, &stored)
+		}
+		if err != nil {
+			return err
+		}
+		out := tx.Bucket(bucketOutbox)
+		for i := range owed {
+			// Ids are random; a clash would silently drop a notification, so refuse it.
+			if out.Get([]byte(owed[i].ID)) != nil {
+				return fmt.Errorf("%w: outbox record %q", security.ErrExists, owed[i].ID)
+			}
+			if err := put(out, owed[i].ID, &owed[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("embedded store: replace: %w", err)
+	}
+	sc.Version = stored.Version
+	return nil
+}
+
+// Delivered removes an outbox record; removing one that is already gone is not an error, so a
+// repeated delivery confirmation is harmless.
+func (db *DB) Delivered(ctx context.Context, owedID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if owedID == "" {
+		return nil
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutbox).Delete([]byte(owedID))
+	})
+	if err != nil {
+		return fmt.Errorf("embedded store: delivered: %w", err)
+	}
+	return nil
+}
+
+// Pending lists the undelivered notifications of the outbox, ordered by id.
+func (db *DB) Pending(ctx context.Context) ([]security.Owed, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []security.Owed
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+			var o security.Owed
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("outbox record %q: %w", k, err)
+			}
+			out = append(out, o)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: pending: %w", err)
+	}
+	return out, nil
+}
+
+// ContextsWithAPI scans every context for a target of apiID; ids come in key order. This is an
+// admin operation, so a scan is acceptable.
+func (db *DB) ContextsWithAPI(ctx context.Context, apiID string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var ids []string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketContexts).ForEach(func(k, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var sc security.SecurityContext
+			if err := json.Unmarshal(v, &sc); err != nil {
+				return fmt.Errorf("security context %q: %w", k, err)
+			}
+			if covers(&sc, apiID) {
+				ids = append(ids, sc.APIInvokerID)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: contexts with API: %w", err)
+	}
+	return ids, nil
+}
+
+func covers(sc *security.SecurityContext, apiID string) bool {
+	for _, e := range sc.Entries {
+		for _, t := range e.Targets {
+			if t.APIID == apiID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func checkContext(ctx context.Context, sc *security.SecurityContext) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if sc == nil || sc.APIInvokerID == "" {
+		return errors.New("embedded store: a security context needs an apiInvokerId")
+	}
+	return nil
+}
+
+// --- security.Registry ------------------------------------------------------------------------
+
+// Import validates doc and upserts it in one write transaction through security.ApplyImport:
+// on any error, ErrRoleClash included, nothing of doc is written.
+func (db *DB) Import(ctx context.Context, doc security.RegistryDoc) error {
+	// The port leaves validation to the caller; repeating it keeps an invalid document (an empty
+	// id, a profile of an unlisted AEF) out of the file whoever calls.
+	if err := doc.Validate(); err != nil {
+		return err
+	}
+	return db.registryUpdate(ctx, "import", func(tx *regTx) error { return security.ApplyImport(tx, doc) })
+}
+
+// RemoveInvoker deletes the invoker's registry record and its security context together.
+func (db *DB) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
+	return db.registryUpdate(ctx, "remove invoker", func(tx *regTx) error {
+		if err := security.ApplyRemoveInvoker(tx, apiInvokerID); err != nil {
+			return err
+		}
+		return tx.tx.Bucket(bucketContexts).Delete([]byte(apiInvokerID))
+	})
+}
+
+// RemoveAEF deletes an AEF that publishes nothing (security.ApplyRemoveAEF refuses otherwise
+// with ErrExists).
+func (db *DB) RemoveAEF(ctx context.Context, aefID string) error {
+	return db.registryUpdate(ctx, "remove AEF", func(tx *regTx) error { return security.ApplyRemoveAEF(tx, aefID) })
+}
+
+// RemoveAPI deletes a published API from the catalogues and the interface index.
+func (db *DB) RemoveAPI(ctx context.Context, apiID string) error {
+	return db.registryUpdate(ctx, "remove API", func(tx *regTx) error { return security.ApplyRemoveAPI(tx, apiID) })
+}
+
+func (db *DB) registryUpdate(ctx context.Context, what string, fn func(*regTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := db.bolt.Update(func(tx *bolt.Tx) error { return fn(&regTx{tx: tx}) }); err != nil {
+		return fmt.Errorf("embedded store: %s: %w", what, err)
+	}
+	return nil
+}
+
+// regTx is security.RegistryTx over one bbolt write transaction.
+type regTx struct {
+	tx *bolt.Tx
+}
+
+func (r *regTx) GetPrincipal(id string) (*security.Principal, error) {
+	var p security.Principal
+	if err := r.must(bucketPrincipals, "principal", id, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (r *regTx) PutPrincipal(p *security.Principal) error {
+	return put(r.tx.Bucket(bucketPrincipals), p.ID, p)
+}
+
+func (r *regTx) DeletePrincipal(id string) error {
+	return r.tx.Bucket(bucketPrincipals).Delete([]byte(id))
+}
+
+func (r *regTx) GetAEF(aefID string) (*security.AEF, error) {
+	var a security.AEF
+	if err := r.must(bucketAEFs, "AEF catalogue", aefID, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// PutAEF stores the catalogue; an empty one is deleted, so an AEF that publishes nothing (or was
+// removed) leaves no record behind.
+func (r *regTx) PutAEF(a *security.AEF) error {
+	b := r.tx.Bucket(bucketAEFs)
+	if len(a.APIs) == 0 {
+		return b.Delete([]byte(a.AefID))
+	}
+	return put(b, a.AefID, a)
+}
+
+func (r *regTx) GetAPI(apiID string) (*capif.ServiceAPIDescription, error) {
+	var d capif.ServiceAPIDescription
+	if err := r.must(bucketAPIs, "service API", apiID, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func (r *regTx) PutAPI(d *capif.ServiceAPIDescription) error {
+	return put(r.tx.Bucket(bucketAPIs), d.APIID, d)
+}
+
+func (r *regTx) DeleteAPI(apiID string) error {
+	return r.tx.Bucket(bucketAPIs).Delete([]byte(apiID))
+}
+
+func (r *regTx) GetInterface(key string) ([]security.PublishedAPI, error) {
+	var list []security.PublishedAPI
+	if err := r.must(bucketInterfaces, "interface", key, &list); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+func (r *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
+	b := r.tx.Bucket(bucketInterfaces)
+	if len(apis) == 0 {
+		return b.Delete([]byte(key))
+	}
+	return put(b, key, apis)
+}
+
+// must is get with ErrNotFound for a missing item, as RegistryTx getters answer.
+func (r *regTx) must(bucket []byte, what, id string, v any) error {
+	ok, err := get(r.tx, bucket, id, v)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: %s %q", security.ErrNotFound, what, id)
+	}
+	return err
+}
+
+// --- encoding ---------------------------------------------------------------------------------
+
+// get decodes the value of id into v; false when absent. Decoding copies out of the mmap'd page,
+// so v stays valid after the transaction.
+func get(tx *bolt.Tx, bucket []byte, id string, v any) (bool, error) {
+	if id == "" {
+		return false, nil
+	}
+	raw := tx.Bucket(bucket).Get([]byte(id))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("%s %q: corrupt record: %w", bucket, id, err)
+	}
+	return true, nil
+}
+
+func put(b *bolt.Bucket, id string, v any) error {
+	if id == "" {
+		return errors.New("empty key")
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(id), raw)
+}
