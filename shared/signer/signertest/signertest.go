@@ -1,0 +1,62 @@
+// Package signertest verifies issued tokens the way an AEF would: only golang-jwt's stock
+// jwt.Parse with ES256 and a crypto/ecdsa public key built from the published JWKS. It uses
+// nothing of package signer, so a test through it checks the tokens, not our own reading of them.
+package signertest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// PublicKey builds the crypto/ecdsa key of an EC P-256 JWK.
+func PublicKey(k security.JWK) (*ecdsa.PublicKey, error) {
+	if k.Kty != "EC" || k.Crv != "P-256" {
+		return nil, fmt.Errorf("kid %q: not an EC P-256 key (kty %q, crv %q)", k.Kid, k.Kty, k.Crv)
+	}
+	x, err := base64.RawURLEncoding.DecodeString(k.X)
+	if err != nil {
+		return nil, fmt.Errorf("kid %q: x: %w", k.Kid, err)
+	}
+	y, err := base64.RawURLEncoding.DecodeString(k.Y)
+	if err != nil {
+		return nil, fmt.Errorf("kid %q: y: %w", k.Kid, err)
+	}
+	if len(x) != 32 || len(y) != 32 {
+		return nil, fmt.Errorf("kid %q: coordinates are %d and %d bytes, want 32", k.Kid, len(x), len(y))
+	}
+	point := append(append([]byte{0x04}, x...), y...)
+	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+}
+
+// Parse verifies token against jwks: the key is chosen by the kid header, the algorithm must be
+// ES256, and exp is checked by golang-jwt's default validation.
+func Parse(token string, jwks security.JWKSet) (*jwt.Token, jwt.MapClaims, error) {
+	claims := jwt.MapClaims{}
+	t, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		for _, k := range jwks.Keys {
+			if k.Kid == kid {
+				if k.Alg != "" && k.Alg != "ES256" {
+					return nil, fmt.Errorf("kid %q: alg %q", kid, k.Alg)
+				}
+				return PublicKey(k)
+			}
+		}
+		return nil, fmt.Errorf("kid %q is not in the JWKS", kid)
+	}, jwt.WithValidMethods([]string{"ES256"}))
+	if err != nil {
+		return nil, nil, err
+	}
+	// jwt.Parse picked the method from the global registry; make sure it was the stock one.
+	if t.Method != jwt.SigningMethodES256 {
+		return nil, nil, errors.New("the token was not verified by golang-jwt's own ES256 method")
+	}
+	return t, claims, nil
+}
