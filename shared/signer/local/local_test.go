@@ -1,0 +1,226 @@
+package local
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer"
+	"github.com/capifcore/capif-security/shared/signer/signertest"
+)
+
+func claims(aud ...string) security.TokenClaims {
+	now := time.Now().Unix()
+	return security.TokenClaims{
+		Issuer: "ccf", Subject: "inv", ClientID: "inv", Audience: aud,
+		Scope: "3gpp#aef-1:api", IssuedAt: now, Expiry: now + 300, ID: "jti",
+	}
+}
+
+// verify checks token against s's JWKS using only golang-jwt and crypto/ecdsa.
+func verify(t *testing.T, s *Signer, token string) *jwt.Token {
+	t.Helper()
+	jwks, err := s.JWKS(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := signertest.Parse(token, jwks)
+	if err != nil {
+		t.Fatalf("token does not verify from the JWKS: %v", err)
+	}
+	return tok
+}
+
+func TestRoundTrip(t *testing.T) {
+	s, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := s.Sign(t.Context(), claims("aef-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := verify(t, s, token)
+	if tok.Header["kid"] != s.KeyID() {
+		t.Errorf("kid header = %v, want %s", tok.Header["kid"], s.KeyID())
+	}
+	jwks, _ := s.JWKS(t.Context())
+	if len(jwks.Keys) != 1 || jwks.Keys[0].Kid != s.KeyID() || jwks.Keys[0].Use != "sig" || jwks.Keys[0].Alg != "ES256" {
+		t.Errorf("JWKS = %+v", jwks)
+	}
+	// kid is the RFC 7638 thumbprint of the published key.
+	pub, err := signertest.PublicKey(jwks.Keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp, _ := signer.Thumbprint(pub); tp != s.KeyID() {
+		t.Errorf("kid %s is not the thumbprint %s", s.KeyID(), tp)
+	}
+}
+
+// A token from another key with the same kid must not verify: the JWKS really pins the key.
+func TestForeignKeyDoesNotVerify(t *testing.T) {
+	a, _ := Generate()
+	b, _ := Generate()
+	token, err := b.Sign(t.Context(), claims("aef-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwksA, _ := a.JWKS(t.Context())
+	jwksA.Keys[0].Kid = b.KeyID()
+	if _, _, err := signertest.Parse(token, jwksA); err == nil {
+		t.Fatal("a token verified with another key's JWK")
+	}
+}
+
+func TestPersistence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "signing-key.pem")
+	first, err := LoadOrCreate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := info.Mode().Perm(); perm != 0o600 {
+		t.Errorf("key file mode = %o, want 600", perm)
+	}
+	if dir, _ := os.Stat(filepath.Dir(path)); dir.Mode().Perm() != 0o700 {
+		t.Errorf("key dir mode = %o, want 700", dir.Mode().Perm())
+	}
+	token, err := first.Sign(t.Context(), claims("aef-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart: a new signer from the same file keeps the kid, and the earlier token verifies.
+	second, err := LoadOrCreate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.KeyID() != first.KeyID() {
+		t.Fatalf("kid changed across reload: %s → %s", first.KeyID(), second.KeyID())
+	}
+	verify(t, second, token)
+
+	// Another file is another key.
+	other, err := LoadOrCreate(filepath.Join(t.TempDir(), "other.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.KeyID() == first.KeyID() {
+		t.Error("two files gave the same key")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("the key dir holds %d entries, want only the key (no temporary files left)", len(entries))
+	}
+}
+
+// Concurrent first starts must agree on one key rather than each writing its own.
+func TestConcurrentCreateAgrees(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key.pem")
+	const n = 8
+	kids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			s, err := LoadOrCreate(path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			kids[i] = s.KeyID()
+		})
+	}
+	wg.Wait()
+	for i := 1; i < n; i++ {
+		if kids[i] != kids[0] {
+			t.Fatalf("concurrent LoadOrCreate gave different keys: %v", kids)
+		}
+	}
+}
+
+func TestLoadAcceptsSEC1AndRefusesOthers(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, block *pem.Block) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sec1, _ := x509.MarshalECPrivateKey(ec)
+	s, err := LoadOrCreate(write("sec1.pem", &pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}))
+	if err != nil {
+		t.Fatalf("SEC 1 key refused: %v", err)
+	}
+	if want, _ := signer.Thumbprint(&ec.PublicKey); s.KeyID() != want {
+		t.Error("the SEC 1 key was not the one loaded")
+	}
+
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p384der, _ := x509.MarshalPKCS8PrivateKey(p384)
+	bad := map[string]string{
+		"P-384 key":   write("p384.pem", &pem.Block{Type: "PRIVATE KEY", Bytes: p384der}),
+		"not PEM":     filepath.Join(dir, "garbage.pem"),
+		"certificate": write("cert.pem", &pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}}),
+	}
+	if err := os.WriteFile(bad["not PEM"], []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range bad {
+		if _, err := LoadOrCreate(p); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
+		if b, _ := os.ReadFile(p); len(b) == 0 {
+			t.Errorf("%s: the file was overwritten", name)
+		}
+	}
+}
+
+func TestNewRefusesOtherCurves(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if _, err := New(k); err == nil {
+		t.Error("New accepted a P-384 key")
+	}
+	if _, err := New(nil); err == nil {
+		t.Error("New accepted nil")
+	}
+}
+
+func TestGlobalES256IsUntouched(t *testing.T) {
+	s, _ := Generate()
+	if _, err := s.Sign(t.Context(), claims("aef-1")); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := jwt.GetSigningMethod("ES256").(*jwt.SigningMethodECDSA); !ok || m != jwt.SigningMethodES256 {
+		t.Fatalf("the global ES256 method was replaced by %T", jwt.GetSigningMethod("ES256"))
+	}
+}
+
+func BenchmarkSign(b *testing.B) {
+	s, err := Generate()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := claims("aef-1", "aef-2")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Sign(b.Context(), c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
