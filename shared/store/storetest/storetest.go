@@ -9,7 +9,9 @@
 //	}
 //
 // The suite knows nothing of any back end. Each subtest calls open once and uses ids of its own
-// (unique per run), so open may return a fresh database or one shared table every time.
+// (unique per run), so open may return a fresh database or one shared table every time. Reads
+// are checked right after writes, as the port demands strong consistency (ContextsWithAPI
+// included). Benchmark measures Load and Replace the same way.
 package storetest
 
 import (
