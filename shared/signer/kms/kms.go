@@ -1,0 +1,153 @@
+// Package kms is the security.Signer backed by AWS KMS asymmetric keys (ECC_NIST_P256,
+// SIGN_VERIFY). The private key never leaves KMS: the JWS signing input is hashed here and KMS
+// signs the digest (MessageType DIGEST, ECDSA_SHA_256).
+//
+// Keys come as a list, active first. Tokens are signed with the first; the JWKS publishes every
+// listed key that is still usable, so a rotation (prepend the new key) never invalidates a token
+// that is still within its lifetime. An operator drops an old key from the list once its tokens
+// have expired.
+//
+// No AWS call is made at construction. Aliases are resolved (DescribeKey) and public keys fetched
+// (GetPublicKey) lazily, once per process and key; a Lambda cold start pays for neither.
+package kms
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer"
+)
+
+// KeyListEnv names the environment variable that holds the comma-separated key list, active
+// key first. Each item is a key id, a key ARN, an alias name (alias/…) or an alias ARN.
+const KeyListEnv = "CAPIF_KMS_KEY_ID"
+
+// Client is the part of the KMS API the signer uses; *kms.Client satisfies it.
+type Client interface {
+	Sign(ctx context.Context, in *awskms.SignInput, optFns ...func(*awskms.Options)) (*awskms.SignOutput, error)
+	GetPublicKey(ctx context.Context, in *awskms.GetPublicKeyInput, optFns ...func(*awskms.Options)) (*awskms.GetPublicKeyOutput, error)
+	DescribeKey(ctx context.Context, in *awskms.DescribeKeyInput, optFns ...func(*awskms.Options)) (*awskms.DescribeKeyOutput, error)
+}
+
+// Signer signs tokens in KMS. Safe for concurrent use.
+type Signer struct {
+	client Client
+	keys   []*key // keys[0] signs
+}
+
+var _ security.Signer = (*Signer)(nil)
+
+// ParseKeyList splits the value of KeyListEnv into its items, dropping blanks.
+func ParseKeyList(s string) []string {
+	var refs []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			refs = append(refs, item)
+		}
+	}
+	return refs
+}
+
+// New makes a signer over client for the listed keys, active first. It checks the form of each
+// reference but calls nothing.
+func New(client Client, keyRefs []string) (*Signer, error) {
+	if client == nil {
+		return nil, errors.New("kms signer: nil client")
+	}
+	if len(keyRefs) == 0 {
+		return nil, errors.New("kms signer: no key configured (" + KeyListEnv + ")")
+	}
+	s := &Signer{client: client}
+	for _, ref := range keyRefs {
+		k, err := newKey(ref)
+		if err != nil {
+			return nil, err
+		}
+		s.keys = append(s.keys, k)
+	}
+	return s, nil
+}
+
+// NewFromConfig makes the KMS client from cfg (which carries the region, credentials, retry
+// policy and any endpoint override such as AWS_ENDPOINT_URL_KMS) and then calls New.
+func NewFromConfig(cfg aws.Config, keyRefs []string, optFns ...func(*awskms.Options)) (*Signer, error) {
+	return New(awskms.NewFromConfig(cfg, optFns...), keyRefs)
+}
+
+// Sign issues the ES256 token for c with the active key; kid is that key's id.
+func (s *Signer) Sign(ctx context.Context, c security.TokenClaims) (string, error) {
+	k := s.keys[0]
+	r, err := k.resolve(ctx, s.client)
+	if err != nil {
+		return "", err
+	}
+	if r.keyID == "" {
+		return "", fmt.Errorf("kms signer: active key %s: not found", k.ref)
+	}
+	return signer.Sign(ctx, kmsKey{client: s.client, keyID: r.signID}, r.keyID, c)
+}
+
+// JWKS publishes the verification key of every listed key that KMS still reports usable, active
+// key first. A transient failure fails the whole call rather than answering a partial set that
+// verifiers would cache.
+func (s *Signer) JWKS(ctx context.Context) (security.JWKSet, error) {
+	set := security.JWKSet{Keys: make([]security.JWK, 0, len(s.keys))}
+	seen := make(map[string]bool, len(s.keys))
+	for _, k := range s.keys {
+		jwk, err := k.public(ctx, s.client)
+		if err != nil {
+			return security.JWKSet{}, err
+		}
+		if jwk == nil || seen[jwk.Kid] { // unusable, or listed twice (alias and id)
+			continue
+		}
+		seen[jwk.Kid] = true
+		set.Keys = append(set.Keys, *jwk)
+	}
+	return set, nil
+}
+
+// kmsKey signs digests with one KMS key.
+type kmsKey struct {
+	client Client
+	keyID  string // key id or ARN, never an alias: the kid was derived from it
+}
+
+func (k kmsKey) SignDigest(ctx context.Context, digest []byte) ([]byte, error) {
+	out, err := k.client.Sign(ctx, &awskms.SignInput{
+		KeyId:            aws.String(k.keyID),
+		Message:          digest,
+		MessageType:      types.MessageTypeDigest,
+		SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256,
+	})
+	if err != nil {
+		return nil, classify(ctx, "Sign", k.keyID, err)
+	}
+	return out.Signature, nil
+}
+
+// publicKey turns a GetPublicKey answer into a P-256 key, refusing keys that cannot sign ES256.
+func publicKey(out *awskms.GetPublicKeyOutput) (*ecdsa.PublicKey, error) {
+	if out.KeyUsage != "" && out.KeyUsage != types.KeyUsageTypeSignVerify {
+		return nil, fmt.Errorf("key usage is %s, want SIGN_VERIFY", out.KeyUsage)
+	}
+	pub, err := x509.ParsePKIXPublicKey(out.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok || ec.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("key spec is %s, want ECC_NIST_P256", out.KeySpec)
+	}
+	return ec, nil
+}
