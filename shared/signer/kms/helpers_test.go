@@ -74,7 +74,7 @@ func (r *recorder) DescribeKey(ctx context.Context, in *awskms.DescribeKeyInput,
 type fakeKMS struct {
 	mu      sync.Mutex
 	keys    map[string]*fakeKey
-	aliases map[string]string // alias name → key id
+	aliases map[string]string  // alias name → key id
 	errs    map[string][]error // per operation, consumed one per call
 }
 
