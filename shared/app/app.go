@@ -11,8 +11,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go/middleware"
+
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer/kms"
 	"github.com/capifcore/capif-security/shared/signer/local"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
@@ -40,6 +46,8 @@ type Config struct {
 	// AllowLoopbackNotifications lets notifications reach 127.0.0.1/::1 (local runner only).
 	AllowLoopbackNotifications bool
 	Logger                     *slog.Logger
+	// AWSAPIOptions are added to every AWS client (tests count or fail requests with them).
+	AWSAPIOptions []func(*middleware.Stack) error
 }
 
 // App is the wired service and the adapters behind it.
@@ -48,6 +56,36 @@ type App struct {
 	Store    security.Store
 	Registry security.Registry
 	closers  []func() error
+	awsCfg   *aws.Config
+}
+
+// Retry policy of every AWS client: a few quick attempts with short backoff, so that throttling
+// is retried but an exhausted budget still answers 503 well inside the request deadline.
+const (
+	awsMaxAttempts = 3
+	awsMaxBackoff  = 200 * time.Millisecond
+)
+
+// aws loads the standard SDK configuration once (environment, shared files; endpoints such as
+// AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KMS). It makes no network call.
+func (a *App) aws(ctx context.Context, cfg Config) (aws.Config, error) {
+	if a.awsCfg != nil {
+		return *a.awsCfg, nil
+	}
+	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryer(func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = awsMaxAttempts
+			o.MaxBackoff = awsMaxBackoff
+		})
+	}))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
+	}
+	if cfg.AWSAPIOptions != nil {
+		c.APIOptions = append(c.APIOptions, cfg.AWSAPIOptions...)
+	}
+	a.awsCfg = &c
+	return c, nil
 }
 
 // Close releases the adapters (the embedded store's file lock).
@@ -83,6 +121,18 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	switch cfg.Signer {
 	case SignerLocal, "":
 		s, err := local.LoadOrCreate(filepath.Join(cfg.DataDir, "signing-key.pem"))
+		if err != nil {
+			_ = a.Close()
+			return nil, err
+		}
+		sig = s
+	case SignerKMS:
+		awsCfg, err := a.aws(ctx, cfg)
+		if err != nil {
+			_ = a.Close()
+			return nil, err
+		}
+		s, err := kms.NewFromConfig(awsCfg, cfg.KMSKeyIDs)
 		if err != nil {
 			_ = a.Close()
 			return nil, err
