@@ -29,6 +29,7 @@ const (
 	StoreDynamoDB = "dynamodb"
 	SignerLocal   = "local"
 	SignerKMS     = "kms"
+	SignerNone    = "none" // admin tools: no token is ever issued
 )
 
 // Config selects and configures the adapters.
@@ -126,6 +127,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 		sig = s
+	case SignerNone:
+		sig = noSigner{}
 	case SignerKMS:
 		awsCfg, err := a.aws(ctx, cfg)
 		if err != nil {
@@ -151,4 +154,15 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Logger:      cfg.Logger,
 	})
 	return a, nil
+}
+
+// noSigner is the Signer of tools that never issue tokens.
+type noSigner struct{}
+
+func (noSigner) Sign(context.Context, security.TokenClaims) (string, error) {
+	return "", errors.New("this process does not sign tokens")
+}
+
+func (noSigner) JWKS(context.Context) (security.JWKSet, error) {
+	return security.JWKSet{}, errors.New("this process does not sign tokens")
 }

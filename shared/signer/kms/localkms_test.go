@@ -14,7 +14,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/capifcore/capif-security/shared/internal/testenv"
+	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer/signertest"
 )

@@ -47,7 +47,7 @@ func endpoint(t testing.TB, env, what string) string {
 // RepoRoot is the module root (where go.mod is).
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // SpecDir returns ../shared/spec beside the repository (CAPIF_SPEC_DIR overrides it).

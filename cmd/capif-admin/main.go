@@ -1,0 +1,138 @@
+// Command capif-admin manages the registry (API invokers, AEFs, published service APIs) of a
+// CAPIF core, in DynamoDB or in the local runner's embedded store, with the same JSON the local
+// runner imports.
+//
+//	capif-admin [flags] import -f registry.json
+//	capif-admin [flags] remove-invoker ID     (its security context goes too)
+//	capif-admin [flags] remove-aef ID         (refused while it still publishes APIs)
+//	capif-admin [flags] remove-api ID         (revoked from every context, with notifications)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := mainErr(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "capif-admin:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("capif-admin", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	store := fs.String("store", env("CAPIF_STORE", app.StoreDynamoDB), "back end: dynamodb | embedded [CAPIF_STORE]")
+	dataDir := fs.String("data", env("CAPIF_DATA", ".capif-local"), "embedded store directory (stop the runner first: the file is locked) [CAPIF_DATA]")
+	prefix := fs.String("table-prefix", env("CAPIF_TABLE_PREFIX", "capif-"), "DynamoDB table name prefix [CAPIF_TABLE_PREFIX]")
+	createTables := fs.Bool("create-tables", false, "create missing DynamoDB tables first")
+	allowLoopback := fs.Bool("allow-loopback-notifications", false, "let remove-api notifications reach 127.0.0.1/::1 (local use)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: capif-admin [flags] import -f FILE | remove-invoker ID | remove-aef ID | remove-api ID")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return errors.New("no command")
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	a, err := app.Open(ctx, app.Config{
+		Store: *store, Signer: app.SignerNone, DataDir: *dataDir, TablePrefix: *prefix, CreateTables: *createTables,
+		AllowLoopbackNotifications: *allowLoopback, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	svc := a.Service
+	cmd, operands := rest[0], rest[1:]
+	switch cmd {
+	case "import":
+		ifs := flag.NewFlagSet("import", flag.ContinueOnError)
+		ifs.SetOutput(stderr)
+		file := ifs.String("f", "", "registry JSON file (- for standard input)")
+		if err := ifs.Parse(operands); err != nil {
+			return err
+		}
+		doc, err := readRegistry(*file)
+		if err != nil {
+			return err
+		}
+		if err := svc.ImportRegistry(ctx, doc); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "imported %d API invokers, %d AEFs, %d service APIs\n", len(doc.APIInvokers), len(doc.AEFs), len(doc.ServiceAPIs))
+		return nil
+	case "remove-invoker", "remove-aef", "remove-api":
+		if len(operands) != 1 || operands[0] == "" {
+			return fmt.Errorf("%s takes exactly one id", cmd)
+		}
+		id := operands[0]
+		switch cmd {
+		case "remove-invoker":
+			err = svc.RemoveInvoker(ctx, id)
+		case "remove-aef":
+			err = svc.RemoveAEF(ctx, id)
+		case "remove-api":
+			var n int
+			n, err = svc.RemoveAPI(ctx, id)
+			if err == nil {
+				fmt.Fprintf(stdout, "revoked %s from %d security contexts\n", id, n)
+			}
+		}
+		if errors.Is(err, security.ErrNotFound) {
+			return fmt.Errorf("%s %q: %w", cmd, id, err)
+		}
+		if err == nil {
+			fmt.Fprintf(stdout, "%s %s: done\n", cmd, id)
+		}
+		return err
+	}
+	fs.Usage()
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func readRegistry(file string) (security.RegistryDoc, error) {
+	var doc security.RegistryDoc
+	var b []byte
+	var err error
+	switch file {
+	case "":
+		return doc, errors.New("import: -f FILE is required")
+	case "-":
+		b, err = io.ReadAll(os.Stdin)
+	default:
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return doc, err
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return doc, fmt.Errorf("%s: %w", file, err)
+	}
+	return doc, nil
+}
