@@ -396,7 +396,11 @@ func (s *Service) revoke(ctx context.Context, callerID, apiInvokerID string, req
 func checkRevocable(snap *Snapshot, callerID string, apiIDs []string) error {
 	cat := snap.AEFs[callerID]
 	for _, id := range apiIDs {
-		if _, ok := cat.API(id); cat == nil || !ok {
+		published := false
+		if cat != nil { // nil: the caller publishes nothing (any more)
+			_, published = cat.API(id)
+		}
+		if !published {
 			return forbidden(CauseAPINotPublished, fmt.Sprintf("API %q is not published by AEF %q", id, callerID))
 		}
 	}
