@@ -1,0 +1,280 @@
+package security_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// The identity rules of the invoker routes, in order: unknown caller 401, wrong role 403 (even for
+// an unknown id), another invoker's id 403 (whether or not it exists); only then the body.
+func TestInvokerRouteIdentity(t *testing.T) {
+	bodyErr := security.BadBody(security.KindInvalid, "broken")
+	tests := []struct {
+		name          string
+		caller, id    string
+		bodyErr       error
+		kind          security.Kind
+		cause         string
+		validRequest  bool
+		createOnly    bool
+		wantBodyError bool
+		pointers      []string
+	}{
+		{"no caller", "", "inv1", nil, security.KindUnauthenticated, security.CauseUnauthenticated, true, false, false, nil},
+		{"unknown caller", "stranger", "inv1", nil, security.KindUnauthenticated, security.CauseUnauthenticated, true, false, false, nil},
+		{"unknown caller on its own id", "stranger", "stranger", nil, security.KindUnauthenticated, security.CauseUnauthenticated, true, false, false, nil},
+		{"unknown caller, bad body", "stranger", "inv1", bodyErr, security.KindUnauthenticated, security.CauseUnauthenticated, false, false, false, nil},
+		{"over-long caller", strings.Repeat("i", 300), strings.Repeat("i", 300), nil, security.KindUnauthenticated, security.CauseUnauthenticated, true, false, false, nil},
+		{"AEF", "aef1", "inv1", nil, security.KindForbidden, security.CauseRoleNotAllowed, true, false, false, nil},
+		{"AEF on an unknown id", "aef1", "nobody", nil, security.KindForbidden, security.CauseRoleNotAllowed, true, false, false, nil},
+		{"AEF on its own id", "aef1", "aef1", nil, security.KindForbidden, security.CauseRoleNotAllowed, true, false, false, nil},
+		{"AEF, bad body", "aef1", "inv1", bodyErr, security.KindForbidden, security.CauseRoleNotAllowed, false, false, false, nil},
+		{"another invoker", "inv2", "inv1", nil, security.KindForbidden, security.CauseNotOwner, true, false, false, nil},
+		{"invoker on an unknown id", "inv2", "nobody", nil, security.KindForbidden, security.CauseNotOwner, true, false, false, nil},
+		{"another invoker, bad body", "inv2", "inv1", bodyErr, security.KindForbidden, security.CauseNotOwner, false, false, false, nil},
+		{"owner, bad body", "inv1", "inv1", bodyErr, security.KindInvalid, security.CauseMalformedBody, false, false, true, nil},
+		{"owner, invalid body", "inv1", "inv1", nil, security.KindInvalid, security.CauseInvalidParameter, false, false, false, []string{"/securityInfo"}},
+		{"owner, existing context", "inv1", "inv1", nil, security.KindForbidden, security.CauseContextExists, true, true, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.create("inv1", standardRequest())
+			before := e.stored("inv1")
+			req := request(entry("aef2", capif.PSK))
+			if !tt.validRequest {
+				req.SecurityInfo = nil
+			}
+			_, err := e.svc.CreateSecurityContext(ctx, tt.caller, tt.id, req, tt.bodyErr)
+			wantError(t, err, tt.kind, tt.cause, tt.pointers...)
+			if tt.wantBodyError && !errors.Is(err, tt.bodyErr) {
+				t.Errorf("create: error %v, want the body error itself", err)
+			}
+			if tt.createOnly {
+				return
+			}
+			_, err = e.svc.UpdateSecurityContext(ctx, tt.caller, tt.id, req, tt.bodyErr)
+			wantError(t, err, tt.kind, tt.cause, tt.pointers...)
+			if tt.wantBodyError && !errors.Is(err, tt.bodyErr) {
+				t.Errorf("update: error %v, want the body error itself", err)
+			}
+			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
+				t.Errorf("a refused request changed the context:\n%s", dump(after))
+			}
+		})
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	e := newEnv(t)
+	created := e.create("inv1", request(entry("aef2", capif.PSK), ifEntry(ifB, capif.PSK), ifEntry(ifShared, capif.PSK)))
+	pskAEF2 := created.SecurityInfo[0].AuthenticationInfo
+	pskB := created.SecurityInfo[1].AuthenticationInfo
+	pskShared := created.SecurityInfo[2].AuthenticationInfo
+
+	// Same aef2 target, ifB now narrowed by apiId (another target), ifShared now PKI, ifA2 new.
+	req := request(entry("aef2", capif.PSK), withAPI(ifEntry(ifB, capif.PSK), "apiB"), ifEntry(ifShared, capif.PKI), ifEntry(ifA2, capif.PKI))
+	req.NotificationDestination = "https://new.example.com/cb"
+	req.SupportedFeatures = "4"
+	out, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.SecurityInfo[0].AuthenticationInfo != pskAEF2 {
+		t.Error("the PSK of an entry whose target is unchanged was not kept")
+	}
+	if got := out.SecurityInfo[1].AuthenticationInfo; got == pskB || got == "" {
+		t.Errorf("an entry with another target got PSK %q (old %q)", got, pskB)
+	}
+	if out.SecurityInfo[2].AuthenticationInfo != clientCA || out.SecurityInfo[3].SelSecurityMethod != capif.PKI {
+		t.Errorf("update answer %s", dump(out))
+	}
+	sc := e.stored("inv1")
+	if sc.Version != 2 || sc.NotificationDestination != "https://new.example.com/cb" || sc.SupportedFeatures != "4" || len(sc.Entries) != 4 {
+		t.Errorf("stored after update %s", dump(sc))
+	}
+	if sc.Entries[2].PSK != "" {
+		t.Error("the PSK of an entry that left PSK was kept")
+	}
+
+	// Back to PSK on ifShared: a fresh key, never the old one.
+	out, err = e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(ifEntry(ifShared, capif.PSK), entry("aef2", capif.PSK)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.SecurityInfo[0].AuthenticationInfo; got == pskShared || got == "" {
+		t.Errorf("re-entering PSK gave PSK %q (old %q)", got, pskShared)
+	}
+	if out.SecurityInfo[1].AuthenticationInfo != pskAEF2 {
+		t.Error("reordering entries lost the PSK of an unchanged target")
+	}
+	if out.SupportedFeatures != "" {
+		t.Errorf("supportedFeatures absent from the update answered %q", out.SupportedFeatures)
+	}
+
+	// An update that fails leaves everything as it was.
+	before := e.stored("inv1")
+	_, err = e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK), entry("aef9", capif.PSK)), nil)
+	wantError(t, err, security.KindInvalid, security.CauseInvalidParameter, "/securityInfo/1/aefId")
+	if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
+		t.Errorf("a failed update changed the context:\n%s", dump(after))
+	}
+}
+
+func TestUpdateMissingIsNotFound(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", standardRequest(), nil)
+	wantError(t, err, security.KindNotFound, security.CauseContextNotFound)
+	if e.stored("inv1") != nil {
+		t.Error("update created a context")
+	}
+}
+
+func TestEncodedContextLimit(t *testing.T) {
+	e := newEnv(t)
+	doc := security.RegistryDoc{AEFs: []security.AEFRecord{{AefID: "big"}}}
+	for i := range 100 {
+		id := "api" + strings.Repeat("0", 3-len(itoa(i))) + itoa(i)
+		doc.ServiceAPIs = append(doc.ServiceAPIs, capif.ServiceAPIDescription{APIID: id, APIName: "n" + id, AefProfiles: []capif.AefProfile{{AefID: "big"}}})
+	}
+	if err := e.svc.ImportRegistry(ctx, doc); err != nil {
+		t.Fatal(err)
+	}
+	req := func(infoLen int) *capif.ServiceSecurity {
+		r := request()
+		for _, d := range doc.ServiceAPIs {
+			si := withAPI(entry("big", capif.OAUTH), d.APIID)
+			si.AuthenticationInfo = strings.Repeat("a", infoLen)
+			si.AuthorizationInfo = strings.Repeat("z", infoLen)
+			r.SecurityInfo = append(r.SecurityInfo, si)
+		}
+		return r
+	}
+	// 100 entries of 2 × 4 KiB are valid one by one but make a context far over 256 KiB.
+	_, err := e.svc.CreateSecurityContext(ctx, "inv1", "inv1", req(security.MaxInfoLength), nil)
+	wantError(t, err, security.KindTooLarge, security.CauseTooLarge)
+	if e.stored("inv1") != nil {
+		t.Fatal("an over-large context was stored")
+	}
+	// Smaller ones fit.
+	e.create("inv1", req(1000))
+	_, err = e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", req(security.MaxInfoLength), nil)
+	wantError(t, err, security.KindTooLarge, security.CauseTooLarge)
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+func TestGetInvokerInfo(t *testing.T) {
+	e := newEnv(t)
+	req := standardRequest()
+	req.SupportedFeatures = "5"
+	req.SecurityInfo[2].AuthorizationInfo = "authz-shared"
+	owner := e.create("inv1", req)
+
+	tests := []struct {
+		caller       string
+		authn, authz bool
+		want         []capif.SecurityInformation // the visible entries of owner, with info fields
+	}{
+		{"aef1", false, false, []capif.SecurityInformation{bare(owner, 0), bare(owner, 2)}},
+		{"aef1", true, false, []capif.SecurityInformation{bare(owner, 0), with(bare(owner, 2), clientCA, "")}},
+		{"aef1", false, true, []capif.SecurityInformation{bare(owner, 0), with(bare(owner, 2), "", "authz-shared")}},
+		{"aef2", true, true, []capif.SecurityInformation{with(bare(owner, 1), owner.SecurityInfo[1].AuthenticationInfo, ""), with(bare(owner, 2), clientCA, "authz-shared")}},
+		{"aef2", false, false, []capif.SecurityInformation{bare(owner, 1), bare(owner, 2)}},
+	}
+	for _, tt := range tests {
+		got, err := e.svc.GetInvokerInfo(ctx, tt.caller, "inv1", tt.authn, tt.authz, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.NotificationDestination != destInv1 || got.SupportedFeatures != "5" {
+			t.Errorf("%s: header fields %s", tt.caller, dump(got))
+		}
+		if !reflect.DeepEqual(got.SecurityInfo, tt.want) {
+			t.Errorf("%s authn=%v authz=%v sees\n%s\nwant\n%s", tt.caller, tt.authn, tt.authz, dump(got.SecurityInfo), dump(tt.want))
+		}
+	}
+	if len(owner.SecurityInfo[1].AuthenticationInfo) == 0 {
+		t.Fatal("no PSK to compare")
+	}
+}
+
+func bare(s *capif.ServiceSecurity, i int) capif.SecurityInformation {
+	si := s.SecurityInfo[i]
+	si.AuthenticationInfo, si.AuthorizationInfo = "", ""
+	return si
+}
+
+func with(si capif.SecurityInformation, authn, authz string) capif.SecurityInformation {
+	si.AuthenticationInfo, si.AuthorizationInfo = authn, authz
+	return si
+}
+
+// The identity rules of the AEF routes: unknown caller 401, an invoker 403 (even for an unknown
+// id), then the query error, then 404 when there is no context and 403 when it has no entry for
+// the caller.
+func TestAEFRouteAccess(t *testing.T) {
+	queryErr := security.BadBody(security.KindInvalid, "bad flag")
+	tests := []struct {
+		name       string
+		caller, id string
+		queryErr   error
+		kind       security.Kind
+		cause      string
+	}{
+		{"no caller", "", "inv1", nil, security.KindUnauthenticated, security.CauseUnauthenticated},
+		{"unknown caller", "stranger", "inv1", nil, security.KindUnauthenticated, security.CauseUnauthenticated},
+		{"unknown caller, bad query", "stranger", "inv1", queryErr, security.KindUnauthenticated, security.CauseUnauthenticated},
+		{"invoker", "inv1", "inv1", nil, security.KindForbidden, security.CauseRoleNotAllowed},
+		{"invoker on an unknown id", "inv1", "nobody", nil, security.KindForbidden, security.CauseRoleNotAllowed},
+		{"invoker, bad query", "inv2", "inv1", queryErr, security.KindForbidden, security.CauseRoleNotAllowed},
+		{"AEF, bad query", "aef1", "inv1", queryErr, security.KindInvalid, security.CauseMalformedBody},
+		{"AEF, bad query, no context", "aef1", "inv2", queryErr, security.KindInvalid, security.CauseMalformedBody},
+		{"AEF without entries", "aef3", "inv1", nil, security.KindForbidden, security.CauseNoEntriesForAEF},
+		{"AEF, invoker without context", "aef1", "inv2", nil, security.KindNotFound, security.CauseContextNotFound},
+		{"AEF without entries, invoker without context", "aef3", "inv2", nil, security.KindNotFound, security.CauseContextNotFound},
+		{"AEF, unknown invoker", "aef1", "nobody", nil, security.KindNotFound, security.CauseContextNotFound},
+		{"AEF, over-long invoker id", "aef1", strings.Repeat("x", 1000), nil, security.KindNotFound, security.CauseContextNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.create("inv1", standardRequest())
+			before := e.stored("inv1")
+
+			_, err := e.svc.GetInvokerInfo(ctx, tt.caller, tt.id, true, true, tt.queryErr)
+			wantError(t, err, tt.kind, tt.cause)
+			if tt.queryErr != nil && tt.kind == security.KindInvalid && !errors.Is(err, tt.queryErr) {
+				t.Errorf("GET: %v, want the query error", err)
+			}
+			if tt.queryErr == nil {
+				wantError(t, e.svc.RevokeAll(ctx, tt.caller, tt.id), tt.kind, tt.cause)
+				body := &capif.SecurityNotification{APIInvokerID: tt.id, APIIDs: []string{"apiA"}, Cause: capif.OverlimitUsage}
+				if tt.caller == "aef2" || tt.caller == "aef3" {
+					body.APIIDs = []string{"apiC"}
+				}
+				wantError(t, e.svc.Revoke(ctx, tt.caller, tt.id, body, nil), tt.kind, tt.cause)
+			} else {
+				// The revocation body error takes the place of the query error.
+				err := e.svc.Revoke(ctx, tt.caller, tt.id, nil, tt.queryErr)
+				wantError(t, err, tt.kind, tt.cause)
+			}
+			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
+				t.Errorf("a refused request changed the context:\n%s", dump(after))
+			}
+			if n := len(e.notifier.sent); n != 0 {
+				t.Errorf("a refused request sent %d notifications", n)
+			}
+		})
+	}
+}

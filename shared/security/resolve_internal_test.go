@@ -1,0 +1,96 @@
+package security
+
+import (
+	"testing"
+
+	"github.com/capifcore/capif-security/shared/capif"
+)
+
+func TestCandidates(t *testing.T) {
+	ifWith := func(ms ...capif.SecurityMethod) *capif.InterfaceDescription {
+		return &capif.InterfaceDescription{Fqdn: "a.example.com", SecurityMethods: ms}
+	}
+	tests := []struct {
+		name    string
+		profile []capif.SecurityMethod
+		iface   *capif.InterfaceDescription
+		want    []capif.SecurityMethod
+	}{
+		{"neither level: all three", nil, nil, []capif.SecurityMethod{capif.PSK, capif.PKI, capif.OAUTH}},
+		{"interface without methods: all three", nil, ifWith(), []capif.SecurityMethod{capif.PSK, capif.PKI, capif.OAUTH}},
+		{"profile only", []capif.SecurityMethod{capif.PKI}, nil, []capif.SecurityMethod{capif.PKI}},
+		{"profile through a bare interface", []capif.SecurityMethod{capif.PKI, capif.PSK}, ifWith(), []capif.SecurityMethod{capif.PSK, capif.PKI}},
+		{"interface takes precedence", []capif.SecurityMethod{capif.PKI}, ifWith(capif.OAUTH), []capif.SecurityMethod{capif.OAUTH}},
+		{"unknown methods do not count", nil, ifWith("FOO", capif.PSK), []capif.SecurityMethod{capif.PSK}},
+		{"only unknown methods: nothing", []capif.SecurityMethod{"FOO"}, nil, nil},
+	}
+	for _, tt := range tests {
+		got := candidates(tt.profile, tt.iface)
+		for _, m := range capif.KnownSecurityMethods {
+			want := false
+			for _, w := range tt.want {
+				want = want || w == m
+			}
+			if got.has(m) != want {
+				t.Errorf("%s: has(%s) = %v, want %v", tt.name, m, got.has(m), want)
+			}
+		}
+		if got.has("FOO") {
+			t.Errorf("%s: an unknown method is a candidate", tt.name)
+		}
+	}
+}
+
+func TestAPICandidatesIntersectsInterfaces(t *testing.T) {
+	p := PublishedAPI{
+		SecurityMethods: []capif.SecurityMethod{capif.PKI, capif.OAUTH},
+		Interfaces: []capif.InterfaceDescription{
+			{Fqdn: "a.example.com", SecurityMethods: []capif.SecurityMethod{capif.OAUTH, capif.PSK}},
+			{Ipv4Addr: "192.0.2.1"}, // profile level: PKI, OAUTH
+		},
+	}
+	got := apiCandidates(p)
+	if !got.has(capif.OAUTH) || got.has(capif.PKI) || got.has(capif.PSK) {
+		t.Errorf("apiCandidates = %03b, want only OAUTH", got)
+	}
+	if got := apiCandidates(PublishedAPI{SecurityMethods: []capif.SecurityMethod{capif.PSK}}); !got.has(capif.PSK) || got.has(capif.PKI) {
+		t.Errorf("domainName profile candidates = %03b, want only PSK", got)
+	}
+}
+
+func TestSelectMethod(t *testing.T) {
+	all := setOf(capif.KnownSecurityMethods)
+	tests := []struct {
+		pref  []capif.SecurityMethod
+		cands methodSet
+		want  capif.SecurityMethod
+		ok    bool
+	}{
+		{[]capif.SecurityMethod{capif.PSK, capif.PKI}, all, capif.PSK, true},
+		{[]capif.SecurityMethod{capif.OAUTH, capif.PSK}, all, capif.OAUTH, true}, // invoker's order, not the spec's
+		{[]capif.SecurityMethod{capif.PSK, capif.PKI}, setOf([]capif.SecurityMethod{capif.PKI, capif.OAUTH}), capif.PKI, true},
+		{[]capif.SecurityMethod{"FOO", capif.OAUTH}, all, capif.OAUTH, true},
+		{[]capif.SecurityMethod{"FOO"}, all, "", false},
+		{[]capif.SecurityMethod{capif.PSK}, setOf([]capif.SecurityMethod{capif.OAUTH}), "", false},
+		{[]capif.SecurityMethod{capif.PSK}, 0, "", false},
+	}
+	for _, tt := range tests {
+		got, ok := selectMethod(tt.pref, tt.cands)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("selectMethod(%v, %03b) = %q, %v; want %q, %v", tt.pref, tt.cands, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := map[string]string{
+		"https://invoker.example.com:8443/cb/secret?token=x": "https://invoker.example.com:8443",
+		"http://10.0.0.1/x":         "http://10.0.0.1",
+		"https://h.example.com/%zz": "(unparsable)",
+	}
+	for in, want := range tests {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package security_test
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+func TestParseScope(t *testing.T) {
+	tests := []struct {
+		in   string
+		want security.Scope
+	}{
+		{"3gpp#aef1:api1", security.Scope{"aef1": {"api1"}}},
+		{"3gpp#aef1:api1,api2", security.Scope{"aef1": {"api1", "api2"}}},
+		{"3gpp#aef1:api1,api2;aef2:api3", security.Scope{"aef1": {"api1", "api2"}, "aef2": {"api3"}}},
+		{"3gpp#aef1:api1,api1", security.Scope{"aef1": {"api1"}}},                // repeated name
+		{"3gpp#aef1:b;aef1:a,b", security.Scope{"aef1": {"b", "a"}}},             // repeated group merges
+		{"3gpp#aef-1.x:api_1", security.Scope{"aef-1.x": {"api_1"}}},             // other punctuation is fine
+		{"3gpp#äef:ǎpi", security.Scope{"äef": {"ǎpi"}}},                         // UTF-8
+		{"3gpp#a:b;c:d;e:f", security.Scope{"a": {"b"}, "c": {"d"}, "e": {"f"}}}, // three groups
+	}
+	for _, tt := range tests {
+		got, err := security.ParseScope(tt.in)
+		if err != nil {
+			t.Errorf("ParseScope(%q): %v", tt.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseScope(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseScopeErrors(t *testing.T) {
+	tests := []struct {
+		in, mention string // the error names where the scope is wrong
+	}{
+		{"", "3gpp#"},
+		{"aef1:api1", "must start with"},
+		{"3GPP#aef1:api1", "must start with"},
+		{" 3gpp#aef1:api1", "must start with"},
+		{"3gpp#", "names no AEF"},
+		{"3gpp#aef1", "group 1"},
+		{"3gpp#aef1:api1;aef2", "group 2"},
+		{"3gpp#aef1:api1;", "group 2"},
+		{"3gpp#;aef1:api1", "group 1"},
+		{"3gpp#:api1", "aefId"},
+		{"3gpp#aef 1:api1", "aefId"},
+		{"3gpp#aef#1:api1", "aefId"},
+		{"3gpp#aef,1:api1", "aefId"},
+		{"3gpp#aef1:", "API name"},
+		{"3gpp#aef1:api1,", "API name"},
+		{"3gpp#aef1:,api1", "API name"},
+		{"3gpp#aef1:api1,,api2", "API name"},
+		{"3gpp#aef1:api 1", "API name"},
+		{"3gpp#aef1:api1:api2", "API name"},
+		{"3gpp#aef1:api#1", "API name"},
+		{"3gpp#aef1:api1;aef2:api2 ", "group 2"},
+	}
+	for _, tt := range tests {
+		sc, err := security.ParseScope(tt.in)
+		if err == nil {
+			t.Errorf("ParseScope(%q) = %v, want an error", tt.in, sc)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.mention) {
+			t.Errorf("ParseScope(%q) error %q does not mention %q", tt.in, err, tt.mention)
+		}
+	}
+}
+
+func TestScopeString(t *testing.T) {
+	tests := []struct {
+		sc   security.Scope
+		want string
+	}{
+		{security.Scope{"aef1": {"api1"}}, "3gpp#aef1:api1"},
+		{security.Scope{"b": {"z", "y"}, "a": {"x"}}, "3gpp#a:x;b:y,z"},
+		{security.Scope{"aef2": {"gamma"}, "aef1": {"delta", "alpha", "beta"}}, "3gpp#aef1:alpha,beta,delta;aef2:gamma"},
+	}
+	for _, tt := range tests {
+		if got := tt.sc.String(); got != tt.want {
+			t.Errorf("%v.String() = %q, want %q", tt.sc, got, tt.want)
+		}
+		back, err := security.ParseScope(tt.want)
+		if err != nil {
+			t.Fatalf("canonical scope %q does not parse: %v", tt.want, err)
+		}
+		if back.String() != tt.want {
+			t.Errorf("round trip of %q gives %q", tt.want, back.String())
+		}
+	}
+	// String does not reorder the scope it renders.
+	sc := security.Scope{"a": {"z", "y"}}
+	_ = sc.String()
+	if !reflect.DeepEqual(sc["a"], []string{"z", "y"}) {
+		t.Errorf("String sorted the scope in place: %v", sc["a"])
+	}
+}
+
+func TestScopeAEFs(t *testing.T) {
+	sc := security.Scope{"c": {"1"}, "a": {"2"}, "b": {"3"}}
+	if got, want := sc.AEFs(), []string{"a", "b", "c"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("AEFs() = %v, want %v", got, want)
+	}
+	if got := (security.Scope{}).AEFs(); len(got) != 0 {
+		t.Errorf("empty scope AEFs() = %v", got)
+	}
+}
