@@ -57,6 +57,7 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 	for _, id := range ids {
 		var owed []Owed
 		err := s.retry(ctx, func() error {
+			owed = owed[:0] // what an earlier, conflicting attempt owed was never written
 			snap, err := s.load(ctx, Query{APIInvokerID: id})
 			if err != nil || snap.Context == nil {
 				return err
@@ -69,7 +70,6 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 				}
 				return false
 			})
-			owed = owed[:0]
 			for _, aef := range sortedKeys(byAEF) {
 				owed = append(owed, s.owe(sc, aef, []string{apiID}, capif.UnexpectedReason))
 			}
