@@ -76,7 +76,7 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 			if len(owed) == 0 {
 				return nil
 			}
-			return s.store.Replace(ctx, sc, owed)
+			return s.replace(ctx, sc, owed)
 		})
 		if err != nil {
 			return revoked, fmt.Errorf("revoking %q from %q: %w", apiID, id, err)

@@ -119,7 +119,7 @@ func (s *Service) UpdateSecurityContext(ctx context.Context, callerID, apiInvoke
 		if sc, err = s.buildContext(apiInvokerID, req, snap, snap.Context); err != nil {
 			return err
 		}
-		return s.store.Replace(ctx, sc, nil)
+		return s.replace(ctx, sc, nil)
 	})
 	if err != nil {
 		return nil, err
@@ -382,7 +382,7 @@ func (s *Service) revoke(ctx context.Context, callerID, apiInvokerID string, req
 			return t.AefID == callerID && (only == nil || slices.Contains(only, t.APIID))
 		})
 		owed = []Owed{s.owe(sc, callerID, removed, cause)}
-		return s.store.Replace(ctx, sc, owed)
+		return s.replace(ctx, sc, owed)
 	})
 	if err != nil {
 		return err
@@ -573,6 +573,17 @@ func (s *Service) load(ctx context.Context, q Query) (*Snapshot, error) {
 		return &Snapshot{}, nil
 	}
 	return s.store.Load(ctx, q)
+}
+
+// replace is Store.Replace inside retry: a context deleted since it was read (ErrNotFound) is
+// another writer's win like a version conflict, so the operation reads again and answers as for a
+// missing context instead of failing with an internal error.
+func (s *Service) replace(ctx context.Context, sc *SecurityContext, owed []Owed) error {
+	err := s.store.Replace(ctx, sc, owed)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
 }
 
 // retry runs fn again while it loses an optimistic-lock race, a bounded number of times, then
