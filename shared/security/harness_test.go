@@ -126,6 +126,7 @@ type hookStore struct {
 	security.Store
 	mu            sync.Mutex
 	conflicts     int                                // Replace answers ErrConflict this many more times
+	onConflict    func()                             // runs when a conflict is injected
 	beforeReplace func(sc *security.SecurityContext) // runs (once) before the real Replace
 	loadErr       error
 	replaceCalls  int
@@ -143,7 +144,11 @@ func (h *hookStore) Replace(ctx context.Context, sc *security.SecurityContext, o
 	h.replaceCalls++
 	if h.conflicts > 0 {
 		h.conflicts--
+		hook := h.onConflict
 		h.mu.Unlock()
+		if hook != nil {
+			hook()
+		}
 		return fmt.Errorf("injected: %w", security.ErrConflict)
 	}
 	hook := h.beforeReplace

@@ -1,0 +1,258 @@
+package security_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// Every conditional write keeps conflicting: after MaxAttempts, 503 with Retry-After and nothing
+// changed.
+func TestConflictsExhaustRetries(t *testing.T) {
+	ops := []struct {
+		name string
+		run  func(e *env) error
+	}{
+		{"update", func(e *env) error {
+			_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK)), nil)
+			return err
+		}},
+		{"revoke all", func(e *env) error { return e.svc.RevokeAll(ctx, "aef1", "inv1") }},
+		{"revoke some", func(e *env) error { return e.svc.Revoke(ctx, "aef2", "inv1", revocation("apiC"), nil) }},
+		{"remove API", func(e *env) error { _, err := e.svc.RemoveAPI(ctx, "apiD"); return err }},
+		{"remove invoker", func(e *env) error { return e.svc.RemoveInvoker(ctx, "inv1") }},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 3 })
+			e.create("inv1", standardRequest())
+			before := e.stored("inv1")
+			e.hooks.conflicts = 1000
+			err := op.run(e)
+			got := wantError(t, err, security.KindUnavailable, security.CauseTemporarilyUnavail)
+			if got.RetryAfter <= 0 {
+				t.Errorf("Retry-After %d", got.RetryAfter)
+			}
+			if e.hooks.replaceCalls != 3 {
+				t.Errorf("%d attempts, want MaxAttempts = 3", e.hooks.replaceCalls)
+			}
+			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
+				t.Errorf("state changed: %s", dump(after))
+			}
+			if len(e.notifier.sent) != 0 || len(e.pending()) != 0 {
+				t.Error("a write that never happened owes a notification")
+			}
+			snap, err := e.db.Load(ctx, security.Query{CallerID: "inv1", AefIDs: []string{"aef1"}})
+			if err != nil || snap.Caller == nil || !slices.ContainsFunc(snap.AEFs["aef1"].APIs, func(p security.PublishedAPI) bool { return p.APIID == "apiD" }) {
+				t.Errorf("the registry changed although the contexts did not: %v %s", err, dump(snap))
+			}
+		})
+	}
+}
+
+func TestDefaultMaxAttempts(t *testing.T) {
+	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 0 })
+	e.create("inv1", standardRequest())
+	e.hooks.conflicts = 1000
+	wantError(t, e.svc.RevokeAll(ctx, "aef1", "inv1"), security.KindUnavailable, security.CauseTemporarilyUnavail)
+	if e.hooks.replaceCalls < 2 {
+		t.Errorf("the default allows %d attempts", e.hooks.replaceCalls)
+	}
+}
+
+// A few conflicts are absorbed: the operation re-reads and succeeds.
+func TestConflictsRetried(t *testing.T) {
+	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 4 })
+	e.create("inv1", standardRequest())
+	e.hooks.conflicts = 3
+	out, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.hooks.replaceCalls != 4 || len(out.SecurityInfo) != 1 || e.stored("inv1").Version != 2 {
+		t.Errorf("%d attempts; answer %s; stored %s", e.hooks.replaceCalls, dump(out), dump(e.stored("inv1")))
+	}
+}
+
+// A real concurrent writer: aef2 revokes between aef1's read and write. aef1's write conflicts,
+// is re-applied on the new state, and both revocations hold, each with its own notification.
+func TestConcurrentRevocationsBothApply(t *testing.T) {
+	e := newEnv(t)
+	e.create("inv1", standardRequest())
+	other := security.New(e.db, e.db, e.signer, e.notifier, e.clock, e.cfg)
+	e.hooks.beforeReplace = func(*security.SecurityContext) {
+		if err := other.RevokeAll(ctx, "aef2", "inv1"); err != nil {
+			t.Errorf("concurrent revocation: %v", err)
+		}
+	}
+	if err := e.svc.Revoke(ctx, "aef1", "inv1", revocation("apiA"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := entryTargets(e.stored("inv1")), []string{"aef1=aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"}; !slices.Equal(got, want) {
+		t.Errorf("left %v, want %v", got, want)
+	}
+	if e.hooks.replaceCalls != 2 {
+		t.Errorf("%d writes, want 2 (one conflict)", e.hooks.replaceCalls)
+	}
+	got := e.notifier.revocations(t)
+	want := []capif.SecurityNotification{
+		{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.UnexpectedReason},
+		{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiA"}, Cause: capif.OverlimitUsage},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("notifications %s", dump(got))
+	}
+	if p := e.pending(); len(p) != 0 {
+		t.Errorf("outbox %s", dump(p))
+	}
+}
+
+// An update racing another update: the loser re-reads, so the PSKs it keeps are the winner's.
+func TestConcurrentUpdateKeepsWinnersPSK(t *testing.T) {
+	e := newEnv(t)
+	e.create("inv1", request(ifEntry(ifB, capif.PKI)))
+	other := security.New(e.db, e.db, e.signer, e.notifier, e.clock, e.cfg)
+	var winnerPSK string
+	e.hooks.beforeReplace = func(*security.SecurityContext) {
+		out, err := other.UpdateSecurityContext(ctx, "inv1", "inv1", request(ifEntry(ifB, capif.PSK)), nil)
+		if err != nil {
+			t.Errorf("concurrent update: %v", err)
+			return
+		}
+		winnerPSK = out.SecurityInfo[0].AuthenticationInfo
+	}
+	out, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(ifEntry(ifB, capif.PSK), entry("aef2", capif.PSK)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if winnerPSK == "" || out.SecurityInfo[0].AuthenticationInfo != winnerPSK {
+		t.Errorf("PSK %q after the race, the winner stored %q", out.SecurityInfo[0].AuthenticationInfo, winnerPSK)
+	}
+	if sc := e.stored("inv1"); sc.Version != 3 || len(sc.Entries) != 2 {
+		t.Errorf("stored %s", dump(sc))
+	}
+}
+
+// The context disappears between the read and the conditional write (the last entry revoked, the
+// invoker offboarded): the operation answers as for a missing context, not with an internal error.
+func TestContextVanishesBeforeWrite(t *testing.T) {
+	ops := []struct {
+		name string
+		run  func(e *env) error
+		kind security.Kind
+	}{
+		{"update", func(e *env) error {
+			_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK)), nil)
+			return err
+		}, security.KindNotFound},
+		{"revoke all", func(e *env) error { return e.svc.RevokeAll(ctx, "aef1", "inv1") }, security.KindNotFound},
+		{"revoke some", func(e *env) error { return e.svc.Revoke(ctx, "aef2", "inv1", revocation("apiC"), nil) }, security.KindNotFound},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.create("inv1", standardRequest())
+			e.hooks.beforeReplace = func(sc *security.SecurityContext) {
+				gone := *e.stored("inv1")
+				gone.Entries = nil
+				if err := e.db.Replace(ctx, &gone, nil); err != nil {
+					t.Errorf("deleting the context: %v", err)
+				}
+			}
+			err := op.run(e)
+			wantError(t, err, op.kind, security.CauseContextNotFound)
+			if sc := e.stored("inv1"); sc != nil {
+				t.Errorf("context resurrected: %s", dump(sc))
+			}
+			if len(e.notifier.sent) != 0 || len(e.pending()) != 0 {
+				t.Error("a revocation that found nothing owes a notification")
+			}
+		})
+	}
+}
+
+// RemoveAPI over a context that vanishes mid-way completes without error and without announcing
+// a revocation that was never written.
+func TestRemoveAPIContextVanishes(t *testing.T) {
+	for _, how := range []string{"before the write", "after a conflict"} {
+		t.Run(how, func(t *testing.T) {
+			e := newEnv(t)
+			e.create("inv1", standardRequest())
+			e.create("inv2", &capif.ServiceSecurity{NotificationDestination: "https://inv2.example.com/", SecurityInfo: []capif.SecurityInformation{entry("aef2", capif.PSK)}})
+			deleteInv1 := func() {
+				gone := *e.stored("inv1")
+				gone.Entries = nil
+				if err := e.db.Replace(ctx, &gone, nil); err != nil {
+					t.Errorf("deleting the context: %v", err)
+				}
+			}
+			if how == "before the write" {
+				e.hooks.beforeReplace = func(*security.SecurityContext) { deleteInv1() }
+			} else {
+				e.hooks.conflicts = 1
+				e.hooks.onConflict = deleteInv1
+			}
+			n, err := e.svc.RemoveAPI(ctx, "apiD")
+			if err != nil || n != 1 {
+				t.Errorf("RemoveAPI = %d, %v; want 1 (inv2 only), nil", n, err)
+			}
+			for _, sn := range e.notifier.revocations(t) {
+				if sn.APIInvokerID != "inv2" {
+					t.Errorf("notified %s of a revocation that was never written", dump(sn))
+				}
+			}
+			if len(e.notifier.sent) != 1 {
+				t.Errorf("%d notifications, want 1", len(e.notifier.sent))
+			}
+		})
+	}
+}
+
+func TestStoreUnavailable(t *testing.T) {
+	e := newEnv(t)
+	e.create("inv1", standardRequest())
+	e.hooks.loadErr = fmt.Errorf("dynamodb: %w", security.ErrUnavailable)
+	ops := map[string]func() error{
+		"create": func() error {
+			_, err := e.svc.CreateSecurityContext(ctx, "inv2", "inv2", standardRequest(), nil)
+			return err
+		},
+		"update": func() error {
+			_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", standardRequest(), nil)
+			return err
+		},
+		"get":    func() error { _, err := e.svc.GetInvokerInfo(ctx, "aef1", "inv1", true, true, nil); return err },
+		"revoke": func() error { return e.svc.RevokeAll(ctx, "aef1", "inv1") },
+		"token": func() error {
+			_, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+			return err
+		},
+	}
+	for name, op := range ops {
+		if err := op(); !errors.Is(err, security.ErrUnavailable) {
+			t.Errorf("%s: %v, want ErrUnavailable", name, err)
+		}
+	}
+}
+
+// The retry backoff gives up when the request's deadline passes.
+func TestRetryHonoursDeadline(t *testing.T) {
+	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 1000 })
+	e.create("inv1", standardRequest())
+	e.hooks.conflicts = 1 << 30
+	cx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := e.svc.RevokeAll(cx, "aef1", "inv1")
+	wantError(t, err, security.KindUnavailable, security.CauseTemporarilyUnavail)
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("retried for %v past the deadline", time.Since(start))
+	}
+}

@@ -1,0 +1,234 @@
+package security_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+func tokenReq(clientID, secret, scope string) capif.AccessTokenReq {
+	return capif.AccessTokenReq{GrantType: "client_credentials", ClientID: clientID, ClientSecret: secret, Scope: scope}
+}
+
+// tokenEnv: inv1 (secret) has the standard context (OAUTH on aef1: alpha, beta, delta); inv2 (no
+// secret) has OAUTH on aef1/apiB only and PSK on aef2.
+func tokenEnv(t *testing.T) *env {
+	e := newEnv(t)
+	e.create("inv1", standardRequest())
+	e.create("inv2", &capif.ServiceSecurity{NotificationDestination: "https://inv2.example.com/", SecurityInfo: []capif.SecurityInformation{
+		withAPI(entry("aef1", capif.OAUTH), "apiB"), entry("aef2", capif.PSK)}})
+	return e
+}
+
+func TestTokenRefusals(t *testing.T) {
+	formErr := &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: "parameter grant_type is repeated"}
+	tests := []struct {
+		name       string
+		caller, id string
+		req        capif.AccessTokenReq
+		reqErr     error
+		kind       security.Kind
+		code       string // OAuth error code, or the ProblemDetails cause
+		mention    string // in the description
+	}{
+		{"no caller", "", "inv1", tokenReq("inv1", inv1Secret, ""), nil, security.KindUnauthenticated, capif.InvalidClient, ""},
+		{"unknown caller", "stranger", "stranger", tokenReq("stranger", "", ""), nil, security.KindUnauthenticated, capif.InvalidClient, ""},
+		{"unknown caller, bad form", "stranger", "stranger", capif.AccessTokenReq{}, formErr, security.KindUnauthenticated, capif.InvalidClient, ""},
+		{"AEF caller", "aef1", "aef1", tokenReq("aef1", "", ""), nil, security.KindForbidden, security.CauseRoleNotAllowed, ""},
+		{"AEF caller, bad form", "aef1", "aef1", capif.AccessTokenReq{}, formErr, security.KindForbidden, security.CauseRoleNotAllowed, ""},
+		{"securityId of another invoker", "inv1", "inv2", tokenReq("inv1", inv1Secret, ""), nil, security.KindForbidden, security.CauseNotOwner, ""},
+		{"securityId unknown, bad form", "inv1", "nobody", capif.AccessTokenReq{}, formErr, security.KindForbidden, security.CauseNotOwner, ""},
+		{"bad form", "inv1", "inv1", capif.AccessTokenReq{}, formErr, security.KindInvalid, capif.InvalidRequest, "repeated"},
+		{"client_id of another invoker", "inv1", "inv1", tokenReq("inv2", inv1Secret, ""), nil, security.KindUnauthenticated, capif.InvalidClient, "client_id"},
+		{"client_id differs before grant_type is looked at", "inv1", "inv1", capif.AccessTokenReq{GrantType: "password", ClientID: "x"}, nil, security.KindUnauthenticated, capif.InvalidClient, "client_id"},
+		{"grant_type password", "inv1", "inv1", capif.AccessTokenReq{GrantType: "password", ClientID: "inv1", ClientSecret: inv1Secret}, nil, security.KindInvalid, capif.UnsupportedGrantType, "client_credentials"},
+		{"grant_type wrong, secret wrong too", "inv1", "inv1", capif.AccessTokenReq{GrantType: "authorization_code", ClientID: "inv1"}, nil, security.KindInvalid, capif.UnsupportedGrantType, ""},
+		{"secret missing", "inv1", "inv1", tokenReq("inv1", "", ""), nil, security.KindUnauthenticated, capif.InvalidClient, "client_secret"},
+		{"secret wrong", "inv1", "inv1", tokenReq("inv1", inv1Secret+"x", ""), nil, security.KindUnauthenticated, capif.InvalidClient, "client_secret"},
+		{"secret wrong case", "inv1", "inv1", tokenReq("inv1", strings.ToUpper(inv1Secret), ""), nil, security.KindUnauthenticated, capif.InvalidClient, "client_secret"},
+		{"secret wrong, scope wrong", "inv1", "inv1", tokenReq("inv1", "nope", "garbage"), nil, security.KindUnauthenticated, capif.InvalidClient, "client_secret"},
+		{"malformed scope", "inv1", "inv1", tokenReq("inv1", inv1Secret, "aef1:alpha"), nil, security.KindInvalid, capif.InvalidScope, "3gpp#"},
+		{"malformed scope group", "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef1:alpha;aef2"), nil, security.KindInvalid, capif.InvalidScope, "group 2"},
+		{"scope: AEF outside OAUTH entries", "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:gamma"), nil, security.KindInvalid, capif.InvalidScope, `AEF "aef2"`},
+		{"scope: unknown AEF", "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef9:alpha"), nil, security.KindInvalid, capif.InvalidScope, `AEF "aef9"`},
+		{"scope: API of another AEF", "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef1:gamma"), nil, security.KindInvalid, capif.InvalidScope, `API "gamma" of AEF "aef1"`},
+		{"scope: apiId instead of apiName", "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef1:apiA"), nil, security.KindInvalid, capif.InvalidScope, `API "apiA"`},
+		{"scope: one of several outside", "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef1:alpha,omega"), nil, security.KindInvalid, capif.InvalidScope, `API "omega" of AEF "aef1"`},
+		{"scope: PKI entry is not OAUTH", "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:delta"), nil, security.KindInvalid, capif.InvalidScope, `AEF "aef2"`},
+		{"no OAUTH entry for this API", "inv2", "inv2", tokenReq("inv2", "", "3gpp#aef1:alpha"), nil, security.KindInvalid, capif.InvalidScope, `API "alpha"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := tokenEnv(t)
+			_, err := e.svc.ObtainAuthorization(ctx, tt.caller, tt.id, tt.req, tt.reqErr)
+			got := wantError(t, err, tt.kind, tt.code)
+			if tt.kind == security.KindForbidden && got.OAuthError != "" {
+				t.Errorf("a 403 is a ProblemDetails, not an OAuth error %q", got.OAuthError)
+			}
+			if !strings.Contains(got.Detail, tt.mention) {
+				t.Errorf("description %q does not mention %q", got.Detail, tt.mention)
+			}
+			if len(e.signer.claims) != 0 {
+				t.Error("a refused request was signed")
+			}
+		})
+	}
+}
+
+func TestTokenUnauthorizedClient(t *testing.T) {
+	e := newEnv(t)
+	// inv2 without any context.
+	_, err := e.svc.ObtainAuthorization(ctx, "inv2", "inv2", tokenReq("inv2", "", ""), nil)
+	wantError(t, err, security.KindInvalid, capif.UnauthorizedClient)
+	// inv1 with a context but no OAUTH entry.
+	e.create("inv1", request(entry("aef2", capif.PSK), ifEntry(ifShared, capif.PKI)))
+	_, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	wantError(t, err, security.KindInvalid, capif.UnauthorizedClient)
+	_, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:gamma"), nil)
+	wantError(t, err, security.KindInvalid, capif.UnauthorizedClient)
+}
+
+func TestTokenIssued(t *testing.T) {
+	tests := []struct {
+		name           string
+		caller, secret string
+		scope          string
+		wantScope      string
+		wantAud        []string
+	}{
+		{"no scope grants every OAUTH entry", "inv1", inv1Secret, "", "3gpp#aef1:alpha,beta,delta", []string{"aef1"}},
+		{"one API", "inv1", inv1Secret, "3gpp#aef1:beta", "3gpp#aef1:beta", []string{"aef1"}},
+		{"canonical order", "inv1", inv1Secret, "3gpp#aef1:delta,alpha,delta", "3gpp#aef1:alpha,delta", []string{"aef1"}},
+		{"secret ignored when none was issued", "inv2", "anything", "", "3gpp#aef1:beta", []string{"aef1"}},
+		{"no secret, none issued", "inv2", "", "3gpp#aef1:beta", "3gpp#aef1:beta", []string{"aef1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := tokenEnv(t)
+			rsp, err := e.svc.ObtainAuthorization(ctx, tt.caller, tt.caller, tokenReq(tt.caller, tt.secret, tt.scope), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(e.signer.claims) != 1 {
+				t.Fatalf("%d tokens signed", len(e.signer.claims))
+			}
+			c := e.signer.claims[0]
+			now := e.clock.now.Unix()
+			want := security.TokenClaims{Issuer: issuer, Subject: tt.caller, ClientID: tt.caller, Audience: tt.wantAud, Scope: tt.wantScope,
+				IssuedAt: now, Expiry: now + 300, ID: c.ID}
+			if !reflect.DeepEqual(c, want) {
+				t.Errorf("claims %s, want %s", dump(c), dump(want))
+			}
+			if c.ID == "" {
+				t.Error("no jti")
+			}
+			wantRsp := capif.AccessTokenRsp{AccessToken: "token-1", TokenType: "Bearer", ExpiresIn: 300, Scope: tt.wantScope}
+			if !reflect.DeepEqual(*rsp, wantRsp) {
+				t.Errorf("response %+v, want %+v", *rsp, wantRsp)
+			}
+		})
+	}
+}
+
+func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
+	e := newEnv(t)
+	e.create("inv1", request(entry("aef1", capif.OAUTH), ifEntry(ifShared, capif.OAUTH), withAPI(entry("aef2", capif.PSK), "apiC")))
+	rsp, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rsp.Scope != "3gpp#aef1:alpha,beta,delta;aef2:delta" {
+		t.Errorf("scope %q", rsp.Scope)
+	}
+	if aud := e.signer.claims[0].Audience; !reflect.DeepEqual(aud, []string{"aef1", "aef2"}) {
+		t.Errorf("aud %v", aud)
+	}
+	rsp, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:delta;aef1:beta"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rsp.Scope != "3gpp#aef1:beta;aef2:delta" {
+		t.Errorf("scope %q", rsp.Scope)
+	}
+	if e.signer.claims[0].ID == e.signer.claims[1].ID {
+		t.Error("two tokens share a jti")
+	}
+
+	// Revoked APIs leave the scope.
+	if err := e.svc.RevokeAll(ctx, "aef2", "inv1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:delta"), nil)
+	wantError(t, err, security.KindInvalid, capif.InvalidScope)
+	if err := e.svc.Revoke(ctx, "aef1", "inv1", revocation("apiB"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef1:beta"), nil)
+	got := wantError(t, err, security.KindInvalid, capif.InvalidScope)
+	if !strings.Contains(got.Detail, `"beta"`) {
+		t.Errorf("description %q", got.Detail)
+	}
+	rsp, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rsp.Scope != "3gpp#aef1:alpha,delta" {
+		t.Errorf("scope after revocations %q", rsp.Scope)
+	}
+}
+
+func TestTokenTTL(t *testing.T) {
+	e := newEnv(t, func(c *security.Config) { c.TokenTTL = 90 * time.Second })
+	e.create("inv1", standardRequest())
+	rsp, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.signer.claims[0]
+	if rsp.ExpiresIn != 90 || c.Expiry-c.IssuedAt != 90 {
+		t.Errorf("expires_in %d, exp-iat %d; want 90", rsp.ExpiresIn, c.Expiry-c.IssuedAt)
+	}
+	// The default lifetime applies when none is configured.
+	e = newEnv(t, func(c *security.Config) { c.TokenTTL = 0 })
+	e.create("inv1", standardRequest())
+	rsp, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rsp.ExpiresIn <= 0 || e.signer.claims[0].Expiry-e.signer.claims[0].IssuedAt != rsp.ExpiresIn {
+		t.Errorf("default TTL: expires_in %d, claims %s", rsp.ExpiresIn, dump(e.signer.claims[0]))
+	}
+}
+
+func TestTokenSignerFailure(t *testing.T) {
+	e := newEnv(t)
+	e.create("inv1", standardRequest())
+	e.signer.err = errors.New("kms: throttled")
+	_, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	if !errors.Is(err, e.signer.err) {
+		t.Errorf("error %v, want the signer's", err)
+	}
+	if _, err := e.svc.JWKS(ctx); !errors.Is(err, e.signer.err) {
+		t.Errorf("JWKS error %v", err)
+	}
+	e.signer.err = nil
+	set, err := e.svc.JWKS(ctx)
+	if err != nil || len(set.Keys) != 1 || set.Keys[0].Kid != "k1" {
+		t.Errorf("JWKS = %+v, %v", set, err)
+	}
+}
+
+func TestHashSecret(t *testing.T) {
+	if security.HashSecret("") != nil {
+		t.Error("an empty secret hashes to something")
+	}
+	a, b := security.HashSecret("a"), security.HashSecret("b")
+	if len(a) != 32 || reflect.DeepEqual(a, b) || !reflect.DeepEqual(a, security.HashSecret("a")) {
+		t.Errorf("HashSecret: %x %x", a, b)
+	}
+}
