@@ -129,6 +129,8 @@ type hookStore struct {
 	onConflict    func()                             // runs when a conflict is injected
 	beforeReplace func(sc *security.SecurityContext) // runs (once) before the real Replace
 	loadErr       error
+	createErr     error
+	deliveredErr  error
 	replaceCalls  int
 }
 
@@ -137,6 +139,20 @@ func (h *hookStore) Load(ctx context.Context, q security.Query) (*security.Snaps
 		return nil, h.loadErr
 	}
 	return h.Store.Load(ctx, q)
+}
+
+func (h *hookStore) Create(ctx context.Context, sc *security.SecurityContext) error {
+	if h.createErr != nil {
+		return h.createErr
+	}
+	return h.Store.Create(ctx, sc)
+}
+
+func (h *hookStore) Delivered(ctx context.Context, owedID string) error {
+	if h.deliveredErr != nil {
+		return h.deliveredErr
+	}
+	return h.Store.Delivered(ctx, owedID)
 }
 
 func (h *hookStore) Replace(ctx context.Context, sc *security.SecurityContext, owed []security.Owed) error {
