@@ -52,7 +52,8 @@ func decodeJSON(r *http.Request, v any) error {
 		}
 		return security.BadBody(security.KindInvalid, "the request body is not valid JSON: "+err.Error())
 	}
-	if dec.More() {
+	// Decoder.More reports false before a stray ']' or '}', so check the rest of the body itself.
+	if strings.TrimLeft(string(b[dec.InputOffset():]), " \t\r\n") != "" {
 		return security.BadBody(security.KindInvalid, "the request body holds data after the JSON value")
 	}
 	return nil
