@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/capifcore/capif-security/shared/capif"
@@ -46,7 +48,7 @@ func decodeJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			ptr := "/" + strings.ReplaceAll(te.Field, ".", "/")
+			ptr := typeErrorPointer(b, te)
 			return security.BadBody(security.KindInvalid, "the request body does not match the schema",
 				capif.InvalidParam{Param: ptr, Reason: fmt.Sprintf("must be %s, not %s", jsonType(te.Type.Kind().String()), te.Value)})
 		}
@@ -57,6 +59,82 @@ func decodeJSON(r *http.Request, v any) error {
 		return security.BadBody(security.KindInvalid, "the request body holds data after the JSON value")
 	}
 	return nil
+}
+
+// typeErrorPointer is the JSON pointer (RFC 6901) of the value a type error is about.
+// UnmarshalTypeError.Field lists the member names from the root but no array index, so the body
+// (already known to be well-formed) is walked again for the innermost value that ends at or
+// spans te.Offset and whose member names are those of Field (matched as encoding/json matches
+// them, case-insensitively). Should that fail, Field's names alone are used.
+func typeErrorPointer(body []byte, te *json.UnmarshalTypeError) string {
+	w := pointerWalk{dec: json.NewDecoder(bytes.NewReader(body)), want: strings.Split(te.Field, "."), offset: te.Offset}
+	path := w.want
+	if err := w.value(nil, nil, -1); err == nil && w.best != nil {
+		path = w.best
+	}
+	var b strings.Builder
+	for _, seg := range path {
+		b.WriteByte('/')
+		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(seg))
+	}
+	return b.String()
+}
+
+type pointerWalk struct {
+	dec    *json.Decoder
+	want   []string // member names from the root
+	offset int64
+	best   []string // the deepest match so far
+}
+
+// value reads one value that starts after offset start; path holds the pointer segments to it,
+// names only its member names.
+func (w *pointerWalk) value(path, names []string, start int64) error {
+	tok, err := w.dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		for w.dec.More() {
+			key, err := w.dec.Token()
+			if err != nil {
+				return err
+			}
+			k, _ := key.(string)
+			if err := w.value(append(path[:len(path):len(path)], k), append(names[:len(names):len(names)], k), w.dec.InputOffset()); err != nil {
+				return err
+			}
+		}
+		if _, err := w.dec.Token(); err != nil {
+			return err
+		}
+	case json.Delim('['):
+		for i := 0; w.dec.More(); i++ {
+			if err := w.value(append(path[:len(path):len(path)], strconv.Itoa(i)), names, w.dec.InputOffset()); err != nil {
+				return err
+			}
+		}
+		if _, err := w.dec.Token(); err != nil {
+			return err
+		}
+	}
+	if start < w.offset && w.offset <= w.dec.InputOffset() && len(path) > len(w.best) && sameNames(names, w.want) {
+		w.best = path
+	}
+	return nil
+}
+
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !strings.EqualFold(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func jsonType(kind string) string {
