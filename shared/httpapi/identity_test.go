@@ -1,0 +1,227 @@
+package httpapi
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"math/big"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/devpki"
+)
+
+var testNow = time.Now()
+
+// leaf issues a certificate from ca (nil: self-signed) with the template's subject, EKUs and
+// validity filled in where left empty.
+func leaf(t *testing.T, ca *devpki.CA, tmpl *x509.Certificate) (*x509.Certificate, []byte, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	if tmpl.NotBefore.IsZero() {
+		tmpl.NotBefore = testNow.Add(-time.Hour)
+	}
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotAfter = testNow.Add(time.Hour)
+	}
+	if tmpl.ExtKeyUsage == nil && !tmpl.IsCA {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	if tmpl.KeyUsage == 0 {
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	}
+	parent, signer := tmpl, any(key)
+	if ca != nil {
+		parent, signer = ca.Cert, ca.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key
+}
+
+func newCA(t *testing.T, name string) *devpki.CA {
+	t.Helper()
+	ca, err := devpki.NewCA(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func TestCallerID(t *testing.T) {
+	ca := newCA(t, "test CA")
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	tests := []struct {
+		name    string
+		subject pkix.Name
+		want    string // "" for a rejection
+	}{
+		{"one CN", pkix.Name{CommonName: "inv1"}, "inv1"},
+		{"CN with other attributes", pkix.Name{CommonName: "aef-1", Organization: []string{"Org"}, OrganizationalUnit: []string{"inv2"}, Country: []string{"FI"}}, "aef-1"},
+		{"CN with spaces and slashes", pkix.Name{CommonName: "a b/c"}, "a b/c"},
+		{"CN of 256 bytes", pkix.Name{CommonName: strings.Repeat("c", 256)}, strings.Repeat("c", 256)},
+		{"no CN", pkix.Name{Organization: []string{"Org"}}, ""},
+		{"empty subject", pkix.Name{}, ""},
+		{"two CNs", pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: cn, Value: "inv1"}, {Type: cn, Value: "aef1"}}}, ""},
+		{"the same CN twice", pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: cn, Value: "inv1"}, {Type: cn, Value: "inv1"}}}, ""},
+		{"CN over 256 bytes", pkix.Name{CommonName: strings.Repeat("c", 257)}, ""},
+		{"empty CN", pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: cn, Value: ""}}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cert, _, _ := leaf(t, ca, &x509.Certificate{Subject: tt.subject})
+			got, err := CallerID(cert)
+			if tt.want == "" {
+				if err == nil {
+					t.Errorf("CallerID = %q, want a rejection", got)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("CallerID = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := CallerID(nil); err == nil {
+		t.Error("no certificate accepted")
+	}
+}
+
+// The issuer's CN and the SANs are never the identity.
+func TestCallerIDIgnoresIssuerAndSANs(t *testing.T) {
+	ca := newCA(t, "aef1")
+	cert, _, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{Organization: []string{"x"}}, DNSNames: []string{"inv1"}})
+	if id, err := CallerID(cert); err == nil {
+		t.Errorf("CallerID = %q from the issuer or a SAN", id)
+	}
+}
+
+func TestTLSClientCertificate(t *testing.T) {
+	ca := newCA(t, "test CA")
+	cert, _, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}})
+	r := httptest.NewRequest("GET", "/", nil)
+	if c, err := TLSClientCertificate(r); c != nil || err != nil {
+		t.Errorf("plain HTTP: %v, %v", c, err)
+	}
+	r.TLS = &tls.ConnectionState{}
+	if c, err := TLSClientCertificate(r); c != nil || err != nil {
+		t.Errorf("no verified chain: %v, %v", c, err)
+	}
+	// A presented but unverified certificate is not an identity.
+	r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}
+	if c, _ := TLSClientCertificate(r); c != nil {
+		t.Error("an unverified peer certificate was used")
+	}
+	r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert, ca.Cert}}}
+	if c, err := TLSClientCertificate(r); c != cert || err != nil {
+		t.Errorf("verified chain: %v, %v", c, err)
+	}
+}
+
+func TestVerifyPEM(t *testing.T) {
+	ca := newCA(t, "client CA")
+	other := newCA(t, "other CA")
+	_, good, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}})
+	_, anyEKU, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	_, both, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
+	_, wrongCA, _ := leaf(t, other, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}})
+	_, expired, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}, NotBefore: testNow.Add(-48 * time.Hour), NotAfter: testNow.Add(-24 * time.Hour)})
+	_, future, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}, NotBefore: testNow.Add(24 * time.Hour), NotAfter: testNow.Add(48 * time.Hour)})
+	_, serverOnly, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	_, selfSigned, _ := leaf(t, nil, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}})
+
+	// An intermediate CA under a root that allows one, and a leaf it issued.
+	rootCert, _, rootKey := leaf(t, nil, &x509.Certificate{Subject: pkix.Name{CommonName: "root"}, IsCA: true, BasicConstraintsValid: true, MaxPathLen: 1, KeyUsage: x509.KeyUsageCertSign})
+	root := &devpki.CA{Cert: rootCert, Key: rootKey}
+	roots := ca.Pool()
+	roots.AddCert(rootCert)
+	interCert, interPEM, interKey := leaf(t, root, &x509.Certificate{Subject: pkix.Name{CommonName: "intermediate"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	inter := &devpki.CA{Cert: interCert, Key: interKey}
+	_, viaInter, _ := leaf(t, inter, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}})
+	// The other CA's root sent along as an extra block must not become a root.
+	_, otherRootPEM, _ := leaf(t, nil, &x509.Certificate{Subject: pkix.Name{CommonName: "rogue root"}, IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
+	cat := func(parts ...[]byte) []byte {
+		var out []byte
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	interPool := x509.NewCertPool()
+	interPool.AddCert(interCert)
+
+	tests := []struct {
+		name          string
+		pem           []byte
+		intermediates *x509.CertPool
+		ok            bool
+	}{
+		{"good", good, nil, true},
+		{"good with text around", cat([]byte("subject=CN=inv1\n"), good, []byte("trailer\n")), nil, true},
+		{"EKU any", anyEKU, nil, true},
+		{"client and server auth", both, nil, true},
+		{"other CA", wrongCA, nil, false},
+		{"expired", expired, nil, false},
+		{"not yet valid", future, nil, false},
+		{"server auth only", serverOnly, nil, false},
+		{"self-signed", selfSigned, nil, false},
+		{"self-signed with itself appended", cat(selfSigned, selfSigned), nil, false},
+		{"via intermediate, chain sent along", cat(viaInter, interPEM), nil, true},
+		{"via intermediate, from the pool", viaInter, interPool, true},
+		{"via intermediate, intermediate missing", viaInter, nil, false},
+		{"other CA with its root appended", cat(wrongCA, other.PEM), nil, false},
+		{"rogue root appended", cat(selfSigned, otherRootPEM), nil, false},
+		{"garbage block after a good leaf", cat(good, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")})), nil, true},
+		{"empty", nil, nil, false},
+		{"not PEM", []byte("hello"), nil, false},
+		{"a key, not a certificate", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1, 2}}), nil, false},
+		{"certificate block that does not parse", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")}), nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cert, err := VerifyPEM(tt.pem, roots, tt.intermediates, testNow)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				if id, _ := CallerID(cert); id != "inv1" {
+					t.Errorf("leaf CN %q", id)
+				}
+				return
+			}
+			if err == nil {
+				t.Errorf("accepted %s", cert.Subject)
+			}
+		})
+	}
+	// The pool passed in is not changed by the blocks sent along.
+	empty := x509.NewCertPool()
+	if _, err := VerifyPEM(cat(viaInter, interPEM), roots, empty, testNow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyPEM(viaInter, roots, empty, testNow); err == nil {
+		t.Error("an intermediate sent along with one request was remembered")
+	}
+	// Time is the caller's: a certificate valid now is expired later.
+	if _, err := VerifyPEM(good, ca.Pool(), nil, testNow.Add(2*time.Hour)); err == nil {
+		t.Error("verified after its NotAfter")
+	}
+}
