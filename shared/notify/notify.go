@@ -1,0 +1,218 @@
+// Package notify delivers SecurityNotification and TestNotification bodies to an invoker's
+// notificationDestination (security.Notifier). The destination is chosen by the invoker, so
+// every connection is checked at dial time against the addresses this service must never reach
+// (loopback, where the Lambda runtime API listens; link-local, where metadata endpoints live;
+// private and other special-purpose ranges), redirects are not followed, environment proxies are
+// ignored and each delivery is bounded in time.
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+)
+
+// DefaultTimeout bounds a whole delivery when Options.Timeout is not set.
+const DefaultTimeout = 2 * time.Second
+
+const (
+	// maxDrain caps how much of a response body is read; the content is never used.
+	maxDrain = 64 << 10
+	// maxHeaderBytes caps the response header, which the destination controls.
+	maxHeaderBytes = 16 << 10
+	userAgent      = "capif-security-notify"
+)
+
+// Options configures a Notifier.
+type Options struct {
+	// AllowLoopback admits 127.0.0.0/8 and ::1 destinations (and "localhost"), so a developer
+	// can receive notifications on a local listener. Only the local runner sets it; in Lambda
+	// the runtime API listens on loopback, so it must stay off there. Private ranges remain
+	// refused either way.
+	AllowLoopback bool
+	// Timeout bounds a whole delivery: DNS, connect, TLS, request, response. Default 2 s.
+	Timeout time.Duration
+	// Logger receives redirect warnings and delivery debug records; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Notifier POSTs JSON bodies to notification destinations. Safe for concurrent use.
+type Notifier struct {
+	client  *http.Client
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// New builds a Notifier.
+func New(o Options) *Notifier {
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	dialer := &net.Dialer{
+		Timeout:        timeout,
+		ControlContext: guard(o.AllowLoopback),
+	}
+	transport := &http.Transport{
+		// nil, not ProxyFromEnvironment: a proxy would make the connection for us, out of the
+		// guard's sight.
+		Proxy:       nil,
+		DialContext: dialer.DialContext,
+		// TLS runs over DialContext, so https destinations pass the same guard.
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:    timeout,
+		ResponseHeaderTimeout:  timeout,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+		// The body is discarded, so never ask for gzip and inflate what we throw away.
+		DisableCompression: true,
+		// Notifications are rare and go to many hosts; a pooled connection would outlive a
+		// Lambda freeze and fail the next POST, which the transport does not retry.
+		DisableKeepAlives: true,
+	}
+	return &Notifier{
+		client: &http.Client{
+			Transport: transport,
+			// A 3xx is returned to Notify as is, and becomes a failure there.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		timeout: timeout,
+		log:     logger,
+	}
+}
+
+// StatusError is a delivery the destination answered with a status other than 2xx.
+type StatusError struct {
+	Code int
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("destination answered %d %s", e.Code, http.StatusText(e.Code))
+	if e.Code >= 300 && e.Code < 400 {
+		msg += "; redirects are not followed"
+	}
+	return msg
+}
+
+// Notify POSTs body as JSON to destination. It returns nil on a 2xx answer; otherwise an error
+// that never contains the destination's path or query (they may carry secrets): a *RefusedError
+// or another error matching ErrRefused for a destination that is not allowed, a *StatusError for
+// any other answer, or a transport or timeout error. ctx may be detached from any request; the
+// delivery applies its own timeout.
+func (n *Notifier) Notify(ctx context.Context, destination string, body any) error {
+	u, err := parseDestination(destination)
+	if err != nil {
+		return err
+	}
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encoding the notification: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(payload))
+	if err != nil {
+		// Not reached for a URL that parseDestination accepted; the message is kept free of it.
+		return fmt.Errorf("building the request: %w", ErrRefused)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", userAgent)
+
+	start := time.Now()
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return n.transportError(ctx, u, err, time.Since(start))
+	}
+	// Read a bounded amount so the server is not cut off mid-answer, then close; errors here
+	// do not change the outcome, which the status already decided.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	_ = resp.Body.Close()
+
+	switch code := resp.StatusCode; {
+	case code >= 200 && code < 300:
+		n.log.DebugContext(ctx, "notification delivered", "destination", redact(u), "status", code, "duration", time.Since(start))
+		return nil
+	case code >= 300 && code < 400:
+		// TS 29.222 lets a CCF re-send to Location on 307/308; following blindly would let a
+		// destination steer us, so the redirect is reported and the delivery fails.
+		n.log.WarnContext(ctx, "notification destination redirected; not followed", "destination", redact(u), "status", code, "location", redactLocation(u, resp.Header.Get("Location")))
+		return &StatusError{Code: code}
+	default:
+		return &StatusError{Code: code}
+	}
+}
+
+// transportError turns a client failure into an error without the request URL (url.Error
+// carries the full URL in its message).
+func (n *Notifier) transportError(ctx context.Context, u *url.URL, err error, elapsed time.Duration) error {
+	var refused *RefusedError
+	if errors.As(err, &refused) {
+		out := *refused
+		if _, perr := netip.ParseAddr(u.Hostname()); perr != nil {
+			out.Host = u.Hostname()
+		}
+		return &out
+	}
+	inner := err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		inner = ue.Err
+	}
+	if errors.Is(inner, ErrRefused) {
+		return inner
+	}
+	// The transport's own dial/TLS/header timeouts equal the overall one and may fire first;
+	// all of them are the destination being too slow. The result matches net.Error.Timeout.
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(inner, &ne) && ne.Timeout()) {
+		return fmt.Errorf("no answer from destination within %s: %w", n.timeout, inner)
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("delivery abandoned after %s: %w", elapsed.Round(time.Millisecond), ctxErr)
+	}
+	return fmt.Errorf("POST to destination failed: %w", inner)
+}
+
+// parseDestination accepts absolute http and https URLs naming a host and no user information.
+// Its errors never echo the URL.
+func parseDestination(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("destination is not a valid URI: %w", ErrRefused)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("destination scheme must be http or https: %w", ErrRefused)
+	case u.Opaque != "" || u.Hostname() == "":
+		return nil, fmt.Errorf("destination names no host: %w", ErrRefused)
+	case u.User != nil:
+		return nil, fmt.Errorf("destination carries user information: %w", ErrRefused)
+	}
+	return u, nil
+}
+
+// redact keeps scheme and host only; paths and queries may carry secrets.
+func redact(u *url.URL) string { return u.Scheme + "://" + u.Host }
+
+func redactLocation(base *url.URL, loc string) string {
+	if loc == "" {
+		return "(none)"
+	}
+	l, err := base.Parse(loc)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return redact(l)
+}
