@@ -149,6 +149,7 @@ func testTokenScope(t *testing.T, r *runner) {
 		{"3gpp#aef-a:alpha-four", []string{`"alpha-four"`, `"aef-a"`}}, // unknown API name
 		{"3gpp#aef-a:api-a1", []string{`"api-a1"`}},                    // an apiId, not a name
 		{"3gpp#aef-b:beta-two,beta-one", []string{`"beta-one"`}},       // one of two
+		{"3gpp#\xff\xfe:\x00", nil},                                    // well-formed bytes no AEF has
 	} {
 		e := wantTokenErr(t, c.tokenReq(inv, grant(inv, "scope", tc.scope)), 400, capif.InvalidScope)
 		for _, m := range tc.mentions {
@@ -175,13 +176,13 @@ func testTokenScope(t *testing.T, r *runner) {
 		"3gpp#aef-a:alpha-one:x",        // two colons
 		"3gpp#aef-a#:alpha-one",         // separator in aefId
 		"3gpp#aef-a:alpha-one;aef-b",    // second group without colon
-		"3gpp#\xff\xfe:\x00",            // bytes that are not text
 		"3gpp#" + strings.Repeat("aef-a:alpha-one;", 5000) + "x",
 		" 3gpp#aef-a:alpha-one",
 	} {
+		// Reported as malformed, not as an authorization the context lacks.
 		e := wantTokenErr(t, c.tokenReq(inv, grant(inv, "scope", s)), 400, capif.InvalidScope)
-		if e.ErrorDescription == "" {
-			t.Errorf("scope %.40q: invalid_scope without description", s)
+		if e.ErrorDescription == "" || strings.Contains(e.ErrorDescription, "not authorized") {
+			t.Errorf("scope %.40q: description %q does not say it is malformed", s, e.ErrorDescription)
 		}
 	}
 }
