@@ -274,4 +274,3 @@ func (s *testServer) lastAccessLine() map[string]any {
 	s.t.Fatalf("no access log line in %s", s.logs)
 	return nil
 }
-
