@@ -1,0 +1,12 @@
+// Command obtain-invoker-info is a Lambda function of the CAPIF_Security_API behind API Gateway
+// (REST proxy events): GET trustedInvokers/{apiInvokerId}.
+// Wiring only; everything shared (configuration, identity, truststore, deadline, proxy) is in
+// shared/lambdaapp. Built by `make build-<LogicalId>` (see template.yaml).
+package main
+
+import (
+	"github.com/capifcore/capif-security/shared/httpapi"
+	"github.com/capifcore/capif-security/shared/lambdaapp"
+)
+
+func main() { lambdaapp.Main(httpapi.ObtainAPIInvokerInfo) }

@@ -1,0 +1,356 @@
+package lambdaapp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/awslabs/aws-lambda-go-api-proxy/core"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+
+	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/httpapi"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// Build makes one operation's router: httpapi.ObtainSecurityMethod, httpapi.ObtainAuthorization,
+// httpapi.ObtainAPIInvokerInfo or httpapi.RevokeAuthorization.
+type Build func(*security.Service, httpapi.Options) *httpapi.Router
+
+// Options are the parts of a Function that tests replace.
+type Options struct {
+	Logger *slog.Logger
+	// AWSAPIOptions are added to every AWS client (tests count the calls with them).
+	AWSAPIOptions []func(*middleware.Stack) error
+	// Now is the time client certificates are verified at (default time.Now).
+	Now func() time.Time
+}
+
+// Retry policy of the truststore read, the same as app's AWS clients: a few quick attempts, so
+// an exhausted budget still answers 503 well inside the request deadline.
+const (
+	s3MaxAttempts = 3
+	s3MaxBackoff  = 200 * time.Millisecond
+)
+
+// Function is one Lambda function: an API Gateway REST proxy event in, a proxy response out.
+//
+// Built once per cold start (New) with no AWS call: configuration, the S3 client and the proxy.
+// The first request reads the truststore (the bundle API Gateway's mutual TLS trusts), and with
+// it wires the adapters and the service, whose PKI authenticationInfo is that very bundle; the
+// result is kept for the life of the execution environment. A failed first wiring is answered
+// with 503 (or 500 when the bundle itself is unusable) and tried again on the next request.
+type Function struct {
+	cfg     Config
+	build   Build
+	logger  *slog.Logger
+	now     func() time.Time
+	awsOpts []func(*middleware.Stack) error
+	s3      s3Getter
+	adapter *httpadapter.HandlerAdapter
+
+	mu      sync.Mutex
+	handler http.Handler // nil until wired
+	app     *app.App     // kept once opened, even if building the router failed
+	trust   *Truststore  // kept with app: its PEM is the service's ClientCAPEM
+}
+
+// New builds a function without calling AWS.
+func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function, error) {
+	if build == nil {
+		return nil, errors.New("lambdaapp: no router")
+	}
+	f := &Function{cfg: cfg, build: build, logger: opts.Logger, now: opts.Now, awsOpts: opts.AWSAPIOptions}
+	if f.logger == nil {
+		f.logger = slog.Default()
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	if cfg.Truststore.File == "" {
+		// LoadDefaultConfig reads the environment and shared files only; credentials are
+		// resolved on the first call.
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = s3MaxAttempts
+				o.MaxBackoff = s3MaxBackoff
+			})
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("lambdaapp: AWS configuration: %w", err)
+		}
+		awsCfg.APIOptions = append(awsCfg.APIOptions, opts.AWSAPIOptions...)
+		f.s3 = s3.NewFromConfig(awsCfg)
+	}
+	f.adapter = httpadapter.New(http.HandlerFunc(f.serveHTTP))
+	return f, nil
+}
+
+// Close releases the adapters (tests; a Lambda environment is simply frozen and discarded).
+func (f *Function) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.app == nil {
+		return nil
+	}
+	err := f.app.Close()
+	f.app, f.trust, f.handler = nil, nil, nil
+	return err
+}
+
+// Handle is the Lambda handler. It never returns an error: API Gateway would turn one into a
+// bare 502. An event that is not a convertible REST proxy event is answered 400, a panic 500,
+// both as problem+json.
+func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (events.APIGatewayProxyResponse, error) {
+	ctx, cancel := RequestContext(ctx, f.cfg.DeadlineMargin)
+	defer cancel()
+	var ev events.APIGatewayProxyRequest
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the event is not an API Gateway REST proxy event", err), nil
+	}
+	if err := checkEvent(ev); err != nil {
+		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the request could not be read: "+err.Error(), err), nil
+	}
+	served := new(bool)
+	resp, err := f.proxy(context.WithValue(ctx, servedKey{}, served), ev)
+	switch {
+	case err == nil:
+		return resp, nil
+	case !*served:
+		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the request could not be read", err), nil
+	default:
+		return f.reject(ctx, ev, http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed", err), nil
+	}
+}
+
+type servedKey struct{}
+
+// proxy runs the event through aws-lambda-go-api-proxy; a panic becomes a 500.
+func (f *Function) proxy(ctx context.Context, ev events.APIGatewayProxyRequest) (resp events.APIGatewayProxyResponse, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			f.logger.ErrorContext(ctx, "panic", slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+			resp, err = f.reject(ctx, ev, http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed", nil), nil
+		}
+	}()
+	return f.adapter.ProxyWithContext(ctx, ev)
+}
+
+// checkEvent refuses what the proxy cannot turn into an http.Request, before it tries (it
+// would print its complaint outside the JSON log).
+func checkEvent(ev events.APIGatewayProxyRequest) error {
+	if ev.HTTPMethod == "" {
+		return errors.New("the event has no httpMethod")
+	}
+	if ev.IsBase64Encoded {
+		if _, err := base64.StdEncoding.DecodeString(ev.Body); err != nil {
+			return errors.New("the body is marked base64 but does not decode")
+		}
+	}
+	path := ev.Path
+	if len(path) == 0 || path[0] != '/' {
+		path = "/" + path
+	}
+	if _, err := http.NewRequest(ev.HTTPMethod, "https://"+ev.RequestContext.DomainName+path, nil); err != nil {
+		return errors.New("the method, host or path is malformed")
+	}
+	return nil
+}
+
+// serveHTTP is the handler behind the proxy: wire on first use, then route.
+func (f *Function) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s, ok := r.Context().Value(servedKey{}).(*bool); ok {
+		*s = true
+	}
+	h, err := f.wired(r.Context())
+	if err != nil {
+		status, cause, detail := http.StatusServiceUnavailable, security.CauseTemporarilyUnavail, "the service is temporarily unavailable; retry"
+		if !transient(r.Context(), err) {
+			status, cause, detail = http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed"
+		} else {
+			w.Header().Set("Retry-After", "1")
+		}
+		id := f.requestID(r)
+		f.logger.LogAttrs(r.Context(), slog.LevelError, "request",
+			slog.String("requestId", id), slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
+			slog.Int("status", status), slog.String("error", err.Error()))
+		w.Header().Set("X-Request-Id", id)
+		writeProblem(w, status, cause, detail)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// wired returns the operation's router, wiring it on first use.
+func (f *Function) wired(ctx context.Context) (http.Handler, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.handler != nil {
+		return f.handler, nil
+	}
+	start := time.Now()
+	if f.app == nil {
+		bundle, err := fetchTruststore(ctx, f.cfg.Truststore, f.s3)
+		if err != nil {
+			return nil, err
+		}
+		ts, err := ParseTruststore(bundle)
+		if err != nil {
+			return nil, permanent{fmt.Errorf("%s: %w", f.cfg.Truststore, err)}
+		}
+		acfg := f.cfg.App
+		acfg.ClientCAPEM = string(ts.PEM)
+		acfg.Logger = f.logger
+		acfg.AWSAPIOptions = append(acfg.AWSAPIOptions, f.awsOpts...)
+		a, err := app.Open(ctx, acfg)
+		if err != nil {
+			return nil, permanent{err}
+		}
+		f.app, f.trust = a, ts
+	}
+	f.handler = f.build(f.app.Service, httpapi.Options{
+		APIRoot:      f.cfg.App.APIRoot,
+		Certificates: certificateSource(f.trust, f.now),
+		Logger:       f.logger,
+		RequestID:    f.requestID,
+	})
+	f.logger.InfoContext(ctx, "wired", slog.String("truststore", f.cfg.Truststore.String()),
+		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000))
+	return f.handler, nil
+}
+
+// permanent marks a wiring failure that retrying will not cure.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// transient tells a failure worth a 503 (time ran out, the SDK's retries were exhausted on a
+// retryable error) from a configuration fault (500).
+func transient(ctx context.Context, err error) bool {
+	var p permanent
+	if errors.As(err, &p) {
+		return false
+	}
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var maxAttempts *retry.MaxAttemptsError
+	return errors.As(err, &maxAttempts)
+}
+
+// certificateSource is the Lambda CertificateSource: the PEM that API Gateway's mutual TLS put
+// in requestContext.identity.clientCert (reached through the proxy's request context),
+// re-verified against the truststore. Never a header, never the subject DN string.
+func certificateSource(ts *Truststore, now func() time.Time) httpapi.CertificateSource {
+	return func(r *http.Request) (*x509.Certificate, error) {
+		gw, ok := core.GetAPIGatewayContextFromContext(r.Context())
+		if !ok || gw.Identity.ClientCert == nil || gw.Identity.ClientCert.ClientCertPem == "" {
+			return nil, nil
+		}
+		return httpapi.VerifyPEM([]byte(gw.Identity.ClientCert.ClientCertPem), ts.Roots, ts.Intermediates, now())
+	}
+}
+
+// requestID is the id API Gateway gave the request (the client sees it as x-amzn-RequestId),
+// else the Lambda request id, else a random one.
+func (f *Function) requestID(r *http.Request) string {
+	if gw, ok := core.GetAPIGatewayContextFromContext(r.Context()); ok && gw.RequestID != "" {
+		return gw.RequestID
+	}
+	if lc, ok := core.GetRuntimeContextFromContext(r.Context()); ok && lc != nil && lc.AwsRequestID != "" {
+		return lc.AwsRequestID
+	}
+	return httpapi.RandomRequestID(r)
+}
+
+// reject answers a request the router never saw, and logs it like the access log does.
+func (f *Function) reject(ctx context.Context, ev events.APIGatewayProxyRequest, status int, cause, detail string, err error) events.APIGatewayProxyResponse {
+	id := ev.RequestContext.RequestID
+	if id == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	attrs := []slog.Attr{slog.String("requestId", id), slog.String("method", ev.HTTPMethod), slog.Int("status", status)}
+	level := slog.LevelWarn
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	f.logger.LogAttrs(ctx, level, "request rejected", attrs...)
+	body := problemBody(status, cause, detail)
+	return events.APIGatewayProxyResponse{
+		StatusCode: status,
+		MultiValueHeaders: map[string][]string{
+			"Content-Type":   {"application/problem+json"},
+			"Content-Length": {strconv.Itoa(len(body))},
+			"X-Request-Id":   {id},
+		},
+		Body: string(body),
+	}
+}
+
+func problemBody(status int, cause, detail string) []byte {
+	b, _ := json.Marshal(capif.ProblemDetails{Title: http.StatusText(status), Status: status, Detail: detail, Cause: cause})
+	return b
+}
+
+func writeProblem(w http.ResponseWriter, status int, cause, detail string) {
+	b := problemBody(status, cause, detail)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// RequestContext bounds a request by the Lambda deadline minus margin, so the SDK's retries
+// give up (and the handler answers 503) while the function still has time to answer.
+func RequestContext(ctx context.Context, margin time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(ctx, dl.Add(-margin))
+	}
+	return context.WithCancel(ctx)
+}
+
+// Main runs a function: configuration from the environment, the JSON logger, New, and the
+// Lambda runtime loop. A configuration error fails the init (API Gateway answers its own 5xx,
+// shaped as problem+json by the template's DEFAULT_5XX gateway response).
+func Main(build Build) {
+	level := new(slog.LevelVar)
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
+	cfg, err := ConfigFromEnv(os.Getenv)
+	if err != nil {
+		logger.Error("configuration", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	level.Set(cfg.LogLevel)
+	f, err := New(context.Background(), cfg, build, Options{Logger: logger})
+	if err != nil {
+		logger.Error("init", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	lambda.Start(f.Handle)
+}

@@ -1,0 +1,178 @@
+package lambdaapp_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/devpki"
+	"github.com/capifcore/capif-security/shared/httpapi"
+	"github.com/capifcore/capif-security/shared/lambdaapp"
+	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// The caller is the CN of the PEM in requestContext.identity.clientCert, verified against the
+// truststore; nothing else in the event (subjectDN, headers) names it.
+func TestIdentityComesOnlyFromTheVerifiedClientCertificate(t *testing.T) {
+	fx := newFixture(t)
+	f := fx.function(t, httpapi.All, lambdaapp.Options{})
+	put := func(id, cert string) apigwevent.Request {
+		return apigwevent.Request{Method: http.MethodPut, Resource: invokerPath, Params: map[string]string{"apiInvokerId": id},
+			Header: jsonHeader(), Body: putBody("aef-1", "api-qos-session", capif.PKI), ClientCertPEM: cert, RequestID: "req-" + id}
+	}
+	get := func(cert string) apigwevent.Request {
+		return apigwevent.Request{Method: http.MethodGet, Resource: invokerPath, Params: map[string]string{"apiInvokerId": "invoker-1"},
+			Query: url.Values{"authenticationInfo": {"true"}}, ClientCertPEM: cert}
+	}
+
+	resp := invoke(t, f, put("invoker-1", fx.certs["invoker-1"]))
+	wantStatus(t, resp, http.StatusCreated)
+	if got, want := header(resp, "Location"), apiRoot+"/capif-security/v1/trustedInvokers/invoker-1"; got != want {
+		t.Errorf("Location %q, want %q", got, want)
+	}
+	if got := header(resp, "X-Request-Id"); got != "req-invoker-1" {
+		t.Errorf("X-Request-Id %q, want API Gateway's requestId", got)
+	}
+
+	// The AEF reads it; the PKI entry's authenticationInfo is the truststore bundle, which the
+	// function only learnt on its first request.
+	resp = invoke(t, f, get(fx.certs["aef-1"]))
+	wantStatus(t, resp, http.StatusOK)
+	var ss capif.ServiceSecurity
+	if err := json.Unmarshal([]byte(resp.Body), &ss); err != nil || len(ss.SecurityInfo) != 1 {
+		t.Fatalf("body %s: %v", resp.Body, err)
+	}
+	if si := ss.SecurityInfo[0]; si.SelSecurityMethod != capif.PKI || si.AuthenticationInfo != string(fx.ca.PEM) {
+		t.Errorf("PKI entry: selected %q, authenticationInfo %q; want PKI and the truststore PEM", si.SelSecurityMethod, si.AuthenticationInfo)
+	}
+
+	other, err := devpki.NewCA("not in the truststore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aefByOtherCA := fx.issue(t, other, "aef-1")
+
+	// The same request without a trusted certificate: 401 whatever else the event claims.
+	spoofed := get("")
+	spoofed.Header = map[string][]string{
+		"X-Ssl-Client-Cert":             {url.QueryEscape(fx.certs["aef-1"])},
+		"X-Amzn-Mtls-Clientcert":        {url.QueryEscape(fx.certs["aef-1"])},
+		"X-Golambdaproxy-Apigw-Context": {`{"identity":{"clientCert":{"clientCertPem":` + strings.ReplaceAll(jsonString(fx.certs["aef-1"]), "\n", "") + `}}}`},
+	}
+	for name, req := range map[string]apigwevent.Request{
+		"no certificate":             get(""),
+		"certificate of another CA":  get(aefByOtherCA),
+		"certificate only in header": spoofed,
+	} {
+		t.Run(name, func(t *testing.T) {
+			wantStatus(t, invoke(t, f, req), http.StatusUnauthorized)
+		})
+	}
+
+	// subjectDN claims the AEF but the PEM is the invoker's: the PEM decides (an invoker may
+	// not read, 403).
+	t.Run("subjectDN is ignored", func(t *testing.T) {
+		ev, err := get(fx.certs["invoker-1"]).Event()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.RequestContext.Identity.ClientCert.SubjectDN = "CN=aef-1,O=CAPIF local"
+		payload, _ := json.Marshal(ev)
+		wantStatus(t, invokeRaw(t, f, payload, 10*time.Second), http.StatusForbidden)
+	})
+
+	// An id with a percent sign travels escaped in the path and comes out whole.
+	t.Run("escaped path id", func(t *testing.T) {
+		resp := invoke(t, f, put(escapedID, fx.certs[escapedID]))
+		wantStatus(t, resp, http.StatusCreated)
+		if got, want := header(resp, "Location"), apiRoot+"/capif-security/v1/trustedInvokers/invoker%253"; got != want {
+			t.Errorf("Location %q, want %q", got, want)
+		}
+	})
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// Events the proxy cannot turn into a request are answered 400 problem+json, never an error
+// (which API Gateway would turn into a bare 502).
+func TestUnconvertibleEventsAre400(t *testing.T) {
+	fx := newFixture(t)
+	f := fx.function(t, httpapi.All, lambdaapp.Options{})
+	good := apigwevent.Request{Method: http.MethodGet, Resource: invokerPath, Params: map[string]string{"apiInvokerId": "invoker-1"}, ClientCertPEM: fx.certs["aef-1"]}
+	mutate := func(fn func(m map[string]any)) []byte {
+		ev, err := good.Event()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(ev)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		fn(m)
+		b, _ = json.Marshal(m)
+		return b
+	}
+	for name, payload := range map[string][]byte{
+		"not an object":        []byte(`[1,2,3]`),
+		"not JSON":             []byte(`{"httpMethod":`),
+		"empty object":         []byte(`{}`),
+		"wrong member type":    mutate(func(m map[string]any) { m["headers"] = "x" }),
+		"broken base64 body":   mutate(func(m map[string]any) { m["isBase64Encoded"] = true; m["body"] = "%%%not base64" }),
+		"bad percent escape":   mutate(func(m map[string]any) { m["path"] = "/capif-security/v1/trustedInvokers/%zz" }),
+		"method with a space":  mutate(func(m map[string]any) { m["httpMethod"] = "GET X" }),
+		"control char in path": mutate(func(m map[string]any) { m["path"] = "/capif-security/v1/trustedInvokers/a\x7fb" }),
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := invokeRaw(t, f, payload, 10*time.Second)
+			wantStatus(t, resp, http.StatusBadRequest)
+			if !strings.Contains(resp.Body, `"cause":"INVALID_EVENT"`) {
+				t.Errorf("body %s", resp.Body)
+			}
+		})
+	}
+	// The same function still serves a good event.
+	wantStatus(t, invoke(t, f, good), http.StatusNotFound) // no security context yet
+}
+
+// A panic while serving is answered 500 problem+json, and the next request is served again.
+func TestPanicIs500(t *testing.T) {
+	fx := newFixture(t)
+	calls := 0
+	f := fx.function(t, func(svc *security.Service, o httpapi.Options) *httpapi.Router {
+		calls++
+		if calls == 1 {
+			panic("wiring bug")
+		}
+		return httpapi.ObtainAuthorization(svc, o)
+	}, lambdaapp.Options{})
+	jwks := apigwevent.Request{Method: http.MethodGet, Resource: "/.well-known/jwks.json"}
+	wantStatus(t, invoke(t, f, jwks), http.StatusInternalServerError)
+	if !strings.Contains(fx.logs.String(), `"msg":"panic"`) {
+		t.Errorf("the panic was not logged: %s", fx.logs.String())
+	}
+	resp := invoke(t, f, jwks)
+	wantStatus(t, resp, http.StatusOK)
+	if !strings.Contains(resp.Body, `"kty":"EC"`) {
+		t.Errorf("JWKS %s", resp.Body)
+	}
+}
+
+// Unknown paths and methods are the router's 404/405, as problem+json, like the local runner.
+func TestRoutingMatchesTheLocalRunner(t *testing.T) {
+	fx := newFixture(t)
+	f := fx.function(t, httpapi.ObtainAPIInvokerInfo, lambdaapp.Options{})
+	resp := invoke(t, f, apigwevent.Request{Method: http.MethodGet, Resource: "/capif-security/v1/nothing"})
+	wantStatus(t, resp, http.StatusNotFound)
+	resp = invoke(t, f, apigwevent.Request{Method: http.MethodPatch, Resource: invokerPath, Params: map[string]string{"apiInvokerId": "x"}})
+	wantStatus(t, resp, http.StatusMethodNotAllowed)
+	if got := header(resp, "Allow"); got != http.MethodGet {
+		t.Errorf("Allow %q", got)
+	}
+}

@@ -1,0 +1,87 @@
+package lambdaapp
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// maxTruststore bounds the bundle read (API Gateway allows 1,000 certificates; a few MiB).
+const maxTruststore = 8 << 20
+
+// Truststore is the parsed mTLS truststore: the bundle's self-signed certificates are the
+// roots, the others intermediates, as API Gateway builds chains from it.
+type Truststore struct {
+	PEM           []byte
+	Roots         *x509.CertPool
+	Intermediates *x509.CertPool
+}
+
+// ParseTruststore reads every CERTIFICATE block of a PEM bundle. A bundle without a root
+// certificate, or with a block that does not parse, is refused: it would reject every caller or
+// hide a broken entry.
+func ParseTruststore(bundle []byte) (*Truststore, error) {
+	ts := &Truststore{PEM: bundle, Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool()}
+	rest := bundle
+	roots := 0
+	for i := 1; ; i++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("truststore: PEM block %d is a %q, not a CERTIFICATE", i, block.Type)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("truststore: certificate %d: %w", i, err)
+		}
+		if bytes.Equal(cert.RawIssuer, cert.RawSubject) && cert.CheckSignatureFrom(cert) == nil {
+			ts.Roots.AddCert(cert)
+			roots++
+		} else {
+			ts.Intermediates.AddCert(cert)
+		}
+	}
+	if roots == 0 {
+		return nil, errors.New("truststore: the bundle holds no self-signed root certificate")
+	}
+	return ts, nil
+}
+
+// s3Getter is the one S3 call a function makes.
+type s3Getter interface {
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+// fetchTruststore reads the bundle from its location.
+func fetchTruststore(ctx context.Context, loc TruststoreLocation, client s3Getter) ([]byte, error) {
+	if loc.File != "" {
+		b, err := os.ReadFile(loc.File)
+		if err != nil {
+			return nil, fmt.Errorf("truststore: %w", err)
+		}
+		return b, nil
+	}
+	out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &loc.Bucket, Key: &loc.Key})
+	if err != nil {
+		return nil, fmt.Errorf("truststore s3://%s/%s: %w", loc.Bucket, loc.Key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Body, maxTruststore+1))
+	if err != nil {
+		return nil, fmt.Errorf("truststore s3://%s/%s: %w", loc.Bucket, loc.Key, err)
+	}
+	if len(b) > maxTruststore {
+		return nil, fmt.Errorf("truststore s3://%s/%s: larger than %d bytes", loc.Bucket, loc.Key, maxTruststore)
+	}
+	return b, nil
+}
