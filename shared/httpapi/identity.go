@@ -57,6 +57,10 @@ func CallerID(cert *x509.Certificate) (string, error) {
 // roots (and intermediates, if any) at time now. API Gateway already did this; verifying again
 // keeps the rule in our code and catches a misconfigured truststore.
 func VerifyPEM(pemBytes []byte, roots, intermediates *x509.CertPool, now time.Time) (*x509.Certificate, error) {
+	if roots == nil {
+		// x509 would fall back to the system roots: any public CA's client certificate would do.
+		return nil, errors.New("no client CA is configured to verify the client certificate")
+	}
 	block, rest := pem.Decode(pemBytes)
 	if block == nil || block.Type != "CERTIFICATE" {
 		return nil, errors.New("the client certificate is not a PEM certificate")
