@@ -11,6 +11,8 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -223,5 +225,25 @@ func TestVerifyPEM(t *testing.T) {
 	// Time is the caller's: a certificate valid now is expired later.
 	if _, err := VerifyPEM(good, ca.Pool(), nil, testNow.Add(2*time.Hour)); err == nil {
 		t.Error("verified after its NotAfter")
+	}
+}
+
+// No roots is no trust, never the system's roots. The system pool is pointed at a test CA (it is
+// loaded once per process, on first use, and no other test of this package uses it), so falling
+// back to it would verify the certificate.
+func TestVerifyPEMWithoutRoots(t *testing.T) {
+	ca := newCA(t, "pretend public CA")
+	path := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(path, ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSL_CERT_FILE", path)
+	t.Setenv("SSL_CERT_DIR", t.TempDir())
+	_, good, _ := leaf(t, ca, &x509.Certificate{Subject: pkix.Name{CommonName: "inv1"}})
+	if _, err := VerifyPEM(good, nil, nil, testNow); err == nil {
+		t.Error("verified against the system roots when no roots were given")
+	}
+	if _, err := VerifyPEM(good, ca.Pool(), nil, testNow); err != nil {
+		t.Errorf("with the roots given: %v", err)
 	}
 }
