@@ -24,7 +24,10 @@ type Config struct {
 	TokenTTL    time.Duration // access token lifetime (expires_in)
 	APIRoot     string        // public {apiRoot}, for resource URIs
 	ClientCAPEM string        // PEM of the CA that verifies invoker certificates: PKI authenticationInfo
-	MaxAttempts int           // attempts of a conditional write before answering 503
+	// MaxAttempts bounds the attempts of a conditional write before answering 503 (default 32).
+	// A conflict means another writer committed, so N writers racing on one context need at
+	// most N attempts each: the default absorbs any realistic burst without a 503.
+	MaxAttempts int
 	Logger      *slog.Logger
 }
 
@@ -45,7 +48,7 @@ func New(store Store, registry Registry, signer Signer, notifier Notifier, clock
 		cfg.TokenTTL = 600 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 5
+		cfg.MaxAttempts = 32
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -597,7 +600,7 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 		if attempt >= s.cfg.MaxAttempts {
 			return Unavailable("the security context is being changed concurrently; retry")
 		}
-		backoff := time.Duration(attempt*attempt) * time.Millisecond * time.Duration(1+s.randomByte()%4)
+		backoff := time.Duration(min(attempt*attempt, 8)) * time.Millisecond * time.Duration(1+s.randomByte()%4)
 		select {
 		case <-ctx.Done():
 			return Unavailable("the request deadline passed while retrying a concurrent change")
