@@ -147,6 +147,8 @@ func jsonType(kind string) string {
 		return "a string"
 	case "bool":
 		return "a boolean"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
 	}
 	return "a number"
 }
