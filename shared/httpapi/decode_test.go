@@ -273,3 +273,21 @@ func TestTypeErrorPointerFallback(t *testing.T) {
 		}
 	}
 }
+
+func TestTypeMismatchReason(t *testing.T) {
+	tests := []struct{ body, reason string }{
+		{`{"securityInfo":[{"interfaceDetails":{"port":1.5}}]}`, "must be an integer, not number 1.5"},
+		{`{"securityInfo":[{"interfaceDetails":{"port":"80"}}]}`, "must be an integer, not string"},
+		{`{"securityInfo":[{"interfaceDetails":true}]}`, "must be an object, not bool"},
+		{`{"securityInfo":[{"prefSecurityMethods":{}}]}`, "must be an array, not object"},
+		{`{"securityInfo":[{"aefId":[]}]}`, "must be a string, not array"},
+		{`{"requestTestNotification":0}`, "must be a boolean, not number"},
+	}
+	for _, tt := range tests {
+		var v capif.ServiceSecurity
+		e := asError(t, decodeJSON(bodyRequest("application/json", tt.body), &v))
+		if len(e.InvalidParams) != 1 || e.InvalidParams[0].Reason != tt.reason {
+			t.Errorf("%s: %+v, want reason %q", tt.body, e.InvalidParams, tt.reason)
+		}
+	}
+}
