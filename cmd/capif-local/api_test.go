@@ -2,10 +2,19 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
@@ -23,6 +32,8 @@ var suite = []struct {
 	{"EscapedPathIDs", testEscapedPathIDs},
 	{"Identity", testIdentity},
 	{"IdentityBeforeBody", testIdentityBeforeBody},
+	{"CertificateShapes", testCertificateShapes},
+	{"HTTP2", testHTTP2},
 	{"AEFIsolation", testAEFIsolation},
 	{"Validation", testValidation},
 	{"MethodSelection", testMethodSelection},
@@ -248,7 +259,7 @@ func testEscapedPathIDs(t *testing.T, r *runner) {
 	// The unescaped forms are other resources: "/" splits segments (404), "%" alone is no escape.
 	wantProblem(t, a.send(http.MethodGet, "/capif-security/v1/trustedInvokers/inv/with%25percent-and/slash", "", nil), http.StatusNotFound)
 	// Ids with spaces or an encoded slash that nobody registered: one segment, ordinary answers.
-	for _, id := range []string{"has space", "a/b", "%2F", "100%", "x%2Fy"} {
+	for _, id := range []string{"has space", "a/b", "%2F", "100%", "x%2Fy", "\xff\xfe", "nul\x00id"} {
 		wantProblem(t, a.get(id, ""), http.StatusNotFound)
 		wantProblem(t, a.revokeAll(id), http.StatusNotFound)
 		wantProblem(t, owner.create(id, serviceSecurity(someDest, aefEntry(aefA, "", "OAUTH"))), http.StatusForbidden)
@@ -319,6 +330,76 @@ func testIdentity(t *testing.T, r *runner) {
 	wantProblem(t, otherC.update(other, body), http.StatusNotFound)
 	// The context is intact.
 	wantStatus(t, a.get(inv, ""), http.StatusOK)
+}
+
+// testCertificateShapes: the identity is the single CN of a certificate the runner's CA issued
+// for client authentication and that is valid now; anything else is no identity.
+func testCertificateShapes(t *testing.T, r *runner) {
+	oidCN := asn1.ObjectIdentifier{2, 5, 4, 3}
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		tmpl x509.Certificate
+		tls  bool // the TLS layer may refuse it instead of a 401
+	}{
+		{"two CNs", x509.Certificate{Subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: oidCN, Value: aefA}, {Type: oidCN, Value: aefB}}},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, false},
+		{"no CN", x509.Certificate{Subject: pkix.Name{Organization: []string{aefA}}, DNSNames: []string{aefA},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, false},
+		{"CN too long", x509.Certificate{Subject: pkix.Name{CommonName: strings.Repeat("a", 300)},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, false},
+		{"server certificate", x509.Certificate{Subject: pkix.Name{CommonName: aefA},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, true},
+		{"expired", x509.Certificate{Subject: pkix.Name{CommonName: aefA},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotBefore: now.Add(-2 * time.Hour), NotAfter: now.Add(-time.Hour)}, true},
+		{"not yet valid", x509.Certificate{Subject: pkix.Name{CommonName: aefA},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotBefore: now.Add(time.Hour), NotAfter: now.Add(2 * time.Hour)}, true},
+	} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := tc.tmpl
+		tmpl.SerialNumber = big.NewInt(now.UnixNano())
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := x509.CreateCertificate(rand.Reader, &tmpl, r.ca.Cert, &key.PublicKey, r.ca.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The log must show no caller: none of these names anyone.
+		c := r.newClient(t, "", []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, tc.name)
+		resp, err := c.try(http.MethodGet, invPath("someone"), "", nil)
+		switch {
+		case err != nil && !tc.tls:
+			t.Errorf("%s: refused by TLS: %v", tc.name, err)
+		case err == nil:
+			if pd := wantProblem(t, resp, http.StatusUnauthorized); pd.Cause == "" {
+				t.Errorf("%s: 401 without cause", tc.name)
+			}
+		}
+	}
+}
+
+// testHTTP2: the runner speaks HTTP/2 to clients that offer it (curl does), with the same
+// answers.
+func testHTTP2(t *testing.T, r *runner) {
+	inv := r.freshInvoker(t)
+	c := r.as(t, inv)
+	c.hc.Transport.(*checking).base.(*http.Transport).ForceAttemptHTTP2 = true
+	resp, err := c.hc.Get(r.url + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
+	}
+	wantStatus(t, c.create(inv, serviceSecurity(someDest, aefEntry(aefA, apiA1, "OAUTH"))), http.StatusCreated)
+	wantStatus(t, c.tokenReq(inv, grant(inv)), http.StatusOK)
+	big := append([]byte(`{"notificationDestination":"`), bytes.Repeat([]byte("a"), 2*httpapi.MaxBody)...)
+	wantProblem(t, c.send(http.MethodPost, invPath(inv)+"/update", "application/json", append(big, `"}`...)), http.StatusRequestEntityTooLarge)
+	wantProblem(t, c.send(http.MethodPatch, invPath(inv), "", nil), http.StatusMethodNotAllowed)
+	wantTokenErr(t, r.anonymous(t).tokenReq(inv, grant(inv)), http.StatusUnauthorized, capif.InvalidClient)
 }
 
 // testIdentityBeforeBody: a caller who is not allowed learns nothing about its body.
