@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/capifcore/capif-security/shared/capif"
@@ -101,7 +102,9 @@ func testRevocation(t *testing.T, r *runner) {
 		t.Errorf("scope after revocations %q, want %q", got, want)
 	}
 	resp = owner.tokenReq(inv, url.Values{"grant_type": {"client_credentials"}, "client_id": {inv}, "scope": {"3gpp#aef-a:alpha-one"}})
-	wantTokenErr(t, resp, http.StatusBadRequest, capif.InvalidScope)
+	if e := wantTokenErr(t, resp, http.StatusBadRequest, capif.InvalidScope); !strings.Contains(e.ErrorDescription, `"alpha-one"`) {
+		t.Errorf("revoked scope: description %q does not name alpha-one", e.ErrorDescription)
+	}
 
 	// aef-b's DELETE: what is left of aef-b, cause UNEXPECTED_REASON; then it has no entries.
 	wantStatus(t, b.revokeAll(inv), http.StatusNoContent)
