@@ -228,8 +228,10 @@ func TestStoreUnavailable(t *testing.T) {
 			_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", standardRequest(), nil)
 			return err
 		},
-		"get":    func() error { _, err := e.svc.GetInvokerInfo(ctx, "aef1", "inv1", true, true, nil); return err },
-		"revoke": func() error { return e.svc.RevokeAll(ctx, "aef1", "inv1") },
+		"get":            func() error { _, err := e.svc.GetInvokerInfo(ctx, "aef1", "inv1", true, true, nil); return err },
+		"revoke":         func() error { return e.svc.RevokeAll(ctx, "aef1", "inv1") },
+		"remove invoker": func() error { return e.svc.RemoveInvoker(ctx, "inv1") },
+		"remove API":     func() error { _, err := e.svc.RemoveAPI(ctx, "apiA"); return err },
 		"token": func() error {
 			_, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
 			return err
@@ -239,6 +241,10 @@ func TestStoreUnavailable(t *testing.T) {
 		if err := op(); !errors.Is(err, security.ErrUnavailable) {
 			t.Errorf("%s: %v, want ErrUnavailable", name, err)
 		}
+	}
+	e.hooks.loadErr = nil
+	if sc := e.stored("inv1"); sc == nil || len(sc.Entries) != 3 {
+		t.Errorf("a failed operation changed the context: %s", dump(sc))
 	}
 }
 
