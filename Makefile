@@ -30,3 +30,75 @@ bench: tools
 
 clean:
 	rm -rf bin .aws-sam
+
+# --- Lambda (SAM) ---------------------------------------------------------------------------
+# template.yaml builds every function with `Metadata: BuildMethod: makefile` and `CodeUri: .`:
+# `sam build` runs `make build-<LogicalId>` here with ARTIFACTS_DIR set. See docs/deploy.md.
+#   make build-lambdas   the four bootstraps into bin/lambda/<LogicalId>/ (what sam build makes)
+#   make invoke FN=<LogicalId> EVENT=events/<...>.json LOCAL_KMS_KEY_ID=<id>
+#                        sam local invoke (Docker) against DynamoDB Local + local-kms on this host
+#   make deploy          sam build + sam deploy (first time: make deploy DEPLOY_FLAGS=--guided)
+.PHONY: build-lambdas invoke deploy build-ObtainSecurityMethodFunction build-ObtainAuthorizationFunction \
+	build-ObtainApiInvokerInfoFunction build-RevokeAuthorizationFunction
+
+LAMBDA_GOARCH    ?= arm64
+LAMBDA_MAX_BYTES := 12582912
+LAMBDA_BIN       := bin/lambda
+
+# lambda-build PACKAGE-DIR: one static, stripped bootstrap for provided.al2023 into
+# $(ARTIFACTS_DIR), refused when over the 12 MiB budget.
+define lambda-build
+	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set: sam build sets it; locally use make build-lambdas))
+	GOOS=linux GOARCH=$(LAMBDA_GOARCH) CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags="-s -w" \
+		-o "$(ARTIFACTS_DIR)/bootstrap" ./functions/$(1)
+	@size=$$(wc -c <"$(ARTIFACTS_DIR)/bootstrap"); \
+	if [ "$$size" -gt $(LAMBDA_MAX_BYTES) ]; then \
+		echo "$(ARTIFACTS_DIR)/bootstrap: $$size bytes, over the $(LAMBDA_MAX_BYTES)-byte budget" >&2; \
+		rm -f "$(ARTIFACTS_DIR)/bootstrap"; exit 1; \
+	fi; echo "$(ARTIFACTS_DIR)/bootstrap: $$size bytes"
+endef
+
+build-ObtainSecurityMethodFunction:
+	$(call lambda-build,obtain-security-method)
+build-ObtainAuthorizationFunction:
+	$(call lambda-build,obtain-authorization)
+build-ObtainApiInvokerInfoFunction:
+	$(call lambda-build,obtain-invoker-info)
+build-RevokeAuthorizationFunction:
+	$(call lambda-build,revoke-authorization)
+
+build-lambdas:
+	@for fn in ObtainSecurityMethodFunction ObtainAuthorizationFunction ObtainApiInvokerInfoFunction RevokeAuthorizationFunction; do \
+		$(MAKE) --no-print-directory build-$$fn ARTIFACTS_DIR="$(CURDIR)/$(LAMBDA_BIN)/$$fn" || exit 1; \
+	done
+
+# Local invoke: a separate build dir (never deployed) that also carries the development CA as
+# the truststore file; dummy credentials, so nothing can reach an AWS account. DynamoDB Local and
+# local-kms must run on this host with the tables, the registry and a P-256 key (docs/deploy.md).
+LOCAL_REGION       ?= us-east-1
+LOCAL_HOST         ?= host.docker.internal
+LOCAL_DDB_PORT     ?= 8000
+LOCAL_KMS_PORT     ?= 4599
+LOCAL_TABLE_PREFIX ?= capif-local-
+LOCAL_KMS_KEY_ID   ?=
+LOCAL_BUILD        := .aws-sam/local
+invoke:
+	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] && [ -n "$(LOCAL_KMS_KEY_ID)" ] || { \
+		echo "usage: make invoke FN=<LogicalId> EVENT=events/<function>/<case>.json LOCAL_KMS_KEY_ID=<local-kms key id>" >&2; exit 2; }
+	sam build --build-dir $(LOCAL_BUILD) --build-in-source \
+		--parameter-overrides DomainName=capif.localhost CertificateArn=arn:aws:acm:$(LOCAL_REGION):000000000000:certificate/local TruststoreUri=s3://local-truststore/dev-ca.pem
+	cp events/dev-ca/ca.pem $(LOCAL_BUILD)/$(FN)/dev-ca.pem
+	printf '%s\n' '{"Parameters": {' \
+		'"CAPIF_CONTEXTS_TABLE": "$(LOCAL_TABLE_PREFIX)contexts", "CAPIF_REGISTRY_TABLE": "$(LOCAL_TABLE_PREFIX)registry",' \
+		'"CAPIF_OUTBOX_TABLE": "$(LOCAL_TABLE_PREFIX)outbox", "CAPIF_KMS_KEY_IDS": "$(LOCAL_KMS_KEY_ID)",' \
+		'"CAPIF_TRUSTSTORE_URI": "", "CAPIF_TRUSTSTORE_FILE": "/var/task/dev-ca.pem",' \
+		'"AWS_ENDPOINT_URL_DYNAMODB": "http://$(LOCAL_HOST):$(LOCAL_DDB_PORT)",' \
+		'"AWS_ENDPOINT_URL_KMS": "http://$(LOCAL_HOST):$(LOCAL_KMS_PORT)"}}' >$(LOCAL_BUILD)/env.json
+	env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=$(LOCAL_REGION) \
+		sam local invoke $(FN) --template $(LOCAL_BUILD)/template.yaml --event $(EVENT) \
+		--env-vars $(LOCAL_BUILD)/env.json --add-host $(LOCAL_HOST):host-gateway \
+		--parameter-overrides DomainName=capif.localhost CertificateArn=arn:aws:acm:$(LOCAL_REGION):000000000000:certificate/local TruststoreUri=s3://local-truststore/dev-ca.pem
+
+deploy:
+	sam build
+	sam deploy $(DEPLOY_FLAGS)
