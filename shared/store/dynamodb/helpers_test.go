@@ -1,0 +1,92 @@
+package dynamodb
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/capifcore/capif-security/internal/testenv"
+)
+
+// One set of tables per test process: the contract suite and the tests here use ids of their
+// own, so they share tables the way deployed functions do.
+var (
+	tablesOnce sync.Once
+	tablesErr  error
+	testTables = TablesWithPrefix("capif-test-" + randomHex(4) + "-")
+)
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// awsConfig is the SDK configuration the way the functions load it: the endpoint comes from
+// AWS_ENDPOINT_URL_DYNAMODB. Credentials and region default to DynamoDB Local's dummies when the
+// environment has none (scripts/with-peers.sh sets them).
+func awsConfig(t testing.TB) aws.Config {
+	t.Helper()
+	testenv.DynamoDBEndpoint(t)
+	var opts []func(*config.LoadOptions) error
+	if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
+	}
+	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
+		opts = append(opts, config.WithRegion("us-east-1"))
+	}
+	cfg, err := config.LoadDefaultConfig(context.Background(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// newStore returns a Store on the shared test tables (created on first use with CreateTables).
+func newStore(t testing.TB, opts ...func(*Options)) *Store {
+	t.Helper()
+	cfg := awsConfig(t)
+	o := Options{Tables: testTables}
+	for _, f := range opts {
+		f(&o)
+	}
+	s, err := New(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tablesOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		admin, err := New(cfg, Options{Tables: testTables})
+		if err != nil {
+			tablesErr = err
+			return
+		}
+		tablesErr = admin.CreateTables(ctx)
+	})
+	if tablesErr != nil {
+		t.Fatalf("creating the test tables: %v", tablesErr)
+	}
+	return s
+}
+
+func withRecorder(r *Recorder) func(*Options) {
+	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, r.ClientOption()) }
+}
+
+func withFault(f func(ctx context.Context, op string) error) func(*Options) {
+	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, InjectFault(f)) }
+}
+
+func withClientOption(f func(*ddb.Options)) func(*Options) {
+	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, f) }
+}

@@ -1,0 +1,510 @@
+package dynamodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// errRace is a registry commit that lost to a concurrent writer; the change is re-run.
+var errRace = errors.New("registry changed concurrently")
+
+// Import upserts doc. The registry rules run in security.ApplyImport on a regTx (read-through
+// cache, buffered writes); the writes then commit in one TransactWriteItems when they fit (≤ 100
+// items), otherwise in ordered groups (see regTx.commit). A role clash is found while buffering,
+// so nothing is written.
+func (s *Store) Import(ctx context.Context, doc security.RegistryDoc) error {
+	return s.registryChange(ctx, "Import", func(tx *regTx) error {
+		if err := tx.prefetchImport(doc); err != nil {
+			return err
+		}
+		return security.ApplyImport(tx, doc)
+	})
+}
+
+// RemoveInvoker deletes the invoker's record and its security context in one transaction.
+func (s *Store) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
+	return s.registryChange(ctx, "RemoveInvoker", func(tx *regTx) error {
+		if err := security.ApplyRemoveInvoker(tx, apiInvokerID); err != nil {
+			return err
+		}
+		return tx.deleteContext(apiInvokerID)
+	})
+}
+
+// RemoveAEF deletes an AEF that publishes nothing.
+func (s *Store) RemoveAEF(ctx context.Context, aefID string) error {
+	return s.registryChange(ctx, "RemoveAEF", func(tx *regTx) error {
+		return security.ApplyRemoveAEF(tx, aefID)
+	})
+}
+
+// RemoveAPI deletes a published API from the catalogues and the interface index.
+func (s *Store) RemoveAPI(ctx context.Context, apiID string) error {
+	return s.registryChange(ctx, "RemoveAPI", func(tx *regTx) error {
+		var old capif.ServiceAPIDescription
+		if err := tx.get(registryKey(kindAPI, apiID), &old); err == nil {
+			if err := tx.prefetch(published(old)); err != nil {
+				return err
+			}
+		}
+		return security.ApplyRemoveAPI(tx, apiID)
+	})
+}
+
+// registryChange runs apply on a fresh regTx and commits it, again from scratch when a
+// concurrent registry writer invalidated what it read (bounded, then 503).
+func (s *Store) registryChange(ctx context.Context, op string, apply func(*regTx) error) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		tx := &regTx{s: s, ctx: ctx, op: op, read: map[string]*regRecord{}, write: map[string]*regWrite{}}
+		if err := apply(tx); err != nil {
+			return err
+		}
+		err := tx.commit()
+		if !errors.Is(err, errRace) {
+			return err
+		}
+		if attempt >= s.attempts {
+			return fmt.Errorf("dynamodb %s: %w: %w", op, security.ErrUnavailable, err)
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return s.fail(op, err)
+		}
+	}
+}
+
+// regRecord is a registry item as read (nil in regTx.read: known to be absent).
+type regRecord struct {
+	version int64
+	role    string
+	doc     types.AttributeValue
+}
+
+// regWrite is a buffered write: doc nil deletes the item.
+type regWrite struct {
+	kind string
+	role string
+	doc  types.AttributeValue
+}
+
+// regTx implements security.RegistryTx on DynamoDB: reads go through to strongly consistent
+// GetItem/BatchGetItem once per key, writes are buffered until commit.
+type regTx struct {
+	s     *Store
+	ctx   context.Context
+	op    string
+	read  map[string]*regRecord
+	write map[string]*regWrite
+	order []string                  // keys in first-write order
+	extra []types.TransactWriteItem // non-registry items committed with the first group
+}
+
+var _ security.RegistryTx = (*regTx)(nil)
+
+func (tx *regTx) record(item map[string]types.AttributeValue) (*regRecord, error) {
+	if item == nil {
+		return nil, nil
+	}
+	var row registryItem
+	if err := attributevalue.UnmarshalMap(item, &row); err != nil {
+		return nil, err
+	}
+	return &regRecord{version: row.Version, role: row.Role, doc: item[attrDoc]}, nil
+}
+
+// prefetch reads every key not yet known in as few BatchGetItem requests as possible, so the
+// rules that follow mostly hit the cache.
+func (tx *regTx) prefetch(pks []string) error {
+	var keys []itemKey
+	for _, pk := range pks {
+		if _, known := tx.read[pk]; !known {
+			keys = append(keys, itemKey{tx.s.tables.Registry, pk})
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	found, err := tx.s.batchGet(tx.ctx, tx.op, keys)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if tx.read[k.key], err = tx.record(found[k]); err != nil {
+			return fmt.Errorf("dynamodb %s: %w", tx.op, err)
+		}
+	}
+	return nil
+}
+
+// prefetchImport loads what ApplyImport will read, in two rounds: the records the document
+// names, then what the APIs as previously published point at.
+func (tx *regTx) prefetchImport(doc security.RegistryDoc) error {
+	var first []string
+	for _, inv := range doc.APIInvokers {
+		first = append(first, registryKey(kindPrincipal, inv.APIInvokerID))
+	}
+	for _, a := range doc.AEFs {
+		first = append(first, registryKey(kindPrincipal, a.AefID))
+	}
+	for _, d := range doc.ServiceAPIs {
+		first = append(first, registryKey(kindAPI, d.APIID))
+		first = append(first, published(d)...)
+	}
+	if err := tx.prefetch(first); err != nil {
+		return err
+	}
+	var second []string
+	for _, d := range doc.ServiceAPIs {
+		var old capif.ServiceAPIDescription
+		if err := tx.get(registryKey(kindAPI, d.APIID), &old); err == nil {
+			second = append(second, published(old)...)
+		} else if !errors.Is(err, security.ErrNotFound) {
+			return err
+		}
+	}
+	return tx.prefetch(second)
+}
+
+// published lists the registry keys a published API occupies: its AEF catalogues and interfaces.
+func published(d capif.ServiceAPIDescription) []string {
+	var pks []string
+	for _, p := range security.PublishedAPIs(d) {
+		pks = append(pks, registryKey(kindAEF, p.AefID))
+		for _, k := range security.InterfaceKeys(p) {
+			pks = append(pks, registryKey(kindInterface, k))
+		}
+	}
+	return pks
+}
+
+// fetch returns the record of pk as stored when the change began (nil: absent), reading it with
+// a consistent GetItem the first time.
+func (tx *regTx) fetch(pk string) (*regRecord, error) {
+	if rec, known := tx.read[pk]; known {
+		return rec, nil
+	}
+	out, err := tx.s.client.GetItem(tx.ctx, &ddb.GetItemInput{
+		TableName: aws.String(tx.s.tables.Registry), Key: tx.s.key(tx.s.tables.Registry, pk), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, tx.s.fail(tx.op+"/GetItem", err)
+	}
+	rec, err := tx.record(out.Item)
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb %s: %w", tx.op, err)
+	}
+	tx.read[pk] = rec
+	return rec, nil
+}
+
+// lookup returns the current doc of pk (nil: absent): the buffered write if any, else as stored.
+func (tx *regTx) lookup(pk string) (types.AttributeValue, error) {
+	if w, ok := tx.write[pk]; ok {
+		return w.doc, nil
+	}
+	rec, err := tx.fetch(pk)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	return rec.doc, nil
+}
+
+func (tx *regTx) get(pk string, v any) error {
+	doc, err := tx.lookup(pk)
+	if err != nil {
+		return err
+	}
+	if doc == nil {
+		return security.ErrNotFound
+	}
+	if err := decodeDoc(doc, v); err != nil {
+		return fmt.Errorf("dynamodb %s: %s: %w", tx.op, pk, err)
+	}
+	return nil
+}
+
+func (tx *regTx) put(pk, kind, role string, v any) error {
+	doc, err := tx.s.enc.encode(v)
+	if err != nil {
+		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
+	}
+	tx.buffer(pk, &regWrite{kind: kind, role: role, doc: doc})
+	return nil
+}
+
+func (tx *regTx) del(pk, kind string) error {
+	tx.buffer(pk, &regWrite{kind: kind})
+	return nil
+}
+
+func (tx *regTx) buffer(pk string, w *regWrite) {
+	if _, ok := tx.write[pk]; !ok {
+		tx.order = append(tx.order, pk)
+	}
+	tx.write[pk] = w
+}
+
+func (tx *regTx) GetPrincipal(id string) (*security.Principal, error) {
+	var p security.Principal
+	if err := tx.get(registryKey(kindPrincipal, id), &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (tx *regTx) PutPrincipal(p *security.Principal) error {
+	return tx.put(registryKey(kindPrincipal, p.ID), kindPrincipal, string(p.Role), p)
+}
+
+func (tx *regTx) DeletePrincipal(id string) error {
+	return tx.del(registryKey(kindPrincipal, id), kindPrincipal)
+}
+
+func (tx *regTx) GetAEF(aefID string) (*security.AEF, error) {
+	var a security.AEF
+	if err := tx.get(registryKey(kindAEF, aefID), &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// PutAEF stores the catalogue; an empty one is deleted (absent means "publishes nothing", as in
+// the embedded store).
+func (tx *regTx) PutAEF(a *security.AEF) error {
+	if len(a.APIs) == 0 {
+		return tx.del(registryKey(kindAEF, a.AefID), kindAEF)
+	}
+	return tx.put(registryKey(kindAEF, a.AefID), kindAEF, "", a)
+}
+
+func (tx *regTx) GetAPI(apiID string) (*capif.ServiceAPIDescription, error) {
+	var d capif.ServiceAPIDescription
+	if err := tx.get(registryKey(kindAPI, apiID), &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func (tx *regTx) PutAPI(d *capif.ServiceAPIDescription) error {
+	return tx.put(registryKey(kindAPI, d.APIID), kindAPI, "", d)
+}
+
+func (tx *regTx) DeleteAPI(apiID string) error {
+	return tx.del(registryKey(kindAPI, apiID), kindAPI)
+}
+
+func (tx *regTx) GetInterface(key string) ([]security.PublishedAPI, error) {
+	var d interfaceDoc
+	if err := tx.get(registryKey(kindInterface, key), &d); err != nil {
+		return nil, err
+	}
+	if d.Key != key {
+		return nil, security.ErrNotFound
+	}
+	return d.APIs, nil
+}
+
+func (tx *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
+	if len(apis) == 0 {
+		return tx.del(registryKey(kindInterface, key), kindInterface)
+	}
+	return tx.put(registryKey(kindInterface, key), kindInterface, "", interfaceDoc{Key: key, APIs: apis})
+}
+
+// deleteContext adds the removal of an invoker's security context to the commit: a Delete on
+// the version read, or a check that none exists, so a context created meanwhile is a race.
+func (tx *regTx) deleteContext(apiInvokerID string) error {
+	if !contextKeyOK(apiInvokerID) {
+		return nil
+	}
+	table := aws.String(tx.s.tables.Contexts)
+	key := tx.s.key(tx.s.tables.Contexts, apiInvokerID)
+	out, err := tx.s.client.GetItem(tx.ctx, &ddb.GetItemInput{TableName: table, Key: key, ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("#v"), ExpressionAttributeNames: versionIs})
+	if err != nil {
+		return tx.s.fail(tx.op+"/GetItem", err)
+	}
+	if out.Item == nil {
+		tx.extra = append(tx.extra, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{TableName: table, Key: key,
+			ConditionExpression: aws.String("attribute_not_exists(#k)"), ExpressionAttributeNames: map[string]string{"#k": keyContexts}}})
+		return nil
+	}
+	var row contextItem
+	if err := attributevalue.UnmarshalMap(out.Item, &row); err != nil {
+		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
+	}
+	tx.extra = append(tx.extra, types.TransactWriteItem{Delete: &types.Delete{TableName: table, Key: key,
+		ConditionExpression: aws.String("#v = :v"), ExpressionAttributeNames: versionIs, ExpressionAttributeValues: versionValue(row.Version)}})
+	return nil
+}
+
+// commit writes the buffered changes. Every item is conditional on what was read: absent items
+// on attribute_not_exists, present ones on their version (principals also on their role, so one
+// id never holds both roles). Writes that change nothing are dropped; principals read but not
+// written are re-checked (ConditionCheck) because the role rule depended on them.
+//
+// Up to 100 items commit in one TransactWriteItems: atomic. A larger change commits in groups of
+// at most 100 items, in this order: principals (with any context removal), AEF catalogues and
+// interface index entries, then service API records. Each group is atomic and conditional; if a
+// later group fails, re-running the same change completes it, because the API records, written
+// last, still describe what was previously published and so drive the clean-up of the index.
+func (tx *regTx) commit() error {
+	var principals, catalogues, apis []types.TransactWriteItem
+	for _, pk := range tx.order {
+		w := tx.write[pk]
+		item, err := tx.writeItem(pk, w)
+		if err != nil {
+			return err
+		}
+		if item == nil {
+			continue
+		}
+		switch w.kind {
+		case kindPrincipal:
+			principals = append(principals, *item)
+		case kindAPI:
+			apis = append(apis, *item)
+		default:
+			catalogues = append(catalogues, *item)
+		}
+	}
+	if len(tx.extra)+len(principals)+len(catalogues)+len(apis) == 0 {
+		return nil // nothing changes (e.g. the same document imported again)
+	}
+	for pk, rec := range tx.read { // principals the rules relied on but do not change
+		if _, written := tx.write[pk]; written || !strings.HasPrefix(pk, kindPrincipal) {
+			continue
+		}
+		c := tx.condition(rec, "")
+		principals = append(principals, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+			TableName: aws.String(tx.s.tables.Registry), Key: tx.s.key(tx.s.tables.Registry, pk),
+			ConditionExpression: c.expr, ExpressionAttributeNames: c.names, ExpressionAttributeValues: c.values}})
+	}
+	all := slices.Concat(tx.extra, principals, catalogues, apis)
+	var groups [][]types.TransactWriteItem
+	if len(all) <= maxTxItems && txBytes(all) <= maxTxBytes {
+		groups = [][]types.TransactWriteItem{all}
+	} else {
+		for _, g := range [][]types.TransactWriteItem{slices.Concat(tx.extra, principals), catalogues, apis} {
+			groups = append(groups, split(g)...)
+		}
+		tx.s.log.Info("registry change split into transactions", "op", tx.op, "items", len(all), "transactions", len(groups))
+	}
+	for i, g := range groups {
+		if len(g) == 0 {
+			continue
+		}
+		_, err := tx.s.client.TransactWriteItems(tx.ctx, &ddb.TransactWriteItemsInput{TransactItems: g})
+		var tce *types.TransactionCanceledException
+		switch {
+		case errors.As(err, &tce):
+			err = tx.s.canceled(tx.op, tce, func(int, types.CancellationReason) error { return errRace })
+			if errors.Is(err, security.ErrConflict) {
+				err = errRace
+			}
+			if i > 0 && err != nil {
+				tx.s.log.Warn("registry change partly committed; it completes when re-run", "op", tx.op, "committed", i, "of", len(groups))
+			}
+			if err != nil {
+				return err
+			}
+		case err != nil:
+			return tx.s.fail(tx.op+"/TransactWriteItems", err)
+		}
+	}
+	return nil
+}
+
+type condition struct {
+	expr   *string
+	names  map[string]string
+	values map[string]types.AttributeValue
+}
+
+// condition is the precondition of writing over rec (nil: absent); role, when set, must match.
+func (tx *regTx) condition(rec *regRecord, role string) condition {
+	if rec == nil {
+		return condition{expr: aws.String("attribute_not_exists(#k)"), names: map[string]string{"#k": keyRegistry}}
+	}
+	c := condition{expr: aws.String("#v = :v"), names: map[string]string{"#v": attrVersion}, values: versionValue(rec.version)}
+	if role != "" {
+		c.expr = aws.String("#v = :v AND #r = :r")
+		c.names["#r"] = attrRole
+		c.values[":r"] = &types.AttributeValueMemberS{Value: role}
+	}
+	return c
+}
+
+// writeItem turns a buffered write into a transaction item; nil when it would change nothing.
+func (tx *regTx) writeItem(pk string, w *regWrite) (*types.TransactWriteItem, error) {
+	rec, err := tx.fetch(pk) // cached: the rules read an item before they write it
+	if err != nil {
+		return nil, err
+	}
+	table := aws.String(tx.s.tables.Registry)
+	if w.doc == nil {
+		if rec == nil {
+			return nil, nil
+		}
+		c := tx.condition(rec, "")
+		return &types.TransactWriteItem{Delete: &types.Delete{TableName: table, Key: tx.s.key(tx.s.tables.Registry, pk),
+			ConditionExpression: c.expr, ExpressionAttributeNames: c.names, ExpressionAttributeValues: c.values}}, nil
+	}
+	if rec != nil && rec.role == w.role && sameDoc(rec.doc, w.doc) {
+		return nil, nil
+	}
+	version := int64(1)
+	role := "" // a principal may only be overwritten by the same role
+	if rec != nil {
+		version, role = rec.version+1, w.role
+	}
+	item, err := attributevalue.MarshalMap(registryItem{PK: pk, Kind: w.kind, Version: version, Role: w.role})
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb %s: %w", tx.op, err)
+	}
+	item[attrDoc] = w.doc
+	c := tx.condition(rec, role)
+	return &types.TransactWriteItem{Put: &types.Put{TableName: table, Item: item,
+		ConditionExpression: c.expr, ExpressionAttributeNames: c.names, ExpressionAttributeValues: c.values}}, nil
+}
+
+func txBytes(items []types.TransactWriteItem) int {
+	n := 0
+	for _, it := range items {
+		if it.Put != nil {
+			for k, v := range it.Put.Item {
+				n += len(k) + docSize(v)
+			}
+		}
+		n += 100 // key, condition and framing
+	}
+	return n
+}
+
+// split cuts a group into transactions within the item and size limits.
+func split(items []types.TransactWriteItem) [][]types.TransactWriteItem {
+	var out [][]types.TransactWriteItem
+	var cur []types.TransactWriteItem
+	for _, it := range items {
+		if len(cur) == maxTxItems || (len(cur) > 0 && txBytes(append(cur[:len(cur):len(cur)], it)) > maxTxBytes) {
+			out = append(out, cur)
+			cur = nil
+		}
+		cur = append(cur, it)
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
