@@ -192,6 +192,16 @@ func tokenInvalid(detail string) error {
 	return &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: detail}
 }
 
+// parseQuery parses the raw query strictly: URL.Query drops malformed pairs silently, which
+// would turn a mistyped flag into an absent one.
+func parseQuery(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, queryError("the query string is malformed", capif.InvalidParam{Param: "query", Reason: "not valid percent-encoding"})
+	}
+	return q, nil
+}
+
 // queryFlag parses an optional boolean query parameter ("true" or "false", at most once).
 func queryFlag(q url.Values, name string) (bool, error) {
 	vs := q[name]
@@ -199,11 +209,15 @@ func queryFlag(q url.Values, name string) (bool, error) {
 	case len(vs) == 0:
 		return false, nil
 	case len(vs) > 1:
-		return false, security.BadBody(security.KindInvalid, "query parameter "+name+" is repeated", capif.InvalidParam{Param: name, Reason: "appears more than once"})
+		return false, queryError("query parameter "+name+" is repeated", capif.InvalidParam{Param: name, Reason: "appears more than once"})
 	case vs[0] == "true":
 		return true, nil
 	case vs[0] == "false":
 		return false, nil
 	}
-	return false, security.BadBody(security.KindInvalid, "query parameter "+name+" must be true or false", capif.InvalidParam{Param: name, Reason: "must be true or false"})
+	return false, queryError("query parameter "+name+" must be true or false", capif.InvalidParam{Param: name, Reason: "must be true or false"})
+}
+
+func queryError(detail string, p capif.InvalidParam) error {
+	return &security.Error{Kind: security.KindInvalid, Cause: "INVALID_QUERY_PARAMETER", Detail: detail, InvalidParams: []capif.InvalidParam{p}}
 }

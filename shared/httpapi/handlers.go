@@ -136,12 +136,13 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	authn, err1 := queryFlag(q, "authenticationInfo")
-	authz, err2 := queryFlag(q, "authorizationInfo")
-	queryErr := err1
+	var authn, authz bool
+	q, queryErr := parseQuery(r.URL.RawQuery)
 	if queryErr == nil {
-		queryErr = err2
+		authn, queryErr = queryFlag(q, "authenticationInfo")
+	}
+	if queryErr == nil {
+		authz, queryErr = queryFlag(q, "authorizationInfo")
 	}
 	if queryErr == nil && !acceptsJSON(r.Header.Get("Accept")) {
 		queryErr = &security.Error{Kind: security.KindNotAcceptable, Cause: "NOT_ACCEPTABLE", Detail: "the response is application/json"}

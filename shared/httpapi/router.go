@@ -39,7 +39,8 @@ func (rt *Router) Mount(other *Router) {
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/")
+	// Only the leading slash goes: "…/x/" has an empty last segment and matches no route.
+	segs := strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
 	var allow []string
 	for _, ro := range rt.routes {
 		params, ok := match(ro.pattern, segs)

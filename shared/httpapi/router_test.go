@@ -69,6 +69,7 @@ func TestRouterNotFoundAndMethodNotAllowed(t *testing.T) {
 		{"GET", "/v1/items/a/b", 404, ""},
 		{"GET", "/v1/items/a%2Fb/c", 404, ""},
 		{"GET", "/v1/items//update", 404, ""},      // empty id
+		{"GET", "/v1/items/abc/", 404, ""},         // a trailing slash is another resource
 		{"GET", "/v1/Items/abc", 404, ""},          // literal segments are exact
 		{"GET", "/v1/items/abc/%75pdate", 404, ""}, // an escaped literal is not the literal
 		{"POST", "/v1/pairs/1/y/2", 404, ""},

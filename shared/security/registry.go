@@ -107,6 +107,10 @@ func ApplyImport(tx RegistryTx, doc RegistryDoc) error {
 			return err
 		case old.Role != p.Role:
 			return fmt.Errorf("%w: %q is registered as %s", ErrRoleClash, p.ID, old.Role)
+		case p.SecretHash == nil:
+			// An import that omits onboardingSecret keeps the one on record: a partial document
+			// must never silently drop an invoker's client authentication.
+			p.SecretHash = old.SecretHash
 		}
 		return tx.PutPrincipal(p)
 	}

@@ -190,6 +190,14 @@ func TestApplyImportUpserts(t *testing.T) {
 	if principal(t, db, "inv3") == nil || principal(t, db, "inv2") == nil {
 		t.Error("inv3 not added, or inv2 lost")
 	}
+
+	// A record that omits onboardingSecret keeps the one on record.
+	if err := db.Import(ctx, security.RegistryDoc{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv1", APIInvokerInformation: "renamed"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if p := principal(t, db, "inv1"); !reflect.DeepEqual(p.SecretHash, security.HashSecret("rotated")) || p.APIInvokerInformation != "renamed" {
+		t.Errorf("inv1 after a secret-less re-import: %+v", p)
+	}
 }
 
 func TestImportRoleClashWritesNothing(t *testing.T) {

@@ -18,6 +18,7 @@ const (
 	MaxEncodedContext          = 256 << 10
 	MaxPrefSecurityMethods     = 16
 	MaxIDLength                = 256
+	MaxAPIPrefix               = 200 // keeps every InterfaceKey storable as a key
 )
 
 // fqdnPattern is the Fqdn schema of TS 29.571.
@@ -125,8 +126,11 @@ func validateInterface(d capif.InterfaceDescription, p string) []capif.InvalidPa
 	if d.Port != nil && (*d.Port < 0 || *d.Port > 65535) {
 		out = append(out, param(p+"/port", "must be between 0 and 65535"))
 	}
-	if d.APIPrefix != "" && !strings.HasPrefix(d.APIPrefix, "/") {
+	switch {
+	case d.APIPrefix != "" && !strings.HasPrefix(d.APIPrefix, "/"):
 		out = append(out, param(p+"/apiPrefix", "must start with /"))
+	case len(d.APIPrefix) > MaxAPIPrefix:
+		out = append(out, param(p+"/apiPrefix", "longer than %d bytes", MaxAPIPrefix))
 	}
 	if d.SecurityMethods != nil && len(d.SecurityMethods) == 0 {
 		out = append(out, param(p+"/securityMethods", "must not be empty when present"))

@@ -140,6 +140,7 @@ func TestValidateInterfaceDescription(t *testing.T) {
 		{"port 65536", capif.InterfaceDescription{Fqdn: "aef.example.com", Port: intp(65536)}, []string{p + "/port"}},
 		{"apiPrefix", capif.InterfaceDescription{Fqdn: "aef.example.com", APIPrefix: "/v1"}, nil},
 		{"apiPrefix without slash", capif.InterfaceDescription{Fqdn: "aef.example.com", APIPrefix: "v1"}, []string{p + "/apiPrefix"}},
+		{"apiPrefix too long", capif.InterfaceDescription{Fqdn: "aef.example.com", APIPrefix: "/" + strings.Repeat("a", security.MaxAPIPrefix)}, []string{p + "/apiPrefix"}},
 		{"securityMethods empty", capif.InterfaceDescription{Fqdn: "aef.example.com", SecurityMethods: []capif.SecurityMethod{}}, []string{p + "/securityMethods"}},
 	}
 	for _, tt := range tests {
