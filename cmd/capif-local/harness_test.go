@@ -330,6 +330,9 @@ func (r *runner) stop(t testing.TB) error {
 			t.Errorf("runner %s: run returned %v", r.url, r.stopErr)
 		}
 		r.checkLog(t)
+		r.mu.Lock()
+		t.Logf("runner %s: %d responses checked against the contract and the access log", r.url, len(r.seen))
+		r.mu.Unlock()
 	})
 	return r.stopErr
 }
