@@ -34,6 +34,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
@@ -48,7 +49,7 @@ type backend struct {
 	// args returns the runner flags selecting this back end for one fresh data set (a unique
 	// table prefix, a key id …). It is called once per fresh runner; a restart of that runner
 	// reuses the same flags, so it must see the same data. It may skip or fail through
-	// peerEndpoint (the testenv rule) when a peer is missing.
+	// testenv when a peer is missing.
 	args func(t *testing.T) []string
 	// throttles: the store may answer a bounded 503 + Retry-After under load. The embedded store
 	// never does, so any 5xx there fails the suite.
@@ -59,8 +60,7 @@ type backend struct {
 // Adding one is a few lines, e.g.
 //
 //	{name: "dynamodb+kms", throttles: true, args: func(t *testing.T) []string {
-//		peerEndpoint(t, "AWS_ENDPOINT_URL_DYNAMODB", "DynamoDB Local")
-//		peerEndpoint(t, "AWS_ENDPOINT_URL_KMS", "local-kms")
+//		testenv.DynamoDBEndpoint(t); testenv.KMSEndpoint(t)
 //		return []string{"-store", "dynamodb", "-signer", "kms", "-kms-key-id", keyID(t),
 //			"-table-prefix", uniquePrefix(t), "-create-tables"}
 //	}},
@@ -91,7 +91,7 @@ var (
 
 func loadContract(t testing.TB) *contract {
 	t.Helper()
-	dir := specDir(t)
+	dir := testenv.SpecDir(t)
 	contractOnce.Do(func() {
 		loader := openapi3.NewLoader()
 		doc, err := loader.LoadFromFile(filepath.Join(dir, "bundled", "CAPIF_Security_API.bundled.yaml"))
