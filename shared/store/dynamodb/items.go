@@ -1,6 +1,7 @@
 package dynamodb
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,6 +22,7 @@ const (
 	attrVersion = "version" // optimistic-lock counter, bumped by every write
 	attrRole    = "role"    // principals: the role, so "one id, one role" is a condition on one key
 	attrAPIIDs  = "apiIds"  // contexts: string set of every target apiId, for ContextsWithAPI
+	attrWriteID = "writeId" // contexts: identifies the write that stored the item
 )
 
 // Registry key prefixes: one partition key space for every registry record kind.
@@ -89,6 +91,15 @@ func decodeDoc(av types.AttributeValue, v any) error {
 	}
 }
 
+// sameWrite reports whether two context items come from the same write (version and write id).
+func sameWrite(a, b map[string]types.AttributeValue) bool {
+	va, ok1 := a[attrVersion].(*types.AttributeValueMemberN)
+	vb, ok2 := b[attrVersion].(*types.AttributeValueMemberN)
+	wa, ok3 := a[attrWriteID].(*types.AttributeValueMemberS)
+	wb, ok4 := b[attrWriteID].(*types.AttributeValueMemberS)
+	return ok1 && ok2 && ok3 && ok4 && va.Value == vb.Value && wa.Value == wb.Value
+}
+
 // sameDoc reports whether two doc attributes hold the same record.
 func sameDoc(a, b types.AttributeValue) bool {
 	if sa, ok := a.(*types.AttributeValueMemberS); ok {
@@ -137,6 +148,9 @@ type contextItem struct {
 	Version      int64    `dynamodbav:"version"`
 	APIIDs       []string `dynamodbav:"apiIds,stringset,omitempty"`
 	UpdatedAt    int64    `dynamodbav:"updatedAt"` // unix seconds, for operators
+	// WriteID is random per Create/Replace call (kept across the SDK's retries of it), so a
+	// failed condition can tell our own earlier attempt that committed from another writer.
+	WriteID string `dynamodbav:"writeId"`
 }
 
 // registryItem is a row of the registry table (plus attrDoc: the record of its kind).
@@ -162,6 +176,10 @@ type interfaceDoc struct {
 }
 
 func (e Encoding) contextItem(sc *security.SecurityContext, now int64) (map[string]types.AttributeValue, error) {
+	return e.contextItemWith(sc, now, rand.Text())
+}
+
+func (e Encoding) contextItemWith(sc *security.SecurityContext, now int64, writeID string) (map[string]types.AttributeValue, error) {
 	var ids []string
 	for _, en := range sc.Entries {
 		for _, t := range en.Targets {
@@ -171,7 +189,7 @@ func (e Encoding) contextItem(sc *security.SecurityContext, now int64) (map[stri
 		}
 	}
 	slices.Sort(ids)
-	return e.item(contextItem{APIInvokerID: sc.APIInvokerID, Version: sc.Version, APIIDs: ids, UpdatedAt: now}, sc)
+	return e.item(contextItem{APIInvokerID: sc.APIInvokerID, Version: sc.Version, APIIDs: ids, UpdatedAt: now, WriteID: writeID}, sc)
 }
 
 func (e Encoding) item(shape any, doc any) (map[string]types.AttributeValue, error) {

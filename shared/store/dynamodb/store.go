@@ -380,16 +380,12 @@ func (s *Store) Create(ctx context.Context, sc *security.SecurityContext) error 
 	return nil
 }
 
-// landed reports whether the item a condition failed on is exactly the one we wrote: the SDK
+// landed reports whether the item a condition failed on is the one this call wrote: the SDK
 // repeated a request whose first attempt committed but whose answer was lost (a timeout or a
-// 500), so the write did happen and is reported as done.
+// 500), so the write did happen and is reported as done. The write id, not the content, decides:
+// two writers may well compute the same content (two identical revocations).
 func landed(old, mine map[string]types.AttributeValue) bool {
-	if len(old) == 0 || mine == nil {
-		return false
-	}
-	ov, ok1 := old[attrVersion].(*types.AttributeValueMemberN)
-	mv, ok2 := mine[attrVersion].(*types.AttributeValueMemberN)
-	return ok1 && ok2 && ov.Value == mv.Value && sameDoc(old[attrDoc], mine[attrDoc])
+	return len(old) > 0 && mine != nil && sameWrite(old, mine)
 }
 
 // lost turns the old item returned by a failed version condition into the port's error.
