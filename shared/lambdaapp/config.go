@@ -19,9 +19,12 @@ import (
 
 // Environment variables read by Main (the template sets them; see template.yaml).
 const (
-	EnvStore             = "CAPIF_STORE"           // dynamodb (default) | embedded
-	EnvSigner            = "CAPIF_SIGNER"          // kms (default) | local
-	EnvTablePrefix       = "CAPIF_TABLE_PREFIX"    // DynamoDB table name prefix
+	EnvStore             = "CAPIF_STORE"          // dynamodb (default) | embedded
+	EnvSigner            = "CAPIF_SIGNER"         // kms (default) | local
+	EnvTablePrefix       = "CAPIF_TABLE_PREFIX"   // DynamoDB table name prefix, or
+	EnvContextsTable     = "CAPIF_CONTEXTS_TABLE" // the three table names (template.yaml)
+	EnvRegistryTable     = "CAPIF_REGISTRY_TABLE"
+	EnvOutboxTable       = "CAPIF_OUTBOX_TABLE"
 	EnvKMSKeyIDs         = "CAPIF_KMS_KEY_IDS"     // signing keys, active first, comma-separated
 	EnvCCFID             = "CAPIF_CCF_ID"          // iss claim of tokens
 	EnvAPIRoot           = "CAPIF_API_ROOT"        // public {apiRoot}, e.g. https://capif.example.com
@@ -87,8 +90,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	switch c.App.Store {
 	case app.StoreDynamoDB:
-		if c.App.TablePrefix == "" {
-			bad(EnvTablePrefix, "required with the %s store", app.StoreDynamoDB)
+		// The adapter reads the names (dynamodb.TablesFromEnv): the template passes all three
+		// explicitly; a prefix derives them (local runs).
+		explicit := 0
+		for _, name := range []string{EnvContextsTable, EnvRegistryTable, EnvOutboxTable} {
+			if get(name) != "" {
+				explicit++
+			}
+		}
+		if c.App.TablePrefix == "" && explicit < 3 {
+			bad(EnvTablePrefix, "required with the %s store unless %s, %s and %s are all set",
+				app.StoreDynamoDB, EnvContextsTable, EnvRegistryTable, EnvOutboxTable)
 		}
 	case app.StoreEmbedded:
 		if c.App.DataDir == "" {

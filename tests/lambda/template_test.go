@@ -1,0 +1,489 @@
+package lambda
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+
+	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/httpapi"
+	"github.com/capifcore/capif-security/shared/lambdaapp"
+	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
+	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
+)
+
+// function is one Lambda function: its logical id in template.yaml, its main package and the
+// httpapi router its main.go serves.
+type function struct {
+	logicalID, dir, router string
+	build                  lambdaapp.Build
+}
+
+var functions = []function{
+	{"ObtainSecurityMethodFunction", "obtain-security-method", "ObtainSecurityMethod", httpapi.ObtainSecurityMethod},
+	{"ObtainAuthorizationFunction", "obtain-authorization", "ObtainAuthorization", httpapi.ObtainAuthorization},
+	{"ObtainApiInvokerInfoFunction", "obtain-invoker-info", "ObtainAPIInvokerInfo", httpapi.ObtainAPIInvokerInfo},
+	{"RevokeAuthorizationFunction", "revoke-authorization", "RevokeAuthorization", httpapi.RevokeAuthorization},
+}
+
+// route is one method + resource path of the API (TS 29.222 §8.5 and the JWKS).
+type route struct{ fn, method, resource string }
+
+var routes = []route{
+	{"ObtainSecurityMethodFunction", http.MethodPut, "/capif-security/v1/trustedInvokers/{apiInvokerId}"},
+	{"ObtainSecurityMethodFunction", http.MethodPost, "/capif-security/v1/trustedInvokers/{apiInvokerId}/update"},
+	{"ObtainAuthorizationFunction", http.MethodPost, "/capif-security/v1/securities/{securityId}/token"},
+	{"ObtainAuthorizationFunction", http.MethodGet, "/.well-known/jwks.json"},
+	{"ObtainApiInvokerInfoFunction", http.MethodGet, "/capif-security/v1/trustedInvokers/{apiInvokerId}"},
+	{"RevokeAuthorizationFunction", http.MethodDelete, "/capif-security/v1/trustedInvokers/{apiInvokerId}"},
+	{"RevokeAuthorizationFunction", http.MethodPost, "/capif-security/v1/trustedInvokers/{apiInvokerId}/delete"},
+}
+
+func functionByID(id string) (function, bool) {
+	i := slices.IndexFunc(functions, func(f function) bool { return f.logicalID == id })
+	if i < 0 {
+		return function{}, false
+	}
+	return functions[i], true
+}
+
+// templateRoutes lists the Api events of every function.
+func templateRoutes(t *testing.T, tp *template) []route {
+	t.Helper()
+	var out []route
+	for id, r := range tp.resources("AWS::Serverless::Function") {
+		for name, ev := range tp.functionProps(r)["Events"].(map[string]any) {
+			if path(ev, "Type") != "Api" {
+				t.Errorf("%s event %s: type %v, want Api (REST proxy events)", id, name, path(ev, "Type"))
+				continue
+			}
+			if !reflect.DeepEqual(path(ev, "Properties", "RestApiId"), ref("Api")) {
+				t.Errorf("%s event %s is not on the Api resource (implicit API?)", id, name)
+			}
+			out = append(out, route{id, strings.ToUpper(path(ev, "Properties", "Method").(string)), path(ev, "Properties", "Path").(string)})
+		}
+	}
+	return out
+}
+
+// Each route of the API is mapped exactly once, to the function whose router serves it.
+func TestTemplateRoutes(t *testing.T) {
+	tp := loadTemplate(t)
+	got := templateRoutes(t, tp)
+	seen := map[[2]string]int{}
+	for _, r := range got {
+		seen[[2]string{r.method, r.resource}]++
+		if !slices.Contains(routes, r) {
+			t.Errorf("template route %s %s → %s is not an API route of that function", r.method, r.resource, r.fn)
+		}
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s %s is mapped %d times", k[0], k[1], n)
+		}
+	}
+	for _, r := range routes {
+		if !slices.Contains(got, r) {
+			t.Errorf("%s %s → %s is missing from the template", r.method, r.resource, r.fn)
+		}
+	}
+	if len(tp.resources("AWS::Serverless::Function")) != len(functions) {
+		t.Errorf("%d functions in the template, want %d", len(tp.resources("AWS::Serverless::Function")), len(functions))
+	}
+}
+
+// The routes each function's router actually serves are the template's routes of that function
+// (an escaped id included): anything else gets the router's 404 or 405.
+func TestTemplateRoutesAreTheRoutersRoutes(t *testing.T) {
+	a, err := app.Open(context.Background(), app.Config{Store: app.StoreEmbedded, Signer: app.SignerLocal, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for _, f := range functions {
+		h := f.build(a.Service, httpapi.Options{APIRoot: "https://capif.example.com", Logger: discardLogger(), Certificates: func(*http.Request) (*x509.Certificate, error) { return nil, nil }})
+		for _, r := range routes {
+			ev, err := apigwevent.Request{Method: r.method, Resource: r.resource,
+				Params: map[string]string{"apiInvokerId": "inv%1", "securityId": "inv%1"}}.Event()
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp := serveEvent(t, h, ev)
+			unrouted := resp.StatusCode == http.StatusMethodNotAllowed ||
+				resp.StatusCode == http.StatusNotFound && strings.Contains(resp.Body, `"cause":"RESOURCE_NOT_FOUND"`)
+			if own := r.fn == f.logicalID; own == unrouted {
+				t.Errorf("%s: %s %s answered %d %s (routed by this function: %v)", f.logicalID, r.method, r.resource, resp.StatusCode, resp.Body, own)
+			}
+		}
+	}
+}
+
+// Every function is built the way SAM expects and its main.go serves the router named in the
+// functions table.
+func TestTemplateFunctions(t *testing.T) {
+	tp := loadTemplate(t)
+	makefile, err := os.ReadFile(filepath.Join(repoRoot(), "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^build-([A-Za-z0-9]+):\s*\n\t\$\(call lambda-build,([a-z0-9-]+)\)`).FindAllStringSubmatch(string(makefile), -1) {
+		targets[m[1]] = m[2]
+	}
+	fns := tp.resources("AWS::Serverless::Function")
+	for id, r := range fns {
+		t.Run(id, func(t *testing.T) {
+			f, ok := functionByID(id)
+			if !ok {
+				t.Fatalf("no such function in the test table")
+			}
+			p := tp.functionProps(r)
+			for k, want := range map[string]any{"Runtime": "provided.al2023", "Handler": "bootstrap", "CodeUri": ".", "Architectures": []any{"arm64"}} {
+				if !reflect.DeepEqual(p[k], want) {
+					t.Errorf("%s = %v, want %v", k, p[k], want)
+				}
+			}
+			if got := path(r, "Metadata", "BuildMethod"); got != "makefile" {
+				t.Errorf("Metadata.BuildMethod = %v, want makefile", got)
+			}
+			if to, ok := p["Timeout"].(int); !ok || to < 3 || to > 29 {
+				t.Errorf("Timeout %v: want an explicit value under API Gateway's 29 s", p["Timeout"])
+			}
+			if mem, ok := p["MemorySize"].(int); !ok || mem < 128 {
+				t.Errorf("MemorySize %v", p["MemorySize"])
+			}
+			dir, ok := targets[id]
+			if !ok {
+				t.Fatalf("the Makefile has no build-%s target calling lambda-build", id)
+			}
+			if dir != f.dir {
+				t.Errorf("build-%s builds ./functions/%s, want ./functions/%s", id, dir, f.dir)
+			}
+			if got := mainRouter(t, filepath.Join(repoRoot(), "functions", dir)); got != f.router {
+				t.Errorf("functions/%s/main.go serves httpapi.%s, want httpapi.%s", dir, got, f.router)
+			}
+			// What sam build runs: the target with ARTIFACTS_DIR set.
+			out, err := exec.Command("make", "-n", "-C", repoRoot(), "build-"+id, "ARTIFACTS_DIR=/sam/artifacts").CombinedOutput()
+			if err != nil {
+				t.Fatalf("make -n build-%s: %v\n%s", id, err, out)
+			}
+			for _, want := range []string{"GOOS=linux GOARCH=arm64 CGO_ENABLED=0", "-tags lambda.norpc", "-trimpath", `-ldflags="-s -w"`,
+				`-o "/sam/artifacts/bootstrap" ./functions/` + f.dir} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("build-%s does not run %q:\n%s", id, want, out)
+				}
+			}
+		})
+	}
+	for id := range targets {
+		if _, ok := fns[id]; !ok {
+			t.Errorf("Makefile target build-%s names no function of the template", id)
+		}
+	}
+}
+
+// mainRouter parses a function's main package: it must be package main whose main() is exactly
+// lambdaapp.Main(httpapi.X); it returns X.
+func mainRouter(t *testing.T, dir string) string {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, filepath.Join(dir, "main.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name.Name != "main" {
+		t.Fatalf("%s is package %s", dir, f.Name.Name)
+	}
+	for _, d := range f.Decls {
+		fd, ok := d.(*ast.FuncDecl)
+		if !ok || fd.Name.Name != "main" || fd.Recv != nil || len(fd.Body.List) != 1 {
+			continue
+		}
+		es, _ := fd.Body.List[0].(*ast.ExprStmt)
+		if es == nil {
+			continue
+		}
+		call, _ := es.X.(*ast.CallExpr)
+		if call == nil || len(call.Args) != 1 {
+			continue
+		}
+		if fn, _ := call.Fun.(*ast.SelectorExpr); fn == nil || fn.Sel.Name != "Main" || fn.X.(*ast.Ident).Name != "lambdaapp" {
+			continue
+		}
+		if arg, _ := call.Args[0].(*ast.SelectorExpr); arg != nil && arg.X.(*ast.Ident).Name == "httpapi" {
+			return arg.Sel.Name
+		}
+	}
+	t.Fatalf("%s/main.go: main() is not lambdaapp.Main(httpapi.X)", dir)
+	return ""
+}
+
+// The API: REST, regional, reachable only through the mutual-TLS custom domain with an empty
+// base path, throttled, and API Gateway's own errors shaped as problem+json.
+func TestTemplateAPI(t *testing.T) {
+	tp := loadTemplate(t)
+	apis := tp.resources("AWS::Serverless::Api")
+	api, ok := apis["Api"]
+	if !ok || len(apis) != 1 {
+		t.Fatalf("want exactly one AWS::Serverless::Api named Api, got %d", len(apis))
+	}
+	p := props(api)
+	if p["DisableExecuteApiEndpoint"] != true {
+		t.Error("DisableExecuteApiEndpoint must be true: the execute-api endpoint bypasses mutual TLS")
+	}
+	if path(p, "EndpointConfiguration", "Type") != "REGIONAL" {
+		t.Error("mutual TLS needs a REGIONAL endpoint")
+	}
+	ms, _ := p["MethodSettings"].([]any)
+	if len(ms) != 1 || path(ms[0], "ResourcePath") != "/*" || path(ms[0], "HttpMethod") != "*" ||
+		!reflect.DeepEqual(path(ms[0], "ThrottlingRateLimit"), ref("ThrottlingRateLimit")) ||
+		!reflect.DeepEqual(path(ms[0], "ThrottlingBurstLimit"), ref("ThrottlingBurstLimit")) {
+		t.Errorf("stage throttling: MethodSettings %v", ms)
+	}
+	gr, _ := p["GatewayResponses"].(map[string]any)
+	for typ, status := range map[string]int{"MISSING_AUTHENTICATION_TOKEN": 404, "DEFAULT_4XX": 0, "DEFAULT_5XX": 0} {
+		r, ok := gr[typ]
+		if !ok {
+			t.Errorf("no gateway response %s", typ)
+			continue
+		}
+		if got, _ := path(r, "StatusCode").(int); got != status {
+			t.Errorf("%s: StatusCode %v, want %d", typ, path(r, "StatusCode"), status)
+		}
+		if ct := path(r, "ResponseParameters", "Headers", "Content-Type"); ct != "'application/problem+json'" {
+			t.Errorf("%s: Content-Type %v", typ, ct)
+		}
+		body, _ := path(r, "ResponseTemplates", "application/json").(string)
+		// API Gateway substitutes $context.error.messageString as a quoted JSON string and
+		// $context.error.responseType as a bare word.
+		body = strings.NewReplacer(`$context.error.messageString`, `"Forbidden"`, `$context.error.responseType`, `ACCESS_DENIED`).Replace(body)
+		var pd struct {
+			Title  string `json:"title"`
+			Status int    `json:"status"`
+			Cause  string `json:"cause"`
+		}
+		if err := json.Unmarshal([]byte(body), &pd); err != nil || pd.Title == "" || pd.Cause == "" || status != 0 && pd.Status != status {
+			t.Errorf("%s: body template %q is not a ProblemDetails: %v", typ, body, err)
+		}
+	}
+	// The custom domain: mutual TLS with the truststore parameter, mapped with no base path.
+	dom := props(tp.resources("AWS::ApiGateway::DomainName")["ApiDomain"])
+	if !reflect.DeepEqual(path(dom, "MutualTlsAuthentication", "TruststoreUri"), ref("TruststoreUri")) ||
+		!reflect.DeepEqual(dom["DomainName"], ref("DomainName")) || !reflect.DeepEqual(dom["RegionalCertificateArn"], ref("CertificateArn")) ||
+		dom["SecurityPolicy"] != "TLS_1_2" || !reflect.DeepEqual(path(dom, "EndpointConfiguration", "Types"), []any{"REGIONAL"}) {
+		t.Errorf("ApiDomain %v", dom)
+	}
+	maps := tp.resources("AWS::ApiGateway::BasePathMapping")
+	if len(maps) != 1 {
+		t.Fatalf("%d base path mappings, want 1", len(maps))
+	}
+	for _, m := range maps {
+		mp := props(m)
+		if bp, ok := mp["BasePath"]; ok && bp != "" {
+			t.Errorf("BasePath %v: the stage must be mapped with an empty base path", bp)
+		}
+		if !reflect.DeepEqual(mp["RestApiId"], ref("Api")) || !reflect.DeepEqual(mp["Stage"], ref("Api.Stage")) || !reflect.DeepEqual(mp["DomainName"], ref("ApiDomain")) {
+			t.Errorf("mapping %v", mp)
+		}
+	}
+	// The parameters that make the domain are required.
+	params := tp.section("Parameters")
+	for _, name := range []string{"DomainName", "CertificateArn", "TruststoreUri"} {
+		if _, hasDefault := path(params, name).(map[string]any)["Default"]; hasDefault || path(params, name) == nil {
+			t.Errorf("parameter %s must exist and be required (no Default)", name)
+		}
+	}
+}
+
+// The functions' environment is what lambdaapp reads, apiRoot comes from the DomainName
+// parameter (not from the Api, which would be circular), and a deployed value set parses.
+func TestTemplateEnvironment(t *testing.T) {
+	tp := loadTemplate(t)
+	for id, r := range tp.resources("AWS::Serverless::Function") {
+		env, _ := path(tp.functionProps(r), "Environment", "Variables").(map[string]any)
+		if !reflect.DeepEqual(env["CAPIF_API_ROOT"], map[string]any{"Fn::Sub": "https://${DomainName}"}) {
+			t.Errorf("%s: CAPIF_API_ROOT = %v, want !Sub https://${DomainName}", id, env["CAPIF_API_ROOT"])
+		}
+		for name, v := range env {
+			for _, target := range refsIn(v) {
+				if target == "Api" || target == "ServerlessRestApi" || target == "ApiDomain" {
+					t.Errorf("%s: %s refers to %s (a circular dependency)", id, name, target)
+				}
+			}
+		}
+		resolved := resolveEnv(t, env)
+		getenv := func(k string) string { return resolved[k] }
+		if _, err := lambdaapp.ConfigFromEnv(getenv); err != nil {
+			t.Errorf("%s: the deployed environment does not configure a function: %v", id, err)
+		}
+		// The adapter finds each table under the name CloudFormation gave it.
+		want := ddbstore.Tables{Contexts: sampleRefs["ContextsTable"], Registry: sampleRefs["RegistryTable"], Outbox: sampleRefs["OutboxTable"]}
+		if got := ddbstore.TablesFromEnv(getenv); got != want {
+			t.Errorf("%s: the adapter reads tables %+v, want %+v", id, got, want)
+		}
+		for _, local := range []string{"CAPIF_TRUSTSTORE_FILE", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"} {
+			if v, ok := env[local]; !ok || v != "" {
+				t.Errorf("%s: %s = %v, want declared and empty (set only by local invokes)", id, local, v)
+			}
+		}
+	}
+}
+
+// The tables are the DynamoDB adapter's schema (what -create-tables makes locally), on demand,
+// with point-in-time recovery, encryption, deletion protection as a parameter, and retained.
+func TestTemplateTables(t *testing.T) {
+	tp := loadTemplate(t)
+	tables := tp.resources("AWS::DynamoDB::Table")
+	defs := ddbstore.TablesWithPrefix("").Definitions()
+	byName := map[string]string{"contexts": "ContextsTable", "registry": "RegistryTable", "outbox": "OutboxTable"}
+	if len(tables) != len(defs) {
+		t.Errorf("%d tables in the template, the adapter has %d", len(tables), len(defs))
+	}
+	for _, def := range defs {
+		logical := byName[*def.TableName]
+		r, ok := tables[logical]
+		if !ok {
+			t.Errorf("no table %s for the adapter's %s", logical, *def.TableName)
+			continue
+		}
+		p := props(r)
+		var attrs, keys []any
+		for _, a := range def.AttributeDefinitions {
+			attrs = append(attrs, map[string]any{"AttributeName": *a.AttributeName, "AttributeType": string(a.AttributeType)})
+		}
+		for _, k := range def.KeySchema {
+			keys = append(keys, map[string]any{"AttributeName": *k.AttributeName, "KeyType": string(k.KeyType)})
+		}
+		if !reflect.DeepEqual(p["AttributeDefinitions"], attrs) || !reflect.DeepEqual(p["KeySchema"], keys) {
+			t.Errorf("%s: attributes %v keys %v; the adapter creates %v %v", logical, p["AttributeDefinitions"], p["KeySchema"], attrs, keys)
+		}
+		if p["BillingMode"] != string(def.BillingMode) {
+			t.Errorf("%s: BillingMode %v, adapter %v", logical, p["BillingMode"], def.BillingMode)
+		}
+		if (p["GlobalSecondaryIndexes"] != nil) != (len(def.GlobalSecondaryIndexes) > 0) || (p["LocalSecondaryIndexes"] != nil) != (len(def.LocalSecondaryIndexes) > 0) {
+			t.Errorf("%s: indexes differ from the adapter's", logical)
+		}
+		if path(p, "PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled") != true || path(p, "SSESpecification", "SSEEnabled") != true {
+			t.Errorf("%s: PITR and SSE must be enabled", logical)
+		}
+		if !reflect.DeepEqual(p["DeletionProtectionEnabled"], ref("DeletionProtection")) {
+			t.Errorf("%s: DeletionProtectionEnabled %v", logical, p["DeletionProtectionEnabled"])
+		}
+		if r["DeletionPolicy"] != "Retain" || r["UpdateReplacePolicy"] != "Retain" {
+			t.Errorf("%s: must be retained on delete and replacement", logical)
+		}
+		if _, named := p["TableName"]; named {
+			t.Errorf("%s: a fixed TableName blocks replacements; the functions get the name by !Ref", logical)
+		}
+	}
+}
+
+// sample values of the template's references, as CloudFormation would resolve them.
+var sampleRefs = map[string]string{
+	"DomainName":    "capif.example.com",
+	"TruststoreUri": "s3://trust-bucket/mtls/truststore.pem",
+	"CcfId":         "capif-ccf",
+	"TokenTtl":      "600s",
+	"ContextsTable": "capif-security-ContextsTable-1A2B3C",
+	"RegistryTable": "capif-security-RegistryTable-4D5E6F",
+	"OutboxTable":   "capif-security-OutboxTable-7G8H9I",
+	"SigningKey":    "1234abcd-12ab-34cd-56ef-1234567890ab",
+}
+
+func resolveEnv(t *testing.T, env map[string]any) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for k, v := range env {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case map[string]any:
+			if r, ok := v["Ref"].(string); ok {
+				val, known := sampleRefs[r]
+				if !known {
+					t.Fatalf("%s: no sample value for Ref %s", k, r)
+				}
+				out[k] = val
+				continue
+			}
+			if s, ok := v["Fn::Sub"].(string); ok {
+				for name, val := range sampleRefs {
+					s = strings.ReplaceAll(s, "${"+name+"}", val)
+				}
+				if strings.Contains(s, "${") {
+					t.Fatalf("%s: unresolved !Sub %q", k, s)
+				}
+				out[k] = s
+				continue
+			}
+			t.Fatalf("%s: unexpected intrinsic %v", k, v)
+		default:
+			t.Fatalf("%s: unexpected value %v", k, v)
+		}
+	}
+	return out
+}
+
+// The signing key: P-256 for ES256, no automatic rotation (asymmetric keys have none), a key
+// policy that delegates to IAM without naming the function roles (no circular reference).
+func TestTemplateSigningKey(t *testing.T) {
+	tp := loadTemplate(t)
+	keys := tp.resources("AWS::KMS::Key")
+	key, ok := keys["SigningKey"]
+	if !ok || len(keys) != 1 {
+		t.Fatalf("want one AWS::KMS::Key SigningKey")
+	}
+	p := props(key)
+	if p["KeySpec"] != "ECC_NIST_P256" || p["KeyUsage"] != "SIGN_VERIFY" {
+		t.Errorf("KeySpec %v KeyUsage %v", p["KeySpec"], p["KeyUsage"])
+	}
+	if _, ok := p["EnableKeyRotation"]; ok {
+		t.Error("EnableKeyRotation is not allowed on an asymmetric key")
+	}
+	policy := p["KeyPolicy"]
+	if refs := refsIn(policy); len(refs) != 0 {
+		t.Errorf("the key policy refers to %v; it must not name template resources (circular)", refs)
+	}
+	stmts, _ := path(policy, "Statement").([]any)
+	rootOK := false
+	for _, s := range stmts {
+		if reflect.DeepEqual(path(s, "Principal", "AWS"), map[string]any{"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}) && path(s, "Effect") == "Allow" {
+			rootOK = true
+		}
+	}
+	if !rootOK {
+		t.Error("the key policy does not grant the account root (IAM delegation)")
+	}
+	if key["DeletionPolicy"] != "Retain" {
+		t.Error("the signing key must be retained: deleting it invalidates every outstanding token's kid")
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// serveEvent runs an event through the proxy into a handler, as a function does.
+func serveEvent(t *testing.T, h http.Handler, ev events.APIGatewayProxyRequest) events.APIGatewayProxyResponse {
+	t.Helper()
+	resp, err := httpadapter.New(h).ProxyWithContext(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
