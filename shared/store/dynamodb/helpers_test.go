@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -59,7 +60,7 @@ func newStore(t testing.TB, opts ...func(*Options)) *Store {
 	cfg := awsConfig(t)
 	// DynamoDB Local sends no x-amz-crc32 header on error responses, which makes the SDK log a
 	// checksum warning for every failed condition; real DynamoDB sends it.
-	o := Options{Tables: testTables, ClientOptions: []func(*ddb.Options){func(o *ddb.Options) { o.DisableValidateResponseChecksum = true }}}
+	o := Options{Tables: testTables, ClientOptions: []func(*ddb.Options){noChecksum}}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -70,7 +71,7 @@ func newStore(t testing.TB, opts ...func(*Options)) *Store {
 	tablesOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		admin, err := New(cfg, Options{Tables: testTables})
+		admin, err := New(cfg, Options{Tables: testTables, ClientOptions: []func(*ddb.Options){noChecksum}})
 		if err != nil {
 			tablesErr = err
 			return
@@ -82,6 +83,8 @@ func newStore(t testing.TB, opts ...func(*Options)) *Store {
 	}
 	return s
 }
+
+func noChecksum(o *ddb.Options) { o.DisableValidateResponseChecksum = true }
 
 func withRecorder(r *Recorder) func(*Options) {
 	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, r.ClientOption()) }
@@ -113,3 +116,5 @@ func mustJSON(from, to any) {
 		panic(err)
 	}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

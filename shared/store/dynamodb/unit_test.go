@@ -1,0 +1,252 @@
+package dynamodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// Tests that need no DynamoDB.
+
+func TestTablesFromEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want Tables
+	}{
+		{"default prefix", nil, Tables{"capif-contexts", "capif-registry", "capif-outbox"}},
+		{"prefix", map[string]string{EnvTablePrefix: "dev-"}, Tables{"dev-contexts", "dev-registry", "dev-outbox"}},
+		{"explicit names win", map[string]string{EnvTablePrefix: "dev-", EnvContextsTable: "C", EnvOutboxTable: "O"}, Tables{"C", "dev-registry", "O"}},
+		{"all explicit", map[string]string{EnvContextsTable: "c", EnvRegistryTable: "r", EnvOutboxTable: "o"}, Tables{"c", "r", "o"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := TablesFromEnv(func(k string) string { return tc.env[k] }); got != tc.want {
+				t.Errorf("TablesFromEnv = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTableDefinitions(t *testing.T) {
+	defs := TableDefinitions("x-")
+	want := map[string]string{"x-contexts": "apiInvokerId", "x-registry": "pk", "x-outbox": "id"}
+	if len(defs) != len(want) {
+		t.Fatalf("%d definitions, want %d", len(defs), len(want))
+	}
+	for _, d := range defs {
+		key, ok := want[aws.ToString(d.TableName)]
+		switch {
+		case !ok:
+			t.Errorf("unexpected table %s", aws.ToString(d.TableName))
+		case len(d.KeySchema) != 1 || aws.ToString(d.KeySchema[0].AttributeName) != key || d.KeySchema[0].KeyType != types.KeyTypeHash:
+			t.Errorf("%s: key schema %+v, want %s HASH", aws.ToString(d.TableName), d.KeySchema, key)
+		case len(d.AttributeDefinitions) != 1 || d.AttributeDefinitions[0].AttributeType != types.ScalarAttributeTypeS:
+			t.Errorf("%s: attribute definitions %+v, want one string key", aws.ToString(d.TableName), d.AttributeDefinitions)
+		case d.BillingMode != types.BillingModePayPerRequest:
+			t.Errorf("%s: billing mode %s", aws.ToString(d.TableName), d.BillingMode)
+		}
+		if err := sameSchema(d, &types.TableDescription{KeySchema: d.KeySchema, AttributeDefinitions: d.AttributeDefinitions}); err != nil {
+			t.Errorf("a table as defined does not match its definition: %v", err)
+		}
+	}
+}
+
+func TestNewValidatesAndCallsNothing(t *testing.T) {
+	// Any HTTP request at construction fails the test (cold start rule).
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""),
+		HTTPClient: clientFunc(func(*http.Request) (*http.Response, error) {
+			t.Error("New sent a request")
+			return nil, errors.New("no")
+		})}
+	if _, err := New(cfg, Options{Tables: TablesWithPrefix("p-")}); err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	for _, bad := range []Tables{{"a", "", "c"}, {"a", "a", "c"}} {
+		if _, err := New(cfg, Options{Tables: bad}); err == nil {
+			t.Errorf("New accepted tables %+v", bad)
+		}
+	}
+}
+
+type clientFunc func(*http.Request) (*http.Response, error)
+
+func (f clientFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestTransient(t *testing.T) {
+	api := func(code string, fault smithy.ErrorFault) error {
+		return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "PutItem", Err: &smithy.GenericAPIError{Code: code, Fault: fault}}
+	}
+	status := func(code int) error {
+		return &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: code}}, Err: errors.New("x")}}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"throughput exceeded", &types.ProvisionedThroughputExceededException{}, true},
+		{"throttling", api("ThrottlingException", smithy.FaultClient), true},
+		{"request limit", &types.RequestLimitExceeded{}, true},
+		{"internal server error", &types.InternalServerError{}, true},
+		{"transaction conflict", &types.TransactionConflictException{}, true},
+		{"unknown server fault", api("Whatever", smithy.FaultServer), true},
+		{"retries exhausted", &retry.MaxAttemptsError{Attempt: 4, Err: errors.New("x")}, true},
+		{"retry quota", fmt.Errorf("get token: %w", ratelimit.QuotaExceededError{}), true},
+		{"deadline", fmt.Errorf("op: %w", context.DeadlineExceeded), true},
+		{"connection refused", &smithyhttp.RequestSendError{Err: errors.New("connection refused")}, true},
+		{"HTTP 503", status(503), true},
+		{"validation", api("ValidationException", smithy.FaultClient), false},
+		{"access denied", api("AccessDeniedException", smithy.FaultClient), false},
+		{"missing table", &types.ResourceNotFoundException{}, false},
+		{"condition failed", &types.ConditionalCheckFailedException{}, false},
+		{"HTTP 400", status(400), false},
+		{"plain error", errors.New("x"), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := transient(tc.err); got != tc.want {
+				t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+	s := &Store{log: discardLogger()}
+	if err := s.fail("op", &types.ProvisionedThroughputExceededException{}); !errors.Is(err, security.ErrUnavailable) {
+		t.Errorf("fail(throttled) = %v, want ErrUnavailable", err)
+	}
+	if err := s.fail("op", &types.ResourceNotFoundException{}); errors.Is(err, security.ErrUnavailable) {
+		t.Errorf("fail(missing table) = %v, must not be ErrUnavailable (retrying cannot help)", err)
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	tests := []struct {
+		name  string
+		op    string
+		input any
+		want  []Permission
+	}{
+		{"batch get", "BatchGetItem", &ddb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"r": {}, "c": {}}},
+			[]Permission{{"dynamodb:BatchGetItem", "c"}, {"dynamodb:BatchGetItem", "r"}}},
+		{"transaction: each item's action", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Put: &types.Put{TableName: aws.String("c")}}, {Put: &types.Put{TableName: aws.String("o")}}, {Put: &types.Put{TableName: aws.String("o")}},
+			{Delete: &types.Delete{TableName: aws.String("c")}}, {ConditionCheck: &types.ConditionCheck{TableName: aws.String("r")}}}},
+			[]Permission{{"dynamodb:DeleteItem", "c"}, {"dynamodb:PutItem", "c"}, {"dynamodb:PutItem", "o"}, {"dynamodb:ConditionCheckItem", "r"}}},
+		{"put", "PutItem", &ddb.PutItemInput{TableName: aws.String("c")}, []Permission{{"dynamodb:PutItem", "c"}}},
+		{"scan", "Scan", &ddb.ScanInput{TableName: aws.String("c")}, []Permission{{"dynamodb:Scan", "c"}}},
+		{"unknown input", "ListTables", &ddb.ListTablesInput{}, []Permission{{"dynamodb:ListTables", ""}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Permissions(tc.op, tc.input); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("Permissions = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRegistryKey(t *testing.T) {
+	short := registryKey(kindInterface, "fqdn:a.example.com|port:443|prefix:/x")
+	if short != "I#fqdn:a.example.com|port:443|prefix:/x" {
+		t.Errorf("short key rewritten: %q", short)
+	}
+	long := "fqdn:a.example.com|port:443|prefix:/" + strings.Repeat("p", 3000)
+	k1, k2 := registryKey(kindInterface, long), registryKey(kindInterface, long+"q")
+	if len(k1) > maxKeyBytes || !strings.HasPrefix(k1, kindInterface+"sha256:") {
+		t.Errorf("long key = %q (%d bytes), want a digest", k1, len(k1))
+	}
+	if k1 == k2 || k1 != registryKey(kindInterface, long) {
+		t.Error("digest keys must be stable and distinct")
+	}
+}
+
+func TestEncodingsRoundTrip(t *testing.T) {
+	port := 8443
+	sc := &security.SecurityContext{APIInvokerID: "inv", NotificationDestination: "https://x.example.com/cb", SupportedFeatures: "4", Version: 7,
+		Entries: []security.Entry{
+			{AefID: "aef", APIID: "api", PrefSecurityMethods: []capif.SecurityMethod{capif.PSK}, SelSecurityMethod: capif.PSK, PSK: "k",
+				Targets: []security.Target{{AefID: "aef", APIID: "api", APIName: "n"}}},
+			{InterfaceDetails: &capif.InterfaceDescription{Ipv4Addr: "192.0.2.1", Port: &port}, PrefSecurityMethods: []capif.SecurityMethod{capif.OAUTH, "FUTURE"},
+				SelSecurityMethod: capif.OAUTH, AuthenticationInfo: "a", AuthorizationInfo: "z",
+				Targets: []security.Target{{AefID: "aef", APIID: "api2", APIName: "n2"}, {AefID: "aef2", APIID: "api", APIName: "n"}}},
+		}}
+	for _, enc := range []Encoding{EncodingJSON, EncodingDocument} {
+		item, err := enc.contextItem(sc, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeContext(item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dump(got) != dump(sc) {
+			t.Errorf("encoding %d: round trip\n got %s\nwant %s", enc, dump(got), dump(sc))
+		}
+		ids := item[attrAPIIDs].(*types.AttributeValueMemberSS).Value
+		if fmt.Sprint(ids) != "[api api2]" {
+			t.Errorf("encoding %d: apiIds = %v, want [api api2]", enc, ids)
+		}
+	}
+	p := security.Principal{ID: "i", Role: security.RoleInvoker, SecretHash: security.HashSecret("s")}
+	for _, enc := range []Encoding{EncodingJSON, EncodingDocument} {
+		av, err := enc.encode(&p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got security.Principal
+		if err := decodeDoc(av, &got); err != nil || dump(got) != dump(p) {
+			t.Errorf("encoding %d: principal round trip = %+v, %v", enc, got, err)
+		}
+	}
+}
+
+func TestSplit(t *testing.T) {
+	small := func(n int) []types.TransactWriteItem {
+		out := make([]types.TransactWriteItem, n)
+		for i := range out {
+			out[i] = types.TransactWriteItem{Put: &types.Put{Item: map[string]types.AttributeValue{"doc": &types.AttributeValueMemberS{Value: "x"}}}}
+		}
+		return out
+	}
+	big := small(10)
+	for _, it := range big {
+		it.Put.Item["doc"] = &types.AttributeValueMemberS{Value: strings.Repeat("x", 390<<10)}
+	}
+	tests := []struct {
+		name  string
+		items []types.TransactWriteItem
+		want  []int
+	}{
+		{"none", nil, nil},
+		{"one transaction", small(100), []int{100}},
+		{"by count", small(250), []int{100, 100, 50}},
+		{"by size", big, []int{7, 3}}, // 7 × 390 KiB fits in 3 MiB, 8 do not
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []int
+			for _, g := range split(tc.items) {
+				got = append(got, len(g))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("split sizes = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
