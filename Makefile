@@ -35,7 +35,7 @@ clean:
 # template.yaml builds every function with `Metadata: BuildMethod: makefile` and `CodeUri: .`:
 # `sam build` runs `make build-<LogicalId>` here with ARTIFACTS_DIR set. See docs/deploy.md.
 #   make build-lambdas   the four bootstraps into bin/lambda/<LogicalId>/ (what sam build makes)
-#   make invoke FN=<LogicalId> EVENT=events/<...>.json LOCAL_KMS_KEY_ID=<id>
+#   make invoke FN=<LogicalId> EVENT=events/<...>.json [LOCAL_KMS_KEY_ID=<id>: ObtainAuthorizationFunction]
 #                        sam local invoke (Docker) against DynamoDB Local + local-kms on this host
 #   make deploy          sam build + sam deploy (first time: make deploy DEPLOY_FLAGS=--guided)
 .PHONY: build-lambdas invoke deploy build-ObtainSecurityMethodFunction build-ObtainAuthorizationFunction \
@@ -83,8 +83,8 @@ LOCAL_TABLE_PREFIX ?= capif-local-
 LOCAL_KMS_KEY_ID   ?=
 LOCAL_BUILD        := .aws-sam/local
 invoke:
-	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] && [ -n "$(LOCAL_KMS_KEY_ID)" ] || { \
-		echo "usage: make invoke FN=<LogicalId> EVENT=events/<function>/<case>.json LOCAL_KMS_KEY_ID=<local-kms key id>" >&2; exit 2; }
+	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] && { [ "$(FN)" != ObtainAuthorizationFunction ] || [ -n "$(LOCAL_KMS_KEY_ID)" ]; } || { \
+		echo "usage: make invoke FN=<LogicalId> EVENT=events/<function>/<case>.json [LOCAL_KMS_KEY_ID=<local-kms key id>]" >&2; exit 2; }
 	sam build --build-dir $(LOCAL_BUILD) --build-in-source \
 		--parameter-overrides DomainName=capif.localhost CertificateArn=arn:aws:acm:$(LOCAL_REGION):000000000000:certificate/local TruststoreUri=s3://local-truststore/dev-ca.pem
 	cp events/dev-ca/ca.pem $(LOCAL_BUILD)/$(FN)/dev-ca.pem

@@ -114,12 +114,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		if len(c.App.KMSKeyIDs) == 0 {
 			bad(EnvKMSKeyIDs, "required with the %s signer", app.SignerKMS)
 		}
+	case app.SignerNone:
 	case app.SignerLocal:
 		if c.App.DataDir == "" {
 			bad(EnvDataDir, "required with the %s signer", app.SignerLocal)
 		}
 	default:
-		bad(EnvSigner, "%q is not %s or %s", c.App.Signer, app.SignerKMS, app.SignerLocal)
+		bad(EnvSigner, "%q is not %s, %s or %s", c.App.Signer, app.SignerKMS, app.SignerNone, app.SignerLocal)
 	}
 	if c.App.CCFID == "" {
 		bad(EnvCCFID, "required")

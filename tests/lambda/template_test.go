@@ -328,7 +328,13 @@ func TestTemplateEnvironment(t *testing.T) {
 				}
 			}
 		}
-		resolved := resolveEnv(t, env)
+		// Only the token function signs; the others hold no key id and get no KMS permission.
+		signs := id == "ObtainAuthorizationFunction"
+		if (env["CAPIF_SIGNER"] == "kms") != signs || (env["CAPIF_KMS_KEY_IDS"] != nil) != signs ||
+			signs && !reflect.DeepEqual(env["CAPIF_KMS_KEY_IDS"], ref("SigningKey")) || !signs && env["CAPIF_SIGNER"] != "none" {
+			t.Errorf("%s: CAPIF_SIGNER %v, CAPIF_KMS_KEY_IDS %v", id, env["CAPIF_SIGNER"], env["CAPIF_KMS_KEY_IDS"])
+		}
+		resolved := resolveEnv(t, env, sampleRefs)
 		getenv := func(k string) string { return resolved[k] }
 		if _, err := lambdaapp.ConfigFromEnv(getenv); err != nil {
 			t.Errorf("%s: the deployed environment does not configure a function: %v", id, err)
@@ -389,8 +395,9 @@ func TestTemplateTables(t *testing.T) {
 		if r["DeletionPolicy"] != "Retain" || r["UpdateReplacePolicy"] != "Retain" {
 			t.Errorf("%s: must be retained on delete and replacement", logical)
 		}
-		if _, named := p["TableName"]; named {
-			t.Errorf("%s: a fixed TableName blocks replacements; the functions get the name by !Ref", logical)
+		// <stack>-<name>: the adapter's name for the prefix "<stack>-" (what capif-admin uses).
+		if want := map[string]any{"Fn::Sub": "${AWS::StackName}-" + *def.TableName}; !reflect.DeepEqual(p["TableName"], want) {
+			t.Errorf("%s: TableName %v, want %v", logical, p["TableName"], want)
 		}
 	}
 }
@@ -401,13 +408,13 @@ var sampleRefs = map[string]string{
 	"TruststoreUri": "s3://trust-bucket/mtls/truststore.pem",
 	"CcfId":         "capif-ccf",
 	"TokenTtl":      "600s",
-	"ContextsTable": "capif-security-ContextsTable-1A2B3C",
-	"RegistryTable": "capif-security-RegistryTable-4D5E6F",
-	"OutboxTable":   "capif-security-OutboxTable-7G8H9I",
+	"ContextsTable": "capif-security-contexts",
+	"RegistryTable": "capif-security-registry",
+	"OutboxTable":   "capif-security-outbox",
 	"SigningKey":    "1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 
-func resolveEnv(t *testing.T, env map[string]any) map[string]string {
+func resolveEnv(t *testing.T, env map[string]any, refs map[string]string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for k, v := range env {
@@ -416,7 +423,7 @@ func resolveEnv(t *testing.T, env map[string]any) map[string]string {
 			out[k] = v
 		case map[string]any:
 			if r, ok := v["Ref"].(string); ok {
-				val, known := sampleRefs[r]
+				val, known := refs[r]
 				if !known {
 					t.Fatalf("%s: no sample value for Ref %s", k, r)
 				}
@@ -424,7 +431,7 @@ func resolveEnv(t *testing.T, env map[string]any) map[string]string {
 				continue
 			}
 			if s, ok := v["Fn::Sub"].(string); ok {
-				for name, val := range sampleRefs {
+				for name, val := range refs {
 					s = strings.ReplaceAll(s, "${"+name+"}", val)
 				}
 				if strings.Contains(s, "${") {
