@@ -32,18 +32,22 @@ DDB_LOG="$WORK/dynamodb-local.log"
 KMS_LOG="$WORK/local-kms.log"
 DDB_PID=""
 KMS_PID=""
-CMD_PID=""
+CMD_PID=""  # the command, while it runs
+CMD_PGID="" # its process group: whatever it left running is stopped too
 RC=1
 
+# stop_pid PID [GROUP]: TERM, then KILL after 5 s. With GROUP, PID leads a process group and the
+# whole group is signalled, so the command's own children (test binaries, servers) go too.
 stop_pid() {
-	local pid=$1
+	local pid=$1 target=$1
 	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
+	[[ ${2:-} == group ]] && target=-$pid
+	kill -TERM -- "$target" 2>/dev/null || return 0
 	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
+		kill -0 -- "$target" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -KILL "$pid" 2>/dev/null || true
+	kill -KILL -- "$target" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 }
 
@@ -58,7 +62,7 @@ print_tails() {
 
 cleanup() {
 	trap - EXIT INT TERM HUP
-	stop_pid "$CMD_PID"
+	stop_pid "$CMD_PGID" group
 	stop_pid "$DDB_PID"
 	stop_pid "$KMS_PID"
 	rm -rf "$WORK/kms-data"
@@ -175,10 +179,12 @@ start_peer() {
 	return 1
 }
 
-command -v curl >/dev/null 2>&1 || {
-	log "curl is required to probe the peers (apt-get install -y curl)"
-	exit 1
-}
+for tool in curl setsid; do
+	command -v "$tool" >/dev/null 2>&1 || {
+		log "$tool is required (Debian: apt-get install -y curl util-linux)"
+		exit 1
+	}
+done
 
 # DynamoDB Local first: its JVM start-up (a few seconds) dominates; local-kms is up in milliseconds.
 if ! start_peer dynamodb; then
@@ -199,10 +205,12 @@ export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE AWS_ENDPOINT_URL
 
 # Run CMD in the background and wait for it, so a signal reaches our trap at once; <&0 keeps the
-# caller's standard input (a background job would otherwise read /dev/null).
+# caller's standard input (a background job would otherwise read /dev/null). setsid gives it a
+# process group of its own (its pid), which cleanup stops as a whole.
 set +e
-"$@" <&0 &
+setsid --wait "$@" <&0 &
 CMD_PID=$!
+CMD_PGID=$CMD_PID
 wait "$CMD_PID"
 RC=$?
 CMD_PID=""
