@@ -50,18 +50,21 @@ const (
 	unprocessedRounds = 6 // BatchGetItem rounds for UnprocessedKeys before answering 503
 )
 
-// Options configures a Store. The zero value works: tables from the environment, the SDK's
-// standard retryer with DefaultMaxAttempts.
+// Options configures a Store. The zero value works: tables from the environment, bounded SDK
+// retries.
 type Options struct {
 	// Tables names the tables; zero: TablesFromEnv(os.Getenv).
 	Tables Tables
 	// Encoding of the stored records; zero: EncodingJSON.
 	Encoding Encoding
 	Logger   *slog.Logger
-	// MaxAttempts bounds the SDK's attempts per request (first one included).
+	// MaxAttempts bounds the SDK's attempts per request (first one included) and MaxBackoff
+	// caps its delay between them (delays also end at the ctx deadline). When both are zero and
+	// the aws.Config carries a Retryer (the application's policy), that one is used; otherwise
+	// the SDK's standard retryer with DefaultMaxAttempts and DefaultMaxBackoff. Either way
+	// TransactionConflictException is retried too, and AWS_MAX_ATTEMPTS still applies.
 	MaxAttempts int
-	// MaxBackoff caps the SDK's delay between attempts. Delays also end at the ctx deadline.
-	MaxBackoff time.Duration
+	MaxBackoff  time.Duration
 	// Timeout bounds a call whose ctx has no deadline (callers normally pass the Lambda deadline
 	// minus a margin), so a store call never hangs.
 	Timeout time.Duration
@@ -96,27 +99,29 @@ func New(cfg aws.Config, opts Options) (*Store, error) {
 	if err := opts.Tables.validate(); err != nil {
 		return nil, err
 	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = DefaultMaxAttempts
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = DefaultMaxBackoff
-	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	ownRetryer := cfg.Retryer == nil || opts.MaxAttempts > 0 || opts.MaxBackoff > 0
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = DefaultMaxBackoff
+	}
 	optFns := append([]func(*ddb.Options){func(o *ddb.Options) {
-		o.RetryMaxAttempts = opts.MaxAttempts
-		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = opts.MaxAttempts
-			so.MaxBackoff = opts.MaxBackoff
-			so.BaseDelay = 25 * time.Millisecond
-			// A write that met a running transaction on its item may simply be repeated.
-			so.Retryables = append(so.Retryables, retry.RetryableErrorCode{Codes: map[string]struct{}{"TransactionConflictException": {}}})
-		})
+		if ownRetryer {
+			o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+				so.MaxAttempts = opts.MaxAttempts
+				so.MaxBackoff = opts.MaxBackoff
+				so.BaseDelay = 25 * time.Millisecond
+			})
+		}
+		// A write that met a running transaction on its item may simply be repeated.
+		o.Retryer = retry.AddWithErrorCodes(o.Retryer, "TransactionConflictException")
 	}}, opts.ClientOptions...)
 	return &Store{
 		client:   ddb.NewFromConfig(cfg, optFns...),

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -246,6 +247,51 @@ func TestSplit(t *testing.T) {
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("split sizes = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRetryPolicy: throttling and transaction conflicts are retried a bounded number of times:
+// the application's retryer when the aws.Config has one, else the store's own; then
+// ErrUnavailable. No request leaves the process (the fault answers every attempt).
+func TestRetryPolicy(t *testing.T) {
+	appRetryer := func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts, o.MaxBackoff = 3, time.Millisecond })
+	}
+	tests := []struct {
+		name     string
+		retryer  func() aws.Retryer
+		attempts int
+		fault    error
+		want     int
+	}{
+		{"store default", nil, 0, &types.ProvisionedThroughputExceededException{}, DefaultMaxAttempts},
+		{"application's retryer", appRetryer, 0, &types.ThrottlingException{}, 3},
+		{"explicit attempts win", appRetryer, 2, &types.RequestLimitExceeded{}, 2},
+		{"transaction conflicts are retried", appRetryer, 0, &types.TransactionConflictException{}, 3},
+		{"validation errors are not", nil, 0, &smithy.GenericAPIError{Code: "ValidationException"}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""),
+				BaseEndpoint: aws.String("http://127.0.0.1:9"), Retryer: tc.retryer,
+				HTTPClient: clientFunc(func(*http.Request) (*http.Response, error) {
+					t.Error("a request was sent")
+					return nil, errors.New("no")
+				})}
+			rec := &Recorder{}
+			s, err := New(cfg, Options{Tables: TablesWithPrefix("p-"), MaxAttempts: tc.attempts, Logger: discardLogger(),
+				ClientOptions: []func(*ddb.Options){rec.ClientOption(), InjectFault(func(context.Context, string) error { return tc.fault })}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Delivered(context.Background(), "x")
+			if got := len(rec.Calls()); got != tc.want {
+				t.Errorf("%d attempts, want %d", got, tc.want)
+			}
+			if transient(tc.fault) != errors.Is(err, security.ErrUnavailable) {
+				t.Errorf("Delivered = %v; ErrUnavailable expected exactly for transient faults", err)
 			}
 		})
 	}
