@@ -1,10 +1,14 @@
 package lambdaapp_test
 
 import (
+	"encoding/json"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 )
@@ -79,5 +83,24 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The SDK's own log lines become JSON with the right level.
+func TestSDKLogger(t *testing.T) {
+	var buf strings.Builder
+	l := lambdaapp.SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Logf(logging.Warn, "failed to close HTTP response body, %d", 7)
+	l.Logf(logging.Debug, "retrying")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines: %s", len(lines), buf.String())
+	}
+	var first, second map[string]any
+	if json.Unmarshal([]byte(lines[0]), &first) != nil || json.Unmarshal([]byte(lines[1]), &second) != nil {
+		t.Fatalf("not JSON: %s", buf.String())
+	}
+	if first["level"] != "WARN" || first["msg"] != "failed to close HTTP response body, 7" || first["source"] != "aws-sdk" || second["level"] != "DEBUG" {
+		t.Errorf("%v %v", first, second)
 	}
 }
