@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -361,6 +362,7 @@ func (tx *regTx) deleteContext(apiInvokerID string) error {
 // last, still describe what was previously published and so drive the clean-up of the index.
 func (tx *regTx) commit() error {
 	var principals, catalogues, apis []types.TransactWriteItem
+	emitted := map[string]bool{}
 	for _, pk := range tx.order {
 		w := tx.write[pk]
 		item, err := tx.writeItem(pk, w)
@@ -370,6 +372,7 @@ func (tx *regTx) commit() error {
 		if item == nil {
 			continue
 		}
+		emitted[pk] = true
 		switch w.kind {
 		case kindPrincipal:
 			principals = append(principals, *item)
@@ -379,14 +382,16 @@ func (tx *regTx) commit() error {
 			catalogues = append(catalogues, *item)
 		}
 	}
-	if len(tx.extra)+len(principals)+len(catalogues)+len(apis) == 0 {
+	if len(tx.extra)+len(emitted) == 0 {
 		return nil // nothing changes (e.g. the same document imported again)
 	}
-	for pk, rec := range tx.read { // principals the rules relied on but do not change
-		if _, written := tx.write[pk]; written || !strings.HasPrefix(pk, kindPrincipal) {
+	// Principals the rules relied on but that do not change are checked, not written: the role
+	// rule depended on them.
+	for _, pk := range slices.Sorted(maps.Keys(tx.read)) {
+		if emitted[pk] || !strings.HasPrefix(pk, kindPrincipal) {
 			continue
 		}
-		c := tx.condition(rec, "")
+		c := tx.condition(tx.read[pk], "")
 		principals = append(principals, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
 			TableName: aws.String(tx.s.tables.Registry), Key: tx.s.key(tx.s.tables.Registry, pk),
 			ConditionExpression: c.expr, ExpressionAttributeNames: c.names, ExpressionAttributeValues: c.values}})
@@ -402,26 +407,28 @@ func (tx *regTx) commit() error {
 		tx.s.log.Info("registry change split into transactions", "op", tx.op, "items", len(all), "transactions", len(groups))
 	}
 	for i, g := range groups {
-		if len(g) == 0 {
-			continue
+		if err := tx.commitGroup(g); err != nil {
+			if i > 0 {
+				tx.s.log.Warn("registry change partly committed; running it again completes it", "op", tx.op, "committed", i, "of", len(groups))
+			}
+			return err
 		}
-		_, err := tx.s.client.TransactWriteItems(tx.ctx, &ddb.TransactWriteItemsInput{TransactItems: g})
-		var tce *types.TransactionCanceledException
-		switch {
-		case errors.As(err, &tce):
-			err = tx.s.canceled(tx.op, tce, func(int, types.CancellationReason) error { return errRace })
-			if errors.Is(err, security.ErrConflict) {
-				err = errRace
-			}
-			if i > 0 && err != nil {
-				tx.s.log.Warn("registry change partly committed; it completes when re-run", "op", tx.op, "committed", i, "of", len(groups))
-			}
-			if err != nil {
-				return err
-			}
-		case err != nil:
-			return tx.s.fail(tx.op+"/TransactWriteItems", err)
+	}
+	return nil
+}
+
+func (tx *regTx) commitGroup(g []types.TransactWriteItem) error {
+	_, err := tx.s.client.TransactWriteItems(tx.ctx, &ddb.TransactWriteItemsInput{TransactItems: g})
+	var tce *types.TransactionCanceledException
+	switch {
+	case errors.As(err, &tce):
+		err = tx.s.canceled(tx.op, tce, func(int, types.CancellationReason) error { return errRace })
+		if errors.Is(err, security.ErrConflict) {
+			return errRace
 		}
+		return err
+	case err != nil:
+		return tx.s.fail(tx.op+"/TransactWriteItems", err)
 	}
 	return nil
 }

@@ -394,3 +394,32 @@ func TestCreateTables(t *testing.T) {
 		t.Error("CreateTables accepted a contexts table keyed by another attribute")
 	}
 }
+
+// TestImportChecksUnchangedPrincipals: a re-import that adds an API rewrites nothing of the
+// unchanged principals but still conditions the transaction on them (their role decided it).
+func TestImportChecksUnchangedPrincipals(t *testing.T) {
+	ctx := context.Background()
+	rec := &Recorder{}
+	s := newStore(t, withRecorder(rec))
+	w := newWorld()
+	if err := s.Import(ctx, w.doc); err != nil {
+		t.Fatal(err)
+	}
+	more := w.doc
+	more.ServiceAPIs = append(slices.Clone(w.doc.ServiceAPIs), capif.ServiceAPIDescription{APIName: "nameD", APIID: "apiD-" + randomHex(3),
+		AefProfiles: []capif.AefProfile{{AefID: w.aef2, DomainName: "d.example.com"}}})
+	rec.Reset()
+	if err := s.Import(ctx, more); err != nil {
+		t.Fatal(err)
+	}
+	var tx []Call
+	for _, c := range rec.Calls() {
+		if c.Operation == "TransactWriteItems" {
+			tx = append(tx, c)
+		}
+	}
+	want := []Permission{{"dynamodb:PutItem", testTables.Registry}, {"dynamodb:ConditionCheckItem", testTables.Registry}}
+	if len(tx) != 1 || !slices.Contains(tx[0].Permissions, want[0]) || !slices.Contains(tx[0].Permissions, want[1]) {
+		t.Errorf("re-import sent %+v, want one transaction with %v", tx, want)
+	}
+}
