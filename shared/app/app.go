@@ -20,6 +20,7 @@ import (
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer/kms"
 	"github.com/capifcore/capif-security/shared/signer/local"
+	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
@@ -98,7 +99,8 @@ func (a *App) Close() error {
 	return errors.Join(errs...)
 }
 
-// Open builds the adapters named in cfg and the service on them. It makes no network call.
+// Open builds the adapters named in cfg and the service on them. It makes no network call,
+// unless cfg.CreateTables asks for the DynamoDB tables to be created.
 func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -116,6 +118,28 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		}
 		a.Store, a.Registry = db, db
 		a.closers = append(a.closers, db.Close)
+	case StoreDynamoDB:
+		awsCfg, err := a.aws(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		// Explicit table names from the environment (the SAM template) win over the prefix.
+		tables := ddbstore.TablesFromEnv(func(name string) string {
+			if name == ddbstore.EnvTablePrefix && cfg.TablePrefix != "" {
+				return cfg.TablePrefix
+			}
+			return os.Getenv(name)
+		})
+		st, err := ddbstore.New(awsCfg, ddbstore.Options{Tables: tables, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.CreateTables {
+			if err := st.CreateTables(ctx); err != nil {
+				return nil, fmt.Errorf("creating DynamoDB tables: %w", err)
+			}
+		}
+		a.Store, a.Registry = st, st
 	default:
 		return nil, fmt.Errorf("unknown store %q (want %s or %s)", cfg.Store, StoreEmbedded, StoreDynamoDB)
 	}
