@@ -58,7 +58,7 @@ func TestParseConfigEnv(t *testing.T) {
 	}
 
 	got, err = parseConfig([]string{"-addr", "127.0.0.1:0", "-data", "d", "-token-ttl", "45s", "-ccf-id", "flag-ccf",
-		"-allow-loopback-notifications=true", "-create-tables", "0", "-log-level", "warn", "-store", "embedded", "-signer", "local"}, envOf(env), io.Discard)
+		"-allow-loopback-notifications=true", "-create-tables=false", "-log-level", "warn", "-store", "embedded", "-signer", "local"}, envOf(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"negative ttl", []string{"-token-ttl", "-5s"}, nil},
 		{"ttl without unit", []string{"-token-ttl", "600"}, nil},
 		{"ttl from env", nil, map[string]string{"CAPIF_TOKEN_TTL": "forever"}},
-		{"loopback flag", []string{"-allow-loopback-notifications", "maybe"}, nil},
+		{"loopback flag", []string{"-allow-loopback-notifications=maybe"}, nil},
+		{"create-tables flag", []string{"-create-tables=sometimes"}, nil},
 		{"create-tables from env", nil, map[string]string{"CAPIF_CREATE_TABLES": "sometimes"}},
 		{"log level", []string{"-log-level", "loud"}, nil},
 		{"log level from env", nil, map[string]string{"CAPIF_LOG_LEVEL": "chatty"}},

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -84,12 +85,26 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.apiRoot, "api-root", env("CAPIF_API_ROOT", ""), "public {apiRoot} for Location headers (default https://ADDR) [CAPIF_API_ROOT]")
 	fs.StringVar(&c.ccfID, "ccf-id", env("CAPIF_CCF_ID", "capif-local"), "CCF id: the iss claim of tokens [CAPIF_CCF_ID]")
 	ttl := fs.String("token-ttl", env("CAPIF_TOKEN_TTL", "600s"), "access token lifetime [CAPIF_TOKEN_TTL]")
-	loop := fs.String("allow-loopback-notifications", env("CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", "true"), "let notifications reach 127.0.0.1/::1 [CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS]")
+	var err error
+	boolFlag := func(p *bool, name, envName string, def bool, usage string) {
+		v := env(envName, strconv.FormatBool(def))
+		if *p, err = parseBool(envName, v); err != nil {
+			return
+		}
+		fs.BoolVar(p, name, *p, usage+" ["+envName+"]")
+	}
+	boolFlag(&c.allowLoopback, "allow-loopback-notifications", "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", true, "let notifications reach 127.0.0.1/::1")
+	if err != nil {
+		return c, err
+	}
 	fs.StringVar(&c.store, "store", env("CAPIF_STORE", app.StoreEmbedded), "back end: embedded | dynamodb [CAPIF_STORE]")
 	fs.StringVar(&c.signer, "signer", env("CAPIF_SIGNER", app.SignerLocal), "token signer: local | kms [CAPIF_SIGNER]")
 	fs.StringVar(&c.kmsKeyID, "kms-key-id", env("CAPIF_KMS_KEY_ID", ""), "KMS key ids, active first, comma-separated [CAPIF_KMS_KEY_ID]")
 	fs.StringVar(&c.tablePrefix, "table-prefix", env("CAPIF_TABLE_PREFIX", "capif-"), "DynamoDB table name prefix [CAPIF_TABLE_PREFIX]")
-	create := fs.String("create-tables", env("CAPIF_CREATE_TABLES", "false"), "create missing DynamoDB tables [CAPIF_CREATE_TABLES]")
+	boolFlag(&c.createTables, "create-tables", "CAPIF_CREATE_TABLES", false, "create missing DynamoDB tables")
+	if err != nil {
+		return c, err
+	}
 	level := fs.String("log-level", env("CAPIF_LOG_LEVEL", "info"), "debug | info | warn | error [CAPIF_LOG_LEVEL]")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -97,15 +112,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	var err error
 	if c.tokenTTL, err = time.ParseDuration(*ttl); err != nil || c.tokenTTL <= 0 {
 		return c, fmt.Errorf("-token-ttl %q is not a positive duration", *ttl)
-	}
-	if c.allowLoopback, err = parseBool("allow-loopback-notifications", *loop); err != nil {
-		return c, err
-	}
-	if c.createTables, err = parseBool("create-tables", *create); err != nil {
-		return c, err
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("-log-level: %w", err)
@@ -126,7 +134,7 @@ func parseBool(name, v string) (bool, error) {
 	case "false", "0", "no":
 		return false, nil
 	}
-	return false, fmt.Errorf("-%s %q is not a boolean", name, v)
+	return false, fmt.Errorf("%s %q is not a boolean", name, v)
 }
 
 // run serves until ctx ends, then shuts down gracefully: in-flight requests finish, the store is
