@@ -1,0 +1,153 @@
+package lambda
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+// The built bootstraps under the Runtime Interface Emulator, one emulator per function, with the
+// environment template.yaml gives them (table names, key id, apiRoot …) pointed at DynamoDB Local
+// and local-kms: every events/ file gets its expected answer, then the whole life of a security
+// context runs through the four emulated functions, and the logs are JSON without secrets.
+func TestRuntimeUnderEmulator(t *testing.T) {
+	rieBinary(t)
+	ds := newDataset(t)
+	bs := hostBootstraps(t)
+	emus := map[string]*emulated{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, f := range functions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := startEmulated(t, f.logicalID, bs[f.logicalID], functionEnv(t, f.logicalID, ds))
+			mu.Lock()
+			emus[f.logicalID] = e
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	invoke := func(t *testing.T, fn string, payload []byte) events.APIGatewayProxyResponse {
+		t.Helper()
+		return emus[fn].invoke(t, payload)
+	}
+
+	t.Run("events", func(t *testing.T) { runEventCases(t, invoke) })
+	var secrets flowSecrets
+	t.Run("flow", func(t *testing.T) { secrets = runFlow(t, invoke, "http://127.0.0.1:9091/notifications") })
+
+	t.Run("logs", func(t *testing.T) {
+		devCA, _ := os.ReadFile(filepath.Join(eventsDir(), "dev-ca", "ca.pem"))
+		never := map[string]string{"a certificate": "BEGIN CERTIFICATE", "the onboarding secret": "dev-secret-invoker-2",
+			"the dev CA": strings.Split(string(devCA), "\n")[1]}
+		if secrets.token != "" {
+			never["the access token"] = secrets.token
+			never["the token's signature"] = secrets.token[strings.LastIndex(secrets.token, ".")+1:]
+		}
+		if secrets.psk != "" {
+			never["the PSK"] = secrets.psk
+		}
+		for _, f := range functions {
+			e := emus[f.logicalID]
+			lines := e.jsonLogLines(t)
+			requests := 0
+			for _, l := range lines {
+				if l["msg"] == "request" {
+					requests++
+				}
+			}
+			if requests == 0 {
+				t.Errorf("%s: no access log line", f.logicalID)
+			}
+			logs := e.logs()
+			for what, s := range never {
+				if strings.Contains(logs, s) {
+					t.Errorf("%s logged %s", f.logicalID, what)
+				}
+			}
+		}
+	})
+
+	// Figures: cold = the first invoke (process start, init, wiring with the first AWS calls),
+	// warm = the median of the others; Init/Duration as the emulator reports them.
+	for _, f := range functions {
+		e := emus[f.logicalID]
+		cold, warm := e.timings()
+		initMS, durs := e.reports()
+		t.Logf("%-30s cold %6.1f ms  warm median %5.1f ms  (emulator: init %.2f ms, first duration %.2f ms, %d invokes)",
+			f.logicalID, ms(cold), ms(warm), initMS, first(durs), len(durs))
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func first(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	return v[0]
+}
+
+// A DynamoDB that never answers: the function still answers 503 problem+json before the Lambda
+// deadline (timeout 3 s, margin 1 s), instead of being killed by a timeout (API Gateway: 502).
+func TestRuntimeDeadlineUnderEmulator(t *testing.T) {
+	rieBinary(t)
+	ds := newDataset(t)
+	bs := hostBootstraps(t)
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	env := functionEnv(t, "ObtainApiInvokerInfoFunction", ds)
+	env["AWS_ENDPOINT_URL_DYNAMODB"] = "http://" + hole.Addr().String()
+	env["AWS_LAMBDA_FUNCTION_TIMEOUT"] = "3"
+	env["CAPIF_DEADLINE_MARGIN"] = "1s"
+	e := startEmulated(t, "ObtainApiInvokerInfoFunction", bs["ObtainApiInvokerInfoFunction"], env)
+	payload, err := os.ReadFile(filepath.Join(eventsDir(), "obtain-invoker-info", "get.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp := e.invoke(t, payload)
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || header1(resp, "Retry-After") == "" {
+		t.Fatalf("status %d Retry-After %q: %s", resp.StatusCode, header1(resp, "Retry-After"), resp.Body)
+	}
+	checkShape(t, "deadline", resp)
+	if took > 2900*time.Millisecond {
+		t.Errorf("answered after %v: too close to the 3 s timeout", took)
+	}
+	t.Logf("503 after %v (timeout 3 s, margin 1 s)", took)
+}
