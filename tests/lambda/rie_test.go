@@ -42,9 +42,19 @@ func rieBinary(t *testing.T) string {
 
 var (
 	bootstrapsOnce sync.Once
+	bootstrapsDir  string
 	bootstraps     map[string]string // logical id → host bootstrap
 	bootstrapsErr  error
 )
+
+// TestMain removes the host bootstraps once every test has run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bootstrapsDir != "" {
+		_ = os.RemoveAll(bootstrapsDir)
+	}
+	os.Exit(code)
+}
 
 // hostBootstraps builds every function for this host with the flags of the Makefile's
 // lambda-build (only GOARCH differs from what sam build makes), once per test binary.
@@ -56,6 +66,7 @@ func hostBootstraps(t *testing.T) map[string]string {
 			bootstrapsErr = err
 			return
 		}
+		bootstrapsDir = dir
 		bootstraps = map[string]string{}
 		for _, f := range functions {
 			out := filepath.Join(dir, f.logicalID, "bootstrap")
