@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/capifcore/capif-security/shared/notify"
@@ -79,7 +80,7 @@ func (a *App) aws(ctx context.Context, cfg Config) (aws.Config, error) {
 			o.MaxAttempts = awsMaxAttempts
 			o.MaxBackoff = awsMaxBackoff
 		})
-	}))
+	}), awsconfig.WithLogger(SDKLogger(cfg.Logger)))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}
@@ -189,4 +190,19 @@ func (noSigner) Sign(context.Context, security.TokenClaims) (string, error) {
 
 func (noSigner) JWKS(context.Context) (security.JWKSet, error) {
 	return security.JWKSet{}, errors.New("this process does not sign tokens")
+}
+
+// SDKLogger routes the AWS SDK's own log lines (warnings, opt-in debug) through slog, so a
+// process's output stays one JSON object per line.
+func SDKLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		level := slog.LevelInfo
+		switch c {
+		case logging.Warn:
+			level = slog.LevelWarn
+		case logging.Debug:
+			level = slog.LevelDebug
+		}
+		l.Log(context.Background(), level, fmt.Sprintf(format, v...), slog.String("source", "aws-sdk"))
+	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/smithy-go/logging"
 
+	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 )
 
@@ -89,7 +90,7 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 // The SDK's own log lines become JSON with the right level.
 func TestSDKLogger(t *testing.T) {
 	var buf strings.Builder
-	l := lambdaapp.SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l := app.SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	l.Logf(logging.Warn, "failed to close HTTP response body, %d", 7)
 	l.Logf(logging.Debug, "retrying")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")

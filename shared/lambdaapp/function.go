@@ -23,7 +23,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
@@ -96,7 +95,7 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 				o.MaxAttempts = s3MaxAttempts
 				o.MaxBackoff = s3MaxBackoff
 			})
-		}), awsconfig.WithLogger(SDKLogger(f.logger)))
+		}), awsconfig.WithLogger(app.SDKLogger(f.logger)))
 		if err != nil {
 			return nil, fmt.Errorf("lambdaapp: AWS configuration: %w", err)
 		}
@@ -105,21 +104,6 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 	}
 	f.adapter = httpadapter.New(http.HandlerFunc(f.serveHTTP))
 	return f, nil
-}
-
-// SDKLogger routes the AWS SDK's own log lines (warnings, opt-in debug) through slog, so a
-// function's output stays one JSON object per line.
-func SDKLogger(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
-		level := slog.LevelInfo
-		switch c {
-		case logging.Warn:
-			level = slog.LevelWarn
-		case logging.Debug:
-			level = slog.LevelDebug
-		}
-		l.Log(context.Background(), level, fmt.Sprintf(format, v...), slog.String("source", "aws-sdk"))
-	})
 }
 
 // Close releases the adapters (tests; a Lambda environment is simply frozen and discarded).
