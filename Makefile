@@ -4,10 +4,15 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: run test unit lint tools bench clean
+.PHONY: run run-aws test unit lint tools bench clean
 
 run:
 	$(GO) run ./cmd/capif-local -registry examples/registry.json
+
+# The runner on the AWS back ends, locally: DynamoDB Local and local-kms started for the session.
+run-aws: tools
+	bash scripts/with-peers.sh bash -c 'key=$$($(GO) run ./internal/cmd/kmskey) && \
+	  $(GO) run ./cmd/capif-local -store dynamodb -signer kms -kms-key-id "$$key" -create-tables -registry examples/registry.json'
 
 # The full suite: DynamoDB Local, local-kms and the Lambda RIE are installed (pinned, idempotent)
 # and started on free loopback ports for the duration of the run.
