@@ -30,6 +30,7 @@ import (
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer/kms"
 )
 
 func main() {
@@ -170,7 +171,7 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	}
 	a, err := app.Open(ctx, app.Config{
 		Store: c.store, Signer: c.signer, DataDir: c.dataDir,
-		KMSKeyIDs: splitList(c.kmsKeyID), TablePrefix: c.tablePrefix, CreateTables: c.createTables,
+		KMSKeyIDs: kms.ParseKeyList(c.kmsKeyID), TablePrefix: c.tablePrefix, CreateTables: c.createTables,
 		CCFID: c.ccfID, TokenTTL: c.tokenTTL, APIRoot: apiRoot, ClientCAPEM: string(clientCAPEM),
 		AllowLoopbackNotifications: c.allowLoopback, Logger: logger,
 	})
@@ -242,16 +243,6 @@ func importRegistry(ctx context.Context, svc *security.Service, path string) err
 		return fmt.Errorf("registry %s: %w", path, err)
 	}
 	return nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // certCommand mints a development client certificate for a registry id, signed by the dev CA of

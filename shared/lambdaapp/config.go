@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/signer/kms"
 )
 
 // Environment variables read by Main (the template sets them; see template.yaml).
@@ -79,7 +80,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			Store:                      orDefault(get(EnvStore), app.StoreDynamoDB),
 			Signer:                     orDefault(get(EnvSigner), app.SignerKMS),
 			DataDir:                    get(EnvDataDir),
-			KMSKeyIDs:                  splitList(get(EnvKMSKeyIDs)),
+			KMSKeyIDs:                  kms.ParseKeyList(get(EnvKMSKeyIDs)),
 			TablePrefix:                get(EnvTablePrefix),
 			CCFID:                      get(EnvCCFID),
 			APIRoot:                    strings.TrimSuffix(get(EnvAPIRoot), "/"),
@@ -192,14 +193,4 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
