@@ -56,6 +56,8 @@ func testValidation(t *testing.T, r *runner) {
 		{"destination without host", serviceSecurity("https:///n", ok), "/notificationDestination"},
 		{"destination with userinfo", serviceSecurity("https://user:pw@invoker.example.com/n", ok), "/notificationDestination"},
 		{"destination over 2 KiB", serviceSecurity("https://invoker.example.com/"+strings.Repeat("p", security.MaxNotificationDestination), ok), "/notificationDestination"},
+		{"metadata endpoint destination", serviceSecurity("http://169.254.169.254/latest/meta-data", ok), "/notificationDestination"},
+		{"private destination", serviceSecurity("http://[::ffff:10.1.2.3]:8080/n", ok), "/notificationDestination"},
 		{"empty securityInfo", serviceSecurity(someDest), "/securityInfo"},
 		{"over 100 entries", serviceSecurity(someDest, many...), "/securityInfo"},
 		{"aefId and interfaceDetails", serviceSecurity(someDest, ok, both), "/securityInfo/1"},

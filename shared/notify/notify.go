@@ -48,9 +48,10 @@ type Options struct {
 
 // Notifier POSTs JSON bodies to notification destinations. Safe for concurrent use.
 type Notifier struct {
-	client  *http.Client
-	timeout time.Duration
-	log     *slog.Logger
+	client        *http.Client
+	timeout       time.Duration
+	log           *slog.Logger
+	allowLoopback bool
 }
 
 // New builds a Notifier.
@@ -89,9 +90,24 @@ func New(o Options) *Notifier {
 			// A 3xx is returned to Notify as is, and becomes a failure there.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		timeout: timeout,
-		log:     logger,
+		timeout:       timeout,
+		log:           logger,
+		allowLoopback: o.AllowLoopback,
 	}
+}
+
+// CheckDestination says early, when an invoker sets its notificationDestination, what Notify
+// would refuse for certain: a malformed URL or an IP literal in a refused range. Host names
+// pass; they are judged at dial time, where the answer of DNS is known.
+func (n *Notifier) CheckDestination(destination string) error {
+	u, err := parseDestination(destination)
+	if err != nil {
+		return err
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
+		return CheckAddr(ip, n.allowLoopback)
+	}
+	return nil
 }
 
 // StatusError is a delivery the destination answered with a status other than 2xx.

@@ -382,3 +382,31 @@ func TestNewDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckDestination(t *testing.T) {
+	for _, tc := range []struct {
+		dest     string
+		loopback bool
+		refused  bool
+	}{
+		{"https://invoker.example.com/cb", false, false}, // names are judged at dial time
+		{"http://localhost:9090/cb", false, false},
+		{"http://169.254.169.254/latest/meta-data", false, true},
+		{"http://[::ffff:169.254.169.254]/x", true, true},
+		{"http://10.0.0.7/cb", true, true},
+		{"http://127.0.0.1:9090/cb", false, true},
+		{"http://127.0.0.1:9090/cb", true, false},
+		{"https://198.51.100.7/cb", false, true}, // documentation range
+		{"https://8.8.8.8/cb", false, false},
+		{"ftp://invoker.example.com/cb", false, true},
+		{"https://user:pw@invoker.example.com/cb", false, true},
+	} {
+		err := New(Options{AllowLoopback: tc.loopback}).CheckDestination(tc.dest)
+		if got := err != nil; got != tc.refused {
+			t.Errorf("%s (loopback %v): error %v, want refused=%v", tc.dest, tc.loopback, err, tc.refused)
+		}
+		if err != nil && !errors.Is(err, ErrRefused) {
+			t.Errorf("%s: %v does not match ErrRefused", tc.dest, err)
+		}
+	}
+}

@@ -56,6 +56,13 @@ type Notifier interface {
 	Notify(ctx context.Context, destination string, body any) error
 }
 
+// DestinationChecker is an optional Notifier capability: refuse, when it is set, a
+// notificationDestination that delivery would certainly refuse (an IP literal in a forbidden
+// range), so the invoker learns it from a 400 instead of from missing notifications.
+type DestinationChecker interface {
+	CheckDestination(destination string) error
+}
+
 // Clock is the time source; tests pin it.
 type Clock interface {
 	Now() time.Time

@@ -82,7 +82,7 @@ func (s *Service) CreateSecurityContext(ctx context.Context, callerID, apiInvoke
 	if err := s.checkInvoker(snap, callerID, apiInvokerID); err != nil {
 		return nil, err
 	}
-	if err := checkBody(req, bodyErr); err != nil {
+	if err := s.checkBody(req, bodyErr); err != nil {
 		return nil, err
 	}
 	if snap.Context != nil {
@@ -113,7 +113,7 @@ func (s *Service) UpdateSecurityContext(ctx context.Context, callerID, apiInvoke
 		if err := s.checkInvoker(snap, callerID, apiInvokerID); err != nil {
 			return err
 		}
-		if err := checkBody(req, bodyErr); err != nil {
+		if err := s.checkBody(req, bodyErr); err != nil {
 			return err
 		}
 		if snap.Context == nil {
@@ -177,11 +177,17 @@ func checkAEF(snap *Snapshot) error {
 	return nil
 }
 
-func checkBody(req *capif.ServiceSecurity, bodyErr error) error {
+func (s *Service) checkBody(req *capif.ServiceSecurity, bodyErr error) error {
 	if bodyErr != nil {
 		return bodyErr
 	}
-	if params := ValidateServiceSecurity(req); len(params) > 0 {
+	params := ValidateServiceSecurity(req)
+	if c, ok := s.notifier.(DestinationChecker); ok && req.NotificationDestination != "" && !slices.ContainsFunc(params, func(p capif.InvalidParam) bool { return p.Param == "/notificationDestination" }) {
+		if err := c.CheckDestination(req.NotificationDestination); err != nil {
+			params = append(params, capif.InvalidParam{Param: "/notificationDestination", Reason: err.Error()})
+		}
+	}
+	if len(params) > 0 {
 		return invalid("the ServiceSecurity is not valid", params...)
 	}
 	return nil

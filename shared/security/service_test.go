@@ -333,3 +333,47 @@ func (c *createRacer) Create(cx context.Context, sc *security.SecurityContext) e
 	c.e.create("inv1", standardRequest()) // the other PUT wins between our read and our write
 	return c.Store.Create(cx, sc)
 }
+
+// checkingNotifier refuses some destinations up front, like notify.Notifier does for IP
+// literals in forbidden ranges.
+type checkingNotifier struct {
+	fakeNotifier
+	refuse string
+}
+
+func (n *checkingNotifier) CheckDestination(dest string) error {
+	if dest == n.refuse {
+		return errors.New("destination 169.254.169.254 is a link-local address; refused")
+	}
+	return nil
+}
+
+func TestDestinationCheckedAtCreateAndUpdate(t *testing.T) {
+	e := newEnv(t)
+	const bad = "http://169.254.169.254/latest"
+	n := &checkingNotifier{refuse: bad}
+	svc := security.New(e.hooks, e.db, e.signer, n, e.clock, e.cfg)
+	req := standardRequest()
+	req.NotificationDestination = bad
+	_, err := svc.CreateSecurityContext(ctx, "inv1", "inv1", req, nil)
+	assertInvalid(t, err, "/notificationDestination")
+	if e.stored("inv1") != nil {
+		t.Fatal("a context was stored with a refused destination")
+	}
+	if _, err := svc.CreateSecurityContext(ctx, "inv1", "inv1", standardRequest(), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.UpdateSecurityContext(ctx, "inv1", "inv1", req, nil)
+	assertInvalid(t, err, "/notificationDestination")
+	if got := e.stored("inv1").NotificationDestination; got != destInv1 {
+		t.Fatalf("destination changed to %q by a refused update", got)
+	}
+}
+
+func assertInvalid(t *testing.T, err error, pointer string) {
+	t.Helper()
+	var se *security.Error
+	if !errors.As(err, &se) || se.Kind != security.KindInvalid || len(se.InvalidParams) != 1 || se.InvalidParams[0].Param != pointer {
+		t.Fatalf("error %#v, want one invalid param at %s", err, pointer)
+	}
+}
