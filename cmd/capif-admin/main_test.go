@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +16,11 @@ import (
 // admin runs the command against an embedded store in dir.
 func admin(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
-	env := map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": dir}
+	return adminEnv(t, map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": dir}, args...)
+}
+
+func adminEnv(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	err := mainErr(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
 	return out.String() + errOut.String(), err
@@ -22,6 +28,22 @@ func admin(t *testing.T, dir string, args ...string) (string, error) {
 
 func TestAdminEmbedded(t *testing.T) {
 	dir := t.TempDir()
+	adminSteps(t, func(args ...string) (string, error) { return admin(t, dir, args...) })
+}
+
+// TestAdminDynamoDB runs the same steps on DynamoDB Local, tables created by the command.
+func TestAdminDynamoDB(t *testing.T) {
+	testenv.DynamoDBEndpoint(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	env := map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "admin-" + hex.EncodeToString(b[:]) + "-"}
+	adminSteps(t, func(args ...string) (string, error) {
+		return adminEnv(t, env, append([]string{"-create-tables"}, args...)...)
+	})
+}
+
+func adminSteps(t *testing.T, admin func(args ...string) (string, error)) {
+	t.Helper()
 	example := filepath.Join(testenv.RepoRoot(), "examples", "registry.json")
 	steps := []struct {
 		args    []string
@@ -41,7 +63,7 @@ func TestAdminEmbedded(t *testing.T) {
 		{args: []string{"import"}, wantErr: "-f FILE is required"},
 	}
 	for _, s := range steps {
-		out, err := admin(t, dir, s.args...)
+		out, err := admin(s.args...)
 		switch {
 		case s.wantErr != "" && (err == nil || !strings.Contains(err.Error(), s.wantErr)):
 			t.Fatalf("%v: error %v, want %q (output %s)", s.args, err, s.wantErr, out)
