@@ -34,8 +34,9 @@ const (
 	invokerRes = "/capif-security/v1/trustedInvokers/{apiInvokerId}"
 	tokenRes   = "/capif-security/v1/securities/{securityId}/token"
 	jwksRes    = "/.well-known/jwks.json"
-	// The example registry's notification destination of invoker-1.
-	notifDest = "http://127.0.0.1:9090/notifications"
+	// A public destination: a deployed function refuses loopback and private addresses as
+	// notificationDestination (400), so the events use a host name, judged only at dial time.
+	notifDest = "https://invoker-1.example.com/notifications"
 )
 
 // eventCase is one events/ file: the request, the function it is sent to and what it must get

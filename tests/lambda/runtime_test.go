@@ -28,7 +28,11 @@ func TestRuntimeUnderEmulator(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e := startEmulated(t, f.logicalID, bs[f.logicalID], functionEnv(t, f.logicalID, ds))
+			env := functionEnv(t, f.logicalID, ds)
+			// The emulated functions run on this host, like the local runner: the flow's stand-in
+			// invoker listens on loopback.
+			env["CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS"] = "true"
+			e := startEmulated(t, f.logicalID, bs[f.logicalID], env)
 			mu.Lock()
 			emus[f.logicalID] = e
 			mu.Unlock()
