@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,12 +35,7 @@ func main() {
 func mainErr(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("capif-admin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := func(name, def string) string { return app.EnvOr(getenv, name, def) }
 	store := fs.String("store", env("CAPIF_STORE", app.StoreDynamoDB), "back end: dynamodb | embedded [CAPIF_STORE]")
 	dataDir := fs.String("data", env("CAPIF_DATA", ".capif-local"), "embedded store directory (stop the runner first: the file is locked) [CAPIF_DATA]")
 	prefix := fs.String("table-prefix", env("CAPIF_TABLE_PREFIX", "capif-"), "DynamoDB table name prefix [CAPIF_TABLE_PREFIX]")
@@ -78,7 +72,10 @@ func mainErr(ctx context.Context, args []string, getenv func(string) string, std
 		if err := ifs.Parse(operands); err != nil {
 			return err
 		}
-		doc, err := readRegistry(*file)
+		if *file == "" {
+			return errors.New("import: -f FILE is required")
+		}
+		doc, err := app.ReadRegistry(*file)
 		if err != nil {
 			return err
 		}
@@ -114,25 +111,4 @@ func mainErr(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	fs.Usage()
 	return fmt.Errorf("unknown command %q", cmd)
-}
-
-func readRegistry(file string) (security.RegistryDoc, error) {
-	var doc security.RegistryDoc
-	var b []byte
-	var err error
-	switch file {
-	case "":
-		return doc, errors.New("import: -f FILE is required")
-	case "-":
-		b, err = io.ReadAll(os.Stdin)
-	default:
-		b, err = os.ReadFile(file)
-	}
-	if err != nil {
-		return doc, err
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return doc, fmt.Errorf("%s: %w", file, err)
-	}
-	return doc, nil
 }

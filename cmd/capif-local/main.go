@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,12 +70,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var c config
 	fs := flag.NewFlagSet("capif-local", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := func(name, def string) string { return app.EnvOr(getenv, name, def) }
 	fs.StringVar(&c.addr, "addr", env("CAPIF_ADDR", "127.0.0.1:8443"), "HTTPS listen address [CAPIF_ADDR]")
 	fs.StringVar(&c.dataDir, "data", env("CAPIF_DATA", ".capif-local"), "data directory: embedded store, dev CA, signing key [CAPIF_DATA]")
 	fs.StringVar(&c.registry, "registry", env("CAPIF_REGISTRY", ""), "registry JSON to import (upsert) at start [CAPIF_REGISTRY]")
@@ -231,13 +225,9 @@ func loadServerCert(c config, ca *devpki.CA, addr string) (tls.Certificate, erro
 }
 
 func importRegistry(ctx context.Context, svc *security.Service, path string) error {
-	b, err := os.ReadFile(path)
+	doc, err := app.ReadRegistry(path)
 	if err != nil {
 		return err
-	}
-	var doc security.RegistryDoc
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("registry %s: %w", path, err)
 	}
 	if err := svc.ImportRegistry(ctx, doc); err != nil {
 		return fmt.Errorf("registry %s: %w", path, err)
@@ -250,7 +240,7 @@ func importRegistry(ctx context.Context, svc *security.Service, path string) err
 func certCommand(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("capif-local cert", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data", envOr("CAPIF_DATA", ".capif-local"), "data directory holding the dev CA [CAPIF_DATA]")
+	dataDir := fs.String("data", app.EnvOr(os.Getenv, "CAPIF_DATA", ".capif-local"), "data directory holding the dev CA [CAPIF_DATA]")
 	id := fs.String("id", "", "the registry id (apiInvokerId or aefId) to put in the Subject CN")
 	out := fs.String("out", "", "output directory (default DATA/clients)")
 	validity := fs.Duration("valid-for", 90*24*time.Hour, "validity period")
@@ -284,11 +274,4 @@ func certCommand(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "certificate %s\nkey         %s\nCA          %s\n", certPath, keyPath, filepath.Join(*dataDir, devpki.CAFile))
 	return nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
