@@ -49,7 +49,11 @@ type Config struct {
 	// AllowLoopbackNotifications lets notifications reach 127.0.0.1/::1 (local runner only).
 	AllowLoopbackNotifications bool
 	Logger                     *slog.Logger
-	// AWSAPIOptions are added to every AWS client (tests count or fail requests with them).
+	// AWS is an SDK configuration the caller already loaded (LoadAWSConfig), so a process
+	// loads it once; nil: loaded here when an AWS adapter is wanted.
+	AWS *aws.Config
+	// AWSAPIOptions are added to every AWS client when AWS is nil (tests count or fail requests
+	// with them).
 	AWSAPIOptions []func(*middleware.Stack) error
 }
 
@@ -69,25 +73,40 @@ const (
 	awsMaxBackoff  = 200 * time.Millisecond
 )
 
-// aws loads the standard SDK configuration once (environment, shared files; endpoints such as
-// AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KMS). It makes no network call.
+// aws returns the SDK configuration of this App's clients: the one the caller loaded
+// (cfg.AWS), or one loaded here, once.
 func (a *App) aws(ctx context.Context, cfg Config) (aws.Config, error) {
+	if a.awsCfg == nil && cfg.AWS != nil {
+		a.awsCfg = cfg.AWS
+	}
 	if a.awsCfg != nil {
 		return *a.awsCfg, nil
+	}
+	c, err := LoadAWSConfig(ctx, cfg.Logger, cfg.AWSAPIOptions)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	a.awsCfg = &c
+	return c, nil
+}
+
+// LoadAWSConfig loads the standard SDK configuration (environment, shared files; endpoints such
+// as AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KMS) with the service's retry policy, slog
+// logging and apiOptions on every client. It makes no network call.
+func LoadAWSConfig(ctx context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error) {
+	if logger == nil {
+		logger = slog.Default()
 	}
 	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryer(func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) {
 			o.MaxAttempts = awsMaxAttempts
 			o.MaxBackoff = awsMaxBackoff
 		})
-	}), awsconfig.WithLogger(SDKLogger(cfg.Logger)))
+	}), awsconfig.WithLogger(SDKLogger(logger)))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}
-	if cfg.AWSAPIOptions != nil {
-		c.APIOptions = append(c.APIOptions, cfg.AWSAPIOptions...)
-	}
-	a.awsCfg = &c
+	c.APIOptions = append(c.APIOptions, apiOptions...)
 	return c, nil
 }
 

@@ -21,7 +21,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
@@ -46,13 +45,6 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Retry policy of the truststore read, the same as app's AWS clients: a few quick attempts, so
-// an exhausted budget still answers 503 well inside the request deadline.
-const (
-	s3MaxAttempts = 3
-	s3MaxBackoff  = 200 * time.Millisecond
-)
-
 // Function is one Lambda function: an API Gateway REST proxy event in, a proxy response out.
 //
 // Built once per cold start (New) with no AWS call: configuration, the S3 client and the proxy.
@@ -66,6 +58,7 @@ type Function struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	awsOpts []func(*middleware.Stack) error
+	awsCfg  *aws.Config // loaded once in New when the truststore is in S3
 	s3      s3Getter
 	adapter *httpadapter.HandlerAdapter
 
@@ -90,16 +83,12 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 	if cfg.Truststore.File == "" {
 		// LoadDefaultConfig reads the environment and shared files only; credentials are
 		// resolved on the first call.
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = s3MaxAttempts
-				o.MaxBackoff = s3MaxBackoff
-			})
-		}), awsconfig.WithLogger(app.SDKLogger(f.logger)))
+		// One SDK configuration per process, shared with the adapters app.Open builds.
+		awsCfg, err := app.LoadAWSConfig(ctx, f.logger, opts.AWSAPIOptions)
 		if err != nil {
-			return nil, fmt.Errorf("lambdaapp: AWS configuration: %w", err)
+			return nil, fmt.Errorf("lambdaapp: %w", err)
 		}
-		awsCfg.APIOptions = append(awsCfg.APIOptions, opts.AWSAPIOptions...)
+		f.awsCfg = &awsCfg
 		f.s3 = s3.NewFromConfig(awsCfg)
 	}
 	f.adapter = httpadapter.New(http.HandlerFunc(f.serveHTTP))
@@ -222,6 +211,7 @@ func (f *Function) wired(ctx context.Context) (http.Handler, error) {
 		acfg.ClientCAPEM = string(ts.PEM)
 		acfg.Logger = f.logger
 		acfg.AWSAPIOptions = append(acfg.AWSAPIOptions, f.awsOpts...)
+		acfg.AWS = f.awsCfg
 		a, err := app.Open(ctx, acfg)
 		if err != nil {
 			return nil, permanent{err}
