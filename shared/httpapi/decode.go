@@ -1,15 +1,14 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/capifcore/capif-security/shared/capif"
@@ -19,122 +18,67 @@ import (
 // MaxBody is the largest request body accepted (413 beyond).
 const MaxBody = 1 << 20
 
-// readBody checks the media type and reads at most MaxBody bytes. Errors are domain errors so
-// they are reported after the identity checks, in the order the API defines.
+// readBody checks the media type and reads at most MaxBody bytes. A body that breaks off, or
+// arrives slower than the server's read timeout, is the client's fault: 400 or 408.
 func readBody(r *http.Request, want string) ([]byte, error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != want {
-		return nil, security.BadBody(security.KindUnsupportedType, fmt.Sprintf("the request body must be %s", want),
-			capif.InvalidParam{Param: "Content-Type", Reason: "must be " + want})
+	ct := r.Header.Values("Content-Type")
+	mt, err := "", errors.New("no single Content-Type")
+	if len(ct) == 1 {
+		mt, _, err = mime.ParseMediaType(ct[0])
+	}
+	if len(ct) != 1 || err != nil || mt != want {
+		return nil, &requestError{status: http.StatusUnsupportedMediaType, cause: CauseUnsupportedMedia, detail: fmt.Sprintf("the request body must be %s", want),
+			params: []capif.InvalidParam{{Param: "Content-Type", Reason: "must be " + want + ", once"}}}
+	}
+	if ce := r.Header.Values("Content-Encoding"); len(ce) > 0 && !(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+		return nil, &requestError{status: http.StatusUnsupportedMediaType, cause: CauseUnsupportedMedia, detail: "the request body must not be content-encoded",
+			params: []capif.InvalidParam{{Param: "Content-Encoding", Reason: "only identity is accepted"}}}
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
 	if err != nil {
-		return nil, security.BadBody(security.KindInvalid, "the request body could not be read")
+		return nil, bodyReadError(err)
 	}
 	if len(b) > MaxBody {
-		return nil, security.BadBody(security.KindTooLarge, fmt.Sprintf("the request body exceeds %d bytes", MaxBody))
+		return nil, &requestError{status: http.StatusRequestEntityTooLarge, cause: security.CauseTooLarge, detail: fmt.Sprintf("the request body exceeds %d bytes", MaxBody)}
 	}
 	return b, nil
 }
 
+// bodyReadError classifies a failed body read: a read timeout is 408, anything else (a body
+// shorter than its Content-Length, a connection closed mid-body) 400. Both are clientFault, so
+// they are logged as such and never counted as server errors.
+func bodyReadError(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &requestError{status: http.StatusRequestTimeout, cause: CauseMalformedBody, detail: "the request body did not arrive in time", clientFault: err}
+	}
+	return &requestError{status: http.StatusBadRequest, cause: CauseMalformedBody, detail: "the request body could not be read completely", clientFault: err}
+}
+
 // decodeJSON reads a JSON body into v. Unknown members are ignored (the 3GPP schemas are open
-// for extension); wrong types are reported with the JSON pointer of the member.
+// for extension); structural faults (checkJSON) and wrong types are 400, the latter with the
+// JSON pointer of the member.
 func decodeJSON(r *http.Request, v any) error {
 	b, err := readBody(r, contentJSON)
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
+	if err := checkJSON(b); err != nil {
+		return malformed("the request body is not acceptable JSON: " + err.Error())
+	}
+	if err := json.Unmarshal(b, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			ptr := typeErrorPointer(b, te)
-			return security.BadBody(security.KindInvalid, "the request body does not match the schema",
-				capif.InvalidParam{Param: ptr, Reason: fmt.Sprintf("must be %s, not %s", jsonType(te.Type.Kind().String()), te.Value)})
+			return &requestError{status: http.StatusBadRequest, cause: CauseMalformedBody, detail: "the request body does not match the schema",
+				params: []capif.InvalidParam{{Param: pointerAt(b, te.Offset, te.Field), Reason: fmt.Sprintf("must be %s, not %s", jsonType(te.Type.Kind().String()), te.Value)}}}
 		}
-		return security.BadBody(security.KindInvalid, "the request body is not valid JSON: "+err.Error())
-	}
-	// Decoder.More reports false before a stray ']' or '}', so check the rest of the body itself.
-	if strings.TrimLeft(string(b[dec.InputOffset():]), " \t\r\n") != "" {
-		return security.BadBody(security.KindInvalid, "the request body holds data after the JSON value")
+		return malformed("the request body does not match the schema: " + err.Error())
 	}
 	return nil
 }
 
-// typeErrorPointer is the JSON pointer (RFC 6901) of the value a type error is about.
-// UnmarshalTypeError.Field lists the member names from the root but no array index, so the body
-// (already known to be well-formed) is walked again for the innermost value that ends at or
-// spans te.Offset and whose member names are those of Field (matched as encoding/json matches
-// them, case-insensitively). Should that fail, Field's names alone are used.
-func typeErrorPointer(body []byte, te *json.UnmarshalTypeError) string {
-	w := pointerWalk{dec: json.NewDecoder(bytes.NewReader(body)), want: strings.Split(te.Field, "."), offset: te.Offset}
-	path := w.want
-	if err := w.value(nil, nil, -1); err == nil && w.best != nil {
-		path = w.best
-	}
-	var b strings.Builder
-	for _, seg := range path {
-		b.WriteByte('/')
-		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(seg))
-	}
-	return b.String()
-}
-
-type pointerWalk struct {
-	dec    *json.Decoder
-	want   []string // member names from the root
-	offset int64
-	best   []string // the deepest match so far
-}
-
-// value reads one value that starts after offset start; path holds the pointer segments to it,
-// names only its member names.
-func (w *pointerWalk) value(path, names []string, start int64) error {
-	tok, err := w.dec.Token()
-	if err != nil {
-		return err
-	}
-	switch tok {
-	case json.Delim('{'):
-		for w.dec.More() {
-			key, err := w.dec.Token()
-			if err != nil {
-				return err
-			}
-			k, _ := key.(string)
-			if err := w.value(append(path[:len(path):len(path)], k), append(names[:len(names):len(names)], k), w.dec.InputOffset()); err != nil {
-				return err
-			}
-		}
-		if _, err := w.dec.Token(); err != nil {
-			return err
-		}
-	case json.Delim('['):
-		for i := 0; w.dec.More(); i++ {
-			if err := w.value(append(path[:len(path):len(path)], strconv.Itoa(i)), names, w.dec.InputOffset()); err != nil {
-				return err
-			}
-		}
-		if _, err := w.dec.Token(); err != nil {
-			return err
-		}
-	}
-	if start < w.offset && w.offset <= w.dec.InputOffset() && len(path) > len(w.best) && sameNames(names, w.want) {
-		w.best = path
-	}
-	return nil
-}
-
-func sameNames(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !strings.EqualFold(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
+func malformed(detail string) error {
+	return &requestError{status: http.StatusBadRequest, cause: CauseMalformedBody, detail: detail}
 }
 
 func jsonType(kind string) string {
@@ -153,18 +97,28 @@ func jsonType(kind string) string {
 	return "a number"
 }
 
-// tokenParams are the AccessTokenReq members; each may appear at most once.
+// tokenParams are the AccessTokenReq members; each may appear at most once. Others (Rel-19's
+// redirect_uri, resOwnerId[gpsi], …) are ignored.
 var tokenParams = []string{"grant_type", "client_id", "client_secret", "scope", "resOwnerId", "authCode"}
 
-// decodeTokenRequest parses the form-urlencoded AccessTokenReq. A wrong media type is a 415
-// ProblemDetails; anything else wrong an OAuth invalid_request.
+// BasicRealm is the realm of the HTTP Basic challenge on the token endpoint.
+const BasicRealm = "capif-security"
+
+// decodeTokenRequest parses the form-urlencoded AccessTokenReq and merges the client
+// credentials of an HTTP Basic Authorization header (client_secret_basic, RFC 6749 §2.3.1)
+// into it. A wrong media type is a 415 ProblemDetails; anything else wrong an OAuth
+// invalid_request, or invalid_client for unreadable Basic credentials.
 func decodeTokenRequest(r *http.Request) (capif.AccessTokenReq, error) {
 	var req capif.AccessTokenReq
+	basicID, basicSecret, hasBasic, err := basicCredentials(r)
+	if err != nil {
+		return req, err
+	}
 	b, err := readBody(r, "application/x-www-form-urlencoded")
 	if err != nil {
-		var e *security.Error
-		if errors.As(err, &e) && e.Kind == security.KindInvalid {
-			e.OAuthError = capif.InvalidRequest
+		var e *requestError
+		if errors.As(err, &e) && e.status == http.StatusBadRequest {
+			e.oauth = capif.InvalidRequest
 		}
 		return req, err
 	}
@@ -177,19 +131,69 @@ func decodeTokenRequest(r *http.Request) (capif.AccessTokenReq, error) {
 			return req, tokenInvalid("parameter " + p + " is repeated")
 		}
 	}
-	for _, p := range []string{"grant_type", "client_id"} {
-		if form.Get(p) == "" {
-			return req, tokenInvalid("parameter " + p + " is required")
-		}
-	}
-	return capif.AccessTokenReq{
+	req = capif.AccessTokenReq{
 		GrantType: form.Get("grant_type"), ClientID: form.Get("client_id"), ClientSecret: form.Get("client_secret"),
 		Scope: form.Get("scope"), ResOwnerID: form.Get("resOwnerId"), AuthCode: form.Get("authCode"),
-	}, nil
+	}
+	if hasBasic {
+		switch {
+		case req.ClientID != "" && req.ClientID != basicID:
+			return req, tokenInvalid("client_id differs from the user name of the Authorization header")
+		case basicSecret != "" && form.Has("client_secret"):
+			return req, tokenInvalid("the client authenticated with more than one method (a secret in the Authorization header and in the body)")
+		}
+		req.ClientID = basicID
+		if basicSecret != "" {
+			req.ClientSecret = basicSecret
+		}
+	}
+	switch {
+	case req.GrantType == "":
+		return req, tokenInvalid("parameter grant_type is required")
+	case req.ClientID == "":
+		return req, tokenInvalid("parameter client_id is required (in the body or as the user name of HTTP Basic authentication)")
+	}
+	return req, nil
+}
+
+// basicCredentials reads an HTTP Basic Authorization header: user name and password are each
+// form-urlencoded before base64 (RFC 6749 §2.3.1), so they are decoded here.
+func basicCredentials(r *http.Request) (id, secret string, ok bool, err error) {
+	h := r.Header.Values("Authorization")
+	if len(h) == 0 {
+		return "", "", false, nil
+	}
+	scheme, _, _ := strings.Cut(h[0], " ")
+	if len(h) > 1 || !strings.EqualFold(scheme, "Basic") {
+		return "", "", false, tokenInvalid("only one Authorization header, of the Basic scheme, is accepted on the token endpoint")
+	}
+	user, pass, ok := r.BasicAuth()
+	if ok {
+		if user, err = url.QueryUnescape(user); err == nil {
+			pass, err = url.QueryUnescape(pass)
+		}
+	}
+	if !ok || err != nil || user == "" {
+		return "", "", true, &requestError{status: http.StatusUnauthorized, oauth: capif.InvalidClient, detail: "the Basic credentials of the Authorization header cannot be read"}
+	}
+	return user, pass, true, nil
+}
+
+// challengeBasic adds the HTTP Basic challenge to an invalid_client answer to a request that
+// authenticated with HTTP Basic (RFC 6749 §5.2).
+func challengeBasic(w http.ResponseWriter, r *http.Request, err error) {
+	if len(r.Header.Values("Authorization")) == 0 {
+		return
+	}
+	var se *security.Error
+	var re *requestError
+	if errors.As(err, &se) && se.OAuthError == capif.InvalidClient || errors.As(err, &re) && re.oauth == capif.InvalidClient {
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+BasicRealm+`"`)
+	}
 }
 
 func tokenInvalid(detail string) error {
-	return &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: detail}
+	return &requestError{status: http.StatusBadRequest, oauth: capif.InvalidRequest, detail: detail}
 }
 
 // parseQuery parses the raw query strictly: URL.Query drops malformed pairs silently, which
@@ -219,5 +223,5 @@ func queryFlag(q url.Values, name string) (bool, error) {
 }
 
 func queryError(detail string, p capif.InvalidParam) error {
-	return &security.Error{Kind: security.KindInvalid, Cause: "INVALID_QUERY_PARAMETER", Detail: detail, InvalidParams: []capif.InvalidParam{p}}
+	return &requestError{status: http.StatusBadRequest, cause: CauseInvalidQuery, detail: detail, params: []capif.InvalidParam{p}}
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -87,20 +88,47 @@ func All(svc *security.Service, opts Options) *Router {
 	return rt
 }
 
-// caller applies the identity rule. No certificate, or one without exactly one usable CN, is
-// the same as an unknown caller: the domain answers 401 for it.
-func (a *api) caller(r *http.Request) string {
+// identify applies the one identity rule of the API and answers 401 itself when it fails,
+// before anything of the request is read: the caller is the verified client certificate's one
+// Subject CN, with the certificate's thumbprint. Whether that id is registered, and in which
+// role, the domain decides.
+func (a *api) identify(w http.ResponseWriter, r *http.Request, op security.Operation) (security.Caller, bool) {
 	cert, err := a.opts.Certificates(r)
-	if err != nil {
+	switch {
+	case err != nil:
 		a.opts.Logger.Debug("client certificate rejected", "reason", err.Error())
-		return ""
+		err = security.Unauthenticated(op, "the client certificate was not accepted: "+err.Error())
+	case cert == nil:
+		err = security.Unauthenticated(op, "no client certificate was presented; this API authenticates callers by mutual TLS")
+	default:
+		var id string
+		if id, err = CallerID(cert); err == nil {
+			infoOf(r).caller = id
+			return security.Caller{ID: id, CertSHA256: security.CertThumbprint(cert.Raw)}, true
+		}
+		err = security.Unauthenticated(op, err.Error())
 	}
-	id, err := CallerID(cert)
-	if err != nil {
-		return ""
+	if op == security.ObtainAuthorization {
+		challengeBasic(w, r, err)
 	}
-	infoOf(r).caller = id
-	return id
+	writeError(w, r, err)
+	return security.Caller{}, false
+}
+
+// refuse answers a request that could not be decoded. A body that broke off is answered at once
+// (the client is at fault and likely gone); otherwise the caller's identity rule comes first, so
+// that a decoding error is told only to a caller who may use the operation on id.
+func (a *api) refuse(w http.ResponseWriter, r *http.Request, op security.Operation, caller security.Caller, id string, decodeErr error) {
+	var re *requestError
+	if !errors.As(decodeErr, &re) || re.clientFault == nil {
+		if err := a.svc.Authorize(r.Context(), op, caller, id); err != nil {
+			decodeErr = err
+		}
+	}
+	if op == security.ObtainAuthorization {
+		challengeBasic(w, r, decodeErr)
+	}
+	writeError(w, r, decodeErr)
 }
 
 // noStore marks responses that may carry secrets (PSKs, tokens) as uncacheable.
@@ -110,10 +138,18 @@ func noStore(w http.ResponseWriter) {
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request) {
+	const op = security.ObtainSecurityMethod
 	id := r.PathValue("apiInvokerId")
+	caller, ok := a.identify(w, r, op)
+	if !ok {
+		return
+	}
 	var body capif.ServiceSecurity
-	bodyErr := decodeJSON(r, &body)
-	out, err := a.svc.CreateSecurityContext(r.Context(), a.caller(r), id, &body, bodyErr)
+	if err := decodeJSON(r, &body); err != nil {
+		a.refuse(w, r, op, caller, id, err)
+		return
+	}
+	out, err := a.svc.CreateSecurityContext(r.Context(), caller, id, &body)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -124,9 +160,18 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) update(w http.ResponseWriter, r *http.Request) {
+	const op = security.ObtainSecurityMethod
+	id := r.PathValue("apiInvokerId")
+	caller, ok := a.identify(w, r, op)
+	if !ok {
+		return
+	}
 	var body capif.ServiceSecurity
-	bodyErr := decodeJSON(r, &body)
-	out, err := a.svc.UpdateSecurityContext(r.Context(), a.caller(r), r.PathValue("apiInvokerId"), &body, bodyErr)
+	if err := decodeJSON(r, &body); err != nil {
+		a.refuse(w, r, op, caller, id, err)
+		return
+	}
+	out, err := a.svc.UpdateSecurityContext(r.Context(), caller, id, &body)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -136,18 +181,18 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
-	var authn, authz bool
-	q, queryErr := parseQuery(r.URL.RawQuery)
-	if queryErr == nil {
-		authn, queryErr = queryFlag(q, "authenticationInfo")
+	const op = security.ObtainAPIInvokerInfo
+	id := r.PathValue("apiInvokerId")
+	caller, ok := a.identify(w, r, op)
+	if !ok {
+		return
 	}
-	if queryErr == nil {
-		authz, queryErr = queryFlag(q, "authorizationInfo")
+	q, err := invokerInfoQuery(r)
+	if err != nil {
+		a.refuse(w, r, op, caller, id, err)
+		return
 	}
-	if queryErr == nil && !acceptsJSON(r.Header.Get("Accept")) {
-		queryErr = &security.Error{Kind: security.KindNotAcceptable, Cause: "NOT_ACCEPTABLE", Detail: "the response is application/json"}
-	}
-	out, err := a.svc.GetInvokerInfo(r.Context(), a.caller(r), r.PathValue("apiInvokerId"), authn, authz, queryErr)
+	out, err := a.svc.GetInvokerInfo(r.Context(), caller, id, q)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -156,8 +201,28 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, contentJSON, out)
 }
 
+// invokerInfoQuery reads the query flags and the Accept header of GET trustedInvokers/{id}.
+func invokerInfoQuery(r *http.Request) (security.InvokerInfoQuery, error) {
+	var q security.InvokerInfoQuery
+	values, err := parseQuery(r.URL.RawQuery)
+	if err == nil {
+		q.AuthenticationInfo, err = queryFlag(values, "authenticationInfo")
+	}
+	if err == nil {
+		q.AuthorizationInfo, err = queryFlag(values, "authorizationInfo")
+	}
+	if err == nil && !acceptsJSON(r.Header.Get("Accept")) {
+		err = &requestError{status: http.StatusNotAcceptable, cause: CauseNotAcceptable, detail: "the response is application/json"}
+	}
+	return q, err
+}
+
 func (a *api) revokeAll(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.RevokeAll(r.Context(), a.caller(r), r.PathValue("apiInvokerId")); err != nil {
+	caller, ok := a.identify(w, r, security.RevokeAuthorization)
+	if !ok {
+		return
+	}
+	if err := a.svc.RevokeAll(r.Context(), caller, r.PathValue("apiInvokerId")); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -165,9 +230,18 @@ func (a *api) revokeAll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
+	const op = security.RevokeAuthorization
+	id := r.PathValue("apiInvokerId")
+	caller, ok := a.identify(w, r, op)
+	if !ok {
+		return
+	}
 	var body capif.SecurityNotification
-	bodyErr := decodeJSON(r, &body)
-	if err := a.svc.Revoke(r.Context(), a.caller(r), r.PathValue("apiInvokerId"), &body, bodyErr); err != nil {
+	if err := decodeJSON(r, &body); err != nil {
+		a.refuse(w, r, op, caller, id, err)
+		return
+	}
+	if err := a.svc.Revoke(r.Context(), caller, id, &body); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -175,11 +249,22 @@ func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) token(w http.ResponseWriter, r *http.Request) {
+	const op = security.ObtainAuthorization
 	// Every token response, success or error, must not be cached (RFC 6749 §5.1).
 	noStore(w)
-	req, reqErr := decodeTokenRequest(r)
-	out, err := a.svc.ObtainAuthorization(r.Context(), a.caller(r), r.PathValue("securityId"), req, reqErr)
+	id := r.PathValue("securityId")
+	caller, ok := a.identify(w, r, op)
+	if !ok {
+		return
+	}
+	req, err := decodeTokenRequest(r)
 	if err != nil {
+		a.refuse(w, r, op, caller, id, err)
+		return
+	}
+	out, err := a.svc.ObtainAuthorization(r.Context(), caller, id, req)
+	if err != nil {
+		challengeBasic(w, r, err)
 		writeError(w, r, err)
 		return
 	}

@@ -11,8 +11,9 @@ import (
 
 // reqInfo is what a handler learns that the access log reports.
 type reqInfo struct {
-	caller   string
-	internal error
+	caller      string
+	internal    error // a server fault: logged at ERROR
+	clientFault error // a broken or slow request: logged at WARN, not a server error
 }
 
 type infoKey struct{}
@@ -68,9 +69,13 @@ func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation stri
 		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
 	}
 	level := slog.LevelInfo
-	if info.internal != nil {
+	switch {
+	case info.internal != nil:
 		level = slog.LevelError
 		attrs = append(attrs, slog.String("error", info.internal.Error()))
+	case info.clientFault != nil:
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.String("clientError", info.clientFault.Error()))
 	}
 	l.logger.LogAttrs(r.Context(), level, "request", attrs...)
 }

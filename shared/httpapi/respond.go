@@ -20,7 +20,7 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
 	b, err := json.Marshal(v)
 	if err != nil { // only our own types are written; this is a programming error
 		status, contentType = http.StatusInternalServerError, contentProblem
-		b, _ = json.Marshal(capif.ProblemDetails{Title: http.StatusText(status), Status: status, Cause: "ENCODING_FAILED"})
+		b, _ = json.Marshal(capif.ProblemDetails{Title: http.StatusText(status), Status: status, Cause: CauseEncodingFailed})
 	}
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -34,15 +34,47 @@ func writeProblem(w http.ResponseWriter, status int, cause, detail string, param
 	})
 }
 
+// Causes of the answers the edge gives itself, for requests the domain never sees.
+const (
+	CauseMalformedBody    = "MALFORMED_BODY"
+	CauseUnsupportedMedia = "UNSUPPORTED_MEDIA_TYPE"
+	CauseInvalidQuery     = "INVALID_QUERY_PARAMETER"
+	CauseNotAcceptable    = "NOT_ACCEPTABLE"
+	CauseMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	CauseNoSuchResource   = "RESOURCE_NOT_FOUND"
+	CauseInternal         = "INTERNAL_ERROR"
+	CauseEncodingFailed   = "ENCODING_FAILED"
+	CauseClientGone       = "REQUEST_CANCELED"
+)
+
+// kindStatus is the one table from domain error kinds to status codes.
 var kindStatus = map[security.Kind]int{
 	security.KindInvalid:         http.StatusBadRequest,
 	security.KindUnauthenticated: http.StatusUnauthorized,
 	security.KindForbidden:       http.StatusForbidden,
 	security.KindNotFound:        http.StatusNotFound,
 	security.KindTooLarge:        http.StatusRequestEntityTooLarge,
-	security.KindUnsupportedType: http.StatusUnsupportedMediaType,
 	security.KindUnavailable:     http.StatusServiceUnavailable,
-	security.KindNotAcceptable:   http.StatusNotAcceptable,
+}
+
+// requestError is a request the edge refuses before or instead of the domain: one it cannot
+// read or decode (400, 406, 408, 413, 415). oauth is set on the token endpoint, where RFC 6749
+// answers with an AccessTokenErr. clientFault keeps the cause of a broken or slow body for the
+// log (the client's fault: never logged as a server error).
+type requestError struct {
+	status      int
+	cause       string
+	detail      string
+	params      []capif.InvalidParam
+	oauth       string
+	clientFault error
+}
+
+func (e *requestError) Error() string {
+	if e.oauth != "" {
+		return e.oauth + ": " + e.detail
+	}
+	return e.cause + ": " + e.detail
 }
 
 // writeError is the one mapping from domain errors to responses: an OAuth error becomes an
@@ -51,7 +83,17 @@ var kindStatus = map[security.Kind]int{
 // client sees no internals).
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *security.Error
+	var re *requestError
 	switch {
+	case errors.As(err, &re):
+		if re.clientFault != nil {
+			infoOf(r).clientFault = re.clientFault
+		}
+		if re.oauth != "" {
+			writeJSON(w, re.status, contentJSON, capif.AccessTokenErr{Error: re.oauth, ErrorDescription: re.detail})
+			return
+		}
+		writeProblem(w, re.status, re.cause, re.detail, re.params)
 	case errors.As(err, &e):
 		status := kindStatus[e.Kind]
 		if status == 0 {
@@ -65,11 +107,16 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 		}
 		writeProblem(w, status, e.Cause, e.Detail, e.InvalidParams)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away (or stopped sending) while the request was served: its fault,
+		// and nobody reads this answer.
+		infoOf(r).clientFault = err
+		writeProblem(w, http.StatusBadRequest, CauseClientGone, "the request was canceled by the client", nil)
 	case errors.Is(err, security.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, http.StatusServiceUnavailable, security.CauseTemporarilyUnavail, "the service is temporarily unavailable; retry", nil)
 	default:
 		infoOf(r).internal = err
-		writeProblem(w, http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed", nil)
+		writeProblem(w, http.StatusInternalServerError, CauseInternal, "the request could not be completed", nil)
 	}
 }

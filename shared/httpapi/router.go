@@ -63,12 +63,12 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slices.Sort(allow)
 		rt.log.serve(w, r, "", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeProblem(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method "+r.Method+" is not allowed here", nil)
+			writeProblem(w, http.StatusMethodNotAllowed, CauseMethodNotAllowed, "method "+r.Method+" is not allowed here", nil)
 		})
 		return
 	}
 	rt.log.serve(w, r, "", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, http.StatusNotFound, "RESOURCE_NOT_FOUND", "no such resource", nil)
+		writeProblem(w, http.StatusNotFound, CauseNoSuchResource, "no such resource", nil)
 	})
 }
 

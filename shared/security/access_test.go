@@ -13,7 +13,7 @@ import (
 // The identity rules of the invoker routes, in order: unknown caller 401, wrong role 403 (even for
 // an unknown id), another invoker's id 403 (whether or not it exists); only then the body.
 func TestInvokerRouteIdentity(t *testing.T) {
-	bodyErr := security.BadBody(security.KindInvalid, "broken")
+	bodyErr := decodeErr("broken")
 	tests := []struct {
 		name          string
 		caller, id    string
@@ -37,7 +37,7 @@ func TestInvokerRouteIdentity(t *testing.T) {
 		{"another invoker", "inv2", "inv1", nil, security.KindForbidden, security.CauseNotOwner, true, false, false, nil},
 		{"invoker on an unknown id", "inv2", "nobody", nil, security.KindForbidden, security.CauseNotOwner, true, false, false, nil},
 		{"another invoker, bad body", "inv2", "inv1", bodyErr, security.KindForbidden, security.CauseNotOwner, false, false, false, nil},
-		{"owner, bad body", "inv1", "inv1", bodyErr, security.KindInvalid, security.CauseMalformedBody, false, false, true, nil},
+		{"owner, bad body", "inv1", "inv1", bodyErr, security.KindInvalid, causeMalformed, false, false, true, nil},
 		{"owner, invalid body", "inv1", "inv1", nil, security.KindInvalid, security.CauseInvalidParameter, false, false, false, []string{"/securityInfo"}},
 		{"owner, existing context", "inv1", "inv1", nil, security.KindForbidden, security.CauseContextExists, true, true, false, nil},
 	}
@@ -50,7 +50,14 @@ func TestInvokerRouteIdentity(t *testing.T) {
 			if !tt.validRequest {
 				req.SecurityInfo = nil
 			}
-			_, err := e.svc.CreateSecurityContext(ctx, tt.caller, tt.id, req, tt.bodyErr)
+			create := func() error {
+				if tt.bodyErr != nil {
+					return refused(e.svc, security.ObtainSecurityMethod, tt.caller, tt.id, tt.bodyErr)
+				}
+				_, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: tt.caller}, tt.id, req)
+				return err
+			}
+			err := create()
 			wantError(t, err, tt.kind, tt.cause, tt.pointers...)
 			if tt.wantBodyError && !errors.Is(err, tt.bodyErr) {
 				t.Errorf("create: error %v, want the body error itself", err)
@@ -58,7 +65,9 @@ func TestInvokerRouteIdentity(t *testing.T) {
 			if tt.createOnly {
 				return
 			}
-			_, err = e.svc.UpdateSecurityContext(ctx, tt.caller, tt.id, req, tt.bodyErr)
+			if tt.bodyErr == nil {
+				_, err = e.svc.UpdateSecurityContext(ctx, security.Caller{ID: tt.caller}, tt.id, req)
+			}
 			wantError(t, err, tt.kind, tt.cause, tt.pointers...)
 			if tt.wantBodyError && !errors.Is(err, tt.bodyErr) {
 				t.Errorf("update: error %v, want the body error itself", err)
@@ -81,7 +90,7 @@ func TestUpdate(t *testing.T) {
 	req := request(entry("aef2", capif.PSK), withAPI(ifEntry(ifB, capif.PSK), "apiB"), ifEntry(ifShared, capif.PKI), ifEntry(ifA2, capif.PKI))
 	req.NotificationDestination = "https://new.example.com/cb"
 	req.SupportedFeatures = "4"
-	out, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", req, nil)
+	out, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +112,7 @@ func TestUpdate(t *testing.T) {
 	}
 
 	// Back to PSK on ifShared: a fresh key, never the old one.
-	out, err = e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(ifEntry(ifShared, capif.PSK), entry("aef2", capif.PSK)), nil)
+	out, err = e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(ifEntry(ifShared, capif.PSK), entry("aef2", capif.PSK)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +128,7 @@ func TestUpdate(t *testing.T) {
 
 	// An update that fails leaves everything as it was.
 	before := e.stored("inv1")
-	_, err = e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK), entry("aef9", capif.PSK)), nil)
+	_, err = e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK), entry("aef9", capif.PSK)))
 	wantError(t, err, security.KindInvalid, security.CauseInvalidParameter, "/securityInfo/1/aefId")
 	if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
 		t.Errorf("a failed update changed the context:\n%s", dump(after))
@@ -128,7 +137,7 @@ func TestUpdate(t *testing.T) {
 
 func TestUpdateMissingIsNotFound(t *testing.T) {
 	e := newEnv(t)
-	_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", standardRequest(), nil)
+	_, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest())
 	wantError(t, err, security.KindNotFound, security.CauseContextNotFound)
 	if e.stored("inv1") != nil {
 		t.Error("update created a context")
@@ -156,14 +165,14 @@ func TestEncodedContextLimit(t *testing.T) {
 		return r
 	}
 	// 100 entries of 2 × 4 KiB are valid one by one but make a context far over 256 KiB.
-	_, err := e.svc.CreateSecurityContext(ctx, "inv1", "inv1", req(security.MaxInfoLength), nil)
+	_, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req(security.MaxInfoLength))
 	wantError(t, err, security.KindTooLarge, security.CauseTooLarge)
 	if e.stored("inv1") != nil {
 		t.Fatal("an over-large context was stored")
 	}
 	// Smaller ones fit.
 	e.create("inv1", req(1000))
-	_, err = e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", req(security.MaxInfoLength), nil)
+	_, err = e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req(security.MaxInfoLength))
 	wantError(t, err, security.KindTooLarge, security.CauseTooLarge)
 }
 
@@ -193,7 +202,7 @@ func TestGetInvokerInfo(t *testing.T) {
 		{"aef2", false, false, []capif.SecurityInformation{bare(owner, 1), bare(owner, 2)}},
 	}
 	for _, tt := range tests {
-		got, err := e.svc.GetInvokerInfo(ctx, tt.caller, "inv1", tt.authn, tt.authz, nil)
+		got, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: tt.caller}, "inv1", security.InvokerInfoQuery{AuthenticationInfo: tt.authn, AuthorizationInfo: tt.authz})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +233,7 @@ func with(si capif.SecurityInformation, authn, authz string) capif.SecurityInfor
 // id), then the query error, then 404 when there is no context and 403 when it has no entry for
 // the caller.
 func TestAEFRouteAccess(t *testing.T) {
-	queryErr := security.BadBody(security.KindInvalid, "bad flag")
+	queryErr := decodeErr("bad flag")
 	tests := []struct {
 		name       string
 		caller, id string
@@ -238,9 +247,9 @@ func TestAEFRouteAccess(t *testing.T) {
 		{"invoker", "inv1", "inv1", nil, security.KindForbidden, security.CauseRoleNotAllowed},
 		{"invoker on an unknown id", "inv1", "nobody", nil, security.KindForbidden, security.CauseRoleNotAllowed},
 		{"invoker, bad query", "inv2", "inv1", queryErr, security.KindForbidden, security.CauseRoleNotAllowed},
-		{"AEF, bad query", "aef1", "inv1", queryErr, security.KindInvalid, security.CauseMalformedBody},
-		{"AEF, bad query, no context", "aef1", "inv2", queryErr, security.KindInvalid, security.CauseMalformedBody},
-		{"AEF without entries", "aef3", "inv1", nil, security.KindForbidden, security.CauseNoEntriesForAEF},
+		{"AEF, bad query", "aef1", "inv1", queryErr, security.KindInvalid, causeMalformed},
+		{"AEF, bad query, no context", "aef1", "inv2", queryErr, security.KindInvalid, causeMalformed},
+		{"AEF without entries", "aef3", "inv1", nil, security.KindNotFound, security.CauseContextNotFound},
 		{"AEF, invoker without context", "aef1", "inv2", nil, security.KindNotFound, security.CauseContextNotFound},
 		{"AEF without entries, invoker without context", "aef3", "inv2", nil, security.KindNotFound, security.CauseContextNotFound},
 		{"AEF, unknown invoker", "aef1", "nobody", nil, security.KindNotFound, security.CauseContextNotFound},
@@ -252,21 +261,24 @@ func TestAEFRouteAccess(t *testing.T) {
 			e.create("inv1", standardRequest())
 			before := e.stored("inv1")
 
-			_, err := e.svc.GetInvokerInfo(ctx, tt.caller, tt.id, true, true, tt.queryErr)
+			err := refused(e.svc, security.ObtainAPIInvokerInfo, tt.caller, tt.id, tt.queryErr)
+			if tt.queryErr == nil {
+				_, err = e.svc.GetInvokerInfo(ctx, security.Caller{ID: tt.caller}, tt.id, security.InvokerInfoQuery{AuthenticationInfo: true, AuthorizationInfo: true})
+			}
 			wantError(t, err, tt.kind, tt.cause)
 			if tt.queryErr != nil && tt.kind == security.KindInvalid && !errors.Is(err, tt.queryErr) {
 				t.Errorf("GET: %v, want the query error", err)
 			}
 			if tt.queryErr == nil {
-				wantError(t, e.svc.RevokeAll(ctx, tt.caller, tt.id), tt.kind, tt.cause)
+				wantError(t, e.svc.RevokeAll(ctx, security.Caller{ID: tt.caller}, tt.id), tt.kind, tt.cause)
 				body := &capif.SecurityNotification{APIInvokerID: tt.id, APIIDs: []string{"apiA"}, Cause: capif.OverlimitUsage}
 				if tt.caller == "aef2" || tt.caller == "aef3" {
 					body.APIIDs = []string{"apiC"}
 				}
-				wantError(t, e.svc.Revoke(ctx, tt.caller, tt.id, body, nil), tt.kind, tt.cause)
+				wantError(t, e.svc.Revoke(ctx, security.Caller{ID: tt.caller}, tt.id, body), tt.kind, tt.cause)
 			} else {
 				// The revocation body error takes the place of the query error.
-				err := e.svc.Revoke(ctx, tt.caller, tt.id, nil, tt.queryErr)
+				err := refused(e.svc, security.RevokeAuthorization, tt.caller, tt.id, tt.queryErr)
 				wantError(t, err, tt.kind, tt.cause)
 			}
 			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {

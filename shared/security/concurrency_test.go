@@ -21,11 +21,11 @@ func TestConflictsExhaustRetries(t *testing.T) {
 		run  func(e *env) error
 	}{
 		{"update", func(e *env) error {
-			_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK)), nil)
+			_, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK)))
 			return err
 		}},
-		{"revoke all", func(e *env) error { return e.svc.RevokeAll(ctx, "aef1", "inv1") }},
-		{"revoke some", func(e *env) error { return e.svc.Revoke(ctx, "aef2", "inv1", revocation("apiC"), nil) }},
+		{"revoke all", func(e *env) error { return e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1") }},
+		{"revoke some", func(e *env) error { return e.svc.Revoke(ctx, security.Caller{ID: "aef2"}, "inv1", revocation("apiC")) }},
 		{"remove API", func(e *env) error { _, err := e.svc.RemoveAPI(ctx, "apiD"); return err }},
 		{"remove invoker", func(e *env) error { return e.svc.RemoveInvoker(ctx, "inv1") }},
 	}
@@ -61,7 +61,7 @@ func TestDefaultMaxAttempts(t *testing.T) {
 	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 0 })
 	e.create("inv1", standardRequest())
 	e.hooks.conflicts = 1000
-	wantError(t, e.svc.RevokeAll(ctx, "aef1", "inv1"), security.KindUnavailable, security.CauseTemporarilyUnavail)
+	wantError(t, e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"), security.KindUnavailable, security.CauseTemporarilyUnavail)
 	if e.hooks.replaceCalls < 2 {
 		t.Errorf("the default allows %d attempts", e.hooks.replaceCalls)
 	}
@@ -72,7 +72,7 @@ func TestConflictsRetried(t *testing.T) {
 	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 4 })
 	e.create("inv1", standardRequest())
 	e.hooks.conflicts = 3
-	out, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK)), nil)
+	out, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,11 +88,11 @@ func TestConcurrentRevocationsBothApply(t *testing.T) {
 	e.create("inv1", standardRequest())
 	other := security.New(e.db, e.db, e.signer, e.notifier, e.clock, e.cfg)
 	e.hooks.beforeReplace = func(*security.SecurityContext) {
-		if err := other.RevokeAll(ctx, "aef2", "inv1"); err != nil {
+		if err := other.RevokeAll(ctx, security.Caller{ID: "aef2"}, "inv1"); err != nil {
 			t.Errorf("concurrent revocation: %v", err)
 		}
 	}
-	if err := e.svc.Revoke(ctx, "aef1", "inv1", revocation("apiA"), nil); err != nil {
+	if err := e.svc.Revoke(ctx, security.Caller{ID: "aef1"}, "inv1", revocation("apiA")); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := entryTargets(e.stored("inv1")), []string{"aef1=aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"}; !slices.Equal(got, want) {
@@ -121,14 +121,14 @@ func TestConcurrentUpdateKeepsWinnersPSK(t *testing.T) {
 	other := security.New(e.db, e.db, e.signer, e.notifier, e.clock, e.cfg)
 	var winnerPSK string
 	e.hooks.beforeReplace = func(*security.SecurityContext) {
-		out, err := other.UpdateSecurityContext(ctx, "inv1", "inv1", request(ifEntry(ifB, capif.PSK)), nil)
+		out, err := other.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(ifEntry(ifB, capif.PSK)))
 		if err != nil {
 			t.Errorf("concurrent update: %v", err)
 			return
 		}
 		winnerPSK = out.SecurityInfo[0].AuthenticationInfo
 	}
-	out, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(ifEntry(ifB, capif.PSK), entry("aef2", capif.PSK)), nil)
+	out, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(ifEntry(ifB, capif.PSK), entry("aef2", capif.PSK)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +149,11 @@ func TestContextVanishesBeforeWrite(t *testing.T) {
 		kind security.Kind
 	}{
 		{"update", func(e *env) error {
-			_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK)), nil)
+			_, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK)))
 			return err
 		}, security.KindNotFound},
-		{"revoke all", func(e *env) error { return e.svc.RevokeAll(ctx, "aef1", "inv1") }, security.KindNotFound},
-		{"revoke some", func(e *env) error { return e.svc.Revoke(ctx, "aef2", "inv1", revocation("apiC"), nil) }, security.KindNotFound},
+		{"revoke all", func(e *env) error { return e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1") }, security.KindNotFound},
+		{"revoke some", func(e *env) error { return e.svc.Revoke(ctx, security.Caller{ID: "aef2"}, "inv1", revocation("apiC")) }, security.KindNotFound},
 	}
 	for _, op := range ops {
 		t.Run(op.name, func(t *testing.T) {
@@ -221,19 +221,19 @@ func TestStoreUnavailable(t *testing.T) {
 	e.hooks.loadErr = fmt.Errorf("dynamodb: %w", security.ErrUnavailable)
 	ops := map[string]func() error{
 		"create": func() error {
-			_, err := e.svc.CreateSecurityContext(ctx, "inv2", "inv2", standardRequest(), nil)
+			_, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv2"}, "inv2", standardRequest())
 			return err
 		},
 		"update": func() error {
-			_, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", standardRequest(), nil)
+			_, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest())
 			return err
 		},
-		"get":            func() error { _, err := e.svc.GetInvokerInfo(ctx, "aef1", "inv1", true, true, nil); return err },
-		"revoke":         func() error { return e.svc.RevokeAll(ctx, "aef1", "inv1") },
+		"get":            func() error { _, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: "aef1"}, "inv1", security.InvokerInfoQuery{AuthenticationInfo: true, AuthorizationInfo: true}); return err },
+		"revoke":         func() error { return e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1") },
 		"remove invoker": func() error { return e.svc.RemoveInvoker(ctx, "inv1") },
 		"remove API":     func() error { _, err := e.svc.RemoveAPI(ctx, "apiA"); return err },
 		"token": func() error {
-			_, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+			_, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
 			return err
 		},
 	}
@@ -256,7 +256,7 @@ func TestRetryHonoursDeadline(t *testing.T) {
 	cx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := e.svc.RevokeAll(cx, "aef1", "inv1")
+	err := e.svc.RevokeAll(cx, security.Caller{ID: "aef1"}, "inv1")
 	// Either the backoff or the store notices the deadline first; the HTTP layer answers 503 to both.
 	var se *security.Error
 	if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &se) && se.Kind == security.KindUnavailable) {

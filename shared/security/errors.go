@@ -25,10 +25,8 @@ const (
 	KindUnauthenticated                 // 401
 	KindForbidden                       // 403
 	KindNotFound                        // 404
-	KindTooLarge                        // 413
-	KindUnsupportedType                 // 415
+	KindTooLarge                        // 413: what would be stored is too large
 	KindUnavailable                     // 503
-	KindNotAcceptable                   // 406
 )
 
 // Error is a rejected request. OAuthError is set on token endpoint errors that RFC 6749 answers
@@ -49,23 +47,19 @@ func (e *Error) Error() string {
 	return e.Cause + ": " + e.Detail
 }
 
-// Application causes carried in ProblemDetails.cause.
+// Application causes the domain puts in ProblemDetails.cause (the edge has its own for
+// requests it cannot decode).
 const (
-	CauseInvalidParameter     = "INVALID_PARAMETER"
-	CauseMalformedBody        = "MALFORMED_BODY"
-	CauseUnauthenticated      = "UNAUTHENTICATED"
-	CauseRoleNotAllowed       = "ROLE_NOT_ALLOWED"
-	CauseNotOwner             = "NOT_OWNER"
-	CauseContextExists        = "SECURITY_CONTEXT_EXISTS"
-	CauseContextNotFound      = "SECURITY_CONTEXT_NOT_FOUND"
-	CauseNoEntriesForAEF      = "NO_ENTRIES_FOR_AEF"
-	CauseAPINotPublished      = "API_NOT_PUBLISHED_BY_AEF"
-	CauseAPINotInContext      = "API_NOT_IN_CONTEXT"
-	CauseTooLarge             = "CONTEXT_TOO_LARGE"
-	CauseUnsupportedMedia     = "UNSUPPORTED_MEDIA_TYPE"
-	CauseTemporarilyUnavail   = "TEMPORARILY_UNAVAILABLE"
-	CauseNoSecurityMethod     = "NO_COMMON_SECURITY_METHOD"
-	CauseUnknownServiceTarget = "UNKNOWN_SERVICE_API"
+	CauseInvalidParameter   = "INVALID_PARAMETER"
+	CauseUnauthenticated    = "UNAUTHENTICATED"
+	CauseRoleNotAllowed     = "ROLE_NOT_ALLOWED"
+	CauseNotOwner           = "NOT_OWNER"
+	CauseContextExists      = "SECURITY_CONTEXT_EXISTS"
+	CauseContextNotFound    = "SECURITY_CONTEXT_NOT_FOUND"
+	CauseAPINotPublished    = "API_NOT_PUBLISHED_BY_AEF"
+	CauseAPINotInContext    = "API_NOT_IN_CONTEXT"
+	CauseTooLarge           = "CONTEXT_TOO_LARGE"
+	CauseTemporarilyUnavail = "TEMPORARILY_UNAVAILABLE"
 )
 
 func invalid(detail string, params ...capif.InvalidParam) *Error {
@@ -95,17 +89,4 @@ func oauth(kind Kind, code, detail string) *Error {
 // Unavailable is the 503 answer when the back end is throttled or a write kept conflicting.
 func Unavailable(detail string) *Error {
 	return &Error{Kind: KindUnavailable, Cause: CauseTemporarilyUnavail, Detail: detail, RetryAfter: 1}
-}
-
-// BadBody wraps a request decoding failure (malformed JSON, wrong type, too large) so the domain
-// can report it after the identity checks that must come first.
-func BadBody(kind Kind, detail string, params ...capif.InvalidParam) *Error {
-	cause := CauseMalformedBody
-	switch kind {
-	case KindTooLarge:
-		cause = CauseTooLarge
-	case KindUnsupportedType:
-		cause = CauseUnsupportedMedia
-	}
-	return &Error{Kind: kind, Cause: cause, Detail: detail, InvalidParams: params}
 }

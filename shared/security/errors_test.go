@@ -25,21 +25,12 @@ func TestErrorText(t *testing.T) {
 	}
 }
 
-func TestBadBody(t *testing.T) {
-	tests := []struct {
-		kind  security.Kind
-		cause string
-	}{
-		{security.KindInvalid, security.CauseMalformedBody},
-		{security.KindTooLarge, security.CauseTooLarge},
-		{security.KindUnsupportedType, security.CauseUnsupportedMedia},
+func TestUnavailableAndUnauthenticated(t *testing.T) {
+	if e := security.Unauthenticated(security.ObtainAuthorization, "x"); e.Kind != security.KindUnauthenticated || e.OAuthError != capif.InvalidClient {
+		t.Errorf("Unauthenticated(token) = %+v, want an OAuth invalid_client", e)
 	}
-	for _, tt := range tests {
-		p := capif.InvalidParam{Param: "/x", Reason: "r"}
-		e := security.BadBody(tt.kind, "detail", p)
-		if e.Kind != tt.kind || e.Cause != tt.cause || e.Detail != "detail" || len(e.InvalidParams) != 1 || e.InvalidParams[0] != p {
-			t.Errorf("BadBody(%d) = %+v", tt.kind, e)
-		}
+	if e := security.Unauthenticated(security.ObtainSecurityMethod, "x"); e.Kind != security.KindUnauthenticated || e.OAuthError != "" || e.Cause != security.CauseUnauthenticated {
+		t.Errorf("Unauthenticated(PUT) = %+v, want a ProblemDetails", e)
 	}
 	if u := security.Unavailable("later"); u.Kind != security.KindUnavailable || u.RetryAfter <= 0 || u.Cause != security.CauseTemporarilyUnavail {
 		t.Errorf("Unavailable = %+v", u)
@@ -49,7 +40,7 @@ func TestBadBody(t *testing.T) {
 func TestCreateStoreFailure(t *testing.T) {
 	e := newEnv(t)
 	e.hooks.createErr = errors.New("disk full")
-	if _, err := e.svc.CreateSecurityContext(ctx, "inv1", "inv1", standardRequest(), nil); !errors.Is(err, e.hooks.createErr) {
+	if _, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest()); !errors.Is(err, e.hooks.createErr) {
 		t.Errorf("error %v, want the store's", err)
 	}
 }
@@ -58,7 +49,7 @@ func TestDeliveredFailureIsLogged(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.hooks.deliveredErr = errors.New("outbox write failed")
-	if err := e.svc.RevokeAll(ctx, "aef1", "inv1"); err != nil {
+	if err := e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"); err != nil {
 		t.Fatal(err)
 	}
 	if len(e.notifier.sent) != 1 {
@@ -82,14 +73,14 @@ func TestNewDefaults(t *testing.T) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	e.notifier.err = errors.New("unreachable")
 	svc := security.New(e.db, e.db, e.signer, e.notifier, nil, security.Config{})
-	if _, err := svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil); err != nil {
+	if _, err := svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, "")); err != nil {
 		t.Fatal(err)
 	}
 	c := e.signer.claims[0]
 	if c.IssuedAt == e.clock.now.Unix() || c.Expiry <= c.IssuedAt {
 		t.Errorf("claims %s: not from the system clock with a default TTL", dump(c))
 	}
-	if err := svc.RevokeAll(ctx, "aef1", "inv1"); err != nil {
+	if err := svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "revocation notification not delivered") {

@@ -260,7 +260,7 @@ func standardRequest() *capif.ServiceSecurity {
 
 func (e *env) create(id string, req *capif.ServiceSecurity) *capif.ServiceSecurity {
 	e.t.Helper()
-	out, err := e.svc.CreateSecurityContext(ctx, id, id, req, nil)
+	out, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: id}, id, req)
 	if err != nil {
 		e.t.Fatalf("create %s: %v", id, err)
 	}
@@ -297,3 +297,21 @@ func dump(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return string(b)
 }
+
+// causeMalformed stands for the edge's own cause of a request it could not decode.
+const causeMalformed = "MALFORMED_BODY"
+
+// decodeErr stands for the edge's decoding error of a request.
+func decodeErr(what string) error {
+	return &security.Error{Kind: security.KindInvalid, Cause: causeMalformed, Detail: what}
+}
+
+// refused is what the edge answers for a request it could not decode (httpapi's refuse): the
+// caller's identity rule first, then the decoding error.
+func refused(svc *security.Service, op security.Operation, caller, id string, err error) error {
+	if aerr := svc.Authorize(ctx, op, security.Caller{ID: caller}, id); aerr != nil {
+		return aerr
+	}
+	return err
+}
+

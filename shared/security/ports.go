@@ -63,6 +63,14 @@ type DestinationChecker interface {
 	CheckDestination(destination string) error
 }
 
+// ContextLocker is an optional Store capability of a store that lives in one process: it
+// serializes the read-modify-write cycles of one context, so that its writers never lose an
+// optimistic-lock race (a store shared between processes relies on the conditional writes and
+// the bounded retries alone). LockContext waits until ctx ends at most; unlock is idempotent.
+type ContextLocker interface {
+	LockContext(ctx context.Context, apiInvokerID string) (unlock func(), err error)
+}
+
 // Clock is the time source; tests pin it.
 type Clock interface {
 	Now() time.Time
@@ -76,8 +84,12 @@ func (SystemClock) Now() time.Time { return time.Now() }
 
 // Query names what one operation needs to read.
 type Query struct {
-	CallerID      string   // the certificate identity: a registry id or nothing known
-	APIInvokerID  string   // the context to read; "" for none
+	CallerID     string // the certificate identity: a registry id or nothing known
+	APIInvokerID string // the context to read; "" for none
+	// ForAEF, when set, lets the store leave out a context that has no entry concerning this
+	// aefId, deciding so without decoding the context (an AEF's answer must not take longer
+	// for a context it cannot see than for none). Stores may also return it: the domain checks.
+	ForAEF        string
 	AefIDs        []string // AEF catalogues needed to resolve securityInfo entries
 	InterfaceKeys []string // interface index entries needed to resolve interfaceDetails entries
 }

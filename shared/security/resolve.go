@@ -129,3 +129,26 @@ func (e *Entry) concerns(aefID string) bool {
 	}
 	return false
 }
+
+// Concerns reports whether any entry of the context has a target at aefID.
+func (sc *SecurityContext) Concerns(aefID string) bool {
+	for i := range sc.Entries {
+		if sc.Entries[i].concerns(aefID) {
+			return true
+		}
+	}
+	return false
+}
+
+// AefIDs lists, sorted and unique, the AEFs that the context's targets are at: what a store
+// keeps beside the context to answer Query.ForAEF without decoding it.
+func (sc *SecurityContext) AefIDs() []string {
+	var ids []string
+	for i := range sc.Entries {
+		for _, t := range sc.Entries[i].Targets {
+			ids = append(ids, t.AefID)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}

@@ -87,9 +87,9 @@ func TestRevoke(t *testing.T) {
 			}
 			var err error
 			if tt.body == nil {
-				err = e.svc.RevokeAll(ctx, tt.caller, "inv1")
+				err = e.svc.RevokeAll(ctx, security.Caller{ID: tt.caller}, "inv1")
 			} else {
-				err = e.svc.Revoke(ctx, tt.caller, "inv1", tt.body, nil)
+				err = e.svc.Revoke(ctx, security.Caller{ID: tt.caller}, "inv1", tt.body)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -116,10 +116,10 @@ func TestRevoke(t *testing.T) {
 func TestRevokeEverythingDeletesContext(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
-	if err := e.svc.RevokeAll(ctx, "aef1", "inv1"); err != nil {
+	if err := e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.Revoke(ctx, "aef2", "inv1", revocation("apiC", "apiD"), nil); err != nil {
+	if err := e.svc.Revoke(ctx, security.Caller{ID: "aef2"}, "inv1", revocation("apiC", "apiD")); err != nil {
 		t.Fatal(err)
 	}
 	if sc := e.stored("inv1"); sc != nil {
@@ -129,8 +129,8 @@ func TestRevokeEverythingDeletesContext(t *testing.T) {
 		t.Errorf("%d notifications, want 2", n)
 	}
 	// Now there is no context: 404 for everyone, and the invoker may PUT again.
-	wantError(t, e.svc.RevokeAll(ctx, "aef1", "inv1"), security.KindNotFound, security.CauseContextNotFound)
-	_, err := e.svc.GetInvokerInfo(ctx, "aef2", "inv1", false, false, nil)
+	wantError(t, e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"), security.KindNotFound, security.CauseContextNotFound)
+	_, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: "aef2"}, "inv1", security.InvokerInfoQuery{AuthenticationInfo: false, AuthorizationInfo: false})
 	wantError(t, err, security.KindNotFound, security.CauseContextNotFound)
 	e.create("inv1", standardRequest())
 }
@@ -145,7 +145,8 @@ func TestRevokeRefused(t *testing.T) {
 		cause    string
 		pointers []string
 	}{
-		{"no body", "aef1", nil, nil, security.KindInvalid, security.CauseMalformedBody, nil},
+		{"no body", "aef1", nil, nil, security.KindInvalid, security.CauseInvalidParameter, nil},
+		{"undecodable body", "aef1", nil, decodeErr("broken"), security.KindInvalid, causeMalformed, nil},
 		{"apiInvokerId of another invoker", "aef1", func() *capif.SecurityNotification { n := revocation("apiA"); n.APIInvokerID = "inv2"; return n }(), nil,
 			security.KindInvalid, security.CauseInvalidParameter, []string{"/apiInvokerId"}},
 		{"no apiIds", "aef1", revocation(), nil, security.KindInvalid, security.CauseInvalidParameter, []string{"/apiIds"}},
@@ -173,7 +174,10 @@ func TestRevokeRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := e.stored("inv1")
-			err := e.svc.Revoke(ctx, tt.caller, "inv1", tt.body, tt.bodyErr)
+			err := refused(e.svc, security.RevokeAuthorization, tt.caller, "inv1", tt.bodyErr)
+			if tt.bodyErr == nil {
+				err = e.svc.Revoke(ctx, security.Caller{ID: tt.caller}, "inv1", tt.body)
+			}
 			wantError(t, err, tt.kind, tt.cause, tt.pointers...)
 			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
 				t.Errorf("nothing may be revoked: %s", dump(after))
@@ -201,9 +205,9 @@ func TestRevokeByAEFThatNoLongerPublishes(t *testing.T) {
 	if err := e.svc.ImportRegistry(ctx, doc); err != nil {
 		t.Fatal(err)
 	}
-	err := e.svc.Revoke(ctx, "aef2", "inv1", revocation("apiC"), nil)
+	err := e.svc.Revoke(ctx, security.Caller{ID: "aef2"}, "inv1", revocation("apiC"))
 	wantError(t, err, security.KindForbidden, security.CauseAPINotPublished)
-	if err := e.svc.RevokeAll(ctx, "aef2", "inv1"); err != nil {
+	if err := e.svc.RevokeAll(ctx, security.Caller{ID: "aef2"}, "inv1"); err != nil {
 		t.Fatal(err)
 	}
 	if sc := e.stored("inv1"); sc != nil {
@@ -215,7 +219,7 @@ func TestRevokeNotifierFailure(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.notifier.err = errors.New("503 from invoker")
-	if err := e.svc.RevokeAll(ctx, "aef2", "inv1"); err != nil {
+	if err := e.svc.RevokeAll(ctx, security.Caller{ID: "aef2"}, "inv1"); err != nil {
 		t.Fatalf("a failed notification failed the revocation: %v", err)
 	}
 	if got := entryTargets(e.stored("inv1")); len(got) != 2 {
@@ -241,7 +245,7 @@ func TestRevokeOutboxIDsAreUnique(t *testing.T) {
 	e.create("inv1", standardRequest())
 	e.notifier.err = errors.New("down")
 	for _, api := range []string{"apiA", "apiB"} {
-		if err := e.svc.Revoke(ctx, "aef1", "inv1", revocation(api), nil); err != nil {
+		if err := e.svc.Revoke(ctx, security.Caller{ID: "aef1"}, "inv1", revocation(api)); err != nil {
 			t.Fatal(err)
 		}
 	}

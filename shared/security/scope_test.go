@@ -1,6 +1,7 @@
 package security_test
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -21,6 +22,11 @@ func TestParseScope(t *testing.T) {
 		{"3gpp#aef-1.x:api_1", security.Scope{"aef-1.x": {"api_1"}}},             // other punctuation is fine
 		{"3gpp#äef:ǎpi", security.Scope{"äef": {"ǎpi"}}},                         // UTF-8
 		{"3gpp#a:b;c:d;e:f", security.Scope{"a": {"b"}, "c": {"d"}, "e": {"f"}}}, // three groups
+		// RFC 6749 §3.3: space-separated elements, each a CAPIF scope; the union is granted.
+		{"3gpp#aef-1:monitoring-event 3gpp#aef-1:qos-session", security.Scope{"aef-1": {"monitoring-event", "qos-session"}}},
+		{"3gpp#a:x 3gpp#b:y;a:z", security.Scope{"a": {"x", "z"}, "b": {"y"}}},
+		{"3gpp#a:x 3gpp#a:x", security.Scope{"a": {"x"}}},
+		{"3gpp#a:" + manyNames(security.MaxScopeAPIs), security.Scope{"a": strings.Split(manyNames(security.MaxScopeAPIs), ",")}},
 	}
 	for _, tt := range tests {
 		got, err := security.ParseScope(tt.in)
@@ -41,7 +47,7 @@ func TestParseScopeErrors(t *testing.T) {
 		{"", "3gpp#"},
 		{"aef1:api1", "must start with"},
 		{"3GPP#aef1:api1", "must start with"},
-		{" 3gpp#aef1:api1", "must start with"},
+		{" 3gpp#aef1:api1", "element 1: scope is empty"},
 		{"3gpp#", "names no AEF"},
 		{"3gpp#aef1", "group 1"},
 		{"3gpp#aef1:api1;aef2", "group 2"},
@@ -55,10 +61,14 @@ func TestParseScopeErrors(t *testing.T) {
 		{"3gpp#aef1:api1,", "API name"},
 		{"3gpp#aef1:,api1", "API name"},
 		{"3gpp#aef1:api1,,api2", "API name"},
-		{"3gpp#aef1:api 1", "API name"},
+		{"3gpp#aef1:api 1", "element 2: scope must start with"},
 		{"3gpp#aef1:api1:api2", "API name"},
 		{"3gpp#aef1:api#1", "API name"},
-		{"3gpp#aef1:api1;aef2:api2 ", "group 2"},
+		{"3gpp#aef1:api1;aef2:api2 ", "element 2: scope is empty"},
+		{"3gpp#aef1:api1  3gpp#aef2:api2", "element 2: scope is empty"},
+		{"3gpp#aef1:api1 3gpp#aef2", "element 2: scope group 1"},
+		{"3gpp#a:" + strings.Repeat("x", security.MaxScopeLength), "at most 8192"},
+		{"3gpp#a:" + manyNames(security.MaxScopeAPIs+1), "more than 1024 APIs"},
 	}
 	for _, tt := range tests {
 		sc, err := security.ParseScope(tt.in)
@@ -110,3 +120,30 @@ func TestScopeAEFs(t *testing.T) {
 		t.Errorf("empty scope AEFs() = %v", got)
 	}
 }
+
+// manyNames is n distinct API names, comma-separated.
+func manyNames(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d", i)
+	}
+	return strings.Join(names, ",")
+}
+
+// The largest scope the bounds let through, and one just over them: both must stay well under a
+// millisecond (issue: 120,000 names once took 12 s of CPU).
+func BenchmarkParseScope(b *testing.B) {
+	for _, bc := range []struct{ name, scope string }{
+		{"max-names", "3gpp#a:" + manyNames(security.MaxScopeAPIs)},
+		{"max-length", "3gpp#a:" + strings.Repeat("x,", security.MaxScopeLength/2-8) + "y"},
+		{"over-length", "3gpp#a:" + strings.Repeat("x,", 60000)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = security.ParseScope(bc.scope)
+			}
+		})
+	}
+}
+

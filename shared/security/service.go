@@ -65,24 +65,15 @@ func ResourceURI(apiRoot, apiInvokerID string) string {
 	return apiRoot + "/capif-security/v1/trustedInvokers/" + url.PathEscape(apiInvokerID)
 }
 
-// Result is a ServiceSecurity answer.
-type Result struct {
-	Body *capif.ServiceSecurity
-}
-
 // --- Obtain_Security_Method -------------------------------------------------------------------
 
-// CreateSecurityContext is PUT trustedInvokers/{apiInvokerId}. bodyErr is the decoding failure of
-// the request body, if any: it is reported only after the caller is known to be allowed.
-func (s *Service) CreateSecurityContext(ctx context.Context, callerID, apiInvokerID string, req *capif.ServiceSecurity, bodyErr error) (*capif.ServiceSecurity, error) {
-	snap, err := s.load(ctx, s.invokerQuery(callerID, apiInvokerID, req, bodyErr))
+// CreateSecurityContext is PUT trustedInvokers/{apiInvokerId}.
+func (s *Service) CreateSecurityContext(ctx context.Context, caller Caller, apiInvokerID string, req *capif.ServiceSecurity) (*capif.ServiceSecurity, error) {
+	snap, err := s.loadAuthorized(ctx, ObtainSecurityMethod, caller, apiInvokerID, invokerQuery(apiInvokerID, req))
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkInvoker(snap, callerID, apiInvokerID); err != nil {
-		return nil, err
-	}
-	if err := s.checkBody(req, bodyErr); err != nil {
+	if err := s.checkBody(req); err != nil {
 		return nil, err
 	}
 	if snap.Context != nil {
@@ -103,17 +94,14 @@ func (s *Service) CreateSecurityContext(ctx context.Context, callerID, apiInvoke
 
 // UpdateSecurityContext is POST trustedInvokers/{apiInvokerId}/update: it replaces securityInfo
 // and notificationDestination, keeping each PSK whose entry still addresses the same target.
-func (s *Service) UpdateSecurityContext(ctx context.Context, callerID, apiInvokerID string, req *capif.ServiceSecurity, bodyErr error) (*capif.ServiceSecurity, error) {
+func (s *Service) UpdateSecurityContext(ctx context.Context, caller Caller, apiInvokerID string, req *capif.ServiceSecurity) (*capif.ServiceSecurity, error) {
 	var sc *SecurityContext
-	err := s.retry(ctx, func() error {
-		snap, err := s.load(ctx, s.invokerQuery(callerID, apiInvokerID, req, bodyErr))
+	err := s.retryWrite(ctx, apiInvokerID, func() error {
+		snap, err := s.loadAuthorized(ctx, ObtainSecurityMethod, caller, apiInvokerID, invokerQuery(apiInvokerID, req))
 		if err != nil {
 			return err
 		}
-		if err := s.checkInvoker(snap, callerID, apiInvokerID); err != nil {
-			return err
-		}
-		if err := s.checkBody(req, bodyErr); err != nil {
+		if err := s.checkBody(req); err != nil {
 			return err
 		}
 		if snap.Context == nil {
@@ -131,20 +119,24 @@ func (s *Service) UpdateSecurityContext(ctx context.Context, callerID, apiInvoke
 	return s.render(sc, view{all: true, authn: true, authz: true}), nil
 }
 
-func (s *Service) invokerQuery(callerID, apiInvokerID string, req *capif.ServiceSecurity, bodyErr error) Query {
-	q := Query{CallerID: callerID, APIInvokerID: apiInvokerID}
-	// Only the owner's request gets its registry lookups; anyone else is refused anyway.
-	if req == nil || bodyErr != nil || callerID != apiInvokerID || len(req.SecurityInfo) > MaxSecurityInfo {
+// invokerQuery is the read of an owner's create or update: its context and the registry entries
+// that resolve its securityInfo (loadAuthorized drops them for anyone else).
+func invokerQuery(apiInvokerID string, req *capif.ServiceSecurity) Query {
+	q := Query{APIInvokerID: apiInvokerID}
+	if req == nil || len(req.SecurityInfo) > MaxSecurityInfo {
 		return q
 	}
+	aefs, ifcs := map[string]bool{}, map[string]bool{}
 	for _, e := range req.SecurityInfo {
 		switch {
 		case e.AefID != "" && e.InterfaceDetails == nil:
-			if !slices.Contains(q.AefIDs, e.AefID) {
+			if !aefs[e.AefID] {
+				aefs[e.AefID] = true
 				q.AefIDs = append(q.AefIDs, e.AefID)
 			}
 		case e.InterfaceDetails != nil && e.AefID == "":
-			if k := InterfaceKey(*e.InterfaceDetails); !slices.Contains(q.InterfaceKeys, k) {
+			if k := InterfaceKey(*e.InterfaceDetails); !ifcs[k] {
+				ifcs[k] = true
 				q.InterfaceKeys = append(q.InterfaceKeys, k)
 			}
 		}
@@ -152,34 +144,9 @@ func (s *Service) invokerQuery(callerID, apiInvokerID string, req *capif.Service
 	return q
 }
 
-// checkInvoker applies the identity rules of the invoker routes: unknown caller 401, an AEF 403,
-// another invoker's id 403 (whether or not it exists).
-func (s *Service) checkInvoker(snap *Snapshot, callerID, apiInvokerID string) error {
-	switch {
-	case snap.Caller == nil:
-		return unauthenticated("the client certificate does not identify a registered API invoker or AEF")
-	case snap.Caller.Role != RoleInvoker:
-		return forbidden(CauseRoleNotAllowed, "only an API invoker may use this operation")
-	case callerID != apiInvokerID:
-		return forbidden(CauseNotOwner, "an API invoker may only manage its own security context")
-	}
-	return nil
-}
-
-// checkAEF applies the identity rules of the AEF routes.
-func checkAEF(snap *Snapshot) error {
-	switch {
-	case snap.Caller == nil:
-		return unauthenticated("the client certificate does not identify a registered API invoker or AEF")
-	case snap.Caller.Role != RoleAEF:
-		return forbidden(CauseRoleNotAllowed, "only an API exposing function may use this operation")
-	}
-	return nil
-}
-
-func (s *Service) checkBody(req *capif.ServiceSecurity, bodyErr error) error {
-	if bodyErr != nil {
-		return bodyErr
+func (s *Service) checkBody(req *capif.ServiceSecurity) error {
+	if req == nil {
+		return invalid("a ServiceSecurity body is required")
 	}
 	params := ValidateServiceSecurity(req)
 	if c, ok := s.notifier.(DestinationChecker); ok && req.NotificationDestination != "" && !slices.ContainsFunc(params, func(p capif.InvalidParam) bool { return p.Param == "/notificationDestination" }) {
@@ -258,35 +225,38 @@ func (s *Service) testNotification(ctx context.Context, sc *SecurityContext, req
 
 // --- Obtain_API_Invoker_Info ------------------------------------------------------------------
 
+// InvokerInfoQuery is what GET trustedInvokers/{apiInvokerId} asks to be included.
+type InvokerInfoQuery struct {
+	AuthenticationInfo bool
+	AuthorizationInfo  bool
+}
+
 // GetInvokerInfo is GET trustedInvokers/{apiInvokerId} by an AEF: only the entries that concern
 // the caller, with authenticationInfo / authorizationInfo only when asked for.
-func (s *Service) GetInvokerInfo(ctx context.Context, callerID, apiInvokerID string, authn, authz bool, queryErr error) (*capif.ServiceSecurity, error) {
-	snap, err := s.load(ctx, Query{CallerID: callerID, APIInvokerID: apiInvokerID})
+func (s *Service) GetInvokerInfo(ctx context.Context, caller Caller, apiInvokerID string, q InvokerInfoQuery) (*capif.ServiceSecurity, error) {
+	snap, err := s.loadAuthorized(ctx, ObtainAPIInvokerInfo, caller, apiInvokerID, aefQuery(caller, apiInvokerID))
 	if err != nil {
 		return nil, err
 	}
-	if err := checkAEF(snap); err != nil {
+	if err := aefContextCheck(snap, caller.ID, apiInvokerID); err != nil {
 		return nil, err
 	}
-	if queryErr != nil {
-		return nil, queryErr
-	}
-	if err := aefContextCheck(snap, callerID, apiInvokerID); err != nil {
-		return nil, err
-	}
-	return s.render(snap.Context, view{aef: callerID, authn: authn, authz: authz}), nil
+	return s.render(snap.Context, view{aef: caller.ID, authn: q.AuthenticationInfo, authz: q.AuthorizationInfo}), nil
 }
 
-func aefContextCheck(snap *Snapshot, callerID, apiInvokerID string) error {
-	if snap.Context == nil {
-		return notFound(CauseContextNotFound, fmt.Sprintf("no security context for API invoker %q", apiInvokerID))
+// aefQuery is the read of an AEF route: the context, which the store may leave out (without
+// decoding it) when it has no entry for the AEF, since the answer is then the same as for none.
+func aefQuery(caller Caller, apiInvokerID string) Query {
+	return Query{APIInvokerID: apiInvokerID, ForAEF: caller.ID}
+}
+
+// aefContextCheck answers 404 alike for a missing context and for one without an entry for the
+// AEF, so that no AEF learns which invokers have a context.
+func aefContextCheck(snap *Snapshot, aefID, apiInvokerID string) error {
+	if snap.Context != nil && snap.Context.Concerns(aefID) {
+		return nil
 	}
-	for i := range snap.Context.Entries {
-		if snap.Context.Entries[i].concerns(callerID) {
-			return nil
-		}
-	}
-	return forbidden(CauseNoEntriesForAEF, fmt.Sprintf("the security context of %q has no entry for AEF %q", apiInvokerID, callerID))
+	return notFound(CauseContextNotFound, fmt.Sprintf("no security context of API invoker %q for AEF %q", apiInvokerID, aefID))
 }
 
 // view selects what render shows.
@@ -343,54 +313,55 @@ func (s *Service) authenticationInfo(e *Entry) string {
 
 // RevokeAll is DELETE trustedInvokers/{apiInvokerId}: it revokes every API of the calling AEF
 // (only those: AEFs do not revoke each other), cause UNEXPECTED_REASON.
-func (s *Service) RevokeAll(ctx context.Context, callerID, apiInvokerID string) error {
-	return s.revoke(ctx, callerID, apiInvokerID, nil, nil)
+func (s *Service) RevokeAll(ctx context.Context, caller Caller, apiInvokerID string) error {
+	return s.revoke(ctx, caller, apiInvokerID, nil)
 }
 
 // Revoke is POST trustedInvokers/{apiInvokerId}/delete with a SecurityNotification body.
-func (s *Service) Revoke(ctx context.Context, callerID, apiInvokerID string, req *capif.SecurityNotification, bodyErr error) error {
-	if req == nil && bodyErr == nil {
-		bodyErr = BadBody(KindInvalid, "a SecurityNotification body is required")
-	}
-	return s.revoke(ctx, callerID, apiInvokerID, req, bodyErr)
-}
-
-func (s *Service) revoke(ctx context.Context, callerID, apiInvokerID string, req *capif.SecurityNotification, bodyErr error) error {
-	var owed []Owed
-	err := s.retry(ctx, func() error {
-		snap, err := s.load(ctx, Query{CallerID: callerID, APIInvokerID: apiInvokerID, AefIDs: []string{callerID}})
-		if err != nil {
+func (s *Service) Revoke(ctx context.Context, caller Caller, apiInvokerID string, req *capif.SecurityNotification) error {
+	if req == nil {
+		if err := s.Authorize(ctx, RevokeAuthorization, caller, apiInvokerID); err != nil {
 			return err
 		}
-		if err := checkAEF(snap); err != nil {
+		return invalid("a SecurityNotification body is required")
+	}
+	return s.revoke(ctx, caller, apiInvokerID, req)
+}
+
+// revoke removes the caller's targets (all of them, or those of req) from the context and owes
+// the invoker one notification, in one write.
+func (s *Service) revoke(ctx context.Context, caller Caller, apiInvokerID string, req *capif.SecurityNotification) error {
+	var owed []Owed
+	q := aefQuery(caller, apiInvokerID)
+	q.AefIDs = []string{caller.ID}
+	err := s.retryWrite(ctx, apiInvokerID, func() error {
+		snap, err := s.loadAuthorized(ctx, RevokeAuthorization, caller, apiInvokerID, q)
+		if err != nil {
 			return err
 		}
 		cause := capif.UnexpectedReason
 		var only []string // nil: every API of the caller
-		if req != nil || bodyErr != nil {
-			if bodyErr != nil {
-				return bodyErr
-			}
+		if req != nil {
 			if params := ValidateRevocation(req, apiInvokerID); len(params) > 0 {
 				return invalid("the SecurityNotification is not valid", params...)
 			}
-			if req.AefID != "" && req.AefID != callerID {
+			if req.AefID != "" && req.AefID != caller.ID {
 				return forbidden(CauseRoleNotAllowed, fmt.Sprintf("an AEF may only revoke its own APIs, not those of %q", req.AefID))
 			}
 			cause, only = req.Cause, req.APIIDs
 		}
-		if err := aefContextCheck(snap, callerID, apiInvokerID); err != nil {
+		if err := aefContextCheck(snap, caller.ID, apiInvokerID); err != nil {
 			return err
 		}
 		if only != nil {
-			if err := checkRevocable(snap, callerID, only); err != nil {
+			if err := checkRevocable(snap, caller.ID, only); err != nil {
 				return err
 			}
 		}
 		sc, removed := withoutTargets(snap.Context, func(t Target) bool {
-			return t.AefID == callerID && (only == nil || slices.Contains(only, t.APIID))
+			return t.AefID == caller.ID && (only == nil || slices.Contains(only, t.APIID))
 		})
-		owed = []Owed{s.owe(sc, callerID, removed, cause)}
+		owed = []Owed{s.owe(sc, caller.ID, removed, cause)}
 		return s.replace(ctx, sc, owed)
 	})
 	if err != nil {
@@ -413,11 +384,16 @@ func checkRevocable(snap *Snapshot, callerID string, apiIDs []string) error {
 			return forbidden(CauseAPINotPublished, fmt.Sprintf("API %q is not published by AEF %q", id, callerID))
 		}
 	}
+	present := map[string]bool{}
+	for _, e := range snap.Context.Entries {
+		for _, t := range e.Targets {
+			if t.AefID == callerID {
+				present[t.APIID] = true
+			}
+		}
+	}
 	for _, id := range apiIDs {
-		found := slices.ContainsFunc(snap.Context.Entries, func(e Entry) bool {
-			return slices.ContainsFunc(e.Targets, func(t Target) bool { return t.AefID == callerID && t.APIID == id })
-		})
-		if !found {
+		if !present[id] {
 			return notFound(CauseAPINotInContext, fmt.Sprintf("API %q of AEF %q is not in the security context", id, callerID))
 		}
 	}
@@ -477,30 +453,23 @@ func (s *Service) deliver(ctx context.Context, owed []Owed) {
 
 // --- Obtain_Authorization ---------------------------------------------------------------------
 
-// ObtainAuthorization is POST securities/{securityId}/token (OAuth 2.0 client credentials).
-// reqErr is the form decoding failure, reported after the identity checks.
-func (s *Service) ObtainAuthorization(ctx context.Context, callerID, securityID string, req capif.AccessTokenReq, reqErr error) (*capif.AccessTokenRsp, error) {
-	snap, err := s.load(ctx, Query{CallerID: callerID, APIInvokerID: callerID})
+// ObtainAuthorization is POST securities/{securityId}/token (OAuth 2.0 client credentials). req
+// carries the client credentials however the client sent them (form or HTTP Basic): the edge
+// merged them.
+func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securityID string, req capif.AccessTokenReq) (*capif.AccessTokenRsp, error) {
+	snap, err := s.loadAuthorized(ctx, ObtainAuthorization, caller, securityID, Query{APIInvokerID: caller.ID})
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case snap.Caller == nil:
-		return nil, oauth(KindUnauthenticated, capif.InvalidClient, "the client certificate does not identify a registered API invoker")
-	case snap.Caller.Role != RoleInvoker:
-		return nil, forbidden(CauseRoleNotAllowed, "only an API invoker may obtain an access token")
-	case securityID != callerID:
-		return nil, forbidden(CauseNotOwner, "securityId must be the calling API invoker's id")
-	case reqErr != nil:
-		return nil, reqErr
-	case req.ClientID != callerID:
+	case req.ClientID != caller.ID:
 		return nil, oauth(KindUnauthenticated, capif.InvalidClient, "client_id does not match the client certificate")
 	case req.GrantType != "client_credentials":
 		return nil, oauth(KindInvalid, capif.UnsupportedGrantType, "only grant_type=client_credentials is supported")
 	case len(snap.Caller.SecretHash) > 0 && subtle.ConstantTimeCompare(HashSecret(req.ClientSecret), snap.Caller.SecretHash) != 1:
 		return nil, oauth(KindUnauthenticated, capif.InvalidClient, "client_secret is missing or wrong")
 	}
-	allowed := Scope{}
+	allowed := scopeSet{}
 	if snap.Context != nil {
 		for _, e := range snap.Context.Entries {
 			if e.SelSecurityMethod == capif.OAUTH {
@@ -513,7 +482,7 @@ func (s *Service) ObtainAuthorization(ctx context.Context, callerID, securityID 
 	if len(allowed) == 0 {
 		return nil, oauth(KindInvalid, capif.UnauthorizedClient, "the API invoker has no security context entry with the OAUTH method")
 	}
-	granted := allowed
+	granted := allowed.scope()
 	if req.Scope != "" {
 		want, err := ParseScope(req.Scope)
 		if err != nil {
@@ -527,8 +496,8 @@ func (s *Service) ObtainAuthorization(ctx context.Context, callerID, securityID 
 	now := s.clock.Now()
 	claims := TokenClaims{
 		Issuer:   s.cfg.Issuer,
-		Subject:  callerID,
-		ClientID: callerID,
+		Subject:  caller.ID,
+		ClientID: caller.ID,
 		Audience: granted.AEFs(),
 		Scope:    granted.String(),
 		IssuedAt: now.Unix(),
@@ -540,22 +509,6 @@ func (s *Service) ObtainAuthorization(ctx context.Context, callerID, securityID 
 		return nil, err
 	}
 	return &capif.AccessTokenRsp{AccessToken: token, TokenType: "Bearer", ExpiresIn: int64(s.cfg.TokenTTL / time.Second), Scope: claims.Scope}, nil
-}
-
-// within names the first requested (aefId, apiName) outside allowed.
-func (sc Scope) within(allowed Scope) error {
-	for _, aef := range sc.AEFs() {
-		names, ok := allowed[aef]
-		if !ok {
-			return fmt.Errorf("AEF %q is not authorized for OAUTH in the API invoker's security context", aef)
-		}
-		for _, n := range sc[aef] {
-			if !slices.Contains(names, n) {
-				return fmt.Errorf("API %q of AEF %q is not authorized for OAUTH in the API invoker's security context", n, aef)
-			}
-		}
-	}
-	return nil
 }
 
 // JWKS returns the keys that verify every token this CCF issued and that has not yet expired.
@@ -593,6 +546,20 @@ func (s *Service) replace(ctx context.Context, sc *SecurityContext, owed []Owed)
 		return fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	return err
+}
+
+// retryWrite is retry for a read-modify-write of one context, serialized with the other writers
+// of that context when the store can do so (ContextLocker), so that in one process no writer
+// loses a race.
+func (s *Service) retryWrite(ctx context.Context, apiInvokerID string, fn func() error) error {
+	if l, ok := s.store.(ContextLocker); ok {
+		unlock, err := l.LockContext(ctx, apiInvokerID)
+		if err != nil {
+			return Unavailable("the request deadline passed while waiting for a concurrent change")
+		}
+		defer unlock()
+	}
+	return s.retry(ctx, fn)
 }
 
 // retry runs fn again while it loses an optimistic-lock race, a bounded number of times, then

@@ -67,7 +67,7 @@ func TestCreateResolvesAndSelects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			out, err := e.svc.CreateSecurityContext(ctx, "inv1", "inv1", request(tt.entry), nil)
+			out, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(tt.entry))
 			if tt.bad != "" {
 				wantError(t, err, security.KindInvalid, security.CauseInvalidParameter, tt.bad)
 				if sc := e.stored("inv1"); sc != nil {
@@ -112,13 +112,13 @@ func TestAPIIDHonouredWithoutFeature(t *testing.T) {
 
 func TestCreateReportsEveryBadEntry(t *testing.T) {
 	e := newEnv(t)
-	_, err := e.svc.CreateSecurityContext(ctx, "inv1", "inv1", request(
+	_, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(
 		entry("aef9", capif.PSK),
 		entry("aef1", capif.PSK),
 		entry("aef2", capif.PSK),
 		entry("aef2", capif.PSK), // the same target as entry 2
 		withAPI(entry("aef1", capif.OAUTH), "apiB"),
-	), nil)
+	))
 	wantError(t, err, security.KindInvalid, security.CauseInvalidParameter,
 		"/securityInfo/0/aefId", "/securityInfo/1/prefSecurityMethods", "/securityInfo/3")
 }
@@ -207,7 +207,7 @@ func TestInvokerSuppliedInfo(t *testing.T) {
 		{true, true, []capif.SecurityInformation{{AuthenticationInfo: "invoker-authn", AuthorizationInfo: "invoker-authz"}, {AuthenticationInfo: clientCA}}},
 	}
 	for _, tt := range tests {
-		got, err := e.svc.GetInvokerInfo(ctx, "aef2", "inv1", tt.authn, tt.authz, nil)
+		got, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: "aef2"}, "inv1", security.InvokerInfoQuery{AuthenticationInfo: tt.authn, AuthorizationInfo: tt.authz})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +272,7 @@ func TestTestNotificationFailureIsLogged(t *testing.T) {
 	req := standardRequest()
 	req.SupportedFeatures = "1"
 	req.RequestTestNotification = new(true)
-	if _, err := e.svc.CreateSecurityContext(ctx, "inv1", "inv1", req, nil); err != nil {
+	if _, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req); err != nil {
 		t.Fatalf("a failed test notification failed the request: %v", err)
 	}
 	logs := e.logs.String()
@@ -284,7 +284,7 @@ func TestTestNotificationFailureIsLogged(t *testing.T) {
 	}
 	// The test notification also follows an update.
 	e.notifier.err = nil
-	if _, err := e.svc.UpdateSecurityContext(ctx, "inv1", "inv1", req, nil); err != nil {
+	if _, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req); err != nil {
 		t.Fatal(err)
 	}
 	if len(e.notifier.sent) != 2 {
@@ -302,7 +302,7 @@ func TestCreateExistingIsForbidden(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	before := e.stored("inv1")
-	_, err := e.svc.CreateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK)), nil)
+	_, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK)))
 	got := wantError(t, err, security.KindForbidden, security.CauseContextExists)
 	if !strings.Contains(got.Detail, "/update") {
 		t.Errorf("detail %q does not point to …/update", got.Detail)
@@ -317,7 +317,7 @@ func TestCreateRace(t *testing.T) {
 	e := newEnv(t)
 	racer := &createRacer{Store: e.db, e: e}
 	svc := security.New(racer, e.db, e.signer, e.notifier, e.clock, e.cfg)
-	_, err := svc.CreateSecurityContext(ctx, "inv1", "inv1", request(entry("aef2", capif.PSK)), nil)
+	_, err := svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK)))
 	wantError(t, err, security.KindForbidden, security.CauseContextExists)
 	if sc := e.stored("inv1"); len(sc.Entries) != 3 {
 		t.Errorf("the winner's context was changed: %s", dump(sc))
@@ -355,15 +355,15 @@ func TestDestinationCheckedAtCreateAndUpdate(t *testing.T) {
 	svc := security.New(e.hooks, e.db, e.signer, n, e.clock, e.cfg)
 	req := standardRequest()
 	req.NotificationDestination = bad
-	_, err := svc.CreateSecurityContext(ctx, "inv1", "inv1", req, nil)
+	_, err := svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req)
 	assertInvalid(t, err, "/notificationDestination")
 	if e.stored("inv1") != nil {
 		t.Fatal("a context was stored with a refused destination")
 	}
-	if _, err := svc.CreateSecurityContext(ctx, "inv1", "inv1", standardRequest(), nil); err != nil {
+	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest()); err != nil {
 		t.Fatal(err)
 	}
-	_, err = svc.UpdateSecurityContext(ctx, "inv1", "inv1", req, nil)
+	_, err = svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req)
 	assertInvalid(t, err, "/notificationDestination")
 	if got := e.stored("inv1").NotificationDestination; got != destInv1 {
 		t.Fatalf("destination changed to %q by a refused update", got)

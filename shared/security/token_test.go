@@ -26,7 +26,7 @@ func tokenEnv(t *testing.T) *env {
 }
 
 func TestTokenRefusals(t *testing.T) {
-	formErr := &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: "parameter grant_type is repeated"}
+	formErr := &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: "parameter grant_type is repeated"} // the edge's
 	tests := []struct {
 		name       string
 		caller, id string
@@ -65,7 +65,10 @@ func TestTokenRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := tokenEnv(t)
-			_, err := e.svc.ObtainAuthorization(ctx, tt.caller, tt.id, tt.req, tt.reqErr)
+			err := refused(e.svc, security.ObtainAuthorization, tt.caller, tt.id, tt.reqErr)
+			if tt.reqErr == nil {
+				_, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: tt.caller}, tt.id, tt.req)
+			}
 			got := wantError(t, err, tt.kind, tt.code)
 			if tt.kind == security.KindForbidden && got.OAuthError != "" {
 				t.Errorf("a 403 is a ProblemDetails, not an OAuth error %q", got.OAuthError)
@@ -83,13 +86,13 @@ func TestTokenRefusals(t *testing.T) {
 func TestTokenUnauthorizedClient(t *testing.T) {
 	e := newEnv(t)
 	// inv2 without any context.
-	_, err := e.svc.ObtainAuthorization(ctx, "inv2", "inv2", tokenReq("inv2", "", ""), nil)
+	_, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv2"}, "inv2", tokenReq("inv2", "", ""))
 	wantError(t, err, security.KindInvalid, capif.UnauthorizedClient)
 	// inv1 with a context but no OAUTH entry.
 	e.create("inv1", request(entry("aef2", capif.PSK), ifEntry(ifShared, capif.PKI)))
-	_, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	_, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
 	wantError(t, err, security.KindInvalid, capif.UnauthorizedClient)
-	_, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:gamma"), nil)
+	_, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:gamma"))
 	wantError(t, err, security.KindInvalid, capif.UnauthorizedClient)
 }
 
@@ -110,7 +113,7 @@ func TestTokenIssued(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := tokenEnv(t)
-			rsp, err := e.svc.ObtainAuthorization(ctx, tt.caller, tt.caller, tokenReq(tt.caller, tt.secret, tt.scope), nil)
+			rsp, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: tt.caller}, tt.caller, tokenReq(tt.caller, tt.secret, tt.scope))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,7 +141,7 @@ func TestTokenIssued(t *testing.T) {
 func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", request(entry("aef1", capif.OAUTH), ifEntry(ifShared, capif.OAUTH), withAPI(entry("aef2", capif.PSK), "apiC")))
-	rsp, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	rsp, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +151,7 @@ func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
 	if aud := e.signer.claims[0].Audience; !reflect.DeepEqual(aud, []string{"aef1", "aef2"}) {
 		t.Errorf("aud %v", aud)
 	}
-	rsp, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:delta;aef1:beta"), nil)
+	rsp, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:delta;aef1:beta"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,20 +163,20 @@ func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
 	}
 
 	// Revoked APIs leave the scope.
-	if err := e.svc.RevokeAll(ctx, "aef2", "inv1"); err != nil {
+	if err := e.svc.RevokeAll(ctx, security.Caller{ID: "aef2"}, "inv1"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:delta"), nil)
+	_, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:delta"))
 	wantError(t, err, security.KindInvalid, capif.InvalidScope)
-	if err := e.svc.Revoke(ctx, "aef1", "inv1", revocation("apiB"), nil); err != nil {
+	if err := e.svc.Revoke(ctx, security.Caller{ID: "aef1"}, "inv1", revocation("apiB")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef1:beta"), nil)
+	_, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef1:beta"))
 	got := wantError(t, err, security.KindInvalid, capif.InvalidScope)
 	if !strings.Contains(got.Detail, `"beta"`) {
 		t.Errorf("description %q", got.Detail)
 	}
-	rsp, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	rsp, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +188,7 @@ func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
 func TestTokenTTL(t *testing.T) {
 	e := newEnv(t, func(c *security.Config) { c.TokenTTL = 90 * time.Second })
 	e.create("inv1", standardRequest())
-	rsp, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	rsp, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +199,7 @@ func TestTokenTTL(t *testing.T) {
 	// The default lifetime applies when none is configured.
 	e = newEnv(t, func(c *security.Config) { c.TokenTTL = 0 })
 	e.create("inv1", standardRequest())
-	rsp, err = e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	rsp, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +212,7 @@ func TestTokenSignerFailure(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.signer.err = errors.New("kms: throttled")
-	_, err := e.svc.ObtainAuthorization(ctx, "inv1", "inv1", tokenReq("inv1", inv1Secret, ""), nil)
+	_, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
 	if !errors.Is(err, e.signer.err) {
 		t.Errorf("error %v, want the signer's", err)
 	}

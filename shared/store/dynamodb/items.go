@@ -23,6 +23,7 @@ const (
 	attrRole    = "role"    // principals: the role, so "one id, one role" is a condition on one key
 	attrAPIIDs  = "apiIds"  // contexts: string set of every target apiId, for ContextsWithAPI
 	attrWriteID = "writeId" // contexts: identifies the write that stored the item
+	attrAefIDs  = "aefIds"  // contexts: string set of the AEFs of its targets, for Query.ForAEF
 )
 
 // Registry key prefixes: one partition key space for every registry record kind.
@@ -147,6 +148,7 @@ type contextItem struct {
 	APIInvokerID string   `dynamodbav:"apiInvokerId"`
 	Version      int64    `dynamodbav:"version"`
 	APIIDs       []string `dynamodbav:"apiIds,stringset,omitempty"`
+	AefIDs       []string `dynamodbav:"aefIds,stringset,omitempty"`
 	UpdatedAt    int64    `dynamodbav:"updatedAt"` // unix seconds, for operators
 	// WriteID is random per Create/Replace call (kept across the SDK's retries of it), so a
 	// failed condition can tell our own earlier attempt that committed from another writer.
@@ -189,7 +191,7 @@ func (e Encoding) contextItemWith(sc *security.SecurityContext, now int64, write
 		}
 	}
 	slices.Sort(ids)
-	return e.item(contextItem{APIInvokerID: sc.APIInvokerID, Version: sc.Version, APIIDs: ids, UpdatedAt: now, WriteID: writeID}, sc)
+	return e.item(contextItem{APIInvokerID: sc.APIInvokerID, Version: sc.Version, APIIDs: ids, AefIDs: sc.AefIDs(), UpdatedAt: now, WriteID: writeID}, sc)
 }
 
 func (e Encoding) item(shape any, doc any) (map[string]types.AttributeValue, error) {
@@ -201,6 +203,13 @@ func (e Encoding) item(shape any, doc any) (map[string]types.AttributeValue, err
 		return nil, err
 	}
 	return item, nil
+}
+
+// excludes reports whether the item's aefIds attribute alone rules it out for an AEF (items
+// written before the attribute existed are decoded, and the domain decides).
+func excludes(item map[string]types.AttributeValue, aefID string) bool {
+	set, ok := item[attrAefIDs].(*types.AttributeValueMemberSS)
+	return aefID != "" && ok && !slices.Contains(set.Value, aefID)
 }
 
 func decodeContext(item map[string]types.AttributeValue) (*security.SecurityContext, error) {

@@ -132,27 +132,27 @@ func TestRequestBudgets(t *testing.T) {
 		want []string // the request budget, in order
 	}{
 		{"create (PUT)", func() error {
-			_, err := svc.CreateSecurityContext(ctx, w.inv, w.inv, w.request("https://inv.example.com/v1"), nil)
+			_, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv}, w.inv, w.request("https://inv.example.com/v1"))
 			return err
 		}, []string{"BatchGetItem", "PutItem"}},
 		{"update (POST …/update)", func() error {
-			_, err := svc.UpdateSecurityContext(ctx, w.inv, w.inv, w.request("https://inv.example.com/v2"), nil)
+			_, err := svc.UpdateSecurityContext(ctx, security.Caller{ID: w.inv}, w.inv, w.request("https://inv.example.com/v2"))
 			return err
 		}, []string{"BatchGetItem", "PutItem"}},
 		{"get (GET)", func() error {
-			_, err := svc.GetInvokerInfo(ctx, w.aef1, w.inv, true, true, nil)
+			_, err := svc.GetInvokerInfo(ctx, security.Caller{ID: w.aef1}, w.inv, security.InvokerInfoQuery{AuthenticationInfo: true, AuthorizationInfo: true})
 			return err
 		}, []string{"BatchGetItem"}},
 		{"token", func() error {
-			_, err := svc.ObtainAuthorization(ctx, w.inv, w.inv, w.tokenReq(), nil)
+			_, err := svc.ObtainAuthorization(ctx, security.Caller{ID: w.inv}, w.inv, w.tokenReq())
 			return err
 		}, []string{"BatchGetItem"}},
 		{"revoke (POST …/delete), delivered", func() error {
-			return svc.Revoke(ctx, w.aef1, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage}, nil)
+			return svc.Revoke(ctx, security.Caller{ID: w.aef1}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage})
 		}, []string{"BatchGetItem", "TransactWriteItems", "DeleteItem"}}, // the last is Delivered
 		{"revoke all (DELETE), not delivered", func() error {
 			notifier.fail = true
-			return svc.RevokeAll(ctx, w.aef2, w.inv)
+			return svc.RevokeAll(ctx, security.Caller{ID: w.aef2}, w.inv)
 		}, []string{"BatchGetItem", "TransactWriteItems"}},
 	}
 	for _, st := range steps {
@@ -190,15 +190,15 @@ func TestRevocationThrottled(t *testing.T) {
 	w := newWorld()
 	importWorld(t, svc, w)
 	ctx := context.Background()
-	if _, err := svc.CreateSecurityContext(ctx, w.inv, w.inv, w.request("https://inv.example.com/cb"), nil); err != nil {
+	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv}, w.inv, w.request("https://inv.example.com/cb")); err != nil {
 		t.Fatal(err)
 	}
 	before := storedContext(t, s, w.inv)
 
 	for name, revoke := range map[string]func(context.Context) error{
-		"DELETE": func(ctx context.Context) error { return svc.RevokeAll(ctx, w.aef1, w.inv) },
+		"DELETE": func(ctx context.Context) error { return svc.RevokeAll(ctx, security.Caller{ID: w.aef1}, w.inv) },
 		"POST delete": func(ctx context.Context) error {
-			return svc.Revoke(ctx, w.aef2, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiC}, Cause: capif.UnexpectedReason}, nil)
+			return svc.Revoke(ctx, security.Caller{ID: w.aef2}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiC}, Cause: capif.UnexpectedReason})
 		},
 	} {
 		throttle.Store(true)
@@ -249,7 +249,7 @@ func TestDeadline(t *testing.T) {
 	} {
 		c, cancel := ctx()
 		start := time.Now()
-		_, err := svc.GetInvokerInfo(c, w.aef1, w.inv, false, false, nil)
+		_, err := svc.GetInvokerInfo(c, security.Caller{ID: w.aef1}, w.inv, security.InvokerInfoQuery{AuthenticationInfo: false, AuthorizationInfo: false})
 		cancel()
 		took := time.Since(start)
 		if !errors.Is(err, security.ErrUnavailable) {
@@ -300,7 +300,7 @@ func TestServiceConcurrency(t *testing.T) {
 	w := newWorld()
 	importWorld(t, svc, w)
 	ctx := context.Background()
-	if _, err := svc.CreateSecurityContext(ctx, w.inv, w.inv, w.request("https://inv.example.com/0", capif.PSK), nil); err != nil {
+	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv}, w.inv, w.request("https://inv.example.com/0", capif.PSK)); err != nil {
 		t.Fatal(err)
 	}
 	first := storedContext(t, base, w.inv)
@@ -325,13 +325,13 @@ func TestServiceConcurrency(t *testing.T) {
 			switch i % 3 {
 			case 0:
 				kind = "update"
-				_, err = svc.UpdateSecurityContext(ctx, w.inv, w.inv, w.request(fmt.Sprintf("https://inv.example.com/%d", i), capif.PSK), nil)
+				_, err = svc.UpdateSecurityContext(ctx, security.Caller{ID: w.inv}, w.inv, w.request(fmt.Sprintf("https://inv.example.com/%d", i), capif.PSK))
 			case 1:
 				kind = "revoke apiA"
-				err = svc.Revoke(ctx, w.aef1, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage}, nil)
+				err = svc.Revoke(ctx, security.Caller{ID: w.aef1}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage})
 			case 2:
 				kind = "revoke all of aef2"
-				err = svc.RevokeAll(ctx, w.aef2, w.inv)
+				err = svc.RevokeAll(ctx, security.Caller{ID: w.aef2}, w.inv)
 			}
 			results[i] = outcome{kind, err, time.Since(t0)}
 		})

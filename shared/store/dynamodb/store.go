@@ -309,7 +309,7 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 	if err != nil {
 		return nil, err
 	}
-	if it := found[itemKey{s.tables.Contexts, q.APIInvokerID}]; it != nil && contextKeyOK(q.APIInvokerID) {
+	if it := found[itemKey{s.tables.Contexts, q.APIInvokerID}]; it != nil && contextKeyOK(q.APIInvokerID) && !excludes(it, q.ForAEF) {
 		if snap.Context, err = decodeContext(it); err != nil {
 			return nil, fmt.Errorf("dynamodb Load: %w", err)
 		}

@@ -77,7 +77,7 @@ func TestLoadBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := newService(t, setup, &fakeNotifier{}, 0)
-	if _, err := svc.CreateSecurityContext(ctx, w.inv, w.inv, w.request("https://inv.example.com/cb"), nil); err != nil {
+	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv}, w.inv, w.request("https://inv.example.com/cb")); err != nil {
 		t.Fatal(err)
 	}
 	realKeys := func() []string {

@@ -9,11 +9,15 @@
 //	apis        apiId        → capif.ServiceAPIDescription (as imported; drives unpublishing)
 //	interfaces  InterfaceKey → []security.PublishedAPI (interface index)
 //	contexts    apiInvokerId → security.SecurityContext
+//	contextAefs apiInvokerId → []string, the context's AefIDs (answers Query.ForAEF undecoded;
+//	            built from contexts when a file without it is opened)
 //	outbox      owed id      → security.Owed
 //	meta        "schema"     → format version of this file
 //
 // bbolt serialises writers and gives readers a consistent snapshot, so every Store read is one
 // read transaction and every write (including a whole registry import) one write transaction.
+// Only one process can open the file, so the DB also serializes the read-modify-write cycles of
+// each context (security.ContextLocker): its writers never lose an optimistic-lock race.
 package embedded
 
 import (
@@ -24,6 +28,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -39,6 +45,7 @@ var (
 	bucketInterfaces = []byte("interfaces")
 	bucketContexts   = []byte("contexts")
 	bucketOutbox     = []byte("outbox")
+	bucketCtxAEFs    = []byte("contextAefs")
 	bucketMeta       = []byte("meta")
 
 	keySchema     = []byte("schema")
@@ -51,12 +58,14 @@ const lockTimeout = 2 * time.Second
 
 // DB is a bbolt-backed security.Store and security.Registry. It is safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
+	bolt  *bolt.DB
+	locks contextLocks
 }
 
 var (
-	_ security.Store    = (*DB)(nil)
-	_ security.Registry = (*DB)(nil)
+	_ security.Store         = (*DB)(nil)
+	_ security.Registry      = (*DB)(nil)
+	_ security.ContextLocker = (*DB)(nil)
 )
 
 // Open opens (creating if needed) the database file at path. The file and a missing parent
@@ -75,6 +84,11 @@ func Open(path string) (*DB, error) {
 				return err
 			}
 		}
+		if tx.Bucket(bucketCtxAEFs) == nil {
+			if err := indexContextAEFs(tx); err != nil {
+				return err
+			}
+		}
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(keySchema); {
 		case v == nil:
@@ -88,7 +102,58 @@ func Open(path string) (*DB, error) {
 		_ = b.Close()
 		return nil, fmt.Errorf("embedded store: initialise %s: %w", path, err)
 	}
-	return &DB{bolt: b}, nil
+	return &DB{bolt: b, locks: contextLocks{held: map[string]chan struct{}{}}}, nil
+}
+
+// indexContextAEFs builds the contextAefs bucket of a file written before it existed.
+func indexContextAEFs(tx *bolt.Tx) error {
+	idx, err := tx.CreateBucket(bucketCtxAEFs)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketContexts).ForEach(func(k, v []byte) error {
+		var sc security.SecurityContext
+		if err := json.Unmarshal(v, &sc); err != nil {
+			return fmt.Errorf("contexts %q: corrupt record: %w", k, err)
+		}
+		return put(idx, string(k), sc.AefIDs())
+	})
+}
+
+// contextLocks holds one lock per context being written; a lock is a channel so that waiting
+// for it can end with the request's context.
+type contextLocks struct {
+	mu   sync.Mutex
+	held map[string]chan struct{} // closed when released
+}
+
+// LockContext waits until no other writer of apiInvokerID holds the lock, or until ctx ends.
+func (db *DB) LockContext(ctx context.Context, apiInvokerID string) (func(), error) {
+	l := &db.locks
+	for {
+		l.mu.Lock()
+		wait, busy := l.held[apiInvokerID]
+		if !busy {
+			mine := make(chan struct{})
+			l.held[apiInvokerID] = mine
+			l.mu.Unlock()
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					l.mu.Lock()
+					delete(l.held, apiInvokerID)
+					l.mu.Unlock()
+					close(mine)
+				})
+			}, nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("embedded store: waiting for the context lock: %w", ctx.Err())
+		}
+	}
 }
 
 // Close releases the file. Operations after Close fail.
@@ -112,7 +177,7 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 				snap.Caller = &p
 			}
 		}
-		if q.APIInvokerID != "" {
+		if q.APIInvokerID != "" && !excluded(tx, q) {
 			var sc security.SecurityContext
 			if ok, err := get(tx, bucketContexts, q.APIInvokerID, &sc); err != nil {
 				return err
@@ -144,6 +209,18 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 	return snap, nil
 }
 
+// excluded reports whether q.ForAEF rules the context out by its index entry alone.
+func excluded(tx *bolt.Tx, q security.Query) bool {
+	if q.ForAEF == "" {
+		return false
+	}
+	var aefs []string
+	if ok, err := get(tx, bucketCtxAEFs, q.APIInvokerID, &aefs); err != nil || !ok {
+		return false // no index entry: decode, and let the domain decide
+	}
+	return !slices.Contains(aefs, q.ForAEF)
+}
+
 // Create stores sc with Version 1; ErrExists when the invoker already has a context.
 func (db *DB) Create(ctx context.Context, sc *security.SecurityContext) error {
 	if err := checkContext(ctx, sc); err != nil {
@@ -155,6 +232,9 @@ func (db *DB) Create(ctx context.Context, sc *security.SecurityContext) error {
 		b := tx.Bucket(bucketContexts)
 		if b.Get([]byte(sc.APIInvokerID)) != nil {
 			return fmt.Errorf("%w: security context of %q", security.ErrExists, sc.APIInvokerID)
+		}
+		if err := put(tx.Bucket(bucketCtxAEFs), sc.APIInvokerID, sc.AefIDs()); err != nil {
+			return err
 		}
 		return put(b, sc.APIInvokerID, &stored)
 	})
@@ -194,8 +274,10 @@ func (db *DB) Replace(ctx context.Context, sc *security.SecurityContext, owed []
 		}
 		var err error
 		if len(sc.Entries) == 0 {
-			err = b.Delete([]byte(sc.APIInvokerID))
-		} else {
+			if err = tx.Bucket(bucketCtxAEFs).Delete([]byte(sc.APIInvokerID)); err == nil {
+				err = b.Delete([]byte(sc.APIInvokerID))
+			}
+		} else if err = put(tx.Bucket(bucketCtxAEFs), sc.APIInvokerID, sc.AefIDs()); err == nil {
 			err = put(b, sc.APIInvokerID, &stored)
 		}
 		if err != nil {
@@ -326,6 +408,9 @@ func (db *DB) Import(ctx context.Context, doc security.RegistryDoc) error {
 func (db *DB) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
 	return db.registryUpdate(ctx, "remove invoker", func(tx *regTx) error {
 		if err := security.ApplyRemoveInvoker(tx, apiInvokerID); err != nil {
+			return err
+		}
+		if err := tx.tx.Bucket(bucketCtxAEFs).Delete([]byte(apiInvokerID)); err != nil {
 			return err
 		}
 		return tx.tx.Bucket(bucketContexts).Delete([]byte(apiInvokerID))
