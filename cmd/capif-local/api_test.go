@@ -456,11 +456,12 @@ func testAEFIsolation(t *testing.T, r *runner) {
 		t.Errorf("aef-b sees %+v", vb)
 	}
 
-	// AEFs with no entry in this existing context: 403 on all three routes.
+	// AEFs with no entry in this existing context: 404 on all three routes, as for no context,
+	// so that no AEF learns which invokers have one.
 	for _, cl := range []*client{c, idle} {
-		wantProblem(t, cl.get(inv, ""), http.StatusForbidden)
-		wantProblem(t, cl.revokeAll(inv), http.StatusForbidden)
-		wantProblem(t, cl.revoke(inv, capif.SecurityNotification{APIInvokerID: inv, APIIDs: []string{apiC1}, Cause: capif.UnexpectedReason}), http.StatusForbidden)
+		wantProblem(t, cl.get(inv, ""), http.StatusNotFound)
+		wantProblem(t, cl.revokeAll(inv), http.StatusNotFound)
+		wantProblem(t, cl.revoke(inv, capif.SecurityNotification{APIInvokerID: inv, APIIDs: []string{apiC1}, Cause: capif.UnexpectedReason}), http.StatusNotFound)
 		// No context at all: 404.
 		wantProblem(t, cl.get(bare, ""), http.StatusNotFound)
 		wantProblem(t, cl.revokeAll(bare), http.StatusNotFound)
@@ -469,7 +470,7 @@ func testAEFIsolation(t *testing.T, r *runner) {
 
 	// aef-a revokes everything it can: only its own entries go.
 	wantStatus(t, a.revokeAll(inv), http.StatusNoContent)
-	wantProblem(t, a.get(inv, ""), http.StatusForbidden)
+	wantProblem(t, a.get(inv, ""), http.StatusNotFound)
 	if got := view(b); !equalJSON(t, got, vb) {
 		t.Errorf("aef-b's entries changed when aef-a revoked: %+v, was %+v", got, vb)
 	}

@@ -202,7 +202,7 @@ func testContextLifecycle(t *testing.T, r *runner) {
 	if after.SecurityInfo[0].AuthenticationInfo != string(caPEM) {
 		t.Error("GET: PKI authenticationInfo is not the client CA PEM")
 	}
-	wantProblem(t, r.as(t, aefB).get(inv, ""), http.StatusForbidden)
+	wantProblem(t, r.as(t, aefB).get(inv, ""), http.StatusNotFound)
 
 	// Update: replaces entries and destination; features renegotiated from the request.
 	resp = owner.update(inv, serviceSecurity(someDest, aefEntry(aefB, apiB1, "PKI")))
@@ -211,7 +211,7 @@ func testContextLifecycle(t *testing.T, r *runner) {
 	if _, has := raw["supportedFeatures"]; has {
 		t.Errorf("supportedFeatures %s without a request", raw["supportedFeatures"])
 	}
-	wantProblem(t, a.get(inv, ""), http.StatusForbidden)
+	wantProblem(t, a.get(inv, ""), http.StatusNotFound)
 	wantStatus(t, r.as(t, aefB).get(inv, ""), http.StatusOK)
 	snk.quiet(t) // no test notification without the request
 

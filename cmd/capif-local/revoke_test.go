@@ -109,8 +109,8 @@ func testRevocation(t *testing.T, r *runner) {
 	// aef-b's DELETE: what is left of aef-b, cause UNEXPECTED_REASON; then it has no entries.
 	wantStatus(t, b.revokeAll(inv), http.StatusNoContent)
 	wantNotification(t, r, snk, n(inv, aefB, capif.UnexpectedReason, apiB2))
-	wantProblem(t, b.get(inv, ""), http.StatusForbidden)
-	wantProblem(t, b.revokeAll(inv), http.StatusForbidden)
+	wantProblem(t, b.get(inv, ""), http.StatusNotFound)
+	wantProblem(t, b.revokeAll(inv), http.StatusNotFound)
 	snk.quiet(t)
 
 	// aef-a's DELETE empties the context, which is deleted.

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/capifcore/capif-security/shared/capif"
-	"github.com/capifcore/capif-security/shared/security"
 )
 
 func bodyRequest(contentType, body string) *http.Request {
@@ -21,11 +20,11 @@ func bodyRequest(contentType, body string) *http.Request {
 	return r
 }
 
-func asError(t *testing.T, err error) *security.Error {
+func asError(t *testing.T, err error) *requestError {
 	t.Helper()
-	var e *security.Error
+	var e *requestError
 	if !errors.As(err, &e) {
-		t.Fatalf("error %v (%T) is not a *security.Error", err, err)
+		t.Fatalf("error %v (%T) is not a *requestError", err, err)
 	}
 	return e
 }
@@ -35,7 +34,7 @@ func TestDecodeJSON(t *testing.T) {
 		name        string
 		contentType string
 		body        string
-		kind        security.Kind // 0: decodes
+		kind        int // status; 0: decodes
 		pointer     string        // the invalidParams pointer, if any
 	}{
 		{"valid", "application/json", `{"notificationDestination":"https://x.example.com","securityInfo":[]}`, 0, ""},
@@ -43,39 +42,39 @@ func TestDecodeJSON(t *testing.T) {
 		{"media type case", "Application/JSON", `{}`, 0, ""},
 		{"unknown members ignored", "application/json", `{"foo":{"bar":[1,2]},"securityInfo":[{"x":1}]}`, 0, ""},
 		{"surrounding whitespace", "application/json", " \n\t{}\r\n ", 0, ""},
-		{"no content type", "", `{}`, security.KindUnsupportedType, "Content-Type"},
-		{"text/plain", "text/plain", `{}`, security.KindUnsupportedType, "Content-Type"},
-		{"problem+json", "application/problem+json", `{}`, security.KindUnsupportedType, "Content-Type"},
-		{"form", "application/x-www-form-urlencoded", `a=b`, security.KindUnsupportedType, "Content-Type"},
-		{"unparsable content type", "application/json; =", `{}`, security.KindUnsupportedType, "Content-Type"},
+		{"no content type", "", `{}`, 415, "Content-Type"},
+		{"text/plain", "text/plain", `{}`, 415, "Content-Type"},
+		{"problem+json", "application/problem+json", `{}`, 415, "Content-Type"},
+		{"form", "application/x-www-form-urlencoded", `a=b`, 415, "Content-Type"},
+		{"unparsable content type", "application/json; =", `{}`, 415, "Content-Type"},
 		{"exactly 1 MiB", "application/json", `{"x":"` + strings.Repeat("a", MaxBody-8) + `"}`, 0, ""},
-		{"over 1 MiB", "application/json", `{"x":"` + strings.Repeat("a", MaxBody) + `"}`, security.KindTooLarge, ""},
-		{"empty body", "application/json", ``, security.KindInvalid, ""},
-		{"malformed", "application/json", `{"securityInfo":[}`, security.KindInvalid, ""},
-		{"truncated", "application/json", `{"securityInfo":[`, security.KindInvalid, ""},
-		{"trailing object", "application/json", `{} {}`, security.KindInvalid, ""},
-		{"trailing garbage", "application/json", `{}x`, security.KindInvalid, ""},
-		{"trailing bracket", "application/json", `{}]`, security.KindInvalid, ""},
-		{"trailing brace", "application/json", `{"securityInfo":[]}}`, security.KindInvalid, ""},
-		{"trailing comma", "application/json", `{},`, security.KindInvalid, ""},
-		{"top-level array", "application/json", `[]`, security.KindInvalid, ""},
-		{"top-level string", "application/json", `"x"`, security.KindInvalid, ""},
-		{"string for a string array", "application/json", `{"securityInfo":[{},{"prefSecurityMethods":"PSK"}]}`, security.KindInvalid, "/securityInfo/1/prefSecurityMethods"},
-		{"number in a string array", "application/json", `{"securityInfo":[{"prefSecurityMethods":["PSK"]},{"prefSecurityMethods":["PKI",7]}]}`, security.KindInvalid, "/securityInfo/1/prefSecurityMethods/1"},
-		{"object in a string array", "application/json", `{"securityInfo":[{"prefSecurityMethods":["PKI",{"a":[1]}]}]}`, security.KindInvalid, "/securityInfo/0/prefSecurityMethods/1"},
-		{"string for a port", "application/json", `{"securityInfo":[{"aefId":"a"},{"interfaceDetails":{"fqdn":"x.example.com","port":"443"}}]}`, security.KindInvalid, "/securityInfo/1/interfaceDetails/port"},
-		{"fraction for a port", "application/json", `{"securityInfo":[{"interfaceDetails":{"port":1.5}}]}`, security.KindInvalid, "/securityInfo/0/interfaceDetails/port"},
-		{"array for an object", "application/json", `{"securityInfo":[{"interfaceDetails":[1,2]}]}`, security.KindInvalid, "/securityInfo/0/interfaceDetails"},
-		{"object for an array", "application/json", `{"securityInfo":{"0":{}}}`, security.KindInvalid, "/securityInfo"},
-		{"string for a boolean", "application/json", `{"requestTestNotification":"true"}`, security.KindInvalid, "/requestTestNotification"},
-		{"number for a string", "application/json", `{"notificationDestination":42}`, security.KindInvalid, "/notificationDestination"},
-		{"member name in other case", "application/json", `{"SecurityInfo":[{"AefId":1}]}`, security.KindInvalid, "/SecurityInfo/0/AefId"},
-		{"spaces everywhere", "application/json", "{ \"securityInfo\" : [ { } ,\n { \"prefSecurityMethods\" : [ \"PKI\" , 7 ] } ] }", security.KindInvalid, "/securityInfo/1/prefSecurityMethods/1"},
-		{"spaces around a wrong array", "application/json", `{"securityInfo":[ {"interfaceDetails": [ 1 , 2 ] } ]}`, security.KindInvalid, "/securityInfo/0/interfaceDetails"},
-		{"first element wrong", "application/json", `{"securityInfo":[{"prefSecurityMethods":[7,"PKI"]},{"prefSecurityMethods":[8]}]}`, security.KindInvalid, "/securityInfo/0/prefSecurityMethods/0"},
-		{"the earliest of two errors", "application/json", `{"securityInfo":[{"aefId":"a"},{"aefId":true},{"aefId":1}]}`, security.KindInvalid, "/securityInfo/1/aefId"},
-		{"unknown members around", "application/json", `{"x":[{"prefSecurityMethods":1}],"securityInfo":[{"y":{"aefId":2}},{"aefId":3}]}`, security.KindInvalid, "/securityInfo/1/aefId"},
-		{"nested websocket config", "application/json", `{"websockNotifConfig":{"requestWebsocketUri":1}}`, security.KindInvalid, "/websockNotifConfig/requestWebsocketUri"},
+		{"over 1 MiB", "application/json", `{"x":"` + strings.Repeat("a", MaxBody) + `"}`, 413, ""},
+		{"empty body", "application/json", ``, 400, ""},
+		{"malformed", "application/json", `{"securityInfo":[}`, 400, ""},
+		{"truncated", "application/json", `{"securityInfo":[`, 400, ""},
+		{"trailing object", "application/json", `{} {}`, 400, ""},
+		{"trailing garbage", "application/json", `{}x`, 400, ""},
+		{"trailing bracket", "application/json", `{}]`, 400, ""},
+		{"trailing brace", "application/json", `{"securityInfo":[]}}`, 400, ""},
+		{"trailing comma", "application/json", `{},`, 400, ""},
+		{"top-level array", "application/json", `[]`, 400, ""},
+		{"top-level string", "application/json", `"x"`, 400, ""},
+		{"string for a string array", "application/json", `{"securityInfo":[{},{"prefSecurityMethods":"PSK"}]}`, 400, "/securityInfo/1/prefSecurityMethods"},
+		{"number in a string array", "application/json", `{"securityInfo":[{"prefSecurityMethods":["PSK"]},{"prefSecurityMethods":["PKI",7]}]}`, 400, "/securityInfo/1/prefSecurityMethods/1"},
+		{"object in a string array", "application/json", `{"securityInfo":[{"prefSecurityMethods":["PKI",{"a":[1]}]}]}`, 400, "/securityInfo/0/prefSecurityMethods/1"},
+		{"string for a port", "application/json", `{"securityInfo":[{"aefId":"a"},{"interfaceDetails":{"fqdn":"x.example.com","port":"443"}}]}`, 400, "/securityInfo/1/interfaceDetails/port"},
+		{"fraction for a port", "application/json", `{"securityInfo":[{"interfaceDetails":{"port":1.5}}]}`, 400, "/securityInfo/0/interfaceDetails/port"},
+		{"array for an object", "application/json", `{"securityInfo":[{"interfaceDetails":[1,2]}]}`, 400, "/securityInfo/0/interfaceDetails"},
+		{"object for an array", "application/json", `{"securityInfo":{"0":{}}}`, 400, "/securityInfo"},
+		{"string for a boolean", "application/json", `{"requestTestNotification":"true"}`, 400, "/requestTestNotification"},
+		{"number for a string", "application/json", `{"notificationDestination":42}`, 400, "/notificationDestination"},
+		{"member name in other case", "application/json", `{"SecurityInfo":[{"AefId":1}]}`, 400, "/SecurityInfo/0/AefId"},
+		{"spaces everywhere", "application/json", "{ \"securityInfo\" : [ { } ,\n { \"prefSecurityMethods\" : [ \"PKI\" , 7 ] } ] }", 400, "/securityInfo/1/prefSecurityMethods/1"},
+		{"spaces around a wrong array", "application/json", `{"securityInfo":[ {"interfaceDetails": [ 1 , 2 ] } ]}`, 400, "/securityInfo/0/interfaceDetails"},
+		{"first element wrong", "application/json", `{"securityInfo":[{"prefSecurityMethods":[7,"PKI"]},{"prefSecurityMethods":[8]}]}`, 400, "/securityInfo/0/prefSecurityMethods/0"},
+		{"the earliest of two errors", "application/json", `{"securityInfo":[{"aefId":"a"},{"aefId":true},{"aefId":1}]}`, 400, "/securityInfo/1/aefId"},
+		{"unknown members around", "application/json", `{"x":[{"prefSecurityMethods":1}],"securityInfo":[{"y":{"aefId":2}},{"aefId":3}]}`, 400, "/securityInfo/1/aefId"},
+		{"nested websocket config", "application/json", `{"websockNotifConfig":{"requestWebsocketUri":1}}`, 400, "/websockNotifConfig/requestWebsocketUri"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,17 +87,17 @@ func TestDecodeJSON(t *testing.T) {
 				return
 			}
 			e := asError(t, err)
-			if e.Kind != tt.kind {
-				t.Errorf("kind %d, want %d (%v)", e.Kind, tt.kind, e)
+			if e.status != tt.kind {
+				t.Errorf("kind %d, want %d (%v)", e.status, tt.kind, e)
 			}
-			if e.OAuthError != "" {
-				t.Errorf("a JSON body error carries OAuth error %q", e.OAuthError)
+			if e.oauth != "" {
+				t.Errorf("a JSON body error carries OAuth error %q", e.oauth)
 			}
 			switch {
-			case tt.pointer == "" && len(e.InvalidParams) > 0:
-				t.Errorf("invalid params %+v, want none", e.InvalidParams)
-			case tt.pointer != "" && (len(e.InvalidParams) != 1 || e.InvalidParams[0].Param != tt.pointer):
-				t.Errorf("invalid params %+v, want %s", e.InvalidParams, tt.pointer)
+			case tt.pointer == "" && len(e.params) > 0:
+				t.Errorf("invalid params %+v, want none", e.params)
+			case tt.pointer != "" && (len(e.params) != 1 || e.params[0].Param != tt.pointer):
+				t.Errorf("invalid params %+v, want %s", e.params, tt.pointer)
 			}
 		})
 	}
@@ -113,8 +112,8 @@ func TestDecodeJSONPointerEscapes(t *testing.T) {
 	}
 	err := decodeJSON(bodyRequest("application/json", `{"a/b~c":[{"x":1},{"x":"y"}]}`), &v)
 	e := asError(t, err)
-	if len(e.InvalidParams) != 1 || e.InvalidParams[0].Param != "/a~1b~0c/1/x" {
-		t.Errorf("invalid params %+v", e.InvalidParams)
+	if len(e.params) != 1 || e.params[0].Param != "/a~1b~0c/1/x" {
+		t.Errorf("invalid params %+v", e.params)
 	}
 }
 
@@ -125,7 +124,7 @@ func TestDecodeTokenRequest(t *testing.T) {
 		contentType string
 		body        string
 		want        capif.AccessTokenReq
-		kind        security.Kind
+		kind        int
 		oauth       string
 		mention     string
 	}{
@@ -133,19 +132,19 @@ func TestDecodeTokenRequest(t *testing.T) {
 		{"everything", form + "; charset=UTF-8", "grant_type=client_credentials&client_id=inv%201&client_secret=s%2Bx&scope=3gpp%23aef1%3Aa%2Cb%3Baef2%3Ac&resOwnerId=ue1&authCode=c0de&extra=ignored",
 			capif.AccessTokenReq{GrantType: "client_credentials", ClientID: "inv 1", ClientSecret: "s+x", Scope: "3gpp#aef1:a,b;aef2:c", ResOwnerID: "ue1", AuthCode: "c0de"}, 0, "", ""},
 		{"plus is a space", form, "grant_type=client_credentials&client_id=a+b", capif.AccessTokenReq{GrantType: "client_credentials", ClientID: "a b"}, 0, "", ""},
-		{"JSON body", "application/json", `{"grant_type":"client_credentials"}`, capif.AccessTokenReq{}, security.KindUnsupportedType, "", ""},
-		{"no content type", "", "grant_type=client_credentials&client_id=inv1", capif.AccessTokenReq{}, security.KindUnsupportedType, "", ""},
-		{"multipart", "multipart/form-data; boundary=x", "--x--", capif.AccessTokenReq{}, security.KindUnsupportedType, "", ""},
-		{"too large", form, "grant_type=client_credentials&client_id=inv1&scope=" + strings.Repeat("a", MaxBody), capif.AccessTokenReq{}, security.KindTooLarge, "", ""},
-		{"missing grant_type", form, "client_id=inv1", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, "grant_type"},
-		{"empty grant_type", form, "grant_type=&client_id=inv1", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, "grant_type"},
-		{"missing client_id", form, "grant_type=client_credentials", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, "client_id"},
-		{"empty body", form, "", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, "grant_type"},
-		{"repeated grant_type", form, "grant_type=client_credentials&grant_type=client_credentials&client_id=inv1", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, "grant_type"},
-		{"repeated scope", form, "grant_type=client_credentials&client_id=inv1&scope=a&scope=b", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, "scope"},
-		{"repeated client_secret", form, "grant_type=client_credentials&client_id=inv1&client_secret=a&client_secret=a", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, "client_secret"},
-		{"bad escape", form, "grant_type=client_credentials&client_id=inv%zz", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, ""},
-		{"semicolon separator", form, "grant_type=client_credentials;client_id=inv1", capif.AccessTokenReq{}, security.KindInvalid, capif.InvalidRequest, ""},
+		{"JSON body", "application/json", `{"grant_type":"client_credentials"}`, capif.AccessTokenReq{}, 415, "", ""},
+		{"no content type", "", "grant_type=client_credentials&client_id=inv1", capif.AccessTokenReq{}, 415, "", ""},
+		{"multipart", "multipart/form-data; boundary=x", "--x--", capif.AccessTokenReq{}, 415, "", ""},
+		{"too large", form, "grant_type=client_credentials&client_id=inv1&scope=" + strings.Repeat("a", MaxBody), capif.AccessTokenReq{}, 413, "", ""},
+		{"missing grant_type", form, "client_id=inv1", capif.AccessTokenReq{}, 400, capif.InvalidRequest, "grant_type"},
+		{"empty grant_type", form, "grant_type=&client_id=inv1", capif.AccessTokenReq{}, 400, capif.InvalidRequest, "grant_type"},
+		{"missing client_id", form, "grant_type=client_credentials", capif.AccessTokenReq{}, 400, capif.InvalidRequest, "client_id"},
+		{"empty body", form, "", capif.AccessTokenReq{}, 400, capif.InvalidRequest, "grant_type"},
+		{"repeated grant_type", form, "grant_type=client_credentials&grant_type=client_credentials&client_id=inv1", capif.AccessTokenReq{}, 400, capif.InvalidRequest, "grant_type"},
+		{"repeated scope", form, "grant_type=client_credentials&client_id=inv1&scope=a&scope=b", capif.AccessTokenReq{}, 400, capif.InvalidRequest, "scope"},
+		{"repeated client_secret", form, "grant_type=client_credentials&client_id=inv1&client_secret=a&client_secret=a", capif.AccessTokenReq{}, 400, capif.InvalidRequest, "client_secret"},
+		{"bad escape", form, "grant_type=client_credentials&client_id=inv%zz", capif.AccessTokenReq{}, 400, capif.InvalidRequest, ""},
+		{"semicolon separator", form, "grant_type=client_credentials;client_id=inv1", capif.AccessTokenReq{}, 400, capif.InvalidRequest, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,11 +159,11 @@ func TestDecodeTokenRequest(t *testing.T) {
 				return
 			}
 			e := asError(t, err)
-			if e.Kind != tt.kind || e.OAuthError != tt.oauth {
-				t.Errorf("kind %d oauth %q, want %d %q (%v)", e.Kind, e.OAuthError, tt.kind, tt.oauth, e)
+			if e.status != tt.kind || e.oauth != tt.oauth {
+				t.Errorf("kind %d oauth %q, want %d %q (%v)", e.status, e.oauth, tt.kind, tt.oauth, e)
 			}
-			if !strings.Contains(e.Detail, tt.mention) {
-				t.Errorf("detail %q does not mention %q", e.Detail, tt.mention)
+			if !strings.Contains(e.detail, tt.mention) {
+				t.Errorf("detail %q does not mention %q", e.detail, tt.mention)
 			}
 		})
 	}
@@ -178,13 +177,13 @@ func TestReadBodyFailure(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/x", failingReader{})
 	r.Header.Set("Content-Type", "application/json")
 	var v capif.ServiceSecurity
-	if e := asError(t, decodeJSON(r, &v)); e.Kind != security.KindInvalid {
-		t.Errorf("kind %d", e.Kind)
+	if e := asError(t, decodeJSON(r, &v)); e.status != 400 {
+		t.Errorf("kind %d", e.status)
 	}
 	r = httptest.NewRequest(http.MethodPost, "/x", failingReader{})
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	_, err := decodeTokenRequest(r)
-	if e := asError(t, err); e.Kind != security.KindInvalid || e.OAuthError != capif.InvalidRequest {
+	if e := asError(t, err); e.status != 400 || e.oauth != capif.InvalidRequest {
 		t.Errorf("token: %+v", e)
 	}
 }
@@ -213,7 +212,7 @@ func TestQueryFlag(t *testing.T) {
 		got, err := queryFlag(q, "f")
 		if tt.bad {
 			e := asError(t, err)
-			if e.Kind != security.KindInvalid || len(e.InvalidParams) != 1 || e.InvalidParams[0].Param != "f" {
+			if e.status != 400 || len(e.params) != 1 || e.params[0].Param != "f" {
 				t.Errorf("%q: error %+v", tt.query, e)
 			}
 			continue
@@ -263,13 +262,13 @@ func TestTypeErrorPointerFallback(t *testing.T) {
 		{`{"a":[{"b":1}]}`, "a.b", 12, "/a/0/b"},
 		{`{"a":[{"b":1}]}`, "a.c", 12, "/a/c"},
 		{`{"a":[{"b":1}]}`, "a.b", 100, "/a/b"},
-		{`{"a":[{"b":1}`, "a.b", 12, "/a/b"}, // not well-formed
+		{`{"a":[{"b":1}`, "a.b", 12, "/a/0/b"}, // not well-formed: what was walked
 		{`{"a~/":1}`, "a~/", 8, "/a~0~1"},
 	}
 	for _, tt := range tests {
 		te := &json.UnmarshalTypeError{Field: tt.field, Offset: tt.off}
-		if got := typeErrorPointer([]byte(tt.body), te); got != tt.want {
-			t.Errorf("typeErrorPointer(%s, %q@%d) = %q, want %q", tt.body, tt.field, tt.off, got, tt.want)
+		if got := pointerAt([]byte(tt.body), te.Offset, te.Field); got != tt.want {
+			t.Errorf("pointerAt(%s, %q@%d) = %q, want %q", tt.body, tt.field, tt.off, got, tt.want)
 		}
 	}
 }
@@ -286,8 +285,8 @@ func TestTypeMismatchReason(t *testing.T) {
 	for _, tt := range tests {
 		var v capif.ServiceSecurity
 		e := asError(t, decodeJSON(bodyRequest("application/json", tt.body), &v))
-		if len(e.InvalidParams) != 1 || e.InvalidParams[0].Reason != tt.reason {
-			t.Errorf("%s: %+v, want reason %q", tt.body, e.InvalidParams, tt.reason)
+		if len(e.params) != 1 || e.params[0].Reason != tt.reason {
+			t.Errorf("%s: %+v, want reason %q", tt.body, e.params, tt.reason)
 		}
 	}
 }

@@ -102,10 +102,10 @@ func TestInvokerRoutesIdentityOrder(t *testing.T) {
 		{"AEF on an unknown id, bad body", s.req(http.MethodPost, invokers+"nobody/update", "aef1", "application/json", `{`), 403, security.CauseRoleNotAllowed, nil},
 		{"another invoker", s.req(http.MethodPost, invokers+"inv1/update", "inv2", "application/json", `{}`), 403, security.CauseNotOwner, nil},
 		{"invoker on an unknown id", s.req(http.MethodPut, invokers+"nobody", "inv2", "application/json", `{}`), 403, security.CauseNotOwner, nil},
-		{"owner, wrong media type", s.req(http.MethodPut, invokers+"inv2", "inv2", "text/plain", `{}`), 415, security.CauseUnsupportedMedia, []string{"Content-Type"}},
-		{"owner, malformed", s.req(http.MethodPut, invokers+"inv2", "inv2", "application/json", `{"securityInfo":`), 400, security.CauseMalformedBody, nil},
+		{"owner, wrong media type", s.req(http.MethodPut, invokers+"inv2", "inv2", "text/plain", `{}`), 415, CauseUnsupportedMedia, []string{"Content-Type"}},
+		{"owner, malformed", s.req(http.MethodPut, invokers+"inv2", "inv2", "application/json", `{"securityInfo":`), 400, CauseMalformedBody, nil},
 		{"owner, too large", s.req(http.MethodPut, invokers+"inv2", "inv2", "application/json", `{"x":"`+strings.Repeat("a", MaxBody)+`"}`), 413, security.CauseTooLarge, nil},
-		{"owner, trailing data", s.req(http.MethodPut, invokers+"inv2", "inv2", "application/json", `{}]`), 400, security.CauseMalformedBody, nil},
+		{"owner, trailing data", s.req(http.MethodPut, invokers+"inv2", "inv2", "application/json", `{}]`), 400, CauseMalformedBody, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,7 +156,7 @@ func TestGetInvokerInfo(t *testing.T) {
 		{"not acceptable", "inv1", "aef2", "text/html", 406, "NOT_ACCEPTABLE", "", nil},
 		{"not acceptable, unknown caller", "inv1", "stranger", "text/html", 401, security.CauseUnauthenticated, "", nil},
 		{"bad flag, invoker", "inv1?authenticationInfo=1", "inv1", "", 403, security.CauseRoleNotAllowed, "", nil},
-		{"AEF without entries", "inv1", "aef3", "", 403, security.CauseNoEntriesForAEF, "", nil},
+		{"AEF without entries", "inv1", "aef3", "", 404, security.CauseContextNotFound, "", nil},
 		{"no context", "inv2", "aef3", "", 404, security.CauseContextNotFound, "", nil},
 		{"invoker on its own context", "inv1", "inv1", "", 403, security.CauseRoleNotAllowed, "", nil},
 	}
@@ -196,10 +196,10 @@ func TestRevocationRoutes(t *testing.T) {
 	problem(t, s.json(http.MethodPost, invokers+"inv1/delete", "aef1", capif.SecurityNotification{APIInvokerID: "inv1", APIIDs: []string{"apiC"}, Cause: capif.OverlimitUsage}),
 		403, security.CauseAPINotPublished)
 	problem(t, s.do(http.MethodPost, invokers+"inv1/delete", "aef1", "application/json", `{"apiInvokerId":"inv1","apiIds":"apiA","cause":"X"}`),
-		400, security.CauseMalformedBody, "/apiIds")
-	problem(t, s.do(http.MethodPost, invokers+"inv1/delete", "aef1", "text/plain", `{}`), 415, security.CauseUnsupportedMedia, "Content-Type")
+		400, CauseMalformedBody, "/apiIds")
+	problem(t, s.do(http.MethodPost, invokers+"inv1/delete", "aef1", "text/plain", `{}`), 415, CauseUnsupportedMedia, "Content-Type")
 	problem(t, s.do(http.MethodPost, invokers+"inv1/delete", "inv1", "text/plain", `{}`), 403, security.CauseRoleNotAllowed)
-	problem(t, s.do(http.MethodDelete, invokers+"inv1", "aef3", "", ""), 403, security.CauseNoEntriesForAEF)
+	problem(t, s.do(http.MethodDelete, invokers+"inv1", "aef3", "", ""), 404, security.CauseContextNotFound)
 	problem(t, s.do(http.MethodDelete, invokers+"inv2", "aef1", "", ""), 404, security.CauseContextNotFound)
 	problem(t, s.do(http.MethodDelete, invokers+"inv1", "", "", ""), 401, security.CauseUnauthenticated)
 	if len(s.notifier.sent) != 0 {
@@ -277,7 +277,7 @@ func TestTokenEndpoint(t *testing.T) {
 		{"no certificate", "inv1", "", form, with("", ""), 401, capif.InvalidClient, "", true, "", nil},
 		{"AEF caller", "aef1", "aef1", form, tokenForm(map[string]string{"grant_type": "client_credentials", "client_id": "aef1"}), 403, "", security.CauseRoleNotAllowed, true, "", nil},
 		{"securityId of another", "inv2", "inv1", form, with("", ""), 403, "", security.CauseNotOwner, true, "", nil},
-		{"wrong media type", "inv1", "inv1", "application/json", `{"grant_type":"client_credentials"}`, 415, "", security.CauseUnsupportedMedia, true, "", []string{"Content-Type"}},
+		{"wrong media type", "inv1", "inv1", "application/json", `{"grant_type":"client_credentials"}`, 415, "", CauseUnsupportedMedia, true, "", []string{"Content-Type"}},
 		{"too large", "inv1", "inv1", form, with("scope", strings.Repeat("a", MaxBody)), 413, "", security.CauseTooLarge, true, "", nil},
 		{"repeated parameter", "inv1", "inv1", form, with("", "") + "&client_id=inv1", 400, capif.InvalidRequest, "", true, "client_id", nil},
 		{"missing client_id", "inv1", "inv1", form, with("client_id", ""), 400, capif.InvalidRequest, "", true, "client_id", nil},

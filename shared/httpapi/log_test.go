@@ -79,7 +79,7 @@ func TestAccessLog(t *testing.T) {
 		{"GET", invokers + "inv1?authenticationInfo=true", "aef2", "", "", OpObtainAPIInvokerInfo, 200, "INFO"},
 		{"POST", Base + "/securities/inv1/token", "inv1", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_id=inv1&client_secret=" + inv1Secret, OpObtainAuthorization, 200, "INFO"},
 		{"POST", Base + "/securities/inv1/token", "inv1", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_id=inv1&client_secret=wrong-" + inv1Secret, OpObtainAuthorization, 401, "INFO"},
-		{"DELETE", invokers + "inv1", "aef3", "", "", OpRevokeAuthorization, 403, "INFO"},
+		{"DELETE", invokers + "inv1", "aef3", "", "", OpRevokeAuthorization, 404, "INFO"},
 		{"POST", invokers + "inv1/update", "stranger", "application/json", "{}", OpObtainSecurityMethod, 401, "INFO"},
 		{"GET", "/.well-known/jwks.json", "", "", "", OpJWKS, 200, "INFO"},
 		{"GET", Base + "/nowhere", "inv1", "", "", "", 404, "INFO"},

@@ -431,7 +431,7 @@ func statusOf(err error) int {
 		return 200
 	case errors.As(err, &se):
 		return map[security.Kind]int{security.KindInvalid: 400, security.KindUnauthenticated: 401, security.KindForbidden: 403,
-			security.KindNotFound: 404, security.KindTooLarge: 413, security.KindUnsupportedType: 415, security.KindUnavailable: 503}[se.Kind]
+			security.KindNotFound: 404, security.KindTooLarge: 413, security.KindUnavailable: 503}[se.Kind]
 	case errors.Is(err, security.ErrUnavailable):
 		return 503
 	}
