@@ -34,8 +34,8 @@ func TestDecodeJSON(t *testing.T) {
 		name        string
 		contentType string
 		body        string
-		kind        int // status; 0: decodes
-		pointer     string        // the invalidParams pointer, if any
+		kind        int    // status; 0: decodes
+		pointer     string // the invalidParams pointer, if any
 	}{
 		{"valid", "application/json", `{"notificationDestination":"https://x.example.com","securityInfo":[]}`, 0, ""},
 		{"charset parameter", "application/json; charset=utf-8", `{}`, 0, ""},

@@ -228,7 +228,10 @@ func TestStoreUnavailable(t *testing.T) {
 			_, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest())
 			return err
 		},
-		"get":            func() error { _, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: "aef1"}, "inv1", security.InvokerInfoQuery{AuthenticationInfo: true, AuthorizationInfo: true}); return err },
+		"get": func() error {
+			_, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: "aef1"}, "inv1", security.InvokerInfoQuery{AuthenticationInfo: true, AuthorizationInfo: true})
+			return err
+		},
 		"revoke":         func() error { return e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1") },
 		"remove invoker": func() error { return e.svc.RemoveInvoker(ctx, "inv1") },
 		"remove API":     func() error { _, err := e.svc.RemoveAPI(ctx, "apiA"); return err },

@@ -314,4 +314,3 @@ func refused(svc *security.Service, op security.Operation, caller, id string, er
 	}
 	return err
 }
-

@@ -146,4 +146,3 @@ func BenchmarkParseScope(b *testing.B) {
 		})
 	}
 }
-
