@@ -5,8 +5,9 @@ import (
 	"encoding/base64"
 )
 
-// CertThumbprint is the RFC 8705 §3.1 certificate thumbprint: base64url (no padding) of the
-// SHA-256 of the certificate's DER, as carried in cnf.x5t#S256.
+// CertThumbprint is the RFC 8705 §3.1 x5t#S256 value of an X.509 certificate: the base64url
+// (no padding) SHA-256 of its DER encoding. The CCF puts it in a token's cnf and an AEF compares
+// it with the certificate on its own connection; both sides use this one definition.
 func CertThumbprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	return base64.RawURLEncoding.EncodeToString(sum[:])

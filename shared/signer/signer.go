@@ -24,6 +24,10 @@ import (
 // Alg is the JWS algorithm of every token: ECDSA P-256 with SHA-256.
 const Alg = "ES256"
 
+// Typ is the JOSE header typ of every token: the RFC 9068 §2.1 access-token type, so that a
+// verifier can tell an access token from any other JWT signed by the same key.
+const Typ = "at+jwt"
+
 // coordSize is the byte length of a P-256 scalar or coordinate (RFC 7518 §3.4, §6.2.1.2).
 const coordSize = 32
 
@@ -84,7 +88,8 @@ func unix(s int64) *jwt.NumericDate {
 	return jwt.NewNumericDate(time.Unix(s, 0))
 }
 
-// Sign issues the ES256 JWS compact serialization of c with header kid, signing through key.
+// Sign issues the ES256 JWS compact serialization of c with headers typ at+jwt and kid, signing
+// through key.
 // A token without an audience is refused: an AEF must be able to tell it is meant for it, and
 // the domain never asks for one.
 func Sign(ctx context.Context, key DigestSigner, kid string, c security.TokenClaims) (string, error) {
@@ -95,6 +100,7 @@ func Sign(ctx context.Context, key DigestSigner, kid string, c security.TokenCla
 		return "", errors.New("signer: token claims without an audience")
 	}
 	t := jwt.NewWithClaims(method{}, claims(c))
+	t.Header["typ"] = Typ
 	t.Header["kid"] = kid
 	return t.SignedString(boundKey{ctx: ctx, key: key})
 }

@@ -58,6 +58,9 @@ func sampleClaims() security.TokenClaims {
 		IssuedAt: now,
 		Expiry:   now + 600,
 		ID:       "jti-1",
+		Confirmation: &security.Confirmation{
+			X5tS256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
+		},
 	}
 }
 
@@ -106,12 +109,13 @@ func TestSignVerifiesWithStockGolangJWT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stock verification failed: %v", err)
 	}
-	if tok.Header["kid"] != "kid-1" || tok.Header["alg"] != "ES256" {
+	if tok.Header["kid"] != "kid-1" || tok.Header["alg"] != "ES256" || tok.Header["typ"] != "at+jwt" {
 		t.Errorf("header = %v", tok.Header)
 	}
 	want := map[string]any{
 		"iss": c.Issuer, "sub": c.Subject, "client_id": c.ClientID, "aud": []any{"aef-1"},
 		"scope": c.Scope, "iat": float64(c.IssuedAt), "exp": float64(c.Expiry), "jti": c.ID,
+		"cnf": map[string]any{"x5t#S256": c.Confirmation.X5tS256},
 	}
 	if !reflect.DeepEqual(map[string]any(got), want) {
 		t.Errorf("claims = %v\nwant     %v", got, want)
@@ -127,7 +131,7 @@ func TestSignClaimsAndHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	header := segment(t, token, 0)
-	if !reflect.DeepEqual(header, map[string]any{"alg": "ES256", "kid": "k", "typ": "JWT"}) {
+	if !reflect.DeepEqual(header, map[string]any{"alg": "ES256", "kid": "k", "typ": "at+jwt"}) {
 		t.Errorf("header = %v", header)
 	}
 	payload := segment(t, token, 1)
@@ -143,6 +147,20 @@ func TestSignClaimsAndHeader(t *testing.T) {
 	digest := sha256.Sum256([]byte(token[:strings.LastIndex(token, ".")]))
 	if !ecdsa.Verify(&mk.key.PublicKey, digest[:], r, s) {
 		t.Error("R‖S does not verify")
+	}
+}
+
+// A token bound to no certificate carries no cnf at all, rather than an empty one that a
+// verifier might compare against an empty thumbprint.
+func TestSignWithoutConfirmationOmitsCnf(t *testing.T) {
+	c := sampleClaims()
+	c.Confirmation = nil
+	token, err := Sign(t.Context(), newMemKey(t), "k", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cnf, ok := segment(t, token, 1)["cnf"]; ok {
+		t.Errorf("cnf = %v, want no cnf claim", cnf)
 	}
 }
 

@@ -36,10 +36,14 @@ func PublicKey(k security.JWK) (*ecdsa.PublicKey, error) {
 }
 
 // Parse verifies token against jwks: the key is chosen by the kid header, the algorithm must be
-// ES256, and exp is checked by golang-jwt's default validation.
+// ES256, the typ header must be RFC 9068's at+jwt, and exp is checked by golang-jwt's default
+// validation.
 func Parse(token string, jwks security.JWKSet) (*jwt.Token, jwt.MapClaims, error) {
 	claims := jwt.MapClaims{}
 	t, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		if typ, _ := t.Header["typ"].(string); typ != "at+jwt" {
+			return nil, fmt.Errorf("typ %q, want at+jwt", typ)
+		}
 		kid, _ := t.Header["kid"].(string)
 		for _, k := range jwks.Keys {
 			if k.Kid == kid {

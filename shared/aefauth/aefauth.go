@@ -1,0 +1,330 @@
+package aefauth
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// Leeway is the clock skew allowed on exp, iat and nbf: the most TS 33.122 permits.
+const Leeway = 30 * time.Second
+
+// Defaults of the Config durations left zero.
+const (
+	DefaultRefetchInterval = 30 * time.Second
+	DefaultJWKSMaxAge      = time.Hour
+)
+
+// Config says which tokens a Verifier accepts. JWKSURL, Client, Issuer and AefID are required.
+type Config struct {
+	// JWKSURL is the https URL of the CCF's JWKS, for example
+	// https://ccf.example/.well-known/jwks.json.
+	JWKSURL string
+	// Client fetches the JWKS. It should present the AEF's own client certificate and trust only
+	// the CCF's CA (MTLSClient makes one): the keys decide what the AEF believes.
+	Client *http.Client
+	// Issuer is the CCF's issuer identifier; the token's iss must equal it.
+	Issuer string
+	// AefID is this AEF's id; the token's aud must contain it and its scope must grant it the API.
+	AefID string
+
+	// SkipCertificateBinding turns off the RFC 8705 check that the token's cnf x5t#S256 is the
+	// thumbprint of the verified client certificate of the request's TLS connection. Leave it
+	// false unless the AEF serves invokers that do not present a certificate to it (doc.go).
+	SkipCertificateBinding bool
+	// MaxTokenAge, when positive, refuses tokens issued longer ago than this, even before exp.
+	MaxTokenAge time.Duration
+	// RefetchInterval is the least time between two JWKS fetches, whatever the requests; zero
+	// means DefaultRefetchInterval.
+	RefetchInterval time.Duration
+	// JWKSMaxAge is how long a fetched JWKS is used before it is fetched again, so that a key the
+	// CCF withdrew stops verifying; zero means DefaultJWKSMaxAge.
+	JWKSMaxAge time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verifier checks CCF access tokens for one AEF. It is safe for concurrent use; make one per AEF
+// process, it holds the JWKS cache.
+type Verifier struct {
+	cfg    Config
+	keys   *keySet
+	parser *jwt.Parser
+}
+
+// New checks cfg and returns its Verifier. It does not contact the CCF: the JWKS is fetched on
+// first use, so an AEF can start while the CCF is unreachable.
+func New(cfg Config) (*Verifier, error) {
+	u, err := url.Parse(cfg.JWKSURL)
+	switch {
+	case err != nil || u.Scheme != "https" || u.Host == "":
+		return nil, errors.New("aefauth: JWKSURL must be an https URL")
+	case cfg.Client == nil:
+		return nil, errors.New("aefauth: Client is required (it carries the AEF's client certificate)")
+	case cfg.Issuer == "":
+		return nil, errors.New("aefauth: Issuer is required")
+	case cfg.AefID == "":
+		return nil, errors.New("aefauth: AefID is required")
+	case cfg.MaxTokenAge < 0 || cfg.RefetchInterval < 0 || cfg.JWKSMaxAge < 0:
+		return nil, errors.New("aefauth: durations must not be negative")
+	}
+	if cfg.RefetchInterval == 0 {
+		cfg.RefetchInterval = DefaultRefetchInterval
+	}
+	if cfg.JWKSMaxAge == 0 {
+		cfg.JWKSMaxAge = DefaultJWKSMaxAge
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Verifier{
+		cfg: cfg,
+		keys: &keySet{
+			url: cfg.JWKSURL, client: cfg.Client, now: cfg.Now,
+			minInterval: cfg.RefetchInterval, maxAge: cfg.JWKSMaxAge,
+		},
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{"ES256"}),
+			jwt.WithIssuer(cfg.Issuer),
+			jwt.WithAudience(cfg.AefID),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(Leeway),
+			jwt.WithTimeFunc(cfg.Now),
+		),
+	}, nil
+}
+
+// Claims are the claims of a verified token.
+type Claims struct {
+	jwt.RegisteredClaims
+	ClientID     string                 `json:"client_id"`
+	Scope        string                 `json:"scope"`
+	Confirmation *security.Confirmation `json:"cnf,omitempty"`
+	// APIs are the API names the scope grants this AEF (not part of the token).
+	APIs []string `json:"-"`
+}
+
+// API is the check of one API of the AEF: the token must grant this AEF that API.
+type API struct {
+	v    *Verifier
+	name string
+}
+
+// For returns the check of the API named apiName (the name in the CAPIF scope, as published in
+// the ServiceAPIDescription). It is cheap; routes may call it once at set-up.
+func (v *Verifier) For(apiName string) *API { return &API{v: v, name: apiName} }
+
+// Verify checks the bearer token of r for the API and returns its claims, or an *Error saying
+// how to answer: 401 invalid_token for anything wrong with the token or its binding, 403
+// insufficient_scope for a good token that does not grant the API, 400 invalid_request for a
+// request that is malformed, 401 without an error code when no bearer token was sent.
+func (a *API) Verify(ctx context.Context, r *http.Request) (*Claims, error) {
+	raw, e := bearer(r)
+	if e != nil {
+		return nil, e
+	}
+	c, e := a.v.parse(ctx, raw)
+	if e != nil {
+		return nil, e
+	}
+	if e := a.v.checkBinding(r, c); e != nil {
+		return nil, e
+	}
+	if e := a.v.checkAge(c); e != nil {
+		return nil, e
+	}
+	apis, err := grants(c.Scope, a.v.cfg.AefID)
+	if err != nil {
+		return nil, invalidToken("the token's scope is malformed")
+	}
+	c.APIs = apis
+	if !slices.Contains(apis, a.name) {
+		e := refuse(http.StatusForbidden, CodeInsufficientScope, "the token does not grant this API")
+		e.Scope = security.ScopePrefix + a.v.cfg.AefID + ":" + a.name
+		return nil, e
+	}
+	return c, nil
+}
+
+type claimsKey struct{}
+
+// Handler is the middleware: it lets through only requests whose token Verify accepts, with the
+// claims in the request context (ClaimsFrom), and answers the others per RFC 6750.
+func (a *API) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := a.Verify(r.Context(), r)
+		if err != nil {
+			WriteError(w, a.v.cfg.AefID, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, c)))
+	})
+}
+
+// ClaimsFrom returns the claims that Handler verified for this request.
+func ClaimsFrom(ctx context.Context) (*Claims, bool) {
+	c, ok := ctx.Value(claimsKey{}).(*Claims)
+	return c, ok
+}
+
+// bearer extracts the token of the RFC 6750 §2.1 Authorization header. The other two forms
+// (form body, query) are not accepted: they leak into logs and caches.
+func bearer(r *http.Request) (string, *Error) {
+	values := r.Header.Values("Authorization")
+	if len(values) > 1 {
+		return "", refuse(http.StatusBadRequest, CodeInvalidRequest, "more than one Authorization header")
+	}
+	if len(values) == 0 {
+		return "", &Error{Status: http.StatusUnauthorized, Description: "a bearer token is required"}
+	}
+	scheme, token, _ := strings.Cut(values[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", &Error{Status: http.StatusUnauthorized, Description: "a bearer token is required"}
+	}
+	token = strings.TrimLeft(token, " ")
+	if !isB64Token(token) {
+		return "", invalidToken("the Authorization header does not carry a well-formed bearer token")
+	}
+	return token, nil
+}
+
+// isB64Token is the RFC 6750 §2.1 b64token syntax: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+// "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("-._~+/", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// parse verifies the signature, typ, iss, aud, exp, iat and nbf.
+func (v *Verifier) parse(ctx context.Context, raw string) (*Claims, *Error) {
+	c := &Claims{}
+	_, err := v.parser.ParseWithClaims(raw, c, func(t *jwt.Token) (any, error) {
+		// RFC 9068 §4: the typ header tells an access token from other JWTs of the same key.
+		typ, _ := t.Header["typ"].(string)
+		if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+			return nil, invalidToken("the token is not an RFC 9068 access token (typ)")
+		}
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, invalidToken("the token names no key (kid)")
+		}
+		return v.keys.key(ctx, kid)
+	})
+	if err == nil {
+		if c.IssuedAt == nil {
+			return nil, invalidToken("the token has no iat")
+		}
+		return c, nil
+	}
+	return nil, tokenError(err)
+}
+
+// tokenError maps a golang-jwt parse error onto the answer; the descriptions are ours, so that
+// nothing of the token is echoed back.
+func tokenError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return invalidToken("the token is malformed")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return invalidToken("the token's signature or algorithm is invalid")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return invalidToken("the token has expired")
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued), errors.Is(err, jwt.ErrTokenNotValidYet):
+		return invalidToken("the token is not valid yet")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return invalidToken("the token is not meant for this AEF (aud)")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return invalidToken("the token is not from the expected issuer (iss)")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return invalidToken("the token lacks a required claim")
+	default:
+		return invalidToken("the token is invalid")
+	}
+}
+
+// checkBinding is the RFC 8705 §3 proof of possession: the token must name the certificate of
+// the TLS connection it arrives on. A connection without a verified client certificate fails,
+// since "check only when one is present" would let a thief pass by presenting none.
+func (v *Verifier) checkBinding(r *http.Request, c *Claims) *Error {
+	if v.cfg.SkipCertificateBinding {
+		return nil
+	}
+	if c.Confirmation == nil || c.Confirmation.X5tS256 == "" {
+		return invalidToken("the token is not bound to a certificate (cnf)")
+	}
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+		return invalidToken("the token is certificate-bound and the connection has no verified client certificate")
+	}
+	if security.CertThumbprint(r.TLS.PeerCertificates[0].Raw) != c.Confirmation.X5tS256 {
+		return invalidToken("the token is bound to another certificate")
+	}
+	return nil
+}
+
+func (v *Verifier) checkAge(c *Claims) *Error {
+	if v.cfg.MaxTokenAge > 0 && v.cfg.Now().Sub(c.IssuedAt.Time) > v.cfg.MaxTokenAge {
+		return invalidToken(fmt.Sprintf("the token is older than this AEF accepts (%s)", v.cfg.MaxTokenAge))
+	}
+	return nil
+}
+
+// grants is the union, over the space-separated scope elements (RFC 6749 §3.3), of the API
+// names each CAPIF scope element grants aefID.
+func grants(scope, aefID string) ([]string, error) {
+	var apis []string
+	for _, element := range strings.Split(scope, " ") {
+		sc, err := security.ParseScope(element)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range sc[aefID] {
+			if !slices.Contains(apis, name) {
+				apis = append(apis, name)
+			}
+		}
+	}
+	return apis, nil
+}
+
+// MTLSClient is an http.Client for Config.Client: it presents cert (the AEF's own client
+// certificate) and trusts only ccfRoots for the CCF's server certificate.
+func MTLSClient(cert tls.Certificate, ccfRoots *x509.CertPool) *http.Client {
+	return &http.Client{
+		Timeout: fetchTimeout,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				Certificates: []tls.Certificate{cert},
+				RootCAs:      ccfRoots,
+			},
+			Proxy: http.ProxyFromEnvironment,
+		},
+	}
+}

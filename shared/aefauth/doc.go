@@ -1,0 +1,80 @@
+/*
+Package aefauth lets an API exposing function (AEF) accept the access tokens that the CAPIF core
+function (CCF) issues through Obtain_Authorization (3GPP TS 29.222 CAPIF_Security_API), and refuse
+every other request with the RFC 6750 answer.
+
+Import it as
+
+	import "github.com/capifcore/capif-security/shared/aefauth"
+
+after `go get github.com/capifcore/capif-security`. It needs nothing beyond the standard library
+and golang-jwt/jwt/v5.
+
+# Basics
+
+One Verifier per AEF process holds the configuration and the cache of the CCF's keys; For names
+the API a route serves; Handler wraps the route:
+
+	v, err := aefauth.New(aefauth.Config{JWKSURL: ccf + "/.well-known/jwks.json", Client: aefauth.MTLSClient(aefCert, ccfCA), Issuer: ccf, AefID: "aef-1"})
+	mux.Handle("/monitoring-event/", v.For("monitoring-event").Handler(api))
+	claims, _ := aefauth.ClaimsFrom(r.Context()) // inside api: who called, with which grant
+
+API.Verify does the same checks without the middleware and returns an *Error that WriteError
+turns into the answer.
+
+# What a token must be
+
+A request is let through only when all of these hold; the first that fails decides the answer.
+
+  - It carries exactly one "Authorization: Bearer <token>" header (RFC 6750 §2.1). The form-body and
+    query forms are refused: they end up in logs. No header, or another scheme: 401 with a bare
+    Bearer challenge. Two headers: 400 invalid_request.
+  - The token is a JWS signed with ES256 by a key of the CCF's JWKS chosen by its kid, with header
+    typ at+jwt (RFC 9068). alg none, HMAC algorithms (whatever the key) and any other algorithm
+    are refused before a key is looked at.
+  - iss equals Config.Issuer; aud contains Config.AefID; exp is present and not past, iat is
+    present and not in the future, nbf (if any) is past, each with at most Leeway (30 s, the
+    bound of TS 33.122) of clock skew; iat is at most Config.MaxTokenAge ago when that is set.
+  - cnf.x5t#S256 (RFC 8705 §3.1) equals the SHA-256 thumbprint of the client certificate of the
+    request's own TLS connection, which the server must have verified (r.TLS.VerifiedChains), unless
+    Config.SkipCertificateBinding is set.
+  - scope, one or more space-separated CAPIF scope elements (3gpp#aefId:api1,api2;aefId2:api3,
+    RFC 6749 §3.3), grants Config.AefID the API the route was set up For.
+
+All but the last are 401 invalid_token; the last is 403 insufficient_scope with the scope the
+route needs. The error_description is fixed text of this package and never repeats the token.
+Garbage of any kind is one of these answers, never a panic.
+
+# Keys
+
+The JWKS is fetched from Config.JWKSURL with Config.Client, which should present the AEF's own
+client certificate and trust only the CCF's CA. It is fetched on first use (New never contacts the
+CCF), again when a token names a kid the cached set lacks (so a key rotation is picked up without
+a restart), and again when the set is older than Config.JWKSMaxAge (so a withdrawn key stops
+verifying). Whatever triggers them, fetches are at least Config.RefetchInterval apart and never
+concurrent: a flood of tokens with made-up kids costs the CCF one request per interval. A failed
+fetch keeps the previous set in use; before any fetch succeeded, requests get 503.
+
+# Certificate binding: when to turn it off
+
+With binding on (the default), a token is only good on a TLS connection made with the certificate
+the invoker used to get it from the CCF: a stolen token is useless without the invoker's private
+key. It is the check to keep whenever the AEF terminates TLS itself and asks invokers for
+certificates (tls.VerifyClientCertIfGiven or tls.RequireAndVerifyClientCert with the CA that issues
+invoker certificates). A request without a verified certificate is refused, not waved through:
+"check only when one is present" would let a thief pass by presenting none.
+
+TS 33.122's OAuth method does not oblige an invoker to present a certificate to the AEF (only
+to the CCF). An AEF that serves invokers connecting with server-authenticated TLS only sets
+SkipCertificateBinding, and accepts that whoever holds the token may use it until exp. An AEF
+behind a TLS terminator sees no client certificate at all on r.TLS: either the terminator passes
+the connection through, or the binding cannot be checked here and must be checked by the
+terminator, with SkipCertificateBinding set.
+
+# Revocation
+
+A token stays valid until its exp after Revoke_Authorization: the CCF stops issuing new ones, but
+a self-contained token cannot be recalled. Config.MaxTokenAge narrows that window for an AEF that
+wants it narrower than the CCF's token lifetime.
+*/
+package aefauth
