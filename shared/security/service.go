@@ -504,6 +504,10 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 		Expiry:   now.Add(s.cfg.TokenTTL).Unix(),
 		ID:       s.randomString(16),
 	}
+	if caller.CertSHA256 != "" {
+		// RFC 8705 §3: the token is only usable with the certificate that obtained it.
+		claims.Confirmation = &Confirmation{X5tS256: caller.CertSHA256}
+	}
 	token, err := s.signer.Sign(ctx, claims)
 	if err != nil {
 		return nil, err
