@@ -76,7 +76,7 @@ func TestRevoke(t *testing.T) {
 			e := newEnv(t)
 			e.create("inv1", standardRequest())
 			// At delivery time the change is committed and its outbox record is there.
-			e.notifier.onSend = func(dest string, body any) {
+			e.notifier.OnSend = func(dest string, body any) {
 				if got := entryTargets(e.stored("inv1")); !slices.Equal(got, tt.left) {
 					t.Errorf("notified before the commit: stored %v", got)
 				}
@@ -100,11 +100,11 @@ func TestRevoke(t *testing.T) {
 			if sc := e.stored("inv1"); sc.Version != 2 {
 				t.Errorf("version %d after one revocation", sc.Version)
 			}
-			if got := e.notifier.revocations(t); !reflect.DeepEqual(got, []capif.SecurityNotification{tt.note}) {
+			if got := e.notifier.Revocations(t); !reflect.DeepEqual(got, []capif.SecurityNotification{tt.note}) {
 				t.Errorf("notifications %s, want %s", dump(got), dump(tt.note))
 			}
-			if e.notifier.sent[0].dest != destInv1 {
-				t.Errorf("notified %s", e.notifier.sent[0].dest)
+			if e.notifier.Sent()[0].Destination != destInv1 {
+				t.Errorf("notified %s", e.notifier.Sent()[0].Destination)
 			}
 			if p := e.pending(); len(p) != 0 {
 				t.Errorf("a delivered notification stays in the outbox: %s", dump(p))
@@ -125,7 +125,7 @@ func TestRevokeEverythingDeletesContext(t *testing.T) {
 	if sc := e.stored("inv1"); sc != nil {
 		t.Errorf("an empty context is kept: %s", dump(sc))
 	}
-	if n := len(e.notifier.sent); n != 2 {
+	if n := len(e.notifier.Sent()); n != 2 {
 		t.Errorf("%d notifications, want 2", n)
 	}
 	// Now there is no context: 404 for everyone, and the invoker may PUT again.
@@ -178,7 +178,7 @@ func TestRevokeRefused(t *testing.T) {
 			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
 				t.Errorf("nothing may be revoked: %s", dump(after))
 			}
-			if len(e.notifier.sent) != 0 || len(e.pending()) != 0 {
+			if len(e.notifier.Sent()) != 0 || len(e.pending()) != 0 {
 				t.Error("a refused revocation owes a notification")
 			}
 		})
@@ -214,7 +214,7 @@ func TestRevokeByAEFThatNoLongerPublishes(t *testing.T) {
 func TestRevokeNotifierFailure(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
-	e.notifier.err = errors.New("503 from invoker")
+	e.notifier.Err = errors.New("503 from invoker")
 	if err := e.svc.RevokeAll(ctx, "aef2", "inv1"); err != nil {
 		t.Fatalf("a failed notification failed the revocation: %v", err)
 	}
@@ -239,7 +239,7 @@ func TestRevokeNotifierFailure(t *testing.T) {
 func TestRevokeOutboxIDsAreUnique(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
-	e.notifier.err = errors.New("down")
+	e.notifier.Err = errors.New("down")
 	for _, api := range []string{"apiA", "apiB"} {
 		if err := e.svc.Revoke(ctx, "aef1", "inv1", revocation(api), nil); err != nil {
 			t.Fatal(err)

@@ -18,6 +18,8 @@ import (
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 )
 
 // One set of tables per test process: the contract suite and the tests here use ids of their
@@ -82,6 +84,11 @@ func newStore(t testing.TB, opts ...func(*Options)) *Store {
 		t.Fatalf("creating the test tables: %v", tablesErr)
 	}
 	return s
+}
+
+// admin runs the registry operations on s, as the admin command does.
+func admin(s *Store) *security.Service {
+	return security.New(s, s, nil, &securitytest.Notifier{}, nil, security.Config{})
 }
 
 func noChecksum(o *ddb.Options) { o.DisableValidateResponseChecksum = true }

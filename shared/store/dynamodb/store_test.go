@@ -73,7 +73,7 @@ func TestLoadBatches(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld()
 	setup := newStore(t)
-	if err := setup.Import(ctx, w.doc); err != nil {
+	if err := admin(setup).ImportRegistry(ctx, w.doc); err != nil {
 		t.Fatal(err)
 	}
 	svc := newService(t, setup, &fakeNotifier{}, 0)
@@ -261,7 +261,7 @@ func TestLargeImport(t *testing.T) {
 		rec := &Recorder{}
 		s := newStore(t, withRecorder(rec))
 		doc := bigDoc(randomHex(3))
-		if err := s.Import(ctx, doc); err != nil {
+		if err := admin(s).ImportRegistry(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
 		// 120 + 10 principals, 10 catalogues, 30 interfaces, 30 APIs = 200 items.
@@ -270,7 +270,7 @@ func TestLargeImport(t *testing.T) {
 		}
 		everything(t, s, doc)
 		rec.Reset()
-		if err := s.Import(ctx, doc); err != nil {
+		if err := admin(s).ImportRegistry(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
 		if n := count(rec.Operations(), "TransactWriteItems"); n != 0 {
@@ -287,7 +287,7 @@ func TestLargeImport(t *testing.T) {
 			return nil
 		}))
 		doc := bigDoc(randomHex(3))
-		if err := failing.Import(ctx, doc); err == nil {
+		if err := admin(failing).ImportRegistry(ctx, doc); err == nil {
 			t.Fatal("Import with a failing transaction succeeded")
 		}
 		s := newStore(t)
@@ -299,7 +299,7 @@ func TestLargeImport(t *testing.T) {
 		if snap.Caller == nil || len(snap.AEFs) != 0 {
 			t.Fatalf("after the interruption: caller %v, %d catalogues; want the principals only", snap.Caller != nil, len(snap.AEFs))
 		}
-		if err := s.Import(ctx, doc); err != nil {
+		if err := admin(s).ImportRegistry(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
 		everything(t, s, doc)
@@ -308,12 +308,12 @@ func TestLargeImport(t *testing.T) {
 	t.Run("role clash writes nothing", func(t *testing.T) {
 		s := newStore(t)
 		existing := newWorld()
-		if err := s.Import(ctx, existing.doc); err != nil {
+		if err := admin(s).ImportRegistry(ctx, existing.doc); err != nil {
 			t.Fatal(err)
 		}
 		doc := bigDoc(randomHex(3))
 		doc.AEFs = append(doc.AEFs, security.AEFRecord{AefID: existing.inv}) // an invoker as AEF, last
-		if err := s.Import(ctx, doc); !errors.Is(err, security.ErrRoleClash) {
+		if err := admin(s).ImportRegistry(ctx, doc); !errors.Is(err, security.ErrRoleClash) {
 			t.Fatalf("Import = %v, want ErrRoleClash", err)
 		}
 		snap, err := s.Load(ctx, security.Query{CallerID: doc.APIInvokers[0].APIInvokerID, AefIDs: []string{doc.AEFs[0].AefID}})
@@ -340,7 +340,7 @@ func TestConcurrentImports(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			errs <- s.Import(ctx, security.RegistryDoc{
+			errs <- admin(s).ImportRegistry(ctx, security.RegistryDoc{
 				AEFs: []security.AEFRecord{{AefID: aef}},
 				ServiceAPIs: []capif.ServiceAPIDescription{{APIName: fmt.Sprintf("n%d", i), APIID: fmt.Sprintf("api-%s-%d", tag, i),
 					AefProfiles: []capif.AefProfile{{AefID: aef, InterfaceDescriptions: []capif.InterfaceDescription{ifc}}}}},
@@ -402,14 +402,14 @@ func TestImportChecksUnchangedPrincipals(t *testing.T) {
 	rec := &Recorder{}
 	s := newStore(t, withRecorder(rec))
 	w := newWorld()
-	if err := s.Import(ctx, w.doc); err != nil {
+	if err := admin(s).ImportRegistry(ctx, w.doc); err != nil {
 		t.Fatal(err)
 	}
 	more := w.doc
 	more.ServiceAPIs = append(slices.Clone(w.doc.ServiceAPIs), capif.ServiceAPIDescription{APIName: "nameD", APIID: "apiD-" + randomHex(3),
 		AefProfiles: []capif.AefProfile{{AefID: w.aef2, DomainName: "d.example.com"}}})
 	rec.Reset()
-	if err := s.Import(ctx, more); err != nil {
+	if err := admin(s).ImportRegistry(ctx, more); err != nil {
 		t.Fatal(err)
 	}
 	var tx []Call
