@@ -20,6 +20,7 @@ import (
 	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/security/securitytest"
+	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // One set of tables per test process: the contract suite and the tests here use ids of their
@@ -93,12 +94,12 @@ func admin(s *Store) *security.Service {
 
 func noChecksum(o *ddb.Options) { o.DisableValidateResponseChecksum = true }
 
-func withRecorder(r *Recorder) func(*Options) {
+func withRecorder(r *dynamodbtest.Recorder) func(*Options) {
 	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, r.ClientOption()) }
 }
 
 func withFault(f func(ctx context.Context, op string) error) func(*Options) {
-	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, InjectFault(f)) }
+	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, dynamodbtest.InjectFault(f)) }
 }
 
 func withClientOption(f func(*ddb.Options)) func(*Options) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // These tests drive security.Service, as the Lambda handlers do, against DynamoDB Local.
@@ -118,7 +119,7 @@ func storedContext(t testing.TB, s *Store, inv string) *security.SecurityContext
 // TestRequestBudgets counts the DynamoDB requests each operation sends (Recorder) and logs the
 // IAM permissions they need.
 func TestRequestBudgets(t *testing.T) {
-	rec := &Recorder{}
+	rec := &dynamodbtest.Recorder{}
 	s := newStore(t, withRecorder(rec))
 	notifier := &fakeNotifier{}
 	svc := newService(t, s, notifier, 0)
@@ -178,7 +179,7 @@ func TestRequestBudgets(t *testing.T) {
 // The SDK retries a bounded number of times, the domain answers ErrUnavailable (503), and
 // neither the context nor the outbox changed.
 func TestRevocationThrottled(t *testing.T) {
-	rec := &Recorder{}
+	rec := &dynamodbtest.Recorder{}
 	var throttle atomic.Bool
 	s := newStore(t, withRecorder(rec), withFault(func(_ context.Context, op string) error {
 		if throttle.Load() && op == "TransactWriteItems" {

@@ -12,7 +12,7 @@
 //	Delivered            1 DeleteItem
 //
 // The SDK's standard retryer may repeat a request (bounded attempts, all within the caller's
-// deadline); Recorder counts what is actually sent.
+// deadline); dynamodbtest.Recorder counts what is actually sent.
 package dynamodb
 
 import (
@@ -68,7 +68,7 @@ type Options struct {
 	// Timeout bounds a call whose ctx has no deadline (callers normally pass the Lambda deadline
 	// minus a margin), so a store call never hangs.
 	Timeout time.Duration
-	// ClientOptions are applied last to the DynamoDB client (tests add Recorder and fault
+	// ClientOptions are applied last to the DynamoDB client (tests add dynamodbtest's recorder and fault
 	// middleware here).
 	ClientOptions []func(*ddb.Options)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // Adapter-specific behaviour against DynamoDB Local, beyond the contract suite.
@@ -118,7 +119,7 @@ func TestLoadBatches(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &Recorder{}
+			rec := &dynamodbtest.Recorder{}
 			var n atomic.Int32
 			n.Store(tc.unprocessed)
 			if tc.unprocessed < 0 {
@@ -172,7 +173,7 @@ func losingAnswers(ops ...string) func(*Options) {
 func TestLostAnswer(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld()
-	rec := &Recorder{}
+	rec := &dynamodbtest.Recorder{}
 	s := newStore(t, withRecorder(rec), losingAnswers("PutItem", "TransactWriteItems"))
 	sc := &security.SecurityContext{APIInvokerID: w.inv, NotificationDestination: "https://inv.example.com/cb", Entries: []security.Entry{
 		{AefID: w.aef1, PrefSecurityMethods: []capif.SecurityMethod{capif.PKI}, SelSecurityMethod: capif.PKI,
@@ -258,7 +259,7 @@ func TestLargeImport(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("split, then nothing to write again", func(t *testing.T) {
-		rec := &Recorder{}
+		rec := &dynamodbtest.Recorder{}
 		s := newStore(t, withRecorder(rec))
 		doc := bigDoc(randomHex(3))
 		if err := admin(s).ImportRegistry(ctx, doc); err != nil {
@@ -399,7 +400,7 @@ func TestCreateTables(t *testing.T) {
 // unchanged principals but still conditions the transaction on them (their role decided it).
 func TestImportChecksUnchangedPrincipals(t *testing.T) {
 	ctx := context.Background()
-	rec := &Recorder{}
+	rec := &dynamodbtest.Recorder{}
 	s := newStore(t, withRecorder(rec))
 	w := newWorld()
 	if err := admin(s).ImportRegistry(ctx, w.doc); err != nil {
@@ -412,13 +413,13 @@ func TestImportChecksUnchangedPrincipals(t *testing.T) {
 	if err := admin(s).ImportRegistry(ctx, more); err != nil {
 		t.Fatal(err)
 	}
-	var tx []Call
+	var tx []dynamodbtest.Call
 	for _, c := range rec.Calls() {
 		if c.Operation == "TransactWriteItems" {
 			tx = append(tx, c)
 		}
 	}
-	want := []Permission{{"dynamodb:PutItem", testTables.Registry}, {"dynamodb:ConditionCheckItem", testTables.Registry}}
+	want := []dynamodbtest.Permission{{Action: "dynamodb:PutItem", Table: testTables.Registry}, {Action: "dynamodb:ConditionCheckItem", Table: testTables.Registry}}
 	if len(tx) != 1 || !slices.Contains(tx[0].Permissions, want[0]) || !slices.Contains(tx[0].Permissions, want[1]) {
 		t.Errorf("re-import sent %+v, want one transaction with %v", tx, want)
 	}

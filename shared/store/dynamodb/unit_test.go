@@ -21,6 +21,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // Tests that need no DynamoDB.
@@ -133,32 +134,6 @@ func TestTransient(t *testing.T) {
 	}
 	if err := s.fail("op", &types.ResourceNotFoundException{}); errors.Is(err, security.ErrUnavailable) {
 		t.Errorf("fail(missing table) = %v, must not be ErrUnavailable (retrying cannot help)", err)
-	}
-}
-
-func TestPermissions(t *testing.T) {
-	tests := []struct {
-		name  string
-		op    string
-		input any
-		want  []Permission
-	}{
-		{"batch get", "BatchGetItem", &ddb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"r": {}, "c": {}}},
-			[]Permission{{"dynamodb:BatchGetItem", "c"}, {"dynamodb:BatchGetItem", "r"}}},
-		{"transaction: each item's action", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{Put: &types.Put{TableName: aws.String("c")}}, {Put: &types.Put{TableName: aws.String("o")}}, {Put: &types.Put{TableName: aws.String("o")}},
-			{Delete: &types.Delete{TableName: aws.String("c")}}, {ConditionCheck: &types.ConditionCheck{TableName: aws.String("r")}}}},
-			[]Permission{{"dynamodb:DeleteItem", "c"}, {"dynamodb:PutItem", "c"}, {"dynamodb:PutItem", "o"}, {"dynamodb:ConditionCheckItem", "r"}}},
-		{"put", "PutItem", &ddb.PutItemInput{TableName: aws.String("c")}, []Permission{{"dynamodb:PutItem", "c"}}},
-		{"scan", "Scan", &ddb.ScanInput{TableName: aws.String("c")}, []Permission{{"dynamodb:Scan", "c"}}},
-		{"unknown input", "ListTables", &ddb.ListTablesInput{}, []Permission{{"dynamodb:ListTables", ""}}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := Permissions(tc.op, tc.input); fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Errorf("Permissions = %v, want %v", got, tc.want)
-			}
-		})
 	}
 }
 
@@ -280,9 +255,9 @@ func TestRetryPolicy(t *testing.T) {
 					t.Error("a request was sent")
 					return nil, errors.New("no")
 				})}
-			rec := &Recorder{}
+			rec := &dynamodbtest.Recorder{}
 			s, err := New(cfg, Options{Tables: TablesWithPrefix("p-"), MaxAttempts: tc.attempts, Logger: discardLogger(),
-				ClientOptions: []func(*ddb.Options){rec.ClientOption(), InjectFault(func(context.Context, string) error { return tc.fault })}})
+				ClientOptions: []func(*ddb.Options){rec.ClientOption(), dynamodbtest.InjectFault(func(context.Context, string) error { return tc.fault })}})
 			if err != nil {
 				t.Fatal(err)
 			}
