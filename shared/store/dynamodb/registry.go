@@ -174,7 +174,7 @@ func (tx *regTx) get(pk string, v any) error {
 }
 
 func (tx *regTx) put(pk, kind, role string, v any) error {
-	doc, err := tx.s.enc.encode(v)
+	doc, err := encodeDoc(v)
 	if err != nil {
 		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
 	}
