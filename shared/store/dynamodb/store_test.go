@@ -17,6 +17,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
@@ -77,7 +78,7 @@ func TestLoadBatches(t *testing.T) {
 	if err := admin(setup).ImportRegistry(ctx, w.doc); err != nil {
 		t.Fatal(err)
 	}
-	svc := newService(t, setup, &fakeNotifier{}, 0)
+	svc := newService(t, setup, &securitytest.Notifier{}, 0)
 	if _, err := svc.CreateSecurityContext(ctx, w.inv, w.inv, w.request("https://inv.example.com/cb"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -112,10 +113,10 @@ func TestLoadBatches(t *testing.T) {
 		wantGets    int
 		wantErr     error
 	}{
-		{"one request", 0, 0, 1, nil},
-		{"chunks of 100 keys", 250, 0, 3, nil}, // 2 + 1 + 3 + 250 keys
-		{"unprocessed keys are read again", 0, 2, 3, nil},
-		{"unprocessed for good is 503", 0, -1, unprocessedRounds, security.ErrUnavailable},
+		{name: "one request", wantGets: 1},
+		{name: "chunks of 100 keys", missing: 250, wantGets: 3}, // 2 + 1 + 3 + 250 keys
+		{name: "unprocessed keys are read again", unprocessed: 2, wantGets: 3},
+		{name: "unprocessed for good is 503", unprocessed: -1, wantGets: unprocessedRounds, wantErr: security.ErrUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
