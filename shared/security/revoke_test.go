@@ -47,29 +47,29 @@ func TestRevoke(t *testing.T) {
 		left   []string                    // the entries left, as entryTargets; nil: context deleted
 		note   capif.SecurityNotification
 	}{
-		{"POST one API of aef2", "aef2", revocation("apiC"),
-			[]string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "aef2=aef2/apiD", "if:2001:db8::1=aef1/apiD,aef2/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC"}, Cause: capif.OverlimitUsage}},
-		{"POST an API in two entries", "aef2", revocation("apiD"),
-			[]string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "aef2=aef2/apiC", "if:2001:db8::1=aef1/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiD"}, Cause: capif.OverlimitUsage}},
-		{"POST every API of aef2 empties an entry", "aef2", revocation("apiD", "apiC"),
-			[]string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.OverlimitUsage}},
-		{"POST with the caller's own aefId", "aef1", func() *capif.SecurityNotification {
+		{name: "POST one API of aef2", caller: "aef2", body: revocation("apiC"),
+			left: []string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "aef2=aef2/apiD", "if:2001:db8::1=aef1/apiD,aef2/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC"}, Cause: capif.OverlimitUsage}},
+		{name: "POST an API in two entries", caller: "aef2", body: revocation("apiD"),
+			left: []string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "aef2=aef2/apiC", "if:2001:db8::1=aef1/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiD"}, Cause: capif.OverlimitUsage}},
+		{name: "POST every API of aef2 empties an entry", caller: "aef2", body: revocation("apiD", "apiC"),
+			left: []string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.OverlimitUsage}},
+		{name: "POST with the caller's own aefId", caller: "aef1", body: func() *capif.SecurityNotification {
 			n := revocation("apiB")
 			n.AefID = "aef1"
 			n.Cause = "SOME_FUTURE_CAUSE"
 			return n
 		}(),
-			[]string{"aef1=aef1/apiA,aef1/apiD", "aef2=aef2/apiC,aef2/apiD", "if:2001:db8::1=aef1/apiD,aef2/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiB"}, Cause: "SOME_FUTURE_CAUSE"}},
-		{"DELETE by aef2", "aef2", nil,
-			[]string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.UnexpectedReason}},
-		{"DELETE by aef1", "aef1", nil,
-			[]string{"aef2=aef2/apiC,aef2/apiD", "if:2001:db8::1=aef2/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiA", "apiB", "apiD"}, Cause: capif.UnexpectedReason}},
+			left: []string{"aef1=aef1/apiA,aef1/apiD", "aef2=aef2/apiC,aef2/apiD", "if:2001:db8::1=aef1/apiD,aef2/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiB"}, Cause: "SOME_FUTURE_CAUSE"}},
+		{name: "DELETE by aef2", caller: "aef2", body: nil,
+			left: []string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.UnexpectedReason}},
+		{name: "DELETE by aef1", caller: "aef1", body: nil,
+			left: []string{"aef2=aef2/apiC,aef2/apiD", "if:2001:db8::1=aef2/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiA", "apiB", "apiD"}, Cause: capif.UnexpectedReason}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -102,11 +102,11 @@ func TestTokenIssued(t *testing.T) {
 		wantScope      string
 		wantAud        []string
 	}{
-		{"no scope grants every OAUTH entry", "inv1", inv1Secret, "", "3gpp#aef1:alpha,beta,delta", []string{"aef1"}},
-		{"one API", "inv1", inv1Secret, "3gpp#aef1:beta", "3gpp#aef1:beta", []string{"aef1"}},
-		{"canonical order", "inv1", inv1Secret, "3gpp#aef1:delta,alpha,delta", "3gpp#aef1:alpha,delta", []string{"aef1"}},
-		{"secret ignored when none was issued", "inv2", "anything", "", "3gpp#aef1:beta", []string{"aef1"}},
-		{"no secret, none issued", "inv2", "", "3gpp#aef1:beta", "3gpp#aef1:beta", []string{"aef1"}},
+		{name: "no scope grants every OAUTH entry", caller: "inv1", secret: inv1Secret, scope: "", wantScope: "3gpp#aef1:alpha,beta,delta", wantAud: []string{"aef1"}},
+		{name: "one API", caller: "inv1", secret: inv1Secret, scope: "3gpp#aef1:beta", wantScope: "3gpp#aef1:beta", wantAud: []string{"aef1"}},
+		{name: "canonical order", caller: "inv1", secret: inv1Secret, scope: "3gpp#aef1:delta,alpha,delta", wantScope: "3gpp#aef1:alpha,delta", wantAud: []string{"aef1"}},
+		{name: "secret ignored when none was issued", caller: "inv2", secret: "anything", scope: "", wantScope: "3gpp#aef1:beta", wantAud: []string{"aef1"}},
+		{name: "no secret, none issued", caller: "inv2", secret: "", scope: "3gpp#aef1:beta", wantScope: "3gpp#aef1:beta", wantAud: []string{"aef1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
