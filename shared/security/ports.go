@@ -42,8 +42,8 @@ type Registry interface {
 // RegistryTx is the item-level access inside one Registry.Update. Getters return ErrNotFound for
 // a missing item.
 type RegistryTx interface {
-	// Prefetch is a hint: the records keys name will be read soon. A back end with round trips
-	// reads them together; the getters answer the same with or without it. It is a method (not
+	// Prefetch is a hint that the records named by keys will be read soon. A back end with
+	// round trips reads them together; the getters answer the same with or without it. It is a method (not
 	// an argument of Update) because what a rule reads next can depend on what it read first.
 	Prefetch(keys []RecordKey) error
 	GetPrincipal(id string) (*Principal, error)
