@@ -284,7 +284,7 @@ func TestAEFRouteAccess(t *testing.T) {
 			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
 				t.Errorf("a refused request changed the context:\n%s", dump(after))
 			}
-			if n := len(e.notifier.sent); n != 0 {
+			if n := len(e.notifier.Sent()); n != 0 {
 				t.Errorf("a refused request sent %d notifications", n)
 			}
 		})

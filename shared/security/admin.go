@@ -9,41 +9,27 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 )
 
-// Admin operations on the registry that also touch security contexts. They use the same
-// conditional writes and outbox as the API operations.
+// Admin operations on the registry. Each registry change is one Registry.Update running a rule
+// of registry.go; those that also touch security contexts use the same conditional writes and
+// outbox as the API operations.
 
 // ImportRegistry validates and upserts a registry document.
 func (s *Service) ImportRegistry(ctx context.Context, doc RegistryDoc) error {
 	if err := doc.Validate(); err != nil {
 		return err
 	}
-	return s.registry.Import(ctx, doc)
+	return s.registry.Update(ctx, func(tx RegistryTx) error { return importDoc(tx, doc) })
 }
 
-// RemoveInvoker offboards an invoker: its security context goes first, then its registry
-// record, so an interrupted removal is completed by running it again.
+// RemoveInvoker offboards an invoker: its security context and its registry record are deleted
+// in one change.
 func (s *Service) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
-	err := s.retry(ctx, func() error {
-		snap, err := s.load(ctx, Query{APIInvokerID: apiInvokerID})
-		if err != nil || snap.Context == nil {
-			return err
-		}
-		gone := *snap.Context
-		gone.Entries = nil
-		if err := s.store.Replace(ctx, &gone, nil); !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return s.registry.RemoveInvoker(ctx, apiInvokerID)
+	return s.registry.Update(ctx, func(tx RegistryTx) error { return removeInvoker(tx, apiInvokerID) })
 }
 
 // RemoveAEF deletes an AEF that no longer publishes any API.
 func (s *Service) RemoveAEF(ctx context.Context, aefID string) error {
-	return s.registry.RemoveAEF(ctx, aefID)
+	return s.registry.Update(ctx, func(tx RegistryTx) error { return removeAEF(tx, aefID) })
 }
 
 // RemoveAPI withdraws a published API: it is revoked from every security context (one
@@ -86,7 +72,7 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 			s.deliver(ctx, owed)
 		}
 	}
-	err = s.registry.RemoveAPI(ctx, apiID)
+	err = s.registry.Update(ctx, func(tx RegistryTx) error { return removeAPI(tx, apiID) })
 	if errors.Is(err, ErrNotFound) && revoked > 0 {
 		err = nil // an earlier, interrupted run already removed it from the catalogue
 	}

@@ -39,8 +39,8 @@ func TestUnavailableAndUnauthenticated(t *testing.T) {
 
 func TestCreateStoreFailure(t *testing.T) {
 	e := newEnv(t)
-	e.hooks.createErr = errors.New("disk full")
-	if _, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest()); !errors.Is(err, e.hooks.createErr) {
+	e.hooks.CreateErr = errors.New("disk full")
+	if _, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest()); !errors.Is(err, e.hooks.CreateErr) {
 		t.Errorf("error %v, want the store's", err)
 	}
 }
@@ -48,11 +48,11 @@ func TestCreateStoreFailure(t *testing.T) {
 func TestDeliveredFailureIsLogged(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
-	e.hooks.deliveredErr = errors.New("outbox write failed")
+	e.hooks.DeliveredErr = errors.New("outbox write failed")
 	if err := e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.notifier.sent) != 1 {
+	if len(e.notifier.Sent()) != 1 {
 		t.Fatal("not notified")
 	}
 	if logs := e.logs.String(); !strings.Contains(logs, "outbox record not cleared") || !strings.Contains(logs, "outbox write failed") {
@@ -71,13 +71,13 @@ func TestNewDefaults(t *testing.T) {
 	defer slog.SetDefault(prev)
 	var logs strings.Builder
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
-	e.notifier.err = errors.New("unreachable")
+	e.notifier.Err = errors.New("unreachable")
 	svc := security.New(e.db, e.db, e.signer, e.notifier, nil, security.Config{})
 	if _, err := svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, "")); err != nil {
 		t.Fatal(err)
 	}
-	c := e.signer.claims[0]
-	if c.IssuedAt == e.clock.now.Unix() || c.Expiry <= c.IssuedAt {
+	c := e.signer.Claims()[0]
+	if c.IssuedAt == e.clock.Now().Unix() || c.Expiry <= c.IssuedAt {
 		t.Errorf("claims %s: not from the system clock with a default TTL", dump(c))
 	}
 	if err := svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"); err != nil {

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
@@ -58,134 +58,16 @@ func registryDoc() security.RegistryDoc {
 	}
 }
 
-// --- fakes --------------------------------------------------------------------------------------
-
-type fakeClock struct{ now time.Time }
-
-func (c *fakeClock) Now() time.Time { return c.now }
-
-type fakeSigner struct {
-	mu     sync.Mutex
-	claims []security.TokenClaims
-	err    error
-}
-
-func (s *fakeSigner) Sign(_ context.Context, c security.TokenClaims) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return "", s.err
-	}
-	s.claims = append(s.claims, c)
-	return fmt.Sprintf("token-%d", len(s.claims)), nil
-}
-
-func (s *fakeSigner) JWKS(context.Context) (security.JWKSet, error) {
-	return security.JWKSet{Keys: []security.JWK{{Kty: "EC", Crv: "P-256", Kid: "k1", Alg: "ES256", Use: "sig"}}}, s.err
-}
-
-type sent struct {
-	dest string
-	body any
-}
-
-type fakeNotifier struct {
-	mu     sync.Mutex
-	sent   []sent
-	err    error
-	onSend func(dest string, body any) // runs before the answer, e.g. to look at the store
-}
-
-func (n *fakeNotifier) Notify(_ context.Context, dest string, body any) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.onSend != nil {
-		n.onSend(dest, body)
-	}
-	n.sent = append(n.sent, sent{dest, body})
-	return n.err
-}
-
-func (n *fakeNotifier) revocations(t *testing.T) []capif.SecurityNotification {
-	t.Helper()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var out []capif.SecurityNotification
-	for _, s := range n.sent {
-		sn, ok := s.body.(capif.SecurityNotification)
-		if !ok {
-			t.Fatalf("notification body is %T, want capif.SecurityNotification", s.body)
-		}
-		out = append(out, sn)
-	}
-	return out
-}
-
-// hookStore wraps a Store to inject failures and races.
-type hookStore struct {
-	security.Store
-	mu            sync.Mutex
-	conflicts     int                                // Replace answers ErrConflict this many more times
-	onConflict    func()                             // runs when a conflict is injected
-	beforeReplace func(sc *security.SecurityContext) // runs (once) before the real Replace
-	loadErr       error
-	createErr     error
-	deliveredErr  error
-	replaceCalls  int
-}
-
-func (h *hookStore) Load(ctx context.Context, q security.Query) (*security.Snapshot, error) {
-	if h.loadErr != nil {
-		return nil, h.loadErr
-	}
-	return h.Store.Load(ctx, q)
-}
-
-func (h *hookStore) Create(ctx context.Context, sc *security.SecurityContext) error {
-	if h.createErr != nil {
-		return h.createErr
-	}
-	return h.Store.Create(ctx, sc)
-}
-
-func (h *hookStore) Delivered(ctx context.Context, owedID string) error {
-	if h.deliveredErr != nil {
-		return h.deliveredErr
-	}
-	return h.Store.Delivered(ctx, owedID)
-}
-
-func (h *hookStore) Replace(ctx context.Context, sc *security.SecurityContext, owed []security.Owed) error {
-	h.mu.Lock()
-	h.replaceCalls++
-	if h.conflicts > 0 {
-		h.conflicts--
-		hook := h.onConflict
-		h.mu.Unlock()
-		if hook != nil {
-			hook()
-		}
-		return fmt.Errorf("injected: %w", security.ErrConflict)
-	}
-	hook := h.beforeReplace
-	h.beforeReplace = nil
-	h.mu.Unlock()
-	if hook != nil {
-		hook(sc)
-	}
-	return h.Store.Replace(ctx, sc, owed)
-}
-
 // --- environment --------------------------------------------------------------------------------
 
 type env struct {
 	t        *testing.T
 	db       *embedded.DB
-	hooks    *hookStore
+	hooks    *securitytest.Store
 	svc      *security.Service
-	signer   *fakeSigner
-	notifier *fakeNotifier
-	clock    *fakeClock
+	signer   *securitytest.Signer
+	notifier *securitytest.Notifier
+	clock    *securitytest.Clock
 	logs     *bytes.Buffer
 	cfg      security.Config
 }
@@ -197,8 +79,8 @@ func newEnv(t *testing.T, configure ...func(*security.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	e := &env{t: t, db: db, hooks: &hookStore{Store: db}, signer: &fakeSigner{}, notifier: &fakeNotifier{},
-		clock: &fakeClock{now: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}, logs: &bytes.Buffer{}}
+	e := &env{t: t, db: db, hooks: &securitytest.Store{Store: db}, signer: &securitytest.Signer{}, notifier: &securitytest.Notifier{},
+		clock: securitytest.NewClock(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)), logs: &bytes.Buffer{}}
 	e.cfg = security.Config{Issuer: issuer, TokenTTL: 300 * time.Second, APIRoot: "https://ccf.example.com", ClientCAPEM: clientCA,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	for _, f := range configure {

@@ -28,20 +28,55 @@ type Store interface {
 }
 
 // Registry is the write side of what the CCF knows of onboarded invokers, AEFs and published
-// service APIs (the read side comes through Store.Load). Used by the admin command and the local
-// runner's import.
+// service APIs (the read side comes through Store.Load). It has one method in bbolt's shape: the
+// registry rules (in this package) run inside Update, so every back end applies them in the same
+// order and only supplies item access.
 type Registry interface {
-	// Import upserts every record of doc; doc must already be valid (RegistryDoc.Validate).
-	// Invokers and AEFs share one id space: an id already held by the other role is refused
-	// with ErrRoleClash and nothing of doc is written.
-	Import(ctx context.Context, doc RegistryDoc) error
-	// RemoveInvoker deletes the invoker and its security context; ErrNotFound if unknown.
-	RemoveInvoker(ctx context.Context, apiInvokerID string) error
-	// RemoveAEF deletes the AEF record; ErrNotFound if unknown.
-	RemoveAEF(ctx context.Context, aefID string) error
-	// RemoveAPI deletes the published API from the catalogue; ErrNotFound if unknown. Revoking it
-	// from the contexts is Service.RemoveAPI's job.
-	RemoveAPI(ctx context.Context, apiID string) error
+	// Update runs fn on one registry change and commits what fn wrote when fn returns nil; when
+	// fn fails, nothing is written and Update returns fn's error. Within fn, reads see fn's own
+	// writes. A back end that finds a concurrent change in the way runs fn again on fresh reads
+	// (bounded, then ErrUnavailable), so fn must have no effect outside tx.
+	Update(ctx context.Context, fn func(tx RegistryTx) error) error
+}
+
+// RegistryTx is the item-level access inside one Registry.Update. Getters return ErrNotFound for
+// a missing item.
+type RegistryTx interface {
+	// Prefetch is a hint that the records named by keys will be read soon. A back end with
+	// round trips reads them together; the getters answer the same with or without it. It is a method (not
+	// an argument of Update) because what a rule reads next can depend on what it read first.
+	Prefetch(keys []RecordKey) error
+	GetPrincipal(id string) (*Principal, error)
+	PutPrincipal(p *Principal) error
+	DeletePrincipal(id string) error
+	GetAEF(aefID string) (*AEF, error)
+	PutAEF(a *AEF) error // an AEF with no APIs deletes the catalogue
+	GetAPI(apiID string) (*capif.ServiceAPIDescription, error)
+	PutAPI(d *capif.ServiceAPIDescription) error
+	DeleteAPI(apiID string) error
+	GetInterface(key string) ([]PublishedAPI, error)
+	PutInterface(key string, apis []PublishedAPI) error // an empty list deletes the entry
+	// DeleteContext deletes the invoker's security context, if it has one, in the same change
+	// (no notification is owed: the invoker is being offboarded). A context written concurrently
+	// makes the change lose, so it is re-run.
+	DeleteContext(apiInvokerID string) error
+}
+
+// RecordKind names a kind of registry record in a RecordKey.
+type RecordKind uint8
+
+// The registry record kinds.
+const (
+	RecordPrincipal RecordKind = iota + 1 // by id: invokers and AEFs share one id space
+	RecordAEF                             // AEF catalogue, by aefId
+	RecordAPI                             // published service API, by apiId
+	RecordInterface                       // interface index entry, by InterfaceKey
+)
+
+// RecordKey names one registry record, for RegistryTx.Prefetch.
+type RecordKey struct {
+	Kind RecordKind
+	ID   string
 }
 
 // Signer signs access tokens (ES256, kid header) and publishes the keys that verify them.

@@ -11,22 +11,6 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 )
 
-// RegistryTx is the item-level access an adapter offers inside one atomic registry change. The
-// registry rules (ApplyImport, ApplyRemove*) run on it, so every back end maintains the AEF
-// catalogues and the interface index the same way. Getters return ErrNotFound for a missing item.
-type RegistryTx interface {
-	GetPrincipal(id string) (*Principal, error)
-	PutPrincipal(p *Principal) error
-	DeletePrincipal(id string) error
-	GetAEF(aefID string) (*AEF, error)
-	PutAEF(a *AEF) error
-	GetAPI(apiID string) (*capif.ServiceAPIDescription, error)
-	PutAPI(d *capif.ServiceAPIDescription) error
-	DeleteAPI(apiID string) error
-	GetInterface(key string) ([]PublishedAPI, error)
-	PutInterface(key string, apis []PublishedAPI) error // an empty list deletes the entry
-}
-
 // Validate checks a registry document on its own: ids present and unique, no id in both roles,
 // names usable in the scope grammar, every API with an apiId and at least one profile of a listed
 // AEF.
@@ -97,8 +81,16 @@ func HashSecret(secret string) []byte {
 	return h[:]
 }
 
-// ApplyImport upserts doc (already validated) through tx.
-func ApplyImport(tx RegistryTx, doc RegistryDoc) error {
+// The registry rules. Each runs inside one Registry.Update, so a rule either applies entirely or
+// not at all; they are the only code that keeps the AEF catalogues and the interface index in
+// step with the published APIs.
+
+// importDoc upserts doc (already validated). An id already held by the other role is refused
+// with ErrRoleClash.
+func importDoc(tx RegistryTx, doc RegistryDoc) error {
+	if err := prefetchImport(tx, doc); err != nil {
+		return err
+	}
 	put := func(p *Principal) error {
 		old, err := tx.GetPrincipal(p.ID)
 		switch {
@@ -142,17 +134,59 @@ func ApplyImport(tx RegistryTx, doc RegistryDoc) error {
 	return nil
 }
 
-// ApplyRemoveAPI removes a published API from the catalogue and the interface index.
-func ApplyRemoveAPI(tx RegistryTx, apiID string) error {
+// prefetchImport names what importDoc will read, in two rounds: the records the document names,
+// then what its APIs as previously published point at (known only once the first round is read).
+func prefetchImport(tx RegistryTx, doc RegistryDoc) error {
+	var first []RecordKey
+	for _, inv := range doc.APIInvokers {
+		first = append(first, RecordKey{RecordPrincipal, inv.APIInvokerID})
+	}
+	for _, a := range doc.AEFs {
+		first = append(first, RecordKey{RecordPrincipal, a.AefID})
+	}
+	for _, d := range doc.ServiceAPIs {
+		first = append(first, RecordKey{RecordAPI, d.APIID})
+		first = append(first, occupied(d)...)
+	}
+	if err := tx.Prefetch(first); err != nil {
+		return err
+	}
+	var second []RecordKey
+	for _, d := range doc.ServiceAPIs {
+		old, err := tx.GetAPI(d.APIID)
+		switch {
+		case err == nil:
+			second = append(second, occupied(*old)...)
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+	}
+	return tx.Prefetch(second)
+}
+
+// occupied lists the records a published API occupies: its AEF catalogues and interfaces.
+func occupied(d capif.ServiceAPIDescription) []RecordKey {
+	var keys []RecordKey
+	for _, p := range PublishedAPIs(d) {
+		keys = append(keys, RecordKey{RecordAEF, p.AefID})
+		for _, k := range InterfaceKeys(p) {
+			keys = append(keys, RecordKey{RecordInterface, k})
+		}
+	}
+	return keys
+}
+
+// removeAPI removes a published API from the catalogue and the interface index.
+func removeAPI(tx RegistryTx, apiID string) error {
 	if err := unpublish(tx, apiID); err != nil {
 		return err
 	}
 	return tx.DeleteAPI(apiID)
 }
 
-// ApplyRemoveAEF deletes an AEF that publishes nothing any more; an AEF that still publishes
-// APIs is refused so no catalogue or context is left pointing at a missing AEF.
-func ApplyRemoveAEF(tx RegistryTx, aefID string) error {
+// removeAEF deletes an AEF that publishes nothing any more; an AEF that still publishes APIs is
+// refused so no catalogue or context is left pointing at a missing AEF.
+func removeAEF(tx RegistryTx, aefID string) error {
 	p, err := tx.GetPrincipal(aefID)
 	if err != nil {
 		return err
@@ -172,14 +206,18 @@ func ApplyRemoveAEF(tx RegistryTx, aefID string) error {
 	return tx.DeletePrincipal(aefID)
 }
 
-// ApplyRemoveInvoker deletes an invoker's registry record (the caller deletes its context).
-func ApplyRemoveInvoker(tx RegistryTx, apiInvokerID string) error {
+// removeInvoker offboards an invoker: its security context and its registry record go in the
+// same change, so neither outlives the other.
+func removeInvoker(tx RegistryTx, apiInvokerID string) error {
 	p, err := tx.GetPrincipal(apiInvokerID)
 	if err != nil {
 		return err
 	}
 	if p.Role != RoleInvoker {
 		return fmt.Errorf("%w: %q is an AEF", ErrNotFound, apiInvokerID)
+	}
+	if err := tx.DeleteContext(apiInvokerID); err != nil {
+		return err
 	}
 	return tx.DeletePrincipal(apiInvokerID)
 }
@@ -212,6 +250,9 @@ func publish(tx RegistryTx, p PublishedAPI) error {
 func unpublish(tx RegistryTx, apiID string) error {
 	old, err := tx.GetAPI(apiID)
 	if err != nil {
+		return err
+	}
+	if err := tx.Prefetch(occupied(*old)); err != nil {
 		return err
 	}
 	for _, p := range PublishedAPIs(*old) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
@@ -91,6 +92,11 @@ func openDB(t *testing.T) *embedded.DB {
 	return db
 }
 
+// admin runs the registry operations on db alone.
+func admin(db *embedded.DB) *security.Service {
+	return security.New(db, db, nil, &securitytest.Notifier{}, nil, security.Config{})
+}
+
 func catalogue(t *testing.T, db *embedded.DB, aefs ...string) map[string][]string {
 	t.Helper()
 	snap, err := db.Load(ctx, security.Query{AefIDs: aefs})
@@ -130,9 +136,9 @@ func principal(t *testing.T, db *embedded.DB, id string) *security.Principal {
 	return snap.Caller
 }
 
-func TestApplyImportUpserts(t *testing.T) {
+func TestImportUpserts(t *testing.T) {
 	db := openDB(t)
-	if err := db.Import(ctx, registryDoc()); err != nil {
+	if err := admin(db).ImportRegistry(ctx, registryDoc()); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := catalogue(t, db, "aef1", "aef2", "aef3"), map[string][]string{
@@ -163,7 +169,7 @@ func TestApplyImportUpserts(t *testing.T) {
 			{APIID: "apiD", APIName: "delta", AefProfiles: []capif.AefProfile{{AefID: "aef2", InterfaceDescriptions: []capif.InterfaceDescription{ifShared}}}},
 		},
 	}
-	if err := db.Import(ctx, doc); err != nil {
+	if err := admin(db).ImportRegistry(ctx, doc); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := catalogue(t, db, "aef1", "aef2"), map[string][]string{
@@ -192,7 +198,7 @@ func TestApplyImportUpserts(t *testing.T) {
 	}
 
 	// A record that omits onboardingSecret keeps the one on record.
-	if err := db.Import(ctx, security.RegistryDoc{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv1", APIInvokerInformation: "renamed"}}}); err != nil {
+	if err := admin(db).ImportRegistry(ctx, security.RegistryDoc{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv1", APIInvokerInformation: "renamed"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if p := principal(t, db, "inv1"); !reflect.DeepEqual(p.SecretHash, security.HashSecret("rotated")) || p.APIInvokerInformation != "renamed" {
@@ -202,14 +208,14 @@ func TestApplyImportUpserts(t *testing.T) {
 
 func TestImportRoleClashWritesNothing(t *testing.T) {
 	db := openDB(t)
-	if err := db.Import(ctx, registryDoc()); err != nil {
+	if err := admin(db).ImportRegistry(ctx, registryDoc()); err != nil {
 		t.Fatal(err)
 	}
 	for _, doc := range []security.RegistryDoc{
 		{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv9"}, {APIInvokerID: "aef1"}}},
 		{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv9"}}, AEFs: []security.AEFRecord{{AefID: "inv2"}}},
 	} {
-		err := db.Import(ctx, doc)
+		err := admin(db).ImportRegistry(ctx, doc)
 		if !errors.Is(err, security.ErrRoleClash) {
 			t.Errorf("import %+v: %v, want ErrRoleClash", doc, err)
 		}
@@ -249,7 +255,7 @@ func TestAdminRemoveAPI(t *testing.T) {
 	if got, want := entryTargets(e.stored("inv2")), []string{"aef1=aef1/apiA,aef1/apiB"}; !slices.Equal(got, want) {
 		t.Errorf("inv2 left %v, want %v", got, want)
 	}
-	got := e.notifier.revocations(t)
+	got := e.notifier.Revocations(t)
 	want := []capif.SecurityNotification{
 		{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiD"}, Cause: capif.UnexpectedReason},
 		{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiD"}, Cause: capif.UnexpectedReason},
@@ -258,8 +264,8 @@ func TestAdminRemoveAPI(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("notifications %s, want %s", dump(got), dump(want))
 	}
-	if e.notifier.sent[2].dest != "https://inv2.example.com/" {
-		t.Errorf("inv2 notified at %s", e.notifier.sent[2].dest)
+	if e.notifier.Sent()[2].Destination != "https://inv2.example.com/" {
+		t.Errorf("inv2 notified at %s", e.notifier.Sent()[2].Destination)
 	}
 	if got := catalogue(t, e.db, "aef1", "aef2"); slices.Contains(got["aef1"], "apiD=delta") || slices.Contains(got["aef2"], "apiD=delta") {
 		t.Errorf("apiD still published: %v", got)
@@ -282,7 +288,7 @@ func TestAdminRemoveAPI(t *testing.T) {
 func TestAdminRemoveAPIDeletesEmptiedContext(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", request(withAPI(entry("aef2", capif.PSK), "apiC")))
-	e.notifier.err = errors.New("unreachable")
+	e.notifier.Err = errors.New("unreachable")
 	n, err := e.svc.RemoveAPI(ctx, "apiC")
 	if err != nil || n != 1 {
 		t.Fatalf("RemoveAPI = %d, %v", n, err)
@@ -304,7 +310,7 @@ func TestAdminRemoveInvoker(t *testing.T) {
 	if e.stored("inv1") != nil || principal(t, e.db, "inv1") != nil {
 		t.Error("the invoker or its context survived")
 	}
-	if len(e.notifier.sent) != 0 {
+	if len(e.notifier.Sent()) != 0 {
 		t.Error("offboarding notified the invoker")
 	}
 	// Without a context, and again.

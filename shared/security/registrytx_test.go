@@ -2,166 +2,47 @@ package security_test
 
 import (
 	"errors"
-	"fmt"
+	"slices"
 	"testing"
 
-	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 )
 
-// memTx is an in-memory RegistryTx that fails the named method (after skip successful calls), so
-// the registry rules' error paths can be checked without a back end.
-type memTx struct {
-	principals map[string]security.Principal
-	aefs       map[string]security.AEF
-	apis       map[string]capif.ServiceAPIDescription
-	ifaces     map[string][]security.PublishedAPI
-	fail       string
-	skip       int
-	fired      bool
-}
+// The registry rules on an in-memory Registry whose transaction fails on a chosen method, so
+// their error paths are driven without a back end.
 
-var errInjected = errors.New("injected failure")
-
-func newMemTx() *memTx {
-	return &memTx{principals: map[string]security.Principal{}, aefs: map[string]security.AEF{},
-		apis: map[string]capif.ServiceAPIDescription{}, ifaces: map[string][]security.PublishedAPI{}}
-}
-
-func (m *memTx) check(method string) error {
-	if m.fail != method {
-		return nil
+func registryEnv(t *testing.T, imported bool) (*security.Service, *securitytest.Registry) {
+	t.Helper()
+	reg := securitytest.NewRegistry()
+	svc := security.New(newEnv(t).db, reg, nil, &securitytest.Notifier{}, nil, security.Config{})
+	if imported {
+		if err := svc.ImportRegistry(ctx, registryDoc()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if m.skip > 0 {
-		m.skip--
-		return nil
-	}
-	m.fired = true
-	return fmt.Errorf("%s: %w", method, errInjected)
-}
-
-func (m *memTx) GetPrincipal(id string) (*security.Principal, error) {
-	if err := m.check("GetPrincipal"); err != nil {
-		return nil, err
-	}
-	p, ok := m.principals[id]
-	if !ok {
-		return nil, security.ErrNotFound
-	}
-	return &p, nil
-}
-
-func (m *memTx) PutPrincipal(p *security.Principal) error {
-	if err := m.check("PutPrincipal"); err != nil {
-		return err
-	}
-	m.principals[p.ID] = *p
-	return nil
-}
-
-func (m *memTx) DeletePrincipal(id string) error {
-	if err := m.check("DeletePrincipal"); err != nil {
-		return err
-	}
-	delete(m.principals, id)
-	return nil
-}
-
-func (m *memTx) GetAEF(id string) (*security.AEF, error) {
-	if err := m.check("GetAEF"); err != nil {
-		return nil, err
-	}
-	a, ok := m.aefs[id]
-	if !ok {
-		return nil, security.ErrNotFound
-	}
-	a.APIs = append([]security.PublishedAPI(nil), a.APIs...)
-	return &a, nil
-}
-
-func (m *memTx) PutAEF(a *security.AEF) error {
-	if err := m.check("PutAEF"); err != nil {
-		return err
-	}
-	if len(a.APIs) == 0 {
-		delete(m.aefs, a.AefID)
-	} else {
-		m.aefs[a.AefID] = *a
-	}
-	return nil
-}
-
-func (m *memTx) GetAPI(id string) (*capif.ServiceAPIDescription, error) {
-	if err := m.check("GetAPI"); err != nil {
-		return nil, err
-	}
-	d, ok := m.apis[id]
-	if !ok {
-		return nil, security.ErrNotFound
-	}
-	return &d, nil
-}
-
-func (m *memTx) PutAPI(d *capif.ServiceAPIDescription) error {
-	if err := m.check("PutAPI"); err != nil {
-		return err
-	}
-	m.apis[d.APIID] = *d
-	return nil
-}
-
-func (m *memTx) DeleteAPI(id string) error {
-	if err := m.check("DeleteAPI"); err != nil {
-		return err
-	}
-	delete(m.apis, id)
-	return nil
-}
-
-func (m *memTx) GetInterface(k string) ([]security.PublishedAPI, error) {
-	if err := m.check("GetInterface"); err != nil {
-		return nil, err
-	}
-	l, ok := m.ifaces[k]
-	if !ok {
-		return nil, security.ErrNotFound
-	}
-	return append([]security.PublishedAPI(nil), l...), nil
-}
-
-func (m *memTx) PutInterface(k string, l []security.PublishedAPI) error {
-	if err := m.check("PutInterface"); err != nil {
-		return err
-	}
-	if len(l) == 0 {
-		delete(m.ifaces, k)
-	} else {
-		m.ifaces[k] = l
-	}
-	return nil
+	return svc, reg
 }
 
 // Every failure of the transaction surfaces from the registry rules, on a first import and on a
-// re-import (which unpublishes first).
+// re-import (which unpublishes first), and a failed change writes nothing.
 func TestRegistryRulesPropagateTxErrors(t *testing.T) {
-	methods := []string{"GetPrincipal", "PutPrincipal", "GetAEF", "PutAEF", "GetAPI", "PutAPI", "GetInterface", "PutInterface"}
+	methods := []string{"Prefetch", "GetPrincipal", "PutPrincipal", "GetAEF", "PutAEF", "GetAPI", "PutAPI", "GetInterface", "PutInterface"}
 	for _, reimport := range []bool{false, true} {
 		for _, method := range methods {
 			for skip := 0; skip < 3; skip++ {
-				tx := newMemTx()
-				if reimport {
-					if err := security.ApplyImport(tx, registryDoc()); err != nil {
-						t.Fatal(err)
-					}
-				}
-				tx.fail, tx.skip = method, skip
-				err := security.ApplyImport(tx, registryDoc())
-				switch {
-				case skip == 0 && !tx.fired:
-					t.Errorf("reimport=%v: ApplyImport never calls %s", reimport, method)
-				case tx.fired && !errors.Is(err, errInjected):
+				svc, reg := registryEnv(t, reimport)
+				before := reg.Data()
+				reg.FailOn(method, skip)
+				err := svc.ImportRegistry(ctx, registryDoc())
+				switch fired := reg.Fired(); {
+				case skip == 0 && !fired:
+					t.Errorf("reimport=%v: importing never calls %s", reimport, method)
+				case fired && !errors.Is(err, securitytest.ErrInjected):
 					t.Errorf("reimport=%v: %s failing (after %d calls) gave %v", reimport, method, skip, err)
-				case !tx.fired && err != nil:
+				case fired && dump(reg.Data()) != dump(before):
+					t.Errorf("reimport=%v: %s failing (after %d calls) wrote part of the change", reimport, method, skip)
+				case !fired && err != nil:
 					t.Errorf("reimport=%v: %v", reimport, err)
 				}
 			}
@@ -170,57 +51,71 @@ func TestRegistryRulesPropagateTxErrors(t *testing.T) {
 }
 
 func TestRegistryRemoveRules(t *testing.T) {
-	fresh := func() *memTx {
-		tx := newMemTx()
-		if err := security.ApplyImport(tx, registryDoc()); err != nil {
-			t.Fatal(err)
-		}
-		return tx
-	}
 	// RemoveAPI drops the API from every catalogue and the interface index.
-	tx := fresh()
-	if err := security.ApplyRemoveAPI(tx, "apiD"); err != nil {
+	svc, reg := registryEnv(t, true)
+	if _, err := svc.RemoveAPI(ctx, "apiD"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := tx.apis["apiD"]; ok {
+	d := reg.Data()
+	if _, ok := d.APIs["apiD"]; ok {
 		t.Error("apiD still stored")
 	}
-	if _, ok := tx.ifaces[security.InterfaceKey(ifShared)]; ok {
+	if _, ok := d.Interfaces[security.InterfaceKey(ifShared)]; ok {
 		t.Error("apiD's interface still indexed")
 	}
-	if a := tx.aefs["aef2"]; len(a.APIs) != 1 || a.APIs[0].APIID != "apiC" {
+	if a := d.AEFs["aef2"]; len(a.APIs) != 1 || a.APIs[0].APIID != "apiC" {
 		t.Errorf("aef2 catalogue %+v", a)
 	}
-	if err := security.ApplyRemoveAPI(tx, "apiD"); !errors.Is(err, security.ErrNotFound) {
+	if _, err := svc.RemoveAPI(ctx, "apiD"); !errors.Is(err, security.ErrNotFound) {
 		t.Errorf("removing twice: %v", err)
 	}
-	for _, method := range []string{"GetAPI", "GetAEF", "PutAEF", "GetInterface", "PutInterface", "DeleteAPI"} {
-		tx := fresh()
-		tx.fail = method
-		if err := security.ApplyRemoveAPI(tx, "apiD"); !errors.Is(err, errInjected) {
-			t.Errorf("ApplyRemoveAPI with %s failing: %v", method, err)
+
+	tests := []struct {
+		op      string
+		methods []string
+		run     func(svc *security.Service) error
+	}{
+		{op: "RemoveAPI", methods: []string{"GetAPI", "Prefetch", "GetAEF", "PutAEF", "GetInterface", "PutInterface", "DeleteAPI"},
+			run: func(svc *security.Service) error { _, err := svc.RemoveAPI(ctx, "apiD"); return err }},
+		{op: "RemoveAEF", methods: []string{"GetPrincipal", "GetAEF", "DeletePrincipal"},
+			run: func(svc *security.Service) error { return svc.RemoveAEF(ctx, "aef3") }},
+		{op: "RemoveInvoker", methods: []string{"GetPrincipal", "DeleteContext", "DeletePrincipal"},
+			run: func(svc *security.Service) error { return svc.RemoveInvoker(ctx, "inv1") }},
+	}
+	for _, tc := range tests {
+		for _, method := range tc.methods {
+			svc, reg := registryEnv(t, true)
+			before := reg.Data()
+			reg.FailOn(method, 0)
+			if err := tc.run(svc); !errors.Is(err, securitytest.ErrInjected) {
+				t.Errorf("%s with %s failing: %v", tc.op, method, err)
+			}
+			if dump(reg.Data()) != dump(before) {
+				t.Errorf("%s with %s failing wrote part of the change", tc.op, method)
+			}
 		}
 	}
-	for _, method := range []string{"GetPrincipal", "GetAEF", "DeletePrincipal"} {
-		tx := fresh()
-		delete(tx.aefs, "aef3")
-		tx.fail = method
-		if err := security.ApplyRemoveAEF(tx, "aef3"); !errors.Is(err, errInjected) {
-			t.Errorf("ApplyRemoveAEF with %s failing: %v", method, err)
+}
+
+// Offboarding deletes the invoker's context once, in the change that deletes its record.
+func TestRemoveInvokerDeletesContextOnce(t *testing.T) {
+	svc, reg := registryEnv(t, true)
+	if err := svc.RemoveInvoker(ctx, "inv1"); err != nil {
+		t.Fatal(err)
+	}
+	d := reg.Data()
+	if _, ok := d.Principals["inv1"]; ok {
+		t.Error("inv1 still registered")
+	}
+	if !slices.Equal(d.DeletedContexts, []string{"inv1"}) {
+		t.Errorf("contexts deleted: %q, want inv1's once", d.DeletedContexts)
+	}
+	for _, id := range []string{"inv1", "aef1", "nobody"} {
+		if err := svc.RemoveInvoker(ctx, id); !errors.Is(err, security.ErrNotFound) {
+			t.Errorf("RemoveInvoker(%s) = %v, want ErrNotFound", id, err)
 		}
 	}
-	for _, method := range []string{"GetPrincipal", "DeletePrincipal"} {
-		tx := fresh()
-		tx.fail = method
-		if err := security.ApplyRemoveInvoker(tx, "inv1"); !errors.Is(err, errInjected) {
-			t.Errorf("ApplyRemoveInvoker with %s failing: %v", method, err)
-		}
-	}
-	// A catalogue entry whose AEF record vanished is skipped by unpublishing.
-	tx = fresh()
-	delete(tx.aefs, "aef2")
-	delete(tx.ifaces, security.InterfaceKey(ifShared))
-	if err := security.ApplyRemoveAPI(tx, "apiD"); err != nil {
-		t.Errorf("ApplyRemoveAPI over missing records: %v", err)
+	if d := reg.Data(); len(d.DeletedContexts) != 1 {
+		t.Errorf("a refused removal deleted a context: %q", d.DeletedContexts)
 	}
 }

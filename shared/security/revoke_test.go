@@ -47,36 +47,36 @@ func TestRevoke(t *testing.T) {
 		left   []string                    // the entries left, as entryTargets; nil: context deleted
 		note   capif.SecurityNotification
 	}{
-		{"POST one API of aef2", "aef2", revocation("apiC"),
-			[]string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "aef2=aef2/apiD", "if:2001:db8::1=aef1/apiD,aef2/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC"}, Cause: capif.OverlimitUsage}},
-		{"POST an API in two entries", "aef2", revocation("apiD"),
-			[]string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "aef2=aef2/apiC", "if:2001:db8::1=aef1/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiD"}, Cause: capif.OverlimitUsage}},
-		{"POST every API of aef2 empties an entry", "aef2", revocation("apiD", "apiC"),
-			[]string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.OverlimitUsage}},
-		{"POST with the caller's own aefId", "aef1", func() *capif.SecurityNotification {
+		{name: "POST one API of aef2", caller: "aef2", body: revocation("apiC"),
+			left: []string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "aef2=aef2/apiD", "if:2001:db8::1=aef1/apiD,aef2/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC"}, Cause: capif.OverlimitUsage}},
+		{name: "POST an API in two entries", caller: "aef2", body: revocation("apiD"),
+			left: []string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "aef2=aef2/apiC", "if:2001:db8::1=aef1/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiD"}, Cause: capif.OverlimitUsage}},
+		{name: "POST every API of aef2 empties an entry", caller: "aef2", body: revocation("apiD", "apiC"),
+			left: []string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.OverlimitUsage}},
+		{name: "POST with the caller's own aefId", caller: "aef1", body: func() *capif.SecurityNotification {
 			n := revocation("apiB")
 			n.AefID = "aef1"
 			n.Cause = "SOME_FUTURE_CAUSE"
 			return n
 		}(),
-			[]string{"aef1=aef1/apiA,aef1/apiD", "aef2=aef2/apiC,aef2/apiD", "if:2001:db8::1=aef1/apiD,aef2/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiB"}, Cause: "SOME_FUTURE_CAUSE"}},
-		{"DELETE by aef2", "aef2", nil,
-			[]string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.UnexpectedReason}},
-		{"DELETE by aef1", "aef1", nil,
-			[]string{"aef2=aef2/apiC,aef2/apiD", "if:2001:db8::1=aef2/apiD"},
-			capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiA", "apiB", "apiD"}, Cause: capif.UnexpectedReason}},
+			left: []string{"aef1=aef1/apiA,aef1/apiD", "aef2=aef2/apiC,aef2/apiD", "if:2001:db8::1=aef1/apiD,aef2/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiB"}, Cause: "SOME_FUTURE_CAUSE"}},
+		{name: "DELETE by aef2", caller: "aef2", body: nil,
+			left: []string{"aef1=aef1/apiA,aef1/apiB,aef1/apiD", "if:2001:db8::1=aef1/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.UnexpectedReason}},
+		{name: "DELETE by aef1", caller: "aef1", body: nil,
+			left: []string{"aef2=aef2/apiC,aef2/apiD", "if:2001:db8::1=aef2/apiD"},
+			note: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiA", "apiB", "apiD"}, Cause: capif.UnexpectedReason}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.create("inv1", standardRequest())
 			// At delivery time the change is committed and its outbox record is there.
-			e.notifier.onSend = func(dest string, body any) {
+			e.notifier.OnSend = func(dest string, body any) {
 				if got := entryTargets(e.stored("inv1")); !slices.Equal(got, tt.left) {
 					t.Errorf("notified before the commit: stored %v", got)
 				}
@@ -100,11 +100,11 @@ func TestRevoke(t *testing.T) {
 			if sc := e.stored("inv1"); sc.Version != 2 {
 				t.Errorf("version %d after one revocation", sc.Version)
 			}
-			if got := e.notifier.revocations(t); !reflect.DeepEqual(got, []capif.SecurityNotification{tt.note}) {
+			if got := e.notifier.Revocations(t); !reflect.DeepEqual(got, []capif.SecurityNotification{tt.note}) {
 				t.Errorf("notifications %s, want %s", dump(got), dump(tt.note))
 			}
-			if e.notifier.sent[0].dest != destInv1 {
-				t.Errorf("notified %s", e.notifier.sent[0].dest)
+			if e.notifier.Sent()[0].Destination != destInv1 {
+				t.Errorf("notified %s", e.notifier.Sent()[0].Destination)
 			}
 			if p := e.pending(); len(p) != 0 {
 				t.Errorf("a delivered notification stays in the outbox: %s", dump(p))
@@ -125,7 +125,7 @@ func TestRevokeEverythingDeletesContext(t *testing.T) {
 	if sc := e.stored("inv1"); sc != nil {
 		t.Errorf("an empty context is kept: %s", dump(sc))
 	}
-	if n := len(e.notifier.sent); n != 2 {
+	if n := len(e.notifier.Sent()); n != 2 {
 		t.Errorf("%d notifications, want 2", n)
 	}
 	// Now there is no context: 404 for everyone, and the invoker may PUT again.
@@ -182,7 +182,7 @@ func TestRevokeRefused(t *testing.T) {
 			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
 				t.Errorf("nothing may be revoked: %s", dump(after))
 			}
-			if len(e.notifier.sent) != 0 || len(e.pending()) != 0 {
+			if len(e.notifier.Sent()) != 0 || len(e.pending()) != 0 {
 				t.Error("a refused revocation owes a notification")
 			}
 		})
@@ -218,7 +218,7 @@ func TestRevokeByAEFThatNoLongerPublishes(t *testing.T) {
 func TestRevokeNotifierFailure(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
-	e.notifier.err = errors.New("503 from invoker")
+	e.notifier.Err = errors.New("503 from invoker")
 	if err := e.svc.RevokeAll(ctx, security.Caller{ID: "aef2"}, "inv1"); err != nil {
 		t.Fatalf("a failed notification failed the revocation: %v", err)
 	}
@@ -243,7 +243,7 @@ func TestRevokeNotifierFailure(t *testing.T) {
 func TestRevokeOutboxIDsAreUnique(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
-	e.notifier.err = errors.New("down")
+	e.notifier.Err = errors.New("down")
 	for _, api := range []string{"apiA", "apiB"} {
 		if err := e.svc.Revoke(ctx, security.Caller{ID: "aef1"}, "inv1", revocation(api)); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 )
 
 func targets(ts ...string) []security.Target {
@@ -252,15 +253,15 @@ func TestFeaturesAndTestNotification(t *testing.T) {
 		if out.SupportedFeatures != tt.negotiate || e.stored("inv1").SupportedFeatures != tt.negotiate {
 			t.Errorf("supportedFeatures %q: answered %q, stored %q, want %q", tt.features, out.SupportedFeatures, e.stored("inv1").SupportedFeatures, tt.negotiate)
 		}
-		if got := len(e.notifier.sent); got != map[bool]int{false: 0, true: 1}[tt.notify] {
+		if got := len(e.notifier.Sent()); got != map[bool]int{false: 0, true: 1}[tt.notify] {
 			t.Errorf("supportedFeatures %q request %v: %d notifications sent", tt.features, tt.request, got)
 			continue
 		}
 		if tt.notify {
-			s := e.notifier.sent[0]
+			s := e.notifier.Sent()[0]
 			want := capif.TestNotification{Subscription: "https://ccf.example.com/capif-security/v1/trustedInvokers/inv1"}
-			if s.dest != destInv1 || !reflect.DeepEqual(s.body, want) {
-				t.Errorf("test notification %+v to %s, want %+v to %s", s.body, s.dest, want, destInv1)
+			if s.Destination != destInv1 || !reflect.DeepEqual(s.Body, want) {
+				t.Errorf("test notification %+v to %s, want %+v to %s", s.Body, s.Destination, want, destInv1)
 			}
 		}
 	}
@@ -268,7 +269,7 @@ func TestFeaturesAndTestNotification(t *testing.T) {
 
 func TestTestNotificationFailureIsLogged(t *testing.T) {
 	e := newEnv(t)
-	e.notifier.err = errors.New("connection refused")
+	e.notifier.Err = errors.New("connection refused")
 	req := standardRequest()
 	req.SupportedFeatures = "1"
 	req.RequestTestNotification = new(true)
@@ -283,12 +284,12 @@ func TestTestNotificationFailureIsLogged(t *testing.T) {
 		t.Errorf("the log shows the destination's path or query: %s", logs)
 	}
 	// The test notification also follows an update.
-	e.notifier.err = nil
+	e.notifier.Err = nil
 	if _, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.notifier.sent) != 2 {
-		t.Errorf("%d test notifications after create and update, want 2", len(e.notifier.sent))
+	if len(e.notifier.Sent()) != 2 {
+		t.Errorf("%d test notifications after create and update, want 2", len(e.notifier.Sent()))
 	}
 }
 
@@ -337,7 +338,7 @@ func (c *createRacer) Create(cx context.Context, sc *security.SecurityContext) e
 // checkingNotifier refuses some destinations up front, like notify.Notifier does for IP
 // literals in forbidden ranges.
 type checkingNotifier struct {
-	fakeNotifier
+	securitytest.Notifier
 	refuse string
 }
 

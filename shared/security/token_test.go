@@ -9,6 +9,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 )
 
 func tokenReq(clientID, secret, scope string) capif.AccessTokenReq {
@@ -26,7 +27,7 @@ func tokenEnv(t *testing.T) *env {
 }
 
 func TestTokenRefusals(t *testing.T) {
-	formErr := &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: "parameter grant_type is repeated"} // the edge's
+	formErr := &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: "parameter grant_type is repeated"}
 	tests := []struct {
 		name       string
 		caller, id string
@@ -76,7 +77,7 @@ func TestTokenRefusals(t *testing.T) {
 			if !strings.Contains(got.Detail, tt.mention) {
 				t.Errorf("description %q does not mention %q", got.Detail, tt.mention)
 			}
-			if len(e.signer.claims) != 0 {
+			if len(e.signer.Claims()) != 0 {
 				t.Error("a refused request was signed")
 			}
 		})
@@ -104,11 +105,11 @@ func TestTokenIssued(t *testing.T) {
 		wantScope      string
 		wantAud        []string
 	}{
-		{"no scope grants every OAUTH entry", "inv1", inv1Secret, "", "3gpp#aef1:alpha,beta,delta", []string{"aef1"}},
-		{"one API", "inv1", inv1Secret, "3gpp#aef1:beta", "3gpp#aef1:beta", []string{"aef1"}},
-		{"canonical order", "inv1", inv1Secret, "3gpp#aef1:delta,alpha,delta", "3gpp#aef1:alpha,delta", []string{"aef1"}},
-		{"secret ignored when none was issued", "inv2", "anything", "", "3gpp#aef1:beta", []string{"aef1"}},
-		{"no secret, none issued", "inv2", "", "3gpp#aef1:beta", "3gpp#aef1:beta", []string{"aef1"}},
+		{name: "no scope grants every OAUTH entry", caller: "inv1", secret: inv1Secret, scope: "", wantScope: "3gpp#aef1:alpha,beta,delta", wantAud: []string{"aef1"}},
+		{name: "one API", caller: "inv1", secret: inv1Secret, scope: "3gpp#aef1:beta", wantScope: "3gpp#aef1:beta", wantAud: []string{"aef1"}},
+		{name: "canonical order", caller: "inv1", secret: inv1Secret, scope: "3gpp#aef1:delta,alpha,delta", wantScope: "3gpp#aef1:alpha,delta", wantAud: []string{"aef1"}},
+		{name: "secret ignored when none was issued", caller: "inv2", secret: "anything", scope: "", wantScope: "3gpp#aef1:beta", wantAud: []string{"aef1"}},
+		{name: "no secret, none issued", caller: "inv2", secret: "", scope: "3gpp#aef1:beta", wantScope: "3gpp#aef1:beta", wantAud: []string{"aef1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,11 +118,11 @@ func TestTokenIssued(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(e.signer.claims) != 1 {
-				t.Fatalf("%d tokens signed", len(e.signer.claims))
+			if len(e.signer.Claims()) != 1 {
+				t.Fatalf("%d tokens signed", len(e.signer.Claims()))
 			}
-			c := e.signer.claims[0]
-			now := e.clock.now.Unix()
+			c := e.signer.Claims()[0]
+			now := e.clock.Now().Unix()
 			want := security.TokenClaims{Issuer: issuer, Subject: tt.caller, ClientID: tt.caller, Audience: tt.wantAud, Scope: tt.wantScope,
 				IssuedAt: now, Expiry: now + 300, ID: c.ID}
 			if !reflect.DeepEqual(c, want) {
@@ -130,7 +131,7 @@ func TestTokenIssued(t *testing.T) {
 			if c.ID == "" {
 				t.Error("no jti")
 			}
-			wantRsp := capif.AccessTokenRsp{AccessToken: "token-1", TokenType: "Bearer", ExpiresIn: 300, Scope: tt.wantScope}
+			wantRsp := capif.AccessTokenRsp{AccessToken: securitytest.Token(c), TokenType: "Bearer", ExpiresIn: 300, Scope: tt.wantScope}
 			if !reflect.DeepEqual(*rsp, wantRsp) {
 				t.Errorf("response %+v, want %+v", *rsp, wantRsp)
 			}
@@ -148,7 +149,7 @@ func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
 	if rsp.Scope != "3gpp#aef1:alpha,beta,delta;aef2:delta" {
 		t.Errorf("scope %q", rsp.Scope)
 	}
-	if aud := e.signer.claims[0].Audience; !reflect.DeepEqual(aud, []string{"aef1", "aef2"}) {
+	if aud := e.signer.Claims()[0].Audience; !reflect.DeepEqual(aud, []string{"aef1", "aef2"}) {
 		t.Errorf("aud %v", aud)
 	}
 	rsp, err = e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, "3gpp#aef2:delta;aef1:beta"))
@@ -158,7 +159,7 @@ func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
 	if rsp.Scope != "3gpp#aef1:beta;aef2:delta" {
 		t.Errorf("scope %q", rsp.Scope)
 	}
-	if e.signer.claims[0].ID == e.signer.claims[1].ID {
+	if e.signer.Claims()[0].ID == e.signer.Claims()[1].ID {
 		t.Error("two tokens share a jti")
 	}
 
@@ -192,7 +193,7 @@ func TestTokenTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := e.signer.claims[0]
+	c := e.signer.Claims()[0]
 	if rsp.ExpiresIn != 90 || c.Expiry-c.IssuedAt != 90 {
 		t.Errorf("expires_in %d, exp-iat %d; want 90", rsp.ExpiresIn, c.Expiry-c.IssuedAt)
 	}
@@ -203,23 +204,23 @@ func TestTokenTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rsp.ExpiresIn <= 0 || e.signer.claims[0].Expiry-e.signer.claims[0].IssuedAt != rsp.ExpiresIn {
-		t.Errorf("default TTL: expires_in %d, claims %s", rsp.ExpiresIn, dump(e.signer.claims[0]))
+	if rsp.ExpiresIn <= 0 || e.signer.Claims()[0].Expiry-e.signer.Claims()[0].IssuedAt != rsp.ExpiresIn {
+		t.Errorf("default TTL: expires_in %d, claims %s", rsp.ExpiresIn, dump(e.signer.Claims()[0]))
 	}
 }
 
 func TestTokenSignerFailure(t *testing.T) {
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
-	e.signer.err = errors.New("kms: throttled")
+	e.signer.Err = errors.New("kms: throttled")
 	_, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
-	if !errors.Is(err, e.signer.err) {
+	if !errors.Is(err, e.signer.Err) {
 		t.Errorf("error %v, want the signer's", err)
 	}
-	if _, err := e.svc.JWKS(ctx); !errors.Is(err, e.signer.err) {
+	if _, err := e.svc.JWKS(ctx); !errors.Is(err, e.signer.Err) {
 		t.Errorf("JWKS error %v", err)
 	}
-	e.signer.err = nil
+	e.signer.Err = nil
 	set, err := e.svc.JWKS(ctx)
 	if err != nil || len(set.Keys) != 1 || set.Keys[0].Kid != "k1" {
 		t.Errorf("JWKS = %+v, %v", set, err)

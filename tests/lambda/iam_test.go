@@ -26,7 +26,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/capifcore/capif-security/shared/lambdaapp"
-	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
+	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // permission is one IAM action on one resource of the template (its logical id; "Truststore"
@@ -54,7 +54,7 @@ func (r *callRecorder) record(service, op string, params any) {
 	switch service {
 	case "DynamoDB":
 		logical := map[string]string{r.ds.tables.Contexts: "ContextsTable", r.ds.tables.Registry: "RegistryTable", r.ds.tables.Outbox: "OutboxTable"}
-		for _, p := range ddbstore.Permissions(op, params) {
+		for _, p := range dynamodbtest.Permissions(op, params) {
 			res, ok := logical[p.Table]
 			if !ok {
 				res = "table " + p.Table

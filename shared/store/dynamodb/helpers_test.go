@@ -18,6 +18,9 @@ import (
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
+	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // One set of tables per test process: the contract suite and the tests here use ids of their
@@ -84,14 +87,19 @@ func newStore(t testing.TB, opts ...func(*Options)) *Store {
 	return s
 }
 
+// admin runs the registry operations on s, as the admin command does.
+func admin(s *Store) *security.Service {
+	return security.New(s, s, nil, &securitytest.Notifier{}, nil, security.Config{})
+}
+
 func noChecksum(o *ddb.Options) { o.DisableValidateResponseChecksum = true }
 
-func withRecorder(r *Recorder) func(*Options) {
+func withRecorder(r *dynamodbtest.Recorder) func(*Options) {
 	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, r.ClientOption()) }
 }
 
 func withFault(f func(ctx context.Context, op string) error) func(*Options) {
-	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, InjectFault(f)) }
+	return func(o *Options) { o.ClientOptions = append(o.ClientOptions, dynamodbtest.InjectFault(f)) }
 }
 
 func withClientOption(f func(*ddb.Options)) func(*Options) {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -18,7 +17,7 @@ import (
 
 // Attribute names shared by the item shapes.
 const (
-	attrDoc     = "doc"     // the domain record: a JSON string (default) or a map (EncodingDocument)
+	attrDoc     = "doc"     // the domain record as a JSON string (why not a map: docs/dynamodb.md)
 	attrVersion = "version" // optimistic-lock counter, bumped by every write
 	attrRole    = "role"    // principals: the role, so "one id, one role" is a condition on one key
 	attrAPIIDs  = "apiIds"  // contexts: string set of every target apiId, for ContextsWithAPI
@@ -53,25 +52,10 @@ func registryKey(kind, id string) string {
 
 func contextKeyOK(id string) bool { return id != "" && len(id) <= maxKeyBytes }
 
-// Encoding is how the domain record (the doc attribute) is stored.
-type Encoding int
-
-const (
-	// EncodingJSON stores the record as a JSON string attribute: the smallest request bodies and
-	// the least CPU (measured, see docs/dynamodb.md), and byte-comparable.
-	EncodingJSON Encoding = iota
-	// EncodingDocument stores it as a DynamoDB map (attributevalue with the json tags), readable
-	// in the console and by expressions. Reads accept both encodings.
-	EncodingDocument
-)
-
-var docOptions = func(o *attributevalue.EncoderOptions) { o.TagKey = "json" }
-var docDecodeOptions = func(o *attributevalue.DecoderOptions) { o.TagKey = "json" }
-
-func (e Encoding) encode(v any) (types.AttributeValue, error) {
-	if e == EncodingDocument {
-		return attributevalue.MarshalWithOptions(v, docOptions)
-	}
+// encodeDoc stores a domain record as a JSON string attribute: smaller requests and less CPU
+// than a DynamoDB map (measured, see docs/dynamodb.md), byte-comparable, and the embedded store's
+// encoding too.
+func encodeDoc(v any) (types.AttributeValue, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
@@ -83,8 +67,6 @@ func decodeDoc(av types.AttributeValue, v any) error {
 	switch av := av.(type) {
 	case *types.AttributeValueMemberS:
 		return json.Unmarshal([]byte(av.Value), v)
-	case *types.AttributeValueMemberM:
-		return attributevalue.UnmarshalWithOptions(av, v, docDecodeOptions)
 	case nil:
 		return fmt.Errorf("item has no %s attribute", attrDoc)
 	default:
@@ -103,11 +85,9 @@ func sameWrite(a, b map[string]types.AttributeValue) bool {
 
 // sameDoc reports whether two doc attributes hold the same record.
 func sameDoc(a, b types.AttributeValue) bool {
-	if sa, ok := a.(*types.AttributeValueMemberS); ok {
-		sb, ok := b.(*types.AttributeValueMemberS)
-		return ok && sa.Value == sb.Value
-	}
-	return reflect.DeepEqual(a, b)
+	sa, ok1 := a.(*types.AttributeValueMemberS)
+	sb, ok2 := b.(*types.AttributeValueMemberS)
+	return ok1 && ok2 && sa.Value == sb.Value
 }
 
 // docSize estimates the stored size of an attribute value (for transaction size limits).
@@ -119,18 +99,6 @@ func docSize(av types.AttributeValue) int {
 		return len(av.Value)
 	case *types.AttributeValueMemberB:
 		return len(av.Value)
-	case *types.AttributeValueMemberM:
-		n := 3
-		for k, v := range av.Value {
-			n += len(k) + 1 + docSize(v)
-		}
-		return n
-	case *types.AttributeValueMemberL:
-		n := 3
-		for _, v := range av.Value {
-			n += 1 + docSize(v)
-		}
-		return n
 	case *types.AttributeValueMemberSS:
 		n := 0
 		for _, v := range av.Value {
@@ -177,11 +145,11 @@ type interfaceDoc struct {
 	APIs []security.PublishedAPI `json:"apis"`
 }
 
-func (e Encoding) contextItem(sc *security.SecurityContext, now int64) (map[string]types.AttributeValue, error) {
-	return e.contextItemWith(sc, now, rand.Text())
+func contextItemOf(sc *security.SecurityContext, now int64) (map[string]types.AttributeValue, error) {
+	return contextItemWith(sc, now, rand.Text())
 }
 
-func (e Encoding) contextItemWith(sc *security.SecurityContext, now int64, writeID string) (map[string]types.AttributeValue, error) {
+func contextItemWith(sc *security.SecurityContext, now int64, writeID string) (map[string]types.AttributeValue, error) {
 	var ids []string
 	for _, en := range sc.Entries {
 		for _, t := range en.Targets {
@@ -191,18 +159,18 @@ func (e Encoding) contextItemWith(sc *security.SecurityContext, now int64, write
 		}
 	}
 	slices.Sort(ids)
-	return e.item(contextItem{APIInvokerID: sc.APIInvokerID, Version: sc.Version, APIIDs: ids, AefIDs: sc.AefIDs(), UpdatedAt: now, WriteID: writeID}, sc)
+	return withDoc(contextItem{APIInvokerID: sc.APIInvokerID, Version: sc.Version, APIIDs: ids, AefIDs: sc.AefIDs(), UpdatedAt: now, WriteID: writeID}, sc)
 }
 
-func (e Encoding) item(shape any, doc any) (map[string]types.AttributeValue, error) {
-	item, err := attributevalue.MarshalMap(shape)
+func withDoc(shape any, doc any) (map[string]types.AttributeValue, error) {
+	it, err := attributevalue.MarshalMap(shape)
 	if err != nil {
 		return nil, err
 	}
-	if item[attrDoc], err = e.encode(doc); err != nil {
+	if it[attrDoc], err = encodeDoc(doc); err != nil {
 		return nil, err
 	}
-	return item, nil
+	return it, nil
 }
 
 // excludes reports whether the item's aefIds attribute alone rules it out for an AEF (items
@@ -233,8 +201,8 @@ func decodeOwed(item map[string]types.AttributeValue) (security.Owed, error) {
 	return security.Owed(o), nil
 }
 
-func (e Encoding) outboxItem(o security.Owed, now int64) (map[string]types.AttributeValue, error) {
-	return e.item(outboxItem{ID: o.ID, APIInvokerID: o.APIInvokerID, CreatedAt: now}, storedOwed(o))
+func outboxItemOf(o security.Owed, now int64) (map[string]types.AttributeValue, error) {
+	return withDoc(outboxItem{ID: o.ID, APIInvokerID: o.APIInvokerID, CreatedAt: now}, storedOwed(o))
 }
 
 // storedOwed is the outbox record; the notification body is kept as sent.

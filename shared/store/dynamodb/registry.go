@@ -20,47 +20,12 @@ import (
 // errRace is a registry commit that lost to a concurrent writer; the change is re-run.
 var errRace = errors.New("registry changed concurrently")
 
-// Import upserts doc. The registry rules run in security.ApplyImport on a regTx (read-through
-// cache, buffered writes); the writes then commit in one TransactWriteItems when they fit (≤ 100
-// items), otherwise in ordered groups (see regTx.commit). A role clash is found while buffering,
-// so nothing is written.
-func (s *Store) Import(ctx context.Context, doc security.RegistryDoc) error {
-	return s.registryChange(ctx, "Import", func(tx *regTx) error {
-		if err := tx.prefetchImport(doc); err != nil {
-			return err
-		}
-		return security.ApplyImport(tx, doc)
-	})
-}
-
-// RemoveInvoker deletes the invoker's record and its security context in one transaction.
-func (s *Store) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
-	return s.registryChange(ctx, "RemoveInvoker", func(tx *regTx) error {
-		if err := security.ApplyRemoveInvoker(tx, apiInvokerID); err != nil {
-			return err
-		}
-		return tx.deleteContext(apiInvokerID)
-	})
-}
-
-// RemoveAEF deletes an AEF that publishes nothing.
-func (s *Store) RemoveAEF(ctx context.Context, aefID string) error {
-	return s.registryChange(ctx, "RemoveAEF", func(tx *regTx) error {
-		return security.ApplyRemoveAEF(tx, aefID)
-	})
-}
-
-// RemoveAPI deletes a published API from the catalogues and the interface index.
-func (s *Store) RemoveAPI(ctx context.Context, apiID string) error {
-	return s.registryChange(ctx, "RemoveAPI", func(tx *regTx) error {
-		var old capif.ServiceAPIDescription
-		if err := tx.get(registryKey(kindAPI, apiID), &old); err == nil {
-			if err := tx.prefetch(published(old)); err != nil {
-				return err
-			}
-		}
-		return security.ApplyRemoveAPI(tx, apiID)
-	})
+// Update runs fn on a regTx (read-through cache, buffered writes); the writes then commit in one
+// TransactWriteItems when they fit (≤ 100 items), otherwise in ordered groups (see
+// regTx.commit). A rule error (ErrRoleClash included) comes before any write, so nothing is
+// written. A commit that lost to a concurrent writer runs fn again on fresh reads.
+func (s *Store) Update(ctx context.Context, fn func(security.RegistryTx) error) error {
+	return s.registryChange(ctx, "Update", func(tx *regTx) error { return fn(tx) })
 }
 
 // registryChange runs apply on a fresh regTx and commits it, again from scratch when a
@@ -110,6 +75,7 @@ type regTx struct {
 	write map[string]*regWrite
 	order []string                  // keys in first-write order
 	extra []types.TransactWriteItem // non-registry items committed with the first group
+	gone  map[string]bool           // contexts DeleteContext already added to extra
 }
 
 var _ security.RegistryTx = (*regTx)(nil)
@@ -125,8 +91,21 @@ func (tx *regTx) record(item map[string]types.AttributeValue) (*regRecord, error
 	return &regRecord{version: row.Version, role: row.Role, doc: item[attrDoc]}, nil
 }
 
-// prefetch reads every key not yet known in as few BatchGetItem requests as possible, so the
+// Prefetch reads every key not yet known in as few BatchGetItem requests as possible, so the
 // rules that follow mostly hit the cache.
+func (tx *regTx) Prefetch(keys []security.RecordKey) error {
+	var pks []string
+	for _, k := range keys {
+		pks = append(pks, registryKey(recordKinds[k.Kind], k.ID))
+	}
+	return tx.prefetch(pks)
+}
+
+// recordKinds maps the domain's record kinds to key prefixes.
+var recordKinds = map[security.RecordKind]string{
+	security.RecordPrincipal: kindPrincipal, security.RecordAEF: kindAEF, security.RecordAPI: kindAPI, security.RecordInterface: kindInterface,
+}
+
 func (tx *regTx) prefetch(pks []string) error {
 	var keys []itemKey
 	for _, pk := range pks {
@@ -147,47 +126,6 @@ func (tx *regTx) prefetch(pks []string) error {
 		}
 	}
 	return nil
-}
-
-// prefetchImport loads what ApplyImport will read, in two rounds: the records the document
-// names, then what the APIs as previously published point at.
-func (tx *regTx) prefetchImport(doc security.RegistryDoc) error {
-	var first []string
-	for _, inv := range doc.APIInvokers {
-		first = append(first, registryKey(kindPrincipal, inv.APIInvokerID))
-	}
-	for _, a := range doc.AEFs {
-		first = append(first, registryKey(kindPrincipal, a.AefID))
-	}
-	for _, d := range doc.ServiceAPIs {
-		first = append(first, registryKey(kindAPI, d.APIID))
-		first = append(first, published(d)...)
-	}
-	if err := tx.prefetch(first); err != nil {
-		return err
-	}
-	var second []string
-	for _, d := range doc.ServiceAPIs {
-		var old capif.ServiceAPIDescription
-		if err := tx.get(registryKey(kindAPI, d.APIID), &old); err == nil {
-			second = append(second, published(old)...)
-		} else if !errors.Is(err, security.ErrNotFound) {
-			return err
-		}
-	}
-	return tx.prefetch(second)
-}
-
-// published lists the registry keys a published API occupies: its AEF catalogues and interfaces.
-func published(d capif.ServiceAPIDescription) []string {
-	var pks []string
-	for _, p := range security.PublishedAPIs(d) {
-		pks = append(pks, registryKey(kindAEF, p.AefID))
-		for _, k := range security.InterfaceKeys(p) {
-			pks = append(pks, registryKey(kindInterface, k))
-		}
-	}
-	return pks
 }
 
 // fetch returns the record of pk as stored when the change began (nil: absent), reading it with
@@ -236,7 +174,7 @@ func (tx *regTx) get(pk string, v any) error {
 }
 
 func (tx *regTx) put(pk, kind, role string, v any) error {
-	doc, err := tx.s.enc.encode(v)
+	doc, err := encodeDoc(v)
 	if err != nil {
 		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
 	}
@@ -323,12 +261,16 @@ func (tx *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
 	return tx.put(registryKey(kindInterface, key), kindInterface, "", interfaceDoc{Key: key, APIs: apis})
 }
 
-// deleteContext adds the removal of an invoker's security context to the commit: a Delete on
-// the version read, or a check that none exists, so a context created meanwhile is a race.
-func (tx *regTx) deleteContext(apiInvokerID string) error {
-	if !contextKeyOK(apiInvokerID) {
-		return nil
+// DeleteContext adds the removal of an invoker's security context to the commit: a Delete on
+// the version read, or a check that none exists, so a context written meanwhile is a race.
+func (tx *regTx) DeleteContext(apiInvokerID string) error {
+	if !contextKeyOK(apiInvokerID) || tx.gone[apiInvokerID] {
+		return nil // no such context can exist, or its removal is already part of the commit
 	}
+	if tx.gone == nil {
+		tx.gone = map[string]bool{}
+	}
+	tx.gone[apiInvokerID] = true
 	table := aws.String(tx.s.tables.Contexts)
 	key := tx.s.key(tx.s.tables.Contexts, apiInvokerID)
 	out, err := tx.s.client.GetItem(tx.ctx, &ddb.GetItemInput{TableName: table, Key: key, ConsistentRead: aws.Bool(true),

@@ -15,33 +15,11 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
+	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // These tests drive security.Service, as the Lambda handlers do, against DynamoDB Local.
-
-type fakeSigner struct{}
-
-func (fakeSigner) Sign(_ context.Context, c security.TokenClaims) (string, error) {
-	return "token-for-" + c.Subject, nil
-}
-func (fakeSigner) JWKS(context.Context) (security.JWKSet, error) { return security.JWKSet{}, nil }
-
-// fakeNotifier records deliveries; fail makes every delivery fail (the outbox record stays).
-type fakeNotifier struct {
-	mu   sync.Mutex
-	sent []any
-	fail bool
-}
-
-func (n *fakeNotifier) Notify(_ context.Context, _ string, body any) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.fail {
-		return errors.New("injected delivery failure")
-	}
-	n.sent = append(n.sent, body)
-	return nil
-}
 
 // world is a registry with one invoker and two AEFs: aef1 publishes apiA and apiB, aef2 apiC.
 type world struct {
@@ -87,7 +65,7 @@ func (w *world) tokenReq() capif.AccessTokenReq {
 
 func newService(t testing.TB, s *Store, n security.Notifier, maxAttempts int) *security.Service {
 	t.Helper()
-	return security.New(s, s, fakeSigner{}, n, nil, security.Config{Issuer: "ccf-test", APIRoot: "https://ccf.example.com", MaxAttempts: maxAttempts})
+	return security.New(s, s, &securitytest.Signer{}, n, nil, security.Config{Issuer: "ccf-test", APIRoot: "https://ccf.example.com", MaxAttempts: maxAttempts})
 }
 
 func importWorld(t testing.TB, svc *security.Service, w *world) {
@@ -118,9 +96,9 @@ func storedContext(t testing.TB, s *Store, inv string) *security.SecurityContext
 // TestRequestBudgets counts the DynamoDB requests each operation sends (Recorder) and logs the
 // IAM permissions they need.
 func TestRequestBudgets(t *testing.T) {
-	rec := &Recorder{}
+	rec := &dynamodbtest.Recorder{}
 	s := newStore(t, withRecorder(rec))
-	notifier := &fakeNotifier{}
+	notifier := &securitytest.Notifier{}
 	svc := newService(t, s, notifier, 0)
 	w := newWorld()
 	importWorld(t, svc, w)
@@ -151,7 +129,7 @@ func TestRequestBudgets(t *testing.T) {
 			return svc.Revoke(ctx, security.Caller{ID: w.aef1}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage})
 		}, []string{"BatchGetItem", "TransactWriteItems", "DeleteItem"}}, // the last is Delivered
 		{"revoke all (DELETE), not delivered", func() error {
-			notifier.fail = true
+			notifier.Err = errors.New("injected delivery failure")
 			return svc.RevokeAll(ctx, security.Caller{ID: w.aef2}, w.inv)
 		}, []string{"BatchGetItem", "TransactWriteItems"}},
 	}
@@ -178,7 +156,7 @@ func TestRequestBudgets(t *testing.T) {
 // The SDK retries a bounded number of times, the domain answers ErrUnavailable (503), and
 // neither the context nor the outbox changed.
 func TestRevocationThrottled(t *testing.T) {
-	rec := &Recorder{}
+	rec := &dynamodbtest.Recorder{}
 	var throttle atomic.Bool
 	s := newStore(t, withRecorder(rec), withFault(func(_ context.Context, op string) error {
 		if throttle.Load() && op == "TransactWriteItems" {
@@ -186,7 +164,7 @@ func TestRevocationThrottled(t *testing.T) {
 		}
 		return nil
 	}))
-	svc := newService(t, s, &fakeNotifier{}, 0)
+	svc := newService(t, s, &securitytest.Notifier{}, 0)
 	w := newWorld()
 	importWorld(t, svc, w)
 	ctx := context.Background()
@@ -238,7 +216,7 @@ func TestDeadline(t *testing.T) {
 		return ctx.Err()
 	}
 	s := newStore(t, withFault(hang), func(o *Options) { o.Timeout = 300 * time.Millisecond })
-	svc := newService(t, s, &fakeNotifier{}, 0)
+	svc := newService(t, s, &securitytest.Notifier{}, 0)
 	w := newWorld()
 
 	for name, ctx := range map[string]func() (context.Context, context.CancelFunc){
@@ -296,7 +274,7 @@ func (r *recordingStore) Replace(ctx context.Context, sc *security.SecurityConte
 func TestServiceConcurrency(t *testing.T) {
 	base := newStore(t)
 	rs := &recordingStore{Store: base}
-	svc := security.New(rs, base, fakeSigner{}, &fakeNotifier{}, nil, security.Config{Issuer: "ccf-test", APIRoot: "https://ccf.example.com"})
+	svc := security.New(rs, base, &securitytest.Signer{}, &securitytest.Notifier{}, nil, security.Config{Issuer: "ccf-test", APIRoot: "https://ccf.example.com"})
 	w := newWorld()
 	importWorld(t, svc, w)
 	ctx := context.Background()

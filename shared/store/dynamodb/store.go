@@ -12,7 +12,7 @@
 //	Delivered            1 DeleteItem
 //
 // The SDK's standard retryer may repeat a request (bounded attempts, all within the caller's
-// deadline); Recorder counts what is actually sent.
+// deadline); dynamodbtest.Recorder counts what is actually sent.
 package dynamodb
 
 import (
@@ -55,9 +55,7 @@ const (
 type Options struct {
 	// Tables names the tables; zero: TablesFromEnv(os.Getenv).
 	Tables Tables
-	// Encoding of the stored records; zero: EncodingJSON.
-	Encoding Encoding
-	Logger   *slog.Logger
+	Logger *slog.Logger
 	// MaxAttempts bounds the SDK's attempts per request (first one included) and MaxBackoff
 	// caps its delay between them (delays also end at the ctx deadline). When both are zero and
 	// the aws.Config carries a Retryer (the application's policy), that one is used; otherwise
@@ -68,8 +66,8 @@ type Options struct {
 	// Timeout bounds a call whose ctx has no deadline (callers normally pass the Lambda deadline
 	// minus a margin), so a store call never hangs.
 	Timeout time.Duration
-	// ClientOptions are applied last to the DynamoDB client (tests add Recorder and fault
-	// middleware here).
+	// ClientOptions are applied last to the DynamoDB client (tests add dynamodbtest's
+	// recorder and fault middleware here).
 	ClientOptions []func(*ddb.Options)
 }
 
@@ -77,7 +75,6 @@ type Options struct {
 type Store struct {
 	client   *ddb.Client
 	tables   Tables
-	enc      Encoding
 	log      *slog.Logger
 	timeout  time.Duration
 	now      func() time.Time
@@ -126,7 +123,6 @@ func New(cfg aws.Config, opts Options) (*Store, error) {
 	return &Store{
 		client:   ddb.NewFromConfig(cfg, optFns...),
 		tables:   opts.Tables,
-		enc:      opts.Encoding,
 		log:      opts.Logger,
 		timeout:  opts.Timeout,
 		now:      time.Now,
@@ -361,7 +357,7 @@ func (s *Store) Create(ctx context.Context, sc *security.SecurityContext) error 
 	}
 	next := *sc
 	next.Version = 1
-	item, err := s.enc.contextItem(&next, s.now().Unix())
+	item, err := contextItemOf(&next, s.now().Unix())
 	if err != nil {
 		return fmt.Errorf("dynamodb Create: %w", err)
 	}
@@ -425,7 +421,7 @@ func (s *Store) Replace(ctx context.Context, sc *security.SecurityContext, owed 
 	var item map[string]types.AttributeValue // nil: delete
 	if len(sc.Entries) > 0 {
 		var err error
-		if item, err = s.enc.contextItem(&next, now); err != nil {
+		if item, err = contextItemOf(&next, now); err != nil {
 			return fmt.Errorf("dynamodb Replace: %w", err)
 		}
 	}
@@ -469,7 +465,7 @@ func (s *Store) Replace(ctx context.Context, sc *security.SecurityContext, owed 
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}})
 	}
 	for _, o := range owed {
-		oi, err := s.enc.outboxItem(o, now)
+		oi, err := outboxItemOf(o, now)
 		if err != nil {
 			return fmt.Errorf("dynamodb Replace: %w", err)
 		}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
+	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // Adapter-specific behaviour against DynamoDB Local, beyond the contract suite.
@@ -73,10 +75,10 @@ func TestLoadBatches(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld()
 	setup := newStore(t)
-	if err := setup.Import(ctx, w.doc); err != nil {
+	if err := admin(setup).ImportRegistry(ctx, w.doc); err != nil {
 		t.Fatal(err)
 	}
-	svc := newService(t, setup, &fakeNotifier{}, 0)
+	svc := newService(t, setup, &securitytest.Notifier{}, 0)
 	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv}, w.inv, w.request("https://inv.example.com/cb")); err != nil {
 		t.Fatal(err)
 	}
@@ -111,14 +113,14 @@ func TestLoadBatches(t *testing.T) {
 		wantGets    int
 		wantErr     error
 	}{
-		{"one request", 0, 0, 1, nil},
-		{"chunks of 100 keys", 250, 0, 3, nil}, // 2 + 1 + 3 + 250 keys
-		{"unprocessed keys are read again", 0, 2, 3, nil},
-		{"unprocessed for good is 503", 0, -1, unprocessedRounds, security.ErrUnavailable},
+		{name: "one request", wantGets: 1},
+		{name: "chunks of 100 keys", missing: 250, wantGets: 3}, // 2 + 1 + 3 + 250 keys
+		{name: "unprocessed keys are read again", unprocessed: 2, wantGets: 3},
+		{name: "unprocessed for good is 503", unprocessed: -1, wantGets: unprocessedRounds, wantErr: security.ErrUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &Recorder{}
+			rec := &dynamodbtest.Recorder{}
 			var n atomic.Int32
 			n.Store(tc.unprocessed)
 			if tc.unprocessed < 0 {
@@ -172,7 +174,7 @@ func losingAnswers(ops ...string) func(*Options) {
 func TestLostAnswer(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld()
-	rec := &Recorder{}
+	rec := &dynamodbtest.Recorder{}
 	s := newStore(t, withRecorder(rec), losingAnswers("PutItem", "TransactWriteItems"))
 	sc := &security.SecurityContext{APIInvokerID: w.inv, NotificationDestination: "https://inv.example.com/cb", Entries: []security.Entry{
 		{AefID: w.aef1, PrefSecurityMethods: []capif.SecurityMethod{capif.PKI}, SelSecurityMethod: capif.PKI,
@@ -258,10 +260,10 @@ func TestLargeImport(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("split, then nothing to write again", func(t *testing.T) {
-		rec := &Recorder{}
+		rec := &dynamodbtest.Recorder{}
 		s := newStore(t, withRecorder(rec))
 		doc := bigDoc(randomHex(3))
-		if err := s.Import(ctx, doc); err != nil {
+		if err := admin(s).ImportRegistry(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
 		// 120 + 10 principals, 10 catalogues, 30 interfaces, 30 APIs = 200 items.
@@ -270,7 +272,7 @@ func TestLargeImport(t *testing.T) {
 		}
 		everything(t, s, doc)
 		rec.Reset()
-		if err := s.Import(ctx, doc); err != nil {
+		if err := admin(s).ImportRegistry(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
 		if n := count(rec.Operations(), "TransactWriteItems"); n != 0 {
@@ -287,7 +289,7 @@ func TestLargeImport(t *testing.T) {
 			return nil
 		}))
 		doc := bigDoc(randomHex(3))
-		if err := failing.Import(ctx, doc); err == nil {
+		if err := admin(failing).ImportRegistry(ctx, doc); err == nil {
 			t.Fatal("Import with a failing transaction succeeded")
 		}
 		s := newStore(t)
@@ -299,7 +301,7 @@ func TestLargeImport(t *testing.T) {
 		if snap.Caller == nil || len(snap.AEFs) != 0 {
 			t.Fatalf("after the interruption: caller %v, %d catalogues; want the principals only", snap.Caller != nil, len(snap.AEFs))
 		}
-		if err := s.Import(ctx, doc); err != nil {
+		if err := admin(s).ImportRegistry(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
 		everything(t, s, doc)
@@ -308,12 +310,12 @@ func TestLargeImport(t *testing.T) {
 	t.Run("role clash writes nothing", func(t *testing.T) {
 		s := newStore(t)
 		existing := newWorld()
-		if err := s.Import(ctx, existing.doc); err != nil {
+		if err := admin(s).ImportRegistry(ctx, existing.doc); err != nil {
 			t.Fatal(err)
 		}
 		doc := bigDoc(randomHex(3))
 		doc.AEFs = append(doc.AEFs, security.AEFRecord{AefID: existing.inv}) // an invoker as AEF, last
-		if err := s.Import(ctx, doc); !errors.Is(err, security.ErrRoleClash) {
+		if err := admin(s).ImportRegistry(ctx, doc); !errors.Is(err, security.ErrRoleClash) {
 			t.Fatalf("Import = %v, want ErrRoleClash", err)
 		}
 		snap, err := s.Load(ctx, security.Query{CallerID: doc.APIInvokers[0].APIInvokerID, AefIDs: []string{doc.AEFs[0].AefID}})
@@ -340,7 +342,7 @@ func TestConcurrentImports(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			errs <- s.Import(ctx, security.RegistryDoc{
+			errs <- admin(s).ImportRegistry(ctx, security.RegistryDoc{
 				AEFs: []security.AEFRecord{{AefID: aef}},
 				ServiceAPIs: []capif.ServiceAPIDescription{{APIName: fmt.Sprintf("n%d", i), APIID: fmt.Sprintf("api-%s-%d", tag, i),
 					AefProfiles: []capif.AefProfile{{AefID: aef, InterfaceDescriptions: []capif.InterfaceDescription{ifc}}}}},
@@ -399,26 +401,26 @@ func TestCreateTables(t *testing.T) {
 // unchanged principals but still conditions the transaction on them (their role decided it).
 func TestImportChecksUnchangedPrincipals(t *testing.T) {
 	ctx := context.Background()
-	rec := &Recorder{}
+	rec := &dynamodbtest.Recorder{}
 	s := newStore(t, withRecorder(rec))
 	w := newWorld()
-	if err := s.Import(ctx, w.doc); err != nil {
+	if err := admin(s).ImportRegistry(ctx, w.doc); err != nil {
 		t.Fatal(err)
 	}
 	more := w.doc
 	more.ServiceAPIs = append(slices.Clone(w.doc.ServiceAPIs), capif.ServiceAPIDescription{APIName: "nameD", APIID: "apiD-" + randomHex(3),
 		AefProfiles: []capif.AefProfile{{AefID: w.aef2, DomainName: "d.example.com"}}})
 	rec.Reset()
-	if err := s.Import(ctx, more); err != nil {
+	if err := admin(s).ImportRegistry(ctx, more); err != nil {
 		t.Fatal(err)
 	}
-	var tx []Call
+	var tx []dynamodbtest.Call
 	for _, c := range rec.Calls() {
 		if c.Operation == "TransactWriteItems" {
 			tx = append(tx, c)
 		}
 	}
-	want := []Permission{{"dynamodb:PutItem", testTables.Registry}, {"dynamodb:ConditionCheckItem", testTables.Registry}}
+	want := []dynamodbtest.Permission{{Action: "dynamodb:PutItem", Table: testTables.Registry}, {Action: "dynamodb:ConditionCheckItem", Table: testTables.Registry}}
 	if len(tx) != 1 || !slices.Contains(tx[0].Permissions, want[0]) || !slices.Contains(tx[0].Permissions, want[1]) {
 		t.Errorf("re-import sent %+v, want one transaction with %v", tx, want)
 	}

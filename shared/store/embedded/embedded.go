@@ -15,9 +15,10 @@
 //	meta        "schema"     → format version of this file
 //
 // bbolt serialises writers and gives readers a consistent snapshot, so every Store read is one
-// read transaction and every write (including a whole registry import) one write transaction.
-// Only one process can open the file, so the DB also serializes the read-modify-write cycles of
-// each context (security.ContextLocker): its writers never lose an optimistic-lock race.
+// read transaction and every write (including a whole registry change, Registry.Update) one
+// write transaction. Only one process can open the file, so the DB also serializes the
+// read-modify-write cycles of each context (security.ContextLocker): its writers never lose an
+// optimistic-lock race.
 package embedded
 
 import (
@@ -393,47 +394,14 @@ func checkContext(ctx context.Context, sc *security.SecurityContext) error {
 
 // --- security.Registry ------------------------------------------------------------------------
 
-// Import validates doc and upserts it in one write transaction through security.ApplyImport:
-// on any error, ErrRoleClash included, nothing of doc is written.
-func (db *DB) Import(ctx context.Context, doc security.RegistryDoc) error {
-	// The port leaves validation to the caller; repeating it keeps an invalid document (an empty
-	// id, a profile of an unlisted AEF) out of the file whoever calls.
-	if err := doc.Validate(); err != nil {
-		return err
-	}
-	return db.registryUpdate(ctx, "import", func(tx *regTx) error { return security.ApplyImport(tx, doc) })
-}
-
-// RemoveInvoker deletes the invoker's registry record and its security context together.
-func (db *DB) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
-	return db.registryUpdate(ctx, "remove invoker", func(tx *regTx) error {
-		if err := security.ApplyRemoveInvoker(tx, apiInvokerID); err != nil {
-			return err
-		}
-		if err := tx.tx.Bucket(bucketCtxAEFs).Delete([]byte(apiInvokerID)); err != nil {
-			return err
-		}
-		return tx.tx.Bucket(bucketContexts).Delete([]byte(apiInvokerID))
-	})
-}
-
-// RemoveAEF deletes an AEF that publishes nothing (security.ApplyRemoveAEF refuses otherwise
-// with ErrExists).
-func (db *DB) RemoveAEF(ctx context.Context, aefID string) error {
-	return db.registryUpdate(ctx, "remove AEF", func(tx *regTx) error { return security.ApplyRemoveAEF(tx, aefID) })
-}
-
-// RemoveAPI deletes a published API from the catalogues and the interface index.
-func (db *DB) RemoveAPI(ctx context.Context, apiID string) error {
-	return db.registryUpdate(ctx, "remove API", func(tx *regTx) error { return security.ApplyRemoveAPI(tx, apiID) })
-}
-
-func (db *DB) registryUpdate(ctx context.Context, what string, fn func(*regTx) error) error {
+// Update runs fn in one bbolt write transaction: fn's error rolls everything back. bbolt
+// serialises writers, so fn runs exactly once.
+func (db *DB) Update(ctx context.Context, fn func(security.RegistryTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := db.bolt.Update(func(tx *bolt.Tx) error { return fn(&regTx{tx: tx}) }); err != nil {
-		return fmt.Errorf("embedded store: %s: %w", what, err)
+		return fmt.Errorf("embedded store: registry update: %w", err)
 	}
 	return nil
 }
@@ -442,6 +410,9 @@ func (db *DB) registryUpdate(ctx context.Context, what string, fn func(*regTx) e
 type regTx struct {
 	tx *bolt.Tx
 }
+
+// Prefetch does nothing: reads come from the memory-mapped file.
+func (r *regTx) Prefetch([]security.RecordKey) error { return nil }
 
 func (r *regTx) GetPrincipal(id string) (*security.Principal, error) {
 	var p security.Principal
@@ -507,6 +478,16 @@ func (r *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
 		return b.Delete([]byte(key))
 	}
 	return put(b, key, apis)
+}
+
+func (r *regTx) DeleteContext(apiInvokerID string) error {
+	if apiInvokerID == "" {
+		return nil // no context can have it
+	}
+	if err := r.tx.Bucket(bucketCtxAEFs).Delete([]byte(apiInvokerID)); err != nil {
+		return err
+	}
+	return r.tx.Bucket(bucketContexts).Delete([]byte(apiInvokerID))
 }
 
 // must is get with ErrNotFound for a missing item, as RegistryTx getters answer.

@@ -13,7 +13,7 @@ func Benchmark(b *testing.B, open func(b *testing.B) Backend) {
 	setup := func(b *testing.B) (Backend, *fixture) {
 		be := open(b)
 		f := newFixture()
-		if err := be.Registry.Import(b.Context(), f.doc); err != nil {
+		if err := be.admin().ImportRegistry(b.Context(), f.doc); err != nil {
 			b.Fatal(err)
 		}
 		if err := be.Store.Create(b.Context(), f.context()); err != nil {

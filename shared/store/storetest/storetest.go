@@ -1,4 +1,5 @@
-// Package storetest is the contract suite of security.Store and security.Registry. Every back end
+// Package storetest is the contract suite of security.Store and security.Registry (its Update
+// directly, and the registry rules of security.Service run on it). Every back end
 // runs it from its own tests:
 //
 //	func TestContract(t *testing.T) {
@@ -32,6 +33,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 )
 
 // Backend is the adapter under test.
@@ -42,6 +44,12 @@ type Backend struct {
 	// still exercises Replace with owed notifications and Delivered, but cannot see the outbox,
 	// so its atomicity is not verified (the test log says so).
 	Pending func(ctx context.Context) ([]security.Owed, error)
+}
+
+// admin is a Service on the back end alone: the registry rules run through it, as the admin
+// command runs them.
+func (b Backend) admin() *security.Service {
+	return security.New(b.Store, b.Registry, nil, &securitytest.Notifier{}, nil, security.Config{})
 }
 
 // Workers is how many goroutines the concurrency subtests run.
@@ -64,6 +72,9 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Replace/outbox", testOutbox},
 		{"Replace/concurrent no lost update", testReplaceConcurrent},
 		{"ContextsWithAPI", testContextsWithAPI},
+		{"Registry/update commits all or nothing", testUpdateAtomic},
+		{"Registry/update reads its own writes", testUpdateOwnWrites},
+		{"Registry/update deletes a context", testUpdateDeleteContext},
 		{"Registry/import", testImport},
 		{"Registry/re-import upserts", testReimport},
 		{"Registry/role clash writes nothing", testRoleClash},
@@ -476,6 +487,172 @@ func testContextsWithAPI(t *testing.T, b Backend) {
 
 // --- Registry ---------------------------------------------------------------------------------
 
+// records writes one record of each kind straight through tx (not through the registry rules).
+func (f *fixture) records(tx security.RegistryTx) error {
+	p := f.api1AtAEF1()
+	for _, err := range []error{
+		tx.PutPrincipal(f.invokerPrincipal()),
+		tx.PutAEF(&security.AEF{AefID: f.aef1, APIs: []security.PublishedAPI{p}}),
+		tx.PutAPI(&f.doc.ServiceAPIs[0]),
+		tx.PutInterface(f.keyOne(), []security.PublishedAPI{p}),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// everything is the query that loads what records wrote.
+func (f *fixture) everything() security.Query {
+	return security.Query{CallerID: f.inv, AefIDs: []string{f.aef1}, InterfaceKeys: []string{f.keyOne()}}
+}
+
+func testUpdateAtomic(t *testing.T, b Backend) {
+	ctx := t.Context()
+	f := newFixture()
+	failed := errors.New("the rule refused")
+	err := b.Registry.Update(ctx, func(tx security.RegistryTx) error {
+		if err := f.records(tx); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("Update = %v, want fn's error", err)
+	}
+	snap, err := b.Store.Load(ctx, f.everything())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Caller != nil || len(snap.AEFs) != 0 || len(snap.Interfaces) != 0 {
+		t.Errorf("a failed Update wrote %s", dump(snap))
+	}
+
+	if err := b.Registry.Update(ctx, f.records); err != nil {
+		t.Fatal(err)
+	}
+	snap, err = b.Store.Load(ctx, f.everything())
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "Caller", snap.Caller, f.invokerPrincipal())
+	equal(t, "AEFs[aef1]", snap.AEFs[f.aef1], &security.AEF{AefID: f.aef1, APIs: []security.PublishedAPI{f.api1AtAEF1()}})
+	equal(t, "Interfaces[one]", snap.Interfaces[f.keyOne()], []security.PublishedAPI{f.api1AtAEF1()})
+}
+
+func testUpdateOwnWrites(t *testing.T, b Backend) {
+	ctx := t.Context()
+	f := newFixture()
+	if err := b.Registry.Update(ctx, f.records); err != nil {
+		t.Fatal(err)
+	}
+	keys := []security.RecordKey{{Kind: security.RecordPrincipal, ID: f.inv}, {Kind: security.RecordPrincipal, ID: f.aef2},
+		{Kind: security.RecordAEF, ID: f.aef1}, {Kind: security.RecordAPI, ID: f.api1}, {Kind: security.RecordInterface, ID: f.keyOne()},
+		{Kind: security.RecordInterface, ID: f.keyShared()}}
+	err := b.Registry.Update(ctx, func(tx security.RegistryTx) error {
+		if err := tx.Prefetch(keys); err != nil {
+			return err
+		}
+		// As stored: present ones found, absent ones ErrNotFound.
+		if p, err := tx.GetPrincipal(f.inv); err != nil || !reflect.DeepEqual(p, f.invokerPrincipal()) {
+			t.Errorf("GetPrincipal = %s, %v", dump(p), err)
+		}
+		if d, err := tx.GetAPI(f.api1); err != nil || d.APIID != f.api1 {
+			t.Errorf("GetAPI = %s, %v", dump(d), err)
+		}
+		if _, err := tx.GetPrincipal(f.aef2); !errors.Is(err, security.ErrNotFound) {
+			t.Errorf("GetPrincipal of an absent id = %v, want ErrNotFound", err)
+		}
+		if _, err := tx.GetAEF(f.aef2); !errors.Is(err, security.ErrNotFound) {
+			t.Errorf("GetAEF of an absent catalogue = %v, want ErrNotFound", err)
+		}
+		if _, err := tx.GetAPI(f.api2); !errors.Is(err, security.ErrNotFound) {
+			t.Errorf("GetAPI of an absent API = %v, want ErrNotFound", err)
+		}
+		if _, err := tx.GetInterface(f.keyShared()); !errors.Is(err, security.ErrNotFound) {
+			t.Errorf("GetInterface of an absent entry = %v, want ErrNotFound", err)
+		}
+		// Own writes, deletions included (an empty catalogue or index entry is a deletion).
+		aef2 := &security.Principal{ID: f.aef2, Role: security.RoleAEF}
+		for _, err := range []error{tx.PutPrincipal(aef2), tx.DeletePrincipal(f.inv), tx.PutAEF(&security.AEF{AefID: f.aef1}),
+			tx.PutInterface(f.keyOne(), nil), tx.DeleteAPI(f.api1)} {
+			if err != nil {
+				return err
+			}
+		}
+		if p, err := tx.GetPrincipal(f.aef2); err != nil || !reflect.DeepEqual(p, aef2) {
+			t.Errorf("GetPrincipal after PutPrincipal = %s, %v", dump(p), err)
+		}
+		for what, err := range map[string]error{
+			"GetPrincipal after DeletePrincipal": second(tx.GetPrincipal(f.inv)),
+			"GetAEF after an empty PutAEF":       second(tx.GetAEF(f.aef1)),
+			"GetInterface after an empty Put":    second(tx.GetInterface(f.keyOne())),
+			"GetAPI after DeleteAPI":             second(tx.GetAPI(f.api1)),
+		} {
+			if !errors.Is(err, security.ErrNotFound) {
+				t.Errorf("%s = %v, want ErrNotFound", what, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := b.Store.Load(ctx, security.Query{CallerID: f.inv, AefIDs: []string{f.aef1}, InterfaceKeys: []string{f.keyOne()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Caller != nil || len(snap.AEFs) != 0 || len(snap.Interfaces) != 0 {
+		t.Errorf("deleted records still load: %s", dump(snap))
+	}
+	snap, err = b.Store.Load(ctx, security.Query{CallerID: f.aef2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "Caller aef2", snap.Caller, &security.Principal{ID: f.aef2, Role: security.RoleAEF})
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func testUpdateDeleteContext(t *testing.T, b Backend) {
+	ctx := t.Context()
+	f := newFixture()
+	mustCreate(t, b, f.context())
+	other := newFixture()
+	mustCreate(t, b, other.context())
+	absent := newID("inv")
+	err := b.Registry.Update(ctx, func(tx security.RegistryTx) error {
+		if err := tx.DeleteContext(absent); err != nil { // nothing to delete is no error
+			return err
+		}
+		return tx.DeleteContext(f.inv)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := loadContext(t, b, f.inv); sc != nil {
+		t.Errorf("the context survived DeleteContext: %s", dump(sc))
+	}
+	if sc := loadContext(t, b, other.inv); sc == nil {
+		t.Error("DeleteContext deleted another invoker's context")
+	}
+	// A failed change deletes nothing.
+	failed := errors.New("the rule refused")
+	err = b.Registry.Update(ctx, func(tx security.RegistryTx) error {
+		if err := tx.DeleteContext(other.inv); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("Update = %v, want fn's error", err)
+	}
+	if sc := loadContext(t, b, other.inv); sc == nil {
+		t.Error("a failed Update deleted a context")
+	}
+}
+
 func testImport(t *testing.T, b Backend) {
 	ctx := t.Context()
 	f := newFixture()
@@ -566,7 +743,7 @@ func testRoleClash(t *testing.T, b Backend) {
 		APIInvokers: []security.InvokerRecord{{APIInvokerID: newInv}, {APIInvokerID: f.aef2}},
 	}
 	for name, doc := range map[string]security.RegistryDoc{"invoker as AEF": asAEF, "AEF as invoker": asInvoker} {
-		if err := b.Registry.Import(ctx, doc); !errors.Is(err, security.ErrRoleClash) {
+		if err := b.admin().ImportRegistry(ctx, doc); !errors.Is(err, security.ErrRoleClash) {
 			t.Fatalf("%s: Import = %v, want ErrRoleClash", name, err)
 		}
 		snap, err := b.Store.Load(ctx, security.Query{CallerID: newInv, AefIDs: []string{f.inv}, InterfaceKeys: []string{security.InterfaceKey(ifc)}})
@@ -590,7 +767,7 @@ func testRemoveAPI(t *testing.T, b Backend) {
 	ctx := t.Context()
 	f := newFixture()
 	mustImport(t, b, f.doc)
-	if err := b.Registry.RemoveAPI(ctx, f.api1); err != nil {
+	if _, err := b.admin().RemoveAPI(ctx, f.api1); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := b.Store.Load(ctx, security.Query{AefIDs: []string{f.aef1, f.aef2}, InterfaceKeys: []string{f.keyOne(), f.keyShared()}})
@@ -607,7 +784,7 @@ func testRemoveAPI(t *testing.T, b Backend) {
 	equal(t, "Interfaces[shared]", sortedAPIs(snap.Interfaces[f.keyShared()]), []security.PublishedAPI{f.api2AtShared()})
 
 	for _, id := range []string{f.api1, newID("api")} {
-		if err := b.Registry.RemoveAPI(ctx, id); !errors.Is(err, security.ErrNotFound) {
+		if _, err := b.admin().RemoveAPI(ctx, id); !errors.Is(err, security.ErrNotFound) {
 			t.Errorf("RemoveAPI(%s) of an absent API = %v, want ErrNotFound", id, err)
 		}
 	}
@@ -634,22 +811,22 @@ func testRemoveAEF(t *testing.T, b Backend) {
 	}
 
 	// aef2 still publishes api1: refused, nothing changed.
-	if err := b.Registry.RemoveAEF(ctx, f.aef2); !errors.Is(err, security.ErrExists) {
+	if err := b.admin().RemoveAEF(ctx, f.aef2); !errors.Is(err, security.ErrExists) {
 		t.Fatalf("RemoveAEF of a publishing AEF = %v, want ErrExists", err)
 	}
 	equal(t, "Caller aef2", callerOf(f.aef2), &security.Principal{ID: f.aef2, Role: security.RoleAEF})
 
-	if err := b.Registry.RemoveAPI(ctx, f.api1); err != nil {
+	if _, err := b.admin().RemoveAPI(ctx, f.api1); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Registry.RemoveAEF(ctx, f.aef2); err != nil {
+	if err := b.admin().RemoveAEF(ctx, f.aef2); err != nil {
 		t.Fatalf("RemoveAEF of an AEF publishing nothing: %v", err)
 	}
 	if p := callerOf(f.aef2); p != nil {
 		t.Errorf("removed AEF still loads as %s", dump(p))
 	}
 	for _, id := range []string{f.aef2, newID("aef"), f.inv} { // removed, unknown, the other role
-		if err := b.Registry.RemoveAEF(ctx, id); !errors.Is(err, security.ErrNotFound) {
+		if err := b.admin().RemoveAEF(ctx, id); !errors.Is(err, security.ErrNotFound) {
 			t.Errorf("RemoveAEF(%s) = %v, want ErrNotFound", id, err)
 		}
 	}
@@ -663,10 +840,10 @@ func testRemoveInvoker(t *testing.T, b Backend) {
 	mustImport(t, b, f.doc)
 	mustCreate(t, b, f.context())
 
-	if err := b.Registry.RemoveInvoker(ctx, f.aef1); !errors.Is(err, security.ErrNotFound) {
+	if err := b.admin().RemoveInvoker(ctx, f.aef1); !errors.Is(err, security.ErrNotFound) {
 		t.Errorf("RemoveInvoker of an AEF = %v, want ErrNotFound", err)
 	}
-	if err := b.Registry.RemoveInvoker(ctx, f.inv); err != nil {
+	if err := b.admin().RemoveInvoker(ctx, f.inv); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := b.Store.Load(ctx, security.Query{CallerID: f.inv, APIInvokerID: f.inv})
@@ -677,7 +854,7 @@ func testRemoveInvoker(t *testing.T, b Backend) {
 		t.Errorf("after RemoveInvoker Load = %s, want neither record nor context", dump(snap))
 	}
 	for _, id := range []string{f.inv, newID("inv")} {
-		if err := b.Registry.RemoveInvoker(ctx, id); !errors.Is(err, security.ErrNotFound) {
+		if err := b.admin().RemoveInvoker(ctx, id); !errors.Is(err, security.ErrNotFound) {
 			t.Errorf("RemoveInvoker(%s) = %v, want ErrNotFound", id, err)
 		}
 	}
@@ -811,7 +988,7 @@ func mustImport(t *testing.T, b Backend, doc security.RegistryDoc) {
 	if err := doc.Validate(); err != nil {
 		t.Fatalf("storetest fixture: %v", err)
 	}
-	if err := b.Registry.Import(t.Context(), doc); err != nil {
+	if err := b.admin().ImportRegistry(t.Context(), doc); err != nil {
 		t.Fatalf("Import: %v", err)
 	}
 }

@@ -1,4 +1,9 @@
-package dynamodb
+// Package dynamodbtest holds DynamoDB client middleware for tests, beside the adapter as
+// net/http/httptest sits beside net/http: Recorder counts the requests a client sends (request
+// budgets) with the IAM permissions each needs (the template's IAM test), and InjectFault fails
+// chosen attempts as DynamoDB would (throttling, deadlines, service errors). Both install as
+// client options, e.g. dynamodb.Options.ClientOptions.
+package dynamodbtest
 
 import (
 	"cmp"
