@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,10 +35,14 @@ func readBody(r *http.Request, want string) ([]byte, error) {
 		return nil, &requestError{status: http.StatusUnsupportedMediaType, cause: CauseUnsupportedMedia, detail: "the request body must not be content-encoded",
 			params: []capif.InvalidParam{{Param: "Content-Encoding", Reason: "only identity is accepted"}}}
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
-	if err != nil {
+	var buf bytes.Buffer
+	if r.ContentLength > 0 && r.ContentLength <= MaxBody {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one allocation for a declared length
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBody+1)); err != nil {
 		return nil, bodyReadError(err)
 	}
+	b := buf.Bytes()
 	if len(b) > MaxBody {
 		return nil, &requestError{status: http.StatusRequestEntityTooLarge, cause: security.CauseTooLarge, detail: fmt.Sprintf("the request body exceeds %d bytes", MaxBody)}
 	}
