@@ -52,6 +52,8 @@ var suite = []struct {
 	{"Concurrency", testConcurrency},
 	{"CertCommand", testCertCommand},
 	{"GracefulShutdown", testGracefulShutdown},
+	{"BrokenBodies", testBrokenBodies},
+	{"TokenBinding", testTokenBinding},
 }
 
 // TestRunnerHTTP runs the suite against every back-end set-up, over real TLS with client

@@ -290,3 +290,31 @@ func TestTypeMismatchReason(t *testing.T) {
 		}
 	}
 }
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+type slowReader struct{}
+
+func (slowReader) Read([]byte) (int, error) { return 0, timeoutErr{} }
+
+// A body slower than the server's read timeout is 408, a client fault like a broken one.
+func TestSlowBodyIs408(t *testing.T) {
+	for _, ct := range []string{"application/json", "application/x-www-form-urlencoded"} {
+		r := httptest.NewRequest(http.MethodPost, "/x", slowReader{})
+		r.Header.Set("Content-Type", ct)
+		var err error
+		if ct == "application/json" {
+			var v capif.ServiceSecurity
+			err = decodeJSON(r, &v)
+		} else {
+			_, err = decodeTokenRequest(r)
+		}
+		if e := asError(t, err); e.status != http.StatusRequestTimeout || e.clientFault == nil {
+			t.Errorf("%s: %+v", ct, e)
+		}
+	}
+}
