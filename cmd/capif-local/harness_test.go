@@ -240,8 +240,8 @@ type runner struct {
 
 	mu         sync.Mutex
 	seen       []seen
-	unanswered int // requests that got no response to check (the client went away)
-	secrets map[string]string // secret → what it is; must never reach the log
+	unanswered int               // requests that got no response to check (the client went away)
+	secrets    map[string]string // secret → what it is; must never reach the log
 
 	certs                 sync.Map // id → tls.Certificate
 	nextPlain, nextSecret atomic.Int64
