@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: run run-aws test unit lint tools bench clean
+.PHONY: run run-aws test unit lint tools bench clean fuzz fuzz-smoke
 
 run:
 	$(GO) run ./cmd/capif-local -registry examples/registry.json
@@ -18,6 +18,24 @@ run-aws: tools
 # and started on free loopback ports for the duration of the run.
 test: lint tools
 	bash scripts/with-peers.sh $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory fuzz-smoke
+
+# Every fuzz target (package:Target), each fuzzed for FUZZTIME on top of its committed seed corpus
+# (testdata/fuzz/). `make test` gives each a few seconds; `make fuzz` a minute (FUZZ_LONG=10m).
+FUZZ_TARGETS := \
+	./shared/httpapi:FuzzDecodeJSON ./shared/httpapi:FuzzDecodeTokenRequest ./shared/httpapi:FuzzQueryFlags \
+	./shared/httpapi:FuzzCallerID ./shared/security:FuzzParseScope ./shared/security:FuzzRegistryDoc \
+	./shared/aefauth:FuzzVerify
+FUZZTIME ?= 3s
+fuzz-smoke:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/capif-fuzz.$$$$.log 2>&1 || { cat /tmp/capif-fuzz.$$$$.log; rm -f /tmp/capif-fuzz.$$$$.log; exit 1; }; \
+		rm -f /tmp/capif-fuzz.$$$$.log; \
+	done
+FUZZ_LONG ?= 60s
+fuzz:
+	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=$(FUZZ_LONG)
 
 # Unit tests only: what runs without the peers (peer tests skip, or fail under CI=true).
 unit:
