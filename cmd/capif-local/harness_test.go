@@ -162,32 +162,12 @@ func segsMatch(pattern, segs []string) bool {
 	return true
 }
 
+// routeTable is the runner's router, for its route table only (no handler is called).
+var routeTable = httpapi.All(nil, httpapi.Options{})
+
 // operationOf is the operation name the access log must report for a request.
 func operationOf(method, escapedPath string) string {
-	if escapedPath == "/.well-known/jwks.json" && method == http.MethodGet {
-		return httpapi.OpJWKS
-	}
-	rest, ok := strings.CutPrefix(escapedPath, httpapi.Base+"/")
-	if !ok {
-		return ""
-	}
-	segs := strings.Split(rest, "/")
-	type rt struct {
-		method, pattern, op string
-	}
-	for _, r := range []rt{
-		{http.MethodPut, "trustedInvokers/{id}", httpapi.OpObtainSecurityMethod},
-		{http.MethodPost, "trustedInvokers/{id}/update", httpapi.OpObtainSecurityMethod},
-		{http.MethodGet, "trustedInvokers/{id}", httpapi.OpObtainAPIInvokerInfo},
-		{http.MethodDelete, "trustedInvokers/{id}", httpapi.OpRevokeAuthorization},
-		{http.MethodPost, "trustedInvokers/{id}/delete", httpapi.OpRevokeAuthorization},
-		{http.MethodPost, "securities/{id}/token", httpapi.OpObtainAuthorization},
-	} {
-		if r.method == method && segsMatch(strings.Split(r.pattern, "/"), segs) {
-			return r.op
-		}
-	}
-	return ""
+	return routeTable.Operation(method, escapedPath)
 }
 
 func isTokenRoute(method, escapedPath string) bool {

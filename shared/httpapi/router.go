@@ -16,9 +16,38 @@ const Base = "/capif-security/v1"
 // route is one method + path pattern; "{name}" segments match one escaped path segment.
 type route struct {
 	method    string
+	path      string
 	pattern   []string
 	operation string
 	handle    http.HandlerFunc
+}
+
+// Route is one route a Router serves: what the template's API events and the tests check
+// against, so the route table exists once.
+type Route struct {
+	Method    string
+	Path      string // "{name}" stands for one escaped path segment
+	Operation string
+}
+
+// Routes lists the routes of rt in the order they match.
+func (rt *Router) Routes() []Route {
+	out := make([]Route, 0, len(rt.routes))
+	for _, ro := range rt.routes {
+		out = append(out, Route{Method: ro.method, Path: ro.path, Operation: ro.operation})
+	}
+	return out
+}
+
+// Operation is the operation a request would be routed to, "" for none (404 or 405).
+func (rt *Router) Operation(method, escapedPath string) string {
+	segs := strings.Split(strings.TrimPrefix(escapedPath, "/"), "/")
+	for _, ro := range rt.routes {
+		if _, ok := match(ro.pattern, segs); ok && ro.method == method {
+			return ro.operation
+		}
+	}
+	return ""
 }
 
 // Router matches routes on the escaped path, so ids containing "%2F" or spaces stay one segment,
@@ -30,7 +59,7 @@ type Router struct {
 }
 
 func (rt *Router) add(method, pattern, operation string, h http.HandlerFunc) {
-	rt.routes = append(rt.routes, route{method: method, pattern: strings.Split(strings.Trim(pattern, "/"), "/"), operation: operation, handle: h})
+	rt.routes = append(rt.routes, route{method: method, path: pattern, pattern: strings.Split(strings.Trim(pattern, "/"), "/"), operation: operation, handle: h})
 }
 
 // Mount adds every route of other (the local runner serves all operations from one Router).

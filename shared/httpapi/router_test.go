@@ -135,3 +135,36 @@ func TestOperationRouters(t *testing.T) {
 		})
 	}
 }
+
+// The route table: every operation of the API and the JWKS, each on its TS 29.222 path.
+func TestRoutes(t *testing.T) {
+	rt := All(nil, Options{})
+	want := map[string]string{
+		"PUT " + Base + "/trustedInvokers/{apiInvokerId}":         OpObtainSecurityMethod,
+		"POST " + Base + "/trustedInvokers/{apiInvokerId}/update": OpObtainSecurityMethod,
+		"POST " + Base + "/securities/{securityId}/token":         OpObtainAuthorization,
+		"GET /.well-known/jwks.json":                              OpJWKS,
+		"GET " + Base + "/trustedInvokers/{apiInvokerId}":         OpObtainAPIInvokerInfo,
+		"DELETE " + Base + "/trustedInvokers/{apiInvokerId}":      OpRevokeAuthorization,
+		"POST " + Base + "/trustedInvokers/{apiInvokerId}/delete": OpRevokeAuthorization,
+	}
+	got := map[string]string{}
+	for _, r := range rt.Routes() {
+		got[r.Method+" "+r.Path] = r.Operation
+	}
+	for k, op := range want {
+		if got[k] != op {
+			t.Errorf("%s: operation %q, want %q", k, got[k], op)
+		}
+	}
+	for _, tc := range []struct{ method, path, op string }{
+		{"PUT", Base + "/trustedInvokers/a%2Fb", OpObtainSecurityMethod},
+		{"GET", Base + "/trustedInvokers/a/", ""},
+		{"PATCH", Base + "/trustedInvokers/a", ""},
+		{"POST", Base + "/securities/x/token", OpObtainAuthorization},
+	} {
+		if got := rt.Operation(tc.method, tc.path); got != tc.op {
+			t.Errorf("Operation(%s %s) = %q, want %q", tc.method, tc.path, got, tc.op)
+		}
+	}
+}
