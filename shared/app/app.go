@@ -19,36 +19,18 @@ import (
 
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/kms"
 	"github.com/capifcore/capif-security/shared/signer/local"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
-// Back ends.
-const (
-	StoreEmbedded = "embedded"
-	StoreDynamoDB = "dynamodb"
-	SignerLocal   = "local"
-	SignerKMS     = "kms"
-	SignerNone    = "none" // admin tools: no token is ever issued
-)
-
-// Config selects and configures the adapters.
+// Config is what Open wires: the settings (settings.Load) and the process's own parts.
 type Config struct {
-	Store        string // embedded | dynamodb
-	Signer       string // local | kms
-	DataDir      string // embedded store and local signing key
-	KMSKeyIDs    []string
-	TablePrefix  string
-	CreateTables bool // create missing DynamoDB tables at start (local runs)
-	CCFID        string
-	TokenTTL     time.Duration
-	APIRoot      string
-	ClientCAPEM  string
-	// AllowLoopbackNotifications lets notifications reach 127.0.0.1/::1 (local runner only).
-	AllowLoopbackNotifications bool
-	Logger                     *slog.Logger
+	Settings    settings.Config
+	ClientCAPEM string // PEM of the CA that verifies invoker certificates: PKI authenticationInfo
+	Logger      *slog.Logger
 	// AWS is an SDK configuration the caller already loaded (LoadAWSConfig), so a process
 	// loads it once; nil: loaded here when an AWS adapter is wanted.
 	AWS *aws.Config
@@ -120,66 +102,61 @@ func (a *App) Close() error {
 }
 
 // Open builds the adapters named in cfg and the service on them. It makes no network call,
-// unless cfg.CreateTables asks for the DynamoDB tables to be created.
+// unless the CreateTables setting asks for the DynamoDB tables to be created. The iss claim is
+// the Issuer setting, else the APIRoot.
 func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	set := cfg.Settings
 	a := &App{}
 	var sig security.Signer
-	switch cfg.Store {
-	case StoreEmbedded, "":
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	switch set.Store {
+	case settings.StoreEmbedded, "":
+		if err := os.MkdirAll(set.DataDir, 0o700); err != nil {
 			return nil, err
 		}
-		db, err := embedded.Open(filepath.Join(cfg.DataDir, "capif.db"))
+		db, err := embedded.Open(filepath.Join(set.DataDir, "capif.db"))
 		if err != nil {
 			return nil, err
 		}
 		a.Store, a.Registry = db, db
 		a.closers = append(a.closers, db.Close)
-	case StoreDynamoDB:
+	case settings.StoreDynamoDB:
 		awsCfg, err := a.aws(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		// Explicit table names from the environment (the SAM template) win over the prefix.
-		tables := ddbstore.TablesFromEnv(func(name string) string {
-			if name == ddbstore.EnvTablePrefix && cfg.TablePrefix != "" {
-				return cfg.TablePrefix
-			}
-			return os.Getenv(name)
-		})
-		st, err := ddbstore.New(awsCfg, ddbstore.Options{Tables: tables, Logger: cfg.Logger})
+		st, err := ddbstore.New(awsCfg, ddbstore.Options{Tables: set.Tables, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}
-		if cfg.CreateTables {
+		if set.CreateTables {
 			if err := st.CreateTables(ctx); err != nil {
 				return nil, fmt.Errorf("creating DynamoDB tables: %w", err)
 			}
 		}
 		a.Store, a.Registry = st, st
 	default:
-		return nil, fmt.Errorf("unknown store %q (want %s or %s)", cfg.Store, StoreEmbedded, StoreDynamoDB)
+		return nil, fmt.Errorf("unknown store %q (want %s or %s)", set.Store, settings.StoreEmbedded, settings.StoreDynamoDB)
 	}
-	switch cfg.Signer {
-	case SignerLocal, "":
-		s, err := local.LoadOrCreate(filepath.Join(cfg.DataDir, "signing-key.pem"))
+	switch set.Signer {
+	case settings.SignerLocal, "":
+		s, err := local.LoadOrCreate(filepath.Join(set.DataDir, "signing-key.pem"))
 		if err != nil {
 			_ = a.Close()
 			return nil, err
 		}
 		sig = s
-	case SignerNone:
+	case settings.SignerNone:
 		sig = noSigner{}
-	case SignerKMS:
+	case settings.SignerKMS:
 		awsCfg, err := a.aws(ctx, cfg)
 		if err != nil {
 			_ = a.Close()
 			return nil, err
 		}
-		s, err := kms.NewFromConfig(awsCfg, cfg.KMSKeyIDs)
+		s, err := kms.NewFromConfig(awsCfg, set.KMSKeyIDs)
 		if err != nil {
 			_ = a.Close()
 			return nil, err
@@ -187,13 +164,17 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		sig = s
 	default:
 		_ = a.Close()
-		return nil, fmt.Errorf("unknown signer %q (want %s or %s)", cfg.Signer, SignerLocal, SignerKMS)
+		return nil, fmt.Errorf("unknown signer %q (want %s, %s or %s)", set.Signer, settings.SignerLocal, settings.SignerKMS, settings.SignerNone)
 	}
-	n := notify.New(notify.Options{AllowLoopback: cfg.AllowLoopbackNotifications, Logger: cfg.Logger})
+	issuer := set.Issuer
+	if issuer == "" {
+		issuer = set.APIRoot
+	}
+	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Logger: cfg.Logger})
 	a.Service = security.New(a.Store, a.Registry, sig, n, security.SystemClock{}, security.Config{
-		Issuer:      cfg.CCFID,
-		TokenTTL:    cfg.TokenTTL,
-		APIRoot:     cfg.APIRoot,
+		Issuer:      issuer,
+		TokenTTL:    set.TokenTTL,
+		APIRoot:     set.APIRoot,
 		ClientCAPEM: cfg.ClientCAPEM,
 		Logger:      cfg.Logger,
 	})

@@ -30,6 +30,7 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 // Build makes one operation's router: httpapi.ObtainSecurityMethod, httpapi.ObtainAuthorization,
@@ -111,7 +112,7 @@ func (f *Function) Close() error {
 // bare 502. An event that is not a convertible REST proxy event is answered 400, a panic 500,
 // both as problem+json.
 func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (events.APIGatewayProxyResponse, error) {
-	ctx, cancel := RequestContext(ctx, f.cfg.DeadlineMargin)
+	ctx, cancel := RequestContext(ctx, f.cfg.Settings.DeadlineMargin)
 	defer cancel()
 	var ev events.APIGatewayProxyRequest
 	if err := json.Unmarshal(payload, &ev); err != nil {
@@ -207,11 +208,7 @@ func (f *Function) wired(ctx context.Context) (http.Handler, error) {
 		if err != nil {
 			return nil, permanent{fmt.Errorf("%s: %w", f.cfg.Truststore, err)}
 		}
-		acfg := f.cfg.App
-		acfg.ClientCAPEM = string(ts.PEM)
-		acfg.Logger = f.logger
-		acfg.AWSAPIOptions = append(acfg.AWSAPIOptions, f.awsOpts...)
-		acfg.AWS = f.awsCfg
+		acfg := app.Config{Settings: f.cfg.Settings, ClientCAPEM: string(ts.PEM), Logger: f.logger, AWSAPIOptions: f.awsOpts, AWS: f.awsCfg}
 		a, err := app.Open(ctx, acfg)
 		if err != nil {
 			return nil, permanent{err}
@@ -219,7 +216,7 @@ func (f *Function) wired(ctx context.Context) (http.Handler, error) {
 		f.app, f.trust = a, ts
 	}
 	f.handler = f.build(f.app.Service, httpapi.Options{
-		APIRoot:      f.cfg.App.APIRoot,
+		APIRoot:      f.cfg.Settings.APIRoot,
 		Certificates: certificateSource(f.trust, f.now),
 		Logger:       f.logger,
 		RequestID:    f.requestID,
@@ -331,12 +328,13 @@ func Main(build Build) {
 	level := new(slog.LevelVar)
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
-	cfg, err := ConfigFromEnv(os.Getenv)
+	cfg, err := ConfigFromEnv(settings.Getenv)
 	if err != nil {
 		logger.Error("configuration", slog.String("error", err.Error()))
 		os.Exit(1)
 	}
-	level.Set(cfg.LogLevel)
+	level.Set(cfg.Settings.LogLevel)
+	cfg.Settings.LogWarnings(logger)
 	f, err := New(context.Background(), cfg, build, Options{Logger: logger})
 	if err != nil {
 		logger.Error("init", slog.String("error", err.Error()))

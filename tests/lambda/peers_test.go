@@ -230,7 +230,7 @@ func runFlow(t *testing.T, invoke invoker, notificationDestination string) flowS
 			}
 		}
 		return nil, fmt.Errorf("no JWK with kid %v", tk.Header["kid"])
-	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer("capif-ccf"), jwt.WithExpirationRequired())
+	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer("https://"+sampleRefs["DomainName"]), jwt.WithExpirationRequired())
 	if err != nil || !parsed.Valid {
 		t.Fatalf("the token does not verify with the JWKS: %v", err)
 	}

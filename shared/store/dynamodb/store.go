@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -50,10 +49,9 @@ const (
 	unprocessedRounds = 6 // BatchGetItem rounds for UnprocessedKeys before answering 503
 )
 
-// Options configures a Store. The zero value works: tables from the environment, bounded SDK
-// retries.
+// Options configures a Store.
 type Options struct {
-	// Tables names the tables; zero: TablesFromEnv(os.Getenv).
+	// Tables names the tables (TablesWithPrefix, or the settings' explicit names); required.
 	Tables Tables
 	// Encoding of the stored records; zero: EncodingJSON.
 	Encoding Encoding
@@ -93,9 +91,6 @@ var (
 // AWS_ENDPOINT_URL_DYNAMODB, come from there). It makes no AWS call: Lambda cold starts stay
 // cheap and a missing table shows on the first request.
 func New(cfg aws.Config, opts Options) (*Store, error) {
-	if opts.Tables == (Tables{}) {
-		opts.Tables = TablesFromEnv(os.Getenv)
-	}
 	if err := opts.Tables.validate(); err != nil {
 		return nil, err
 	}

@@ -25,26 +25,6 @@ import (
 
 // Tests that need no DynamoDB.
 
-func TestTablesFromEnv(t *testing.T) {
-	tests := []struct {
-		name string
-		env  map[string]string
-		want Tables
-	}{
-		{"default prefix", nil, Tables{"capif-contexts", "capif-registry", "capif-outbox"}},
-		{"prefix", map[string]string{EnvTablePrefix: "dev-"}, Tables{"dev-contexts", "dev-registry", "dev-outbox"}},
-		{"explicit names win", map[string]string{EnvTablePrefix: "dev-", EnvContextsTable: "C", EnvOutboxTable: "O"}, Tables{"C", "dev-registry", "O"}},
-		{"all explicit", map[string]string{EnvContextsTable: "c", EnvRegistryTable: "r", EnvOutboxTable: "o"}, Tables{"c", "r", "o"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := TablesFromEnv(func(k string) string { return tc.env[k] }); got != tc.want {
-				t.Errorf("TablesFromEnv = %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestTableDefinitions(t *testing.T) {
 	defs := TableDefinitions("x-")
 	want := map[string]string{"x-contexts": "apiInvokerId", "x-registry": "pk", "x-outbox": "id"}
