@@ -95,7 +95,8 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	if c.APIRoot == "" {
 		c.APIRoot = "https://" + addr
 	}
-	a, err := app.Open(ctx, app.Config{Settings: c, ClientCAPEM: string(clientCAPEM), Logger: logger})
+	a, err := app.Open(ctx, app.Config{Settings: c, Logger: logger,
+		ClientCA: func(context.Context) (string, error) { return string(clientCAPEM), nil }})
 	if err != nil {
 		return err
 	}

@@ -28,9 +28,11 @@ import (
 
 // Config is what Open wires: the settings (settings.Load) and the process's own parts.
 type Config struct {
-	Settings    settings.Config
-	ClientCAPEM string // PEM of the CA that verifies invoker certificates: PKI authenticationInfo
-	Logger      *slog.Logger
+	Settings settings.Config
+	// ClientCA returns the PEM of the CAs that verify invoker certificates (PKI
+	// authenticationInfo); a function reads it from its lazily loaded truststore.
+	ClientCA func(context.Context) (string, error)
+	Logger   *slog.Logger
 	// AWS is an SDK configuration the caller already loaded (LoadAWSConfig), so a process
 	// loads it once; nil: loaded here when an AWS adapter is wanted.
 	AWS *aws.Config
@@ -172,11 +174,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Logger: cfg.Logger})
 	a.Service = security.New(a.Store, a.Registry, sig, n, security.SystemClock{}, security.Config{
-		Issuer:      issuer,
-		TokenTTL:    set.TokenTTL,
-		APIRoot:     set.APIRoot,
-		ClientCAPEM: cfg.ClientCAPEM,
-		Logger:      cfg.Logger,
+		Issuer:   issuer,
+		TokenTTL: set.TokenTTL,
+		APIRoot:  set.APIRoot,
+		ClientCA: cfg.ClientCA,
+		Logger:   cfg.Logger,
 	})
 	return a, nil
 }
