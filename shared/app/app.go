@@ -9,10 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
@@ -50,13 +48,6 @@ type App struct {
 	awsCfg   *aws.Config
 }
 
-// Retry policy of every AWS client: a few quick attempts with short backoff, so that throttling
-// is retried but an exhausted budget still answers 503 well inside the request deadline.
-const (
-	awsMaxAttempts = 3
-	awsMaxBackoff  = 200 * time.Millisecond
-)
-
 // aws returns the SDK configuration of this App's clients: the one the caller loaded
 // (cfg.AWS), or one loaded here, once.
 func (a *App) aws(ctx context.Context, cfg Config) (aws.Config, error) {
@@ -75,18 +66,14 @@ func (a *App) aws(ctx context.Context, cfg Config) (aws.Config, error) {
 }
 
 // LoadAWSConfig loads the standard SDK configuration (environment, shared files; endpoints such
-// as AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KMS) with the service's retry policy, slog
-// logging and apiOptions on every client. It makes no network call.
+// as AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KMS) with slog logging and apiOptions on every
+// client. It makes no network call. Each adapter gives its client its dependency's retry policy
+// (shared/awsretry).
 func LoadAWSConfig(ctx context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryer(func() aws.Retryer {
-		return retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = awsMaxAttempts
-			o.MaxBackoff = awsMaxBackoff
-		})
-	}), awsconfig.WithLogger(SDKLogger(logger)))
+	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithLogger(SDKLogger(logger)))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}

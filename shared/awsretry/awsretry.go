@@ -7,9 +7,12 @@ package awsretry
 import (
 	"context"
 	"errors"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
@@ -63,4 +66,51 @@ func Transient(err error) bool {
 		return status.HTTPStatusCode() == 429 || status.HTTPStatusCode() >= 500
 	}
 	return false
+}
+
+// Policy is the retry budget of one dependency: every request is tried at most Attempts times
+// (the first included), each attempt bounded by AttemptTimeout (an attempt that times out is
+// retried like a refused connection), with full-jitter backoff of at most MaxBackoff between
+// attempts. Every delay also ends at the caller's deadline.
+type Policy struct {
+	Name           string
+	Attempts       int
+	AttemptTimeout time.Duration
+	MaxBackoff     time.Duration
+}
+
+// The policy of each dependency. A request path pays at most WorstCase per call; docs/dynamodb.md
+// sums them per operation, and a test keeps each sum below the functions' Timeout minus the
+// deadline margin (template.yaml).
+var (
+	DynamoDB = Policy{Name: "DynamoDB", Attempts: 3, AttemptTimeout: time.Second, MaxBackoff: 100 * time.Millisecond}
+	KMS      = Policy{Name: "KMS", Attempts: 3, AttemptTimeout: time.Second, MaxBackoff: 100 * time.Millisecond}
+	S3       = Policy{Name: "S3", Attempts: 3, AttemptTimeout: time.Second, MaxBackoff: 200 * time.Millisecond}
+)
+
+// WorstCase is the longest one call can take before its answer: every attempt times out and
+// every backoff is the longest.
+func (p Policy) WorstCase() time.Duration {
+	return time.Duration(p.Attempts)*p.AttemptTimeout + time.Duration(p.Attempts-1)*p.MaxBackoff
+}
+
+// Retryer is the SDK retryer of the policy: the standard retryer's rules (Transient's codes,
+// throttling, 5xx, connection errors and timeouts), Attempts and MaxBackoff.
+func (p Policy) Retryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = p.Attempts
+		o.MaxBackoff = p.MaxBackoff
+	})
+}
+
+// HTTPClient bounds each attempt of c by AttemptTimeout. c is the SDK's buildable client (the
+// default; nil means that one); any other client (a test's) is returned as it is.
+func (p Policy) HTTPClient(c aws.HTTPClient) aws.HTTPClient {
+	if c == nil {
+		return awshttp.NewBuildableClient().WithTimeout(p.AttemptTimeout)
+	}
+	if b, ok := c.(*awshttp.BuildableClient); ok {
+		return b.WithTimeout(p.AttemptTimeout)
+	}
+	return c
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
@@ -86,7 +87,10 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 			return nil, fmt.Errorf("lambdaapp: %w", err)
 		}
 		acfg.AWS = &awsCfg
-		s3c = s3.NewFromConfig(awsCfg)
+		s3c = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+			o.Retryer = awsretry.S3.Retryer()
+			o.HTTPClient = awsretry.S3.HTTPClient(o.HTTPClient)
+		})
 	}
 	f.trust = &lazyTruststore{loc: cfg.Truststore, s3: s3c, logger: f.logger}
 	acfg.ClientCA = func(ctx context.Context) (string, error) {

@@ -27,12 +27,16 @@ type Config struct {
 	// authenticationInfo of a PKI entry. It may read it lazily (a Lambda reads its truststore
 	// once); nil means none.
 	ClientCA func(context.Context) (string, error)
-	// MaxAttempts bounds the attempts of a conditional write before answering 503 (default 32).
+	// MaxAttempts bounds the attempts of a conditional write before answering 503 (default
+	// DefaultMaxAttempts).
 	// A conflict means another writer committed, so N writers racing on one context need at
 	// most N attempts each: the default absorbs any realistic burst without a 503.
 	MaxAttempts int
 	Logger      *slog.Logger
 }
+
+// DefaultMaxAttempts is Config.MaxAttempts when it is not set.
+const DefaultMaxAttempts = 32
 
 // Service implements the six operations of the CAPIF_Security_API on the ports.
 type Service struct {
@@ -51,7 +55,7 @@ func New(store Store, registry Registry, signer Signer, notifier Notifier, clock
 		cfg.TokenTTL = 600 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 32
+		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.ClientCA == nil {
 		cfg.ClientCA = func(context.Context) (string, error) { return "", nil }

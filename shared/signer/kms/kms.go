@@ -23,6 +23,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer"
 )
@@ -62,10 +63,15 @@ func New(client Client, keyRefs []string) (*Signer, error) {
 	return s, nil
 }
 
-// NewFromConfig makes the KMS client from cfg (which carries the region, credentials, retry
-// policy and any endpoint override such as AWS_ENDPOINT_URL_KMS) and then calls New.
+// NewFromConfig makes the KMS client from cfg (which carries the region, credentials and any
+// endpoint override such as AWS_ENDPOINT_URL_KMS) with the KMS retry policy (awsretry.KMS;
+// optFns are applied after it), and then calls New.
 func NewFromConfig(cfg aws.Config, keyRefs []string, optFns ...func(*awskms.Options)) (*Signer, error) {
-	return New(awskms.NewFromConfig(cfg, optFns...), keyRefs)
+	policy := func(o *awskms.Options) {
+		o.Retryer = awsretry.KMS.Retryer()
+		o.HTTPClient = awsretry.KMS.HTTPClient(o.HTTPClient)
+	}
+	return New(awskms.NewFromConfig(cfg, append([]func(*awskms.Options){policy}, optFns...)...), keyRefs)
 }
 
 // Sign issues the ES256 token for c with the active key; kid is that key's id.
