@@ -12,7 +12,7 @@ run:
 # The runner on the AWS back ends, locally: DynamoDB Local and local-kms started for the session.
 run-aws: tools
 	bash scripts/with-peers.sh bash -c 'key=$$($(GO) run ./internal/cmd/kmskey) && \
-	  $(GO) run ./cmd/capif-local -store dynamodb -signer kms -kms-key-id "$$key" -create-tables -registry examples/registry.json'
+	  $(GO) run ./cmd/capif-local -store dynamodb -signer kms -kms-key-ids "$$key" -create-tables -registry examples/registry.json'
 
 # The full suite: DynamoDB Local, local-kms and the Lambda RIE are installed (pinned, idempotent)
 # and started on free loopback ports for the duration of the run.

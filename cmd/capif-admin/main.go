@@ -21,43 +21,31 @@ import (
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := mainErr(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := mainErr(ctx, os.Args[1:], settings.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "capif-admin:", err)
 		os.Exit(1)
 	}
 }
 
 func mainErr(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("capif-admin", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	env := func(name, def string) string { return app.EnvOr(getenv, name, def) }
-	store := fs.String("store", env("CAPIF_STORE", app.StoreDynamoDB), "back end: dynamodb | embedded [CAPIF_STORE]")
-	dataDir := fs.String("data", env("CAPIF_DATA", ".capif-local"), "embedded store directory (stop the runner first: the file is locked) [CAPIF_DATA]")
-	prefix := fs.String("table-prefix", env("CAPIF_TABLE_PREFIX", "capif-"), "DynamoDB table name prefix [CAPIF_TABLE_PREFIX]")
-	createTables := fs.Bool("create-tables", false, "create missing DynamoDB tables first")
-	allowLoopback := fs.Bool("allow-loopback-notifications", false, "let remove-api notifications reach 127.0.0.1/::1 (local use)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: capif-admin [flags] import -f FILE | remove-invoker ID | remove-aef ID | remove-api ID")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	cfg, rest, err := settings.Load(settings.Admin, args, getenv, settings.Options{Name: "capif-admin", Output: stderr,
+		Usage: "usage: capif-admin [flags] import -f FILE | remove-invoker ID | remove-aef ID | remove-api ID"})
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
-		fs.Usage()
-		return errors.New("no command")
+		return errors.New("no command (import, remove-invoker, remove-aef or remove-api)")
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	a, err := app.Open(ctx, app.Config{
-		Store: *store, Signer: app.SignerNone, DataDir: *dataDir, TablePrefix: *prefix, CreateTables: *createTables,
-		AllowLoopbackNotifications: *allowLoopback, Logger: logger,
-	})
+	cfg.Signer = settings.SignerNone // no token is ever issued here
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	cfg.LogWarnings(logger)
+	a, err := app.Open(ctx, app.Config{Settings: cfg, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -109,6 +97,5 @@ func mainErr(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		return err
 	}
-	fs.Usage()
-	return fmt.Errorf("unknown command %q", cmd)
+	return fmt.Errorf("unknown command %q (import, remove-invoker, remove-aef or remove-api)", cmd)
 }

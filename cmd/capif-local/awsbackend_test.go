@@ -18,7 +18,7 @@ func init() {
 	backends = append(backends, backend{name: "dynamodb+kms", throttles: true, args: func(t *testing.T) []string {
 		testenv.DynamoDBEndpoint(t)
 		testenv.KMSEndpoint(t)
-		return []string{"-store", "dynamodb", "-signer", "kms", "-kms-key-id", newKMSKey(t),
+		return []string{"-store", "dynamodb", "-signer", "kms", "-kms-key-ids", newKMSKey(t),
 			"-table-prefix", uniqueTablePrefix(), "-create-tables"}
 	}})
 }

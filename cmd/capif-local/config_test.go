@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
+	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -25,12 +27,14 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{
-		addr: "127.0.0.1:8443", dataDir: ".capif-local", ccfID: "capif-local", tokenTTL: 600 * time.Second,
-		allowLoopback: true, store: "embedded", signer: "local", tablePrefix: "capif-", logLevel: slog.LevelInfo,
+	if got.Addr != "127.0.0.1:8443" || got.DataDir != ".capif-local" || got.TokenTTL != 600*time.Second || got.APIRoot != "" || got.Issuer != "" ||
+		!got.AllowLoopbackNotifications || got.Store != "embedded" || got.Signer != "local" || got.LogLevel != slog.LevelInfo ||
+		got.CreateTables || got.Registry != "" || got.ClientCA != "" || got.TLSCert != "" || len(got.KMSKeyIDs) != 0 || len(got.Warnings) != 0 {
+		t.Errorf("defaults %+v", got)
 	}
-	if got != want {
-		t.Errorf("defaults\n got %+v\nwant %+v", got, want)
+	got, err = parseConfig([]string{"-store", "dynamodb"}, envOf(nil), io.Discard)
+	if err != nil || got.Tables != ddbstore.TablesWithPrefix("capif-") {
+		t.Errorf("default tables %+v, %v", got.Tables, err)
 	}
 }
 
@@ -39,35 +43,65 @@ func TestParseConfigEnv(t *testing.T) {
 	env := map[string]string{
 		"CAPIF_ADDR": "127.0.0.1:9443", "CAPIF_DATA": "/var/lib/capif", "CAPIF_REGISTRY": "/etc/capif/registry.json",
 		"CAPIF_TLS_CERT": "/etc/capif/tls.pem", "CAPIF_TLS_KEY": "/etc/capif/tls-key.pem", "CAPIF_CLIENT_CA": "/etc/capif/ca.pem",
-		"CAPIF_API_ROOT": "https://capif.example.com", "CAPIF_CCF_ID": "ccf-7", "CAPIF_TOKEN_TTL": "2m",
+		"CAPIF_API_ROOT": "https://capif.example.com", "CAPIF_ISSUER": "https://ccf.example.com/7", "CAPIF_TOKEN_TTL": "2m",
 		"CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS": "false", "CAPIF_STORE": "dynamodb", "CAPIF_SIGNER": "kms",
-		"CAPIF_KMS_KEY_ID": "alias/a,alias/b", "CAPIF_TABLE_PREFIX": "t-", "CAPIF_CREATE_TABLES": "yes", "CAPIF_LOG_LEVEL": "debug",
+		"CAPIF_KMS_KEY_IDS": "alias/a,alias/b", "CAPIF_TABLE_PREFIX": "t-", "CAPIF_CREATE_TABLES": "yes", "CAPIF_LOG_LEVEL": "debug",
+		"CAPIF_OUTBOX_TABLE": "explicit-outbox",
 	}
 	got, err := parseConfig(nil, envOf(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{
-		addr: "127.0.0.1:9443", dataDir: "/var/lib/capif", registry: "/etc/capif/registry.json",
-		tlsCert: "/etc/capif/tls.pem", tlsKey: "/etc/capif/tls-key.pem", clientCA: "/etc/capif/ca.pem",
-		apiRoot: "https://capif.example.com", ccfID: "ccf-7", tokenTTL: 2 * time.Minute, allowLoopback: false,
-		store: "dynamodb", signer: "kms", kmsKeyID: "alias/a,alias/b", tablePrefix: "t-", createTables: true, logLevel: slog.LevelDebug,
-	}
-	if got != want {
-		t.Errorf("from env\n got %+v\nwant %+v", got, want)
+	if got.Addr != "127.0.0.1:9443" || got.DataDir != "/var/lib/capif" || got.Registry != "/etc/capif/registry.json" ||
+		got.TLSCert != "/etc/capif/tls.pem" || got.TLSKey != "/etc/capif/tls-key.pem" || got.ClientCA != "/etc/capif/ca.pem" ||
+		got.APIRoot != "https://capif.example.com" || got.Issuer != "https://ccf.example.com/7" || got.TokenTTL != 2*time.Minute ||
+		got.AllowLoopbackNotifications || got.Store != "dynamodb" || got.Signer != "kms" ||
+		!reflect.DeepEqual(got.KMSKeyIDs, []string{"alias/a", "alias/b"}) || !got.CreateTables || got.LogLevel != slog.LevelDebug ||
+		got.Tables != (ddbstore.Tables{Contexts: "t-contexts", Registry: "t-registry", Outbox: "explicit-outbox"}) {
+		t.Errorf("from env: %+v", got)
 	}
 
-	got, err = parseConfig([]string{"-addr", "127.0.0.1:0", "-data", "d", "-token-ttl", "45s", "-ccf-id", "flag-ccf",
-		"-allow-loopback-notifications=true", "-create-tables=false", "-log-level", "warn", "-store", "embedded", "-signer", "local"}, envOf(env), io.Discard)
+	got, err = parseConfig([]string{"-addr", "127.0.0.1:0", "-data", "d", "-token-ttl", "45s", "-issuer", "https://flag.example.com",
+		"-allow-loopback-notifications=true", "-create-tables=false", "-log-level", "warn", "-table-prefix", "f-"}, envOf(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.addr != "127.0.0.1:0" || got.dataDir != "d" || got.tokenTTL != 45*time.Second || got.ccfID != "flag-ccf" ||
-		!got.allowLoopback || got.createTables || got.logLevel != slog.LevelWarn || got.store != "embedded" || got.signer != "local" {
+	if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.TokenTTL != 45*time.Second || got.Issuer != "https://flag.example.com" ||
+		!got.AllowLoopbackNotifications || got.CreateTables || got.LogLevel != slog.LevelWarn {
 		t.Errorf("flags did not override env: %+v", got)
 	}
-	if got.registry != env["CAPIF_REGISTRY"] || got.tablePrefix != "t-" {
+	// A flag beats every variable: the explicit outbox name from the environment goes too.
+	if got.Tables != ddbstore.TablesWithPrefix("f-") {
+		t.Errorf("-table-prefix f- gave tables %+v", got.Tables)
+	}
+	if got.Registry != env["CAPIF_REGISTRY"] || got.Store != "dynamodb" {
 		t.Errorf("env lost for flags not given: %+v", got)
+	}
+}
+
+// The old key variable still works, with a warning; a flag beats it.
+func TestParseConfigDeprecatedKeyVariable(t *testing.T) {
+	env := map[string]string{"CAPIF_SIGNER": "kms", "CAPIF_KMS_KEY_ID": "alias/old", "CAPIF_CCF_ID": "ccf-1"}
+	got, err := parseConfig(nil, envOf(env), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.KMSKeyIDs, []string{"alias/old"}) || len(got.Warnings) != 2 ||
+		!strings.Contains(strings.Join(got.Warnings, "\n"), "CAPIF_KMS_KEY_ID is deprecated: use CAPIF_KMS_KEY_IDS") ||
+		!strings.Contains(strings.Join(got.Warnings, "\n"), "CAPIF_CCF_ID is no longer read") {
+		t.Errorf("keys %q, warnings %q", got.KMSKeyIDs, got.Warnings)
+	}
+	var buf strings.Builder
+	got.LogWarnings(slog.New(slog.NewJSONHandler(&buf, nil)))
+	if n := strings.Count(buf.String(), `"level":"WARN"`); n != 2 {
+		t.Errorf("%d warning lines: %s", n, buf.String())
+	}
+	env["CAPIF_KMS_KEY_IDS"] = "alias/new"
+	if got, _ := parseConfig([]string{"-kms-key-ids", "alias/flag"}, envOf(env), io.Discard); !reflect.DeepEqual(got.KMSKeyIDs, []string{"alias/flag"}) {
+		t.Errorf("keys %q, want the flag's", got.KMSKeyIDs)
+	}
+	if got, _ := parseConfig(nil, envOf(env), io.Discard); !reflect.DeepEqual(got.KMSKeyIDs, []string{"alias/new"}) || len(got.Warnings) != 1 {
+		t.Errorf("keys %q, warnings %q: the new name wins silently over the old", got.KMSKeyIDs, got.Warnings)
 	}
 }
 
@@ -94,6 +128,14 @@ func TestParseConfigRejects(t *testing.T) {
 		{"positional argument", []string{"serve"}, nil},
 		{"unknown flag", []string{"-nope"}, nil},
 		{"flag without value", []string{"-addr"}, nil},
+		{"unknown store", []string{"-store", "cassandra"}, nil},
+		{"unknown signer", []string{"-signer", "hsm"}, nil},
+		{"kms without keys", []string{"-signer", "kms"}, nil},
+		{"http issuer", []string{"-issuer", "http://ccf.example.com"}, nil},
+		{"issuer with a query", []string{"-issuer", "https://ccf.example.com/?a=b"}, nil},
+		{"issuer with a fragment", nil, map[string]string{"CAPIF_ISSUER": "https://ccf.example.com/#f"}},
+		{"issuer not a URL", nil, map[string]string{"CAPIF_ISSUER": "capif-ccf"}},
+		{"http apiRoot", []string{"-api-root", "http://capif.example.com"}, nil},
 	} {
 		if _, err := parseConfig(tc.args, envOf(tc.env), io.Discard); err == nil {
 			t.Errorf("%s: %q %v accepted", tc.name, tc.args, tc.env)
@@ -120,8 +162,6 @@ func TestRunRejectsBadSetup(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"unknown store", []string{"-store", "cassandra"}},
-		{"unknown signer", []string{"-signer", "hsm"}},
 		{"client CA without certificates", []string{"-client-ca", write("empty-ca.pem", "not a pem")}},
 		{"missing client CA", []string{"-client-ca", filepath.Join(dir, "absent.pem")}},
 		{"registry not JSON", []string{"-registry", write("bad.json", "{")}},
@@ -169,10 +209,11 @@ func TestMainServes(t *testing.T) {
 		done <- mainErr(ctx, []string{"-addr", "127.0.0.1:0", "-data", dir, "-store", "embedded", "-signer", "local",
 			"-registry", filepath.Join("..", "..", "examples", "registry.json"), "-log-level", "info"}, stdout, logs)
 	}()
-	r := &runner{t: t, backend: backends[0], cfg: config{ccfID: "capif-local"}, dataDir: dir, contract: c, logs: logs,
+	r := &runner{t: t, backend: backends[0], dataDir: dir, contract: c, logs: logs,
 		cancel: cancel, done: done, secrets: map[string]string{"dev-secret-invoker-2": "onboarding secret"}}
 	select {
 	case r.url = <-urls:
+		r.cfg.Issuer = r.url // the default issuer: {apiRoot}, https://ADDR here
 	case err := <-done:
 		t.Fatalf("mainErr returned %v\n%s", err, logs)
 	case <-time.After(30 * time.Second):

@@ -61,7 +61,7 @@ type backend struct {
 //
 //	{name: "dynamodb+kms", throttles: true, args: func(t *testing.T) []string {
 //		testenv.DynamoDBEndpoint(t); testenv.KMSEndpoint(t)
-//		return []string{"-store", "dynamodb", "-signer", "kms", "-kms-key-id", keyID(t),
+//		return []string{"-store", "dynamodb", "-signer", "kms", "-kms-key-ids", keyID(t),
 //			"-table-prefix", uniquePrefix(t), "-create-tables"}
 //	}},
 var backends = []backend{
@@ -264,7 +264,7 @@ func (r *runner) restart(t *testing.T, extra ...string) *runner {
 
 func launch(t *testing.T, b backend, baseArgs []string, dataDir string, extra []string) *runner {
 	t.Helper()
-	args := append([]string{"-addr", "127.0.0.1:0", "-data", dataDir, "-ccf-id", "ccf-test", "-log-level", "debug"}, baseArgs...)
+	args := append([]string{"-addr", "127.0.0.1:0", "-data", dataDir, "-issuer", "https://ccf.test", "-log-level", "debug"}, baseArgs...)
 	args = append(args, extra...)
 	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -275,7 +275,7 @@ func launch(t *testing.T, b backend, baseArgs []string, dataDir string, extra []
 		contract: loadContract(t), logs: &logBuffer{}, done: make(chan error, 1),
 		secrets: map[string]string{},
 	}
-	logger := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: cfg.logLevel}))
+	logger := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	ready := make(chan string, 1)
@@ -792,7 +792,7 @@ func (r *runner) verifyToken(t testing.TB, keys []map[string]any, token string) 
 			}
 		}
 		return nil, fmt.Errorf("no JWK with kid %q", kid)
-	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(r.cfg.ccfID), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(5*time.Second))
+	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(r.cfg.Issuer), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(5*time.Second))
 	if err != nil {
 		t.Fatalf("token does not verify with the JWKS: %v", err)
 	}

@@ -216,7 +216,7 @@ func testTokenJWT(t *testing.T, r *runner) {
 		aud, _ := claims.GetAudience()
 		iat, _ := claims.GetIssuedAt()
 		exp, _ := claims.GetExpirationTime()
-		if claims["iss"] != "ccf-test" || claims["sub"] != inv || claims["client_id"] != inv || claims["scope"] != tc.wantScope || !slices.Equal([]string(aud), tc.aud) {
+		if claims["iss"] != "https://ccf.test" || claims["sub"] != inv || claims["client_id"] != inv || claims["scope"] != tc.wantScope || !slices.Equal([]string(aud), tc.aud) {
 			t.Errorf("claims %v", claims)
 		}
 		if iat == nil || exp == nil || exp.Sub(iat.Time) != 600*time.Second || iat.Time.Before(start.Add(-2*time.Second)) || iat.Time.After(time.Now().Add(2*time.Second)) {
@@ -230,10 +230,10 @@ func testTokenJWT(t *testing.T, r *runner) {
 	}
 }
 
-// testTokenTTLAndAPIRoot: -token-ttl sets expires_in and exp; -api-root and -ccf-id shape
-// Location and iss.
+// testTokenTTLAndAPIRoot: -token-ttl sets expires_in and exp; -api-root shapes Location and,
+// with no -issuer given, iss.
 func testTokenTTLAndAPIRoot(t *testing.T, r *runner) {
-	r2 := startRunner(t, r.backend, "-token-ttl", "90s", "-api-root", "https://capif.example.com/root/", "-ccf-id", "ccf-other")
+	r2 := startRunner(t, r.backend, "-token-ttl", "90s", "-api-root", "https://capif.example.com/root/", "-issuer", "")
 	inv := r2.freshInvoker(t)
 	c := r2.as(t, inv)
 	resp := c.create(inv, serviceSecurity(someDest, aefEntry(aefA, apiA1, "OAUTH")))
@@ -250,7 +250,7 @@ func testTokenTTLAndAPIRoot(t *testing.T, r *runner) {
 	claims := r2.verifyToken(t, r2.jwks(t), tr.AccessToken)
 	iat, _ := claims.GetIssuedAt()
 	exp, _ := claims.GetExpirationTime()
-	if iat == nil || exp == nil || exp.Sub(iat.Time) != 90*time.Second || claims["iss"] != "ccf-other" {
-		t.Errorf("iss %v, iat %v, exp %v; want ccf-other and a 90s lifetime", claims["iss"], iat, exp)
+	if iat == nil || exp == nil || exp.Sub(iat.Time) != 90*time.Second || claims["iss"] != "https://capif.example.com/root" {
+		t.Errorf("iss %v, iat %v, exp %v; want the apiRoot and a 90s lifetime", claims["iss"], iat, exp)
 	}
 }

@@ -9,46 +9,28 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/kms"
 	"github.com/capifcore/capif-security/shared/signer/local"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
-// Back ends.
-const (
-	StoreEmbedded = "embedded"
-	StoreDynamoDB = "dynamodb"
-	SignerLocal   = "local"
-	SignerKMS     = "kms"
-	SignerNone    = "none" // admin tools: no token is ever issued
-)
-
-// Config selects and configures the adapters.
+// Config is what Open wires: the settings (settings.Load) and the process's own parts.
 type Config struct {
-	Store        string // embedded | dynamodb
-	Signer       string // local | kms
-	DataDir      string // embedded store and local signing key
-	KMSKeyIDs    []string
-	TablePrefix  string
-	CreateTables bool // create missing DynamoDB tables at start (local runs)
-	CCFID        string
-	TokenTTL     time.Duration
-	APIRoot      string
-	ClientCAPEM  string
-	// AllowLoopbackNotifications lets notifications reach 127.0.0.1/::1 (local runner only).
-	AllowLoopbackNotifications bool
-	Logger                     *slog.Logger
+	Settings settings.Config
+	// ClientCA returns the PEM of the CAs that verify invoker certificates (PKI
+	// authenticationInfo); a function reads it from its lazily loaded truststore.
+	ClientCA func(context.Context) (string, error)
+	Logger   *slog.Logger
 	// AWS is an SDK configuration the caller already loaded (LoadAWSConfig), so a process
 	// loads it once; nil: loaded here when an AWS adapter is wanted.
 	AWS *aws.Config
@@ -65,13 +47,6 @@ type App struct {
 	closers  []func() error
 	awsCfg   *aws.Config
 }
-
-// Retry policy of every AWS client: a few quick attempts with short backoff, so that throttling
-// is retried but an exhausted budget still answers 503 well inside the request deadline.
-const (
-	awsMaxAttempts = 3
-	awsMaxBackoff  = 200 * time.Millisecond
-)
 
 // aws returns the SDK configuration of this App's clients: the one the caller loaded
 // (cfg.AWS), or one loaded here, once.
@@ -91,18 +66,14 @@ func (a *App) aws(ctx context.Context, cfg Config) (aws.Config, error) {
 }
 
 // LoadAWSConfig loads the standard SDK configuration (environment, shared files; endpoints such
-// as AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KMS) with the service's retry policy, slog
-// logging and apiOptions on every client. It makes no network call.
+// as AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KMS) with slog logging and apiOptions on every
+// client. It makes no network call. Each adapter gives its client its dependency's retry policy
+// (shared/awsretry).
 func LoadAWSConfig(ctx context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryer(func() aws.Retryer {
-		return retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = awsMaxAttempts
-			o.MaxBackoff = awsMaxBackoff
-		})
-	}), awsconfig.WithLogger(SDKLogger(logger)))
+	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithLogger(SDKLogger(logger)))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}
@@ -120,66 +91,61 @@ func (a *App) Close() error {
 }
 
 // Open builds the adapters named in cfg and the service on them. It makes no network call,
-// unless cfg.CreateTables asks for the DynamoDB tables to be created.
+// unless the CreateTables setting asks for the DynamoDB tables to be created. The iss claim is
+// the Issuer setting, else the APIRoot.
 func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	set := cfg.Settings
 	a := &App{}
 	var sig security.Signer
-	switch cfg.Store {
-	case StoreEmbedded, "":
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	switch set.Store {
+	case settings.StoreEmbedded, "":
+		if err := os.MkdirAll(set.DataDir, 0o700); err != nil {
 			return nil, err
 		}
-		db, err := embedded.Open(filepath.Join(cfg.DataDir, "capif.db"))
+		db, err := embedded.Open(filepath.Join(set.DataDir, "capif.db"))
 		if err != nil {
 			return nil, err
 		}
 		a.Store, a.Registry = db, db
 		a.closers = append(a.closers, db.Close)
-	case StoreDynamoDB:
+	case settings.StoreDynamoDB:
 		awsCfg, err := a.aws(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		// Explicit table names from the environment (the SAM template) win over the prefix.
-		tables := ddbstore.TablesFromEnv(func(name string) string {
-			if name == ddbstore.EnvTablePrefix && cfg.TablePrefix != "" {
-				return cfg.TablePrefix
-			}
-			return os.Getenv(name)
-		})
-		st, err := ddbstore.New(awsCfg, ddbstore.Options{Tables: tables, Logger: cfg.Logger})
+		st, err := ddbstore.New(awsCfg, ddbstore.Options{Tables: set.Tables, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}
-		if cfg.CreateTables {
+		if set.CreateTables {
 			if err := st.CreateTables(ctx); err != nil {
 				return nil, fmt.Errorf("creating DynamoDB tables: %w", err)
 			}
 		}
 		a.Store, a.Registry = st, st
 	default:
-		return nil, fmt.Errorf("unknown store %q (want %s or %s)", cfg.Store, StoreEmbedded, StoreDynamoDB)
+		return nil, fmt.Errorf("unknown store %q (want %s or %s)", set.Store, settings.StoreEmbedded, settings.StoreDynamoDB)
 	}
-	switch cfg.Signer {
-	case SignerLocal, "":
-		s, err := local.LoadOrCreate(filepath.Join(cfg.DataDir, "signing-key.pem"))
+	switch set.Signer {
+	case settings.SignerLocal, "":
+		s, err := local.LoadOrCreate(filepath.Join(set.DataDir, "signing-key.pem"))
 		if err != nil {
 			_ = a.Close()
 			return nil, err
 		}
 		sig = s
-	case SignerNone:
+	case settings.SignerNone:
 		sig = noSigner{}
-	case SignerKMS:
+	case settings.SignerKMS:
 		awsCfg, err := a.aws(ctx, cfg)
 		if err != nil {
 			_ = a.Close()
 			return nil, err
 		}
-		s, err := kms.NewFromConfig(awsCfg, cfg.KMSKeyIDs)
+		s, err := kms.NewFromConfig(awsCfg, set.KMSKeyIDs)
 		if err != nil {
 			_ = a.Close()
 			return nil, err
@@ -187,15 +153,19 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		sig = s
 	default:
 		_ = a.Close()
-		return nil, fmt.Errorf("unknown signer %q (want %s or %s)", cfg.Signer, SignerLocal, SignerKMS)
+		return nil, fmt.Errorf("unknown signer %q (want %s, %s or %s)", set.Signer, settings.SignerLocal, settings.SignerKMS, settings.SignerNone)
 	}
-	n := notify.New(notify.Options{AllowLoopback: cfg.AllowLoopbackNotifications, Logger: cfg.Logger})
+	issuer := set.Issuer
+	if issuer == "" {
+		issuer = set.APIRoot
+	}
+	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Logger: cfg.Logger})
 	a.Service = security.New(a.Store, a.Registry, sig, n, security.SystemClock{}, security.Config{
-		Issuer:      cfg.CCFID,
-		TokenTTL:    cfg.TokenTTL,
-		APIRoot:     cfg.APIRoot,
-		ClientCAPEM: cfg.ClientCAPEM,
-		Logger:      cfg.Logger,
+		Issuer:   issuer,
+		TokenTTL: set.TokenTTL,
+		APIRoot:  set.APIRoot,
+		ClientCA: cfg.ClientCA,
+		Logger:   cfg.Logger,
 	})
 	return a, nil
 }

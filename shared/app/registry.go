@@ -28,12 +28,3 @@ func ReadRegistry(path string) (security.RegistryDoc, error) {
 	}
 	return doc, nil
 }
-
-// EnvOr is getenv(name), or def when that is empty: how every command's flag takes its default
-// from the environment.
-func EnvOr(getenv func(string) string, name, def string) string {
-	if v := getenv(name); v != "" {
-		return v
-	}
-	return def
-}

@@ -114,7 +114,7 @@ func newServer(t *testing.T, build func(*security.Service, Options) *Router) *te
 	s := &testServer{t: t, db: db, store: &failStore{Store: db}, logs: &bytes.Buffer{}, notifier: &recNotifier{}, signer: &recSigner{},
 		ca: newCA(t, "client CA"), certs: map[string]*x509.Certificate{}}
 	logger := slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s.svc = security.New(s.store, db, s.signer, s.notifier, nil, security.Config{Issuer: "ccf", APIRoot: apiRoot, ClientCAPEM: clientCA, MaxAttempts: 2, Logger: logger})
+	s.svc = security.New(s.store, db, s.signer, s.notifier, nil, security.Config{Issuer: "ccf", APIRoot: apiRoot, ClientCA: func(context.Context) (string, error) { return clientCA, nil }, MaxAttempts: 2, Logger: logger})
 	if err := s.svc.ImportRegistry(context.Background(), testRegistry()); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
+	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
 // The environment a deployed function gets from template.yaml.
@@ -19,7 +20,6 @@ func deployedEnv() map[string]string {
 	return map[string]string{
 		"CAPIF_TABLE_PREFIX":   "capif-prod-",
 		"CAPIF_KMS_KEY_IDS":    "1234abcd-12ab-34cd-56ef-1234567890ab, 0987dcba-09fe-87dc-65ba-ab0987654321",
-		"CAPIF_CCF_ID":         "ccf-1",
 		"CAPIF_API_ROOT":       "https://capif.example.com/",
 		"CAPIF_TOKEN_TTL":      "900s",
 		"CAPIF_TRUSTSTORE_URI": "s3://trust-bucket/mtls/truststore.pem",
@@ -31,23 +31,40 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.App.Store != "dynamodb" || c.App.Signer != "kms" || c.App.TablePrefix != "capif-prod-" || c.App.CCFID != "ccf-1" {
-		t.Errorf("adapters %+v", c.App)
+	s := c.Settings
+	if s.Store != "dynamodb" || s.Signer != "kms" || s.Tables != ddbstore.TablesWithPrefix("capif-prod-") || s.Issuer != "" {
+		t.Errorf("adapters %+v", s)
 	}
-	if want := []string{"1234abcd-12ab-34cd-56ef-1234567890ab", "0987dcba-09fe-87dc-65ba-ab0987654321"}; !reflect.DeepEqual(c.App.KMSKeyIDs, want) {
-		t.Errorf("key ids %q", c.App.KMSKeyIDs)
+	if want := []string{"1234abcd-12ab-34cd-56ef-1234567890ab", "0987dcba-09fe-87dc-65ba-ab0987654321"}; !reflect.DeepEqual(s.KMSKeyIDs, want) {
+		t.Errorf("key ids %q", s.KMSKeyIDs)
 	}
-	if c.App.APIRoot != "https://capif.example.com" || c.App.TokenTTL != 900*time.Second {
-		t.Errorf("apiRoot %q, TTL %v", c.App.APIRoot, c.App.TokenTTL)
+	if s.APIRoot != "https://capif.example.com" || s.TokenTTL != 900*time.Second {
+		t.Errorf("apiRoot %q, TTL %v", s.APIRoot, s.TokenTTL)
 	}
 	if c.Truststore != (lambdaapp.TruststoreLocation{Bucket: "trust-bucket", Key: "mtls/truststore.pem"}) {
 		t.Errorf("truststore %+v", c.Truststore)
 	}
-	if c.DeadlineMargin != time.Second || c.App.AllowLoopbackNotifications || c.App.CreateTables {
-		t.Errorf("defaults: margin %v, loopback %v, create tables %v", c.DeadlineMargin, c.App.AllowLoopbackNotifications, c.App.CreateTables)
+	if s.DeadlineMargin != time.Second || s.AllowLoopbackNotifications || s.CreateTables || s.LogLevel != slog.LevelInfo {
+		t.Errorf("defaults: margin %v, loopback %v, create tables %v, log level %v", s.DeadlineMargin, s.AllowLoopbackNotifications, s.CreateTables, s.LogLevel)
 	}
-	if c.App.ClientCAPEM != "" {
-		t.Error("ClientCAPEM must come from the truststore on the first request, not the environment")
+}
+
+// The template's explicit table names; an explicit issuer; the deprecated key variable.
+func TestConfigFromEnvTemplateShape(t *testing.T) {
+	env := deployedEnv()
+	delete(env, "CAPIF_TABLE_PREFIX")
+	delete(env, "CAPIF_KMS_KEY_IDS")
+	env["CAPIF_CONTEXTS_TABLE"], env["CAPIF_REGISTRY_TABLE"], env["CAPIF_OUTBOX_TABLE"] = "s-contexts", "s-registry", "s-outbox"
+	env["CAPIF_KMS_KEY_ID"] = "alias/old"
+	env["CAPIF_ISSUER"] = "https://issuer.example.com/ccf"
+	c, err := lambdaapp.ConfigFromEnv(mapEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Settings.Tables != (ddbstore.Tables{Contexts: "s-contexts", Registry: "s-registry", Outbox: "s-outbox"}) ||
+		c.Settings.Issuer != "https://issuer.example.com/ccf" || !reflect.DeepEqual(c.Settings.KMSKeyIDs, []string{"alias/old"}) ||
+		len(c.Settings.Warnings) != 1 || !strings.Contains(c.Settings.Warnings[0], "CAPIF_KMS_KEY_IDS") {
+		t.Errorf("%+v", c.Settings)
 	}
 }
 
@@ -57,7 +74,14 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 		edit  func(m map[string]string)
 		wants []string // every one must be named in the error
 	}{
-		{"nothing set", func(m map[string]string) { clear(m) }, []string{"CAPIF_TABLE_PREFIX", "CAPIF_KMS_KEY_IDS", "CAPIF_CCF_ID", "CAPIF_API_ROOT", "CAPIF_TRUSTSTORE_URI"}},
+		{"nothing set", func(m map[string]string) { clear(m) }, []string{"CAPIF_TABLE_PREFIX", "CAPIF_KMS_KEY_IDS", "CAPIF_API_ROOT", "CAPIF_TRUSTSTORE_URI"}},
+		{"two explicit tables only", func(m map[string]string) {
+			delete(m, "CAPIF_TABLE_PREFIX")
+			m["CAPIF_CONTEXTS_TABLE"], m["CAPIF_REGISTRY_TABLE"] = "c", "r"
+		}, []string{"CAPIF_TABLE_PREFIX"}},
+		{"issuer not an https URL", func(m map[string]string) { m["CAPIF_ISSUER"] = "capif-ccf" }, []string{"CAPIF_ISSUER"}},
+		{"issuer with a query", func(m map[string]string) { m["CAPIF_ISSUER"] = "https://capif.example.com/?x=1" }, []string{"CAPIF_ISSUER"}},
+		{"issuer with a fragment", func(m map[string]string) { m["CAPIF_ISSUER"] = "https://capif.example.com/#x" }, []string{"CAPIF_ISSUER"}},
 		{"both truststores", func(m map[string]string) { m["CAPIF_TRUSTSTORE_FILE"] = "/tmp/ca.pem" }, []string{"CAPIF_TRUSTSTORE_URI"}},
 		{"truststore not s3", func(m map[string]string) { m["CAPIF_TRUSTSTORE_URI"] = "https://bucket/key" }, []string{"CAPIF_TRUSTSTORE_URI"}},
 		{"truststore without key", func(m map[string]string) { m["CAPIF_TRUSTSTORE_URI"] = "s3://bucket/" }, []string{"CAPIF_TRUSTSTORE_URI"}},

@@ -14,22 +14,21 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 // Build makes one operation's router: httpapi.ObtainSecurityMethod, httpapi.ObtainAuthorization,
@@ -47,25 +46,21 @@ type Options struct {
 
 // Function is one Lambda function: an API Gateway REST proxy event in, a proxy response out.
 //
-// Built once per cold start (New) with no AWS call: configuration, the S3 client and the proxy.
-// The first request reads the truststore (the bundle API Gateway's mutual TLS trusts), and with
-// it wires the adapters and the service, whose PKI authenticationInfo is that very bundle; the
-// result is kept for the life of the execution environment. A failed first wiring is answered
-// with 503 (or 500 when the bundle itself is unusable) and tried again on the next request.
+// Built once per cold start (New) with no AWS call: configuration, the adapters and the service
+// (app.Open makes no network call), the operation's router and the proxy. Only the truststore
+// (the bundle API Gateway's mutual TLS trusts) is read lazily, by the first request: it verifies
+// callers' certificates and is the PKI authenticationInfo the service answers. A failed read is
+// answered 503 (or 500 when the bundle itself is unusable) through httpapi's error mapping and
+// access log, and tried again by the next request; a good one is kept for the life of the
+// execution environment.
 type Function struct {
 	cfg     Config
-	build   Build
 	logger  *slog.Logger
-	now     func() time.Time
-	awsOpts []func(*middleware.Stack) error
-	awsCfg  *aws.Config // loaded once in New when the truststore is in S3
-	s3      s3Getter
+	app     *app.App
+	trust   *lazyTruststore
+	router  http.Handler
+	options httpapi.Options
 	adapter *httpadapter.HandlerAdapter
-
-	mu      sync.Mutex
-	handler http.Handler // nil until wired
-	app     *app.App     // kept once opened, even if building the router failed
-	trust   *Truststore  // kept with app: its PEM is the service's ClientCAPEM
 }
 
 // New builds a function without calling AWS.
@@ -73,45 +68,62 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 	if build == nil {
 		return nil, errors.New("lambdaapp: no router")
 	}
-	f := &Function{cfg: cfg, build: build, logger: opts.Logger, now: opts.Now, awsOpts: opts.AWSAPIOptions}
+	f := &Function{cfg: cfg, logger: opts.Logger}
 	if f.logger == nil {
 		f.logger = slog.Default()
 	}
-	if f.now == nil {
-		f.now = time.Now
+	now := opts.Now
+	if now == nil {
+		now = time.Now
 	}
+	acfg := app.Config{Settings: cfg.Settings, Logger: f.logger, AWSAPIOptions: opts.AWSAPIOptions}
+	var s3c s3Getter
 	if cfg.Truststore.File == "" {
 		// LoadDefaultConfig reads the environment and shared files only; credentials are
-		// resolved on the first call.
-		// One SDK configuration per process, shared with the adapters app.Open builds.
+		// resolved on the first call. One SDK configuration per process, shared with the
+		// adapters app.Open builds.
 		awsCfg, err := app.LoadAWSConfig(ctx, f.logger, opts.AWSAPIOptions)
 		if err != nil {
 			return nil, fmt.Errorf("lambdaapp: %w", err)
 		}
-		f.awsCfg = &awsCfg
-		f.s3 = s3.NewFromConfig(awsCfg)
+		acfg.AWS = &awsCfg
+		s3c = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+			o.Retryer = awsretry.S3.Retryer()
+			o.HTTPClient = awsretry.S3.HTTPClient(o.HTTPClient)
+		})
 	}
+	f.trust = &lazyTruststore{loc: cfg.Truststore, s3: s3c, logger: f.logger}
+	acfg.ClientCA = func(ctx context.Context) (string, error) {
+		ts, err := f.trust.get(ctx)
+		if err != nil {
+			return "", err
+		}
+		return string(ts.PEM), nil
+	}
+	a, err := app.Open(ctx, acfg)
+	if err != nil {
+		return nil, fmt.Errorf("lambdaapp: %w", err)
+	}
+	f.app = a
+	f.options = httpapi.Options{
+		APIRoot:      cfg.Settings.APIRoot,
+		Certificates: certificateSource(f.trust, now),
+		Logger:       f.logger,
+		RequestID:    requestID,
+	}
+	f.router = build(a.Service, f.options)
 	f.adapter = httpadapter.New(http.HandlerFunc(f.serveHTTP))
 	return f, nil
 }
 
 // Close releases the adapters (tests; a Lambda environment is simply frozen and discarded).
-func (f *Function) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.app == nil {
-		return nil
-	}
-	err := f.app.Close()
-	f.app, f.trust, f.handler = nil, nil, nil
-	return err
-}
+func (f *Function) Close() error { return f.app.Close() }
 
 // Handle is the Lambda handler. It never returns an error: API Gateway would turn one into a
 // bare 502. An event that is not a convertible REST proxy event is answered 400, a panic 500,
 // both as problem+json.
 func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (events.APIGatewayProxyResponse, error) {
-	ctx, cancel := RequestContext(ctx, f.cfg.DeadlineMargin)
+	ctx, cancel := RequestContext(ctx, f.cfg.Settings.DeadlineMargin)
 	defer cancel()
 	var ev events.APIGatewayProxyRequest
 	if err := json.Unmarshal(payload, &ev); err != nil {
@@ -166,96 +178,31 @@ func checkEvent(ev events.APIGatewayProxyRequest) error {
 	return nil
 }
 
-// serveHTTP is the handler behind the proxy: wire on first use, then route.
+// serveHTTP is the handler behind the proxy: the truststore first (read once), then the
+// operation's router.
 func (f *Function) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s, ok := r.Context().Value(servedKey{}).(*bool); ok {
 		*s = true
 	}
-	h, err := f.wired(r.Context())
-	if err != nil {
-		status, cause, detail := http.StatusServiceUnavailable, security.CauseTemporarilyUnavail, "the service is temporarily unavailable; retry"
-		if !transient(r.Context(), err) {
-			status, cause, detail = http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed"
-		} else {
-			w.Header().Set("Retry-After", "1")
-		}
-		id := f.requestID(r)
-		f.logger.LogAttrs(r.Context(), slog.LevelError, "request",
-			slog.String("requestId", id), slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
-			slog.Int("status", status), slog.String("error", err.Error()))
-		w.Header().Set("X-Request-Id", id)
-		writeProblem(w, status, cause, detail)
+	if _, err := f.trust.get(r.Context()); err != nil {
+		httpapi.ServeUnwired(f.options, w, r, err)
 		return
 	}
-	h.ServeHTTP(w, r)
-}
-
-// wired returns the operation's router, wiring it on first use.
-func (f *Function) wired(ctx context.Context) (http.Handler, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.handler != nil {
-		return f.handler, nil
-	}
-	start := time.Now()
-	if f.app == nil {
-		bundle, err := fetchTruststore(ctx, f.cfg.Truststore, f.s3)
-		if err != nil {
-			return nil, err
-		}
-		ts, err := ParseTruststore(bundle)
-		if err != nil {
-			return nil, permanent{fmt.Errorf("%s: %w", f.cfg.Truststore, err)}
-		}
-		acfg := f.cfg.App
-		acfg.ClientCAPEM = string(ts.PEM)
-		acfg.Logger = f.logger
-		acfg.AWSAPIOptions = append(acfg.AWSAPIOptions, f.awsOpts...)
-		acfg.AWS = f.awsCfg
-		a, err := app.Open(ctx, acfg)
-		if err != nil {
-			return nil, permanent{err}
-		}
-		f.app, f.trust = a, ts
-	}
-	f.handler = f.build(f.app.Service, httpapi.Options{
-		APIRoot:      f.cfg.App.APIRoot,
-		Certificates: certificateSource(f.trust, f.now),
-		Logger:       f.logger,
-		RequestID:    f.requestID,
-	})
-	f.logger.InfoContext(ctx, "wired", slog.String("truststore", f.cfg.Truststore.String()),
-		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000))
-	return f.handler, nil
-}
-
-// permanent marks a wiring failure that retrying will not cure.
-type permanent struct{ error }
-
-func (p permanent) Unwrap() error { return p.error }
-
-// transient tells a failure worth a 503 (time ran out, the SDK's retries were exhausted on a
-// retryable error) from a configuration fault (500).
-func transient(ctx context.Context, err error) bool {
-	var p permanent
-	if errors.As(err, &p) {
-		return false
-	}
-	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var maxAttempts *retry.MaxAttemptsError
-	return errors.As(err, &maxAttempts)
+	f.router.ServeHTTP(w, r)
 }
 
 // certificateSource is the Lambda CertificateSource: the PEM that API Gateway's mutual TLS put
 // in requestContext.identity.clientCert (reached through the proxy's request context),
 // re-verified against the truststore. Never a header, never the subject DN string.
-func certificateSource(ts *Truststore, now func() time.Time) httpapi.CertificateSource {
+func certificateSource(trust *lazyTruststore, now func() time.Time) httpapi.CertificateSource {
 	return func(r *http.Request) (*x509.Certificate, error) {
 		gw, ok := core.GetAPIGatewayContextFromContext(r.Context())
 		if !ok || gw.Identity.ClientCert == nil || gw.Identity.ClientCert.ClientCertPem == "" {
 			return nil, nil
+		}
+		ts, err := trust.get(r.Context())
+		if err != nil {
+			return nil, err
 		}
 		return httpapi.VerifyPEM([]byte(gw.Identity.ClientCert.ClientCertPem), ts.Roots, ts.Intermediates, now())
 	}
@@ -263,7 +210,7 @@ func certificateSource(ts *Truststore, now func() time.Time) httpapi.Certificate
 
 // requestID is the id API Gateway gave the request (the client sees it as x-amzn-RequestId),
 // else the Lambda request id, else a random one.
-func (f *Function) requestID(r *http.Request) string {
+func requestID(r *http.Request) string {
 	if gw, ok := core.GetAPIGatewayContextFromContext(r.Context()); ok && gw.RequestID != "" {
 		return gw.RequestID
 	}
@@ -307,14 +254,6 @@ func problemBody(status int, cause, detail string) []byte {
 	return b
 }
 
-func writeProblem(w http.ResponseWriter, status int, cause, detail string) {
-	b := problemBody(status, cause, detail)
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
-
 // RequestContext bounds a request by the Lambda deadline minus margin, so the SDK's retries
 // give up (and the handler answers 503) while the function still has time to answer.
 func RequestContext(ctx context.Context, margin time.Duration) (context.Context, context.CancelFunc) {
@@ -331,12 +270,13 @@ func Main(build Build) {
 	level := new(slog.LevelVar)
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
-	cfg, err := ConfigFromEnv(os.Getenv)
+	cfg, err := ConfigFromEnv(settings.Getenv)
 	if err != nil {
 		logger.Error("configuration", slog.String("error", err.Error()))
 		os.Exit(1)
 	}
-	level.Set(cfg.LogLevel)
+	level.Set(cfg.Settings.LogLevel)
+	cfg.Settings.LogWarnings(logger)
 	f, err := New(context.Background(), cfg, build, Options{Logger: logger})
 	if err != nil {
 		logger.Error("init", slog.String("error", err.Error()))

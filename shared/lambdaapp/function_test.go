@@ -1,6 +1,7 @@
 package lambdaapp_test
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -146,22 +147,21 @@ func TestPanicIs500(t *testing.T) {
 	fx := newFixture(t)
 	calls := 0
 	f := fx.function(t, func(svc *security.Service, o httpapi.Options) *httpapi.Router {
-		calls++
-		if calls == 1 {
-			panic("wiring bug")
+		certs := o.Certificates
+		o.Certificates = func(r *http.Request) (*x509.Certificate, error) {
+			if calls++; calls == 1 {
+				panic("serving bug")
+			}
+			return certs(r)
 		}
-		return httpapi.ObtainAuthorization(svc, o)
+		return httpapi.ObtainAPIInvokerInfo(svc, o)
 	}, lambdaapp.Options{})
-	jwks := apigwevent.Request{Method: http.MethodGet, Resource: "/.well-known/jwks.json"}
-	wantStatus(t, invoke(t, f, jwks), http.StatusInternalServerError)
+	get := apigwevent.Request{Method: http.MethodGet, Resource: invokerPath, Params: map[string]string{"apiInvokerId": "invoker-1"}, ClientCertPEM: fx.certs["aef-1"]}
+	wantStatus(t, invoke(t, f, get), http.StatusInternalServerError)
 	if !strings.Contains(fx.logs.String(), `"msg":"panic"`) {
 		t.Errorf("the panic was not logged: %s", fx.logs.String())
 	}
-	resp := invoke(t, f, jwks)
-	wantStatus(t, resp, http.StatusOK)
-	if !strings.Contains(resp.Body, `"kty":"EC"`) {
-		t.Errorf("JWKS %s", resp.Body)
-	}
+	wantStatus(t, invoke(t, f, get), http.StatusNotFound) // served: no security context yet
 }
 
 // Unknown paths and methods are the router's 404/405, as problem+json, like the local runner.

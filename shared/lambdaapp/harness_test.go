@@ -18,6 +18,7 @@ import (
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 const (
@@ -69,7 +70,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := json.Unmarshal([]byte(registry), &doc); err != nil {
 		t.Fatal(err)
 	}
-	seed, err := app.Open(context.Background(), app.Config{Store: app.StoreEmbedded, Signer: app.SignerLocal, DataDir: fx.dataDir})
+	seed, err := app.Open(context.Background(), app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: fx.dataDir}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +81,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	fx.cfg, err = lambdaapp.ConfigFromEnv(mapEnv(map[string]string{
-		lambdaapp.EnvStore:          app.StoreEmbedded,
-		lambdaapp.EnvSigner:         app.SignerLocal,
-		lambdaapp.EnvDataDir:        fx.dataDir,
-		lambdaapp.EnvCCFID:          "ccf-test",
-		lambdaapp.EnvAPIRoot:        apiRoot,
-		lambdaapp.EnvTruststoreFile: fx.caFile,
+		"CAPIF_STORE":           settings.StoreEmbedded,
+		"CAPIF_SIGNER":          settings.SignerLocal,
+		"CAPIF_DATA":            fx.dataDir,
+		"CAPIF_API_ROOT":        apiRoot,
+		"CAPIF_TRUSTSTORE_FILE": fx.caFile,
 	}))
 	if err != nil {
 		t.Fatal(err)

@@ -8,9 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/capifcore/capif-security/shared/awsretry"
+	"github.com/capifcore/capif-security/shared/security"
 )
 
 // maxTruststore bounds the bundle read (API Gateway allows 1,000 certificates; a few MiB).
@@ -84,4 +90,41 @@ func fetchTruststore(ctx context.Context, loc TruststoreLocation, client s3Gette
 		return nil, fmt.Errorf("truststore s3://%s/%s: larger than %d bytes", loc.Bucket, loc.Key, maxTruststore)
 	}
 	return b, nil
+}
+
+// lazyTruststore is the truststore, read and parsed on first use and kept once that succeeds; a
+// failed read is tried again by the next caller.
+type lazyTruststore struct {
+	loc    TruststoreLocation
+	s3     s3Getter
+	logger *slog.Logger
+
+	mu sync.Mutex
+	ts *Truststore
+}
+
+// get returns the truststore. A failure that may pass (S3 throttled or unreachable, the deadline)
+// wraps security.ErrUnavailable (503); an unreadable or unusable bundle does not (500).
+func (l *lazyTruststore) get(ctx context.Context) (*Truststore, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ts != nil {
+		return l.ts, nil
+	}
+	start := time.Now()
+	bundle, err := fetchTruststore(ctx, l.loc, l.s3)
+	if err == nil {
+		var ts *Truststore
+		if ts, err = ParseTruststore(bundle); err == nil {
+			l.ts = ts
+			l.logger.InfoContext(ctx, "truststore loaded", slog.String("truststore", l.loc.String()),
+				slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000))
+			return ts, nil
+		}
+		err = fmt.Errorf("%s: %w", l.loc, err)
+	} else if awsretry.Transient(err) {
+		l.logger.WarnContext(ctx, "truststore unavailable", slog.String("error", err.Error()))
+		err = fmt.Errorf("%w: %w", security.ErrUnavailable, err)
+	}
+	return nil, err
 }

@@ -168,7 +168,7 @@ func TestDeadlineMarginTurnsSlowAWSIntoA503(t *testing.T) {
 	fx, s3 := s3Fixture(t)
 	s3.hold = make(chan struct{}) // S3 never answers
 	t.Cleanup(func() { close(s3.hold) })
-	fx.cfg.DeadlineMargin = 700 * time.Millisecond
+	fx.cfg.Settings.DeadlineMargin = 700 * time.Millisecond
 	f := fx.function(t, httpapi.All, lambdaapp.Options{})
 	ev, _ := jwksRequest().Event()
 	payload, _ := json.Marshal(ev)

@@ -81,7 +81,7 @@ func newEnv(t *testing.T, configure ...func(*security.Config)) *env {
 	t.Cleanup(func() { _ = db.Close() })
 	e := &env{t: t, db: db, hooks: &securitytest.Store{Store: db}, signer: &securitytest.Signer{}, notifier: &securitytest.Notifier{},
 		clock: securitytest.NewClock(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)), logs: &bytes.Buffer{}}
-	e.cfg = security.Config{Issuer: issuer, TokenTTL: 300 * time.Second, APIRoot: "https://ccf.example.com", ClientCAPEM: clientCA,
+	e.cfg = security.Config{Issuer: issuer, TokenTTL: 300 * time.Second, APIRoot: "https://ccf.example.com", ClientCA: func(context.Context) (string, error) { return clientCA, nil },
 		Logger: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	for _, f := range configure {
 		f(&e.cfg)

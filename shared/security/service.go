@@ -20,16 +20,23 @@ import (
 
 // Config holds the operator's settings of the domain.
 type Config struct {
-	Issuer      string        // the iss claim: this CCF's id
-	TokenTTL    time.Duration // access token lifetime (expires_in)
-	APIRoot     string        // public {apiRoot}, for resource URIs
-	ClientCAPEM string        // PEM of the CA that verifies invoker certificates: PKI authenticationInfo
-	// MaxAttempts bounds the attempts of a conditional write before answering 503 (default 32).
+	Issuer   string        // the iss claim: an https URL, by default {apiRoot}
+	TokenTTL time.Duration // access token lifetime (expires_in)
+	APIRoot  string        // public {apiRoot}, for resource URIs
+	// ClientCA returns the PEM of the CAs that verify invoker certificates: the
+	// authenticationInfo of a PKI entry. It may read it lazily (a Lambda reads its truststore
+	// once); nil means none.
+	ClientCA func(context.Context) (string, error)
+	// MaxAttempts bounds the attempts of a conditional write before answering 503 (default
+	// DefaultMaxAttempts).
 	// A conflict means another writer committed, so N writers racing on one context need at
 	// most N attempts each: the default absorbs any realistic burst without a 503.
 	MaxAttempts int
 	Logger      *slog.Logger
 }
+
+// DefaultMaxAttempts is Config.MaxAttempts when it is not set.
+const DefaultMaxAttempts = 32
 
 // Service implements the six operations of the CAPIF_Security_API on the ports.
 type Service struct {
@@ -48,7 +55,10 @@ func New(store Store, registry Registry, signer Signer, notifier Notifier, clock
 		cfg.TokenTTL = 600 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 32
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.ClientCA == nil {
+		cfg.ClientCA = func(context.Context) (string, error) { return "", nil }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -89,7 +99,7 @@ func (s *Service) CreateSecurityContext(ctx context.Context, caller Caller, apiI
 		return nil, err
 	}
 	s.testNotification(ctx, sc, req)
-	return s.render(sc, view{all: true, authn: true, authz: true}), nil
+	return s.render(ctx, sc, view{all: true, authn: true, authz: true})
 }
 
 // UpdateSecurityContext is POST trustedInvokers/{apiInvokerId}/update: it replaces securityInfo
@@ -116,7 +126,7 @@ func (s *Service) UpdateSecurityContext(ctx context.Context, caller Caller, apiI
 		return nil, err
 	}
 	s.testNotification(ctx, sc, req)
-	return s.render(sc, view{all: true, authn: true, authz: true}), nil
+	return s.render(ctx, sc, view{all: true, authn: true, authz: true})
 }
 
 // invokerQuery is the read of an owner's create or update: its context and the registry entries
@@ -241,7 +251,7 @@ func (s *Service) GetInvokerInfo(ctx context.Context, caller Caller, apiInvokerI
 	if err := aefContextCheck(snap, caller.ID, apiInvokerID); err != nil {
 		return nil, err
 	}
-	return s.render(snap.Context, view{aef: caller.ID, authn: q.AuthenticationInfo, authz: q.AuthorizationInfo}), nil
+	return s.render(ctx, snap.Context, view{aef: caller.ID, authn: q.AuthenticationInfo, authz: q.AuthorizationInfo})
 }
 
 // aefQuery is the read of an AEF route: the context, which the store may leave out (without
@@ -266,7 +276,7 @@ type view struct {
 	authn, authz bool
 }
 
-func (s *Service) render(sc *SecurityContext, v view) *capif.ServiceSecurity {
+func (s *Service) render(ctx context.Context, sc *SecurityContext, v view) (*capif.ServiceSecurity, error) {
 	out := &capif.ServiceSecurity{
 		NotificationDestination: sc.NotificationDestination,
 		SupportedFeatures:       sc.SupportedFeatures,
@@ -285,28 +295,31 @@ func (s *Service) render(sc *SecurityContext, v view) *capif.ServiceSecurity {
 			SelSecurityMethod:   e.SelSecurityMethod,
 		}
 		if v.authn {
-			si.AuthenticationInfo = s.authenticationInfo(e)
+			var err error
+			if si.AuthenticationInfo, err = s.authenticationInfo(ctx, e); err != nil {
+				return nil, err
+			}
 		}
 		if v.authz {
 			si.AuthorizationInfo = e.AuthorizationInfo
 		}
 		out.SecurityInfo = append(out.SecurityInfo, si)
 	}
-	return out
+	return out, nil
 }
 
 // authenticationInfo is the invoker's own claim when it made one; otherwise the PSK of a PSK
 // entry, or the CA that verifies invoker certificates for a PKI entry (added when read).
-func (s *Service) authenticationInfo(e *Entry) string {
+func (s *Service) authenticationInfo(ctx context.Context, e *Entry) (string, error) {
 	switch {
 	case e.AuthenticationInfo != "":
-		return e.AuthenticationInfo
+		return e.AuthenticationInfo, nil
 	case e.SelSecurityMethod == capif.PSK:
-		return e.PSK
+		return e.PSK, nil
 	case e.SelSecurityMethod == capif.PKI:
-		return s.cfg.ClientCAPEM
+		return s.cfg.ClientCA(ctx)
 	}
-	return ""
+	return "", nil
 }
 
 // --- Revoke_Authorization ---------------------------------------------------------------------

@@ -49,6 +49,9 @@ type eventCase struct {
 	status int
 	// want is checked against the body (a substring), Location or the OAuth error.
 	want string
+	// pkiCA: the answer has a PKI entry, and every PKI entry's authenticationInfo is the
+	// truststore's CA bundle (events/dev-ca/ca.pem), read by the function from its truststore.
+	pkiCA bool
 }
 
 func jsonCT() map[string][]string { return map[string][]string{"Content-Type": {"application/json"}} }
@@ -88,10 +91,10 @@ var eventCases = []eventCase{
 		status: 403, want: `"cause":"NOT_OWNER"`},
 	{file: "obtain-security-method/put.json", fn: "ObtainSecurityMethodFunction", cert: "clients/invoker-1.pem",
 		req:    apigwevent.Request{Method: http.MethodPut, Resource: invokerRes, Params: id("invoker-1"), Header: jsonCT(), Body: putBody},
-		status: 201, want: "Location: https://capif.example.com/capif-security/v1/trustedInvokers/invoker-1"},
+		status: 201, want: "Location: https://capif.example.com/capif-security/v1/trustedInvokers/invoker-1", pkiCA: true},
 	{file: "obtain-security-method/update.json", fn: "ObtainSecurityMethodFunction", cert: "clients/invoker-1.pem",
 		req:    apigwevent.Request{Method: http.MethodPost, Resource: invokerRes + "/update", Params: id("invoker-1"), Header: jsonCT(), Body: updateBody},
-		status: 200, want: `"apiId":"api-qos-session"`},
+		status: 200, want: `"apiId":"api-qos-session"`, pkiCA: true},
 
 	// Obtain_Authorization (and the JWKS)
 	{file: "obtain-authorization/jwks.json", fn: "ObtainAuthorizationFunction",

@@ -119,6 +119,36 @@ func runEventCases(t *testing.T, invoke invoker) {
 		case !strings.Contains(resp.Body, c.want):
 			t.Errorf("%s: body %s lacks %s", c.file, resp.Body, c.want)
 		}
+		if c.pkiCA {
+			checkPKIAuthenticationInfo(t, c.file, resp)
+		}
+	}
+}
+
+// checkPKIAuthenticationInfo: every PKI entry of the answer carries the CA bundle of the
+// truststore as authenticationInfo (the function reads both from the same lazy value).
+func checkPKIAuthenticationInfo(t *testing.T, name string, resp events.APIGatewayProxyResponse) {
+	t.Helper()
+	ca, err := os.ReadFile(filepath.Join(eventsDir(), "dev-ca", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss capif.ServiceSecurity
+	if err := json.Unmarshal([]byte(resp.Body), &ss); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	pki := 0
+	for _, si := range ss.SecurityInfo {
+		if si.SelSecurityMethod != capif.PKI {
+			continue
+		}
+		pki++
+		if si.AuthenticationInfo != string(ca) {
+			t.Errorf("%s: PKI entry for %s/%s has authenticationInfo %q, want the truststore's CA PEM", name, si.AefID, si.APIID, si.AuthenticationInfo)
+		}
+	}
+	if pki == 0 {
+		t.Errorf("%s: no PKI entry in %s", name, resp.Body)
 	}
 }
 
@@ -230,7 +260,7 @@ func runFlow(t *testing.T, invoke invoker, notificationDestination string) flowS
 			}
 		}
 		return nil, fmt.Errorf("no JWK with kid %v", tk.Header["kid"])
-	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer("capif-ccf"), jwt.WithExpirationRequired())
+	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer("https://"+sampleRefs["DomainName"]), jwt.WithExpirationRequired())
 	if err != nil || !parsed.Valid {
 		t.Fatalf("the token does not verify with the JWKS: %v", err)
 	}

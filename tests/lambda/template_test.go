@@ -26,6 +26,7 @@ import (
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
+	"github.com/capifcore/capif-security/shared/settings"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
@@ -112,7 +113,7 @@ func TestTemplateRoutes(t *testing.T) {
 // The routes each function's router actually serves are the template's routes of that function
 // (an escaped id included): anything else gets the router's 404 or 405.
 func TestTemplateRoutesAreTheRoutersRoutes(t *testing.T) {
-	a, err := app.Open(context.Background(), app.Config{Store: app.StoreEmbedded, Signer: app.SignerLocal, DataDir: t.TempDir()})
+	a, err := app.Open(context.Background(), app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,13 +337,18 @@ func TestTemplateEnvironment(t *testing.T) {
 		}
 		resolved := resolveEnv(t, env, sampleRefs)
 		getenv := func(k string) string { return resolved[k] }
-		if _, err := lambdaapp.ConfigFromEnv(getenv); err != nil {
+		cfg, err := lambdaapp.ConfigFromEnv(getenv)
+		if err != nil {
 			t.Errorf("%s: the deployed environment does not configure a function: %v", id, err)
 		}
 		// The adapter finds each table under the name CloudFormation gave it.
 		want := ddbstore.Tables{Contexts: sampleRefs["ContextsTable"], Registry: sampleRefs["RegistryTable"], Outbox: sampleRefs["OutboxTable"]}
-		if got := ddbstore.TablesFromEnv(getenv); got != want {
+		if got := cfg.Settings.Tables; got != want {
 			t.Errorf("%s: the adapter reads tables %+v, want %+v", id, got, want)
+		}
+		// The iss claim is the issuer setting, by default {apiRoot}; no CCF id sets it.
+		if cfg.Settings.Issuer != "" || cfg.Settings.APIRoot != "https://"+sampleRefs["DomainName"] || len(cfg.Settings.Warnings) != 0 {
+			t.Errorf("%s: issuer %q, apiRoot %q, warnings %q", id, cfg.Settings.Issuer, cfg.Settings.APIRoot, cfg.Settings.Warnings)
 		}
 		for _, local := range []string{"CAPIF_TRUSTSTORE_FILE", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"} {
 			if v, ok := env[local]; !ok || v != "" {
@@ -406,7 +412,6 @@ func TestTemplateTables(t *testing.T) {
 var sampleRefs = map[string]string{
 	"DomainName":    "capif.example.com",
 	"TruststoreUri": "s3://trust-bucket/mtls/truststore.pem",
-	"CcfId":         "capif-ccf",
 	"TokenTtl":      "600s",
 	"ContextsTable": "capif-security-contexts",
 	"RegistryTable": "capif-security-registry",

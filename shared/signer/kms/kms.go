@@ -18,19 +18,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer"
 )
-
-// KeyListEnv names the environment variable that holds the comma-separated key list, active
-// key first. Each item is a key id, a key ARN, an alias name (alias/…) or an alias ARN.
-const KeyListEnv = "CAPIF_KMS_KEY_ID"
 
 // Client is the part of the KMS API the signer uses; *kms.Client satisfies it.
 type Client interface {
@@ -47,17 +43,6 @@ type Signer struct {
 
 var _ security.Signer = (*Signer)(nil)
 
-// ParseKeyList splits the value of KeyListEnv into its items, dropping blanks.
-func ParseKeyList(s string) []string {
-	var refs []string
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			refs = append(refs, item)
-		}
-	}
-	return refs
-}
-
 // New makes a signer over client for the listed keys, active first. It checks the form of each
 // reference but calls nothing.
 func New(client Client, keyRefs []string) (*Signer, error) {
@@ -65,7 +50,7 @@ func New(client Client, keyRefs []string) (*Signer, error) {
 		return nil, errors.New("kms signer: nil client")
 	}
 	if len(keyRefs) == 0 {
-		return nil, errors.New("kms signer: no key configured (" + KeyListEnv + ")")
+		return nil, errors.New("kms signer: no key configured (CAPIF_KMS_KEY_IDS)")
 	}
 	s := &Signer{client: client}
 	for _, ref := range keyRefs {
@@ -78,10 +63,15 @@ func New(client Client, keyRefs []string) (*Signer, error) {
 	return s, nil
 }
 
-// NewFromConfig makes the KMS client from cfg (which carries the region, credentials, retry
-// policy and any endpoint override such as AWS_ENDPOINT_URL_KMS) and then calls New.
+// NewFromConfig makes the KMS client from cfg (which carries the region, credentials and any
+// endpoint override such as AWS_ENDPOINT_URL_KMS) with the KMS retry policy (awsretry.KMS;
+// optFns are applied after it), and then calls New.
 func NewFromConfig(cfg aws.Config, keyRefs []string, optFns ...func(*awskms.Options)) (*Signer, error) {
-	return New(awskms.NewFromConfig(cfg, optFns...), keyRefs)
+	policy := func(o *awskms.Options) {
+		o.Retryer = awsretry.KMS.Retryer()
+		o.HTTPClient = awsretry.KMS.HTTPClient(o.HTTPClient)
+	}
+	return New(awskms.NewFromConfig(cfg, append([]func(*awskms.Options){policy}, optFns...)...), keyRefs)
 }
 
 // Sign issues the ES256 token for c with the active key; kid is that key's id.

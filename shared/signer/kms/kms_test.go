@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,23 +33,6 @@ const (
 	idB = "0987dcba-09fe-87dc-65ba-ab0987654321"
 	idC = "mrk-1234abcd12ab34cd56ef1234567890ab"
 )
-
-func TestParseKeyList(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"", nil},
-		{" , ,", nil},
-		{idA, []string{idA}},
-		{" alias/new , " + idA + ",,", []string{"alias/new", idA}},
-	}
-	for _, tc := range tests {
-		if got := ParseKeyList(tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("ParseKeyList(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
 
 func TestNewKeyReferences(t *testing.T) {
 	tests := []struct {
@@ -98,6 +82,10 @@ func TestNewKeyReferences(t *testing.T) {
 				t.Error("construction called KMS")
 			}
 		})
+	}
+	// The error names the setting's one variable (settings.Table), not the deprecated alias.
+	if _, err := New(newFake(), nil); err == nil || !strings.Contains(err.Error(), "CAPIF_KMS_KEY_IDS)") {
+		t.Errorf("New without keys: %v", err)
 	}
 	if _, err := New(newFake(), nil); err == nil {
 		t.Error("an empty key list was accepted")

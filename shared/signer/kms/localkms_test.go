@@ -111,7 +111,7 @@ func TestLocalKMSSignVerifies(t *testing.T) {
 func TestLocalKMSNewFromConfig(t *testing.T) {
 	cfg, endpoint := localConfig(t)
 	id, _ := createKey(t, localClient(t))
-	s, err := NewFromConfig(cfg, ParseKeyList(" "+id+" "), endpoint)
+	s, err := NewFromConfig(cfg, []string{id}, endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/security/securitytest"
@@ -195,8 +196,8 @@ func TestRevocationThrottled(t *testing.T) {
 				n++
 			}
 		}
-		if n != DefaultMaxAttempts {
-			t.Errorf("%s: %d TransactWriteItems attempts, want the SDK's bounded %d", name, n, DefaultMaxAttempts)
+		if n != awsretry.DynamoDB.Attempts {
+			t.Errorf("%s: %d TransactWriteItems attempts, want the policy's bounded %d", name, n, awsretry.DynamoDB.Attempts)
 		}
 		t.Logf("%s: ErrUnavailable after %d attempts in %v: %v", name, n, time.Since(start).Round(time.Millisecond), err)
 		if got := storedContext(t, s, w.inv); !equalJSON(got, before) {

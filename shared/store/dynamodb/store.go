@@ -11,8 +11,8 @@
 //	Replace with owed    1 TransactWriteItems (context + outbox records)
 //	Delivered            1 DeleteItem
 //
-// The SDK's standard retryer may repeat a request (bounded attempts, all within the caller's
-// deadline); dynamodbtest.Recorder counts what is actually sent.
+// Every request follows awsretry.DynamoDB (bounded attempts, each with its own timeout, all
+// within the caller's deadline); dynamodbtest.Recorder counts what is actually sent.
 package dynamodb
 
 import (
@@ -21,48 +21,35 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
-// Defaults of Options.
-const (
-	DefaultMaxAttempts = 4 // the SDK's own default for DynamoDB
-	DefaultMaxBackoff  = 400 * time.Millisecond
-	DefaultTimeout     = 10 * time.Second
-)
+// DefaultTimeout bounds a call whose ctx has no deadline (Options.Timeout).
+const DefaultTimeout = 10 * time.Second
 
 const (
-	maxBatchGetKeys   = 100 // BatchGetItem limit
-	maxTxItems        = 100 // TransactWriteItems limit
-	maxTxBytes        = 3 << 20
-	unprocessedRounds = 6 // BatchGetItem rounds for UnprocessedKeys before answering 503
+	maxBatchGetKeys = 100 // BatchGetItem limit
+	maxTxItems      = 100 // TransactWriteItems limit
+	maxTxBytes      = 3 << 20
 )
 
-// Options configures a Store. The zero value works: tables from the environment, bounded SDK
-// retries.
+// unprocessedRounds bounds the BatchGetItem rounds for UnprocessedKeys before answering 503: the
+// DynamoDB policy's attempts, with its backoff between rounds.
+var unprocessedRounds = awsretry.DynamoDB.Attempts
+
+// Options configures a Store.
 type Options struct {
-	// Tables names the tables; zero: TablesFromEnv(os.Getenv).
+	// Tables names the tables (TablesWithPrefix, or the settings' explicit names); required.
 	Tables Tables
 	Logger *slog.Logger
-	// MaxAttempts bounds the SDK's attempts per request (first one included) and MaxBackoff
-	// caps its delay between them (delays also end at the ctx deadline). When both are zero and
-	// the aws.Config carries a Retryer (the application's policy), that one is used; otherwise
-	// the SDK's standard retryer with DefaultMaxAttempts and DefaultMaxBackoff. Either way
-	// TransactionConflictException is retried too, and AWS_MAX_ATTEMPTS still applies.
-	MaxAttempts int
-	MaxBackoff  time.Duration
 	// Timeout bounds a call whose ctx has no deadline (callers normally pass the Lambda deadline
 	// minus a margin), so a store call never hangs.
 	Timeout time.Duration
@@ -90,9 +77,6 @@ var (
 // AWS_ENDPOINT_URL_DYNAMODB, come from there). It makes no AWS call: Lambda cold starts stay
 // cheap and a missing table shows on the first request.
 func New(cfg aws.Config, opts Options) (*Store, error) {
-	if opts.Tables == (Tables{}) {
-		opts.Tables = TablesFromEnv(os.Getenv)
-	}
 	if err := opts.Tables.validate(); err != nil {
 		return nil, err
 	}
@@ -102,23 +86,11 @@ func New(cfg aws.Config, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ownRetryer := cfg.Retryer == nil || opts.MaxAttempts > 0 || opts.MaxBackoff > 0
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = DefaultMaxAttempts
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = DefaultMaxBackoff
-	}
 	optFns := append([]func(*ddb.Options){func(o *ddb.Options) {
-		if ownRetryer {
-			o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
-				so.MaxAttempts = opts.MaxAttempts
-				so.MaxBackoff = opts.MaxBackoff
-				so.BaseDelay = 25 * time.Millisecond
-			})
-		}
-		// A write that met a running transaction on its item may simply be repeated.
-		o.Retryer = retry.AddWithErrorCodes(o.Retryer, "TransactionConflictException")
+		// The DynamoDB policy; a write that met a running transaction on its item may simply
+		// be repeated.
+		o.Retryer = retry.AddWithErrorCodes(awsretry.DynamoDB.Retryer(), "TransactionConflictException")
+		o.HTTPClient = awsretry.DynamoDB.HTTPClient(o.HTTPClient)
 	}}, opts.ClientOptions...)
 	return &Store{
 		client:   ddb.NewFromConfig(cfg, optFns...),
@@ -142,45 +114,10 @@ func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc)
 
 // --- errors -----------------------------------------------------------------------------------
 
-// transientCodes are the DynamoDB error codes that mean "try again later".
-var transientCodes = map[string]bool{
-	"ProvisionedThroughputExceededException": true,
-	"ThrottlingException":                    true,
-	"Throttling":                             true,
-	"RequestLimitExceeded":                   true,
-	"InternalServerError":                    true,
-	"ServiceUnavailable":                     true,
-	"TransactionConflictException":           true,
-	"TransactionInProgressException":         true,
-	"LimitExceededException":                 true,
-	"RequestTimeout":                         true,
-	"RequestTimeoutException":                true,
-}
-
-// transient reports whether err is throttling, a server fault, exhausted retries, a transport
-// failure or the deadline: the request may succeed later, so the caller answers 503.
-func transient(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return true
-	}
-	var maxed *retry.MaxAttemptsError
-	var quota ratelimit.QuotaExceededError
-	var send *smithyhttp.RequestSendError
-	if errors.As(err, &maxed) || errors.As(err, &quota) || errors.As(err, &send) {
-		return true
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		return transientCodes[api.ErrorCode()] || api.ErrorFault() == smithy.FaultServer
-	}
-	var resp *awshttp.ResponseError
-	return errors.As(err, &resp) && resp.HTTPStatusCode() >= 500
-}
-
 // fail wraps an SDK error; transient ones wrap security.ErrUnavailable (503 + Retry-After).
 // Messages name the operation, never item contents.
 func (s *Store) fail(op string, err error) error {
-	if transient(err) {
+	if awsretry.Transient(err) {
 		s.log.Warn("dynamodb unavailable", "op", op, "error", err.Error())
 		return fmt.Errorf("dynamodb %s: %w: %w", op, security.ErrUnavailable, err)
 	}
@@ -258,9 +195,10 @@ func (s *Store) batchGet(ctx context.Context, op string, keys []itemKey) (map[it
 	return found, nil
 }
 
-// backoff is the delay before round n (n ≥ 1) of a retry loop of ours: full jitter, capped.
+// backoff is the delay before round n (n ≥ 1) of a retry loop of ours: full jitter, capped at
+// the DynamoDB policy's MaxBackoff.
 func backoff(n int) time.Duration {
-	ceiling := min(25*time.Millisecond<<n, 500*time.Millisecond)
+	ceiling := min(25*time.Millisecond<<n, awsretry.DynamoDB.MaxBackoff)
 	return time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond
 }
 

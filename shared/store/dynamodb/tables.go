@@ -12,17 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// Environment variables that name the tables. CAPIF_TABLE_PREFIX derives all three names; an
-// explicit name overrides the derived one (the SAM template passes explicit names).
-const (
-	EnvTablePrefix   = "CAPIF_TABLE_PREFIX"
-	EnvContextsTable = "CAPIF_CONTEXTS_TABLE"
-	EnvRegistryTable = "CAPIF_REGISTRY_TABLE"
-	EnvOutboxTable   = "CAPIF_OUTBOX_TABLE"
-
-	// DefaultTablePrefix is used when neither a prefix nor explicit names are configured.
-	DefaultTablePrefix = "capif-"
-)
+// DefaultTablePrefix is the table name prefix of local runs (shared/settings declares where the
+// names come from: a prefix, or the SAM template's explicit names).
+const DefaultTablePrefix = "capif-"
 
 // Key attribute names, one per table.
 const (
@@ -41,24 +33,6 @@ type Tables struct {
 // TablesWithPrefix derives the table names from prefix: prefix+"contexts", …
 func TablesWithPrefix(prefix string) Tables {
 	return Tables{Contexts: prefix + "contexts", Registry: prefix + "registry", Outbox: prefix + "outbox"}
-}
-
-// TablesFromEnv reads the table names from the environment (getenv is os.Getenv outside tests).
-func TablesFromEnv(getenv func(string) string) Tables {
-	prefix := getenv(EnvTablePrefix)
-	if prefix == "" {
-		prefix = DefaultTablePrefix
-	}
-	t := TablesWithPrefix(prefix)
-	for _, o := range []struct {
-		env  string
-		name *string
-	}{{EnvContextsTable, &t.Contexts}, {EnvRegistryTable, &t.Registry}, {EnvOutboxTable, &t.Outbox}} {
-		if v := getenv(o.env); v != "" {
-			*o.name = v
-		}
-	}
-	return t
 }
 
 func (t Tables) validate() error {

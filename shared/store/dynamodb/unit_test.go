@@ -10,41 +10,19 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
 // Tests that need no DynamoDB.
-
-func TestTablesFromEnv(t *testing.T) {
-	tests := []struct {
-		name string
-		env  map[string]string
-		want Tables
-	}{
-		{"default prefix", nil, Tables{"capif-contexts", "capif-registry", "capif-outbox"}},
-		{"prefix", map[string]string{EnvTablePrefix: "dev-"}, Tables{"dev-contexts", "dev-registry", "dev-outbox"}},
-		{"explicit names win", map[string]string{EnvTablePrefix: "dev-", EnvContextsTable: "C", EnvOutboxTable: "O"}, Tables{"C", "dev-registry", "O"}},
-		{"all explicit", map[string]string{EnvContextsTable: "c", EnvRegistryTable: "r", EnvOutboxTable: "o"}, Tables{"c", "r", "o"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := TablesFromEnv(func(k string) string { return tc.env[k] }); got != tc.want {
-				t.Errorf("TablesFromEnv = %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
 
 func TestTableDefinitions(t *testing.T) {
 	defs := TableDefinitions("x-")
@@ -91,43 +69,8 @@ type clientFunc func(*http.Request) (*http.Response, error)
 
 func (f clientFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
 
-func TestTransient(t *testing.T) {
-	api := func(code string, fault smithy.ErrorFault) error {
-		return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "PutItem", Err: &smithy.GenericAPIError{Code: code, Fault: fault}}
-	}
-	status := func(code int) error {
-		return &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: code}}, Err: errors.New("x")}}
-	}
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"throughput exceeded", &types.ProvisionedThroughputExceededException{}, true},
-		{"throttling", api("ThrottlingException", smithy.FaultClient), true},
-		{"request limit", &types.RequestLimitExceeded{}, true},
-		{"internal server error", &types.InternalServerError{}, true},
-		{"transaction conflict", &types.TransactionConflictException{}, true},
-		{"unknown server fault", api("Whatever", smithy.FaultServer), true},
-		{"retries exhausted", &retry.MaxAttemptsError{Attempt: 4, Err: errors.New("x")}, true},
-		{"retry quota", fmt.Errorf("get token: %w", ratelimit.QuotaExceededError{}), true},
-		{"deadline", fmt.Errorf("op: %w", context.DeadlineExceeded), true},
-		{"connection refused", &smithyhttp.RequestSendError{Err: errors.New("connection refused")}, true},
-		{"HTTP 503", status(503), true},
-		{"validation", api("ValidationException", smithy.FaultClient), false},
-		{"access denied", api("AccessDeniedException", smithy.FaultClient), false},
-		{"missing table", &types.ResourceNotFoundException{}, false},
-		{"condition failed", &types.ConditionalCheckFailedException{}, false},
-		{"HTTP 400", status(400), false},
-		{"plain error", errors.New("x"), false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := transient(tc.err); got != tc.want {
-				t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
-			}
-		})
-	}
+// fail turns a transient AWS error (awsretry.Transient) into ErrUnavailable, and nothing else.
+func TestFail(t *testing.T) {
 	s := &Store{log: discardLogger()}
 	if err := s.fail("op", &types.ProvisionedThroughputExceededException{}); !errors.Is(err, security.ErrUnavailable) {
 		t.Errorf("fail(throttled) = %v, want ErrUnavailable", err)
@@ -229,25 +172,23 @@ func TestSplit(t *testing.T) {
 	}
 }
 
-// TestRetryPolicy: throttling and transaction conflicts are retried a bounded number of times:
-// the application's retryer when the aws.Config has one, else the store's own; then
-// ErrUnavailable. No request leaves the process (the fault answers every attempt).
+// TestRetryPolicy: throttling and transaction conflicts are retried as awsretry.DynamoDB
+// says, whatever retryer the aws.Config carries; then ErrUnavailable. No request leaves the
+// process (the fault answers every attempt).
 func TestRetryPolicy(t *testing.T) {
-	appRetryer := func() aws.Retryer {
-		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts, o.MaxBackoff = 3, time.Millisecond })
+	configRetryer := func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts, o.MaxBackoff = 7, time.Millisecond })
 	}
 	tests := []struct {
-		name     string
-		retryer  func() aws.Retryer
-		attempts int
-		fault    error
-		want     int
+		name    string
+		retryer func() aws.Retryer
+		fault   error
+		want    int
 	}{
-		{"store default", nil, 0, &types.ProvisionedThroughputExceededException{}, DefaultMaxAttempts},
-		{"application's retryer", appRetryer, 0, &types.ThrottlingException{}, 3},
-		{"explicit attempts win", appRetryer, 2, &types.RequestLimitExceeded{}, 2},
-		{"transaction conflicts are retried", appRetryer, 0, &types.TransactionConflictException{}, 3},
-		{"validation errors are not", nil, 0, &smithy.GenericAPIError{Code: "ValidationException"}, 1},
+		{"throughput exceeded", nil, &types.ProvisionedThroughputExceededException{}, awsretry.DynamoDB.Attempts},
+		{"the config's retryer does not apply", configRetryer, &types.ThrottlingException{}, awsretry.DynamoDB.Attempts},
+		{"transaction conflicts are retried", nil, &types.TransactionConflictException{}, awsretry.DynamoDB.Attempts},
+		{"validation errors are not", nil, &smithy.GenericAPIError{Code: "ValidationException"}, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,7 +199,7 @@ func TestRetryPolicy(t *testing.T) {
 					return nil, errors.New("no")
 				})}
 			rec := &dynamodbtest.Recorder{}
-			s, err := New(cfg, Options{Tables: TablesWithPrefix("p-"), MaxAttempts: tc.attempts, Logger: discardLogger(),
+			s, err := New(cfg, Options{Tables: TablesWithPrefix("p-"), Logger: discardLogger(),
 				ClientOptions: []func(*ddb.Options){rec.ClientOption(), dynamodbtest.InjectFault(func(context.Context, string) error { return tc.fault })}})
 			if err != nil {
 				t.Fatal(err)
@@ -267,7 +208,7 @@ func TestRetryPolicy(t *testing.T) {
 			if got := len(rec.Calls()); got != tc.want {
 				t.Errorf("%d attempts, want %d", got, tc.want)
 			}
-			if transient(tc.fault) != errors.Is(err, security.ErrUnavailable) {
+			if awsretry.Transient(tc.fault) != errors.Is(err, security.ErrUnavailable) {
 				t.Errorf("Delivered = %v; ErrUnavailable expected exactly for transient faults", err)
 			}
 		})

@@ -1,0 +1,69 @@
+package app
+
+import (
+	"time"
+
+	"github.com/capifcore/capif-security/shared/awsretry"
+	"github.com/capifcore/capif-security/shared/notify"
+	"github.com/capifcore/capif-security/shared/security"
+)
+
+// Step is one part of an operation's worst case: a call with every retry exhausted, or a retry
+// loop's own waiting.
+type Step struct {
+	What string
+	Time time.Duration
+}
+
+// Operation is what one request of a deployed function may wait for, in order.
+type Operation struct {
+	Name  string
+	Steps []Step
+}
+
+// WorstCase is the sum of the steps.
+func (o Operation) WorstCase() time.Duration {
+	var d time.Duration
+	for _, s := range o.Steps {
+		d += s.Time
+	}
+	return d
+}
+
+// WorstCases lists each function operation's calls, as the adapters make them, priced by their
+// dependency's retry policy (awsretry) when every retry is exhausted: the first request of an
+// execution environment also reads the truststore. Two retry loops run above the SDK on answered
+// calls, and contribute their own waiting only: the BatchGetItem rounds for UnprocessedKeys
+// (DynamoDB policy) and the domain's conflict retry (sec.MaxAttempts attempts, as
+// security.New defaults it). docs/dynamodb.md shows the table; tests/lambda keeps every sum
+// below the functions' Timeout minus the deadline margin.
+func WorstCases(sec security.Config) []Operation {
+	ddb, kms, s3 := awsretry.DynamoDB.WorstCase(), awsretry.KMS.WorstCase(), awsretry.S3.WorstCase()
+	truststore := Step{"truststore: S3 GetObject (first request only)", s3}
+	load := Step{"Load: BatchGetItem", ddb}
+	unprocessed := Step{"Load: UnprocessedKeys rounds' backoff", time.Duration(awsretry.DynamoDB.Attempts-1) * awsretry.DynamoDB.MaxBackoff}
+	conflicts := Step{"conflict retry: backoff of the lost races", conflictBackoff(sec)}
+	notification := Step{"notification delivery (notify timeout)", notify.DefaultTimeout}
+	return []Operation{
+		{"Obtain_Security_Method PUT", []Step{truststore, load, unprocessed, {"Create: PutItem", ddb}, notification}},
+		{"Obtain_Security_Method update", []Step{truststore, load, unprocessed, {"Replace: PutItem", ddb}, conflicts, notification}},
+		{"Obtain_Authorization token", []Step{truststore, load, unprocessed, {"KMS Sign", kms}}},
+		{"JWKS, two keys listed (a rotation)", []Step{truststore, {"KMS GetPublicKey, 2 keys", 2 * kms}}},
+		{"Obtain_API_Invoker_Info", []Step{truststore, load, unprocessed}},
+		{"Revoke_Authorization", []Step{truststore, load, unprocessed, {"Replace: TransactWriteItems", ddb}, conflicts, notification, {"Delivered: DeleteItem", ddb}}},
+	}
+}
+
+// conflictBackoff bounds the waiting of security.Service's conflict retry: before attempt a+1 it
+// sleeps at most min(a², 8) ms × 4 (service.go, retry).
+func conflictBackoff(sec security.Config) time.Duration {
+	attempts := sec.MaxAttempts
+	if attempts <= 0 {
+		attempts = security.DefaultMaxAttempts
+	}
+	var d time.Duration
+	for a := 1; a < attempts; a++ {
+		d += time.Duration(min(a*a, 8)) * 4 * time.Millisecond
+	}
+	return d
+}

@@ -1,0 +1,436 @@
+// Package settings is the one declaration of the service's configuration: every setting's
+// environment variable, flag, default, parser and one-line doc, in Table. The local runner
+// (cmd/capif-local), the admin command (cmd/capif-admin) and every Lambda function
+// (shared/lambdaapp) read their configuration with Load, and nothing else in the module reads
+// the environment.
+//
+// Contract:
+//   - A value comes from the flag if one was given, else from the environment variable (then its
+//     deprecated aliases, each use logged as a warning), else from the command's default.
+//   - A flag beats every environment variable: -table-prefix on the command line also overrides
+//     explicit table names (CAPIF_CONTEXTS_TABLE, …) in the environment.
+//   - Load reports every problem at once, each naming the flag or variable it came from, so a
+//     misconfigured process fails its start with one clear message.
+package settings
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/store/dynamodb"
+)
+
+// Command is a process that reads settings; a Setting names the commands it applies to.
+type Command uint8
+
+const (
+	Runner   Command = 1 << iota // cmd/capif-local (serve)
+	Cert                         // cmd/capif-local cert
+	Admin                        // cmd/capif-admin
+	Function                     // every Lambda function (environment only: no command line)
+)
+
+// Back ends (the values of -store and -signer).
+const (
+	StoreEmbedded = "embedded"
+	StoreDynamoDB = "dynamodb"
+	SignerLocal   = "local"
+	SignerKMS     = "kms"
+	SignerNone    = "none" // admin tools and functions that never issue a token
+)
+
+// Config is the value of every setting, parsed and checked.
+type Config struct {
+	Addr     string // HTTPS listen address (runner)
+	DataDir  string // embedded store, dev CA, local signing key
+	Registry string // registry JSON imported at start (runner)
+	TLSCert  string // server certificate PEM file (runner)
+	TLSKey   string
+	ClientCA string // PEM bundle file trusted for client certificates (runner)
+	// APIRoot is the public {apiRoot} without a trailing slash; empty in the runner means
+	// https://ADDR, resolved once the listener is bound.
+	APIRoot string
+	// Issuer is the iss claim of tokens (an https URL); empty means APIRoot.
+	Issuer                     string
+	TokenTTL                   time.Duration
+	AllowLoopbackNotifications bool
+	Store                      string
+	Signer                     string
+	KMSKeyIDs                  []string // signing keys, active first
+	// Tables are the DynamoDB table names, resolved from the prefix and explicit names.
+	Tables         dynamodb.Tables
+	CreateTables   bool
+	LogLevel       slog.Level
+	TruststoreURI  string // s3://bucket/key (functions)
+	TruststoreFile string // a local PEM bundle instead (local invokes, tests)
+	DeadlineMargin time.Duration
+	// Warnings are deprecation notices to log once the logger exists (LogWarnings).
+	Warnings []string
+
+	tablePrefix     string
+	prefixFromFlag  bool
+	contexts, reg   string
+	outbox          string
+	tlsPairSet      [2]bool
+	explicitAPIRoot bool
+}
+
+// Setting declares one setting.
+type Setting struct {
+	Env  string // environment variable
+	Flag string // command-line flag, without "-"; "" for environment-only settings
+	// Default is the value when neither flag nor variable is set; Defaults overrides it for
+	// the commands listed there.
+	Default  string
+	Defaults map[Command]string
+	// DefaultDoc says what an empty default means (README's flag table shows it).
+	DefaultDoc string
+	Doc        string  // one line
+	For        Command // the commands that read it
+	Deprecated []string
+	Bool       bool // a boolean flag (-name alone means true)
+	parse      func(c *Config, v string) error
+}
+
+// DefaultFor is the setting's default for cmd.
+func (s Setting) DefaultFor(cmd Command) string {
+	if v, ok := s.Defaults[cmd]; ok {
+		return v
+	}
+	return s.Default
+}
+
+// Removed names variables that are no longer read, with what replaced them: setting one logs a
+// warning instead of being silently ignored.
+var Removed = map[string]string{
+	"CAPIF_CCF_ID": "CAPIF_CCF_ID is no longer read: the iss claim of tokens is CAPIF_ISSUER (default: {apiRoot})",
+}
+
+// Table is every setting of the service.
+var Table = []Setting{
+	{Env: "CAPIF_ADDR", Flag: "addr", Default: "127.0.0.1:8443", For: Runner,
+		Doc: "HTTPS listen address (client certificates requested, not required)", parse: str(func(c *Config) *string { return &c.Addr })},
+	{Env: "CAPIF_DATA", Flag: "data", Default: ".capif-local", Defaults: map[Command]string{Function: ""}, For: Runner | Cert | Admin | Function,
+		Doc: "data directory: embedded store, dev CA, server certificate, signing key", parse: str(func(c *Config) *string { return &c.DataDir })},
+	{Env: "CAPIF_REGISTRY", Flag: "registry", For: Runner,
+		Doc: "registry JSON imported (upserted) at start", parse: str(func(c *Config) *string { return &c.Registry })},
+	{Env: "CAPIF_TLS_CERT", Flag: "tls-cert", DefaultDoc: "dev CA", For: Runner,
+		Doc: "server certificate PEM (with -tls-key)", parse: func(c *Config, v string) error { c.TLSCert, c.tlsPairSet[0] = v, v != ""; return nil }},
+	{Env: "CAPIF_TLS_KEY", Flag: "tls-key", DefaultDoc: "dev CA", For: Runner,
+		Doc: "server key PEM (with -tls-cert)", parse: func(c *Config, v string) error { c.TLSKey, c.tlsPairSet[1] = v, v != ""; return nil }},
+	{Env: "CAPIF_CLIENT_CA", Flag: "client-ca", DefaultDoc: "dev CA", For: Runner,
+		Doc: "PEM bundle trusted for client certificates", parse: str(func(c *Config) *string { return &c.ClientCA })},
+	{Env: "CAPIF_API_ROOT", Flag: "api-root", DefaultDoc: "https://ADDR", For: Runner | Function,
+		Doc: "public {apiRoot}: base of Location headers", parse: parseAPIRoot},
+	{Env: "CAPIF_ISSUER", Flag: "issuer", DefaultDoc: "{apiRoot}", For: Runner | Function,
+		Doc: "iss claim of tokens: an https URL without query or fragment", parse: parseIssuer},
+	{Env: "CAPIF_TOKEN_TTL", Flag: "token-ttl", Default: "600s", For: Runner | Function,
+		Doc: "access token lifetime (expires_in), a Go duration", parse: duration(func(c *Config) *time.Duration { return &c.TokenTTL }, false)},
+	{Env: "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", Flag: "allow-loopback-notifications", Default: "false", Defaults: map[Command]string{Runner: "true"}, For: Runner | Admin | Function, Bool: true,
+		Doc: "let notifications reach 127.0.0.1/::1 (local use)", parse: boolean(func(c *Config) *bool { return &c.AllowLoopbackNotifications })},
+	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded}, For: Runner | Admin | Function,
+		Doc: "back end: embedded or dynamodb", parse: choice(func(c *Config) *string { return &c.Store }, StoreEmbedded, StoreDynamoDB)},
+	{Env: "CAPIF_SIGNER", Flag: "signer", Default: SignerKMS, Defaults: map[Command]string{Runner: SignerLocal}, For: Runner | Function,
+		Doc: "token signer: local, kms or none", parse: choice(func(c *Config) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerNone)},
+	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Function,
+		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *Config, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
+	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: dynamodb.DefaultTablePrefix, Defaults: map[Command]string{Function: ""}, For: Runner | Admin | Function,
+		Doc: "DynamoDB table names: PREFIXcontexts, PREFIXregistry, PREFIXoutbox", parse: str(func(c *Config) *string { return &c.tablePrefix })},
+	{Env: "CAPIF_CONTEXTS_TABLE", For: Runner | Admin | Function,
+		Doc: "explicit name of the contexts table (beats the prefix, not the -table-prefix flag)", parse: str(func(c *Config) *string { return &c.contexts })},
+	{Env: "CAPIF_REGISTRY_TABLE", For: Runner | Admin | Function,
+		Doc: "explicit name of the registry table", parse: str(func(c *Config) *string { return &c.reg })},
+	{Env: "CAPIF_OUTBOX_TABLE", For: Runner | Admin | Function,
+		Doc: "explicit name of the outbox table", parse: str(func(c *Config) *string { return &c.outbox })},
+	{Env: "CAPIF_CREATE_TABLES", Flag: "create-tables", Default: "false", For: Runner | Admin, Bool: true,
+		Doc: "create missing DynamoDB tables at start", parse: boolean(func(c *Config) *bool { return &c.CreateTables })},
+	{Env: "CAPIF_LOG_LEVEL", Flag: "log-level", Default: "info", For: Runner | Admin | Function,
+		Doc: "debug, info, warn or error (one JSON line per request)", parse: func(c *Config, v string) error {
+			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+				return fmt.Errorf("%q is not debug, info, warn or error", v)
+			}
+			return nil
+		}},
+	{Env: "CAPIF_TRUSTSTORE_URI", For: Function,
+		Doc: "s3://bucket/key of the mutual-TLS truststore", parse: func(c *Config, v string) error {
+			if v != "" {
+				if _, _, err := ParseS3URI(v); err != nil {
+					return err
+				}
+			}
+			c.TruststoreURI = v
+			return nil
+		}},
+	{Env: "CAPIF_TRUSTSTORE_FILE", For: Function,
+		Doc: "a local truststore PEM instead (local invokes, tests)", parse: str(func(c *Config) *string { return &c.TruststoreFile })},
+	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function,
+		Doc: "time kept back from the Lambda deadline to answer 503 in", parse: duration(func(c *Config) *time.Duration { return &c.DeadlineMargin }, true)},
+}
+
+// Getenv is the process environment: what the commands' main functions pass to Load.
+func Getenv(name string) string { return os.Getenv(name) }
+
+// Options shape the command line of Load.
+type Options struct {
+	Name   string    // the command's name in usage and errors
+	Output io.Writer // usage and flag errors
+	// Flags adds the command's own flags that are not settings (capif-local cert -id).
+	Flags func(fs *flag.FlagSet)
+	// Usage replaces the flag set's usage text (it is followed by the flag list).
+	Usage string
+}
+
+// Load reads cmd's settings: the flags in args over getenv over the defaults. It returns the
+// operands after the flags.
+func Load(cmd Command, args []string, getenv func(string) string, opts Options) (Config, []string, error) {
+	var c Config
+	fs := flag.NewFlagSet(opts.Name, flag.ContinueOnError)
+	if opts.Output != nil {
+		fs.SetOutput(opts.Output)
+	}
+	if opts.Usage != "" {
+		fs.Usage = func() {
+			fmt.Fprintln(fs.Output(), opts.Usage)
+			fs.PrintDefaults()
+		}
+	}
+	type source struct {
+		raw, label string
+		flag       bool
+	}
+	src := make([]source, len(Table))
+	for i, s := range Table {
+		if s.For&cmd == 0 {
+			continue
+		}
+		src[i] = source{raw: s.DefaultFor(cmd), label: s.Env}
+		for _, name := range append([]string{s.Env}, s.Deprecated...) {
+			if v := strings.TrimSpace(getenv(name)); v != "" {
+				src[i] = source{raw: v, label: name}
+				if name != s.Env {
+					c.Warnings = append(c.Warnings, fmt.Sprintf("%s is deprecated: use %s", name, s.Env))
+				}
+				break
+			}
+		}
+		if s.Flag != "" && cmd != Function {
+			fs.Var(&flagValue{set: func(v string) { src[i] = source{raw: v, label: "-" + s.Flag, flag: true} }, text: src[i].raw, isBool: s.Bool},
+				s.Flag, s.Doc+" ["+s.Env+"]")
+		}
+	}
+	for name, why := range Removed {
+		if getenv(name) != "" {
+			c.Warnings = append(c.Warnings, why)
+		}
+	}
+	if opts.Flags != nil {
+		opts.Flags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, nil, err
+	}
+	var errs []error
+	for i, s := range Table {
+		if s.For&cmd == 0 {
+			continue
+		}
+		if err := s.parse(&c, src[i].raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", src[i].label, err))
+		}
+		if s.Env == "CAPIF_TABLE_PREFIX" {
+			c.prefixFromFlag = src[i].flag
+		}
+	}
+	errs = append(errs, c.check(cmd)...)
+	return c, fs.Args(), errors.Join(errs...)
+}
+
+// LogWarnings logs the deprecation notices of Load, one line each.
+func (c Config) LogWarnings(l *slog.Logger) {
+	for _, w := range c.Warnings {
+		l.Warn("configuration", slog.String("warning", w))
+	}
+}
+
+// check applies the rules that span settings.
+func (c *Config) check(cmd Command) []error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
+	}
+	if cmd&Runner != 0 {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			bad("CAPIF_ADDR", "%q is not host:port", c.Addr)
+		}
+		if c.tlsPairSet[0] != c.tlsPairSet[1] {
+			bad("CAPIF_TLS_CERT", "-tls-cert and -tls-key (CAPIF_TLS_KEY) go together")
+		}
+	}
+	if cmd&(Runner|Function) != 0 && c.explicitAPIRoot {
+		if u, _ := url.Parse(c.APIRoot); cmd == Function && u.Path != "" {
+			bad("CAPIF_API_ROOT", "%q is not an https://host[:port] URL", c.APIRoot)
+		}
+	}
+	if cmd == Function && !c.explicitAPIRoot {
+		bad("CAPIF_API_ROOT", "required (https://host[:port])")
+	}
+	if c.Store == StoreDynamoDB {
+		c.Tables = dynamodb.TablesWithPrefix(c.tablePrefix)
+		if !c.prefixFromFlag {
+			explicit := [...]struct{ name, dst *string }{{&c.contexts, &c.Tables.Contexts}, {&c.reg, &c.Tables.Registry}, {&c.outbox, &c.Tables.Outbox}}
+			for _, e := range explicit {
+				if *e.name != "" {
+					*e.dst = *e.name
+				}
+			}
+		}
+		if c.tablePrefix == "" && (c.prefixFromFlag || c.contexts == "" || c.reg == "" || c.outbox == "") {
+			bad("CAPIF_TABLE_PREFIX", "required with the %s store unless CAPIF_CONTEXTS_TABLE, CAPIF_REGISTRY_TABLE and CAPIF_OUTBOX_TABLE are all set", StoreDynamoDB)
+		}
+	}
+	if c.Store == StoreEmbedded && c.DataDir == "" {
+		bad("CAPIF_DATA", "required with the %s store", StoreEmbedded)
+	}
+	switch c.Signer {
+	case SignerKMS:
+		if len(c.KMSKeyIDs) == 0 {
+			bad("CAPIF_KMS_KEY_IDS", "required with the %s signer", SignerKMS)
+		}
+	case SignerLocal:
+		if c.DataDir == "" {
+			bad("CAPIF_DATA", "required with the %s signer", SignerLocal)
+		}
+	}
+	if cmd == Function {
+		switch {
+		case c.TruststoreURI != "" && c.TruststoreFile != "":
+			bad("CAPIF_TRUSTSTORE_URI", "set either it or CAPIF_TRUSTSTORE_FILE, not both")
+		case c.TruststoreURI == "" && c.TruststoreFile == "":
+			bad("CAPIF_TRUSTSTORE_URI", "required (or CAPIF_TRUSTSTORE_FILE for a local bundle)")
+		}
+	}
+	return errs
+}
+
+// ParseList splits a comma-separated list, dropping blanks.
+func ParseList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// ParseS3URI splits s3://bucket/key.
+func ParseS3URI(uri string) (bucket, key string, err error) {
+	rest, ok := strings.CutPrefix(uri, "s3://")
+	if !ok {
+		return "", "", fmt.Errorf("%q is not an s3://bucket/key URI", uri)
+	}
+	bucket, key, _ = strings.Cut(rest, "/")
+	if bucket == "" || key == "" {
+		return "", "", fmt.Errorf("%q names no bucket or no key", uri)
+	}
+	return bucket, key, nil
+}
+
+// httpsURL accepts an absolute https URL with a host and neither query nor fragment.
+func httpsURL(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.RawQuery == "" && !u.ForceQuery &&
+		u.Fragment == "" && !strings.Contains(v, "#")
+}
+
+func parseAPIRoot(c *Config, v string) error {
+	v = strings.TrimSuffix(v, "/")
+	if v == "" {
+		return nil
+	}
+	if !httpsURL(v) {
+		return fmt.Errorf("%q is not an https URL without query or fragment", v)
+	}
+	c.APIRoot, c.explicitAPIRoot = v, true
+	return nil
+}
+
+func parseIssuer(c *Config, v string) error {
+	if v == "" {
+		return nil
+	}
+	if !httpsURL(v) {
+		return fmt.Errorf("%q is not an https URL without query or fragment", v)
+	}
+	c.Issuer = v
+	return nil
+}
+
+func str(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *field(c) = v; return nil }
+}
+
+func choice(field func(*Config) *string, allowed ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		for _, a := range allowed {
+			if v == a {
+				*field(c) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+}
+
+func boolean(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "true", "1", "yes":
+			*field(c) = true
+		case "false", "0", "no":
+			*field(c) = false
+		default:
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		return nil
+	}
+}
+
+func duration(field func(*Config) *time.Duration, zeroOK bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d == 0 && !zeroOK {
+			if zeroOK {
+				return fmt.Errorf("%q is not a duration ≥ 0", v)
+			}
+			return fmt.Errorf("%q is not a positive duration", v)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+// flagValue records a flag's text; parsing happens with the environment's values, in Load.
+type flagValue struct {
+	set    func(string)
+	text   string
+	isBool bool
+}
+
+func (f *flagValue) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.text
+}
+
+func (f *flagValue) Set(v string) error { f.text = v; f.set(v); return nil }
+func (f *flagValue) IsBoolFlag() bool   { return f.isBool }

@@ -1,0 +1,130 @@
+package settings_test
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/settings"
+	"github.com/capifcore/capif-security/shared/store/dynamodb"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// Every setting is declared once: one variable and at most one flag per setting, a doc line, a
+// command that reads it.
+func TestTableDeclaresEachNameOnce(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range settings.Table {
+		names := append([]string{s.Env}, s.Deprecated...)
+		if s.Flag != "" {
+			names = append(names, "-"+s.Flag)
+		}
+		for _, n := range names {
+			if seen[n] {
+				t.Errorf("%s is declared twice", n)
+			}
+			seen[n] = true
+		}
+		if !strings.HasPrefix(s.Env, "CAPIF_") || s.Doc == "" || s.For == 0 {
+			t.Errorf("%s: incomplete declaration %+v", s.Env, s)
+		}
+	}
+	for name := range settings.Removed {
+		if seen[name] {
+			t.Errorf("%s is both removed and declared", name)
+		}
+	}
+}
+
+// README's flag table is the settings table of the runner: same flags, variables, defaults and
+// meanings, in the same order.
+func TestREADMEFlagTable(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "## Runner flags")
+	if !ok {
+		t.Fatal("README.md has no \"## Runner flags\" section")
+	}
+	var got []string
+	for _, line := range strings.Split(section, "\n")[1:] {
+		if strings.HasPrefix(line, "## ") {
+			break
+		}
+		if strings.HasPrefix(line, "| `-") {
+			got = append(got, line)
+		}
+	}
+	var want []string
+	for _, s := range settings.Table {
+		if s.For&settings.Runner == 0 || s.Flag == "" {
+			continue
+		}
+		def := s.DefaultFor(settings.Runner)
+		if def == "" {
+			def = s.DefaultDoc
+		}
+		want = append(want, strings.ReplaceAll("| `-"+s.Flag+"` ["+s.Env+"] | "+def+" | "+s.Doc+" |", "|  |", "| |"))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("README.md's flag table differs from settings.Table; it should read\n%s\n\nit reads\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
+	}
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	e := map[string]string{
+		"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "env-", "CAPIF_CONTEXTS_TABLE": "ctx", "CAPIF_TOKEN_TTL": "5m",
+		"CAPIF_KMS_KEY_ID": "old", "CAPIF_KMS_KEY_IDS": "new-1, ,new-2",
+	}
+	c, _, err := settings.Load(settings.Runner, nil, env(e), settings.Options{Output: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tables != (dynamodb.Tables{Contexts: "ctx", Registry: "env-registry", Outbox: "env-outbox"}) || c.TokenTTL != 5*time.Minute ||
+		!slices.Equal(c.KMSKeyIDs, []string{"new-1", "new-2"}) || len(c.Warnings) != 0 {
+		t.Errorf("environment: %+v", c)
+	}
+	c, rest, err := settings.Load(settings.Admin, []string{"-table-prefix", "flag-", "-create-tables", "import", "-f", "x"}, env(e), settings.Options{Output: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tables != dynamodb.TablesWithPrefix("flag-") || !c.CreateTables || !slices.Equal(rest, []string{"import", "-f", "x"}) {
+		t.Errorf("flags: tables %+v, create %v, operands %q", c.Tables, c.CreateTables, rest)
+	}
+	// A setting the command does not read is neither a flag nor taken from the environment.
+	if _, _, err := settings.Load(settings.Admin, []string{"-token-ttl", "1s"}, env(e), settings.Options{Output: io.Discard}); err == nil {
+		t.Error("capif-admin accepted -token-ttl")
+	}
+}
+
+// A function reads only the environment, and gets the deployed defaults.
+func TestLoadFunction(t *testing.T) {
+	e := map[string]string{
+		"CAPIF_CONTEXTS_TABLE": "c", "CAPIF_REGISTRY_TABLE": "r", "CAPIF_OUTBOX_TABLE": "o", "CAPIF_SIGNER": "none",
+		"CAPIF_API_ROOT": "https://capif.example.com", "CAPIF_TRUSTSTORE_URI": "s3://b/k",
+	}
+	c, _, err := settings.Load(settings.Function, nil, env(e), settings.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store != "dynamodb" || c.AllowLoopbackNotifications || c.DeadlineMargin != time.Second || c.TokenTTL != 600*time.Second ||
+		c.Tables != (dynamodb.Tables{Contexts: "c", Registry: "r", Outbox: "o"}) || c.DataDir != "" {
+		t.Errorf("%+v", c)
+	}
+}
+
+func TestParseList(t *testing.T) {
+	for in, want := range map[string][]string{
+		"": nil, " , ,": nil, "a": {"a"}, " alias/new , key-1,,": {"alias/new", "key-1"},
+	} {
+		if got := settings.ParseList(in); !slices.Equal(got, want) {
+			t.Errorf("ParseList(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
