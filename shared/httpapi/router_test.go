@@ -98,6 +98,7 @@ func TestOperationRouters(t *testing.T) {
 	all := []probe{
 		{"PUT", invokers + "x"}, {"POST", invokers + "x/update"}, {"GET", invokers + "x"}, {"DELETE", invokers + "x"},
 		{"POST", invokers + "x/delete"}, {"POST", Base + "/securities/x/token"}, {"GET", "/.well-known/jwks.json"},
+		{"GET", MetadataPath},
 	}
 	tests := []struct {
 		name  string
@@ -108,7 +109,7 @@ func TestOperationRouters(t *testing.T) {
 		{"ObtainSecurityMethod", func(s *testServer) *Router { return ObtainSecurityMethod(s.svc, s.opts) }, all[0:2], map[string]string{invokers + "x": "PUT", invokers + "x/update": "POST"}},
 		{"ObtainAPIInvokerInfo", func(s *testServer) *Router { return ObtainAPIInvokerInfo(s.svc, s.opts) }, all[2:3], map[string]string{invokers + "x": "GET"}},
 		{"RevokeAuthorization", func(s *testServer) *Router { return RevokeAuthorization(s.svc, s.opts) }, all[3:5], map[string]string{invokers + "x": "DELETE", invokers + "x/delete": "POST"}},
-		{"ObtainAuthorization", func(s *testServer) *Router { return ObtainAuthorization(s.svc, s.opts) }, all[5:7], map[string]string{Base + "/securities/x/token": "POST", "/.well-known/jwks.json": "GET"}},
+		{"ObtainAuthorization", func(s *testServer) *Router { return ObtainAuthorization(s.svc, s.opts) }, all[5:8], map[string]string{Base + "/securities/x/token": "POST", "/.well-known/jwks.json": "GET", MetadataPath: "GET"}},
 		{"All", func(s *testServer) *Router { return All(s.svc, s.opts) }, all, map[string]string{invokers + "x": "DELETE, GET, PUT", invokers + "x/update": "POST", "/.well-known/jwks.json": "GET"}},
 	}
 	for _, tt := range tests {

@@ -520,6 +520,11 @@ func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 	return s.signer.JWKS(ctx)
 }
 
+// Issuer is the iss claim of every token this CCF issues (the issuer of its RFC 8414 metadata).
+func (s *Service) Issuer() string {
+	return s.cfg.Issuer
+}
+
 // --- helpers ----------------------------------------------------------------------------------
 
 // load reads through the store after dropping ids that no registry or context can hold (empty,
