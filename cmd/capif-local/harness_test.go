@@ -167,6 +167,9 @@ func operationOf(method, escapedPath string) string {
 	if escapedPath == "/.well-known/jwks.json" && method == http.MethodGet {
 		return httpapi.OpJWKS
 	}
+	if escapedPath == httpapi.MetadataPath && method == http.MethodGet {
+		return httpapi.OpMetadata
+	}
 	rest, ok := strings.CutPrefix(escapedPath, httpapi.Base+"/")
 	if !ok {
 		return ""
@@ -502,8 +505,11 @@ func (r *runner) check(t testing.TB, caller string, req *http.Request, resp *htt
 		fail("a server error")
 	}
 	op := operationOf(req.Method, path)
+	if op == "" && req.Method == http.MethodGet && path == r.metadataPathForm() {
+		op = httpapi.OpMetadata
+	}
 	rec := seen{requestID: resp.Header.Get("X-Request-Id"), method: req.Method, path: path, operation: op, status: status}
-	if op != "" && op != httpapi.OpJWKS {
+	if op != "" && op != httpapi.OpJWKS && op != httpapi.OpMetadata {
 		rec.caller = caller
 	}
 	if rec.requestID == "" {
@@ -541,6 +547,8 @@ func (r *runner) check(t testing.TB, caller string, req *http.Request, resp *htt
 		}
 	case op == httpapi.OpJWKS && status == http.StatusOK:
 		checkJWKS(t, ctype, body)
+	case op == httpapi.OpMetadata && status == http.StatusOK:
+		checkMetadata(t, ctype, body)
 	default:
 		if ctype != "application/problem+json" {
 			fail("Content-Type %q outside the API, want application/problem+json", ctype)
@@ -630,6 +638,40 @@ func checkJWKS(t testing.TB, ctype string, body []byte) {
 			if !slices.Contains([]string{"kty", "crv", "x", "y", "kid", "alg", "use"}, name) {
 				t.Errorf("JWK %q publishes member %q (a private key part?)", str("kid"), name)
 			}
+		}
+	}
+}
+
+// metadataPathForm is the RFC 8414 §3.1 path of the runner's metadata when its {apiRoot} has a
+// path, else "".
+func (r *runner) metadataPathForm() string {
+	u, err := url.Parse(r.cfg.apiRoot)
+	if err != nil || strings.Trim(u.EscapedPath(), "/") == "" {
+		return ""
+	}
+	return httpapi.MetadataPath + strings.TrimSuffix(u.EscapedPath(), "/")
+}
+
+// checkMetadata checks the RFC 8414 document structurally (it has no 3GPP schema): the members
+// §2 requires, except token_endpoint (see httpapi.Metadata), with their JSON types.
+func checkMetadata(t testing.TB, ctype string, body []byte) {
+	t.Helper()
+	if ctype != "application/json" {
+		t.Errorf("metadata Content-Type %q", ctype)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Errorf("metadata does not parse: %v", err)
+		return
+	}
+	for _, name := range []string{"issuer", "jwks_uri"} {
+		if s, _ := m[name].(string); s == "" {
+			t.Errorf("metadata member %s is not a non-empty string: %s", name, body)
+		}
+	}
+	for _, name := range []string{"response_types_supported", "grant_types_supported", "token_endpoint_auth_methods_supported"} {
+		if _, ok := m[name].([]any); !ok {
+			t.Errorf("metadata member %s is not an array: %s", name, body)
 		}
 	}
 }
