@@ -283,6 +283,8 @@ func (s *Service) render(sc *SecurityContext, v view) *capif.ServiceSecurity {
 			APIID:               e.APIID,
 			PrefSecurityMethods: e.PrefSecurityMethods,
 			SelSecurityMethod:   e.SelSecurityMethod,
+			AuthorizationFlow:   e.AuthorizationFlow,
+			GrantType:           e.GrantType,
 		}
 		if v.authn {
 			si.AuthenticationInfo = s.authenticationInfo(e)
@@ -361,7 +363,11 @@ func (s *Service) revoke(ctx context.Context, caller Caller, apiInvokerID string
 		sc, removed := withoutTargets(snap.Context, func(t Target) bool {
 			return t.AefID == caller.ID && (only == nil || slices.Contains(only, t.APIID))
 		})
-		owed = []Owed{s.owe(sc, caller.ID, removed, cause)}
+		o := s.owe(sc, caller.ID, removed, cause)
+		if req != nil {
+			o.Notification.AccessToken = req.AccessToken // Rel-19: passed on as sent
+		}
+		owed = []Owed{o}
 		return s.replace(ctx, sc, owed)
 	})
 	if err != nil {
