@@ -76,11 +76,15 @@ type specRoute struct {
 	item     *openapi3.PathItem
 }
 
-// contract is the bundled Security API, loaded once per process.
+// contract is the bundled Security API of one release. The endpoints serve Rel-18 and Rel-19
+// clients alike, so every response must match both documents: loadContract returns the Rel-18
+// one with the Rel-19 one in rel19, loaded once per process.
 type contract struct {
+	release        string
 	doc            *openapi3.T
 	routes         []specRoute
 	problemDetails *openapi3.Schema
+	rel19          *contract
 }
 
 var (
@@ -93,32 +97,51 @@ func loadContract(t testing.TB) *contract {
 	t.Helper()
 	dir := testenv.SpecDir(t)
 	contractOnce.Do(func() {
-		loader := openapi3.NewLoader()
-		doc, err := loader.LoadFromFile(filepath.Join(dir, "bundled", "CAPIF_Security_API.bundled.yaml"))
+		rel18, err := loadBundle("Rel-18", filepath.Join(dir, "bundled", "CAPIF_Security_API.bundled.yaml"))
 		if err != nil {
 			contractErr = err
 			return
 		}
-		if err := doc.Validate(loader.Context); err != nil {
+		if rel18.rel19, err = loadBundle("Rel-19", filepath.Join(dir, "rel19", "bundled", "CAPIF_Security_API.bundled.yaml")); err != nil {
 			contractErr = err
 			return
 		}
-		c := &contract{doc: doc}
-		for tmpl, item := range doc.Paths.Map() {
-			c.routes = append(c.routes, specRoute{template: tmpl, segs: strings.Split(strings.Trim(tmpl, "/"), "/"), item: item})
-		}
-		pd := doc.Components.Schemas["ProblemDetails"]
-		if pd == nil || pd.Value == nil {
-			contractErr = fmt.Errorf("the bundle has no ProblemDetails schema")
-			return
-		}
-		c.problemDetails = pd.Value
-		contractDoc = c
+		contractDoc = rel18
 	})
 	if contractErr != nil {
 		t.Fatalf("loading the 3GPP Security API: %v", contractErr)
 	}
 	return contractDoc
+}
+
+func loadBundle(release, path string) (*contract, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", release, err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		return nil, fmt.Errorf("%s: %w", release, err)
+	}
+	c := &contract{release: release, doc: doc}
+	for tmpl, item := range doc.Paths.Map() {
+		c.routes = append(c.routes, specRoute{template: tmpl, segs: strings.Split(strings.Trim(tmpl, "/"), "/"), item: item})
+	}
+	pd := doc.Components.Schemas["ProblemDetails"]
+	if pd == nil || pd.Value == nil {
+		return nil, fmt.Errorf("the %s bundle has no ProblemDetails schema", release)
+	}
+	c.problemDetails = pd.Value
+	return c, nil
+}
+
+// releases are the documents a response must match: this one and, for the Rel-18 contract, the
+// Rel-19 one.
+func (c *contract) releases() []*contract {
+	if c.rel19 == nil {
+		return []*contract{c}
+	}
+	return []*contract{c, c.rel19}
 }
 
 // route finds the spec operation of an escaped request path below the API base, or nil.
@@ -163,7 +186,7 @@ func segsMatch(pattern, segs []string) bool {
 }
 
 // routeTable is the runner's router, for its route table only (no handler is called).
-var routeTable = httpapi.All(nil, httpapi.Options{})
+var routeTable = httpapi.All(security.New(nil, nil, nil, nil, nil, security.Config{}), httpapi.Options{})
 
 // operationOf is the operation name the access log must report for a request.
 func operationOf(method, escapedPath string) string {
@@ -483,8 +506,11 @@ func (r *runner) check(t testing.TB, caller string, req *http.Request, resp *htt
 		fail("a server error")
 	}
 	op := operationOf(req.Method, path)
+	if op == "" && req.Method == http.MethodGet && path == r.metadataPathForm() {
+		op = httpapi.OpMetadata
+	}
 	rec := seen{requestID: resp.Header.Get("X-Request-Id"), method: req.Method, path: path, operation: op, status: status}
-	if op != "" && op != httpapi.OpJWKS {
+	if op != "" && op != httpapi.OpJWKS && op != httpapi.OpMetadata {
 		rec.caller = caller
 	}
 	if rec.requestID == "" {
@@ -504,24 +530,33 @@ func (r *runner) check(t testing.TB, caller string, req *http.Request, resp *htt
 
 	// Schema validation: the spec operation when there is one, else ProblemDetails (404/405)
 	// or the JWKS structure.
-	switch route := r.contract.route(req.Method, path); {
-	case route != nil:
-		if route.Operation.Responses.Status(status) == nil {
-			fail("status %d is not declared for %s %s", status, req.Method, route.Path)
-			break
-		}
-		err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
-			RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, Route: route},
-			Status:                 status,
-			Header:                 resp.Header,
-			Body:                   io.NopCloser(bytes.NewReader(body)),
-			Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-		})
-		if err != nil {
-			fail("does not match the 3GPP schema: %v", err)
+	switch {
+	case r.contract.route(req.Method, path) != nil:
+		for _, c := range r.contract.releases() {
+			route := c.route(req.Method, path)
+			switch {
+			case route == nil:
+				fail("%s has no operation %s %s", c.release, req.Method, path)
+				continue
+			case route.Operation.Responses.Status(status) == nil:
+				fail("status %d is not declared for %s %s in %s", status, req.Method, route.Path, c.release)
+				continue
+			}
+			err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+				RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, Route: route},
+				Status:                 status,
+				Header:                 resp.Header,
+				Body:                   io.NopCloser(bytes.NewReader(body)),
+				Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+			})
+			if err != nil {
+				fail("does not match the %s 3GPP schema: %v", c.release, err)
+			}
 		}
 	case op == httpapi.OpJWKS && status == http.StatusOK:
 		checkJWKS(t, ctype, body)
+	case op == httpapi.OpMetadata && status == http.StatusOK:
+		checkMetadata(t, ctype, body)
 	default:
 		if ctype != "application/problem+json" {
 			fail("Content-Type %q outside the API, want application/problem+json", ctype)
@@ -530,8 +565,12 @@ func (r *runner) check(t testing.TB, caller string, req *http.Request, resp *htt
 		var v any
 		if err := json.Unmarshal(body, &v); err != nil {
 			fail("problem+json does not parse: %v", err)
-		} else if err := r.contract.problemDetails.VisitJSON(v, openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
-			fail("does not match ProblemDetails: %v", err)
+			break
+		}
+		for _, c := range r.contract.releases() {
+			if err := c.problemDetails.VisitJSON(v, openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
+				fail("does not match the %s ProblemDetails: %v", c.release, err)
+			}
 		}
 	}
 
@@ -611,6 +650,40 @@ func checkJWKS(t testing.TB, ctype string, body []byte) {
 			if !slices.Contains([]string{"kty", "crv", "x", "y", "kid", "alg", "use"}, name) {
 				t.Errorf("JWK %q publishes member %q (a private key part?)", str("kid"), name)
 			}
+		}
+	}
+}
+
+// metadataPathForm is the RFC 8414 §3.1 path of the runner's metadata when its {apiRoot} has a
+// path, else "".
+func (r *runner) metadataPathForm() string {
+	u, err := url.Parse(r.cfg.APIRoot)
+	if err != nil || strings.Trim(u.EscapedPath(), "/") == "" {
+		return ""
+	}
+	return httpapi.MetadataPath + strings.TrimSuffix(u.EscapedPath(), "/")
+}
+
+// checkMetadata checks the RFC 8414 document structurally (it has no 3GPP schema): the members
+// §2 requires, except token_endpoint (see httpapi.Metadata), with their JSON types.
+func checkMetadata(t testing.TB, ctype string, body []byte) {
+	t.Helper()
+	if ctype != "application/json" {
+		t.Errorf("metadata Content-Type %q", ctype)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Errorf("metadata does not parse: %v", err)
+		return
+	}
+	for _, name := range []string{"issuer", "jwks_uri"} {
+		if s, _ := m[name].(string); s == "" {
+			t.Errorf("metadata member %s is not a non-empty string: %s", name, body)
+		}
+	}
+	for _, name := range []string{"response_types_supported", "grant_types_supported", "token_endpoint_auth_methods_supported"} {
+		if _, ok := m[name].([]any); !ok {
+			t.Errorf("metadata member %s is not an array: %s", name, body)
 		}
 	}
 }

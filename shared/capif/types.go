@@ -1,6 +1,7 @@
-// Package capif holds the wire types of the CAPIF_Security_API (3GPP TS 29.222 Rel-18) and the
-// few Publish_Service_API and common-data types it references. Field names and JSON tags follow
-// the 3GPP OpenAPI documents exactly; nothing here knows about HTTP, Lambda or AWS.
+// Package capif holds the wire types of the CAPIF_Security_API (3GPP TS 29.222 Rel-18, and the
+// Rel-19 additions that the same endpoints serve) and the few Publish_Service_API and
+// common-data types it references. Field names and JSON tags follow the 3GPP OpenAPI documents
+// exactly; nothing here knows about HTTP, Lambda or AWS.
 package capif
 
 // SecurityMethod is an open enumeration (anyOf enum/string): unknown values must parse.
@@ -24,10 +25,38 @@ func IsKnownSecurityMethod(m SecurityMethod) bool {
 // Cause is the open enumeration of revocation causes.
 type Cause = string
 
-// Revocation causes defined in Rel-18.
+// Revocation causes: Rel-18 defines the first two, Rel-19 adds the others.
 const (
-	OverlimitUsage   Cause = "OVERLIMIT_USAGE"
-	UnexpectedReason Cause = "UNEXPECTED_REASON"
+	OverlimitUsage     Cause = "OVERLIMIT_USAGE"
+	UnexpectedReason   Cause = "UNEXPECTED_REASON"
+	AuthorizationIssue Cause = "AUTHORIZATION_ISSUE"
+	OtherReason        Cause = "OTHER_REASON"
+)
+
+// KnownCauses lists the revocation causes of Rel-18 and Rel-19; other values are accepted and
+// passed on unchanged (open enumeration).
+var KnownCauses = []Cause{OverlimitUsage, UnexpectedReason, AuthorizationIssue, OtherReason}
+
+// AuthorizationFlow (Rel-18) and OAuthGrantType (Rel-19) are open enumerations naming the OAuth
+// flows of a securityInfo entry. Rel-19 replaced the first by the second; both are stored and
+// echoed as sent, never translated into each other.
+type (
+	AuthorizationFlow = string
+	OAuthGrantType    = string
+)
+
+// The values of AuthorizationFlow (Rel-18).
+const (
+	ClientCredentialsFlow         AuthorizationFlow = "CLIENT_CREDENTIALS_FLOW"
+	AuthorizationCodeFlow         AuthorizationFlow = "AUTHORIZATION_CODE_FLOW"
+	AuthorizationCodeFlowWithPKCE AuthorizationFlow = "AUTHORIZATION_CODE_FLOW_WITH_PKCE"
+)
+
+// The values of OAuthGrantType (Rel-19).
+const (
+	GrantClientCredentials         OAuthGrantType = "CLIENT_CREDENTIALS"
+	GrantAuthorizationCode         OAuthGrantType = "AUTHORIZATION_CODE"
+	GrantAuthorizationCodeWithPKCE OAuthGrantType = "AUTHORIZATION_CODE_WITH_PKCE"
 )
 
 // ServiceSecurity is the security context resource: the invoker sends preferences, the CCF
@@ -50,7 +79,8 @@ type SecurityInformation struct {
 	SelSecurityMethod   SecurityMethod        `json:"selSecurityMethod,omitempty"`
 	AuthenticationInfo  string                `json:"authenticationInfo,omitempty"`
 	AuthorizationInfo   string                `json:"authorizationInfo,omitempty"`
-	AuthorizationFlow   []string              `json:"authorizationFlow,omitempty"`
+	AuthorizationFlow   []AuthorizationFlow   `json:"authorizationFlow,omitempty"` // Rel-18
+	GrantType           []OAuthGrantType      `json:"grantType,omitempty"`         // Rel-19
 }
 
 // WebsockNotifConfig (TS 29.122). Parsed so it can be ignored: Notification_websocket is not
@@ -76,6 +106,9 @@ type SecurityNotification struct {
 	AefID        string   `json:"aefId,omitempty"`
 	APIIDs       []string `json:"apiIds"`
 	Cause        Cause    `json:"cause"`
+	// AccessToken (Rel-19) is the revoked token, as the AEF sent it: passed on to the invoker
+	// unchanged, never read or logged.
+	AccessToken string `json:"accessToken,omitempty"`
 }
 
 // TestNotification (TS 29.122) is sent when Notification_test_event is negotiated and the
@@ -84,7 +117,9 @@ type TestNotification struct {
 	Subscription string `json:"subscription"`
 }
 
-// AccessTokenReq is the form-urlencoded body of the token endpoint.
+// AccessTokenReq is the form-urlencoded body of the token endpoint. ResOwnerID is the raw form
+// value (Rel-18 sends a string, Rel-19 an object the YAML gives no form encoding for) and is not
+// used: the client credentials grant has no resource owner.
 type AccessTokenReq struct {
 	GrantType    string
 	ClientID     string

@@ -24,6 +24,14 @@ func TestIsKnownSecurityMethod(t *testing.T) {
 	}
 }
 
+// The revocation causes of Rel-18 and Rel-19 are known by their wire names.
+func TestKnownCauses(t *testing.T) {
+	want := []capif.Cause{"OVERLIMIT_USAGE", "UNEXPECTED_REASON", "AUTHORIZATION_ISSUE", "OTHER_REASON"}
+	if !reflect.DeepEqual(capif.KnownCauses, want) {
+		t.Errorf("KnownCauses = %v, want %v", capif.KnownCauses, want)
+	}
+}
+
 // The wire names are the 3GPP ones; optional members are omitted when empty, mandatory ones never.
 func TestWireForm(t *testing.T) {
 	tests := []struct {
@@ -42,6 +50,11 @@ func TestWireForm(t *testing.T) {
 			`{"interfaceDetails":{"ipv4Addr":"192.0.2.1","port":0,"securityMethods":["PKI"]},"apiId":"api1","prefSecurityMethods":["PKI"],"selSecurityMethod":"PKI","authenticationInfo":"a","authorizationInfo":"z","authorizationFlow":["CLIENT_CREDENTIALS_FLOW"]}`},
 		{"SecurityNotification", capif.SecurityNotification{APIInvokerID: "inv1", APIIDs: []string{"a"}, Cause: capif.UnexpectedReason},
 			`{"apiInvokerId":"inv1","apiIds":["a"],"cause":"UNEXPECTED_REASON"}`},
+		{"Rel-19 SecurityNotification", capif.SecurityNotification{APIInvokerID: "inv1", APIIDs: []string{"a"}, Cause: capif.OtherReason, AccessToken: "h.p.s"},
+			`{"apiInvokerId":"inv1","apiIds":["a"],"cause":"OTHER_REASON","accessToken":"h.p.s"}`},
+		{"Rel-19 SecurityInformation", capif.SecurityInformation{AefID: "aef1", PrefSecurityMethods: []capif.SecurityMethod{"OAUTH"},
+			GrantType: []capif.OAuthGrantType{capif.GrantAuthorizationCodeWithPKCE, capif.GrantClientCredentials}},
+			`{"aefId":"aef1","prefSecurityMethods":["OAUTH"],"grantType":["AUTHORIZATION_CODE_WITH_PKCE","CLIENT_CREDENTIALS"]}`},
 		{"AccessTokenRsp", capif.AccessTokenRsp{AccessToken: "t", TokenType: "Bearer", ExpiresIn: 0},
 			`{"access_token":"t","token_type":"Bearer","expires_in":0}`},
 		{"AccessTokenErr", capif.AccessTokenErr{Error: capif.InvalidScope},

@@ -18,6 +18,7 @@ const (
 	OpObtainAPIInvokerInfo = "Obtain_API_Invoker_Info"
 	OpRevokeAuthorization  = "Revoke_Authorization"
 	OpJWKS                 = "JWKS"
+	OpMetadata             = "Authorization_Server_Metadata" // RFC 8414
 )
 
 // Options configure the handlers.
@@ -56,11 +57,13 @@ func ObtainSecurityMethod(svc *security.Service, opts Options) *Router {
 	return rt
 }
 
-// ObtainAuthorization serves POST securities/{securityId}/token and GET /.well-known/jwks.json.
+// ObtainAuthorization serves POST securities/{securityId}/token, GET /.well-known/jwks.json
+// and the RFC 8414 metadata (discovery.go).
 func ObtainAuthorization(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
 	rt.add(http.MethodPost, Base+"/securities/{securityId}/token", OpObtainAuthorization, a.token)
 	rt.add(http.MethodGet, "/.well-known/jwks.json", OpJWKS, a.jwks)
+	a.addDiscovery(rt)
 	return rt
 }
 

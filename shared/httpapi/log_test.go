@@ -82,6 +82,7 @@ func TestAccessLog(t *testing.T) {
 		{"DELETE", invokers + "inv1", "aef3", "", "", OpRevokeAuthorization, 404, "INFO"},
 		{"POST", invokers + "inv1/update", "stranger", "application/json", "{}", OpObtainSecurityMethod, 401, "INFO"},
 		{"GET", "/.well-known/jwks.json", "", "", "", OpJWKS, 200, "INFO"},
+		{"GET", MetadataPath, "", "", "", OpMetadata, 200, "INFO"},
 		{"GET", Base + "/nowhere", "inv1", "", "", "", 404, "INFO"},
 		{"PATCH", invokers + "inv1", "inv1", "", "", "", 405, "INFO"},
 		{"DELETE", invokers + "inv1", "aef1", "", "", OpRevokeAuthorization, 204, "INFO"},

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/capifcore/capif-security/shared/security"
 )
 
 // echoRouter has one route per pattern; each answers with its name and path values.
@@ -98,6 +100,7 @@ func TestOperationRouters(t *testing.T) {
 	all := []probe{
 		{"PUT", invokers + "x"}, {"POST", invokers + "x/update"}, {"GET", invokers + "x"}, {"DELETE", invokers + "x"},
 		{"POST", invokers + "x/delete"}, {"POST", Base + "/securities/x/token"}, {"GET", "/.well-known/jwks.json"},
+		{"GET", MetadataPath},
 	}
 	tests := []struct {
 		name  string
@@ -108,7 +111,7 @@ func TestOperationRouters(t *testing.T) {
 		{"ObtainSecurityMethod", func(s *testServer) *Router { return ObtainSecurityMethod(s.svc, s.opts) }, all[0:2], map[string]string{invokers + "x": "PUT", invokers + "x/update": "POST"}},
 		{"ObtainAPIInvokerInfo", func(s *testServer) *Router { return ObtainAPIInvokerInfo(s.svc, s.opts) }, all[2:3], map[string]string{invokers + "x": "GET"}},
 		{"RevokeAuthorization", func(s *testServer) *Router { return RevokeAuthorization(s.svc, s.opts) }, all[3:5], map[string]string{invokers + "x": "DELETE", invokers + "x/delete": "POST"}},
-		{"ObtainAuthorization", func(s *testServer) *Router { return ObtainAuthorization(s.svc, s.opts) }, all[5:7], map[string]string{Base + "/securities/x/token": "POST", "/.well-known/jwks.json": "GET"}},
+		{"ObtainAuthorization", func(s *testServer) *Router { return ObtainAuthorization(s.svc, s.opts) }, all[5:8], map[string]string{Base + "/securities/x/token": "POST", "/.well-known/jwks.json": "GET", MetadataPath: "GET"}},
 		{"All", func(s *testServer) *Router { return All(s.svc, s.opts) }, all, map[string]string{invokers + "x": "DELETE, GET, PUT", invokers + "x/update": "POST", "/.well-known/jwks.json": "GET"}},
 	}
 	for _, tt := range tests {
@@ -138,7 +141,7 @@ func TestOperationRouters(t *testing.T) {
 
 // The route table: every operation of the API and the JWKS, each on its TS 29.222 path.
 func TestRoutes(t *testing.T) {
-	rt := All(nil, Options{})
+	rt := All(security.New(nil, nil, nil, nil, nil, security.Config{}), Options{})
 	want := map[string]string{
 		"PUT " + Base + "/trustedInvokers/{apiInvokerId}":         OpObtainSecurityMethod,
 		"POST " + Base + "/trustedInvokers/{apiInvokerId}/update": OpObtainSecurityMethod,

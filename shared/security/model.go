@@ -58,6 +58,10 @@ type Entry struct {
 	// Invoker-supplied, opaque, echoed back; never verified by the CCF.
 	AuthenticationInfo string `json:"authenticationInfo,omitempty"`
 	AuthorizationInfo  string `json:"authorizationInfo,omitempty"`
+	// Invoker-supplied, echoed back verbatim: Rel-18's authorizationFlow and Rel-19's grantType,
+	// each kept as sent and never derived from the other.
+	AuthorizationFlow []capif.AuthorizationFlow `json:"authorizationFlow,omitempty"`
+	GrantType         []capif.OAuthGrantType    `json:"grantType,omitempty"`
 	// CCF-generated pre-shared key (base64url, 256 bits) for PSK entries without an
 	// invoker-supplied authenticationInfo.
 	PSK     string   `json:"psk,omitempty"`

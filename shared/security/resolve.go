@@ -107,6 +107,8 @@ func resolveEntry(i int, e capif.SecurityInformation, snap *Snapshot) (Entry, *c
 		SelSecurityMethod:   sel,
 		AuthenticationInfo:  e.AuthenticationInfo,
 		AuthorizationInfo:   e.AuthorizationInfo,
+		AuthorizationFlow:   e.AuthorizationFlow,
+		GrantType:           e.GrantType,
 		Targets:             targets,
 	}, nil
 }

@@ -293,6 +293,8 @@ func (s *Service) render(ctx context.Context, sc *SecurityContext, v view) (*cap
 			APIID:               e.APIID,
 			PrefSecurityMethods: e.PrefSecurityMethods,
 			SelSecurityMethod:   e.SelSecurityMethod,
+			AuthorizationFlow:   e.AuthorizationFlow,
+			GrantType:           e.GrantType,
 		}
 		if v.authn {
 			var err error
@@ -374,7 +376,11 @@ func (s *Service) revoke(ctx context.Context, caller Caller, apiInvokerID string
 		sc, removed := withoutTargets(snap.Context, func(t Target) bool {
 			return t.AefID == caller.ID && (only == nil || slices.Contains(only, t.APIID))
 		})
-		owed = []Owed{s.owe(sc, caller.ID, removed, cause)}
+		o := s.owe(sc, caller.ID, removed, cause)
+		if req != nil {
+			o.Notification.AccessToken = req.AccessToken // Rel-19: passed on as sent
+		}
+		owed = []Owed{o}
 		return s.replace(ctx, sc, owed)
 	})
 	if err != nil {
@@ -531,6 +537,11 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 // JWKS returns the keys that verify every token this CCF issued and that has not yet expired.
 func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 	return s.signer.JWKS(ctx)
+}
+
+// Issuer is the iss claim of every token this CCF issues (the issuer of its RFC 8414 metadata).
+func (s *Service) Issuer() string {
+	return s.cfg.Issuer
 }
 
 // --- helpers ----------------------------------------------------------------------------------

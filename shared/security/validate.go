@@ -19,6 +19,8 @@ const (
 	MaxPrefSecurityMethods     = 16
 	MaxIDLength                = 256
 	MaxAPIPrefix               = 200 // keeps every InterfaceKey storable as a key
+	MaxFlows                   = 16  // authorizationFlow / grantType items of one entry
+	MaxAccessToken             = 8 << 10
 )
 
 // fqdnPattern is the Fqdn schema of TS 29.571.
@@ -73,6 +75,32 @@ func ValidateServiceSecurity(s *capif.ServiceSecurity) []capif.InvalidParam {
 		}
 		if len(e.AuthorizationInfo) > MaxInfoLength {
 			out = append(out, param(p+"/authorizationInfo", "longer than %d bytes", MaxInfoLength))
+		}
+		out = append(out, validateFlows(e.AuthorizationFlow, p+"/authorizationFlow")...)
+		out = append(out, validateFlows(e.GrantType, p+"/grantType")...)
+	}
+	return out
+}
+
+// validateFlows checks an authorizationFlow (Rel-18) or grantType (Rel-19) array: minItems 1
+// when present, and each item a value of the open enumeration, i.e. any non-empty string, so
+// that values of later releases are kept too.
+func validateFlows(flows []string, p string) []capif.InvalidParam {
+	switch {
+	case flows == nil:
+		return nil
+	case len(flows) == 0:
+		return []capif.InvalidParam{param(p, "must contain at least one value when present")}
+	case len(flows) > MaxFlows:
+		return []capif.InvalidParam{param(p, "at most %d values are accepted", MaxFlows)}
+	}
+	var out []capif.InvalidParam
+	for i, f := range flows {
+		switch {
+		case f == "":
+			out = append(out, param(fmt.Sprintf("%s/%d", p, i), "is empty"))
+		case len(f) > MaxIDLength:
+			out = append(out, param(fmt.Sprintf("%s/%d", p, i), "longer than %d characters", MaxIDLength))
 		}
 	}
 	return out
@@ -155,8 +183,14 @@ func ValidateRevocation(n *capif.SecurityNotification, pathInvokerID string) []c
 			out = append(out, param(fmt.Sprintf("/apiIds/%d", i), "is empty"))
 		}
 	}
-	if n.Cause == "" {
+	switch {
+	case n.Cause == "":
 		out = append(out, param("/cause", "is required"))
+	case len(n.Cause) > MaxIDLength: // any other value is passed on (open enumeration)
+		out = append(out, param("/cause", "longer than %d characters", MaxIDLength))
+	}
+	if len(n.AccessToken) > MaxAccessToken {
+		out = append(out, param("/accessToken", "longer than %d bytes", MaxAccessToken))
 	}
 	return out
 }

@@ -84,6 +84,20 @@ func TestValidateServiceSecurity(t *testing.T) {
 		{"authenticationInfo 4 KiB", func(s *capif.ServiceSecurity) { s.SecurityInfo[0].AuthenticationInfo = long(4096) }, nil},
 		{"authenticationInfo over 4 KiB", func(s *capif.ServiceSecurity) { s.SecurityInfo[0].AuthenticationInfo = long(4097) }, []string{"/securityInfo/0/authenticationInfo"}},
 		{"authorizationInfo over 4 KiB", func(s *capif.ServiceSecurity) { s.SecurityInfo[1].AuthorizationInfo = long(4097) }, []string{"/securityInfo/1/authorizationInfo"}},
+		{"Rel-18 authorizationFlow and Rel-19 grantType, known and unknown values", func(s *capif.ServiceSecurity) {
+			s.SecurityInfo[0].AuthorizationFlow = []capif.AuthorizationFlow{capif.ClientCredentialsFlow, capif.AuthorizationCodeFlowWithPKCE, "SOME_FUTURE_FLOW"}
+			s.SecurityInfo[0].GrantType = []capif.OAuthGrantType{capif.GrantClientCredentials, capif.GrantAuthorizationCode, "SOME_FUTURE_GRANT"}
+			s.SecurityInfo[1].GrantType = slices.Repeat([]capif.OAuthGrantType{capif.GrantAuthorizationCodeWithPKCE}, security.MaxFlows)
+		}, nil},
+		{"grantType present but empty", func(s *capif.ServiceSecurity) { s.SecurityInfo[0].GrantType = []capif.OAuthGrantType{} }, []string{"/securityInfo/0/grantType"}},
+		{"authorizationFlow present but empty", func(s *capif.ServiceSecurity) { s.SecurityInfo[1].AuthorizationFlow = []capif.AuthorizationFlow{} }, []string{"/securityInfo/1/authorizationFlow"}},
+		{"grantType too many", func(s *capif.ServiceSecurity) {
+			s.SecurityInfo[0].GrantType = slices.Repeat([]capif.OAuthGrantType{capif.GrantClientCredentials}, security.MaxFlows+1)
+		}, []string{"/securityInfo/0/grantType"}},
+		{"grantType and authorizationFlow with empty or long values", func(s *capif.ServiceSecurity) {
+			s.SecurityInfo[0].GrantType = []capif.OAuthGrantType{capif.GrantClientCredentials, ""}
+			s.SecurityInfo[1].AuthorizationFlow = []capif.AuthorizationFlow{long(257), capif.AuthorizationCodeFlow}
+		}, []string{"/securityInfo/0/grantType/1", "/securityInfo/1/authorizationFlow/0"}},
 		{"several problems at once", func(s *capif.ServiceSecurity) {
 			s.NotificationDestination = "mailto:x@example.com"
 			s.SecurityInfo[0].PrefSecurityMethods = nil
@@ -172,6 +186,10 @@ func TestValidateRevocation(t *testing.T) {
 		{"apiIds missing", func(n *capif.SecurityNotification) { n.APIIDs = nil }, []string{"/apiIds"}},
 		{"apiIds with an empty id", func(n *capif.SecurityNotification) { n.APIIDs = []string{"apiA", ""} }, []string{"/apiIds/1"}},
 		{"cause missing", func(n *capif.SecurityNotification) { n.Cause = "" }, []string{"/cause"}},
+		{"Rel-19 causes", func(n *capif.SecurityNotification) { n.Cause = capif.AuthorizationIssue }, nil},
+		{"cause too long", func(n *capif.SecurityNotification) { n.Cause = strings.Repeat("X", security.MaxIDLength+1) }, []string{"/cause"}},
+		{"Rel-19 accessToken", func(n *capif.SecurityNotification) { n.AccessToken = strings.Repeat("t", security.MaxAccessToken) }, nil},
+		{"accessToken too long", func(n *capif.SecurityNotification) { n.AccessToken = strings.Repeat("t", security.MaxAccessToken+1) }, []string{"/accessToken"}},
 		{"everything missing", func(n *capif.SecurityNotification) { *n = capif.SecurityNotification{} }, []string{"/apiIds", "/apiInvokerId", "/cause"}},
 	}
 	for _, tt := range tests {
