@@ -49,7 +49,8 @@ type recNotifier struct {
 	sent []any
 }
 
-func (n *recNotifier) Notify(_ context.Context, _ string, body any) error {
+func (n *recNotifier) Notify(_ context.Context, d security.Delivery) error {
+	body := d.Body
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.sent = append(n.sent, body)

@@ -2,15 +2,17 @@ package notify
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"syscall"
+
+	"github.com/capifcore/capif-security/shared/security"
 )
 
 // ErrRefused is matched (errors.Is) by every refusal of a destination address. A refused
 // destination will not become acceptable by retrying, so an outbox retrier may give up on it.
-var ErrRefused = errors.New("destination refused")
+// It matches security.ErrUndeliverable: a refused destination is never retried.
+var ErrRefused = fmt.Errorf("destination refused: %w", security.ErrUndeliverable)
 
 // RefusedError says which address was refused and why.
 type RefusedError struct {

@@ -19,7 +19,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"time"
+
+	"github.com/capifcore/capif-security/shared/security"
 )
 
 // DefaultTimeout bounds a whole delivery when Options.Timeout is not set.
@@ -115,6 +118,12 @@ type StatusError struct {
 	Code int
 }
 
+// Is makes 410 Gone match security.ErrUndeliverable: the destination says it will never accept
+// the notification (every other status is retried).
+func (e *StatusError) Is(target error) bool {
+	return target == security.ErrUndeliverable && e.Code == http.StatusGone
+}
+
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("destination answered %d %s", e.Code, http.StatusText(e.Code))
 	if e.Code >= 300 && e.Code < 400 {
@@ -123,17 +132,24 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
-// Notify POSTs body as JSON to destination. It returns nil on a 2xx answer; otherwise an error
+// Headers of every delivery, after Standard Webhooks: the id is the same on every attempt of
+// one notification, so receivers can discard repeats; the timestamp is the attempt's.
+const (
+	HeaderID        = "webhook-id"
+	HeaderTimestamp = "webhook-timestamp"
+)
+
+// Notify POSTs d.Body as JSON to d.Destination. It returns nil on a 2xx answer; otherwise an error
 // that never contains the destination's path or query (they may carry secrets): a *RefusedError
 // or another error matching ErrRefused for a destination that is not allowed, a *StatusError for
 // any other answer, or a transport or timeout error. ctx may be detached from any request; the
 // delivery applies its own timeout.
-func (n *Notifier) Notify(ctx context.Context, destination string, body any) error {
-	u, err := parseDestination(destination)
+func (n *Notifier) Notify(ctx context.Context, d security.Delivery) error {
+	u, err := parseDestination(d.Destination)
 	if err != nil {
 		return err
 	}
-	payload, err := json.Marshal(body)
+	payload, err := json.Marshal(d.Body)
 	if err != nil {
 		return fmt.Errorf("encoding the notification: %w", err)
 	}
@@ -146,6 +162,10 @@ func (n *Notifier) Notify(ctx context.Context, destination string, body any) err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
+	if d.ID != "" {
+		req.Header.Set(HeaderID, d.ID)
+	}
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(time.Now().Unix(), 10))
 
 	start := time.Now()
 	resp, err := n.client.Do(req)

@@ -102,7 +102,7 @@ func TestNotifyDeliversJSON(t *testing.T) {
 				n.client.Transport.(*http.Transport).TLSClientConfig.RootCAs = pool
 			}
 
-			if err := n.Notify(context.WithoutCancel(context.Background()), srv.URL+secretPath, tt.body); err != nil {
+			if err := n.Notify(context.WithoutCancel(context.Background()), security.Delivery{ID: "n-1", Destination: srv.URL + secretPath, Body: tt.body}); err != nil {
 				t.Fatalf("Notify: %v", err)
 			}
 			want, _ := json.Marshal(tt.body)
@@ -137,7 +137,7 @@ func TestNotifyRefusesLoopbackUnlessAllowed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n, _ := newNotifier(t, Options{})
-			err := n.Notify(context.Background(), tt.dest+secretPath, capif.TestNotification{Subscription: "x"})
+			err := n.Notify(context.Background(), security.Delivery{ID: "n-1", Destination: tt.dest + secretPath, Body: capif.TestNotification{Subscription: "x"}})
 			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Notify = %v, want a refusal containing %q", err, tt.want)
 			}
@@ -151,7 +151,7 @@ func TestNotifyRefusesLoopbackUnlessAllowed(t *testing.T) {
 	// The same listener is reachable once loopback is allowed, so the refusals above are the
 	// guard's doing and not a broken listener.
 	n, _ := newNotifier(t, Options{AllowLoopback: true})
-	if err := n.Notify(context.Background(), "http://localhost:"+port+secretPath, capif.TestNotification{Subscription: "x"}); err != nil {
+	if err := n.Notify(context.Background(), security.Delivery{ID: "n-1", Destination: "http://localhost:" + port + secretPath, Body: capif.TestNotification{Subscription: "x"}}); err != nil {
 		t.Fatalf("with AllowLoopback: %v", err)
 	}
 }
@@ -166,7 +166,7 @@ func TestNotifyRefusesMetadataEndpoint(t *testing.T) {
 		"http://[fd00:ec2::254]/latest/meta-data/",
 		"http://10.1.2.3:8080/callbacks",
 	} {
-		err := n.Notify(context.Background(), dest, capif.TestNotification{Subscription: "x"})
+		err := n.Notify(context.Background(), security.Delivery{ID: "n-1", Destination: dest, Body: capif.TestNotification{Subscription: "x"}})
 		var re *RefusedError
 		if !errors.As(err, &re) {
 			// fd00:ec2::254 needs an IPv6 socket before the guard can run; without IPv6 the
@@ -199,7 +199,7 @@ func TestNotifyRejectsMalformedDestinations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		n, _ := newNotifier(t, Options{AllowLoopback: true})
-		err := n.Notify(context.Background(), tt.dest, capif.TestNotification{Subscription: "x"})
+		err := n.Notify(context.Background(), security.Delivery{ID: "n-1", Destination: tt.dest, Body: capif.TestNotification{Subscription: "x"}})
 		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Notify(%q) = %v, want ErrRefused mentioning %q", tt.dest, err, tt.want)
 			continue
@@ -223,7 +223,7 @@ func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 			defer redirector.Close()
 
 			n, logs := newNotifier(t, Options{AllowLoopback: true})
-			err := n.Notify(context.Background(), redirector.URL+secretPath, capif.TestNotification{Subscription: "x"})
+			err := n.Notify(context.Background(), security.Delivery{ID: "n-1", Destination: redirector.URL + secretPath, Body: capif.TestNotification{Subscription: "x"}})
 			var se *StatusError
 			if !errors.As(err, &se) || se.Code != code || !strings.Contains(err.Error(), "not followed") {
 				t.Fatalf("Notify = %v, want a *StatusError with %d saying redirects are not followed", err, code)
@@ -248,7 +248,7 @@ func TestNotifyNon2xxIsAFailure(t *testing.T) {
 			_, _ = io.WriteString(w, `{"status":0,"detail":"s3cret detail"}`)
 		}))
 		n, _ := newNotifier(t, Options{AllowLoopback: true})
-		err := n.Notify(context.Background(), srv.URL+secretPath, capif.TestNotification{Subscription: "x"})
+		err := n.Notify(context.Background(), security.Delivery{ID: "n-1", Destination: srv.URL + secretPath, Body: capif.TestNotification{Subscription: "x"}})
 		srv.Close()
 		var se *StatusError
 		if !errors.As(err, &se) || se.Code != code {
@@ -278,7 +278,7 @@ func TestNotifyDrainsBoundedBody(t *testing.T) {
 	defer srv.Close()
 	n, _ := newNotifier(t, Options{AllowLoopback: true, Timeout: 5 * time.Second})
 	start := time.Now()
-	if err := n.Notify(context.Background(), srv.URL, capif.TestNotification{Subscription: "x"}); err != nil {
+	if err := n.Notify(context.Background(), security.Delivery{ID: "n-1", Destination: srv.URL, Body: capif.TestNotification{Subscription: "x"}}); err != nil {
 		t.Fatalf("Notify: %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -323,7 +323,7 @@ func TestNotifyTimeout(t *testing.T) {
 			// A detached context, as the service passes: only the notifier's timeout bounds it.
 			ctx := context.WithoutCancel(context.Background())
 			start := time.Now()
-			err := n.Notify(ctx, srv.URL+secretPath, capif.TestNotification{Subscription: "x"})
+			err := n.Notify(ctx, security.Delivery{ID: "n-1", Destination: srv.URL + secretPath, Body: capif.TestNotification{Subscription: "x"}})
 			elapsed := time.Since(start)
 			if elapsed > 2*timeout {
 				t.Errorf("Notify took %s with a %s timeout", elapsed, timeout)
@@ -352,7 +352,7 @@ func TestNotifyTransportFailure(t *testing.T) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	n, _ := newNotifier(t, Options{AllowLoopback: true})
-	err = n.Notify(context.Background(), "http://"+addr+secretPath, capif.TestNotification{Subscription: "x"})
+	err = n.Notify(context.Background(), security.Delivery{ID: "n-1", Destination: "http://" + addr + secretPath, Body: capif.TestNotification{Subscription: "x"}})
 	if err == nil || errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "POST to destination failed") {
 		t.Fatalf("Notify = %v, want a transport failure", err)
 	}
@@ -408,5 +408,37 @@ func TestCheckDestination(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrRefused) {
 			t.Errorf("%s: %v does not match ErrRefused", tc.dest, err)
 		}
+	}
+}
+
+// Every attempt carries the notification's id (receivers de-duplicate on it) and a timestamp;
+// 410 Gone and a refused destination are undeliverable (dead-lettered at once), other
+// failures are not.
+func TestDeliveryHeadersAndUndeliverable(t *testing.T) {
+	var gotID, gotTS string
+	status := http.StatusNoContent
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotID, gotTS = r.Header.Get(HeaderID), r.Header.Get(HeaderTimestamp)
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	n, _ := newNotifier(t, Options{AllowLoopback: true})
+	d := security.Delivery{ID: "owed-42", Destination: srv.URL + "/cb", Body: capif.TestNotification{Subscription: "x"}}
+	if err := n.Notify(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if ts, err := strconv.ParseInt(gotTS, 10, 64); gotID != "owed-42" || err != nil || time.Since(time.Unix(ts, 0)) > time.Minute {
+		t.Errorf("headers webhook-id %q webhook-timestamp %q", gotID, gotTS)
+	}
+	for code, undeliverable := range map[int]bool{http.StatusGone: true, http.StatusServiceUnavailable: false, http.StatusNotFound: false, http.StatusBadRequest: false} {
+		status = code
+		err := n.Notify(context.Background(), d)
+		if err == nil || errors.Is(err, security.ErrUndeliverable) != undeliverable {
+			t.Errorf("%d: %v, undeliverable %v", code, err, undeliverable)
+		}
+	}
+	strict, _ := newNotifier(t, Options{})
+	if err := strict.Notify(context.Background(), d); !errors.Is(err, security.ErrUndeliverable) || !errors.Is(err, ErrRefused) {
+		t.Errorf("loopback refused: %v, want ErrRefused matching ErrUndeliverable", err)
 	}
 }

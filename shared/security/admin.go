@@ -23,8 +23,31 @@ func (s *Service) ImportRegistry(ctx context.Context, doc RegistryDoc) error {
 
 // RemoveInvoker offboards an invoker: its security context and its registry record are deleted
 // in one change.
+//
+// The invoker is owed one SecurityNotification per AEF of its context (cause
+// UNEXPECTED_REASON), written in the deleting change and delivered like a revocation's.
 func (s *Service) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
-	return s.registry.Update(ctx, func(tx RegistryTx) error { return removeInvoker(tx, apiInvokerID) })
+	var owed []Owed
+	err := s.registry.Update(ctx, func(tx RegistryTx) error {
+		owed = nil // what an earlier, re-run attempt owed was never written
+		return removeInvoker(tx, apiInvokerID, func(sc *SecurityContext) []Owed {
+			byAEF := map[string][]string{}
+			withoutTargets(sc, func(t Target) bool {
+				byAEF[t.AefID] = append(byAEF[t.AefID], t.APIID)
+				return true
+			})
+			for _, aef := range sortedKeys(byAEF) {
+				ids := slices.Compact(slices.Sorted(slices.Values(byAEF[aef])))
+				owed = append(owed, s.owe(sc, aef, ids, capif.UnexpectedReason))
+			}
+			return owed
+		})
+	})
+	if err != nil {
+		return err
+	}
+	s.deliver(ctx, owed)
+	return nil
 }
 
 // RemoveAEF deletes an AEF that no longer publishes any API.
@@ -40,9 +63,13 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 	if err != nil {
 		return 0, err
 	}
+	// Every context's change commits on its own; what they owe is delivered together at the
+	// end, DeliveryConcurrency at a time, also when a later context fails.
+	var all []Owed
+	defer func() { s.deliver(ctx, all) }()
 	for _, id := range ids {
 		var owed []Owed
-		err := s.retry(ctx, func() error {
+		err := s.retryWrite(ctx, id, func() error {
 			owed = owed[:0] // what an earlier, conflicting attempt owed was never written
 			snap, err := s.load(ctx, Query{APIInvokerID: id})
 			if err != nil || snap.Context == nil {
@@ -69,7 +96,7 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 		}
 		if len(owed) > 0 {
 			revoked++
-			s.deliver(ctx, owed)
+			all = append(all, owed...)
 		}
 	}
 	err = s.registry.Update(ctx, func(tx RegistryTx) error { return removeAPI(tx, apiID) })

@@ -14,6 +14,9 @@ var (
 	ErrConflict    = errors.New("version conflict")
 	ErrUnavailable = errors.New("back end unavailable") // throttled or retries exhausted: 503
 	ErrRoleClash   = errors.New("id already registered with the other role")
+	// ErrUndeliverable marks a notification the destination can never accept: delivery gives up
+	// at once and dead-letters it.
+	ErrUndeliverable = errors.New("the destination can never accept the notification")
 )
 
 // Kind classifies a domain error; the HTTP layer maps each kind to one status code.

@@ -83,7 +83,7 @@ func TestNewDefaults(t *testing.T) {
 	if err := svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "revocation notification not delivered") {
+	if !strings.Contains(logs.String(), "notification not delivered; will retry") {
 		t.Errorf("the default logger got %q", logs.String())
 	}
 }

@@ -21,10 +21,11 @@ type Store interface {
 	// deleted instead. Every owed notification is recorded in the same atomic write (outbox), so a
 	// revocation never commits without the notification it owes.
 	Replace(ctx context.Context, sc *SecurityContext, owed []Owed) error
-	// Delivered removes an outbox record once its notification reached the invoker.
-	Delivered(ctx context.Context, owedID string) error
 	// ContextsWithAPI lists the ids of the contexts that cover apiID at any AEF (admin use).
 	ContextsWithAPI(ctx context.Context, apiID string) ([]string, error)
+	// Outbox is the delivery side of the owed notifications that Replace (and a registry
+	// change that deletes a context) recorded.
+	Outbox
 }
 
 // Registry is the write side of what the CCF knows of onboarded invokers, AEFs and published
@@ -56,10 +57,11 @@ type RegistryTx interface {
 	DeleteAPI(apiID string) error
 	GetInterface(key string) ([]PublishedAPI, error)
 	PutInterface(key string, apis []PublishedAPI) error // an empty list deletes the entry
-	// DeleteContext deletes the invoker's security context, if it has one, in the same change
-	// (no notification is owed: the invoker is being offboarded). A context written concurrently
+	// DeleteContext deletes the invoker's security context, if it has one, in the same change,
+	// together with the notifications that owe(context) returns (written to the outbox like
+	// Store.Replace's, already claimed for the inline attempt). A context written concurrently
 	// makes the change lose, so it is re-run.
-	DeleteContext(apiInvokerID string) error
+	DeleteContext(apiInvokerID string, owe func(*SecurityContext) []Owed) error
 }
 
 // RecordKind names a kind of registry record in a RecordKey.
@@ -86,9 +88,19 @@ type Signer interface {
 }
 
 // Notifier delivers a JSON body to an invoker's notificationDestination. Implementations guard
-// against SSRF and bound the time they take.
+// against SSRF and bound the time they take. An error that matches ErrUndeliverable says that
+// the destination can never accept it (refused by the guard, 410 Gone): it is not retried.
 type Notifier interface {
-	Notify(ctx context.Context, destination string, body any) error
+	Notify(ctx context.Context, d Delivery) error
+}
+
+// Delivery is one attempt at a notification.
+type Delivery struct {
+	// ID is the same on every attempt of one notification, so that the receiver can discard
+	// repeats (sent as the webhook-id header).
+	ID          string
+	Destination string
+	Body        any
 }
 
 // DestinationChecker is an optional Notifier capability: refuse, when it is set, a
@@ -135,12 +147,4 @@ type Snapshot struct {
 	Context    *SecurityContext          // nil: no security context
 	AEFs       map[string]*AEF           // by aefId; absent: unknown AEF
 	Interfaces map[string][]PublishedAPI // by InterfaceKey; absent: no such published interface
-}
-
-// Owed is a notification recorded with the change that owes it (transactional outbox).
-type Owed struct {
-	ID           string
-	APIInvokerID string
-	Destination  string
-	Notification capif.SecurityNotification
 }

@@ -208,7 +208,7 @@ func removeAEF(tx RegistryTx, aefID string) error {
 
 // removeInvoker offboards an invoker: its security context and its registry record go in the
 // same change, so neither outlives the other.
-func removeInvoker(tx RegistryTx, apiInvokerID string) error {
+func removeInvoker(tx RegistryTx, apiInvokerID string, owe func(*SecurityContext) []Owed) error {
 	p, err := tx.GetPrincipal(apiInvokerID)
 	if err != nil {
 		return err
@@ -216,7 +216,7 @@ func removeInvoker(tx RegistryTx, apiInvokerID string) error {
 	if p.Role != RoleInvoker {
 		return fmt.Errorf("%w: %q is an AEF", ErrNotFound, apiInvokerID)
 	}
-	if err := tx.DeleteContext(apiInvokerID); err != nil {
+	if err := tx.DeleteContext(apiInvokerID, owe); err != nil {
 		return err
 	}
 	return tx.DeletePrincipal(apiInvokerID)

@@ -255,7 +255,16 @@ func TestAdminRemoveAPI(t *testing.T) {
 	if got, want := entryTargets(e.stored("inv2")), []string{"aef1=aef1/apiA,aef1/apiB"}; !slices.Equal(got, want) {
 		t.Errorf("inv2 left %v, want %v", got, want)
 	}
-	got := e.notifier.Revocations(t)
+	// Delivered concurrently: compare in a fixed order.
+	sent := e.notifier.Sent()
+	slices.SortFunc(sent, func(a, b securitytest.Sent) int {
+		x, y := a.Body.(capif.SecurityNotification), b.Body.(capif.SecurityNotification)
+		return strings.Compare(x.APIInvokerID+x.AefID, y.APIInvokerID+y.AefID)
+	})
+	var got []capif.SecurityNotification
+	for _, s := range sent {
+		got = append(got, s.Body.(capif.SecurityNotification))
+	}
 	want := []capif.SecurityNotification{
 		{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiD"}, Cause: capif.UnexpectedReason},
 		{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiD"}, Cause: capif.UnexpectedReason},
@@ -264,8 +273,8 @@ func TestAdminRemoveAPI(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("notifications %s, want %s", dump(got), dump(want))
 	}
-	if e.notifier.Sent()[2].Destination != "https://inv2.example.com/" {
-		t.Errorf("inv2 notified at %s", e.notifier.Sent()[2].Destination)
+	if sent[2].Destination != "https://inv2.example.com/" {
+		t.Errorf("inv2 notified at %s", sent[2].Destination)
 	}
 	if got := catalogue(t, e.db, "aef1", "aef2"); slices.Contains(got["aef1"], "apiD=delta") || slices.Contains(got["aef2"], "apiD=delta") {
 		t.Errorf("apiD still published: %v", got)
@@ -310,8 +319,27 @@ func TestAdminRemoveInvoker(t *testing.T) {
 	if e.stored("inv1") != nil || principal(t, e.db, "inv1") != nil {
 		t.Error("the invoker or its context survived")
 	}
-	if len(e.notifier.Sent()) != 0 {
-		t.Error("offboarding notified the invoker")
+	// Owed one notification per AEF of the removed context, cause UNEXPECTED_REASON.
+	sent := e.notifier.Sent()
+	slices.SortFunc(sent, func(a, b securitytest.Sent) int {
+		return strings.Compare(a.Body.(capif.SecurityNotification).AefID, b.Body.(capif.SecurityNotification).AefID)
+	})
+	var got []capif.SecurityNotification
+	for _, s := range sent {
+		got = append(got, s.Body.(capif.SecurityNotification))
+		if s.Destination != destInv1 {
+			t.Errorf("notified at %s", s.Destination)
+		}
+	}
+	want := []capif.SecurityNotification{
+		{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiA", "apiB", "apiD"}, Cause: capif.UnexpectedReason},
+		{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC", "apiD"}, Cause: capif.UnexpectedReason},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("offboarding notified %s, want %s", dump(got), dump(want))
+	}
+	if p := e.pending(); len(p) != 0 {
+		t.Errorf("delivered notifications left in the outbox: %s", dump(p))
 	}
 	// Without a context, and again.
 	if err := e.svc.RemoveInvoker(ctx, "inv2"); err != nil {

@@ -231,7 +231,7 @@ func TestRevokeNotifierFailure(t *testing.T) {
 		t.Errorf("outbox %s, want one record of %s", dump(p), dump(want))
 	}
 	logs := e.logs.String()
-	if !strings.Contains(logs, "revocation notification not delivered") || !strings.Contains(logs, "503 from invoker") || !strings.Contains(logs, `"aefId":"aef2"`) {
+	if !strings.Contains(logs, "notification not delivered; will retry") || !strings.Contains(logs, "503 from invoker") || !strings.Contains(logs, `"aefId":"aef2"`) {
 		t.Errorf("failure not logged: %s", logs)
 	}
 	if strings.Contains(logs, "k=secret") {

@@ -32,7 +32,13 @@ type Config struct {
 	// A conflict means another writer committed, so N writers racing on one context need at
 	// most N attempts each: the default absorbs any realistic burst without a 503.
 	MaxAttempts int
-	Logger      *slog.Logger
+	// Delivery of owed notifications: retries back off from RetryBase doubling to RetryCap
+	// (full jitter) for RetryWindow, then the record is dead-lettered; a worker holds a record
+	// for ClaimLease per attempt (more than a delivery can take); at most DeliveryConcurrency
+	// attempts run at once. Zero values take the Default… constants.
+	RetryBase, RetryCap, RetryWindow, ClaimLease time.Duration
+	DeliveryConcurrency                          int
+	Logger                                       *slog.Logger
 }
 
 // DefaultMaxAttempts is Config.MaxAttempts when it is not set.
@@ -59,6 +65,17 @@ func New(store Store, registry Registry, signer Signer, notifier Notifier, clock
 	}
 	if cfg.ClientCA == nil {
 		cfg.ClientCA = func(context.Context) (string, error) { return "", nil }
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.RetryBase, DefaultRetryBase}, {&cfg.RetryCap, DefaultRetryCap}, {&cfg.RetryWindow, DefaultRetryWindow}, {&cfg.ClaimLease, DefaultClaimLease}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.DeliveryConcurrency <= 0 {
+		cfg.DeliveryConcurrency = DefaultDeliveryConcurrency
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -228,7 +245,7 @@ func (s *Service) testNotification(ctx context.Context, sc *SecurityContext, req
 		return
 	}
 	body := capif.TestNotification{Subscription: ResourceURI(s.cfg.APIRoot, sc.APIInvokerID)}
-	if err := s.notifier.Notify(context.WithoutCancel(ctx), sc.NotificationDestination, body); err != nil {
+	if err := s.notifier.Notify(context.WithoutCancel(ctx), Delivery{ID: s.randomString(16), Destination: sc.NotificationDestination, Body: body}); err != nil {
 		s.cfg.Logger.Warn("test notification not delivered", "apiInvokerId", sc.APIInvokerID, "destination", redactURL(sc.NotificationDestination), "error", err.Error())
 	}
 }
@@ -443,31 +460,6 @@ func withoutTargets(sc *SecurityContext, drop func(Target) bool) (*SecurityConte
 	}
 	slices.Sort(removed)
 	return &out, removed
-}
-
-func (s *Service) owe(sc *SecurityContext, aefID string, apiIDs []string, cause capif.Cause) Owed {
-	return Owed{
-		ID:           s.randomString(16),
-		APIInvokerID: sc.APIInvokerID,
-		Destination:  sc.NotificationDestination,
-		Notification: capif.SecurityNotification{APIInvokerID: sc.APIInvokerID, AefID: aefID, APIIDs: apiIDs, Cause: cause},
-	}
-}
-
-// deliver posts owed notifications after the change committed and before the handler returns
-// (a Lambda freezes once it returns). A failure is logged; the outbox record stays for the
-// retrying delivery.
-func (s *Service) deliver(ctx context.Context, owed []Owed) {
-	ctx = context.WithoutCancel(ctx)
-	for _, o := range owed {
-		if err := s.notifier.Notify(ctx, o.Destination, o.Notification); err != nil {
-			s.cfg.Logger.Warn("revocation notification not delivered", "apiInvokerId", o.APIInvokerID, "aefId", o.Notification.AefID, "destination", redactURL(o.Destination), "error", err.Error())
-			continue
-		}
-		if err := s.store.Delivered(ctx, o.ID); err != nil {
-			s.cfg.Logger.Warn("outbox record not cleared", "apiInvokerId", o.APIInvokerID, "error", err.Error())
-		}
-	}
 }
 
 // --- Obtain_Authorization ---------------------------------------------------------------------

@@ -95,6 +95,7 @@ func (s *Signer) Claims() []security.TokenClaims {
 
 // Sent is one notification a Notifier was asked to deliver.
 type Sent struct {
+	ID          string // the delivery id (webhook-id)
 	Destination string
 	Body        any
 }
@@ -109,13 +110,13 @@ type Notifier struct {
 }
 
 // Notify records the notification and answers Err.
-func (n *Notifier) Notify(_ context.Context, destination string, body any) error {
+func (n *Notifier) Notify(_ context.Context, d security.Delivery) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.OnSend != nil {
-		n.OnSend(destination, body)
+		n.OnSend(d.Destination, d.Body)
 	}
-	n.sent = append(n.sent, Sent{destination, body})
+	n.sent = append(n.sent, Sent{d.ID, d.Destination, d.Body})
 	return n.Err
 }
 
@@ -426,7 +427,7 @@ func (m *memTx) PutInterface(k string, l []security.PublishedAPI) error {
 	return nil
 }
 
-func (m *memTx) DeleteContext(apiInvokerID string) error {
+func (m *memTx) DeleteContext(apiInvokerID string, _ func(*security.SecurityContext) []security.Owed) error {
 	if err := m.check("DeleteContext"); err != nil {
 		return err
 	}

@@ -7,11 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -135,7 +135,13 @@ type registryItem struct {
 type outboxItem struct {
 	ID           string `dynamodbav:"id"`
 	APIInvokerID string `dynamodbav:"apiInvokerId"`
-	CreatedAt    int64  `dynamodbav:"createdAt"` // unix seconds: a delivery retrier works oldest first
+	CreatedAt    int64  `dynamodbav:"createdAt"` // unix seconds, for operators
+	// The delivery state that conditions test (the doc holds the whole record): unix ms. Items
+	// written before these existed lack them and are due at once.
+	Attempts     int   `dynamodbav:"attempts"`
+	NextAttempt  int64 `dynamodbav:"nextAttempt"`
+	ClaimedUntil int64 `dynamodbav:"claimedUntil,omitempty"`
+	Dead         bool  `dynamodbav:"dead"`
 }
 
 // interfaceDoc is the record of an interface index entry; it keeps the key, which the partition
@@ -193,22 +199,38 @@ func decodeContext(item map[string]types.AttributeValue) (*security.SecurityCont
 	return &sc, nil
 }
 
+// decodeOwed reads an outbox item: the record from the doc, the delivery state that conditions
+// test from the attributes (Claim changes only claimedUntil).
 func decodeOwed(item map[string]types.AttributeValue) (security.Owed, error) {
-	var o storedOwed
+	var o security.Owed
 	if err := decodeDoc(item[attrDoc], &o); err != nil {
 		return security.Owed{}, fmt.Errorf("outbox item: %w", err)
 	}
-	return security.Owed(o), nil
+	var row outboxItem
+	if err := attributevalue.UnmarshalMap(item, &row); err != nil {
+		return security.Owed{}, fmt.Errorf("outbox item %q: %w", o.ID, err)
+	}
+	o.Attempts, o.Dead = row.Attempts, row.Dead
+	o.NextAttempt, o.ClaimedUntil = fromMillis(row.NextAttempt), fromMillis(row.ClaimedUntil)
+	return o, nil
 }
 
 func outboxItemOf(o security.Owed, now int64) (map[string]types.AttributeValue, error) {
-	return withDoc(outboxItem{ID: o.ID, APIInvokerID: o.APIInvokerID, CreatedAt: now}, storedOwed(o))
+	return withDoc(outboxItem{ID: o.ID, APIInvokerID: o.APIInvokerID, CreatedAt: now, Attempts: o.Attempts,
+		NextAttempt: millis(o.NextAttempt), ClaimedUntil: millis(o.ClaimedUntil), Dead: o.Dead}, o)
 }
 
-// storedOwed is the outbox record; the notification body is kept as sent.
-type storedOwed struct {
-	ID           string                     `json:"id"`
-	APIInvokerID string                     `json:"apiInvokerId"`
-	Destination  string                     `json:"destination"`
-	Notification capif.SecurityNotification `json:"notification"`
+// millis is t in unix milliseconds, 0 for the zero time (due at once, not claimed).
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }

@@ -262,8 +262,9 @@ func (tx *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
 }
 
 // DeleteContext adds the removal of an invoker's security context to the commit: a Delete on
-// the version read, or a check that none exists, so a context written meanwhile is a race.
-func (tx *regTx) DeleteContext(apiInvokerID string) error {
+// the version read, or a check that none exists, so a context written meanwhile is a race; and
+// the outbox records owe returns for it, in the same transaction.
+func (tx *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityContext) []security.Owed) error {
 	if !contextKeyOK(apiInvokerID) || tx.gone[apiInvokerID] {
 		return nil // no such context can exist, or its removal is already part of the commit
 	}
@@ -273,8 +274,7 @@ func (tx *regTx) DeleteContext(apiInvokerID string) error {
 	tx.gone[apiInvokerID] = true
 	table := aws.String(tx.s.tables.Contexts)
 	key := tx.s.key(tx.s.tables.Contexts, apiInvokerID)
-	out, err := tx.s.client.GetItem(tx.ctx, &ddb.GetItemInput{TableName: table, Key: key, ConsistentRead: aws.Bool(true),
-		ProjectionExpression: aws.String("#v"), ExpressionAttributeNames: versionIs})
+	out, err := tx.s.client.GetItem(tx.ctx, &ddb.GetItemInput{TableName: table, Key: key, ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		return tx.s.fail(tx.op+"/GetItem", err)
 	}
@@ -283,12 +283,23 @@ func (tx *regTx) DeleteContext(apiInvokerID string) error {
 			ConditionExpression: aws.String("attribute_not_exists(#k)"), ExpressionAttributeNames: map[string]string{"#k": keyContexts}}})
 		return nil
 	}
-	var row contextItem
-	if err := attributevalue.UnmarshalMap(out.Item, &row); err != nil {
+	sc, err := decodeContext(out.Item)
+	if err != nil {
 		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
 	}
 	tx.extra = append(tx.extra, types.TransactWriteItem{Delete: &types.Delete{TableName: table, Key: key,
-		ConditionExpression: aws.String("#v = :v"), ExpressionAttributeNames: versionIs, ExpressionAttributeValues: versionValue(row.Version)}})
+		ConditionExpression: aws.String("#v = :v"), ExpressionAttributeNames: versionIs, ExpressionAttributeValues: versionValue(sc.Version)}})
+	if owe == nil {
+		return nil
+	}
+	for _, o := range owe(sc) {
+		oi, err := outboxItemOf(o, tx.s.now().Unix())
+		if err != nil {
+			return fmt.Errorf("dynamodb %s: %w", tx.op, err)
+		}
+		tx.extra = append(tx.extra, types.TransactWriteItem{Put: &types.Put{TableName: aws.String(tx.s.tables.Outbox), Item: oi,
+			ConditionExpression: aws.String("attribute_not_exists(#k)"), ExpressionAttributeNames: map[string]string{"#k": keyOutbox}}})
+	}
 	return nil
 }
 

@@ -132,7 +132,7 @@ func TestRequestBudgets(t *testing.T) {
 		{"revoke all (DELETE), not delivered", func() error {
 			notifier.Err = errors.New("injected delivery failure")
 			return svc.RevokeAll(ctx, security.Caller{ID: w.aef2}, w.inv)
-		}, []string{"BatchGetItem", "TransactWriteItems"}},
+		}, []string{"BatchGetItem", "TransactWriteItems", "UpdateItem"}}, // the last records the failed inline attempt
 	}
 	for _, st := range steps {
 		rec.Reset()

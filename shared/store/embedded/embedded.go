@@ -284,17 +284,7 @@ func (db *DB) Replace(ctx context.Context, sc *security.SecurityContext, owed []
 		if err != nil {
 			return err
 		}
-		out := tx.Bucket(bucketOutbox)
-		for i := range owed {
-			// Ids are random; a clash would silently drop a notification, so refuse it.
-			if out.Get([]byte(owed[i].ID)) != nil {
-				return fmt.Errorf("%w: outbox record %q", security.ErrExists, owed[i].ID)
-			}
-			if err := put(out, owed[i].ID, &owed[i]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putOwed(tx, owed)
 	})
 	if err != nil {
 		return fmt.Errorf("embedded store: replace: %w", err)
@@ -480,14 +470,41 @@ func (r *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
 	return put(b, key, apis)
 }
 
-func (r *regTx) DeleteContext(apiInvokerID string) error {
+func (r *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityContext) []security.Owed) error {
 	if apiInvokerID == "" {
 		return nil // no context can have it
+	}
+	var sc security.SecurityContext
+	if ok, err := get(r.tx, bucketContexts, apiInvokerID, &sc); err != nil || !ok {
+		return err
+	}
+	if owe != nil {
+		if err := putOwed(r.tx, owe(&sc)); err != nil {
+			return err
+		}
 	}
 	if err := r.tx.Bucket(bucketCtxAEFs).Delete([]byte(apiInvokerID)); err != nil {
 		return err
 	}
 	return r.tx.Bucket(bucketContexts).Delete([]byte(apiInvokerID))
+}
+
+// putOwed adds new outbox records; ids are random, and a clash would silently drop a
+// notification, so it is refused.
+func putOwed(tx *bolt.Tx, owed []security.Owed) error {
+	out := tx.Bucket(bucketOutbox)
+	for i := range owed {
+		if owed[i].ID == "" {
+			return errors.New("an owed notification has no id")
+		}
+		if out.Get([]byte(owed[i].ID)) != nil {
+			return fmt.Errorf("%w: outbox record %q", security.ErrExists, owed[i].ID)
+		}
+		if err := put(out, owed[i].ID, &owed[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // must is get with ErrNotFound for a missing item, as RegistryTx getters answer.

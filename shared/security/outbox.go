@@ -1,0 +1,241 @@
+package security
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/capif"
+)
+
+// Owed is a notification recorded with the change that owes it (transactional outbox), with
+// the state of its delivery. Records written before the delivery state existed have only the
+// first four fields: they are due at once.
+type Owed struct {
+	ID           string                     `json:"id"`
+	APIInvokerID string                     `json:"apiInvokerId"`
+	Destination  string                     `json:"destination"`
+	Notification capif.SecurityNotification `json:"notification"`
+
+	CreatedAt time.Time `json:"createdAt,omitzero"`
+	// WindowFrom starts the retry window (CreatedAt, or the time of a redrive).
+	WindowFrom  time.Time `json:"windowFrom,omitzero"`
+	Attempts    int       `json:"attempts,omitempty"`
+	LastError   string    `json:"lastError,omitempty"` // never a token or a PSK: notifier errors name no URL path
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+	// ClaimedUntil: a worker holds the record for one attempt until then.
+	ClaimedUntil time.Time `json:"claimedUntil,omitzero"`
+	Dead         bool      `json:"dead,omitempty"`
+}
+
+// Outbox is the delivery side of the owed notifications (part of Store). Every method is
+// conditional where two workers could meet, so an attempt is made by one worker at a time.
+type Outbox interface {
+	// Delivered removes a record once its notification reached the invoker; removing one that is
+	// gone is not an error.
+	Delivered(ctx context.Context, id string) error
+	// Due lists at most limit live (not dead) records whose NextAttempt and ClaimedUntil are not
+	// after now (zero times count as due), the longest due first.
+	Due(ctx context.Context, now time.Time, limit int) ([]Owed, error)
+	// Claim holds o, as Due listed it, for one attempt until until: ErrConflict when another
+	// worker holds it or it changed since it was listed.
+	Claim(ctx context.Context, o Owed, now, until time.Time) error
+	// Attempted stores the delivery state of o after a failed attempt (Attempts, LastError,
+	// NextAttempt, Dead, CreatedAt, WindowFrom) and releases the claim, if the record is still
+	// held with ClaimedUntil equal to held: ErrConflict otherwise.
+	Attempted(ctx context.Context, o Owed, held time.Time) error
+	// Pending lists every record, live and dead (operators; never on a request path).
+	Pending(ctx context.Context) ([]Owed, error)
+	// Redrive makes a dead record due at now with a new retry window from now; ErrNotFound
+	// when there is no dead record id.
+	Redrive(ctx context.Context, id string, now time.Time) error
+	// Drop deletes a record, live or dead; ErrNotFound when there is none.
+	Drop(ctx context.Context, id string) error
+}
+
+// Delivery policy defaults (Config overrides each).
+const (
+	DefaultRetryBase           = 30 * time.Second
+	DefaultRetryCap            = 30 * time.Minute
+	DefaultRetryWindow         = 24 * time.Hour
+	DefaultClaimLease          = time.Minute
+	DefaultDeliveryConcurrency = 16
+	dueBatch                   = 100
+)
+
+// DeliveryReport counts what one delivery run did.
+type DeliveryReport struct {
+	Delivered, Retried, DeadLettered, Claimed int
+}
+
+// owe builds the record of a notification that the caller writes already claimed, for the
+// attempt made inline right after the commit.
+func (s *Service) owe(sc *SecurityContext, aefID string, apiIDs []string, cause capif.Cause) Owed {
+	now := s.clock.Now()
+	return Owed{
+		ID:           s.randomString(16),
+		APIInvokerID: sc.APIInvokerID,
+		Destination:  sc.NotificationDestination,
+		Notification: capif.SecurityNotification{APIInvokerID: sc.APIInvokerID, AefID: aefID, APIIDs: apiIDs, Cause: cause},
+		CreatedAt:    now,
+		WindowFrom:   now,
+		NextAttempt:  now,
+		ClaimedUntil: now.Add(s.cfg.ClaimLease),
+	}
+}
+
+// deliver makes the first attempt of notifications a committed change owes, before the handler
+// returns (a Lambda freezes once it returns: no goroutine may outlive the request), several at
+// a time. A failure is recorded on the record for the worker's retries.
+func (s *Service) deliver(ctx context.Context, owed []Owed) {
+	ctx = context.WithoutCancel(ctx)
+	s.each(owed, func(o Owed) { s.attempt(ctx, o, nil) })
+}
+
+// each runs fn on every record, at most Config.DeliveryConcurrency at a time, and waits.
+func (s *Service) each(owed []Owed, fn func(Owed)) {
+	if len(owed) == 1 {
+		fn(owed[0])
+		return
+	}
+	sem := make(chan struct{}, s.cfg.DeliveryConcurrency)
+	var wg sync.WaitGroup
+	for _, o := range owed {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(o)
+		})
+	}
+	wg.Wait()
+}
+
+// attempt delivers one held record (o.ClaimedUntil is the claim) and records the outcome.
+func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome string)) {
+	held := o.ClaimedUntil
+	err := s.notifier.Notify(ctx, Delivery{ID: o.ID, Destination: o.Destination, Body: o.Notification})
+	log := s.cfg.Logger.With(slog.String("notificationId", o.ID), slog.String("apiInvokerId", o.APIInvokerID),
+		slog.String("aefId", o.Notification.AefID), slog.String("destination", redactURL(o.Destination)), slog.Int("attempt", o.Attempts+1))
+	if err == nil {
+		if derr := s.store.Delivered(ctx, o.ID); derr != nil {
+			// Delivered, but the record stays: it will be sent again, which receivers de-duplicate.
+			log.Warn("notification delivered; outbox record not cleared", slog.String("error", derr.Error()))
+		} else {
+			log.Info("notification delivered")
+		}
+		if report != nil {
+			report("delivered")
+		}
+		return
+	}
+	now := s.clock.Now()
+	if o.CreatedAt.IsZero() {
+		o.CreatedAt = now // a record from before delivery state was kept
+	}
+	if o.WindowFrom.IsZero() {
+		o.WindowFrom = o.CreatedAt
+	}
+	o.Attempts++
+	o.LastError = err.Error()
+	o.ClaimedUntil = time.Time{}
+	o.NextAttempt = now.Add(s.backoff(o.Attempts))
+	outcome := "retried"
+	switch {
+	case errors.Is(err, ErrUndeliverable):
+		o.Dead, outcome = true, "dead-lettered"
+	case o.NextAttempt.Sub(o.WindowFrom) > s.cfg.RetryWindow:
+		o.Dead, outcome = true, "dead-lettered"
+		o.LastError = fmt.Sprintf("retry window of %s exhausted; last error: %s", s.cfg.RetryWindow, o.LastError)
+	}
+	if aerr := s.store.Attempted(ctx, o, held); aerr != nil {
+		log.Warn("notification not delivered; its delivery state was not recorded", slog.String("error", err.Error()), slog.String("outboxError", aerr.Error()))
+		return
+	}
+	if o.Dead {
+		log.Error("notification dead-lettered", slog.String("error", o.LastError))
+	} else {
+		log.Warn("notification not delivered; will retry", slog.String("error", o.LastError), slog.Time("nextAttempt", o.NextAttempt))
+	}
+	if report != nil {
+		report(outcome)
+	}
+}
+
+// backoff is exponential with full jitter: uniform in (0, min(cap, base·2^(n-1))].
+func (s *Service) backoff(attempts int) time.Duration {
+	d := s.cfg.RetryCap
+	if attempts < 40 {
+		d = min(s.cfg.RetryCap, s.cfg.RetryBase<<(attempts-1))
+	}
+	return time.Duration(rand.Int64N(int64(d))) + time.Millisecond
+}
+
+// DeliverDue is the delivery worker: it claims every outbox record that is due and attempts it,
+// Config.DeliveryConcurrency at a time, until none is due or ctx has less than one claim lease
+// left. Records another worker holds are left to it.
+func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
+	var rep DeliveryReport
+	var mu sync.Mutex
+	count := func(outcome string) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch outcome {
+		case "delivered":
+			rep.Delivered++
+		case "retried":
+			rep.Retried++
+		case "dead-lettered":
+			rep.DeadLettered++
+		}
+	}
+	tried := map[string]bool{}
+	for {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < s.cfg.ClaimLease {
+			return rep, nil
+		}
+		now := s.clock.Now()
+		due, err := s.store.Due(ctx, now, dueBatch)
+		if err != nil {
+			return rep, fmt.Errorf("delivery: listing due notifications: %w", err)
+		}
+		var mine []Owed
+		for _, o := range due {
+			if tried[o.ID] {
+				continue // attempted in this run already (its answer did not stick)
+			}
+			tried[o.ID] = true
+			until := now.Add(s.cfg.ClaimLease)
+			if err := s.store.Claim(ctx, o, now, until); err != nil {
+				if !errors.Is(err, ErrConflict) {
+					s.cfg.Logger.Warn("notification not claimed", slog.String("notificationId", o.ID), slog.String("error", err.Error()))
+				}
+				continue
+			}
+			o.ClaimedUntil = until
+			mine = append(mine, o)
+		}
+		if len(mine) == 0 {
+			return rep, nil
+		}
+		rep.Claimed += len(mine)
+		s.each(mine, func(o Owed) { s.attempt(context.WithoutCancel(ctx), o, count) })
+	}
+}
+
+// Outbox gives operators the records (never the notification's access token in any output:
+// callers render only what they need).
+func (s *Service) Outbox(ctx context.Context) ([]Owed, error) { return s.store.Pending(ctx) }
+
+// Redrive makes a dead notification due now, with a new retry window.
+func (s *Service) Redrive(ctx context.Context, id string) error {
+	return s.store.Redrive(ctx, id, s.clock.Now())
+}
+
+// DropNotification deletes an owed notification, delivered or not: the operator gives up on it.
+func (s *Service) DropNotification(ctx context.Context, id string) error {
+	return s.store.Drop(ctx, id)
+}
