@@ -161,11 +161,15 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Logger: cfg.Logger})
 	a.Service = security.New(a.Store, a.Registry, sig, n, security.SystemClock{}, security.Config{
-		Issuer:   issuer,
-		TokenTTL: set.TokenTTL,
-		APIRoot:  set.APIRoot,
-		ClientCA: cfg.ClientCA,
-		Logger:   cfg.Logger,
+		Issuer:      issuer,
+		TokenTTL:    set.TokenTTL,
+		RetryBase:   set.RetryBase,
+		RetryCap:    set.RetryCap,
+		RetryWindow: set.RetryWindow,
+		ClaimLease:  set.ClaimLease,
+		APIRoot:     set.APIRoot,
+		ClientCA:    cfg.ClientCA,
+		Logger:      cfg.Logger,
 	})
 	return a, nil
 }

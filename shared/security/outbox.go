@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -174,9 +175,14 @@ func (s *Service) backoff(attempts int) time.Duration {
 	return time.Duration(rand.Int64N(int64(d))) + time.Millisecond
 }
 
-// DeliverDue is the delivery worker: it claims every outbox record that is due and attempts it,
-// Config.DeliveryConcurrency at a time, until none is due or ctx has less than one claim lease
-// left. Records another worker holds are left to it.
+// deliveryTail is the time a run keeps back from its deadline: more than one attempt (the
+// notifier's timeout) and the writes that record it take.
+const deliveryTail = 15 * time.Second
+
+// DeliverDue is the delivery worker: it lists the outbox records that are due and, at most
+// Config.DeliveryConcurrency at a time, claims each (a conditional write: records another
+// worker holds are left to it) and attempts it; until none is due, or ctx's deadline is less
+// than deliveryTail away.
 func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 	var rep DeliveryReport
 	var mu sync.Mutex
@@ -184,6 +190,8 @@ func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch outcome {
+		case "claimed":
+			rep.Claimed++
 		case "delivered":
 			rep.Delivered++
 		case "retried":
@@ -192,38 +200,41 @@ func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 			rep.DeadLettered++
 		}
 	}
+	late := func() bool {
+		dl, ok := ctx.Deadline()
+		return ctx.Err() != nil || ok && time.Until(dl) < deliveryTail
+	}
 	tried := map[string]bool{}
-	for {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < s.cfg.ClaimLease {
-			return rep, nil
-		}
-		now := s.clock.Now()
-		due, err := s.store.Due(ctx, now, dueBatch)
+	for !late() {
+		due, err := s.store.Due(ctx, s.clock.Now(), dueBatch)
 		if err != nil {
 			return rep, fmt.Errorf("delivery: listing due notifications: %w", err)
 		}
-		var mine []Owed
+		due = slices.DeleteFunc(due, func(o Owed) bool { return tried[o.ID] }) // an answer that did not stick
+		if len(due) == 0 {
+			return rep, nil
+		}
 		for _, o := range due {
-			if tried[o.ID] {
-				continue // attempted in this run already (its answer did not stick)
-			}
 			tried[o.ID] = true
+		}
+		s.each(due, func(o Owed) {
+			if late() {
+				return
+			}
+			now := s.clock.Now()
 			until := now.Add(s.cfg.ClaimLease)
 			if err := s.store.Claim(ctx, o, now, until); err != nil {
 				if !errors.Is(err, ErrConflict) {
 					s.cfg.Logger.Warn("notification not claimed", slog.String("notificationId", o.ID), slog.String("error", err.Error()))
 				}
-				continue
+				return
 			}
+			count("claimed")
 			o.ClaimedUntil = until
-			mine = append(mine, o)
-		}
-		if len(mine) == 0 {
-			return rep, nil
-		}
-		rep.Claimed += len(mine)
-		s.each(mine, func(o Owed) { s.attempt(context.WithoutCancel(ctx), o, count) })
+			s.attempt(context.WithoutCancel(ctx), o, count)
+		})
 	}
+	return rep, nil
 }
 
 // Outbox gives operators the records (never the notification's access token in any output:

@@ -35,8 +35,12 @@ const (
 	Runner   Command = 1 << iota // cmd/capif-local (serve)
 	Cert                         // cmd/capif-local cert
 	Admin                        // cmd/capif-admin
-	Function                     // every Lambda function (environment only: no command line)
+	Function                     // every Lambda function of the API (environment only: no command line)
+	Worker                       // the notification delivery function (environment only)
 )
+
+// Delivering is every command that delivers owed notifications.
+const Delivering = Runner | Admin | Function | Worker
 
 // Back ends (the values of -store and -signer).
 const (
@@ -72,6 +76,10 @@ type Config struct {
 	TruststoreURI  string // s3://bucket/key (functions)
 	TruststoreFile string // a local PEM bundle instead (local invokes, tests)
 	DeadlineMargin time.Duration
+	// Delivery of owed notifications (security.Config), and how often the runner's worker looks
+	// for due ones.
+	RetryBase, RetryCap, RetryWindow, ClaimLease time.Duration
+	DeliveryInterval                             time.Duration
 	// Warnings are deprecation notices to log once the logger exists (LogWarnings).
 	Warnings []string
 
@@ -118,7 +126,7 @@ var Removed = map[string]string{
 var Table = []Setting{
 	{Env: "CAPIF_ADDR", Flag: "addr", Default: "127.0.0.1:8443", For: Runner,
 		Doc: "HTTPS listen address (client certificates requested, not required)", parse: str(func(c *Config) *string { return &c.Addr })},
-	{Env: "CAPIF_DATA", Flag: "data", Default: ".capif-local", Defaults: map[Command]string{Function: ""}, For: Runner | Cert | Admin | Function,
+	{Env: "CAPIF_DATA", Flag: "data", Default: ".capif-local", Defaults: map[Command]string{Function: "", Worker: ""}, For: Runner | Cert | Admin | Function | Worker,
 		Doc: "data directory: embedded store, dev CA, server certificate, signing key", parse: str(func(c *Config) *string { return &c.DataDir })},
 	{Env: "CAPIF_REGISTRY", Flag: "registry", For: Runner,
 		Doc: "registry JSON imported (upserted) at start", parse: str(func(c *Config) *string { return &c.Registry })},
@@ -134,25 +142,25 @@ var Table = []Setting{
 		Doc: "iss claim of tokens: an https URL without query or fragment", parse: parseIssuer},
 	{Env: "CAPIF_TOKEN_TTL", Flag: "token-ttl", Default: "600s", For: Runner | Function,
 		Doc: "access token lifetime (expires_in), a Go duration", parse: duration(func(c *Config) *time.Duration { return &c.TokenTTL }, false)},
-	{Env: "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", Flag: "allow-loopback-notifications", Default: "false", Defaults: map[Command]string{Runner: "true"}, For: Runner | Admin | Function, Bool: true,
+	{Env: "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", Flag: "allow-loopback-notifications", Default: "false", Defaults: map[Command]string{Runner: "true"}, For: Runner | Admin | Function | Worker, Bool: true,
 		Doc: "let notifications reach 127.0.0.1/::1 (local use)", parse: boolean(func(c *Config) *bool { return &c.AllowLoopbackNotifications })},
-	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded}, For: Runner | Admin | Function,
+	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded}, For: Runner | Admin | Function | Worker,
 		Doc: "back end: embedded or dynamodb", parse: choice(func(c *Config) *string { return &c.Store }, StoreEmbedded, StoreDynamoDB)},
 	{Env: "CAPIF_SIGNER", Flag: "signer", Default: SignerKMS, Defaults: map[Command]string{Runner: SignerLocal}, For: Runner | Function,
 		Doc: "token signer: local, kms or none", parse: choice(func(c *Config) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerNone)},
 	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Function,
 		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *Config, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
-	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: dynamodb.DefaultTablePrefix, Defaults: map[Command]string{Function: ""}, For: Runner | Admin | Function,
+	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: dynamodb.DefaultTablePrefix, Defaults: map[Command]string{Function: "", Worker: ""}, For: Runner | Admin | Function | Worker,
 		Doc: "DynamoDB table names: PREFIXcontexts, PREFIXregistry, PREFIXoutbox", parse: str(func(c *Config) *string { return &c.tablePrefix })},
-	{Env: "CAPIF_CONTEXTS_TABLE", For: Runner | Admin | Function,
+	{Env: "CAPIF_CONTEXTS_TABLE", For: Runner | Admin | Function | Worker,
 		Doc: "explicit name of the contexts table (beats the prefix, not the -table-prefix flag)", parse: str(func(c *Config) *string { return &c.contexts })},
-	{Env: "CAPIF_REGISTRY_TABLE", For: Runner | Admin | Function,
+	{Env: "CAPIF_REGISTRY_TABLE", For: Runner | Admin | Function | Worker,
 		Doc: "explicit name of the registry table", parse: str(func(c *Config) *string { return &c.reg })},
-	{Env: "CAPIF_OUTBOX_TABLE", For: Runner | Admin | Function,
+	{Env: "CAPIF_OUTBOX_TABLE", For: Runner | Admin | Function | Worker,
 		Doc: "explicit name of the outbox table", parse: str(func(c *Config) *string { return &c.outbox })},
 	{Env: "CAPIF_CREATE_TABLES", Flag: "create-tables", Default: "false", For: Runner | Admin, Bool: true,
 		Doc: "create missing DynamoDB tables at start", parse: boolean(func(c *Config) *bool { return &c.CreateTables })},
-	{Env: "CAPIF_LOG_LEVEL", Flag: "log-level", Default: "info", For: Runner | Admin | Function,
+	{Env: "CAPIF_LOG_LEVEL", Flag: "log-level", Default: "info", For: Runner | Admin | Function | Worker,
 		Doc: "debug, info, warn or error (one JSON line per request)", parse: func(c *Config, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 				return fmt.Errorf("%q is not debug, info, warn or error", v)
@@ -171,7 +179,17 @@ var Table = []Setting{
 		}},
 	{Env: "CAPIF_TRUSTSTORE_FILE", For: Function,
 		Doc: "a local truststore PEM instead (local invokes, tests)", parse: str(func(c *Config) *string { return &c.TruststoreFile })},
-	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function,
+	{Env: "CAPIF_RETRY_BASE", Flag: "retry-base", Default: "30s", For: Delivering,
+		Doc: "first retry delay of an undelivered notification (doubling, full jitter)", parse: duration(func(c *Config) *time.Duration { return &c.RetryBase }, false)},
+	{Env: "CAPIF_RETRY_CAP", Flag: "retry-cap", Default: "30m", For: Delivering,
+		Doc: "longest retry delay of an undelivered notification", parse: duration(func(c *Config) *time.Duration { return &c.RetryCap }, false)},
+	{Env: "CAPIF_RETRY_WINDOW", Flag: "retry-window", Default: "24h", For: Delivering,
+		Doc: "how long a notification is retried before it is dead-lettered", parse: duration(func(c *Config) *time.Duration { return &c.RetryWindow }, false)},
+	{Env: "CAPIF_CLAIM_LEASE", Flag: "claim-lease", Default: "1m", For: Delivering,
+		Doc: "how long one delivery attempt holds a notification (more than an attempt takes)", parse: duration(func(c *Config) *time.Duration { return &c.ClaimLease }, false)},
+	{Env: "CAPIF_DELIVERY_INTERVAL", Flag: "delivery-interval", Default: "15s", For: Runner,
+		Doc: "how often the runner delivers due notifications", parse: duration(func(c *Config) *time.Duration { return &c.DeliveryInterval }, false)},
+	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function | Worker,
 		Doc: "time kept back from the Lambda deadline to answer 503 in", parse: duration(func(c *Config) *time.Duration { return &c.DeadlineMargin }, true)},
 }
 
@@ -221,7 +239,7 @@ func Load(cmd Command, args []string, getenv func(string) string, opts Options) 
 				break
 			}
 		}
-		if s.Flag != "" && cmd != Function {
+		if s.Flag != "" && cmd != Function && cmd != Worker {
 			fs.Var(&flagValue{set: func(v string) { src[i] = source{raw: v, label: "-" + s.Flag, flag: true} }, text: src[i].raw, isBool: s.Bool},
 				s.Flag, s.Doc+" ["+s.Env+"]")
 		}
@@ -295,6 +313,9 @@ func (c *Config) check(cmd Command) []error {
 		if c.tablePrefix == "" && (c.prefixFromFlag || c.contexts == "" || c.reg == "" || c.outbox == "") {
 			bad("CAPIF_TABLE_PREFIX", "required with the %s store unless CAPIF_CONTEXTS_TABLE, CAPIF_REGISTRY_TABLE and CAPIF_OUTBOX_TABLE are all set", StoreDynamoDB)
 		}
+	}
+	if cmd == Worker {
+		c.Signer = SignerNone // the delivery worker never issues a token
 	}
 	if c.Store == StoreEmbedded && c.DataDir == "" {
 		bad("CAPIF_DATA", "required with the %s store", StoreEmbedded)

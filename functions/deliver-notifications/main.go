@@ -1,0 +1,9 @@
+// Command deliver-notifications is the notification delivery worker of the CAPIF_Security_API:
+// a Lambda function with no API route, invoked every minute by its schedule (template.yaml), that
+// delivers the revocation notifications still owed (retries with backoff, dead letters).
+// Wiring only; everything shared is in shared/lambdaapp. Built by `make build-<LogicalId>`.
+package main
+
+import "github.com/capifcore/capif-security/shared/lambdaapp"
+
+func main() { lambdaapp.MainWorker() }

@@ -1,0 +1,91 @@
+package lambdaapp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
+)
+
+// Worker is the notification delivery function: not an operation of the API, but the
+// at-least-once half of Revoke_Authorization. Its schedule (template.yaml) invokes it every
+// minute with an EventBridge event, whose content does not matter; each invocation is one
+// delivery run (security.Service.DeliverDue) over the outbox records that are due, bounded by
+// the Lambda deadline minus the deadline margin. Like the API functions it opens the app at
+// init without any AWS call.
+type Worker struct {
+	cfg    settings.Config
+	logger *slog.Logger
+	app    *app.App
+}
+
+// NewWorker builds the delivery function without calling AWS.
+func NewWorker(ctx context.Context, cfg settings.Config, opts Options) (*Worker, error) {
+	w := &Worker{cfg: cfg, logger: opts.Logger}
+	if w.logger == nil {
+		w.logger = slog.Default()
+	}
+	a, err := app.Open(ctx, app.Config{Settings: cfg, Logger: w.logger, AWSAPIOptions: opts.AWSAPIOptions})
+	if err != nil {
+		return nil, fmt.Errorf("lambdaapp: %w", err)
+	}
+	w.app = a
+	return w, nil
+}
+
+// Close releases the adapters (tests).
+func (w *Worker) Close() error { return w.app.Close() }
+
+// scheduledEvent is what an EventBridge rule or schedule sends; only its id is logged.
+type scheduledEvent struct {
+	ID string `json:"id"`
+}
+
+// Handle runs one delivery run. It fails (so the function's Errors metric and its alarm see it)
+// only when the outbox cannot be read; undelivered notifications are the records' business.
+func (w *Worker) Handle(ctx context.Context, payload json.RawMessage) (security.DeliveryReport, error) {
+	start := time.Now()
+	ctx, cancel := RequestContext(ctx, w.cfg.DeadlineMargin)
+	defer cancel()
+	var ev scheduledEvent
+	_ = json.Unmarshal(payload, &ev) // any payload starts a run
+	rep, err := w.app.Service.DeliverDue(ctx)
+	attrs := []slog.Attr{slog.String("event", ev.ID), slog.Int("claimed", rep.Claimed), slog.Int("delivered", rep.Delivered),
+		slog.Int("retried", rep.Retried), slog.Int("deadLettered", rep.DeadLettered),
+		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000)}
+	if err != nil {
+		w.logger.LogAttrs(ctx, slog.LevelError, "delivery run failed", append(attrs, slog.String("error", err.Error()))...)
+		return rep, err
+	}
+	w.logger.LogAttrs(ctx, slog.LevelInfo, "delivery run", attrs...)
+	return rep, nil
+}
+
+// MainWorker runs the delivery function: configuration, the JSON logger, NewWorker and the
+// Lambda runtime loop.
+func MainWorker() {
+	level := new(slog.LevelVar)
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(logger)
+	cfg, _, err := settings.Load(settings.Worker, nil, settings.Getenv, settings.Options{Name: "worker"})
+	if err != nil {
+		logger.Error("configuration", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	level.Set(cfg.LogLevel)
+	cfg.LogWarnings(logger)
+	w, err := NewWorker(context.Background(), cfg, Options{Logger: logger})
+	if err != nil {
+		logger.Error("init", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	lambda.Start(w.Handle)
+}
