@@ -61,6 +61,8 @@ var suite = []struct {
 	{"GracefulShutdown", testGracefulShutdown},
 	{"BrokenBodies", testBrokenBodies},
 	{"TokenBinding", testTokenBinding},
+	{"DeliveryRetries", testDeliveryRetries},
+	{"DeliveryDeadLetter", testDeliveryDeadLetter},
 }
 
 // TestRunnerHTTP runs the suite against every back-end set-up, over real TLS with client

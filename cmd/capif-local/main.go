@@ -125,12 +125,14 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	delivered := deliverEvery(ctx, a.Service, c.DeliveryInterval, logger)
 	ready("https://" + addr)
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	defer func() { <-delivered }() // a delivery run in progress finishes its attempts
 	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil {
@@ -138,6 +140,34 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// deliverEvery runs the delivery worker at start (notifications owed when the runner last
+// stopped, or crashed) and then every interval, until ctx ends; the channel closes when the
+// last run has returned.
+func deliverEvery(ctx context.Context, svc *security.Service, interval time.Duration, logger *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			rep, err := svc.DeliverDue(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				logger.Error("delivery run failed", slog.String("error", err.Error()))
+			case rep.Claimed > 0:
+				logger.Info("delivery run", slog.Int("claimed", rep.Claimed), slog.Int("delivered", rep.Delivered),
+					slog.Int("retried", rep.Retried), slog.Int("deadLettered", rep.DeadLettered))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return done
 }
 
 func loadServerCert(c config, ca *devpki.CA, addr string) (tls.Certificate, error) {

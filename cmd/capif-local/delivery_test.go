@@ -1,0 +1,117 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/notify"
+)
+
+// flakyListener fails the first attempts in the ways destinations fail (503, a connection cut
+// without an answer, no answer within the notifier's timeout), then accepts; it records every
+// attempt's id header.
+type flakyListener struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	ids []string
+	ok  chan struct{}
+}
+
+func newFlakyListener(t *testing.T) *flakyListener {
+	l := &flakyListener{ok: make(chan struct{}, 16)}
+	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.ids = append(l.ids, r.Header.Get(notify.HeaderID))
+		n := len(l.ids)
+		l.mu.Unlock()
+		switch n {
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case 2:
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close() // cut off: a transport error
+			}
+		case 3:
+			time.Sleep(notify.DefaultTimeout + 500*time.Millisecond) // too slow: a timeout
+		default:
+			w.WriteHeader(http.StatusNoContent)
+			l.ok <- struct{}{}
+		}
+	}))
+	t.Cleanup(l.srv.Close)
+	return l
+}
+
+func (l *flakyListener) attempts() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.ids...)
+}
+
+// testDeliveryRetries: a revocation whose destination fails three times (503, cut, timeout) is
+// retried by the runner's worker until one attempt is answered 2xx; no attempt follows it, and
+// every attempt carried the same webhook-id. Runs on both back ends.
+func testDeliveryRetries(t *testing.T, r *runner) {
+	rr := startRunner(t, r.backend, "-retry-base", "100ms", "-retry-cap", "300ms", "-delivery-interval", "100ms", "-claim-lease", "5s")
+	l := newFlakyListener(t)
+	inv := rr.freshInvoker(t)
+	wantStatus(t, rr.as(t, inv).create(inv, serviceSecurity(l.srv.URL+"/cb", aefEntry(aefA, apiA1, "OAUTH"))), http.StatusCreated)
+	start := time.Now()
+	wantStatus(t, rr.as(t, aefA).revokeAll(inv), http.StatusNoContent)
+	if d := time.Since(start); d > notify.DefaultTimeout+2*time.Second {
+		t.Errorf("the revocation took %s with a failing destination", d)
+	}
+	select {
+	case <-l.ok:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not delivered after %d attempts", len(l.attempts()))
+	}
+	time.Sleep(time.Second) // several worker runs: none may attempt it again
+	ids := l.attempts()
+	if len(ids) != 4 {
+		t.Fatalf("%d attempts, want 4 (3 failures, 1 success)", len(ids))
+	}
+	for _, id := range ids {
+		if id == "" || id != ids[0] {
+			t.Errorf("attempt ids %q: not one id on every attempt", ids)
+			break
+		}
+	}
+}
+
+// testDeliveryDeadLetter: a destination that never answers: the revocation still answers within
+// the notifier's timeout, and the record is dead-lettered once the (shortened) window ends.
+func testDeliveryDeadLetter(t *testing.T, r *runner) {
+	rr := startRunner(t, r.backend, "-retry-base", "50ms", "-retry-cap", "100ms", "-retry-window", "1s", "-delivery-interval", "100ms")
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(notify.DefaultTimeout + 200*time.Millisecond)
+	}))
+	t.Cleanup(silent.Close)
+	inv := rr.freshInvoker(t)
+	wantStatus(t, rr.as(t, inv).create(inv, serviceSecurity(silent.URL+"/cb", aefEntry(aefA, apiA1, "OAUTH"))), http.StatusCreated)
+	start := time.Now()
+	wantStatus(t, rr.as(t, aefA).revokeAll(inv), http.StatusNoContent)
+	if d := time.Since(start); d > notify.DefaultTimeout+2*time.Second {
+		t.Errorf("the revocation took %s with a silent destination", d)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if rr.logContains(`"msg":"notification dead-lettered"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("never dead-lettered")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// logContains reports whether the runner's log holds s.
+func (r *runner) logContains(s string) bool {
+	return strings.Contains(r.logs.String(), s)
+}
