@@ -52,7 +52,7 @@ type fixture struct {
 	dataDir string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ca, err := devpki.NewCA("lambdaapp test CA")
 	if err != nil {
@@ -93,7 +93,7 @@ func newFixture(t *testing.T) *fixture {
 	return fx
 }
 
-func (fx *fixture) issue(t *testing.T, ca *devpki.CA, id string) string {
+func (fx *fixture) issue(t testing.TB, ca *devpki.CA, id string) string {
 	t.Helper()
 	c, err := ca.Client(id, 24*time.Hour)
 	if err != nil {
