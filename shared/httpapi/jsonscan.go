@@ -194,7 +194,7 @@ func (s *jsonScan) object() error {
 	var first string
 	for n := 0; ; n++ {
 		if s.i < len(s.b) && s.b[s.i] == '}' && n == 0 {
-			break
+			return s.leave()
 		}
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
 			return s.fail("expected a member name")
@@ -242,20 +242,10 @@ func (s *jsonScan) object() error {
 			return err
 		}
 		s.pop()
-		s.space()
-		if s.i < len(s.b) && s.b[s.i] == ',' {
-			s.i++
-			s.space()
-			continue
+		if more, err := s.next('}', "an object"); err != nil || !more {
+			return err
 		}
-		if s.i < len(s.b) && s.b[s.i] == '}' {
-			break
-		}
-		return s.fail("expected ',' or '}' in an object")
 	}
-	s.i++
-	s.depth--
-	return nil
 }
 
 func (s *jsonScan) array() error {
@@ -264,7 +254,7 @@ func (s *jsonScan) array() error {
 	}
 	for n := 0; ; n++ {
 		if s.i < len(s.b) && s.b[s.i] == ']' && n == 0 {
-			break
+			return s.leave()
 		}
 		if n == MaxJSONElements {
 			return s.fail(fmt.Sprintf("an array with more than %d elements", MaxJSONElements))
@@ -276,17 +266,29 @@ func (s *jsonScan) array() error {
 			return err
 		}
 		s.pop()
-		s.space()
-		if s.i < len(s.b) && s.b[s.i] == ',' {
-			s.i++
-			s.space()
-			continue
+		if more, err := s.next(']', "an array"); err != nil || !more {
+			return err
 		}
-		if s.i < len(s.b) && s.b[s.i] == ']' {
-			break
-		}
-		return s.fail("expected ',' or ']' in an array")
 	}
+}
+
+// next reads what follows a member or element: ',' (more follow) or the closing delimiter,
+// which leaves the container.
+func (s *jsonScan) next(closing byte, in string) (more bool, err error) {
+	s.space()
+	switch {
+	case s.i < len(s.b) && s.b[s.i] == ',':
+		s.i++
+		s.space()
+		return true, nil
+	case s.i < len(s.b) && s.b[s.i] == closing:
+		return false, s.leave()
+	}
+	return false, s.fail(fmt.Sprintf("expected ',' or '%c' in %s", closing, in))
+}
+
+// leave steps over a closing delimiter.
+func (s *jsonScan) leave() error {
 	s.i++
 	s.depth--
 	return nil

@@ -48,30 +48,39 @@ func num(v int64) *types.AttributeValueMemberN {
 func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]security.Owed, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	names := map[string]string{"#n": "nextAttempt", "#c": "claimedUntil", "#d": "dead"}
-	p := ddb.NewScanPaginator(s.client, &ddb.ScanInput{
-		TableName: aws.String(s.tables.Outbox), ConsistentRead: aws.Bool(true),
+	out, err := s.scanOutbox(ctx, "Due", &ddb.ScanInput{
 		FilterExpression:          aws.String(dueCondition),
-		ExpressionAttributeNames:  names,
+		ExpressionAttributeNames:  map[string]string{"#n": "nextAttempt", "#c": "claimedUntil", "#d": "dead"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":f": &types.AttributeValueMemberBOOL{Value: false}, ":now": num(now.UnixMilli())},
 	})
-	var out []security.Owed
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, s.fail("Due/Scan", err)
-		}
-		for _, it := range page.Items {
-			o, err := decodeOwed(it)
-			if err != nil {
-				return nil, fmt.Errorf("dynamodb Due: %w", err)
-			}
-			out = append(out, o)
-		}
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(out, func(a, b security.Owed) int { return a.NextAttempt.Compare(b.NextAttempt) })
 	if len(out) > limit {
 		out = out[:limit]
+	}
+	return out, nil
+}
+
+// scanOutbox reads every outbox record that in (a filter; table and consistency are set here)
+// selects, decoded.
+func (s *Store) scanOutbox(ctx context.Context, op string, in *ddb.ScanInput) ([]security.Owed, error) {
+	in.TableName, in.ConsistentRead = aws.String(s.tables.Outbox), aws.Bool(true)
+	p := ddb.NewScanPaginator(s.client, in)
+	var out []security.Owed
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s.fail(op+"/Scan", err)
+		}
+		for _, it := range page.Items {
+			o, err := decodeOwed(it)
+			if err != nil {
+				return nil, fmt.Errorf("dynamodb %s: %w", op, err)
+			}
+			out = append(out, o)
+		}
 	}
 	return out, nil
 }

@@ -500,20 +500,5 @@ func (s *Store) ContextsWithAPI(ctx context.Context, apiID string) ([]string, er
 func (s *Store) Pending(ctx context.Context) ([]security.Owed, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	p := ddb.NewScanPaginator(s.client, &ddb.ScanInput{TableName: aws.String(s.tables.Outbox), ConsistentRead: aws.Bool(true)})
-	var out []security.Owed
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, s.fail("Pending/Scan", err)
-		}
-		for _, it := range page.Items {
-			o, err := decodeOwed(it)
-			if err != nil {
-				return nil, fmt.Errorf("dynamodb Pending: %w", err)
-			}
-			out = append(out, o)
-		}
-	}
-	return out, nil
+	return s.scanOutbox(ctx, "Pending", &ddb.ScanInput{})
 }
