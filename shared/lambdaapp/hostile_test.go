@@ -3,9 +3,9 @@ package lambdaapp_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
