@@ -102,7 +102,7 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	}
 	defer a.Close()
 	if c.Registry != "" {
-		if err := importRegistry(ctx, a.Service, c.Registry); err != nil {
+		if err := importRegistry(ctx, a.Service, c.Registry, logger); err != nil {
 			return err
 		}
 	}
@@ -152,7 +152,10 @@ func loadServerCert(c config, ca *devpki.CA, addr string) (tls.Certificate, erro
 	return issued.TLS, nil
 }
 
-func importRegistry(ctx context.Context, svc *security.Service, path string) error {
+// importRegistry upserts the -registry file and logs what it held, so the start-up log says
+// which registry the runner serves.
+func importRegistry(ctx context.Context, svc *security.Service, path string, logger *slog.Logger) error {
+	start := time.Now()
 	doc, err := app.ReadRegistry(path)
 	if err != nil {
 		return err
@@ -160,6 +163,8 @@ func importRegistry(ctx context.Context, svc *security.Service, path string) err
 	if err := svc.ImportRegistry(ctx, doc); err != nil {
 		return fmt.Errorf("registry %s: %w", path, err)
 	}
+	logger.Info("registry imported", slog.String("file", path), slog.Int("apiInvokers", len(doc.APIInvokers)),
+		slog.Int("aefs", len(doc.AEFs)), slog.Int("serviceApis", len(doc.ServiceAPIs)), slog.Duration("took", time.Since(start)))
 	return nil
 }
 
