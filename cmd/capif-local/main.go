@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
@@ -34,12 +36,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := mainErr(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := mainErr(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "capif-local:", err)
 		os.Exit(1)
 	}
 }
 
+// mainErr is the command: serve, or the cert subcommand. -h is flag.ErrHelp (exit 0).
 func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "cert" {
 		return certCommand(args[1:], settings.Getenv, stdout, stderr)
@@ -50,15 +53,27 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	cfg.LogWarnings(logger)
-	return run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
+	err = run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("another process holds the data directory %s (capif-local already running, or capif-admin on it?): stop it, or use another -data: %w", cfg.DataDir, err)
+	}
+	return err
 }
+
+const usage = `usage:
+  capif-local [flags]                serve the CAPIF_Security_API over HTTPS (make run)
+  capif-local cert -id ID [flags]    mint a development client certificate for a registry id
+                                     (capif-local cert -h for its flags)
+Stop the server with Ctrl-C or SIGTERM: in-flight requests finish, the store closes cleanly.
+
+flags (each also read from the environment variable in brackets):`
 
 // config is the runner's configuration: the settings of settings.Runner.
 type config = settings.Config
 
 // parseConfig reads the runner's settings: flags over the environment over the defaults.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	c, rest, err := settings.Load(settings.Runner, args, getenv, settings.Options{Name: "capif-local", Output: stderr})
+	c, rest, err := settings.Load(settings.Runner, args, getenv, settings.Options{Name: "capif-local", Output: stderr, Usage: usage})
 	if err == nil && len(rest) > 0 {
 		err = fmt.Errorf("unexpected arguments: %s", strings.Join(rest, " "))
 	}
@@ -173,11 +188,13 @@ func importRegistry(ctx context.Context, svc *security.Service, path string, log
 func certCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var id, out *string
 	var validity *time.Duration
-	c, rest, err := settings.Load(settings.Cert, args, getenv, settings.Options{Name: "capif-local cert", Output: stderr, Flags: func(fs *flag.FlagSet) {
-		id = fs.String("id", "", "the registry id (apiInvokerId or aefId) to put in the Subject CN")
-		out = fs.String("out", "", "output directory (default DATA/clients)")
-		validity = fs.Duration("valid-for", 90*24*time.Hour, "validity period")
-	}})
+	c, rest, err := settings.Load(settings.Cert, args, getenv, settings.Options{Name: "capif-local cert", Output: stderr,
+		Usage: "usage: capif-local cert -id ID [flags]\n\nMints a client certificate whose Subject CN is ID, signed by the development CA of the data directory.\n\nflags:",
+		Flags: func(fs *flag.FlagSet) {
+			id = fs.String("id", "", "the registry id (apiInvokerId or aefId) to put in the Subject CN")
+			out = fs.String("out", "", "output directory (default DATA/clients)")
+			validity = fs.Duration("valid-for", 90*24*time.Hour, "validity period")
+		}})
 	if err != nil {
 		return err
 	}
@@ -204,10 +221,11 @@ func certCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 	}
 	name := strings.NewReplacer("/", "_", " ", "_", "%", "_").Replace(*id)
 	certPath, keyPath := filepath.Join(*out, name+".pem"), filepath.Join(*out, name+"-key.pem")
-	if err := os.WriteFile(keyPath, issued.KeyPEM, 0o600); err != nil {
+	// Atomic writes: a concurrent cert for the same id leaves one complete pair's files.
+	if err := devpki.WriteFile(keyPath, issued.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(certPath, issued.CertPEM, 0o644); err != nil {
+	if err := devpki.WriteFile(certPath, issued.CertPEM, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "certificate %s\nkey         %s\nCA          %s\n", certPath, keyPath, filepath.Join(*dataDir, devpki.CAFile))

@@ -320,7 +320,7 @@ func (c *Config) check(cmd Command) []error {
 	if c.Store == "" && cmd == Admin && (c.prefixSet || c.contexts != "" && c.reg != "" && c.outbox != "") {
 		c.Store = StoreDynamoDB // tables named explicitly name DynamoDB
 	}
-	if c.Store == "" && cmd != Admin {
+	if c.Store == "" && cmd&(Runner|Function) != 0 {
 		bad("CAPIF_STORE", "required (%s or %s)", StoreEmbedded, StoreDynamoDB)
 	}
 	if c.Store == StoreDynamoDB {
