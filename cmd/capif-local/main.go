@@ -51,7 +51,11 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	var handler slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	if cfg.Store == settings.StoreDynamoDB && localDynamoDB(ctx) {
+		handler = quietLocalChecksum{handler}
+	}
+	logger := slog.New(handler)
 	cfg.LogWarnings(logger)
 	err = run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
 	if errors.Is(err, bolt.ErrTimeout) {
