@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -389,5 +390,41 @@ func TestMakeRunAWSStops(t *testing.T) {
 	}
 	if err := syscall.Kill(-cmd.Process.Pid, 0); err == nil {
 		t.Errorf("a process of make's group survived")
+	}
+}
+
+// TestWalkthroughFilesAreIgnored: every file README's walkthrough writes (tee FILE, > FILE) is
+// one git ignores, so following it leaves the clone clean.
+func TestWalkthroughFilesAreIgnored(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		testenv.Unavailable(t, "git", "apt-get install -y git")
+	}
+	root := testenv.RepoRoot()
+	if _, err := os.Stat(filepath.Join(root, ".git")); err != nil {
+		testenv.Unavailable(t, "a git checkout", "run from a clone")
+	}
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "## Walkthrough")
+	if !ok {
+		t.Fatal("README.md has no walkthrough")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	written := regexp.MustCompile(`(?:\btee|[^2&]>)\s+([^\s|;&)]+)`).FindAllStringSubmatch(section, -1)
+	if len(written) == 0 {
+		t.Fatal("the walkthrough writes no file: this test looks for tee FILE and > FILE")
+	}
+	for _, m := range written {
+		path := m[1]
+		if strings.HasPrefix(path, "/dev/") {
+			continue
+		}
+		cmd := exec.Command("git", "check-ignore", "-q", "--no-index", path)
+		cmd.Dir = root
+		if err := cmd.Run(); err != nil {
+			t.Errorf("the walkthrough writes %s, which git does not ignore (%v)", path, err)
+		}
 	}
 }
