@@ -6,13 +6,21 @@ GO    ?= go
 
 .PHONY: run run-aws test unit lint tools bench clean fuzz fuzz-smoke
 
+# make run / run-aws build the runner, then exec it: no `go run` in between (it dies on SIGTERM
+# and leaves its child holding the port and the store lock), so Ctrl-C and SIGTERM to make (which
+# make passes on) reach the runner, which shuts down cleanly. RUN_FLAGS adds runner flags.
+RUN_FLAGS ?=
 run:
-	$(GO) run ./cmd/capif-local -registry examples/registry.json
+	$(GO) build -o bin/capif-local ./cmd/capif-local
+	exec bin/capif-local -registry examples/registry.json $(RUN_FLAGS)
 
-# The runner on the AWS back ends, locally: DynamoDB Local and local-kms started for the session.
+# The runner on the AWS back ends, locally: DynamoDB Local and local-kms started for the session
+# and stopped with it (with-peers.sh --serve: Ctrl-C is its normal end).
 run-aws: tools
-	bash scripts/with-peers.sh bash -c 'key=$$($(GO) run ./internal/cmd/kmskey) && \
-	  $(GO) run ./cmd/capif-local -store dynamodb -signer kms -kms-key-ids "$$key" -create-tables -registry examples/registry.json'
+	$(GO) build -o bin/capif-local ./cmd/capif-local
+	$(GO) build -o bin/kmskey ./internal/cmd/kmskey
+	bash scripts/with-peers.sh --serve bash -c 'key=$$(bin/kmskey) && \
+	  exec bin/capif-local -store dynamodb -signer kms -kms-key-ids "$$key" -create-tables -registry examples/registry.json $(RUN_FLAGS)'
 
 # The full suite: DynamoDB Local, local-kms and the Lambda RIE are installed (pinned, idempotent)
 # and started on free loopback ports for the duration of the run.

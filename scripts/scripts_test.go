@@ -8,18 +8,22 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
 func withPeers(t *testing.T, tmp string, args ...string) *exec.Cmd {
@@ -194,5 +198,233 @@ func TestWithPeersInterrupted(t *testing.T) {
 	if alive(child) {
 		t.Errorf("the command's child %d survived", child)
 		_ = syscall.Kill(child, syscall.SIGKILL)
+	}
+}
+
+// TestWithPeersServe: with --serve, Ctrl-C is a server's normal end: the command gets SIGTERM,
+// its own status (0 here) is the script's, and neither logs nor folders are left.
+func TestWithPeersServe(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := withPeers(t, tmp, "--serve", "bash", "-c", `trap 'echo STOPPING; exit 0' TERM; echo READY; sleep 120 & wait`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's foreground group
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // after a failure only
+	lines := scanLines(stdout)
+	waitFor(t, lines, "READY", 2*time.Minute, &stderr)
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil { // Ctrl-C
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("after Ctrl-C: %v, want exit 0; stderr:\n%s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "last lines of") || len(logDirs(t, tmp)) > 0 {
+		t.Errorf("peer logs printed or kept after a clean stop:\n%s", stderr.String())
+	}
+}
+
+// scanLines sends each line of r.
+func scanLines(r io.Reader) <-chan string {
+	ch := make(chan string, 100)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+	}()
+	return ch
+}
+
+// waitFor returns the rest of the first line starting with prefix.
+func waitFor(t *testing.T, lines <-chan string, prefix string, timeout time.Duration, stderr fmt.Stringer) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("output ended before %q; stderr:\n%s", prefix, stderr)
+			}
+			if rest, found := strings.CutPrefix(l, prefix); found {
+				return rest
+			}
+		case <-deadline:
+			t.Fatalf("no %q within %v; stderr:\n%s", prefix, timeout, stderr)
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// makeRun starts `make TARGET` as in a terminal (its own process group) with the runner on a
+// free port and dir, and returns it once the runner listens, with the runner's URL.
+func makeRun(t *testing.T, target, dir, tmp string) (*exec.Cmd, string, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command("make", "--no-print-directory", "-C", testenv.RepoRoot(), target,
+		"RUN_FLAGS=-addr 127.0.0.1:0 -data "+dir)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "CAPIF_KEEP_PEER_LOGS=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	url := waitFor(t, scanLines(stdout), "capif-local listening on ", 3*time.Minute, stderr)
+	return cmd, url, stderr
+}
+
+// stoppedCleanly checks that nothing of the run is left: the port closed, the store lock free,
+// no process of the group alive, the runner's own stop record logged.
+func stoppedCleanly(t *testing.T, cmd *exec.Cmd, url, dir string, stderr fmt.Stringer) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("make still runs 30s after the signal; stderr:\n%s", stderr)
+	}
+	if listening(url) {
+		t.Errorf("%s still accepts connections", url)
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, 0); err == nil {
+		t.Errorf("a process of make's group survived")
+	}
+	if !strings.Contains(stderr.String(), `"msg":"stopped"`) {
+		t.Errorf("the runner did not shut down gracefully; stderr:\n%s", stderr)
+	}
+	db, err := embedded.Open(filepath.Join(dir, "capif.db"))
+	if err != nil {
+		t.Errorf("the store is still locked: %v", err)
+		return
+	}
+	db.Close()
+}
+
+// TestMakeRunStops: `make run` stops cleanly on Ctrl-C and on SIGTERM to make (what `make run &`
+// then `kill %1` or `kill PID` do).
+func TestMakeRunStops(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		testenv.Unavailable(t, "make", "apt-get install -y make")
+	}
+	for _, tc := range []struct {
+		name  string
+		group bool
+		sig   syscall.Signal
+	}{
+		{"SIGTERM to make", false, syscall.SIGTERM},
+		{"Ctrl-C", true, syscall.SIGINT},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cmd, url, stderr := makeRun(t, "run", dir, t.TempDir())
+			pid := cmd.Process.Pid
+			if tc.group {
+				pid = -pid
+			}
+			if err := syscall.Kill(pid, tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			stoppedCleanly(t, cmd, url, dir, stderr)
+		})
+	}
+}
+
+// TestMakeRunAWSStops: `make run-aws` on Ctrl-C stops the runner and both peers, dumps no peer
+// logs, leaves no temporary folder and fails nothing; its runner logs no checksum WARN.
+func TestMakeRunAWSStops(t *testing.T) {
+	testenv.DynamoDBEndpoint(t)
+	dir, tmp := t.TempDir(), t.TempDir()
+	cmd, url, stderr := makeRun(t, "run-aws", dir, tmp)
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("make run-aws still runs 60s after Ctrl-C; stderr:\n%s", stderr)
+	}
+	out := stderr.String()
+	for _, bad := range []string{"last lines of", "peer logs kept", "command exited with status", "Error", "expected checksum"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("stderr has %q:\n%s", bad, out)
+		}
+	}
+	if !strings.Contains(out, `"msg":"stopped"`) {
+		t.Errorf("the runner did not shut down gracefully:\n%s", out)
+	}
+	if dirs := logDirs(t, tmp); len(dirs) > 0 {
+		t.Errorf("temporary folders left: %v", dirs)
+	}
+	if listening(url) {
+		t.Errorf("%s still accepts connections", url)
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, 0); err == nil {
+		t.Errorf("a process of make's group survived")
+	}
+}
+
+// TestWalkthroughFilesAreIgnored: every file README's walkthrough writes (tee FILE, > FILE) is
+// one git ignores, so following it leaves the clone clean.
+func TestWalkthroughFilesAreIgnored(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		testenv.Unavailable(t, "git", "apt-get install -y git")
+	}
+	root := testenv.RepoRoot()
+	if _, err := os.Stat(filepath.Join(root, ".git")); err != nil {
+		testenv.Unavailable(t, "a git checkout", "run from a clone")
+	}
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "## Walkthrough")
+	if !ok {
+		t.Fatal("README.md has no walkthrough")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	written := regexp.MustCompile(`(?:\btee|[^2&]>)\s+([^\s|;&)]+)`).FindAllStringSubmatch(section, -1)
+	if len(written) == 0 {
+		t.Fatal("the walkthrough writes no file: this test looks for tee FILE and > FILE")
+	}
+	for _, m := range written {
+		path := m[1]
+		if strings.HasPrefix(path, "/dev/") {
+			continue
+		}
+		cmd := exec.Command("git", "check-ignore", "-q", "--no-index", path)
+		cmd.Dir = root
+		if err := cmd.Run(); err != nil {
+			t.Errorf("the walkthrough writes %s, which git does not ignore (%v)", path, err)
+		}
 	}
 }

@@ -7,15 +7,23 @@
 # the script's. The peers' logs go to a temporary folder whose tails are printed when the command
 # fails (the folder is then kept; set CAPIF_KEEP_PEER_LOGS=1 to keep it always).
 #
-# Usage: scripts/with-peers.sh CMD [ARG...]
+# Usage: scripts/with-peers.sh [--serve] CMD [ARG...]
 #   e.g. scripts/with-peers.sh go test ./...
+# --serve: CMD is a server stopped with Ctrl-C or SIGTERM (make run-aws). An interrupt is then its
+# normal end: CMD gets SIGTERM, the script's exit code is CMD's own (0 after a clean stop) and the
+# peer logs go with the temporary folder unless CMD failed.
 # Installs the peers first when needed (scripts/tools.sh). Tunables (environment):
 #   PEERS_START_TIMEOUT   seconds to wait for each peer to answer (default 90)
 #   DYNAMODB_LOCAL_JAVA_OPTS  extra JVM options for DynamoDB Local (default -Xmx1g)
 set -euo pipefail
 
+SERVE=0
+if [[ ${1:-} == --serve ]]; then
+	SERVE=1
+	shift
+fi
 if [[ $# -eq 0 ]]; then
-	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 fi
 
@@ -35,20 +43,22 @@ KMS_PID=""
 CMD_PID=""  # the command, while it runs
 CMD_PGID="" # its process group: whatever it left running is stopped too
 RC=1
+STOPPED_RC=0 # the exit status stop_pid collected
 
 # stop_pid PID [GROUP]: TERM, then KILL after 5 s. With GROUP, PID leads a process group and the
 # whole group is signalled, so the command's own children (test binaries, servers) go too.
 stop_pid() {
-	local pid=$1 target=$1
+	local pid=$1 target=$1 tries=${3:-50}
+	STOPPED_RC=0
 	[[ -n $pid ]] || return 0
 	[[ ${2:-} == group ]] && target=-$pid
 	kill -TERM -- "$target" 2>/dev/null || return 0
-	for _ in $(seq 50); do
+	for _ in $(seq "$tries"); do
 		kill -0 -- "$target" 2>/dev/null || break
 		sleep 0.1
 	done
 	kill -KILL -- "$target" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || STOPPED_RC=$? # (set -e: a nonzero status must not end the script)
 }
 
 print_tails() {
@@ -78,7 +88,19 @@ cleanup() {
 
 on_signal() {
 	RC=$1
-	log "interrupted; stopping the command and the peers"
+	if [[ $SERVE == 1 ]]; then
+		# A server's normal end: its own status after SIGTERM is the result (it gets the 20 s a
+		# graceful shutdown may take).
+		log "stopping the command and the peers"
+		RC=0
+		if [[ -n $CMD_PID ]]; then
+			stop_pid "$CMD_PGID" group 250
+			RC=$STOPPED_RC
+			CMD_PGID=""
+		fi
+	else
+		log "interrupted; stopping the command and the peers"
+	fi
 	cleanup
 	exit "$RC"
 }

@@ -2,13 +2,17 @@
 // CAPIF core, in DynamoDB or in the local runner's embedded store, with the same JSON the local
 // runner imports.
 //
-//	capif-admin [flags] import -f registry.json
-//	capif-admin [flags] remove-invoker ID     (its security context goes too)
-//	capif-admin [flags] remove-aef ID         (refused while it still publishes APIs)
-//	capif-admin [flags] remove-api ID         (revoked from every context, with notifications)
+//	capif-admin -store embedded -data DIR COMMAND ...   the local runner's store (runner stopped)
+//	capif-admin -stack NAME COMMAND ...                  the DynamoDB tables of a deployed stack
+//	capif-admin help [COMMAND]                           the commands, or one command's flags
+//
+// It never touches a store it was not told to: there is no default back end. The commands that
+// write print what they will touch (data directory, or region, endpoint override, tables and
+// account) before they do, and take -dry-run. Commands are entries of the commands table.
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -17,7 +21,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/security"
@@ -33,32 +45,278 @@ func main() {
 	}
 }
 
+// command is one subcommand. Adding one is adding one entry to commands.
+type command struct {
+	name     string
+	operands string // after the name in usage, e.g. "ID"
+	summary  string
+	// store: needs an explicit back end. writes: prints what it will touch first, takes -dry-run.
+	store, writes bool
+	// define declares the command's own flags (beside the back-end ones) and returns what runs
+	// once they are parsed.
+	define func(fs *flag.FlagSet) func(ctx context.Context, s *session) error
+}
+
+// session is what a command runs with.
+type session struct {
+	cfg            settings.Config
+	operands       []string
+	dryRun         bool
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+	awsCfg         *aws.Config
+	app            *app.App
+}
+
+// service opens the back end (once) and returns the service on it.
+func (s *session) service(ctx context.Context) (*security.Service, error) {
+	if s.app == nil {
+		a, err := app.Open(ctx, app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.awsCfg})
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("another process holds the data directory %s (a running capif-local or capif-admin?): stop it, then retry: %w", s.cfg.DataDir, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.app = a
+	}
+	return s.app.Service, nil
+}
+
+var commands = []command{
+	{name: "import", operands: "-f FILE", summary: "upsert a registry document (JSON, - for standard input), with progress on large files",
+		store: true, writes: true, define: defineImport},
+	{name: "remove-invoker", operands: "ID", summary: "offboard an API invoker: its registry record and its security context",
+		store: true, writes: true, define: removeCommand("remove-invoker", func(ctx context.Context, svc *security.Service, id string) (string, error) {
+			return "", svc.RemoveInvoker(ctx, id)
+		})},
+	{name: "remove-aef", operands: "ID", summary: "delete an AEF (refused while it still publishes APIs)",
+		store: true, writes: true, define: removeCommand("remove-aef", func(ctx context.Context, svc *security.Service, id string) (string, error) {
+			return "", svc.RemoveAEF(ctx, id)
+		})},
+	{name: "remove-api", operands: "ID", summary: "withdraw a published API: revoked from every security context, with notifications",
+		store: true, writes: true, define: removeCommand("remove-api", func(ctx context.Context, svc *security.Service, id string) (string, error) {
+			n, err := svc.RemoveAPI(ctx, id)
+			return fmt.Sprintf("revoked %s from %d security contexts\n", id, n), err
+		})},
+}
+
+const backEndHelp = `Every command that touches a store needs its back end named (there is no default):
+  -store embedded -data DIR   the local runner's embedded store (stop the runner first: it locks the file)
+  -stack NAME                 DynamoDB: the tables of the SAM stack NAME (NAME-contexts, NAME-registry, NAME-outbox)
+  -table-prefix PREFIX        DynamoDB: tables PREFIXcontexts, PREFIXregistry, PREFIXoutbox
+                              (or all of CAPIF_CONTEXTS_TABLE, CAPIF_REGISTRY_TABLE, CAPIF_OUTBOX_TABLE)
+DynamoDB uses the standard AWS configuration (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB, ...).
+Flags go before or after the command name.`
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: capif-admin [flags] COMMAND [command flags] [operands]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-26s %s\n", c.name+" "+c.operands, c.summary)
+	}
+	fmt.Fprintf(&b, "  %-26s %s\n\n%s\n\nflags:", "help [COMMAND]", "this text, or a command's flags", backEndHelp)
+	return b.String()
+}
+
+func lookup(name string) (command, error) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, nil
+		}
+	}
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
+	}
+	return command{}, fmt.Errorf("unknown command %q (%s, or help)", name, strings.Join(names, ", "))
+}
+
 func mainErr(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := settings.Load(settings.Admin, args, getenv, settings.Options{Name: "capif-admin", Output: stderr,
-		Usage: "usage: capif-admin [flags] import -f FILE | remove-invoker ID | remove-aef ID | remove-api ID"})
-	if err != nil {
-		return err
+	err := dispatch(ctx, args, getenv, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // asked for: the usage went to stdout
 	}
-	if len(rest) == 0 {
-		return errors.New("no command (import, remove-invoker, remove-aef or remove-api)")
-	}
-	cfg.Signer = settings.SignerNone // no token is ever issued here
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	cfg.LogWarnings(logger)
-	a, err := app.Open(ctx, app.Config{Settings: cfg, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	svc := a.Service
-	cmd, operands := rest[0], rest[1:]
-	switch cmd {
-	case "import":
-		ifs := flag.NewFlagSet("import", flag.ContinueOnError)
-		ifs.SetOutput(stderr)
-		file := ifs.String("f", "", "registry JSON file (- for standard input)")
-		if err := ifs.Parse(operands); err != nil {
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	name, rest := splitCommand(args)
+	if name == "help" {
+		name, rest = splitCommand(rest)
+		if name == "" {
+			return load(command{}, append(rest, "-h"), getenv, stdout, stderr, nil)
+		}
+		c, err := lookup(name)
+		if err != nil {
 			return err
+		}
+		return load(c, append(rest, "-h"), getenv, stdout, stderr, nil)
+	}
+	if name == "" {
+		if err := load(command{}, args, getenv, stdout, stderr, nil); err != nil {
+			return err
+		}
+		return fmt.Errorf("no command (see capif-admin help)")
+	}
+	c, err := lookup(name)
+	if err != nil {
+		return err
+	}
+	return load(c, rest, getenv, stdout, stderr, func(cfg settings.Config, operands []string, dryRun bool, run func(context.Context, *session) error) error {
+		cfg.Signer = settings.SignerNone // no token is ever issued here
+		logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+		cfg.LogWarnings(logger)
+		s := &session{cfg: cfg, operands: operands, dryRun: dryRun, stdout: stdout, stderr: stderr, logger: logger}
+		defer func() {
+			if s.app != nil {
+				_ = s.app.Close()
+			}
+		}()
+		if c.store {
+			if err := requireBackEnd(c, cfg); err != nil {
+				return err
+			}
+			if cfg.Store == settings.StoreDynamoDB {
+				awsCfg, err := app.LoadAWSConfig(ctx, logger, nil)
+				if err != nil {
+					return err
+				}
+				s.awsCfg = &awsCfg
+			}
+		}
+		if c.writes {
+			describeTarget(ctx, c.name, s)
+		}
+		return run(ctx, s)
+	})
+}
+
+// load parses the settings and c's flags from args; -h prints the usage to stdout and returns
+// flag.ErrHelp. then runs with the result (nil: parse only).
+func load(c command, args []string, getenv func(string) string, stdout, stderr io.Writer,
+	then func(cfg settings.Config, operands []string, dryRun bool, run func(context.Context, *session) error) error) error {
+	var run func(context.Context, *session) error
+	var dryRun *bool
+	text := usage()
+	name := "capif-admin"
+	if c.name != "" {
+		name += " " + c.name
+		text = fmt.Sprintf("usage: capif-admin [flags] %s %s\n\n%s.\n\n%s\n\nflags:", c.name, c.operands, c.summary, backEndHelp)
+	}
+	var out bytes.Buffer
+	cfg, operands, err := settings.Load(settings.Admin, args, getenv, settings.Options{Name: name, Output: &out, Usage: text,
+		Flags: func(fs *flag.FlagSet) {
+			if c.writes {
+				dryRun = fs.Bool("dry-run", false, "check the input and print what would be touched; open nothing, write nothing")
+			}
+			if c.define != nil {
+				run = c.define(fs)
+			}
+		}})
+	if errors.Is(err, flag.ErrHelp) {
+		_, _ = stdout.Write(out.Bytes())
+		return err
+	}
+	_, _ = stderr.Write(out.Bytes())
+	if err != nil || then == nil {
+		return err
+	}
+	return then(cfg, operands, dryRun != nil && *dryRun, run)
+}
+
+// splitCommand finds the command name among args (flags may come before and after it): the
+// first operand that is not the value of a flag. A flag takes a value unless it is a boolean
+// one of the settings, -h or -help, or is written -name=value.
+func splitCommand(args []string) (string, []string) {
+	boolean := map[string]bool{"h": true, "help": true, "dry-run": true}
+	for _, s := range settings.Table {
+		if s.For&settings.Admin != 0 && s.Bool {
+			boolean[s.Flag] = true
+		}
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			if i+1 < len(args) {
+				return args[i+1], append(args[:i:i], args[i+2:]...)
+			}
+			return "", args
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			return a, append(args[:i:i], args[i+1:]...)
+		}
+		flagName := strings.TrimLeft(a, "-")
+		if !strings.Contains(flagName, "=") && !boolean[flagName] {
+			i++ // its value
+		}
+	}
+	return "", args
+}
+
+func requireBackEnd(c command, cfg settings.Config) error {
+	if cfg.Store == "" {
+		return fmt.Errorf("%s: no back end named; capif-admin touches only the store it is told to:\n%s", c.name, backEndHelp)
+	}
+	return nil
+}
+
+// describeTarget prints what a writing command is about to touch.
+func describeTarget(ctx context.Context, name string, s *session) {
+	w := s.stdout
+	mode := ""
+	if s.dryRun {
+		mode = " (dry run: nothing is opened or written)"
+	}
+	switch s.cfg.Store {
+	case settings.StoreEmbedded:
+		dir, err := filepath.Abs(s.cfg.DataDir)
+		if err != nil {
+			dir = s.cfg.DataDir
+		}
+		fmt.Fprintf(w, "%s on the embedded store in %s%s\n", name, dir, mode)
+	case settings.StoreDynamoDB:
+		fmt.Fprintf(w, "%s on DynamoDB%s\n", name, mode)
+		opts := awsddb.NewFromConfig(*s.awsCfg).Options()
+		region := opts.Region
+		if region == "" {
+			region = "(none configured)"
+		}
+		fmt.Fprintf(w, "  region    %s\n", region)
+		if opts.BaseEndpoint != nil {
+			fmt.Fprintf(w, "  endpoint  %s (override)\n", *opts.BaseEndpoint)
+		}
+		t := s.cfg.Tables
+		fmt.Fprintf(w, "  tables    %s, %s, %s\n", t.Contexts, t.Registry, t.Outbox)
+		// The account is named only when STS answers; an endpoint override is a local peer,
+		// whose "account" would mean nothing.
+		if opts.BaseEndpoint == nil {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if account, err := callerAccount(actx, *s.awsCfg); err == nil && account != "" {
+				fmt.Fprintf(w, "  account   %s\n", account)
+			}
+		}
+	}
+}
+
+// callerAccount asks STS which account the credentials belong to (tests replace it).
+var callerAccount = func(ctx context.Context, cfg aws.Config) (string, error) {
+	out, err := sts.NewFromConfig(cfg, func(o *sts.Options) { o.RetryMaxAttempts = 1 }).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.Account), nil
+}
+
+// importBatch is how many records one progress step imports: each batch is one registry change.
+const importBatch = 100
+
+func defineImport(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	file := fs.String("f", "", "registry JSON file (- for standard input)")
+	return func(ctx context.Context, s *session) error {
+		if len(s.operands) > 0 {
+			return fmt.Errorf("import: unexpected arguments: %s", strings.Join(s.operands, " "))
 		}
 		if *file == "" {
 			return errors.New("import: -f FILE is required")
@@ -67,35 +325,99 @@ func mainErr(ctx context.Context, args []string, getenv func(string) string, std
 		if err != nil {
 			return err
 		}
-		if err := svc.ImportRegistry(ctx, doc); err != nil {
+		// The whole document is checked before anything is written.
+		if err := doc.Validate(); err != nil {
+			return fmt.Errorf("registry %s: %w", *file, err)
+		}
+		counts := fmt.Sprintf("%d API invokers, %d AEFs, %d service APIs", len(doc.APIInvokers), len(doc.AEFs), len(doc.ServiceAPIs))
+		if s.dryRun {
+			fmt.Fprintf(s.stdout, "dry run: %s holds %s and is valid; nothing written\n", *file, counts)
+			return nil
+		}
+		svc, err := s.service(ctx)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "imported %d API invokers, %d AEFs, %d service APIs\n", len(doc.APIInvokers), len(doc.AEFs), len(doc.ServiceAPIs))
-		return nil
-	case "remove-invoker", "remove-aef", "remove-api":
-		if len(operands) != 1 || operands[0] == "" {
-			return fmt.Errorf("%s takes exactly one id", cmd)
+		start := time.Now()
+		batches := importBatches(doc)
+		total, done := 0, 0
+		for _, b := range batches {
+			total += b.records
 		}
-		id := operands[0]
-		switch cmd {
-		case "remove-invoker":
-			err = svc.RemoveInvoker(ctx, id)
-		case "remove-aef":
-			err = svc.RemoveAEF(ctx, id)
-		case "remove-api":
-			var n int
-			n, err = svc.RemoveAPI(ctx, id)
-			if err == nil {
-				fmt.Fprintf(stdout, "revoked %s from %d security contexts\n", id, n)
+		for _, b := range batches {
+			if err := svc.ImportRegistry(ctx, b.doc); err != nil {
+				return fmt.Errorf("import stopped after %d of %d records (an import is an upsert: run it again once fixed): %w", done, total, err)
+			}
+			done += b.records
+			if len(batches) > 1 {
+				fmt.Fprintf(s.stderr, "import: %d/%d records (%d%%), %s\n", done, total, done*100/total, time.Since(start).Round(time.Millisecond))
 			}
 		}
-		if errors.Is(err, security.ErrNotFound) {
-			return fmt.Errorf("%s %q: %w", cmd, id, err)
-		}
-		if err == nil {
-			fmt.Fprintf(stdout, "%s %s: done\n", cmd, id)
-		}
-		return err
+		fmt.Fprintf(s.stdout, "imported %s from %s in %s\n", counts, *file, time.Since(start).Round(time.Millisecond))
+		return nil
 	}
-	return fmt.Errorf("unknown command %q (import, remove-invoker, remove-aef or remove-api)", cmd)
+}
+
+type batch struct {
+	doc     security.RegistryDoc
+	records int
+}
+
+// importBatches cuts a validated document into batches of at most importBatch records, in the
+// order an import needs them: invokers, AEFs, then APIs, each API batch listing the AEFs its
+// profiles name again (an unchanged upsert) so it validates on its own.
+func importBatches(doc security.RegistryDoc) []batch {
+	var out []batch
+	for i := 0; i < len(doc.APIInvokers); i += importBatch {
+		part := doc.APIInvokers[i:min(i+importBatch, len(doc.APIInvokers))]
+		out = append(out, batch{security.RegistryDoc{APIInvokers: part}, len(part)})
+	}
+	for i := 0; i < len(doc.AEFs); i += importBatch {
+		part := doc.AEFs[i:min(i+importBatch, len(doc.AEFs))]
+		out = append(out, batch{security.RegistryDoc{AEFs: part}, len(part)})
+	}
+	for i := 0; i < len(doc.ServiceAPIs); i += importBatch {
+		part := doc.ServiceAPIs[i:min(i+importBatch, len(doc.ServiceAPIs))]
+		seen := map[string]bool{}
+		var aefs []security.AEFRecord
+		for _, d := range part {
+			for _, p := range d.AefProfiles {
+				if !seen[p.AefID] {
+					seen[p.AefID] = true
+					aefs = append(aefs, security.AEFRecord{AefID: p.AefID})
+				}
+			}
+		}
+		out = append(out, batch{security.RegistryDoc{AEFs: aefs, ServiceAPIs: part}, len(part)})
+	}
+	return out
+}
+
+// removeCommand is a command that removes one registry entry by id.
+func removeCommand(name string, remove func(ctx context.Context, svc *security.Service, id string) (string, error)) func(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	return func(*flag.FlagSet) func(ctx context.Context, s *session) error {
+		return func(ctx context.Context, s *session) error {
+			if len(s.operands) != 1 || s.operands[0] == "" {
+				return fmt.Errorf("%s takes exactly one id", name)
+			}
+			id := s.operands[0]
+			if s.dryRun {
+				fmt.Fprintf(s.stdout, "dry run: would %s %s; nothing written\n", name, id)
+				return nil
+			}
+			svc, err := s.service(ctx)
+			if err != nil {
+				return err
+			}
+			msg, err := remove(ctx, svc, id)
+			if errors.Is(err, security.ErrNotFound) {
+				return fmt.Errorf("%s %q: %w", name, id, err)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.stdout, "%s%s %s: done\n", msg, name, id)
+			return nil
+		}
+	}
 }

@@ -5,12 +5,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
 // admin runs the command against an embedded store in dir.
@@ -84,5 +92,209 @@ func TestAdminRejectsInvalidRegistry(t *testing.T) {
 	}
 	if _, err := admin(t, dir, "import", "-f", bad); err == nil || !strings.Contains(err.Error(), "both an API invoker and an AEF") {
 		t.Fatalf("error %v, want the role clash named", err)
+	}
+}
+
+// adminIO runs the command with env and returns stdout and stderr apart.
+func adminIO(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err = mainErr(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// No command that touches a store runs without being told which one: nothing is created in the
+// working directory and no AWS call is made.
+func TestAdminNeedsABackEnd(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	example := filepath.Join(testenv.RepoRoot(), "examples", "registry.json")
+	for _, c := range commands {
+		if !c.store {
+			continue
+		}
+		args := []string{c.name, "x"}
+		if c.name == "import" {
+			args = []string{c.name, "-f", example}
+		}
+		_, _, err := adminIO(t, nil, args...)
+		if err == nil || !strings.Contains(err.Error(), "no back end named") || !strings.Contains(err.Error(), "-stack NAME") {
+			t.Errorf("%v: error %v, want the back-end flags named", args, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the working directory gained %v", entries)
+	}
+}
+
+func TestAdminHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"-h"}, []string{"import -f FILE", "remove-invoker ID", "remove-aef ID", "remove-api ID", "help [COMMAND]", "-stack", "-store embedded -data DIR"}},
+		{[]string{"help"}, []string{"remove-api ID", "-table-prefix"}},
+		{[]string{"help", "import"}, []string{"capif-admin [flags] import -f FILE", "-f string", "-dry-run", "-stack"}},
+		{[]string{"import", "-h"}, []string{"capif-admin [flags] import -f FILE", "-dry-run"}},
+		{[]string{"-store", "embedded", "help", "remove-api"}, []string{"remove-api ID", "notifications", "-dry-run"}},
+	} {
+		out, _, err := adminIO(t, nil, tc.args...)
+		if err != nil {
+			t.Errorf("%q: %v (help is not an error)", tc.args, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%q: output lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+	if _, _, err := adminIO(t, nil, "help", "frobnicate"); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Errorf("help frobnicate: %v", err)
+	}
+	if _, _, err := adminIO(t, nil); err == nil || !strings.Contains(err.Error(), "no command") {
+		t.Errorf("no command: %v", err)
+	}
+}
+
+// -dry-run checks the input and prints the target, and opens nothing.
+func TestAdminDryRunEmbedded(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	example := filepath.Join(testenv.RepoRoot(), "examples", "registry.json")
+	env := map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": data}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"import", "-dry-run", "-f", example}, "holds 2 API invokers, 2 AEFs, 3 service APIs and is valid; nothing written"},
+		{[]string{"remove-invoker", "-dry-run", "invoker-1"}, "would remove-invoker invoker-1"},
+		{[]string{"-dry-run", "remove-api", "api-location"}, "would remove-api api-location"},
+	} {
+		out, _, err := adminIO(t, env, tc.args...)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if !strings.Contains(out, "on the embedded store in "+data+" (dry run") || !strings.Contains(out, tc.want) {
+			t.Errorf("%q: output %q, want the data dir and %q", tc.args, out, tc.want)
+		}
+	}
+	// Back-end flags after the command name work too.
+	out, _, err := adminIO(t, nil, "remove-aef", "-store", "embedded", "-data", data, "-dry-run", "aef-1")
+	if err != nil || !strings.Contains(out, "would remove-aef aef-1") {
+		t.Errorf("flags after the command: %q, %v", out, err)
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dry run created %s (%v)", data, err)
+	}
+	// A dry run still refuses a bad document.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"aefs": [{"aefId": "a", "aefName": "x"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := adminIO(t, env, "import", "-dry-run", "-f", bad); err == nil || !strings.Contains(err.Error(), `1:26: aefs[0].aefName: unknown member`) {
+		t.Errorf("bad document: %v", err)
+	}
+}
+
+// The DynamoDB target: region, endpoint override, the stack's tables, and the account only when
+// STS answers (never asked for a local endpoint override).
+func TestAdminDryRunDynamoDBTarget(t *testing.T) {
+	t.Setenv("AWS_REGION", "eu-west-3")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_ENDPOINT_URL", "")
+	asked := 0
+	account, accountErr := "", error(nil)
+	old := callerAccount
+	t.Cleanup(func() { callerAccount = old })
+	callerAccount = func(context.Context, aws.Config) (string, error) { asked++; return account, accountErr }
+
+	tables := "  tables    prod-contexts, prod-registry, prod-outbox\n"
+	for _, tc := range []struct {
+		name, endpoint, account string
+		accountErr              error
+		want, notWant           []string
+		wantAsked               int
+	}{
+		{"local override", "http://127.0.0.1:8000", "", nil,
+			[]string{"remove-invoker on DynamoDB (dry run", "  region    eu-west-3\n", "  endpoint  http://127.0.0.1:8000 (override)\n", tables}, []string{"account"}, 0},
+		{"STS answers", "", "123456789012", nil, []string{"  region    eu-west-3\n", tables, "  account   123456789012\n"}, []string{"endpoint"}, 1},
+		{"STS does not answer", "", "", errors.New("no credentials"), []string{tables}, []string{"account", "endpoint"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", tc.endpoint)
+			asked, account, accountErr = 0, tc.account, tc.accountErr
+			out, _, err := adminIO(t, nil, "-stack", "prod", "remove-invoker", "-dry-run", "invoker-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(out, w) {
+					t.Errorf("output has %q:\n%s", w, out)
+				}
+			}
+			if asked != tc.wantAsked {
+				t.Errorf("STS asked %d times, want %d", asked, tc.wantAsked)
+			}
+		})
+	}
+}
+
+// A large import shows its progress and a summary, and every record arrives.
+func TestAdminImportProgress(t *testing.T) {
+	dir := t.TempDir()
+	var doc security.RegistryDoc
+	for i := range 250 {
+		doc.APIInvokers = append(doc.APIInvokers, security.InvokerRecord{APIInvokerID: fmt.Sprintf("inv-%d", i)})
+	}
+	for i := range 150 {
+		doc.AEFs = append(doc.AEFs, security.AEFRecord{AefID: fmt.Sprintf("aef-%d", i)})
+	}
+	for i := range 120 {
+		doc.ServiceAPIs = append(doc.ServiceAPIs, capif.ServiceAPIDescription{APIName: fmt.Sprintf("api%d", i), APIID: fmt.Sprintf("api-%d", i),
+			AefProfiles: []capif.AefProfile{{AefID: fmt.Sprintf("aef-%d", i%150), DomainName: fmt.Sprintf("aef%d.example.com", i)}}})
+	}
+	b, _ := json.Marshal(doc)
+	file := filepath.Join(dir, "large.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": dir}
+	out, errOut, err := adminIO(t, env, "import", "-f", file)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	for _, w := range []string{"import: 100/520 records (19%)", "import: 400/520 records (76%)", "import: 520/520 records (100%)"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("progress lacks %q:\n%s", w, errOut)
+		}
+	}
+	if !strings.Contains(out, "imported 250 API invokers, 150 AEFs, 120 service APIs from "+file) {
+		t.Errorf("summary: %q", out)
+	}
+	// The last records of each kind are there.
+	for _, args := range [][]string{{"remove-api", "api-119"}, {"remove-invoker", "inv-249"}, {"remove-aef", "aef-149"}} {
+		if _, _, err := adminIO(t, env, args...); err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}
+
+// A data directory held by another process is named as such.
+func TestAdminLockedDataDir(t *testing.T) {
+	dir := t.TempDir()
+	db, err := embedded.Open(filepath.Join(dir, "capif.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, _, err = adminIO(t, map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": dir}, "remove-invoker", "x")
+	if err == nil || !strings.Contains(err.Error(), "another process holds the data directory "+dir) {
+		t.Errorf("error %v, want the lock holder named", err)
 	}
 }

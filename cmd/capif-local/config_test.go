@@ -241,6 +241,9 @@ func TestMainServes(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(logs.String(), `"msg":"registry imported","file":"../../examples/registry.json","apiInvokers":2,"aefs":2,"serviceApis":3`) {
+		t.Errorf("no import summary in the log:\n%s", logs)
+	}
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no stop record in the log:\n%s", logs)
 	}

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
@@ -34,12 +36,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := mainErr(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := mainErr(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "capif-local:", err)
 		os.Exit(1)
 	}
 }
 
+// mainErr is the command: serve, or the cert subcommand. -h is flag.ErrHelp (exit 0).
 func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "cert" {
 		return certCommand(args[1:], settings.Getenv, stdout, stderr)
@@ -48,17 +51,33 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	var handler slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	if cfg.Store == settings.StoreDynamoDB && localDynamoDB(ctx) {
+		handler = quietLocalChecksum{handler}
+	}
+	logger := slog.New(handler)
 	cfg.LogWarnings(logger)
-	return run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
+	err = run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("another process holds the data directory %s (capif-local already running, or capif-admin on it?): stop it, or use another -data: %w", cfg.DataDir, err)
+	}
+	return err
 }
+
+const usage = `usage:
+  capif-local [flags]                serve the CAPIF_Security_API over HTTPS (make run)
+  capif-local cert -id ID [flags]    mint a development client certificate for a registry id
+                                     (capif-local cert -h for its flags)
+Stop the server with Ctrl-C or SIGTERM: in-flight requests finish, the store closes cleanly.
+
+flags (each also read from the environment variable in brackets):`
 
 // config is the runner's configuration: the settings of settings.Runner.
 type config = settings.Config
 
 // parseConfig reads the runner's settings: flags over the environment over the defaults.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	c, rest, err := settings.Load(settings.Runner, args, getenv, settings.Options{Name: "capif-local", Output: stderr})
+	c, rest, err := settings.Load(settings.Runner, args, getenv, settings.Options{Name: "capif-local", Output: stderr, Usage: usage})
 	if err == nil && len(rest) > 0 {
 		err = fmt.Errorf("unexpected arguments: %s", strings.Join(rest, " "))
 	}
@@ -102,7 +121,7 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	}
 	defer a.Close()
 	if c.Registry != "" {
-		if err := importRegistry(ctx, a.Service, c.Registry); err != nil {
+		if err := importRegistry(ctx, a.Service, c.Registry, logger); err != nil {
 			return err
 		}
 	}
@@ -182,7 +201,10 @@ func loadServerCert(c config, ca *devpki.CA, addr string) (tls.Certificate, erro
 	return issued.TLS, nil
 }
 
-func importRegistry(ctx context.Context, svc *security.Service, path string) error {
+// importRegistry upserts the -registry file and logs what it held, so the start-up log says
+// which registry the runner serves.
+func importRegistry(ctx context.Context, svc *security.Service, path string, logger *slog.Logger) error {
+	start := time.Now()
 	doc, err := app.ReadRegistry(path)
 	if err != nil {
 		return err
@@ -190,6 +212,8 @@ func importRegistry(ctx context.Context, svc *security.Service, path string) err
 	if err := svc.ImportRegistry(ctx, doc); err != nil {
 		return fmt.Errorf("registry %s: %w", path, err)
 	}
+	logger.Info("registry imported", slog.String("file", path), slog.Int("apiInvokers", len(doc.APIInvokers)),
+		slog.Int("aefs", len(doc.AEFs)), slog.Int("serviceApis", len(doc.ServiceAPIs)), slog.Duration("took", time.Since(start)))
 	return nil
 }
 
@@ -198,11 +222,13 @@ func importRegistry(ctx context.Context, svc *security.Service, path string) err
 func certCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var id, out *string
 	var validity *time.Duration
-	c, rest, err := settings.Load(settings.Cert, args, getenv, settings.Options{Name: "capif-local cert", Output: stderr, Flags: func(fs *flag.FlagSet) {
-		id = fs.String("id", "", "the registry id (apiInvokerId or aefId) to put in the Subject CN")
-		out = fs.String("out", "", "output directory (default DATA/clients)")
-		validity = fs.Duration("valid-for", 90*24*time.Hour, "validity period")
-	}})
+	c, rest, err := settings.Load(settings.Cert, args, getenv, settings.Options{Name: "capif-local cert", Output: stderr,
+		Usage: "usage: capif-local cert -id ID [flags]\n\nMints a client certificate whose Subject CN is ID, signed by the development CA of the data directory.\n\nflags:",
+		Flags: func(fs *flag.FlagSet) {
+			id = fs.String("id", "", "the registry id (apiInvokerId or aefId) to put in the Subject CN")
+			out = fs.String("out", "", "output directory (default DATA/clients)")
+			validity = fs.Duration("valid-for", 90*24*time.Hour, "validity period")
+		}})
 	if err != nil {
 		return err
 	}
@@ -229,10 +255,11 @@ func certCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 	}
 	name := strings.NewReplacer("/", "_", " ", "_", "%", "_").Replace(*id)
 	certPath, keyPath := filepath.Join(*out, name+".pem"), filepath.Join(*out, name+"-key.pem")
-	if err := os.WriteFile(keyPath, issued.KeyPEM, 0o600); err != nil {
+	// Atomic writes: a concurrent cert for the same id leaves one complete pair's files.
+	if err := devpki.WriteFile(keyPath, issued.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(certPath, issued.CertPEM, 0o644); err != nil {
+	if err := devpki.WriteFile(certPath, issued.CertPEM, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "certificate %s\nkey         %s\nCA          %s\n", certPath, keyPath, filepath.Join(*dataDir, devpki.CAFile))

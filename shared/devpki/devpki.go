@@ -35,31 +35,122 @@ const (
 
 // LoadOrCreateCA reads DIR/ca.pem and DIR/ca-key.pem, creating them (key 0600) when absent, so a
 // restart keeps every issued certificate valid.
+//
+// It is safe for concurrent use by any number of processes on one directory (a runner starting
+// while `capif-local cert` runs): the CA is created under an exclusive lock on DIR/ca.lock, the
+// key is written to a temporary file and renamed into place, then the certificate is linked into
+// place (an exclusive create), so a reader sees either no CA or a complete one, and every caller
+// gets the same CA.
 func LoadOrCreateCA(dir string) (*CA, error) {
-	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile)
-	certPEM, err1 := os.ReadFile(certPath)
-	keyPEM, err2 := os.ReadFile(keyPath)
-	if err1 == nil && err2 == nil {
-		return ParseCA(certPEM, keyPEM)
+	if ca, err := loadCA(dir); ca != nil || err != nil {
+		return ca, err
 	}
-	if !errors.Is(err1, os.ErrNotExist) && err1 != nil {
-		return nil, err1
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("devpki: %w", err)
+	}
+	unlock, err := lockFile(filepath.Join(dir, lockName))
+	if err != nil {
+		return nil, fmt.Errorf("devpki: locking %s: %w", dir, err)
+	}
+	defer unlock()
+	// Another process may have created it while this one waited for the lock.
+	if ca, err := loadCA(dir); ca != nil || err != nil {
+		return ca, err
 	}
 	ca, err := NewCA("CAPIF local development CA")
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(ca.Key)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	// The key first: a certificate on disk always has its key beside it. A key without a
+	// certificate (a crash in between) signed nothing and is replaced here.
+	if err := WriteFile(filepath.Join(dir, CAKeyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return nil, err
 	}
-	return ca, os.WriteFile(certPath, ca.PEM, 0o644)
+	if err := createFile(filepath.Join(dir, CAFile), ca.PEM, 0o644); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// lockName is the lock file of CA creation inside a data directory.
+const lockName = "ca.lock"
+
+// loadCA returns the CA of dir, or nil and no error when dir has no certificate yet.
+func loadCA(dir string) (*CA, error) {
+	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile)
+	certPEM, err := os.ReadFile(certPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("devpki: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("devpki: %s has no key beside it (%s is missing): remove %s to start a new development CA", certPath, CAKeyFile, certPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("devpki: %w", err)
+	}
+	ca, err := ParseCA(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("devpki: the development CA in %s is unusable (remove %s and %s to start a new one): %w", dir, CAFile, CAKeyFile, err)
+	}
+	return ca, nil
+}
+
+// WriteFile writes data to path atomically: a temporary file in the same directory, synced,
+// then renamed over path, so a reader never sees a partial file.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	tmp, err := writeTemp(path, data, perm)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("devpki: %w", err)
+	}
+	return nil
+}
+
+// createFile is WriteFile that refuses an existing path (a hard link is an exclusive create of
+// complete content).
+func createFile(path string, data []byte, perm os.FileMode) error {
+	tmp, err := writeTemp(path, data, perm)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		return fmt.Errorf("devpki: %w", err)
+	}
+	return nil
+}
+
+func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("devpki: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("devpki: writing %s: %w", path, err)
+	}
+	return f.Name(), nil
 }
 
 // ParseCA reads a CA from PEM.
@@ -76,6 +167,9 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	key, err := x509.ParseECPrivateKey(kb.Bytes)
 	if err != nil {
 		return nil, err
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, errors.New("devpki: the CA key does not match the CA certificate")
 	}
 	return &CA{Cert: cert, Key: key, PEM: certPEM}, nil
 }

@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -66,7 +67,8 @@ type Config struct {
 	Issuer                     string
 	TokenTTL                   time.Duration
 	AllowLoopbackNotifications bool
-	Store                      string
+	Store                      string // "" only for capif-admin: no back end named
+	Stack                      string // capif-admin: the SAM stack whose tables to use
 	Signer                     string
 	KMSKeyIDs                  []string // signing keys, active first
 	// Tables are the DynamoDB table names, resolved from the prefix and explicit names.
@@ -85,6 +87,8 @@ type Config struct {
 
 	tablePrefix     string
 	prefixFromFlag  bool
+	prefixSet       bool
+	stackFromFlag   bool
 	contexts, reg   string
 	outbox          string
 	tlsPairSet      [2]bool
@@ -126,7 +130,7 @@ var Removed = map[string]string{
 var Table = []Setting{
 	{Env: "CAPIF_ADDR", Flag: "addr", Default: "127.0.0.1:8443", For: Runner,
 		Doc: "HTTPS listen address (client certificates requested, not required)", parse: str(func(c *Config) *string { return &c.Addr })},
-	{Env: "CAPIF_DATA", Flag: "data", Default: ".capif-local", Defaults: map[Command]string{Function: "", Worker: ""}, For: Runner | Cert | Admin | Function | Worker,
+	{Env: "CAPIF_DATA", Flag: "data", Default: ".capif-local", Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Cert | Admin | Function | Worker,
 		Doc: "data directory: embedded store, dev CA, server certificate, signing key", parse: str(func(c *Config) *string { return &c.DataDir })},
 	{Env: "CAPIF_REGISTRY", Flag: "registry", For: Runner,
 		Doc: "registry JSON imported (upserted) at start", parse: str(func(c *Config) *string { return &c.Registry })},
@@ -144,13 +148,27 @@ var Table = []Setting{
 		Doc: "access token lifetime (expires_in), a Go duration", parse: duration(func(c *Config) *time.Duration { return &c.TokenTTL }, false)},
 	{Env: "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", Flag: "allow-loopback-notifications", Default: "false", Defaults: map[Command]string{Runner: "true"}, For: Runner | Admin | Function | Worker, Bool: true,
 		Doc: "let notifications reach 127.0.0.1/::1 (local use)", parse: boolean(func(c *Config) *bool { return &c.AllowLoopbackNotifications })},
-	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded}, For: Runner | Admin | Function | Worker,
-		Doc: "back end: embedded or dynamodb", parse: choice(func(c *Config) *string { return &c.Store }, StoreEmbedded, StoreDynamoDB)},
+	// capif-admin has no default back end: it touches only a store it is told to (Admin).
+	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded, Admin: ""}, For: Runner | Admin | Function | Worker,
+		Doc: "back end: embedded or dynamodb", parse: func(c *Config, v string) error {
+			if v == "" {
+				return nil // only capif-admin has no default; check refuses it elsewhere
+			}
+			return choice(func(c *Config) *string { return &c.Store }, StoreEmbedded, StoreDynamoDB)(c, v)
+		}},
+	{Env: "CAPIF_STACK", Flag: "stack", For: Admin,
+		Doc: "the SAM stack: DynamoDB tables STACK-contexts, STACK-registry, STACK-outbox, as template.yaml names them", parse: func(c *Config, v string) error {
+			if v != "" && !stackName.MatchString(v) {
+				return fmt.Errorf("%q is not a CloudFormation stack name (a letter, then letters, digits and hyphens, at most 128)", v)
+			}
+			c.Stack = v
+			return nil
+		}},
 	{Env: "CAPIF_SIGNER", Flag: "signer", Default: SignerKMS, Defaults: map[Command]string{Runner: SignerLocal}, For: Runner | Function,
 		Doc: "token signer: local, kms or none", parse: choice(func(c *Config) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerNone)},
 	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Function,
 		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *Config, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
-	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: dynamodb.DefaultTablePrefix, Defaults: map[Command]string{Function: "", Worker: ""}, For: Runner | Admin | Function | Worker,
+	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: dynamodb.DefaultTablePrefix, Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Admin | Function | Worker,
 		Doc: "DynamoDB table names: PREFIXcontexts, PREFIXregistry, PREFIXoutbox", parse: str(func(c *Config) *string { return &c.tablePrefix })},
 	{Env: "CAPIF_CONTEXTS_TABLE", For: Runner | Admin | Function | Worker,
 		Doc: "explicit name of the contexts table (beats the prefix, not the -table-prefix flag)", parse: str(func(c *Config) *string { return &c.contexts })},
@@ -192,6 +210,8 @@ var Table = []Setting{
 	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function | Worker,
 		Doc: "time kept back from the Lambda deadline to answer 503 in", parse: duration(func(c *Config) *time.Duration { return &c.DeadlineMargin }, true)},
 }
+
+var stackName = regexp.MustCompile(`^[A-Za-z][-A-Za-z0-9]{0,127}$`)
 
 // Getenv is the process environment: what the commands' main functions pass to Load.
 func Getenv(name string) string { return os.Getenv(name) }
@@ -263,8 +283,12 @@ func Load(cmd Command, args []string, getenv func(string) string, opts Options) 
 		if err := s.parse(&c, src[i].raw); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", src[i].label, err))
 		}
-		if s.Env == "CAPIF_TABLE_PREFIX" {
+		switch s.Env {
+		case "CAPIF_TABLE_PREFIX":
 			c.prefixFromFlag = src[i].flag
+			c.prefixSet = src[i].raw != ""
+		case "CAPIF_STACK":
+			c.stackFromFlag = src[i].flag
 		}
 	}
 	errs = append(errs, c.check(cmd)...)
@@ -300,6 +324,23 @@ func (c *Config) check(cmd Command) []error {
 	if cmd == Function && !c.explicitAPIRoot {
 		bad("CAPIF_API_ROOT", "required (https://host[:port])")
 	}
+	if c.Stack != "" {
+		switch {
+		case c.Store == StoreEmbedded:
+			bad("CAPIF_STACK", "names DynamoDB tables: not with -store %s", StoreEmbedded)
+		case c.prefixSet:
+			bad("CAPIF_STACK", "set either it or -table-prefix (CAPIF_TABLE_PREFIX), not both")
+		default:
+			// The template names its tables !Sub "${AWS::StackName}-contexts" and so on.
+			c.Store, c.tablePrefix, c.prefixFromFlag = StoreDynamoDB, c.Stack+"-", c.stackFromFlag
+		}
+	}
+	if c.Store == "" && cmd == Admin && (c.prefixSet || c.contexts != "" && c.reg != "" && c.outbox != "") {
+		c.Store = StoreDynamoDB // tables named explicitly name DynamoDB
+	}
+	if c.Store == "" && cmd&(Runner|Function) != 0 {
+		bad("CAPIF_STORE", "required (%s or %s)", StoreEmbedded, StoreDynamoDB)
+	}
 	if c.Store == StoreDynamoDB {
 		c.Tables = dynamodb.TablesWithPrefix(c.tablePrefix)
 		if !c.prefixFromFlag {
@@ -311,7 +352,11 @@ func (c *Config) check(cmd Command) []error {
 			}
 		}
 		if c.tablePrefix == "" && (c.prefixFromFlag || c.contexts == "" || c.reg == "" || c.outbox == "") {
-			bad("CAPIF_TABLE_PREFIX", "required with the %s store unless CAPIF_CONTEXTS_TABLE, CAPIF_REGISTRY_TABLE and CAPIF_OUTBOX_TABLE are all set", StoreDynamoDB)
+			hint := ""
+			if cmd == Admin {
+				hint = " (or -stack NAME for the tables of a deployed stack)"
+			}
+			bad("CAPIF_TABLE_PREFIX", "required with the %s store unless CAPIF_CONTEXTS_TABLE, CAPIF_REGISTRY_TABLE and CAPIF_OUTBOX_TABLE are all set%s", StoreDynamoDB, hint)
 		}
 	}
 	if cmd == Worker {

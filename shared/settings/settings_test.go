@@ -128,3 +128,60 @@ func TestParseList(t *testing.T) {
 		}
 	}
 }
+
+// capif-admin has no default back end; -stack names the tables exactly as template.yaml does.
+func TestLoadAdminBackEnd(t *testing.T) {
+	load := func(args []string, e map[string]string) (settings.Config, error) {
+		c, _, err := settings.Load(settings.Admin, args, env(e), settings.Options{Output: io.Discard})
+		return c, err
+	}
+	c, err := load(nil, nil)
+	if err != nil || c.Store != "" || c.DataDir != "" {
+		t.Errorf("no settings: store %q, data %q, %v; want none", c.Store, c.DataDir, err)
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = load([]string{"-stack", "capif-prod"}, map[string]string{"CAPIF_CONTEXTS_TABLE": "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store != settings.StoreDynamoDB {
+		t.Errorf("-stack: store %q", c.Store)
+	}
+	for _, name := range []string{c.Tables.Contexts, c.Tables.Registry, c.Tables.Outbox} {
+		suffix, ok := strings.CutPrefix(name, "capif-prod")
+		if !ok || !strings.Contains(string(b), `TableName: !Sub "${AWS::StackName}`+suffix+`"`) {
+			t.Errorf("-stack capif-prod gives table %q, which template.yaml does not name", name)
+		}
+	}
+	// Tables named explicitly name DynamoDB too.
+	for _, e := range []map[string]string{{"CAPIF_TABLE_PREFIX": "p-"}, {"CAPIF_CONTEXTS_TABLE": "c", "CAPIF_REGISTRY_TABLE": "r", "CAPIF_OUTBOX_TABLE": "o"}} {
+		if c, err := load(nil, e); err != nil || c.Store != settings.StoreDynamoDB {
+			t.Errorf("%v: store %q, %v", e, c.Store, err)
+		}
+	}
+	if c, err := load(nil, map[string]string{"CAPIF_CONTEXTS_TABLE": "c"}); err != nil || c.Store != "" {
+		t.Errorf("one explicit table: store %q, %v; want no back end", c.Store, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-stack", "s", "-store", "embedded", "-data", "d"}, nil, "not with -store embedded"},
+		{[]string{"-stack", "s"}, map[string]string{"CAPIF_TABLE_PREFIX": "p-"}, "not both"},
+		{[]string{"-stack", "my stack"}, nil, "not a CloudFormation stack name"},
+		{[]string{"-store", "dynamodb"}, nil, "-stack NAME"},
+		{[]string{"-store", "embedded"}, nil, "CAPIF_DATA: required"},
+	} {
+		if _, err := load(tc.args, tc.env); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q %v: error %v, want %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+	// The runner keeps its defaults, and refuses an empty back end.
+	if _, _, err := settings.Load(settings.Runner, []string{"-store", ""}, env(nil), settings.Options{Output: io.Discard}); err == nil {
+		t.Error("the runner accepted -store \"\"")
+	}
+}
