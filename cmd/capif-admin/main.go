@@ -19,11 +19,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -98,6 +101,14 @@ var commands = []command{
 		store: true, writes: true, define: removeCommand("remove-api", func(ctx context.Context, svc *security.Service, id string) (string, error) {
 			n, err := svc.RemoveAPI(ctx, id)
 			return fmt.Sprintf("revoked %s from %d security contexts\n", id, n), err
+		})},
+	{name: "outbox-list", summary: "list the notifications owed and not yet delivered, pending and dead-lettered",
+		store: true, define: defineOutboxList},
+	{name: "outbox-redrive", operands: "ID | -all", summary: "make a dead-lettered notification (or all of them) due again, with a new retry window",
+		store: true, writes: true, define: defineRedrive},
+	{name: "outbox-drop", operands: "ID", summary: "delete an owed notification: it will never be delivered",
+		store: true, writes: true, define: removeCommand("outbox-drop", func(ctx context.Context, svc *security.Service, id string) (string, error) {
+			return "", svc.DropNotification(ctx, id)
 		})},
 }
 
@@ -420,4 +431,118 @@ func removeCommand(name string, remove func(ctx context.Context, svc *security.S
 			return nil
 		}
 	}
+}
+
+// defineOutboxList prints one line per outbox record: never its body (a revocation may carry
+// the revoked access token), and the destination as scheme://host only.
+func defineOutboxList(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	deadOnly := fs.Bool("dead", false, "only the dead-lettered ones")
+	return func(ctx context.Context, s *session) error {
+		if len(s.operands) != 0 {
+			return errors.New("outbox-list takes no operands")
+		}
+		svc, err := s.service(ctx)
+		if err != nil {
+			return err
+		}
+		owed, err := svc.Outbox(ctx)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(owed, func(a, b security.Owed) int { return a.CreatedAt.Compare(b.CreatedAt) })
+		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tINVOKER\tAEF\tDESTINATION\tATTEMPTS\tAGE\tNEXT ATTEMPT\tLAST ERROR")
+		now := time.Now()
+		shown := 0
+		for _, o := range owed {
+			state, next := "pending", "now"
+			switch {
+			case o.Dead:
+				state, next = "dead", "-"
+			case o.ClaimedUntil.After(now):
+				state = "in delivery"
+			}
+			if *deadOnly && !o.Dead {
+				continue
+			}
+			if !o.Dead && o.NextAttempt.After(now) {
+				next = "in " + o.NextAttempt.Sub(now).Round(time.Second).String()
+			}
+			age := "-"
+			if !o.CreatedAt.IsZero() {
+				age = now.Sub(o.CreatedAt).Round(time.Second).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", o.ID, state, o.APIInvokerID, o.Notification.AefID,
+				originOf(o.Destination), o.Attempts, age, next, oneLine(o.LastError))
+			shown++
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "%d notifications\n", shown)
+		return nil
+	}
+}
+
+// defineRedrive redrives one dead-lettered notification, or every one with -all.
+func defineRedrive(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	all := fs.Bool("all", false, "every dead-lettered notification")
+	return func(ctx context.Context, s *session) error {
+		if *all == (len(s.operands) == 1) || len(s.operands) > 1 {
+			return errors.New("outbox-redrive takes exactly one id, or -all")
+		}
+		if s.dryRun {
+			what := "every dead-lettered notification"
+			if !*all {
+				what = s.operands[0]
+			}
+			fmt.Fprintf(s.stdout, "dry run: would redrive %s; nothing written\n", what)
+			return nil
+		}
+		svc, err := s.service(ctx)
+		if err != nil {
+			return err
+		}
+		ids := s.operands
+		if *all {
+			owed, err := svc.Outbox(ctx)
+			if err != nil {
+				return err
+			}
+			ids = nil
+			for _, o := range owed {
+				if o.Dead {
+					ids = append(ids, o.ID)
+				}
+			}
+		}
+		for _, id := range ids {
+			if err := svc.Redrive(ctx, id); err != nil {
+				return fmt.Errorf("outbox-redrive %q: %w", id, err)
+			}
+			fmt.Fprintf(s.stdout, "outbox-redrive %s: due now\n", id)
+		}
+		fmt.Fprintf(s.stdout, "%d redriven\n", len(ids))
+		return nil
+	}
+}
+
+// originOf is scheme://host of a destination: its path and query may carry the invoker's secrets.
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparsable)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -12,12 +12,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
@@ -297,4 +300,104 @@ func TestAdminLockedDataDir(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another process holds the data directory "+dir) {
 		t.Errorf("error %v, want the lock holder named", err)
 	}
+}
+
+// seedOutbox writes, through the store the admin command would open, a context's revocation
+// owing two notifications: one pending, one dead-lettered. Their destination path and the
+// revoked access token must never be shown.
+func seedOutbox(t *testing.T, env map[string]string) (pending, dead string) {
+	t.Helper()
+	cfg, _, err := settings.Load(settings.Admin, nil, func(k string) string { return env[k] }, settings.Options{Name: "seed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Signer = settings.SignerNone
+	cfg.CreateTables = cfg.Store == settings.StoreDynamoDB
+	a, err := app.Open(context.Background(), app.Config{Settings: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	sc := &security.SecurityContext{APIInvokerID: "inv-outbox", NotificationDestination: "https://inv.example.com/secret-path?k=s3cret",
+		Entries: []security.Entry{{AefID: "aef-1", SelSecurityMethod: "PKI", PrefSecurityMethods: []string{"PKI"}, Targets: []security.Target{{AefID: "aef-1", APIID: "api-1", APIName: "a"}}}}}
+	if err := a.Store.Create(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	owe := func(id string) security.Owed {
+		return security.Owed{ID: id, APIInvokerID: sc.APIInvokerID, Destination: sc.NotificationDestination, CreatedAt: now, WindowFrom: now, NextAttempt: now,
+			Notification: capif.SecurityNotification{APIInvokerID: sc.APIInvokerID, AefID: "aef-1", APIIDs: []string{"api-1"}, Cause: capif.OtherReason, AccessToken: "eyJ.secret-token.sig"}}
+	}
+	p, d := owe("owed-pending"), owe("owed-dead")
+	sc.Entries = nil
+	if err := a.Store.Replace(ctx, sc, []security.Owed{p, d}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.Claim(ctx, d, now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	d.Attempts, d.Dead, d.LastError = 1, true, "destination answered 410 Gone"
+	if err := a.Store.Attempted(ctx, d, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	return p.ID, d.ID
+}
+
+func outboxSteps(t *testing.T, env map[string]string) {
+	pending, dead := seedOutbox(t, env)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := adminEnv(t, env, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		if strings.Contains(out, "secret-token") || strings.Contains(out, "secret-path") || strings.Contains(out, "s3cret") {
+			t.Fatalf("%v shows a secret: %s", args, out)
+		}
+		return out
+	}
+	out := run("outbox-list")
+	if !strings.Contains(out, pending) || !strings.Contains(out, dead) || !strings.Contains(out, "https://inv.example.com") || !strings.Contains(out, "410 Gone") || !strings.Contains(out, "2 notifications") {
+		t.Fatalf("outbox-list:\n%s", out)
+	}
+	if out := run("outbox-list", "-dead"); strings.Contains(out, pending) || !strings.Contains(out, dead) {
+		t.Fatalf("outbox-list -dead:\n%s", out)
+	}
+	if out := run("outbox-redrive", "-dry-run", dead); !strings.Contains(out, "dry run") {
+		t.Fatalf("dry run: %s", out)
+	}
+	if out := run("outbox-list", "-dead"); !strings.Contains(out, dead) {
+		t.Fatal("a dry run redrove")
+	}
+	run("outbox-redrive", dead)
+	if out := run("outbox-list", "-dead"); strings.Contains(out, dead) {
+		t.Fatalf("still dead after redrive:\n%s", out)
+	}
+	if out := run("outbox-redrive", "-all"); !strings.Contains(out, "0 redriven") {
+		t.Fatalf("redrive -all: %s", out)
+	}
+	if _, err := adminEnv(t, env, "outbox-redrive", pending); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("redrive of a live record: %v", err)
+	}
+	run("outbox-drop", pending)
+	if _, err := adminEnv(t, env, "outbox-drop", pending); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("second drop: %v", err)
+	}
+	if out := run("outbox-list"); strings.Contains(out, pending) || !strings.Contains(out, "1 notifications") {
+		t.Fatalf("after drop:\n%s", out)
+	}
+}
+
+// The outbox commands on the embedded store and on DynamoDB Local.
+func TestAdminOutbox(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		outboxSteps(t, map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": t.TempDir()})
+	})
+	t.Run("dynamodb", func(t *testing.T) {
+		testenv.DynamoDBEndpoint(t)
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		outboxSteps(t, map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "outbox-" + hex.EncodeToString(b[:]) + "-"})
+	})
 }
