@@ -88,14 +88,12 @@ func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation stri
 	l.logger.LogAttrs(r.Context(), level, "request", attrs...)
 }
 
-// unrouted is the Operation dimension of a request that matched no operation.
-const unrouted = "Unrouted"
-
 // metrics are the EMF members of a request's line: Requests, 4xx, 5xx and Latency always; the
 // operation's outcome (tokens issued, contexts created or updated, revocations) on its own
-// operation's lines; adapter counts (throttles) when non-zero; all by Operation and in total.
-// A token denial is also counted by its OAuth error code. A broken or slow body is the client's
-// fault: never a 5xx.
+// operation's lines; adapter counts (throttles) when non-zero; all by operation (the line's own
+// member; an unrouted request has none and counts in the totals only) and in total. A token
+// denial is also counted by its OAuth error code. A broken or slow body is the client's fault:
+// never a 5xx.
 func (l *accessLog) metrics(method, operation string, status int, info *reqInfo, counts *metrics.Counts, took time.Duration) []slog.Attr {
 	serverFault := status >= 500 && info.clientFault == nil
 	clientFault := status >= 400 && !serverFault
@@ -115,12 +113,12 @@ func (l *accessLog) metrics(method, operation string, status int, info *reqInfo,
 		ms = append(ms, metrics.Count(metrics.Revocations, b2i(status == http.StatusNoContent)))
 	}
 	ms = append(ms, counts.Metrics()...)
-	op := operation
-	if op == "" {
-		op = unrouted
+	byOp := [][]string{{metrics.DimOperation}, {}} // "operation" is already a member of the line
+	if operation == "" {
+		byOp = [][]string{{}} // a dimension value may not be empty
 	}
-	dims := []metrics.Dimension{{Name: metrics.DimOperation, Value: op}}
-	sets := []metrics.Set{{Dimensions: [][]string{{metrics.DimOperation}, {}}, Metrics: ms}}
+	var dims []metrics.Dimension
+	sets := []metrics.Set{{Dimensions: byOp, Metrics: ms}}
 	if info.oauthError != "" {
 		dims = append(dims, metrics.Dimension{Name: metrics.DimOAuthError, Value: info.oauthError})
 		sets = append(sets, metrics.Set{Dimensions: [][]string{{metrics.DimOAuthError}, {}}, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}})

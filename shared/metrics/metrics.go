@@ -5,10 +5,13 @@
 // Contract:
 //   - Names lists every metric the service emits; alarms and the dashboard in template.yaml name
 //     only these (a test checks it).
-//   - Dimensions are few and bounded: Operation (the TS 29.222 operation, or Unrouted) and, for
-//     token denials, OAuthError (an RFC 6749 error code). Never an invoker or AEF id.
+//   - Dimensions are few and bounded: operation (the access log's own member: the TS 29.222
+//     operation; unrouted requests count in the totals only) and, for token denials, oauthError
+//     (an RFC 6749 error code). Never an invoker or AEF id. No member differs from another of the
+//     line only in case (JSON decoders such as Go's match names case-insensitively).
 //   - Attrs returns the members of one line: "_aws" (the metric directive) plus one root member
-//     per metric value and per dimension value, as the EMF specification requires.
+//     per metric value and per dimension value given, as the EMF specification requires; a
+//     dimension may also name a member the caller writes itself.
 //   - Counts is a per-request tally that adapters add to through the request's context (Add)
 //     without any domain signature knowing of it; the access log publishes it.
 package metrics
@@ -27,7 +30,7 @@ const DefaultNamespace = "CAPIF/Security"
 
 // The metrics of the access log (one line per request).
 const (
-	Requests        = "Requests"        // every request, by Operation
+	Requests        = "Requests"        // every request, by operation
 	ClientErrors    = "4xx"             // 0 or 1 per request: its Average is the 4xx rate
 	ServerErrors    = "5xx"             // 0 or 1 per request: its Average is the 5xx rate
 	Latency         = "Latency"         // milliseconds from first byte to answer
@@ -56,10 +59,10 @@ var Names = []string{
 	NotificationsDelivered, NotificationsRetried, NotificationsDeadLettered,
 }
 
-// Dimension names.
+// Dimension names: members of the access log line.
 const (
-	DimOperation  = "Operation"
-	DimOAuthError = "OAuthError"
+	DimOperation  = "operation"
+	DimOAuthError = "oauthError"
 )
 
 // Units (CloudWatch StandardUnit values).
@@ -111,7 +114,7 @@ type directive struct {
 }
 
 // Attrs are the EMF members of one log line at time at: "_aws" with one directive per set,
-// the dimensions' values and the metrics' values. Sets without metrics are left out, and so is
+// the values of dims (dimensions the caller does not write itself) and the metrics' values. Sets without metrics are left out, and so is
 // everything when no set has one. A metric named twice keeps its first value.
 func Attrs(namespace string, at time.Time, dims []Dimension, sets ...Set) []slog.Attr {
 	var ds []directive

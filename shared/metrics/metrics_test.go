@@ -31,11 +31,11 @@ func TestAttrsAreValidEMF(t *testing.T) {
 		t.Fatalf("%v\n%s", err, buf.String())
 	}
 	want := []emftest.Published{
-		{Namespace: "Test/NS", Name: metrics.Requests, Unit: "Count", Value: 1, Dimensions: map[string]string{"Operation": "Obtain_Authorization"}},
+		{Namespace: "Test/NS", Name: metrics.Requests, Unit: "Count", Value: 1, Dimensions: map[string]string{metrics.DimOperation: "Obtain_Authorization"}},
 		{Namespace: "Test/NS", Name: metrics.Requests, Unit: "Count", Value: 1, Dimensions: map[string]string{}},
-		{Namespace: "Test/NS", Name: metrics.Latency, Unit: "Milliseconds", Value: 1.5, Dimensions: map[string]string{"Operation": "Obtain_Authorization"}},
+		{Namespace: "Test/NS", Name: metrics.Latency, Unit: "Milliseconds", Value: 1.5, Dimensions: map[string]string{metrics.DimOperation: "Obtain_Authorization"}},
 		{Namespace: "Test/NS", Name: metrics.Latency, Unit: "Milliseconds", Value: 1.5, Dimensions: map[string]string{}},
-		{Namespace: "Test/NS", Name: metrics.TokenDenials, Unit: "Count", Value: 1, Dimensions: map[string]string{"OAuthError": "invalid_client"}},
+		{Namespace: "Test/NS", Name: metrics.TokenDenials, Unit: "Count", Value: 1, Dimensions: map[string]string{metrics.DimOAuthError: "invalid_client"}},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("published %+v, want %+v", got, want)

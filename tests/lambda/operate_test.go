@@ -81,7 +81,7 @@ func checkMetric(t *testing.T, where string, m metricRef, functionIDs []string) 
 
 func operations() []string {
 	return []string{httpapi.OpObtainSecurityMethod, httpapi.OpObtainAuthorization, httpapi.OpObtainAPIInvokerInfo,
-		httpapi.OpRevokeAuthorization, httpapi.OpJWKS, httpapi.OpMetadata, "Unrouted"}
+		httpapi.OpRevokeAuthorization, httpapi.OpJWKS, httpapi.OpMetadata}
 }
 
 var oauthErrors = []string{capif.InvalidRequest, capif.InvalidClient, capif.InvalidGrant, capif.UnauthorizedClient, capif.UnsupportedGrantType, capif.InvalidScope}
