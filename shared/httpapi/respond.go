@@ -90,6 +90,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			infoOf(r).clientFault = re.clientFault
 		}
 		if re.oauth != "" {
+			infoOf(r).oauthError = re.oauth
 			writeJSON(w, re.status, contentJSON, capif.AccessTokenErr{Error: re.oauth, ErrorDescription: re.detail})
 			return
 		}
@@ -100,6 +101,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusInternalServerError
 		}
 		if e.OAuthError != "" {
+			infoOf(r).oauthError = e.OAuthError
 			writeJSON(w, status, contentJSON, capif.AccessTokenErr{Error: e.OAuthError, ErrorDescription: e.Detail})
 			return
 		}

@@ -110,6 +110,8 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 		Certificates: certificateSource(f.trust, now),
 		Logger:       f.logger,
 		RequestID:    requestID,
+		// The access log's EMF metrics: CloudWatch Logs extracts them from the function's log.
+		MetricsNamespace: cfg.Settings.MetricsNamespace,
 	}
 	f.router = build(a.Service, f.options)
 	f.adapter = httpadapter.New(http.HandlerFunc(f.serveHTTP))
@@ -268,7 +270,7 @@ func RequestContext(ctx context.Context, margin time.Duration) (context.Context,
 // shaped as problem+json by the template's DEFAULT_5XX gateway response).
 func Main(build Build) {
 	level := new(slog.LevelVar)
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
 	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
 	cfg, err := ConfigFromEnv(settings.Getenv)
 	if err != nil {
