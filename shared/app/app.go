@@ -15,6 +15,7 @@ import (
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
@@ -79,6 +80,8 @@ func LoadAWSConfig(ctx context.Context, logger *slog.Logger, apiOptions []func(*
 		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}
 	c.APIOptions = append(c.APIOptions, apiOptions...)
+	// A missing credential is a broken deployment: 503 with an ERROR line (awsretry.Outage).
+	c.Credentials = awsretry.WrapCredentials(c.Credentials)
 	return c, nil
 }
 

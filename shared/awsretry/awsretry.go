@@ -9,6 +9,7 @@ package awsretry
 import (
 	"context"
 	"errors"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -98,6 +99,60 @@ func Transient(err error) bool {
 		return status.HTTPStatusCode() == 429 || status.HTTPStatusCode() >= 500
 	}
 	return false
+}
+
+// outageCodes are refusals that retrying the request cannot cure but that are no fault of the
+// API's caller: the deployment is broken (a table or key missing or disabled, credentials or
+// permissions wrong). The caller gets a 503 and the operator an ERROR line naming the cause.
+var outageCodes = map[string]string{
+	"ResourceNotFoundException":   "the table (or index) does not exist",
+	"NotFoundException":           "the KMS key does not exist",
+	"DisabledException":           "the KMS key is disabled",
+	"KMSInvalidStateException":    "the KMS key is not usable in its current state",
+	"AccessDeniedException":       "the function's role is not allowed to make the call",
+	"UnrecognizedClientException": "the credentials are not valid",
+	"InvalidSignatureException":   "the credentials' signature does not verify",
+	"ExpiredTokenException":       "the credentials have expired",
+	"MissingAuthenticationToken":  "no credentials were sent",
+}
+
+// CredentialsError is a failure to obtain AWS credentials (none configured, the role's endpoint
+// unreachable): the SDK wraps it in plain text, so WrapCredentials marks it for Outage.
+type CredentialsError struct{ Err error }
+
+func (e *CredentialsError) Error() string { return "no usable AWS credentials: " + e.Err.Error() }
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// WrapCredentials returns p with its failures as *CredentialsError (nil stays nil: anonymous).
+func WrapCredentials(p aws.CredentialsProvider) aws.CredentialsProvider {
+	if p == nil {
+		return nil
+	}
+	return aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
+		c, err := p.Retrieve(ctx)
+		if err != nil {
+			return c, &CredentialsError{Err: err}
+		}
+		return c, nil
+	})
+}
+
+// Outage reports whether err is a broken deployment rather than a bad request: no usable
+// credentials, or one of outageCodes. cause says which, for the operator's log line.
+func Outage(err error) (cause string, ok bool) {
+	var sign *v4.SigningError
+	var creds *CredentialsError
+	var api smithy.APIError
+	switch {
+	case errors.As(err, &creds):
+		return creds.Error(), true
+	case errors.As(err, &sign):
+		return "no usable AWS credentials (" + sign.Error() + ")", true
+	case errors.As(err, &api):
+		cause, ok = outageCodes[api.ErrorCode()]
+		return cause, ok
+	}
+	return "", false
 }
 
 // Policy is the retry budget of one dependency: every request is tried at most Attempts times

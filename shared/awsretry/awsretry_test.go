@@ -178,3 +178,36 @@ func TestCountThrottles(t *testing.T) {
 		t.Errorf("NoteThrottle: tally %v", m)
 	}
 }
+
+// A broken deployment is an outage (503 + an ERROR line naming the cause), not a 500; a bad
+// request or a lost condition is not.
+func TestOutage(t *testing.T) {
+	api := func(code string) error {
+		return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "GetItem", Err: &smithy.GenericAPIError{Code: code, Fault: smithy.FaultClient}}
+	}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{api("ResourceNotFoundException"), true},
+		{api("AccessDeniedException"), true},
+		{api("UnrecognizedClientException"), true},
+		{api("DisabledException"), true},
+		{&awsretry.CredentialsError{Err: errors.New("no role")}, true},
+		{fmt.Errorf("get identity: %w", &awsretry.CredentialsError{Err: errors.New("no role")}), true},
+		{api("ValidationException"), false},
+		{api("ConditionalCheckFailedException"), false},
+		{errors.New("plain"), false},
+	} {
+		if _, got := awsretry.Outage(tc.err); got != tc.want {
+			t.Errorf("awsretry.Outage(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+	p := awsretry.WrapCredentials(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return aws.Credentials{}, errors.New("none") }))
+	if _, err := p.Retrieve(context.Background()); !errors.As(err, new(*awsretry.CredentialsError)) {
+		t.Errorf("WrapCredentials: %v", err)
+	}
+	if awsretry.WrapCredentials(nil) != nil {
+		t.Error("awsretry.WrapCredentials(nil) must stay nil (anonymous)")
+	}
+}

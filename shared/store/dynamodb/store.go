@@ -122,6 +122,12 @@ func (s *Store) fail(op string, err error) error {
 		s.log.Warn("dynamodb unavailable", "op", op, "error", err.Error())
 		return fmt.Errorf("dynamodb %s: %w: %w", op, security.ErrUnavailable, err)
 	}
+	if cause, ok := awsretry.Outage(err); ok {
+		// Not the caller's fault and not a bug: a 503, and the operator is told what to fix.
+		s.log.Error("dependency unavailable", "dependency", "DynamoDB", "op", op,
+			"tables", []string{s.tables.Contexts, s.tables.Registry, s.tables.Outbox}, "cause", cause, "error", err.Error())
+		return fmt.Errorf("dynamodb %s: %w: %s: %w", op, security.ErrUnavailable, cause, err)
+	}
 	return fmt.Errorf("dynamodb %s: %w", op, err)
 }
 
