@@ -45,6 +45,7 @@ const (
 	CauseInternal         = "INTERNAL_ERROR"
 	CauseEncodingFailed   = "ENCODING_FAILED"
 	CauseClientGone       = "REQUEST_CANCELED"
+	CauseInvalidEvent     = "INVALID_EVENT" // Lambda: an event that is no API Gateway REST proxy request
 )
 
 // kindStatus is the one table from domain error kinds to status codes.

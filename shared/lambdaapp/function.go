@@ -129,10 +129,10 @@ func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (events.
 	defer cancel()
 	var ev events.APIGatewayProxyRequest
 	if err := json.Unmarshal(payload, &ev); err != nil {
-		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the event is not an API Gateway REST proxy event", err), nil
+		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the event is not an API Gateway REST proxy event", err), nil
 	}
 	if err := checkEvent(ev); err != nil {
-		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the request could not be read: "+err.Error(), err), nil
+		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the request could not be read: "+err.Error(), err), nil
 	}
 	served := new(bool)
 	resp, err := f.proxy(context.WithValue(ctx, servedKey{}, served), ev)
@@ -140,9 +140,9 @@ func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (events.
 	case err == nil:
 		return resp, nil
 	case !*served:
-		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the request could not be read", err), nil
+		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the request could not be read", err), nil
 	default:
-		return f.reject(ctx, ev, http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed", err), nil
+		return f.reject(ctx, ev, http.StatusInternalServerError, httpapi.CauseInternal, "the request could not be completed", err), nil
 	}
 }
 
@@ -153,7 +153,7 @@ func (f *Function) proxy(ctx context.Context, ev events.APIGatewayProxyRequest) 
 	defer func() {
 		if p := recover(); p != nil {
 			f.logger.ErrorContext(ctx, "panic", slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
-			resp, err = f.reject(ctx, ev, http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed", nil), nil
+			resp, err = f.reject(ctx, ev, http.StatusInternalServerError, httpapi.CauseInternal, "the request could not be completed", nil), nil
 		}
 	}()
 	return f.adapter.ProxyWithContext(ctx, ev)
