@@ -65,12 +65,13 @@ clean:
 # --- Lambda (SAM) ---------------------------------------------------------------------------
 # template.yaml builds every function with `Metadata: BuildMethod: makefile` and `CodeUri: .`:
 # `sam build` runs `make build-<LogicalId>` here with ARTIFACTS_DIR set. See docs/deploy.md.
-#   make build-lambdas   the four bootstraps into bin/lambda/<LogicalId>/ (what sam build makes)
+#   make build-lambdas   the five bootstraps into bin/lambda/<LogicalId>/ (what sam build makes)
 #   make invoke FN=<LogicalId> EVENT=events/<...>.json [LOCAL_KMS_KEY_ID=<id>: ObtainAuthorizationFunction]
+#                        (the worker: FN=DeliverNotificationsFunction EVENT=events/deliver-notifications/schedule.json)
 #                        sam local invoke (Docker) against DynamoDB Local + local-kms on this host
 #   make deploy          sam build + sam deploy (first time: make deploy DEPLOY_FLAGS=--guided)
 .PHONY: build-lambdas invoke deploy build-ObtainSecurityMethodFunction build-ObtainAuthorizationFunction \
-	build-ObtainApiInvokerInfoFunction build-RevokeAuthorizationFunction
+	build-ObtainApiInvokerInfoFunction build-RevokeAuthorizationFunction build-DeliverNotificationsFunction
 
 LAMBDA_GOARCH    ?= arm64
 LAMBDA_MAX_BYTES := 12582912
@@ -97,9 +98,12 @@ build-ObtainApiInvokerInfoFunction:
 	$(call lambda-build,obtain-invoker-info)
 build-RevokeAuthorizationFunction:
 	$(call lambda-build,revoke-authorization)
+build-DeliverNotificationsFunction:
+	$(call lambda-build,deliver-notifications)
 
 build-lambdas:
-	@for fn in ObtainSecurityMethodFunction ObtainAuthorizationFunction ObtainApiInvokerInfoFunction RevokeAuthorizationFunction; do \
+	@for fn in ObtainSecurityMethodFunction ObtainAuthorizationFunction ObtainApiInvokerInfoFunction RevokeAuthorizationFunction \
+		DeliverNotificationsFunction; do \
 		$(MAKE) --no-print-directory build-$$fn ARTIFACTS_DIR="$(CURDIR)/$(LAMBDA_BIN)/$$fn" || exit 1; \
 	done
 
@@ -113,22 +117,27 @@ LOCAL_KMS_PORT     ?= 4599
 LOCAL_TABLE_PREFIX ?= capif-local-
 LOCAL_KMS_KEY_ID   ?=
 LOCAL_BUILD        := .aws-sam/local
+# The template's required parameters, with values that pass their AllowedPattern (nothing is
+# deployed; the version is not read: env.json gives no truststore URI and no version).
+LOCAL_PARAMS       := DomainName=capif.localhost \
+	CertificateArn=arn:aws:acm:$(LOCAL_REGION):000000000000:certificate/00000000-0000-4000-8000-000000000000 \
+	TruststoreUri=s3://local-truststore/dev-ca.pem TruststoreVersion=local
 invoke:
 	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] && { [ "$(FN)" != ObtainAuthorizationFunction ] || [ -n "$(LOCAL_KMS_KEY_ID)" ]; } || { \
 		echo "usage: make invoke FN=<LogicalId> EVENT=events/<function>/<case>.json [LOCAL_KMS_KEY_ID=<local-kms key id>]" >&2; exit 2; }
 	sam build --build-dir $(LOCAL_BUILD) --build-in-source \
-		--parameter-overrides DomainName=capif.localhost CertificateArn=arn:aws:acm:$(LOCAL_REGION):000000000000:certificate/local TruststoreUri=s3://local-truststore/dev-ca.pem
+		--parameter-overrides $(LOCAL_PARAMS)
 	cp events/dev-ca/ca.pem $(LOCAL_BUILD)/$(FN)/dev-ca.pem
 	printf '%s\n' '{"Parameters": {' \
 		'"CAPIF_CONTEXTS_TABLE": "$(LOCAL_TABLE_PREFIX)contexts", "CAPIF_REGISTRY_TABLE": "$(LOCAL_TABLE_PREFIX)registry",' \
 		'"CAPIF_OUTBOX_TABLE": "$(LOCAL_TABLE_PREFIX)outbox", "CAPIF_KMS_KEY_IDS": "$(LOCAL_KMS_KEY_ID)",' \
-		'"CAPIF_TRUSTSTORE_URI": "", "CAPIF_TRUSTSTORE_FILE": "/var/task/dev-ca.pem",' \
+		'"CAPIF_TRUSTSTORE_URI": "", "CAPIF_TRUSTSTORE_VERSION": "", "CAPIF_TRUSTSTORE_FILE": "/var/task/dev-ca.pem",' \
 		'"AWS_ENDPOINT_URL_DYNAMODB": "http://$(LOCAL_HOST):$(LOCAL_DDB_PORT)",' \
 		'"AWS_ENDPOINT_URL_KMS": "http://$(LOCAL_HOST):$(LOCAL_KMS_PORT)"}}' >$(LOCAL_BUILD)/env.json
 	env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=$(LOCAL_REGION) \
 		sam local invoke $(FN) --template $(LOCAL_BUILD)/template.yaml --event $(EVENT) \
 		--env-vars $(LOCAL_BUILD)/env.json --add-host $(LOCAL_HOST):host-gateway \
-		--parameter-overrides DomainName=capif.localhost CertificateArn=arn:aws:acm:$(LOCAL_REGION):000000000000:certificate/local TruststoreUri=s3://local-truststore/dev-ca.pem
+		--parameter-overrides $(LOCAL_PARAMS)
 
 deploy:
 	sam build

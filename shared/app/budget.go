@@ -67,3 +67,20 @@ func conflictBackoff(sec security.Config) time.Duration {
 	}
 	return d
 }
+
+// WorkerWorstCases lists what a delivery run (the worker function) may still be waiting for once
+// it has stopped claiming: security.Service.DeliverDue claims nothing less than a fixed tail
+// before its deadline, so a run ends before its deadline when each of these (a Due scan begun just
+// before, or the attempt of the last record claimed) is shorter than that tail. The scan is priced
+// as one page (1 MB of records; dead letters piling up add pages). tests/lambda keeps each below
+// the tail, and the worker's Timeout minus the deadline margin above the tail plus a scan, so even
+// a run whose every call is at its worst claims a record, and ends in its own report, never in a
+// Lambda timeout.
+func WorkerWorstCases() []Operation {
+	ddb := awsretry.DynamoDB.WorstCase()
+	return []Operation{
+		{"Delivery run: a Due scan", []Step{{"Due: Scan (one page)", ddb}}},
+		{"Delivery run: one attempt", []Step{{"Claim: UpdateItem", ddb}, {"notification delivery (notify timeout)", notify.DefaultTimeout},
+			{"Attempted: UpdateItem, or Delivered: DeleteItem", ddb}}},
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,12 +31,12 @@ const bootstrapBudget = 12 << 20
 // bootstrap within the budget for every function, and refuses one over the budget.
 func TestBootstrapsAsSAMBuildsThem(t *testing.T) {
 	if testing.Short() {
-		t.Skip("cross-compiles four binaries")
+		t.Skip("cross-compiles five binaries")
 	}
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Fatal("make is required to build the bootstraps as sam build does")
 	}
-	for _, f := range functions {
+	for _, f := range allFunctions() {
 		t.Run(f.logicalID, func(t *testing.T) {
 			dir := t.TempDir()
 			out, err := exec.Command("make", "--no-print-directory", "-C", repoRoot(), "build-"+f.logicalID, "ARTIFACTS_DIR="+dir).CombinedOutput()
@@ -97,11 +98,13 @@ type fakeRuntime struct {
 	responses chan []byte
 	initErr   chan string
 	once      sync.Once
+	deadline  time.Duration // from the invocation's start (Lambda-Runtime-Deadline-Ms)
 }
 
 func newFakeRuntime(t *testing.T) *fakeRuntime {
 	t.Helper()
-	rt := &fakeRuntime{initDone: make(chan struct{}), events: make(chan []byte), responses: make(chan []byte, 1), initErr: make(chan string, 1)}
+	rt := &fakeRuntime{initDone: make(chan struct{}), events: make(chan []byte), responses: make(chan []byte, 1), initErr: make(chan string, 1),
+		deadline: 10 * time.Second}
 	rt.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodGet && r.URL.Path == "/2018-06-01/runtime/invocation/next":
@@ -109,7 +112,7 @@ func newFakeRuntime(t *testing.T) *fakeRuntime {
 			select {
 			case ev := <-rt.events:
 				w.Header().Set("Lambda-Runtime-Aws-Request-Id", "req-1")
-				w.Header().Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(10*time.Second).UnixMilli(), 10))
+				w.Header().Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(rt.deadline).UnixMilli(), 10))
 				w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:test")
 				_, _ = w.Write(ev)
 			case <-r.Context().Done():
@@ -164,7 +167,9 @@ func (a *awsRecorder) requests() []string {
 // A bootstrap makes no AWS call during init (its cold start): configuration, clients and the
 // proxy are built, then it asks the Runtime API for work having sent nothing to S3, DynamoDB or
 // KMS. The first request reads the truststore (S3), and with DynamoDB or KMS failing the function
-// still answers: a problem+json 503, never a function error.
+// still answers: a problem+json 503, never a function error. The worker's first run scans the
+// outbox (no truststore: it serves no request) and, the outbox unreadable, fails the invocation:
+// what its Errors alarm counts.
 func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 	bs := hostBootstraps(t)
 	firstEvent := map[string]string{
@@ -173,12 +178,21 @@ func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 		"ObtainApiInvokerInfoFunction": "obtain-invoker-info/get.json",
 		"RevokeAuthorizationFunction":  "revoke-authorization/revoke-all.json",
 	}
-	for _, f := range functions {
+	tp := loadTemplate(t)
+	for _, w := range workers {
+		firstEvent[w.logicalID] = w.event
+	}
+	for _, f := range allFunctions() {
 		t.Run(f.logicalID, func(t *testing.T) {
+			_, isWorker := workerByID(f.logicalID)
 			rec := &awsRecorder{}
 			awsSrv := httptest.NewServer(rec)
 			defer awsSrv.Close()
 			rt := newFakeRuntime(t)
+			if isWorker {
+				// The template's Timeout: a run with less than its tail left claims nothing.
+				rt.deadline = time.Duration(tp.functionProps(tp.resources("AWS::Serverless::Function")[f.logicalID])["Timeout"].(int)) * time.Second
+			}
 			ds := dataset{tables: sampleTables(), keyID: "1234abcd-12ab-34cd-56ef-1234567890ab"}
 			env := functionEnv(t, f.logicalID, ds)
 			env["CAPIF_TRUSTSTORE_FILE"] = ""
@@ -222,6 +236,27 @@ func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 				t.Fatal(err)
 			}
 			rt.events <- payload
+			if isWorker {
+				select {
+				case e := <-rt.initErr:
+					if !strings.Contains(e, "/invocation/req-1/error") {
+						t.Errorf("%s, want the invocation's error", e)
+					}
+				case b := <-rt.responses:
+					t.Errorf("the run succeeded with the outbox unreadable: %s", b)
+				case <-time.After(30 * time.Second):
+					t.Fatalf("no answer\n%s", out.String())
+				}
+				got := rec.requests()
+				if len(got) == 0 || slices.ContainsFunc(got, func(r string) bool { return r != "DynamoDB_20120810.Scan" }) {
+					t.Errorf("the run's AWS requests %v: want only outbox scans (every attempt failed)", got)
+				}
+				if !strings.Contains(out.String(), `"msg":"delivery run failed"`) {
+					t.Errorf("no \"delivery run failed\" line:\n%s", out.String())
+				}
+				t.Logf("first run's AWS requests: %v", got)
+				return
+			}
 			var body []byte
 			select {
 			case body = <-rt.responses:

@@ -1,6 +1,7 @@
 package lambda
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,6 +26,9 @@ func TestWorstCaseBelowTimeout(t *testing.T) {
 		t.Fatalf("%d operations", len(ops))
 	}
 	for id, r := range tp.resources("AWS::Serverless::Function") {
+		if _, ok := workerByID(id); ok {
+			continue // TestWorkerWorstCaseBelowTimeout
+		}
 		p := tp.functionProps(r)
 		timeout, ok := p["Timeout"].(int)
 		if !ok {
@@ -48,7 +52,7 @@ func TestWorstCaseBelowTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range worstCaseRows(ops) {
+	for _, row := range worstCaseRows(append(ops, app.WorkerWorstCases()...)) {
 		if !strings.Contains(string(b), row+"\n") {
 			t.Errorf("docs/dynamodb.md lacks the row\n%s", row)
 		}
@@ -57,6 +61,88 @@ func TestWorstCaseBelowTimeout(t *testing.T) {
 		if row := policyRow(p); !strings.Contains(string(b), row+"\n") {
 			t.Errorf("docs/dynamodb.md lacks the policy row\n%s", row)
 		}
+	}
+}
+
+// probeOutbox is a store whose Due only records that a delivery run asked for work.
+type probeOutbox struct {
+	security.Store
+	asked bool
+}
+
+func (p *probeOutbox) Due(context.Context, time.Time, int) ([]security.Owed, error) {
+	p.asked = true
+	return nil, nil
+}
+
+// claimingTail measures how close to its deadline a delivery run still starts work: the least
+// time left at which security.Service.DeliverDue lists due records (to 10 ms).
+func claimingTail(t *testing.T) time.Duration {
+	t.Helper()
+	starts := func(left time.Duration) bool {
+		p := &probeOutbox{}
+		ctx, cancel := context.WithTimeout(context.Background(), left)
+		defer cancel()
+		if _, err := security.New(p, nil, nil, nil, nil, security.Config{}).DeliverDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return p.asked
+	}
+	lo, hi := time.Duration(0), 10*time.Minute
+	if !starts(hi) {
+		t.Fatalf("a run with %v left does nothing", hi)
+	}
+	for hi-lo > 10*time.Millisecond {
+		if mid := (lo + hi) / 2; starts(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi.Round(10 * time.Millisecond)
+}
+
+// A delivery run stops claiming a tail before its deadline (the Lambda deadline minus the
+// margin); what it may still wait for then (app.WorkerWorstCases: a scan, or the last attempt)
+// is shorter than that tail, so the run ends in its report, never a Lambda timeout; and the
+// worker's Timeout leaves room for a worst-case scan before the tail, so every run can claim.
+func TestWorkerWorstCaseBelowTimeout(t *testing.T) {
+	tp := loadTemplate(t)
+	margin := settingDefault(t, "CAPIF_DEADLINE_MARGIN")
+	tail := claimingTail(t)
+	ops := app.WorkerWorstCases()
+	var scan time.Duration
+	for _, op := range ops {
+		if op.WorstCase() >= tail {
+			t.Errorf("%s may take %v, not below the %v a run keeps back from its deadline", op.Name, op.WorstCase(), tail)
+		}
+		for _, s := range op.Steps {
+			if strings.HasPrefix(s.What, "Due: Scan") {
+				scan = s.Time
+			}
+		}
+	}
+	if scan == 0 {
+		t.Fatal("app.WorkerWorstCases prices no Due scan")
+	}
+	for _, w := range workers {
+		p := tp.functionProps(tp.resources("AWS::Serverless::Function")[w.logicalID])
+		timeout, ok := p["Timeout"].(int)
+		if !ok {
+			t.Fatalf("%s: no Timeout", w.logicalID)
+		}
+		m := margin
+		if env, _ := path(p, "Environment", "Variables").(map[string]any); env["CAPIF_DEADLINE_MARGIN"] != nil {
+			var err error
+			if m, err = time.ParseDuration(env["CAPIF_DEADLINE_MARGIN"].(string)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		window := time.Duration(timeout)*time.Second - m - tail - scan
+		if window <= 0 {
+			t.Errorf("%s: Timeout %ds − margin %v − tail %v − scan %v leaves no time to claim", w.logicalID, timeout, m, tail, scan)
+		}
+		t.Logf("%s: Timeout %ds, margin %v, tail %v: claims for at least %v of a run", w.logicalID, timeout, m, tail, window)
 	}
 }
 

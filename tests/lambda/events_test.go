@@ -300,6 +300,38 @@ func TestEventsFiles(t *testing.T) {
 			}
 		})
 	}
+	// The workers' events: what their schedule sends.
+	for _, w := range workers {
+		want[w.event] = true
+		rendered := scheduledEvent(t, w)
+		p := filepath.Join(eventsDir(), w.event)
+		if *update {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, rendered, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Run(w.event, func(t *testing.T) {
+			onDisk, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatalf("%v (go test ./tests/lambda -run TestEventsFiles -update writes it)", err)
+			}
+			if !bytes.Equal(onDisk, rendered) {
+				t.Fatalf("events/%s differs from its worker's scheduled event (rerun with -update)", w.event)
+			}
+			var ev events.EventBridgeEvent
+			dec := json.NewDecoder(bytes.NewReader(onDisk))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&ev); err != nil {
+				t.Fatalf("not an EventBridge event: %v", err)
+			}
+			if ev.Source != "aws.events" || ev.DetailType != "Scheduled Event" || len(ev.Resources) != 1 || !strings.Contains(ev.Resources[0], ":rule/") {
+				t.Errorf("not what an EventBridge rule's schedule sends: %+v", ev)
+			}
+		})
+	}
 	// No stray events files.
 	_ = filepath.WalkDir(eventsDir(), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".json") {
@@ -318,6 +350,33 @@ func TestEventsFiles(t *testing.T) {
 			t.Errorf("%s mentions the development CA", f)
 		}
 	}
+}
+
+// scheduledEvent is the exact bytes of a worker's events file: the event an EventBridge rule
+// sends on its schedule (source aws.events, detail-type "Scheduled Event", the rule as its one
+// resource, an empty detail), with the rule named as SAM names it (<Function><Event>-<suffix>).
+func scheduledEvent(t *testing.T, w worker) []byte {
+	t.Helper()
+	tp := loadTemplate(t)
+	evs, _ := tp.functionProps(tp.resources("AWS::Serverless::Function")[w.logicalID])["Events"].(map[string]any)
+	if len(evs) != 1 {
+		t.Fatalf("%s: %d events", w.logicalID, len(evs))
+	}
+	var name string
+	for name = range evs {
+	}
+	rule := "capif-security-" + w.logicalID + name + "-0123456789AB"
+	ev := events.EventBridgeEvent{
+		Version: "0", ID: fmt.Sprintf("%08x-0000-4000-8000-000000000001", crc32.ChecksumIEEE([]byte(w.event))),
+		DetailType: "Scheduled Event", Source: "aws.events", AccountID: "123456789012",
+		Time: time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC), Region: "us-east-1",
+		Resources: []string{"arn:aws:events:us-east-1:123456789012:rule/" + rule}, Detail: json.RawMessage(`{}`),
+	}
+	b, err := json.MarshalIndent(ev, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(b, '\n')
 }
 
 // pathMatches: the path is the resource with each {param} replaced by an escaped segment that

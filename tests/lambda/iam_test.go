@@ -26,6 +26,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/capifcore/capif-security/shared/lambdaapp"
+	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
@@ -159,7 +160,9 @@ func templatePolicy(t *testing.T, tp *template, logicalID string) map[permission
 // functions run in process (lambdaapp, the same code as the bootstraps) with the template's
 // environment, against DynamoDB Local and local-kms, with the truststore in a stand-in S3; every
 // events/ file and the whole flow go through them (a notification is delivered, so the outbox
-// clean-up happens too).
+// clean-up happens too). The worker then runs from its scheduled event over a due record seeded
+// in the outbox (Scan, the Claim's UpdateItem, the Delivered DeleteItem), with a record of the
+// events whose destination cannot be reached retried (another UpdateItem) if it is due.
 func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 	ds := newDataset(t)
 	tp := loadTemplate(t)
@@ -227,11 +230,46 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 	if delivered.Load() == 0 {
 		t.Error("no notification was delivered: the outbox clean-up was not exercised")
 	}
+	for _, w := range workers {
+		t.Run(w.logicalID, func(t *testing.T) {
+			env := functionEnv(t, w.logicalID, ds)
+			env["CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS"] = "true"
+			cfg, _, err := settings.Load(settings.Worker, nil, func(k string) string { return env[k] }, settings.Options{Name: "worker"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &callRecorder{ds: ds, perms: map[permission]int{}}
+			wk, err := lambdaapp.NewWorker(context.Background(), cfg, lambdaapp.Options{Logger: logger, AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wk.Close()
+			recorders[w.logicalID] = rec
+			seeded := seedOwed(t, ds, notif.URL+"/worker")
+			payload, err := os.ReadFile(filepath.Join(eventsDir(), w.event))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := delivered.Load()
+			// The template's Timeout: a run with less than its tail left claims nothing.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rep, err := wk.Handle(ctx, payload)
+			if err != nil || rep.Delivered < 1 || delivered.Load() == before {
+				t.Fatalf("run: %+v, %v", rep, err)
+			}
+			for _, o := range pendingOwed(t, ds) {
+				if o.ID == seeded {
+					t.Errorf("the delivered record %s is still in the outbox", seeded)
+				}
+			}
+		})
+	}
 	if t.Failed() {
 		t.Logf("function logs:\n%s", logs.String())
 		return
 	}
-	for _, f := range functions {
+	for _, f := range allFunctions() {
 		got, want := recorders[f.logicalID].set(), templatePolicy(t, tp, f.logicalID)
 		for _, p := range slices.SortedFunc(maps.Keys(got), cmpPerm) {
 			if !want[p] {

@@ -128,12 +128,18 @@ func TestTemplateAlarms(t *testing.T) {
 			t.Errorf("no alarm on %s", want)
 		}
 	}
-	for _, f := range functions {
+	for _, f := range allFunctions() {
 		for _, m := range []string{"Errors", "Throttles"} {
 			if !covered[m+" "+f.logicalID] {
 				t.Errorf("no alarm on %s of %s", m, f.logicalID)
 			}
 		}
+	}
+	// A failed delivery run is worth an alarm of its own, at once: owed notifications wait.
+	if p := props(alarms["DeliveryWorkerErrorsAlarm"]); p == nil || p["MetricName"] != "Errors" ||
+		!reflect.DeepEqual(path(p, "Dimensions"), []any{map[string]any{"Name": "FunctionName", "Value": ref("DeliverNotificationsFunction")}}) ||
+		p["Threshold"] != 0 || p["EvaluationPeriods"] != 1 || p["ComparisonOperator"] != "GreaterThanThreshold" {
+		t.Errorf("DeliveryWorkerErrorsAlarm %v: want Errors of DeliverNotificationsFunction > 0 in one period", p)
 	}
 
 	// The dashboard: every metric it graphs is emitted, every alarm it shows exists.

@@ -320,3 +320,54 @@ func jwkKey(t *testing.T, k security.JWK) *ecdsa.PublicKey {
 	}
 	return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
 }
+
+// seedOwed writes, through the DynamoDB adapter, what a revocation whose notification could not
+// be delivered leaves in the outbox: a due record for destination (an old-shape one, with no
+// delivery state: due at once). It returns the record's id.
+func seedOwed(t *testing.T, ds dataset, destination string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ddbstore.New(cfg, ddbstore.Options{Tables: ds.tables})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := fmt.Sprintf("seeded-%d", time.Now().UnixNano())
+	sc := &security.SecurityContext{APIInvokerID: inv, NotificationDestination: destination, Entries: []security.Entry{{AefID: "aef-1",
+		SelSecurityMethod: capif.PKI, PrefSecurityMethods: []capif.SecurityMethod{capif.PKI},
+		Targets: []security.Target{{AefID: "aef-1", APIID: "api-monitoring-event", APIName: "monitoring-event"}}}}}
+	if err := st.Create(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	sc.Entries = nil // the revocation removed the last entry: the context goes, the notification is owed
+	owed := security.Owed{ID: "owed-" + inv, APIInvokerID: inv, Destination: destination,
+		Notification: capif.SecurityNotification{APIInvokerID: inv, AefID: "aef-1", APIIDs: []string{"api-monitoring-event"}, Cause: capif.OverlimitUsage}}
+	if err := st.Replace(ctx, sc, []security.Owed{owed}); err != nil {
+		t.Fatal(err)
+	}
+	return owed.ID
+}
+
+// pendingOwed lists the outbox records, live and dead, through the adapter.
+func pendingOwed(t *testing.T, ds dataset) []security.Owed {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ddbstore.New(cfg, ddbstore.Options{Tables: ds.tables})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owed, err := st.Pending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return owed
+}

@@ -68,7 +68,7 @@ func hostBootstraps(t *testing.T) map[string]string {
 		}
 		bootstrapsDir = dir
 		bootstraps = map[string]string{}
-		for _, f := range functions {
+		for _, f := range allFunctions() {
 			out := filepath.Join(dir, f.logicalID, "bootstrap")
 			cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, "./functions/"+f.dir)
 			cmd.Dir = repoRoot()
@@ -174,6 +174,20 @@ func (e *emulated) logs() string {
 // invoke posts an event and decodes the proxy response; the round trip is recorded.
 func (e *emulated) invoke(t *testing.T, payload []byte) events.APIGatewayProxyResponse {
 	t.Helper()
+	body := e.invokeRaw(t, payload)
+	var out events.APIGatewayProxyResponse
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil || out.StatusCode == 0 {
+		// A function error ({"errorMessage":…}) is what API Gateway turns into a 502.
+		t.Fatalf("%s: not a proxy response (a function error?): %s", e.name, body)
+	}
+	return out
+}
+
+// invokeRaw posts an event and returns what the function answered; the round trip is recorded.
+func (e *emulated) invokeRaw(t *testing.T, payload []byte) []byte {
+	t.Helper()
 	start := time.Now()
 	resp, err := http.Post(e.url, "application/json", bytes.NewReader(payload))
 	if err != nil {
@@ -187,14 +201,7 @@ func (e *emulated) invoke(t *testing.T, payload []byte) events.APIGatewayProxyRe
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%s: the emulator answered %d: %s", e.name, resp.StatusCode, body)
 	}
-	var out events.APIGatewayProxyResponse
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&out); err != nil || out.StatusCode == 0 {
-		// A function error ({"errorMessage":…}) is what API Gateway turns into a 502.
-		t.Fatalf("%s: not a proxy response (a function error?): %s", e.name, body)
-	}
-	return out
+	return body
 }
 
 // timings returns the cold (first) and the median warm round trip.

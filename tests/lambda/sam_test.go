@@ -121,8 +121,38 @@ func TestTemplateAfterSAMTransform(t *testing.T) {
 		t.Errorf("%d invoke permissions for API Gateway, want one per route (%d)", perms, len(routes))
 	}
 
+	// The worker's schedule: an EventBridge rule every minute targeting the function, allowed to
+	// invoke it; no route.
+	for _, w := range workers {
+		rules := 0
+		for _, id := range byType["AWS::Events::Rule"] {
+			p := cfn.Resources[id].Properties
+			targets, _ := p["Targets"].([]any)
+			if len(targets) != 1 || !reflect.DeepEqual(path(targets[0], "Arn"), getAtt(w.logicalID, "Arn")) {
+				continue
+			}
+			rules++
+			if p["ScheduleExpression"] != w.schedule || p["State"] == "DISABLED" || path(targets[0], "Input") != nil {
+				t.Errorf("%s: rule %s %v", w.logicalID, id, p)
+			}
+		}
+		perms := 0
+		for _, id := range byType["AWS::Lambda::Permission"] {
+			p := cfn.Resources[id].Properties
+			if reflect.DeepEqual(p["FunctionName"], ref(w.logicalID)) {
+				if p["Principal"] != "events.amazonaws.com" || p["Action"] != "lambda:InvokeFunction" {
+					t.Errorf("%s: permission %s %v: only EventBridge may invoke the worker", w.logicalID, id, p)
+				}
+				perms++
+			}
+		}
+		if rules != 1 || perms != 1 {
+			t.Errorf("%s: %d schedule rules and %d invoke permissions, want 1 and 1", w.logicalID, rules, perms)
+		}
+	}
+
 	tp := loadTemplate(t)
-	for _, f := range functions {
+	for _, f := range allFunctions() {
 		fn := cfn.Resources[f.logicalID].Properties
 		if fn["Runtime"] != "provided.al2023" || fn["Handler"] != "bootstrap" || !reflect.DeepEqual(fn["Architectures"], []any{"arm64"}) {
 			t.Errorf("%s: %v %v %v", f.logicalID, fn["Runtime"], fn["Handler"], fn["Architectures"])

@@ -58,6 +58,41 @@ var routes = []route{
 	{"RevokeAuthorizationFunction", http.MethodPost, "/capif-security/v1/trustedInvokers/{apiInvokerId}/delete"},
 }
 
+// worker is a function that is no operation of the API: no route and no router; a schedule
+// invokes it with the event of its events/ file, and its main.go calls lambdaapp.MainWorker.
+type worker struct {
+	logicalID, dir string
+	schedule       string // the Schedule event's expression
+	event          string // below events/
+}
+
+var workers = []worker{
+	{"DeliverNotificationsFunction", "deliver-notifications", "rate(1 minute)", "deliver-notifications/schedule.json"},
+}
+
+func workerByID(id string) (worker, bool) {
+	i := slices.IndexFunc(workers, func(w worker) bool { return w.logicalID == id })
+	if i < 0 {
+		return worker{}, false
+	}
+	return workers[i], true
+}
+
+// built is every function of the template as the Makefile builds it: the API functions, then
+// the workers.
+type built struct{ logicalID, dir string }
+
+func allFunctions() []built {
+	var out []built
+	for _, f := range functions {
+		out = append(out, built{f.logicalID, f.dir})
+	}
+	for _, w := range workers {
+		out = append(out, built{w.logicalID, w.dir})
+	}
+	return out
+}
+
 func functionByID(id string) (function, bool) {
 	i := slices.IndexFunc(functions, func(f function) bool { return f.logicalID == id })
 	if i < 0 {
@@ -66,12 +101,21 @@ func functionByID(id string) (function, bool) {
 	return functions[i], true
 }
 
-// templateRoutes lists the Api events of every function.
+// templateRoutes lists the Api events of every API function; a worker has exactly its schedule
+// and no other event, and a function of neither table is an error.
 func templateRoutes(t *testing.T, tp *template) []route {
 	t.Helper()
 	var out []route
 	for id, r := range tp.resources("AWS::Serverless::Function") {
-		for name, ev := range tp.functionProps(r)["Events"].(map[string]any) {
+		evs, _ := tp.functionProps(r)["Events"].(map[string]any)
+		if w, ok := workerByID(id); ok {
+			checkWorkerEvents(t, id, w, evs)
+			continue
+		}
+		if _, ok := functionByID(id); !ok {
+			t.Errorf("%s is in neither the functions nor the workers table", id)
+		}
+		for name, ev := range evs {
 			if path(ev, "Type") != "Api" {
 				t.Errorf("%s event %s: type %v, want Api (REST proxy events)", id, name, path(ev, "Type"))
 				continue
@@ -83,6 +127,25 @@ func templateRoutes(t *testing.T, tp *template) []route {
 		}
 	}
 	return out
+}
+
+// checkWorkerEvents: a worker's only event is its EventBridge schedule (no API route).
+func checkWorkerEvents(t *testing.T, id string, w worker, evs map[string]any) {
+	t.Helper()
+	if len(evs) != 1 {
+		t.Errorf("%s: %d events, want only its schedule", id, len(evs))
+	}
+	for name, ev := range evs {
+		if path(ev, "Type") != "Schedule" || path(ev, "Properties", "Schedule") != w.schedule {
+			t.Errorf("%s event %s: %v, want an EventBridge rule (Type Schedule) on %s", id, name, ev, w.schedule)
+		}
+		if en, ok := path(ev, "Properties", "Enabled").(bool); ok && !en {
+			t.Errorf("%s event %s is disabled", id, name)
+		}
+		if path(ev, "Properties", "Input") != nil {
+			t.Errorf("%s event %s: a fixed Input replaces the scheduled event of %s", id, name, w.event)
+		}
+	}
 }
 
 // Each route of the API is mapped exactly once, to the function whose router serves it.
@@ -106,8 +169,15 @@ func TestTemplateRoutes(t *testing.T) {
 			t.Errorf("%s %s → %s is missing from the template", r.method, r.resource, r.fn)
 		}
 	}
-	if len(tp.resources("AWS::Serverless::Function")) != len(functions) {
-		t.Errorf("%d functions in the template, want %d", len(tp.resources("AWS::Serverless::Function")), len(functions))
+	if n := len(tp.resources("AWS::Serverless::Function")); n != len(functions)+len(workers) {
+		t.Errorf("%d functions in the template, want %d API functions and %d workers", n, len(functions), len(workers))
+	}
+	apiFns := map[string]bool{}
+	for _, r := range got {
+		apiFns[r.fn] = true
+	}
+	if len(apiFns) != len(functions) {
+		t.Errorf("%d functions have routes, want the %d API functions", len(apiFns), len(functions))
 	}
 }
 
@@ -152,9 +222,13 @@ func TestTemplateFunctions(t *testing.T) {
 	fns := tp.resources("AWS::Serverless::Function")
 	for id, r := range fns {
 		t.Run(id, func(t *testing.T) {
-			f, ok := functionByID(id)
-			if !ok {
-				t.Fatalf("no such function in the test table")
+			f, isAPI := functionByID(id)
+			w, isWorker := workerByID(id)
+			if !isAPI && !isWorker {
+				t.Fatalf("no such function in the test tables")
+			}
+			if isWorker {
+				f = function{logicalID: w.logicalID, dir: w.dir}
 			}
 			p := tp.functionProps(r)
 			for k, want := range map[string]any{"Runtime": "provided.al2023", "Handler": "bootstrap", "CodeUri": ".", "Architectures": []any{"arm64"}} {
@@ -165,8 +239,17 @@ func TestTemplateFunctions(t *testing.T) {
 			if got := path(r, "Metadata", "BuildMethod"); got != "makefile" {
 				t.Errorf("Metadata.BuildMethod = %v, want makefile", got)
 			}
-			if to, ok := p["Timeout"].(int); !ok || to < 3 || to > 29 {
+			if to, ok := p["Timeout"].(int); isAPI && (!ok || to < 3 || to > 29) {
 				t.Errorf("Timeout %v: want an explicit value under API Gateway's 29 s", p["Timeout"])
+			} else if isWorker && (!ok || to < 3 || to > 900) {
+				t.Errorf("Timeout %v: want an explicit value within Lambda's 900 s", p["Timeout"])
+			}
+			if isWorker {
+				// A run overlapping the next scheduled one is safe (claims), but Lambda's own
+				// retries of a failed run would only repeat what the next minute's run does.
+				if got := path(p, "EventInvokeConfig", "MaximumRetryAttempts"); got != 0 {
+					t.Errorf("EventInvokeConfig.MaximumRetryAttempts %v, want 0 (the schedule retries)", got)
+				}
 			}
 			if mem, ok := p["MemorySize"].(int); !ok || mem < 128 {
 				t.Errorf("MemorySize %v", p["MemorySize"])
@@ -178,8 +261,10 @@ func TestTemplateFunctions(t *testing.T) {
 			if dir != f.dir {
 				t.Errorf("build-%s builds ./functions/%s, want ./functions/%s", id, dir, f.dir)
 			}
-			if got := mainRouter(t, filepath.Join(repoRoot(), "functions", dir)); got != f.router {
-				t.Errorf("functions/%s/main.go serves httpapi.%s, want httpapi.%s", dir, got, f.router)
+			if got := mainCall(t, filepath.Join(repoRoot(), "functions", dir)); isAPI && got != "lambdaapp.Main(httpapi."+f.router+")" {
+				t.Errorf("functions/%s/main.go: main() is %s, want lambdaapp.Main(httpapi.%s)", dir, got, f.router)
+			} else if isWorker && got != "lambdaapp.MainWorker()" {
+				t.Errorf("functions/%s/main.go: main() is %s, want lambdaapp.MainWorker() (no router)", dir, got)
 			}
 			// What sam build runs: the target with ARTIFACTS_DIR set.
 			out, err := exec.Command("make", "-n", "-C", repoRoot(), "build-"+id, "ARTIFACTS_DIR=/sam/artifacts").CombinedOutput()
@@ -201,9 +286,9 @@ func TestTemplateFunctions(t *testing.T) {
 	}
 }
 
-// mainRouter parses a function's main package: it must be package main whose main() is exactly
-// lambdaapp.Main(httpapi.X); it returns X.
-func mainRouter(t *testing.T, dir string) string {
+// mainCall parses a function's main package: it must be package main whose main() is the one
+// statement lambdaapp.Main(httpapi.X) or lambdaapp.MainWorker(); it returns that call.
+func mainCall(t *testing.T, dir string) string {
 	t.Helper()
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, filepath.Join(dir, "main.go"), nil, 0)
@@ -223,17 +308,28 @@ func mainRouter(t *testing.T, dir string) string {
 			continue
 		}
 		call, _ := es.X.(*ast.CallExpr)
-		if call == nil || len(call.Args) != 1 {
+		if call == nil {
 			continue
 		}
-		if fn, _ := call.Fun.(*ast.SelectorExpr); fn == nil || fn.Sel.Name != "Main" || fn.X.(*ast.Ident).Name != "lambdaapp" {
+		fn, _ := call.Fun.(*ast.SelectorExpr)
+		if fn == nil {
 			continue
 		}
-		if arg, _ := call.Args[0].(*ast.SelectorExpr); arg != nil && arg.X.(*ast.Ident).Name == "httpapi" {
-			return arg.Sel.Name
+		if pkg, _ := fn.X.(*ast.Ident); pkg == nil || pkg.Name != "lambdaapp" {
+			continue
+		}
+		switch {
+		case fn.Sel.Name == "MainWorker" && len(call.Args) == 0:
+			return "lambdaapp.MainWorker()"
+		case fn.Sel.Name == "Main" && len(call.Args) == 1:
+			if arg, _ := call.Args[0].(*ast.SelectorExpr); arg != nil {
+				if pkg, _ := arg.X.(*ast.Ident); pkg != nil && pkg.Name == "httpapi" {
+					return "lambdaapp.Main(httpapi." + arg.Sel.Name + ")"
+				}
+			}
 		}
 	}
-	t.Fatalf("%s/main.go: main() is not lambdaapp.Main(httpapi.X)", dir)
+	t.Fatalf("%s/main.go: main() is neither lambdaapp.Main(httpapi.X) nor lambdaapp.MainWorker()", dir)
 	return ""
 }
 
@@ -344,6 +440,21 @@ func TestTemplateEnvironment(t *testing.T) {
 		}
 		resolved := resolveEnv(t, env, sampleRefs)
 		getenv := func(k string) string { return resolved[k] }
+		if _, ok := workerByID(id); ok {
+			// The worker reads its own settings; the API's (apiRoot, truststore) that the Globals
+			// give every function are not its and are ignored.
+			ws, _, err := settings.Load(settings.Worker, nil, getenv, settings.Options{Name: "worker"})
+			if err != nil {
+				t.Errorf("%s: the deployed environment does not configure the worker: %v", id, err)
+			}
+			want := ddbstore.Tables{Contexts: sampleRefs["ContextsTable"], Registry: sampleRefs["RegistryTable"], Outbox: sampleRefs["OutboxTable"]}
+			if ws.Store != settings.StoreDynamoDB || ws.Tables != want || ws.MetricsNamespace != sampleRefs["MetricsNamespace"] ||
+				ws.Signer != settings.SignerNone || ws.AllowLoopbackNotifications || len(ws.Warnings) != 0 {
+				t.Errorf("%s: store %q tables %+v namespace %q signer %q loopback %v warnings %q", id, ws.Store, ws.Tables,
+					ws.MetricsNamespace, ws.Signer, ws.AllowLoopbackNotifications, ws.Warnings)
+			}
+			continue
+		}
 		cfg, err := lambdaapp.ConfigFromEnv(getenv)
 		if err != nil {
 			t.Errorf("%s: the deployed environment does not configure a function: %v", id, err)
