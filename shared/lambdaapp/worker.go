@@ -77,7 +77,7 @@ func (w *Worker) Handle(ctx context.Context, payload json.RawMessage) (security.
 // Lambda runtime loop.
 func MainWorker() {
 	level := new(slog.LevelVar)
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
 	slog.SetDefault(logger)
 	cfg, _, err := settings.Load(settings.Worker, nil, settings.Getenv, settings.Options{Name: "worker"})
 	if err != nil {
