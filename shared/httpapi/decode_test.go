@@ -324,3 +324,23 @@ func TestSlowBodyIs408(t *testing.T) {
 		}
 	}
 }
+
+// Duplicate members are caught as encoding/json would match them to one field: by Unicode
+// simple folding (the long s "ſ" matches "s", the Kelvin sign "K" matches "k").
+func TestDuplicateMembersByUnicodeFolding(t *testing.T) {
+	for _, body := range []string{
+		`{"notificationDestination":"https://a.example.com","notificationDeſtination":"https://evil.example.com"}`,
+		`{"securityInfo":[],"\u017fecurityInfo":[{"aefId":"x"}]}`,
+		`{"notificationDestination":"a","NOTIFICATIONDESTINATION":"b"}`,
+		"{\"kind\":1,\"\u212aind\":2}", // the Kelvin sign, written raw
+	} {
+		var v capif.ServiceSecurity
+		if e := asError(t, decodeJSON(bodyRequest("application/json", body), &v)); e.status != 400 || !strings.Contains(e.detail, "more than once") {
+			t.Errorf("%s: %+v", body, e)
+		}
+	}
+	var v capif.ServiceSecurity
+	if err := decodeJSON(bodyRequest("application/json", `{"notificationDestination":"https://a.example.com","securityInfo":[]}`), &v); err != nil {
+		t.Errorf("distinct members refused: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -93,6 +94,23 @@ func invalidUTF8At(b []byte) int {
 		i += n
 	}
 	return len(b)
+}
+
+// foldKey folds a member name the way encoding/json matches names to fields (Unicode simple
+// folding, as bytes.EqualFold: "ſ" and "s", "K" and "k" are one name), so two members that
+// would fill one field are caught as duplicates.
+func foldKey(k string) string {
+	var b strings.Builder
+	for _, r := range k {
+		min := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < min {
+				min = f
+			}
+		}
+		b.WriteRune(min)
+	}
+	return b.String()
 }
 
 func (s *jsonScan) fail(msg string) error { return &scanError{offset: s.i, msg: msg} }
@@ -215,7 +233,7 @@ func (s *jsonScan) object() error {
 			} else {
 				k = string(key)
 			}
-			folded := strings.ToLower(k)
+			folded := foldKey(k)
 			switch {
 			case n == 0:
 				first = folded

@@ -64,7 +64,10 @@ func (s *Service) Authorize(ctx context.Context, op Operation, caller Caller, id
 }
 
 // loadAuthorized reads q, or only the caller when op's rule refuses it whatever the target
-// holds (so a refusal takes the same time whatever the target is), and applies op's rule.
+// holds (so a refusal of an owner-only operation takes the same time whatever the target is),
+// and applies op's rule. An AEF route's one read includes the target with Query.ForAEF, so a
+// context the caller has no entry in is never decoded; reading the caller first would cost
+// every AEF request a second round trip.
 func (s *Service) loadAuthorized(ctx context.Context, op Operation, caller Caller, id string, q Query) (*Snapshot, error) {
 	q.CallerID = caller.ID
 	if op.ownTarget() && caller.ID != id {

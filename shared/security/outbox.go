@@ -104,8 +104,20 @@ func (s *Service) owe(sc *SecurityContext, aefID string, apiIDs []string, cause 
 // a time. A failure is recorded on the record for the worker's retries.
 func (s *Service) deliver(ctx context.Context, owed []Owed) {
 	ctx = context.WithoutCancel(ctx)
-	s.each(owed, func(o Owed) { s.attempt(ctx, o, nil) })
+	s.each(owed, func(o Owed) {
+		// A record whose claim is about to lapse (an admin removal committing thousands of
+		// contexts first) is left to the worker, which claims it anew: two attempts of one
+		// notification never run at the same time.
+		if s.clock.Now().Add(s.inlineMargin()).After(o.ClaimedUntil) {
+			return
+		}
+		s.attempt(ctx, o, nil)
+	})
 }
+
+// inlineMargin is the claim time an inline attempt needs left to start: what one attempt and
+// its record take, at most half the lease.
+func (s *Service) inlineMargin() time.Duration { return min(deliveryTail, s.cfg.ClaimLease/2) }
 
 // each runs fn on every record, at most Config.DeliveryConcurrency at a time, and waits.
 func (s *Service) each(owed []Owed, fn func(Owed)) {
@@ -180,11 +192,16 @@ func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome strin
 	done(outcome)
 }
 
-// backoff is exponential with full jitter: uniform in (0, min(cap, base·2^(n-1))].
+// backoff is exponential with full jitter: uniform in (0, min(cap, base·2^(n-1))]. The
+// doubling stops at the cap, so it cannot overflow however many attempts were made.
 func (s *Service) backoff(attempts int) time.Duration {
-	d := s.cfg.RetryCap
-	if attempts < 40 {
-		d = min(s.cfg.RetryCap, s.cfg.RetryBase<<(attempts-1))
+	d := s.cfg.RetryBase
+	for i := 1; i < attempts && d < s.cfg.RetryCap; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.RetryCap)
+	if d <= 0 {
+		d = time.Millisecond
 	}
 	return time.Duration(rand.Int64N(int64(d))) + time.Millisecond
 }
@@ -220,7 +237,9 @@ func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 	}
 	tried := map[string]bool{}
 	for !late() {
-		due, err := s.store.Due(ctx, s.clock.Now(), dueBatch)
+		// Ask for as many more as were tried already, so records tried in this run (due again
+		// when an answer did not stick) cannot hide the others.
+		due, err := s.store.Due(ctx, s.clock.Now(), dueBatch+len(tried))
 		if err != nil {
 			return rep, fmt.Errorf("delivery: listing due notifications: %w", err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 )
 
 // flaky fails the first failures attempts (with err, default a 503-like error), then accepts.
@@ -283,4 +284,54 @@ func TestRemoveAPIDeliversConcurrently(t *testing.T) {
 	if len(n.attempts()) != 16 || len(e.pending()) != 0 {
 		t.Errorf("%d attempts, outbox %d", len(n.attempts()), len(e.pending()))
 	}
+}
+
+// A destination failing for days with the default policy: the doubling stops at the cap, so no
+// attempt count overflows the backoff (it once panicked at attempt 30), and the record ends
+// dead-lettered when the window closes.
+func TestDeliveryBackoffNeverOverflows(t *testing.T) {
+	n := &flaky{failures: 1 << 30}
+	e, svc := deliveryEnv(t, n)
+	for i := 0; i < 200 && !e.pending()[0].Dead; i++ {
+		e.clock.Advance(security.DefaultRetryCap)
+		if _, err := svc.DeliverDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := e.pending()[0]
+	if !o.Dead || o.Attempts < 45 {
+		t.Errorf("after a 24 h window: dead %v after %d attempts", o.Dead, o.Attempts)
+	}
+}
+
+// An inline attempt whose claim is about to lapse is left to the worker: the two never make
+// the same attempt at once.
+func TestInlineAttemptNeedsItsClaim(t *testing.T) {
+	n := &flaky{}
+	e := newEnv(t)
+	e.create("inv1", standardRequest())
+	// The clock jumps past most of the lease between the commit and the inline attempt.
+	svc := security.New(&lapsingStore{Store: e.db, clock: e.clock}, e.db, e.signer, n, e.clock, e.cfg)
+	if err := svc.RevokeAll(ctx, security.Caller{ID: "aef2"}, "inv1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(n.attempts()); got != 0 {
+		t.Fatalf("%d inline attempts with a nearly lapsed claim, want 0", got)
+	}
+	e.clock.Advance(security.DefaultClaimLease)
+	if rep, err := svc.DeliverDue(ctx); err != nil || rep.Delivered != 1 {
+		t.Errorf("the worker after the claim lapsed: %+v, %v", rep, err)
+	}
+}
+
+// lapsingStore advances the clock by most of a claim lease when a change commits.
+type lapsingStore struct {
+	security.Store
+	clock *securitytest.Clock
+}
+
+func (l *lapsingStore) Replace(ctx context.Context, sc *security.SecurityContext, owed []security.Owed) error {
+	err := l.Store.Replace(ctx, sc, owed)
+	l.clock.Advance(security.DefaultClaimLease - time.Second)
+	return err
 }

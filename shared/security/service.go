@@ -126,7 +126,11 @@ func (s *Service) CreateSecurityContext(ctx context.Context, caller Caller, apiI
 // and notificationDestination, keeping each PSK whose entry still addresses the same target.
 func (s *Service) UpdateSecurityContext(ctx context.Context, caller Caller, apiInvokerID string, req *capif.ServiceSecurity) (*capif.ServiceSecurity, error) {
 	var sc *SecurityContext
-	err := s.retryWrite(ctx, apiInvokerID, func() error {
+	lock := apiInvokerID
+	if caller.ID != apiInvokerID {
+		lock = "" // refused whatever the context holds: never wait on (or delay) its writers
+	}
+	err := s.retryWrite(ctx, lock, func() error {
 		snap, err := s.loadAuthorized(ctx, ObtainSecurityMethod, caller, apiInvokerID, invokerQuery(apiInvokerID, req))
 		if err != nil {
 			return err
@@ -573,9 +577,9 @@ func (s *Service) replace(ctx context.Context, sc *SecurityContext, owed []Owed)
 
 // retryWrite is retry for a read-modify-write of one context, serialized with the other writers
 // of that context when the store can do so (ContextLocker), so that in one process no writer
-// loses a race.
+// loses a race; "" takes no lock.
 func (s *Service) retryWrite(ctx context.Context, apiInvokerID string, fn func() error) error {
-	if l, ok := s.store.(ContextLocker); ok {
+	if l, ok := s.store.(ContextLocker); ok && apiInvokerID != "" {
 		unlock, err := l.LockContext(ctx, apiInvokerID)
 		if err != nil {
 			return Unavailable("the request deadline passed while waiting for a concurrent change")

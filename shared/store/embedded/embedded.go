@@ -49,8 +49,11 @@ var (
 	bucketCtxAEFs    = []byte("contextAefs")
 	bucketMeta       = []byte("meta")
 
-	keySchema     = []byte("schema")
-	schemaVersion = []byte("1")
+	keySchema = []byte("schema")
+	// Schema 2 added the contextAefs index. A schema-1 file is migrated at Open; a build that
+	// knows only schema 1 refuses a schema-2 file, so it can never write contexts past the index.
+	schemaVersion = []byte("2")
+	schemaV1      = []byte("1")
 )
 
 // lockTimeout bounds the wait for the file lock: a second process on the same file fails fast
@@ -85,14 +88,18 @@ func Open(path string) (*DB, error) {
 				return err
 			}
 		}
-		if tx.Bucket(bucketCtxAEFs) == nil {
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keySchema); {
+		case v == nil || bytes.Equal(v, schemaV1):
+			// A new file, or one written before the index: (re)build it from the contexts.
+			if tx.Bucket(bucketCtxAEFs) != nil {
+				if err := tx.DeleteBucket(bucketCtxAEFs); err != nil {
+					return err
+				}
+			}
 			if err := indexContextAEFs(tx); err != nil {
 				return err
 			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keySchema); {
-		case v == nil:
 			return meta.Put(keySchema, schemaVersion)
 		case !bytes.Equal(v, schemaVersion):
 			return fmt.Errorf("file has schema %q, this build reads %q", v, schemaVersion)

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -259,4 +260,51 @@ func TestRejectsMalformedWrites(t *testing.T) {
 	if err != nil || snap.Context.Version != 2 {
 		t.Errorf("refused Replaces changed the context: %+v, %v", snap, err)
 	}
+}
+
+// A schema-1 file (written before the contextAefs index) is migrated at Open: the index is
+// built from its contexts, so an AEF query finds a context that has an entry for it, and the
+// file becomes schema 2 (which a schema-1 build refuses).
+func TestOpenMigratesSchema1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capif.db")
+	sc := security.SecurityContext{APIInvokerID: "inv-1", NotificationDestination: "https://x.example.com", Version: 1,
+		Entries: []security.Entry{{AefID: "aef-1", Targets: []security.Target{{AefID: "aef-1", APIID: "api-1", APIName: "a"}}}}}
+	raw, _ := json.Marshal(sc)
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketPrincipals, bucketAEFs, bucketAPIs, bucketInterfaces, bucketContexts, bucketOutbox, bucketMeta} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketContexts).Put([]byte("inv-1"), raw); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte("1"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if snap, err := db.Load(ctx, security.Query{APIInvokerID: "inv-1", ForAEF: "aef-1"}); err != nil || snap.Context == nil {
+		t.Errorf("AEF query after migration: %+v, %v", snap, err)
+	}
+	if snap, _ := db.Load(ctx, security.Query{APIInvokerID: "inv-1", ForAEF: "aef-2"}); snap.Context != nil {
+		t.Error("the migrated index does not leave out a context without an entry for aef-2")
+	}
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keySchema); string(v) != "2" {
+			t.Errorf("schema %q after migration, want 2", v)
+		}
+		return nil
+	})
 }
