@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,4 +47,23 @@ func uniqueTablePrefix() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return "suite-" + hex.EncodeToString(b[:]) + "-"
+}
+
+// TestRunnerWithoutTables: on DynamoDB tables that do not exist (yet), a caller with a
+// certificate is answered 503 with Retry-After (the deployment is broken, not the request) and
+// the log has one ERROR line naming DynamoDB and the cause; a request without a certificate is
+// still 401, before any store read.
+func TestRunnerWithoutTables(t *testing.T) {
+	testenv.DynamoDBEndpoint(t)
+	b := backend{name: "dynamodb without tables", throttles: true} // 503 + Retry-After is the expected answer here
+	r := launch(t, b, []string{"-store", "dynamodb", "-signer", "none", "-table-prefix", uniqueTablePrefix()}, t.TempDir(), nil)
+	resp := r.as(t, "inv-000").get("inv-000", "")
+	if resp.status != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" {
+		t.Fatalf("with a certificate: %d %v %s", resp.status, resp.header, resp.body)
+	}
+	wantProblem(t, r.anonymous(t).get("inv-000", ""), http.StatusUnauthorized)
+	logs := r.logs.String()
+	if !strings.Contains(logs, `"msg":"dependency unavailable"`) || !strings.Contains(logs, "does not exist") || !strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("no ERROR line naming the missing tables:\n%s", logs)
+	}
 }

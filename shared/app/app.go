@@ -15,6 +15,8 @@ import (
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/capifcore/capif-security/shared/awsretry"
+	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
@@ -78,6 +80,8 @@ func LoadAWSConfig(ctx context.Context, logger *slog.Logger, apiOptions []func(*
 		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}
 	c.APIOptions = append(c.APIOptions, apiOptions...)
+	// A missing credential is a broken deployment: 503 with an ERROR line (awsretry.Outage).
+	c.Credentials = awsretry.WrapCredentials(c.Credentials)
 	return c, nil
 }
 
@@ -167,6 +171,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		RetryCap:    set.RetryCap,
 		RetryWindow: set.RetryWindow,
 		ClaimLease:  set.ClaimLease,
+		OnDelivery:  countDelivery,
 		APIRoot:     set.APIRoot,
 		ClientCA:    cfg.ClientCA,
 		Logger:      cfg.Logger,
@@ -198,4 +203,17 @@ func SDKLogger(l *slog.Logger) logging.Logger {
 		}
 		l.Log(context.Background(), level, fmt.Sprintf(format, v...), slog.String("source", "aws-sdk"))
 	})
+}
+
+// deliveryMetrics names the metric of each delivery outcome.
+var deliveryMetrics = map[security.DeliveryOutcome]string{
+	security.Delivered:    metrics.NotificationsDelivered,
+	security.Retried:      metrics.NotificationsRetried,
+	security.DeadLettered: metrics.NotificationsDeadLettered,
+}
+
+// countDelivery counts an outcome into the tally of the request or delivery run that made the
+// attempt (the access log, or the worker's run line, publishes it).
+func countDelivery(ctx context.Context, o security.DeliveryOutcome) {
+	metrics.Add(ctx, deliveryMetrics[o], 1)
 }

@@ -4,19 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/capifcore/capif-security/shared/awsretry"
+	"github.com/capifcore/capif-security/shared/metrics"
 )
 
 func TestTransient(t *testing.T) {
@@ -88,5 +96,118 @@ func TestPolicy(t *testing.T) {
 		if p.Name == "" || p.Attempts < 1 || p.AttemptTimeout <= 0 || p.MaxBackoff <= 0 {
 			t.Errorf("incomplete policy %+v", p)
 		}
+	}
+}
+
+func TestThrottled(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"throughput exceeded", &types.ProvisionedThroughputExceededException{}, true},
+		{"throttling", &smithy.GenericAPIError{Code: "ThrottlingException"}, true},
+		{"kms throttling wrapped", fmt.Errorf("kms Sign: %w", &smithy.OperationError{Err: &smithy.GenericAPIError{Code: "ThrottlingException"}}), true},
+		{"HTTP 429", &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 429}}, Err: errors.New("x")}}, true},
+		{"internal error: transient, not a throttle", &types.InternalServerError{}, false},
+		{"HTTP 503", &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 503}}, Err: errors.New("x")}}, false},
+		{"deadline", context.DeadlineExceeded, false},
+	}
+	for _, tt := range tests {
+		if got := awsretry.Throttled(tt.err); got != tt.want {
+			t.Errorf("%s: Throttled = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// answers is an HTTP client that answers DynamoDB calls from a script, one answer per attempt.
+type answers struct{ script []int }
+
+func (a *answers) Do(*http.Request) (*http.Response, error) {
+	code := a.script[0]
+	a.script = a.script[1:]
+	body := `{}`
+	if code == 400 {
+		body = `{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"rate exceeded"}`
+	}
+	return &http.Response{StatusCode: code, Header: http.Header{"Content-Type": {"application/x-amz-json-1.0"}},
+		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body))}, nil
+}
+
+// Every throttled attempt is counted, the ones the retryer absorbed too, and only in the
+// tally of the request that made the call.
+func TestCountThrottles(t *testing.T) {
+	tests := []struct {
+		script    []int
+		want      int
+		wantError bool
+	}{
+		{[]int{200}, 0, false},
+		{[]int{400, 200}, 1, false},
+		{[]int{400, 400, 400}, 3, true},
+	}
+	for _, tt := range tests {
+		client := dynamodb.New(dynamodb.Options{
+			Region:      "us-east-1",
+			Credentials: credentials.NewStaticCredentialsProvider("k", "s", ""),
+			HTTPClient:  &answers{script: tt.script},
+			Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = awsretry.DynamoDB.Attempts
+				o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
+			}),
+			APIOptions: []func(*middleware.Stack) error{awsretry.DynamoDB.CountThrottles},
+		})
+		ctx, tally := metrics.WithCounts(context.Background())
+		_, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("t"),
+			Key: map[string]types.AttributeValue{"k": &types.AttributeValueMemberS{Value: "v"}}})
+		if (err != nil) != tt.wantError {
+			t.Fatalf("%v: GetItem: %v", tt.script, err)
+		}
+		var got []metrics.Metric
+		if tt.want > 0 {
+			got = []metrics.Metric{metrics.Count(metrics.DynamoDBThrottles, tt.want)}
+		}
+		if m := tally.Metrics(); !slices.Equal(m, got) {
+			t.Errorf("%v: tally %v, want %v", tt.script, m, got)
+		}
+	}
+	ctx, tally := metrics.WithCounts(context.Background())
+	awsretry.KMS.NoteThrottle(ctx)
+	awsretry.S3.NoteThrottle(ctx) // S3 has no throttle metric
+	if m := tally.Metrics(); !slices.Equal(m, []metrics.Metric{metrics.Count(metrics.KMSThrottles, 1)}) {
+		t.Errorf("NoteThrottle: tally %v", m)
+	}
+}
+
+// A broken deployment is an outage (503 + an ERROR line naming the cause), not a 500; a bad
+// request or a lost condition is not.
+func TestOutage(t *testing.T) {
+	api := func(code string) error {
+		return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "GetItem", Err: &smithy.GenericAPIError{Code: code, Fault: smithy.FaultClient}}
+	}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{api("ResourceNotFoundException"), true},
+		{api("AccessDeniedException"), true},
+		{api("UnrecognizedClientException"), true},
+		{api("DisabledException"), true},
+		{&awsretry.CredentialsError{Err: errors.New("no role")}, true},
+		{fmt.Errorf("get identity: %w", &awsretry.CredentialsError{Err: errors.New("no role")}), true},
+		{api("ValidationException"), false},
+		{api("ConditionalCheckFailedException"), false},
+		{errors.New("plain"), false},
+	} {
+		if _, got := awsretry.Outage(tc.err); got != tc.want {
+			t.Errorf("awsretry.Outage(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+	p := awsretry.WrapCredentials(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return aws.Credentials{}, errors.New("none") }))
+	if _, err := p.Retrieve(context.Background()); !errors.As(err, new(*awsretry.CredentialsError)) {
+		t.Errorf("WrapCredentials: %v", err)
+	}
+	if awsretry.WrapCredentials(nil) != nil {
+		t.Error("awsretry.WrapCredentials(nil) must stay nil (anonymous)")
 	}
 }

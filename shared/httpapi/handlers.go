@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -27,6 +28,9 @@ type Options struct {
 	Certificates CertificateSource // where the caller's verified certificate comes from
 	Logger       *slog.Logger
 	RequestID    func(*http.Request) string // default RandomRequestID
+	// MetricsNamespace is the CloudWatch namespace of the access log's metrics (default
+	// metrics.DefaultNamespace).
+	MetricsNamespace string
 }
 
 type api struct {
@@ -44,7 +48,10 @@ func newRouter(svc *security.Service, opts Options) (*Router, *api) {
 	if opts.Certificates == nil {
 		opts.Certificates = TLSClientCertificate
 	}
-	return &Router{log: &accessLog{logger: opts.Logger, requestID: opts.RequestID}}, &api{svc: svc, opts: opts}
+	if opts.MetricsNamespace == "" {
+		opts.MetricsNamespace = metrics.DefaultNamespace
+	}
+	return &Router{log: &accessLog{logger: opts.Logger, requestID: opts.RequestID, namespace: opts.MetricsNamespace}}, &api{svc: svc, opts: opts}
 }
 
 const invokerPath = Base + "/trustedInvokers/{apiInvokerId}"

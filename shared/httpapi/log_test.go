@@ -1,17 +1,23 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/metrics"
+	"github.com/capifcore/capif-security/shared/metrics/emftest"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -169,5 +175,171 @@ func TestDefaultOptions(t *testing.T) {
 	lines := h.access()
 	if len(lines) != 2 || lines[0]["caller"].String() != "aef1" || lines[0]["requestId"].String() != ids[0] {
 		t.Errorf("default logger got %v", lines)
+	}
+}
+
+// published is what one access log line publishes, by metric name, for dimension set dims
+// (names joined by ","; "" for the total).
+func published(t *testing.T, line []byte) (map[string]map[string]float64, map[string]string) {
+	t.Helper()
+	ps, err := emftest.Parse(line)
+	if err != nil {
+		t.Fatalf("not EMF CloudWatch accepts: %v\n%s", err, line)
+	}
+	// No two members differ only in case: decoders that match names case-insensitively (Go's
+	// encoding/json) would read one for the other.
+	var members map[string]json.RawMessage
+	_ = json.Unmarshal(line, &members)
+	folded := map[string]string{}
+	for k := range members {
+		if other, ok := folded[strings.ToLower(k)]; ok {
+			t.Errorf("members %q and %q differ only in case: %s", k, other, line)
+		}
+		folded[strings.ToLower(k)] = k
+	}
+	out := map[string]map[string]float64{}
+	dims := map[string]string{}
+	for _, p := range ps {
+		if p.Namespace != metrics.DefaultNamespace {
+			t.Errorf("namespace %q", p.Namespace)
+		}
+		var names []string
+		for n, v := range p.Dimensions {
+			names = append(names, n)
+			dims[n] = v
+		}
+		slices.Sort(names)
+		if out[p.Name] == nil {
+			out[p.Name] = map[string]float64{}
+		}
+		out[p.Name][strings.Join(names, ",")] = p.Value
+	}
+	return out, dims
+}
+
+func lastLine(t *testing.T, logs *bytes.Buffer) []byte {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], `"msg":"request"`) {
+			return []byte(lines[i])
+		}
+	}
+	t.Fatalf("no access line in %s", logs)
+	return nil
+}
+
+func TestAccessLogMetrics(t *testing.T) {
+	s := newServer(t, nil)
+	token := func(secret string) func() *httptest.ResponseRecorder {
+		return func() *httptest.ResponseRecorder {
+			return s.do("POST", Base+"/securities/inv1/token", "inv1", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_id=inv1&client_secret="+secret)
+		}
+	}
+	brokenBody := func() *httptest.ResponseRecorder {
+		r := s.req("PUT", invokers+"inv2", "inv2", "application/json", "")
+		r.Body = io.NopCloser(failingReader{})
+		return s.serve(r)
+	}
+	body, _ := json.Marshal(createBody())
+	tests := []struct {
+		name   string
+		do     func() *httptest.ResponseRecorder
+		status int
+		op     string
+		want   map[string]float64 // by Operation and in total
+		denial string             // the OAuthError dimension of TokenDenials
+	}{
+		{"create", func() *httptest.ResponseRecorder { return s.json("PUT", invokers+"inv1", "inv1", createBody()) }, 201, OpObtainSecurityMethod,
+			map[string]float64{metrics.Requests: 1, metrics.ClientErrors: 0, metrics.ServerErrors: 0, metrics.ContextsCreated: 1, metrics.ContextsUpdated: 0}, ""},
+		{"update", func() *httptest.ResponseRecorder {
+			return s.do("POST", invokers+"inv1/update", "inv1", "application/json", string(body))
+		}, 200, OpObtainSecurityMethod, map[string]float64{metrics.Requests: 1, metrics.ContextsCreated: 0, metrics.ContextsUpdated: 1}, ""},
+		{"token", token(inv1Secret), 200, OpObtainAuthorization, map[string]float64{metrics.TokensIssued: 1, metrics.ClientErrors: 0}, ""},
+		{"token denied", token("wrong"), 401, OpObtainAuthorization, map[string]float64{metrics.TokensIssued: 0, metrics.ClientErrors: 1, metrics.ServerErrors: 0}, "invalid_client"},
+		{"server fault", func() *httptest.ResponseRecorder {
+			s.signer.err = errors.New("key unreadable")
+			defer func() { s.signer.err = nil }()
+			return token(inv1Secret)()
+		}, 500, OpObtainAuthorization, map[string]float64{metrics.ClientErrors: 0, metrics.ServerErrors: 1, metrics.TokensIssued: 0}, ""},
+		{"jwks", func() *httptest.ResponseRecorder { return s.do("GET", "/.well-known/jwks.json", "", "", "") }, 200, OpJWKS, map[string]float64{metrics.Requests: 1}, ""},
+		{"revoke", func() *httptest.ResponseRecorder { return s.do("DELETE", invokers+"inv1", "aef1", "", "") }, 204, OpRevokeAuthorization,
+			map[string]float64{metrics.Revocations: 1, metrics.ClientErrors: 0}, ""},
+		{"revoke nothing", func() *httptest.ResponseRecorder { return s.do("DELETE", invokers+"inv1", "aef1", "", "") }, 404, OpRevokeAuthorization,
+			map[string]float64{metrics.Revocations: 0, metrics.ClientErrors: 1}, ""},
+		{"unrouted", func() *httptest.ResponseRecorder { return s.do("GET", Base+"/nowhere", "inv1", "", "") }, 404, "",
+			map[string]float64{metrics.Requests: 1, metrics.ClientErrors: 1, metrics.ServerErrors: 0}, ""},
+		{"broken body: the client's fault", brokenBody, 400, OpObtainSecurityMethod,
+			map[string]float64{metrics.ClientErrors: 1, metrics.ServerErrors: 0, metrics.ContextsCreated: 0}, ""},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		w := tt.do()
+		if w.Code != tt.status {
+			t.Fatalf("%s: %d %s", tt.name, w.Code, w.Body)
+		}
+		got, dims := published(t, lastLine(t, s.logs))
+		if dims[metrics.DimOperation] != tt.op {
+			t.Errorf("%s: operation %q, want %q", tt.name, dims[metrics.DimOperation], tt.op)
+		}
+		sets := 2 // by operation and in total
+		if tt.op == "" {
+			sets = 1 // unrouted: in total only
+		}
+		for name, v := range tt.want {
+			if len(got[name]) != sets || got[name][""] != v || tt.op != "" && got[name][metrics.DimOperation] != v {
+				t.Errorf("%s: %s = %v, want %v by operation and in total", tt.name, name, got[name], v)
+			}
+		}
+		if l := got[metrics.Latency]; len(l) != sets || l[""] < 0 {
+			t.Errorf("%s: Latency %v", tt.name, l)
+		}
+		if d := got[metrics.TokenDenials]; (tt.denial == "") != (d == nil) || d != nil && (d[metrics.DimOAuthError] != 1 || d[""] != 1 || dims[metrics.DimOAuthError] != tt.denial) {
+			t.Errorf("%s: TokenDenials %v, OAuthError %q, want %q", tt.name, d, dims[metrics.DimOAuthError], tt.denial)
+		}
+		for n := range dims {
+			if n != metrics.DimOperation && n != metrics.DimOAuthError {
+				t.Errorf("%s: unbounded dimension %q", tt.name, n)
+			}
+		}
+		for name := range got {
+			if !slices.Contains(metrics.Names, name) {
+				t.Errorf("%s: metric %q is not in metrics.Names", tt.name, name)
+			}
+			seen[name] = true
+		}
+	}
+
+	// Throttled attempts counted by the adapters through the request's context.
+	var buf bytes.Buffer
+	l := &accessLog{logger: slog.New(slog.NewJSONHandler(&buf, nil)), requestID: RandomRequestID, namespace: metrics.DefaultNamespace}
+	l.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), OpJWKS, func(w http.ResponseWriter, r *http.Request) {
+		metrics.Add(r.Context(), metrics.KMSThrottles, 2)
+		metrics.Add(r.Context(), metrics.DynamoDBThrottles, 1)
+	})
+	got, _ := published(t, buf.Bytes())
+	if got[metrics.KMSThrottles][""] != 2 || got[metrics.DynamoDBThrottles][metrics.DimOperation] != 1 {
+		t.Errorf("throttles %v %v", got[metrics.KMSThrottles], got[metrics.DynamoDBThrottles])
+	}
+	for name := range got {
+		seen[name] = true
+	}
+	// Every metric of the request path is really emitted (the worker emits the notification ones).
+	for _, name := range metrics.Names {
+		if !seen[name] && !strings.HasPrefix(name, "Notifications") {
+			t.Errorf("metric %q is never emitted by the access log", name)
+		}
+	}
+}
+
+func TestAccessLogNamespace(t *testing.T) {
+	s := newServer(t, nil)
+	opts := s.opts
+	opts.MetricsNamespace = "Operator/Chosen"
+	s.h = All(s.svc, opts)
+	s.do("GET", "/.well-known/jwks.json", "", "", "")
+	ps, err := emftest.Parse(lastLine(t, s.logs))
+	if err != nil || len(ps) == 0 || ps[0].Namespace != "Operator/Chosen" {
+		t.Errorf("namespace: %+v %v", ps, err)
 	}
 }

@@ -45,6 +45,7 @@ const (
 	CauseInternal         = "INTERNAL_ERROR"
 	CauseEncodingFailed   = "ENCODING_FAILED"
 	CauseClientGone       = "REQUEST_CANCELED"
+	CauseInvalidEvent     = "INVALID_EVENT" // Lambda: an event that is no API Gateway REST proxy request
 )
 
 // kindStatus is the one table from domain error kinds to status codes.
@@ -90,6 +91,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			infoOf(r).clientFault = re.clientFault
 		}
 		if re.oauth != "" {
+			infoOf(r).oauthError = re.oauth
 			writeJSON(w, re.status, contentJSON, capif.AccessTokenErr{Error: re.oauth, ErrorDescription: re.detail})
 			return
 		}
@@ -100,6 +102,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusInternalServerError
 		}
 		if e.OAuthError != "" {
+			infoOf(r).oauthError = e.OAuthError
 			writeJSON(w, status, contentJSON, capif.AccessTokenErr{Error: e.OAuthError, ErrorDescription: e.Detail})
 			return
 		}

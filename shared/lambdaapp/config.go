@@ -24,12 +24,19 @@ type Config struct {
 // TruststoreLocation is where the truststore PEM bundle is read from.
 type TruststoreLocation struct {
 	Bucket, Key string // S3 object
-	File        string // local file
+	// Version is the object's S3 VersionId: the one API Gateway's mutual TLS was deployed with
+	// (template.yaml's TruststoreVersion), so the functions re-verify callers against the very
+	// bundle the gateway checked them with, also after a rotation. "" reads the latest.
+	Version string
+	File    string // local file
 }
 
 func (l TruststoreLocation) String() string {
 	if l.File != "" {
 		return l.File
+	}
+	if l.Version != "" {
+		return "s3://" + l.Bucket + "/" + l.Key + "?versionId=" + l.Version
 	}
 	return "s3://" + l.Bucket + "/" + l.Key
 }
@@ -45,6 +52,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{Settings: s, Truststore: TruststoreLocation{File: s.TruststoreFile}}
 	if s.TruststoreURI != "" {
 		c.Truststore.Bucket, c.Truststore.Key, _ = settings.ParseS3URI(s.TruststoreURI) // checked by Load
+		c.Truststore.Version = s.TruststoreVersion
 	}
 	return c, nil
 }

@@ -110,6 +110,8 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 		Certificates: certificateSource(f.trust, now),
 		Logger:       f.logger,
 		RequestID:    requestID,
+		// The access log's EMF metrics: CloudWatch Logs extracts them from the function's log.
+		MetricsNamespace: cfg.Settings.MetricsNamespace,
 	}
 	f.router = build(a.Service, f.options)
 	f.adapter = httpadapter.New(http.HandlerFunc(f.serveHTTP))
@@ -127,10 +129,10 @@ func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (events.
 	defer cancel()
 	var ev events.APIGatewayProxyRequest
 	if err := json.Unmarshal(payload, &ev); err != nil {
-		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the event is not an API Gateway REST proxy event", err), nil
+		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the event is not an API Gateway REST proxy event", err), nil
 	}
 	if err := checkEvent(ev); err != nil {
-		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the request could not be read: "+err.Error(), err), nil
+		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the request could not be read: "+err.Error(), err), nil
 	}
 	served := new(bool)
 	resp, err := f.proxy(context.WithValue(ctx, servedKey{}, served), ev)
@@ -138,9 +140,9 @@ func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (events.
 	case err == nil:
 		return resp, nil
 	case !*served:
-		return f.reject(ctx, ev, http.StatusBadRequest, "INVALID_EVENT", "the request could not be read", err), nil
+		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the request could not be read", err), nil
 	default:
-		return f.reject(ctx, ev, http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed", err), nil
+		return f.reject(ctx, ev, http.StatusInternalServerError, httpapi.CauseInternal, "the request could not be completed", err), nil
 	}
 }
 
@@ -151,7 +153,7 @@ func (f *Function) proxy(ctx context.Context, ev events.APIGatewayProxyRequest) 
 	defer func() {
 		if p := recover(); p != nil {
 			f.logger.ErrorContext(ctx, "panic", slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
-			resp, err = f.reject(ctx, ev, http.StatusInternalServerError, "INTERNAL_ERROR", "the request could not be completed", nil), nil
+			resp, err = f.reject(ctx, ev, http.StatusInternalServerError, httpapi.CauseInternal, "the request could not be completed", nil), nil
 		}
 	}()
 	return f.adapter.ProxyWithContext(ctx, ev)
@@ -268,7 +270,7 @@ func RequestContext(ctx context.Context, margin time.Duration) (context.Context,
 // shaped as problem+json by the template's DEFAULT_5XX gateway response).
 func Main(build Build) {
 	level := new(slog.LevelVar)
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
 	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
 	cfg, err := ConfigFromEnv(settings.Getenv)
 	if err != nil {

@@ -77,17 +77,21 @@ func fetchTruststore(ctx context.Context, loc TruststoreLocation, client s3Gette
 		}
 		return b, nil
 	}
-	out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &loc.Bucket, Key: &loc.Key})
+	in := &s3.GetObjectInput{Bucket: &loc.Bucket, Key: &loc.Key}
+	if loc.Version != "" {
+		in.VersionId = &loc.Version // s3:GetObjectVersion
+	}
+	out, err := client.GetObject(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("truststore s3://%s/%s: %w", loc.Bucket, loc.Key, err)
+		return nil, fmt.Errorf("truststore %s: %w", loc, err)
 	}
 	defer out.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(out.Body, maxTruststore+1))
 	if err != nil {
-		return nil, fmt.Errorf("truststore s3://%s/%s: %w", loc.Bucket, loc.Key, err)
+		return nil, fmt.Errorf("truststore %s: %w", loc, err)
 	}
 	if len(b) > maxTruststore {
-		return nil, fmt.Errorf("truststore s3://%s/%s: larger than %d bytes", loc.Bucket, loc.Key, maxTruststore)
+		return nil, fmt.Errorf("truststore %s: larger than %d bytes", loc, maxTruststore)
 	}
 	return b, nil
 }

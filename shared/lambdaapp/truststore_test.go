@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ type fakeS3 struct {
 	mu      sync.Mutex
 	body    []byte
 	paths   []string
+	query   []url.Values
 	respond func(n int) (int, string)
 	hold    chan struct{} // when set, requests wait for it (or their cancellation)
 }
@@ -37,6 +39,7 @@ func newFakeS3(t *testing.T, body []byte) *fakeS3 {
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.paths = append(s.paths, r.Method+" "+r.URL.Path)
+		s.query = append(s.query, r.URL.Query())
 		n, respond, hold := len(s.paths), s.respond, s.hold
 		s.mu.Unlock()
 		if hold != nil {
@@ -80,6 +83,12 @@ func (s *fakeS3) requests() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.paths...)
+}
+
+func (s *fakeS3) queries() []url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]url.Values(nil), s.query...)
 }
 
 // countCalls is an AWS middleware counting every SDK operation started.

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -57,15 +58,18 @@ func (w *Worker) Handle(ctx context.Context, payload json.RawMessage) (security.
 	defer cancel()
 	var ev scheduledEvent
 	_ = json.Unmarshal(payload, &ev) // any payload starts a run
+	ctx, counts := metrics.WithCounts(ctx)
 	rep, err := w.app.Service.DeliverDue(ctx)
 	attrs := []slog.Attr{slog.String("event", ev.ID), slog.Int("claimed", rep.Claimed), slog.Int("delivered", rep.Delivered),
 		slog.Int("retried", rep.Retried), slog.Int("deadLettered", rep.DeadLettered),
 		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000)}
+	emit := metrics.Emitter{Logger: w.logger, Namespace: w.cfg.MetricsNamespace}
 	if err != nil {
-		w.logger.LogAttrs(ctx, slog.LevelError, "delivery run failed", append(attrs, slog.String("error", err.Error()))...)
+		emit.Emit(ctx, slog.LevelError, "delivery run failed", append(attrs, slog.String("error", err.Error())), counts.Metrics()...)
 		return rep, err
 	}
-	w.logger.LogAttrs(ctx, slog.LevelInfo, "delivery run", attrs...)
+	// One line per run: the run's outcomes as metrics (alarms watch NotificationsDeadLettered).
+	emit.Emit(ctx, slog.LevelInfo, "delivery run", attrs, counts.Metrics()...)
 	return rep, nil
 }
 

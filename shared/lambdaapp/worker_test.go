@@ -1,18 +1,21 @@
 package lambdaapp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/metrics"
+	"github.com/capifcore/capif-security/shared/metrics/emftest"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/store/embedded"
@@ -56,7 +59,8 @@ func TestWorkerDeliversDueRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWorker(context.Background(), cfg, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	var logs bytes.Buffer
+	w, err := NewWorker(context.Background(), cfg, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +71,18 @@ func TestWorkerDeliversDueRecords(t *testing.T) {
 	rep, err := w.Handle(ctx, event)
 	if err != nil || rep.Delivered != 1 || hits.Load() != 1 || gotID.Load() != "owed-1" {
 		t.Fatalf("run: %+v, %v; %d deliveries with id %v", rep, err, hits.Load(), gotID.Load())
+	}
+	// The run line publishes the run's outcomes as CloudWatch metrics (EMF).
+	var published []emftest.Published
+	for _, line := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
+		if bytes.Contains(line, []byte(`"msg":"delivery run"`)) {
+			if published, err = emftest.Parse(line); err != nil {
+				t.Fatalf("run line is not valid EMF: %v\n%s", err, line)
+			}
+		}
+	}
+	if !slices.ContainsFunc(published, func(p emftest.Published) bool { return p.Name == metrics.NotificationsDelivered && p.Value == 1 }) {
+		t.Errorf("run line publishes %+v, want NotificationsDelivered 1", published)
 	}
 	if p, _ := w.app.Store.Pending(context.Background()); len(p) != 0 {
 		t.Errorf("outbox after delivery: %+v", p)

@@ -68,6 +68,16 @@ const (
 	dueBatch                   = 100
 )
 
+// DeliveryOutcome is what became of one delivery attempt.
+type DeliveryOutcome string
+
+// The outcomes of an attempt (Config.OnDelivery).
+const (
+	Delivered    DeliveryOutcome = "delivered"
+	Retried      DeliveryOutcome = "retried"
+	DeadLettered DeliveryOutcome = "dead-lettered"
+)
+
 // DeliveryReport counts what one delivery run did.
 type DeliveryReport struct {
 	Delivered, Retried, DeadLettered, Claimed int
@@ -117,6 +127,14 @@ func (s *Service) each(owed []Owed, fn func(Owed)) {
 
 // attempt delivers one held record (o.ClaimedUntil is the claim) and records the outcome.
 func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome string)) {
+	done := func(outcome DeliveryOutcome) {
+		if s.cfg.OnDelivery != nil {
+			s.cfg.OnDelivery(ctx, outcome)
+		}
+		if report != nil {
+			report(string(outcome))
+		}
+	}
 	held := o.ClaimedUntil
 	err := s.notifier.Notify(ctx, Delivery{ID: o.ID, Destination: o.Destination, Body: o.Notification})
 	log := s.cfg.Logger.With(slog.String("notificationId", o.ID), slog.String("apiInvokerId", o.APIInvokerID),
@@ -128,9 +146,7 @@ func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome strin
 		} else {
 			log.Info("notification delivered")
 		}
-		if report != nil {
-			report("delivered")
-		}
+		done(Delivered)
 		return
 	}
 	now := s.clock.Now()
@@ -144,12 +160,12 @@ func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome strin
 	o.LastError = err.Error()
 	o.ClaimedUntil = time.Time{}
 	o.NextAttempt = now.Add(s.backoff(o.Attempts))
-	outcome := "retried"
+	outcome := Retried
 	switch {
 	case errors.Is(err, ErrUndeliverable):
-		o.Dead, outcome = true, "dead-lettered"
+		o.Dead, outcome = true, DeadLettered
 	case o.NextAttempt.Sub(o.WindowFrom) > s.cfg.RetryWindow:
-		o.Dead, outcome = true, "dead-lettered"
+		o.Dead, outcome = true, DeadLettered
 		o.LastError = fmt.Sprintf("retry window of %s exhausted; last error: %s", s.cfg.RetryWindow, o.LastError)
 	}
 	if aerr := s.store.Attempted(ctx, o, held); aerr != nil {
@@ -161,9 +177,7 @@ func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome strin
 	} else {
 		log.Warn("notification not delivered; will retry", slog.String("error", o.LastError), slog.Time("nextAttempt", o.NextAttempt))
 	}
-	if report != nil {
-		report(outcome)
-	}
+	done(outcome)
 }
 
 // backoff is exponential with full jitter: uniform in (0, min(cap, base·2^(n-1))].

@@ -38,7 +38,10 @@ type Config struct {
 	// attempts run at once. Zero values take the Default… constants.
 	RetryBase, RetryCap, RetryWindow, ClaimLease time.Duration
 	DeliveryConcurrency                          int
-	Logger                                       *slog.Logger
+	// OnDelivery, when set, learns the outcome of every delivery attempt, with the context of
+	// the request or run that made it (the edge counts them as metrics).
+	OnDelivery func(ctx context.Context, outcome DeliveryOutcome)
+	Logger     *slog.Logger
 }
 
 // DefaultMaxAttempts is Config.MaxAttempts when it is not set.

@@ -77,7 +77,12 @@ type Config struct {
 	LogLevel       slog.Level
 	TruststoreURI  string // s3://bucket/key (functions)
 	TruststoreFile string // a local PEM bundle instead (local invokes, tests)
-	DeadlineMargin time.Duration
+	// TruststoreVersion is the S3 VersionId of the truststore object that API Gateway's mutual
+	// TLS uses; "" reads the latest version.
+	TruststoreVersion string
+	DeadlineMargin    time.Duration
+	// MetricsNamespace is the CloudWatch namespace of the access log's metrics (EMF).
+	MetricsNamespace string
 	// Delivery of owed notifications (security.Config), and how often the runner's worker looks
 	// for due ones.
 	RetryBase, RetryCap, RetryWindow, ClaimLease time.Duration
@@ -195,6 +200,14 @@ var Table = []Setting{
 			c.TruststoreURI = v
 			return nil
 		}},
+	{Env: "CAPIF_TRUSTSTORE_VERSION", For: Function,
+		Doc: "S3 VersionId of the truststore object (the one API Gateway uses); empty: the latest", parse: func(c *Config, v string) error {
+			if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) || len(v) > 1024 {
+				return fmt.Errorf("%q is not an S3 version id", v)
+			}
+			c.TruststoreVersion = v
+			return nil
+		}},
 	{Env: "CAPIF_TRUSTSTORE_FILE", For: Function,
 		Doc: "a local truststore PEM instead (local invokes, tests)", parse: str(func(c *Config) *string { return &c.TruststoreFile })},
 	{Env: "CAPIF_RETRY_BASE", Flag: "retry-base", Default: "30s", For: Delivering,
@@ -209,6 +222,8 @@ var Table = []Setting{
 		Doc: "how often the runner delivers due notifications", parse: duration(func(c *Config) *time.Duration { return &c.DeliveryInterval }, false)},
 	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function | Worker,
 		Doc: "time kept back from the Lambda deadline to answer 503 in", parse: duration(func(c *Config) *time.Duration { return &c.DeadlineMargin }, true)},
+	{Env: "CAPIF_METRICS_NAMESPACE", Default: "CAPIF/Security", For: Function | Worker,
+		Doc: "CloudWatch namespace of the metrics in the access log (Embedded Metric Format)", parse: parseNamespace},
 }
 
 var stackName = regexp.MustCompile(`^[A-Za-z][-A-Za-z0-9]{0,127}$`)
@@ -381,6 +396,8 @@ func (c *Config) check(cmd Command) []error {
 			bad("CAPIF_TRUSTSTORE_URI", "set either it or CAPIF_TRUSTSTORE_FILE, not both")
 		case c.TruststoreURI == "" && c.TruststoreFile == "":
 			bad("CAPIF_TRUSTSTORE_URI", "required (or CAPIF_TRUSTSTORE_FILE for a local bundle)")
+		case c.TruststoreVersion != "" && c.TruststoreURI == "":
+			bad("CAPIF_TRUSTSTORE_VERSION", "is a version of the CAPIF_TRUSTSTORE_URI object: set that too")
 		}
 	}
 	return errs
@@ -437,6 +454,17 @@ func parseIssuer(c *Config, v string) error {
 		return fmt.Errorf("%q is not an https URL without query or fragment", v)
 	}
 	c.Issuer = v
+	return nil
+}
+
+// namespaceChars are the characters CloudWatch allows in a namespace.
+const namespaceChars = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-/#: "
+
+func parseNamespace(c *Config, v string) error {
+	if v == "" || len(v) > 255 || strings.Trim(v, namespaceChars) != "" || strings.HasPrefix(v, "AWS/") {
+		return fmt.Errorf("%q is not a CloudWatch namespace (1-255 of A-Za-z0-9 . - _ / # : space, not AWS/)", v)
+	}
+	c.MetricsNamespace = v
 	return nil
 }
 

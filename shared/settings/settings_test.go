@@ -2,6 +2,7 @@ package settings_test
 
 import (
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,8 +115,51 @@ func TestLoadFunction(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Store != "dynamodb" || c.AllowLoopbackNotifications || c.DeadlineMargin != time.Second || c.TokenTTL != 600*time.Second ||
-		c.Tables != (dynamodb.Tables{Contexts: "c", Registry: "r", Outbox: "o"}) || c.DataDir != "" {
+		c.Tables != (dynamodb.Tables{Contexts: "c", Registry: "r", Outbox: "o"}) || c.DataDir != "" ||
+		c.MetricsNamespace != "CAPIF/Security" || c.TruststoreVersion != "" {
 		t.Errorf("%+v", c)
+	}
+}
+
+func TestLoadFunctionMetricsAndTruststoreVersion(t *testing.T) {
+	base := map[string]string{
+		"CAPIF_CONTEXTS_TABLE": "c", "CAPIF_REGISTRY_TABLE": "r", "CAPIF_OUTBOX_TABLE": "o", "CAPIF_SIGNER": "none",
+		"CAPIF_API_ROOT": "https://capif.example.com", "CAPIF_TRUSTSTORE_URI": "s3://b/k",
+	}
+	with := func(kv ...string) map[string]string {
+		e := maps.Clone(base)
+		for i := 0; i < len(kv); i += 2 {
+			e[kv[i]] = kv[i+1]
+		}
+		return e
+	}
+	tests := []struct {
+		name      string
+		env       map[string]string
+		namespace string
+		version   string
+		fail      string // the variable the error names
+	}{
+		{"defaults", base, "CAPIF/Security", "", ""},
+		{"chosen", with("CAPIF_METRICS_NAMESPACE", "Acme/CAPIF core#1", "CAPIF_TRUSTSTORE_VERSION", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"), "Acme/CAPIF core#1", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", ""},
+		{"AWS namespace", with("CAPIF_METRICS_NAMESPACE", "AWS/Lambda"), "", "", "CAPIF_METRICS_NAMESPACE"},
+		{"bad character", with("CAPIF_METRICS_NAMESPACE", "CAPIF$"), "", "", "CAPIF_METRICS_NAMESPACE"},
+		{"too long", with("CAPIF_METRICS_NAMESPACE", strings.Repeat("n", 256)), "", "", "CAPIF_METRICS_NAMESPACE"},
+		{"version with a space", with("CAPIF_TRUSTSTORE_VERSION", "a b"), "", "", "CAPIF_TRUSTSTORE_VERSION"},
+		{"version of a file", with("CAPIF_TRUSTSTORE_URI", "", "CAPIF_TRUSTSTORE_FILE", "/tmp/ca.pem", "CAPIF_TRUSTSTORE_VERSION", "v1"), "", "", "CAPIF_TRUSTSTORE_VERSION"},
+	}
+	for _, tt := range tests {
+		c, _, err := settings.Load(settings.Function, nil, env(tt.env), settings.Options{})
+		switch {
+		case tt.fail != "":
+			if err == nil || !strings.Contains(err.Error(), tt.fail) {
+				t.Errorf("%s: error %v, want one naming %s", tt.name, err, tt.fail)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case c.MetricsNamespace != tt.namespace || c.TruststoreVersion != tt.version:
+			t.Errorf("%s: namespace %q version %q", tt.name, c.MetricsNamespace, c.TruststoreVersion)
+		}
 	}
 }
 

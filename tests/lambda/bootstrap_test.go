@@ -183,6 +183,7 @@ func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 			env := functionEnv(t, f.logicalID, ds)
 			env["CAPIF_TRUSTSTORE_FILE"] = ""
 			env["CAPIF_TRUSTSTORE_URI"] = "s3://trust-bucket/mtls/truststore.pem"
+			env["CAPIF_TRUSTSTORE_VERSION"] = sampleRefs["TruststoreVersion"]
 			for _, svc := range []string{"S3", "DYNAMODB", "KMS"} {
 				env["AWS_ENDPOINT_URL_"+svc] = awsSrv.URL
 			}

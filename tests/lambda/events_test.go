@@ -97,7 +97,9 @@ var eventCases = []eventCase{
 		status: 200, want: `"apiId":"api-qos-session"`, pkiCA: true},
 
 	// Obtain_Authorization (and the JWKS)
-	{file: "obtain-authorization/jwks.json", fn: "ObtainAuthorizationFunction",
+	// The custom domain is mutual-TLS only: an AEF fetches the JWKS (and the metadata) with its
+	// client certificate, so API Gateway passes it along as for every request.
+	{file: "obtain-authorization/jwks.json", fn: "ObtainAuthorizationFunction", cert: "clients/aef-1.pem",
 		req: apigwevent.Request{Method: http.MethodGet, Resource: jwksRes}, status: 200, want: `"kty":"EC"`},
 	{file: "obtain-authorization/token.json", fn: "ObtainAuthorizationFunction", cert: "clients/invoker-1.pem",
 		req: apigwevent.Request{Method: http.MethodPost, Resource: tokenRes, Params: map[string]string{"securityId": "invoker-1"}, Header: formCT(),
@@ -139,6 +141,11 @@ var eventCases = []eventCase{
 	{file: "revoke-authorization/revoke-all.json", fn: "RevokeAuthorizationFunction", cert: "clients/aef-2.pem",
 		req:    apigwevent.Request{Method: http.MethodDelete, Resource: invokerRes, Params: id("invoker-1")},
 		status: 204},
+
+	// RFC 8414 metadata (served by ObtainAuthorizationFunction, like the JWKS it points at)
+	{file: "obtain-authorization/metadata.json", fn: "ObtainAuthorizationFunction", cert: "clients/aef-1.pem",
+		req:    apigwevent.Request{Method: http.MethodGet, Resource: httpapi.MetadataPath},
+		status: 200, want: `"jwks_uri":"https://capif.example.com/.well-known/jwks.json"`},
 }
 
 func eventsDir() string { return filepath.Join(repoRoot(), "events") }

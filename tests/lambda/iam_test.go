@@ -77,11 +77,16 @@ func (r *callRecorder) record(service, op string, params any) {
 		}
 		got = append(got, permission{"kms:" + op, res})
 	case "S3":
-		res := "object"
-		if in, ok := params.(*s3.GetObjectInput); ok && aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key) == "trust-bucket/mtls/truststore.pem" {
-			res = "Truststore"
+		res, action := "object", "s3:"+op
+		if in, ok := params.(*s3.GetObjectInput); ok {
+			if aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key) == "trust-bucket/mtls/truststore.pem" {
+				res = "Truststore"
+			}
+			if in.VersionId != nil { // GetObject of a version is authorized as s3:GetObjectVersion
+				action = "s3:GetObjectVersion"
+			}
 		}
-		got = append(got, permission{"s3:" + op, res})
+		got = append(got, permission{action, res})
 	default:
 		got = append(got, permission{service + ":" + op, "?"})
 	}
@@ -193,6 +198,7 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 		}
 		env["CAPIF_TRUSTSTORE_FILE"] = ""
 		env["CAPIF_TRUSTSTORE_URI"] = "s3://trust-bucket/mtls/truststore.pem"
+		env["CAPIF_TRUSTSTORE_VERSION"] = sampleRefs["TruststoreVersion"]
 		env["CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS"] = "true" // the stand-in invoker listens on 127.0.0.1
 		cfg, err := lambdaapp.ConfigFromEnv(func(k string) string { return env[k] })
 		if err != nil {

@@ -86,6 +86,7 @@ func functionEnv(t *testing.T, logicalID string, ds dataset) map[string]string {
 	}
 	resolved := resolveEnv(t, env, refs)
 	resolved["CAPIF_TRUSTSTORE_URI"] = ""
+	resolved["CAPIF_TRUSTSTORE_VERSION"] = "" // a version of the S3 object, not of the file
 	resolved["CAPIF_TRUSTSTORE_FILE"] = filepath.Join(repoRoot(), "events", "dev-ca", "ca.pem")
 	for _, k := range []string{"AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
 		resolved[k] = os.Getenv(k)

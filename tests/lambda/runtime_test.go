@@ -1,16 +1,21 @@
 package lambda
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/capifcore/capif-security/shared/metrics"
+	"github.com/capifcore/capif-security/shared/metrics/emftest"
 )
 
 // The built bootstraps under the Runtime Interface Emulator, one emulator per function, with the
@@ -67,8 +72,22 @@ func TestRuntimeUnderEmulator(t *testing.T) {
 			lines := e.jsonLogLines(t)
 			requests := 0
 			for _, l := range lines {
-				if l["msg"] == "request" {
-					requests++
+				if l["msg"] != "request" {
+					continue
+				}
+				requests++
+				// The real bootstrap's access lines are EMF that CloudWatch accepts, in the
+				// template's namespace, naming only metrics of shared/metrics.
+				b, _ := json.Marshal(l)
+				ps, err := emftest.Parse(b)
+				if err != nil {
+					t.Errorf("%s: access line is not valid EMF: %v\n%s", f.logicalID, err, b)
+					continue
+				}
+				for _, p := range ps {
+					if p.Namespace != sampleRefs["MetricsNamespace"] || !slices.Contains(metrics.Names, p.Name) {
+						t.Errorf("%s: publishes %s/%s", f.logicalID, p.Namespace, p.Name)
+					}
 				}
 			}
 			if requests == 0 {

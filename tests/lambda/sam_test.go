@@ -138,8 +138,12 @@ func TestTemplateAfterSAMTransform(t *testing.T) {
 		if doc != src {
 			t.Errorf("%s: the deployed policy differs from the template's:\n%s\n%s", f.logicalID, doc, src)
 		}
-		if mp := mustJSON(t, role["ManagedPolicyArns"]); !strings.Contains(mp, "AWSLambdaBasicExecutionRole") || strings.Count(mp, "arn:") != 1 {
-			t.Errorf("%s: managed policies %s, want only AWSLambdaBasicExecutionRole (logs)", f.logicalID, mp)
+		if mp := mustJSON(t, role["ManagedPolicyArns"]); !strings.Contains(mp, "AWSLambdaBasicExecutionRole") ||
+			!strings.Contains(mp, "AWSXrayWriteOnlyAccess") || strings.Count(mp, "arn:") != 2 {
+			t.Errorf("%s: managed policies %s, want only AWSLambdaBasicExecutionRole (logs) and AWSXrayWriteOnlyAccess (traces)", f.logicalID, mp)
+		}
+		if path(fn, "TracingConfig", "Mode") != "Active" {
+			t.Errorf("%s: TracingConfig %v, want X-Ray active tracing", f.logicalID, fn["TracingConfig"])
 		}
 	}
 }

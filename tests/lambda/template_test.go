@@ -52,6 +52,7 @@ var routes = []route{
 	{"ObtainSecurityMethodFunction", http.MethodPost, "/capif-security/v1/trustedInvokers/{apiInvokerId}/update"},
 	{"ObtainAuthorizationFunction", http.MethodPost, "/capif-security/v1/securities/{securityId}/token"},
 	{"ObtainAuthorizationFunction", http.MethodGet, "/.well-known/jwks.json"},
+	{"ObtainAuthorizationFunction", http.MethodGet, "/.well-known/oauth-authorization-server"},
 	{"ObtainApiInvokerInfoFunction", http.MethodGet, "/capif-security/v1/trustedInvokers/{apiInvokerId}"},
 	{"RevokeAuthorizationFunction", http.MethodDelete, "/capif-security/v1/trustedInvokers/{apiInvokerId}"},
 	{"RevokeAuthorizationFunction", http.MethodPost, "/capif-security/v1/trustedInvokers/{apiInvokerId}/delete"},
@@ -287,6 +288,7 @@ func TestTemplateAPI(t *testing.T) {
 	// The custom domain: mutual TLS with the truststore parameter, mapped with no base path.
 	dom := props(tp.resources("AWS::ApiGateway::DomainName")["ApiDomain"])
 	if !reflect.DeepEqual(path(dom, "MutualTlsAuthentication", "TruststoreUri"), ref("TruststoreUri")) ||
+		!reflect.DeepEqual(path(dom, "MutualTlsAuthentication", "TruststoreVersion"), ref("TruststoreVersion")) ||
 		!reflect.DeepEqual(dom["DomainName"], ref("DomainName")) || !reflect.DeepEqual(dom["RegionalCertificateArn"], ref("CertificateArn")) ||
 		dom["SecurityPolicy"] != "TLS_1_2" || !reflect.DeepEqual(path(dom, "EndpointConfiguration", "Types"), []any{"REGIONAL"}) {
 		t.Errorf("ApiDomain %v", dom)
@@ -306,7 +308,7 @@ func TestTemplateAPI(t *testing.T) {
 	}
 	// The parameters that make the domain are required.
 	params := tp.section("Parameters")
-	for _, name := range []string{"DomainName", "CertificateArn", "TruststoreUri"} {
+	for _, name := range []string{"DomainName", "CertificateArn", "TruststoreUri", "TruststoreVersion"} {
 		if _, hasDefault := path(params, name).(map[string]any)["Default"]; hasDefault || path(params, name) == nil {
 			t.Errorf("parameter %s must exist and be required (no Default)", name)
 		}
@@ -319,6 +321,11 @@ func TestTemplateEnvironment(t *testing.T) {
 	tp := loadTemplate(t)
 	for id, r := range tp.resources("AWS::Serverless::Function") {
 		env, _ := path(tp.functionProps(r), "Environment", "Variables").(map[string]any)
+		// API Gateway's mutual TLS and the function read the same truststore version.
+		if !reflect.DeepEqual(env["CAPIF_TRUSTSTORE_URI"], ref("TruststoreUri")) || !reflect.DeepEqual(env["CAPIF_TRUSTSTORE_VERSION"], ref("TruststoreVersion")) ||
+			!reflect.DeepEqual(env["CAPIF_METRICS_NAMESPACE"], ref("MetricsNamespace")) {
+			t.Errorf("%s: truststore %v version %v, metrics namespace %v", id, env["CAPIF_TRUSTSTORE_URI"], env["CAPIF_TRUSTSTORE_VERSION"], env["CAPIF_METRICS_NAMESPACE"])
+		}
 		if !reflect.DeepEqual(env["CAPIF_API_ROOT"], map[string]any{"Fn::Sub": "https://${DomainName}"}) {
 			t.Errorf("%s: CAPIF_API_ROOT = %v, want !Sub https://${DomainName}", id, env["CAPIF_API_ROOT"])
 		}
@@ -347,6 +354,9 @@ func TestTemplateEnvironment(t *testing.T) {
 			t.Errorf("%s: the adapter reads tables %+v, want %+v", id, got, want)
 		}
 		// The iss claim is the issuer setting, by default {apiRoot}; no CCF id sets it.
+		if cfg.Truststore.Version != sampleRefs["TruststoreVersion"] || cfg.Settings.MetricsNamespace != sampleRefs["MetricsNamespace"] {
+			t.Errorf("%s: truststore %+v, namespace %q", id, cfg.Truststore, cfg.Settings.MetricsNamespace)
+		}
 		if cfg.Settings.Issuer != "" || cfg.Settings.APIRoot != "https://"+sampleRefs["DomainName"] || len(cfg.Settings.Warnings) != 0 {
 			t.Errorf("%s: issuer %q, apiRoot %q, warnings %q", id, cfg.Settings.Issuer, cfg.Settings.APIRoot, cfg.Settings.Warnings)
 		}
@@ -359,7 +369,8 @@ func TestTemplateEnvironment(t *testing.T) {
 }
 
 // The tables are the DynamoDB adapter's schema (what -create-tables makes locally), on demand,
-// with point-in-time recovery, encryption, deletion protection as a parameter, and retained.
+// with point-in-time recovery, encryption, deletion protection as a parameter that is off for
+// the first create, retained except when their own create is rolled back.
 func TestTemplateTables(t *testing.T) {
 	tp := loadTemplate(t)
 	tables := tp.resources("AWS::DynamoDB::Table")
@@ -398,8 +409,10 @@ func TestTemplateTables(t *testing.T) {
 		if !reflect.DeepEqual(p["DeletionProtectionEnabled"], ref("DeletionProtection")) {
 			t.Errorf("%s: DeletionProtectionEnabled %v", logical, p["DeletionProtectionEnabled"])
 		}
-		if r["DeletionPolicy"] != "Retain" || r["UpdateReplacePolicy"] != "Retain" {
-			t.Errorf("%s: must be retained on delete and replacement", logical)
+		// A failed first create deletes the new tables (the retry does not meet "already
+		// exists"); once created they survive stack deletion and replacement.
+		if r["DeletionPolicy"] != "RetainExceptOnCreate" || r["UpdateReplacePolicy"] != "Retain" {
+			t.Errorf("%s: DeletionPolicy %v, UpdateReplacePolicy %v; want RetainExceptOnCreate, Retain", logical, r["DeletionPolicy"], r["UpdateReplacePolicy"])
 		}
 		// <stack>-<name>: the adapter's name for the prefix "<stack>-" (what capif-admin uses).
 		if want := map[string]any{"Fn::Sub": "${AWS::StackName}-" + *def.TableName}; !reflect.DeepEqual(p["TableName"], want) {
@@ -410,13 +423,15 @@ func TestTemplateTables(t *testing.T) {
 
 // sample values of the template's references, as CloudFormation would resolve them.
 var sampleRefs = map[string]string{
-	"DomainName":    "capif.example.com",
-	"TruststoreUri": "s3://trust-bucket/mtls/truststore.pem",
-	"TokenTtl":      "600s",
-	"ContextsTable": "capif-security-contexts",
-	"RegistryTable": "capif-security-registry",
-	"OutboxTable":   "capif-security-outbox",
-	"SigningKey":    "1234abcd-12ab-34cd-56ef-1234567890ab",
+	"DomainName":        "capif.example.com",
+	"TruststoreUri":     "s3://trust-bucket/mtls/truststore.pem",
+	"TruststoreVersion": "Qm9vdHN0cmFwVmVyc2lvbi5JZC4x",
+	"MetricsNamespace":  "CAPIF/Security",
+	"TokenTtl":          "600s",
+	"ContextsTable":     "capif-security-contexts",
+	"RegistryTable":     "capif-security-registry",
+	"OutboxTable":       "capif-security-outbox",
+	"SigningKey":        "1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 
 func resolveEnv(t *testing.T, env map[string]any, refs map[string]string) map[string]string {

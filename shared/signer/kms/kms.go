@@ -70,6 +70,7 @@ func NewFromConfig(cfg aws.Config, keyRefs []string, optFns ...func(*awskms.Opti
 	policy := func(o *awskms.Options) {
 		o.Retryer = awsretry.KMS.Retryer()
 		o.HTTPClient = awsretry.KMS.HTTPClient(o.HTTPClient)
+		o.APIOptions = append(o.APIOptions, awsretry.KMS.CountThrottles) // per-request metrics
 	}
 	return New(awskms.NewFromConfig(cfg, append([]func(*awskms.Options){policy}, optFns...)...), keyRefs)
 }

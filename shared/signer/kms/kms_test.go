@@ -253,10 +253,11 @@ func TestErrorMapping(t *testing.T) {
 		{"HTTP 503 without a code", status(503), true},
 		{"HTTP 429 without a code", status(429), true},
 		{"HTTP 400 without a code", status(400), false},
-		{"disabled key", &types.DisabledException{Message: aws.String("x")}, false},
-		{"no such key", &types.NotFoundException{Message: aws.String("x")}, false},
+		// A broken deployment: 503, and an ERROR line names the key and the cause.
+		{"disabled key", &types.DisabledException{Message: aws.String("x")}, true},
+		{"no such key", &types.NotFoundException{Message: aws.String("x")}, true},
 		{"wrong key usage", &types.InvalidKeyUsageException{Message: aws.String("x")}, false},
-		{"access denied", &smithy.GenericAPIError{Code: "AccessDeniedException"}, false},
+		{"access denied", &smithy.GenericAPIError{Code: "AccessDeniedException"}, true},
 		{"anything else", errors.New("boom"), false},
 	}
 	for _, tc := range tests {
@@ -304,8 +305,8 @@ func TestErrorMappingThroughTheSDK(t *testing.T) {
 	}{
 		{"throttled until retries run out", 400, "ThrottlingException", true, 3},
 		{"internal error", 500, "KMSInternalException", true, 3},
-		{"access denied", 400, "AccessDeniedException", false, 1},
-		{"disabled key", 400, "DisabledException", false, 1},
+		{"access denied", 400, "AccessDeniedException", true, 1},
+		{"disabled key", 400, "DisabledException", true, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

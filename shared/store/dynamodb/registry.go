@@ -375,7 +375,7 @@ func (tx *regTx) commitGroup(g []types.TransactWriteItem) error {
 	var tce *types.TransactionCanceledException
 	switch {
 	case errors.As(err, &tce):
-		err = tx.s.canceled(tx.op, tce, func(int, types.CancellationReason) error { return errRace })
+		err = tx.s.canceled(tx.ctx, tx.op, tce, func(int, types.CancellationReason) error { return errRace })
 		if errors.Is(err, security.ErrConflict) {
 			return errRace
 		}

@@ -91,6 +91,7 @@ func New(cfg aws.Config, opts Options) (*Store, error) {
 		// be repeated.
 		o.Retryer = retry.AddWithErrorCodes(awsretry.DynamoDB.Retryer(), "TransactionConflictException")
 		o.HTTPClient = awsretry.DynamoDB.HTTPClient(o.HTTPClient)
+		o.APIOptions = append(o.APIOptions, awsretry.DynamoDB.CountThrottles) // per-request metrics
 	}}, opts.ClientOptions...)
 	return &Store{
 		client:   ddb.NewFromConfig(cfg, optFns...),
@@ -120,6 +121,12 @@ func (s *Store) fail(op string, err error) error {
 	if awsretry.Transient(err) {
 		s.log.Warn("dynamodb unavailable", "op", op, "error", err.Error())
 		return fmt.Errorf("dynamodb %s: %w: %w", op, security.ErrUnavailable, err)
+	}
+	if cause, ok := awsretry.Outage(err); ok {
+		// Not the caller's fault and not a bug: a 503, and the operator is told what to fix.
+		s.log.Error("dependency unavailable", "dependency", "DynamoDB", "op", op,
+			"tables", []string{s.tables.Contexts, s.tables.Registry, s.tables.Outbox}, "cause", cause, "error", err.Error())
+		return fmt.Errorf("dynamodb %s: %w: %s: %w", op, security.ErrUnavailable, cause, err)
 	}
 	return fmt.Errorf("dynamodb %s: %w", op, err)
 }
@@ -188,6 +195,9 @@ func (s *Store) batchGet(ctx context.Context, op string, keys []itemKey) (map[it
 						found[itemKey{table, k.Value}] = it
 					}
 				}
+			}
+			if len(out.UnprocessedKeys) > 0 { // DynamoDB's throttling of a batch
+				awsretry.DynamoDB.NoteThrottle(ctx)
 			}
 			req = out.UnprocessedKeys
 		}
@@ -415,7 +425,7 @@ func (s *Store) Replace(ctx context.Context, sc *security.SecurityContext, owed 
 	var tce *types.TransactionCanceledException
 	switch {
 	case errors.As(err, &tce):
-		if err := s.canceled("Replace", tce, func(i int, r types.CancellationReason) error {
+		if err := s.canceled(ctx, "Replace", tce, func(i int, r types.CancellationReason) error {
 			if i == 0 {
 				return lost(id, r.Item, item)
 			}
@@ -433,7 +443,7 @@ func (s *Store) Replace(ctx context.Context, sc *security.SecurityContext, owed 
 // canceled maps the reasons of a cancelled transaction: condFailed handles a failed condition
 // of item i; a transaction conflict is a lost race (the domain re-reads and retries); throttling
 // is 503.
-func (s *Store) canceled(op string, tce *types.TransactionCanceledException, condFailed func(i int, r types.CancellationReason) error) error {
+func (s *Store) canceled(ctx context.Context, op string, tce *types.TransactionCanceledException, condFailed func(i int, r types.CancellationReason) error) error {
 	for i, r := range tce.CancellationReasons {
 		switch aws.ToString(r.Code) {
 		case "", "None":
@@ -443,6 +453,7 @@ func (s *Store) canceled(op string, tce *types.TransactionCanceledException, con
 		case "TransactionConflict":
 			return fmt.Errorf("dynamodb %s: item %d is in another transaction: %w", op, i, security.ErrConflict)
 		case "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded":
+			awsretry.DynamoDB.NoteThrottle(ctx)
 			s.log.Warn("dynamodb unavailable", "op", op+"/TransactWriteItems", "reason", aws.ToString(r.Code))
 			return unavailable(op+"/TransactWriteItems", aws.ToString(r.Code))
 		default:

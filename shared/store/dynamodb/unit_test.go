@@ -69,14 +69,18 @@ type clientFunc func(*http.Request) (*http.Response, error)
 
 func (f clientFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
 
-// fail turns a transient AWS error (awsretry.Transient) into ErrUnavailable, and nothing else.
+// fail turns a transient AWS error (awsretry.Transient) and a broken deployment
+// (awsretry.Outage) into ErrUnavailable, and nothing else.
 func TestFail(t *testing.T) {
 	s := &Store{log: discardLogger()}
 	if err := s.fail("op", &types.ProvisionedThroughputExceededException{}); !errors.Is(err, security.ErrUnavailable) {
 		t.Errorf("fail(throttled) = %v, want ErrUnavailable", err)
 	}
-	if err := s.fail("op", &types.ResourceNotFoundException{}); errors.Is(err, security.ErrUnavailable) {
-		t.Errorf("fail(missing table) = %v, must not be ErrUnavailable (retrying cannot help)", err)
+	if err := s.fail("op", &types.ResourceNotFoundException{}); !errors.Is(err, security.ErrUnavailable) {
+		t.Errorf("fail(missing table) = %v, want ErrUnavailable (a broken deployment: 503 and an ERROR line)", err)
+	}
+	if err := s.fail("op", &types.ConditionalCheckFailedException{}); errors.Is(err, security.ErrUnavailable) {
+		t.Errorf("fail(condition) = %v, must not be ErrUnavailable", err)
 	}
 }
 
