@@ -56,7 +56,10 @@ lint:
 tools:
 	bash scripts/tools.sh
 
+# The budgets as ratios to a bare P-256 signature (scripts/bench-ratios.sh), then every
+# benchmark of the module with the peers up.
 bench: tools
+	GO=$(GO) bash scripts/bench-ratios.sh
 	bash scripts/with-peers.sh $(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

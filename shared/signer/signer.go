@@ -1,5 +1,6 @@
 // Package signer holds what the Signer adapters (local key, AWS KMS) share: one ES256 JWT code
-// path whose private-key operation is delegated to a DigestSigner, the DER → JOSE signature
+// path (the JWS compact serialization, written directly: no JWT library on the signing side)
+// whose private-key operation is delegated to a DigestSigner, the DER → JOSE signature
 // conversion, and the JWK form of a P-256 public key.
 //
 // Tokens produced here verify with stock golang-jwt (jwt.Parse and jwt.SigningMethodES256) and a
@@ -12,11 +13,10 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
-
-	"github.com/golang-jwt/jwt/v5"
+	"sync/atomic"
 
 	"github.com/capifcore/capif-security/shared/security"
 )
@@ -37,56 +37,34 @@ type DigestSigner interface {
 	SignDigest(ctx context.Context, digest []byte) (der []byte, err error)
 }
 
-// method is the ES256 jwt.SigningMethod whose key is a DigestSigner bound to a context. It is
-// deliberately never registered with jwt.RegisterSigningMethod: the process-wide "ES256" entry
-// stays golang-jwt's own, so parsing anywhere in the process is untouched by our signers.
-type method struct{}
-
-// boundKey carries the request context into method.Sign, whose signature has no context.
-type boundKey struct {
-	ctx context.Context
-	key DigestSigner
+// header is the JOSE header segment for one kid, remembered because a signer has one kid (or a
+// few, across a KMS key rotation) for its whole life.
+type header struct {
+	kid     string
+	segment []byte // base64url of {"alg":"ES256","kid":…,"typ":"at+jwt"}
 }
 
-func (method) Alg() string { return Alg }
+var lastHeader atomic.Pointer[header]
 
-// Sign hashes the JWS signing input and has the key sign the digest; the DER answer becomes the
-// 64-byte R‖S form that JWS requires.
-func (method) Sign(signingString string, key any) ([]byte, error) {
-	k, ok := key.(boundKey)
-	if !ok {
-		return nil, jwt.ErrInvalidKeyType
+func headerSegment(kid string) ([]byte, error) {
+	if h := lastHeader.Load(); h != nil && h.kid == kid {
+		return h.segment, nil
 	}
-	digest := sha256.Sum256([]byte(signingString))
-	der, err := k.key.SignDigest(k.ctx, digest[:])
+	js, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{Alg, kid, Typ})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("signer: header: %w", err)
 	}
-	return derToJOSE(der)
+	h := &header{kid: kid, segment: make([]byte, b64.EncodedLen(len(js)))}
+	b64.Encode(h.segment, js)
+	lastHeader.Store(h)
+	return h.segment, nil
 }
 
-// Verify delegates to golang-jwt's ES256 so the method is complete; our tokens are verified by
-// the stock method anyway.
-func (method) Verify(signingString string, sig []byte, key any) error {
-	return jwt.SigningMethodES256.Verify(signingString, sig, key)
-}
-
-// claims is TokenClaims as the JWT payload; the json tags of TokenClaims are the claim names.
-type claims security.TokenClaims
-
-func (c claims) GetExpirationTime() (*jwt.NumericDate, error) { return unix(c.Expiry), nil }
-func (c claims) GetIssuedAt() (*jwt.NumericDate, error)       { return unix(c.IssuedAt), nil }
-func (c claims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }
-func (c claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
-func (c claims) GetSubject() (string, error)                  { return c.Subject, nil }
-func (c claims) GetAudience() (jwt.ClaimStrings, error)       { return c.Audience, nil }
-
-func unix(s int64) *jwt.NumericDate {
-	if s == 0 {
-		return nil
-	}
-	return jwt.NewNumericDate(time.Unix(s, 0))
-}
+var b64 = base64.RawURLEncoding
 
 // Sign issues the ES256 JWS compact serialization of c with headers typ at+jwt and kid, signing
 // through key.
@@ -99,10 +77,32 @@ func Sign(ctx context.Context, key DigestSigner, kid string, c security.TokenCla
 	if len(c.Audience) == 0 {
 		return "", errors.New("signer: token claims without an audience")
 	}
-	t := jwt.NewWithClaims(method{}, claims(c))
-	t.Header["typ"] = Typ
-	t.Header["kid"] = kid
-	return t.SignedString(boundKey{ctx: ctx, key: key})
+	hdr, err := headerSegment(kid)
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(&c) // the json tags of TokenClaims are the claim names
+	if err != nil {
+		return "", fmt.Errorf("signer: claims: %w", err)
+	}
+	// One buffer for the whole compact serialization: header.payload, then .signature.
+	n := len(hdr) + 1 + b64.EncodedLen(len(payload))
+	buf := make([]byte, n, n+1+b64.EncodedLen(2*coordSize))
+	copy(buf, hdr)
+	buf[len(hdr)] = '.'
+	b64.Encode(buf[len(hdr)+1:], payload)
+	digest := sha256.Sum256(buf)
+	der, err := key.SignDigest(ctx, digest[:])
+	if err != nil {
+		return "", err
+	}
+	sig, err := derToJOSE(der)
+	if err != nil {
+		return "", err
+	}
+	buf = append(buf, '.')
+	buf = b64.AppendEncode(buf, sig)
+	return string(buf), nil
 }
 
 // JWK is the public verification key pub as published in the JWKS.

@@ -62,8 +62,9 @@ const lockTimeout = 2 * time.Second
 
 // DB is a bbolt-backed security.Store and security.Registry. It is safe for concurrent use.
 type DB struct {
-	bolt  *bolt.DB
-	locks contextLocks
+	bolt    *bolt.DB
+	locks   contextLocks
+	decoded decoded
 }
 
 var (
@@ -169,28 +170,22 @@ func (db *DB) Close() error { return db.bolt.Close() }
 
 // --- security.Store ---------------------------------------------------------------------------
 
-// Load reads everything q names in one read transaction. Every value is decoded afresh, so the
-// caller owns (and may mutate) what it gets.
+// Load reads everything q names in one read transaction. Every value is the decoding of the
+// bytes stored now (the hot records through the byte-checked cache of decoded.go) and a fresh
+// copy, so the caller owns (and may mutate) what it gets.
 func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if q.CallerID != "" {
-			var p security.Principal
-			if ok, err := get(tx, bucketPrincipals, q.CallerID, &p); err != nil {
-				return err
-			} else if ok {
-				snap.Caller = &p
-			}
+		var err error
+		if snap.Caller, err = getDecoded[security.Principal](db, tx, bucketPrincipals, q.CallerID); err != nil {
+			return err
 		}
-		if q.APIInvokerID != "" && !excluded(tx, q) {
-			var sc security.SecurityContext
-			if ok, err := get(tx, bucketContexts, q.APIInvokerID, &sc); err != nil {
+		if q.APIInvokerID != "" && !db.excluded(tx, q) {
+			if snap.Context, err = getDecoded[security.SecurityContext](db, tx, bucketContexts, q.APIInvokerID); err != nil {
 				return err
-			} else if ok {
-				snap.Context = &sc
 			}
 		}
 		for _, id := range q.AefIDs {
@@ -218,15 +213,15 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 }
 
 // excluded reports whether q.ForAEF rules the context out by its index entry alone.
-func excluded(tx *bolt.Tx, q security.Query) bool {
+func (db *DB) excluded(tx *bolt.Tx, q security.Query) bool {
 	if q.ForAEF == "" {
 		return false
 	}
-	var aefs []string
-	if ok, err := get(tx, bucketCtxAEFs, q.APIInvokerID, &aefs); err != nil || !ok {
+	aefs, err := getDecoded[[]string](db, tx, bucketCtxAEFs, q.APIInvokerID)
+	if err != nil || aefs == nil {
 		return false // no index entry: decode, and let the domain decide
 	}
-	return !slices.Contains(aefs, q.ForAEF)
+	return !slices.Contains(*aefs, q.ForAEF)
 }
 
 // Create stores sc with Version 1; ErrExists when the invoker already has a context.
