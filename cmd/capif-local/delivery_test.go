@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -108,6 +109,33 @@ func testDeliveryDeadLetter(t *testing.T, r *runner) {
 			t.Fatal("never dead-lettered")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.HasPrefix(rr.backend.name, "embedded") || testing.Short() {
+		return // capif-admin on DynamoDB is tested in cmd/capif-admin
+	}
+	// An operator sees it and redrives it (the runner stopped: it locks the embedded store).
+	if err := rr.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	admin := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("go", append([]string{"run", "../capif-admin", "-store", "embedded", "-data", rr.dataDir}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("capif-admin %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	list := admin("outbox-list", "-dead")
+	fields := strings.Fields(strings.Split(strings.TrimSpace(list), "\n")[1]) // the first record
+	if len(fields) < 2 || fields[1] != "dead" || !strings.Contains(list, silent.URL[:strings.LastIndex(silent.URL, ":")]) {
+		t.Fatalf("outbox-list -dead:\n%s", list)
+	}
+	if out := admin("outbox-redrive", fields[0]); !strings.Contains(out, "1 redriven") {
+		t.Fatalf("outbox-redrive: %s", out)
+	}
+	if out := admin("outbox-list", "-dead"); strings.Contains(out, fields[0]) {
+		t.Fatalf("still dead after redrive:\n%s", out)
 	}
 }
 
