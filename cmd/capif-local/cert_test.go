@@ -86,10 +86,17 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// server starts capif-local on dir and returns it once it listens, with its URL.
+// server starts capif-local on dir with the example registry and returns it once it listens,
+// with its URL.
 func server(t *testing.T, dir string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
-	cmd := command(t, "-addr", "127.0.0.1:0", "-data", dir, "-registry", filepath.Join("..", "..", "examples", "registry.json"))
+	return startServer(t, "-addr", "127.0.0.1:0", "-data", dir, "-registry", filepath.Join("..", "..", "examples", "registry.json"))
+}
+
+// startServer runs capif-local (this test binary as its main) with args until it listens.
+func startServer(t *testing.T, args ...string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
+	cmd := command(t, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
@@ -10,9 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,49 +19,10 @@ import (
 	"github.com/capifcore/capif-security/shared/notify"
 )
 
-// startBinary runs the capif-local binary on dataDir and returns its URL and process.
-func startBinary(t *testing.T, bin, dataDir string, args ...string) (string, *exec.Cmd) {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-data", dataDir}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "capif-local listening on "); ok {
-				lines <- u
-			}
-		}
-	}()
-	select {
-	case u := <-lines:
-		return u, cmd
-	case <-time.After(60 * time.Second):
-		t.Fatalf("capif-local did not start: %s", stderr.String())
-	}
-	return "", nil
-}
-
 // TestKillBetweenCommitAndDelivery: revocations committed while their inline deliveries hang
 // are owed after a SIGKILL; the restarted runner delivers every one of them (counted by id).
 func TestKillBetweenCommitAndDelivery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "capif-local")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	regPath := filepath.Join(dir, "registry.json")
 	raw, _ := json.Marshal(testRegistry())
 	if err := os.WriteFile(regPath, raw, 0o600); err != nil {
@@ -96,7 +54,8 @@ func TestKillBetweenCommitAndDelivery(t *testing.T) {
 
 	data := filepath.Join(dir, "data")
 	flags := []string{"-registry", regPath, "-claim-lease", "3s", "-delivery-interval", "200ms", "-retry-base", "100ms", "-retry-cap", "200ms"}
-	url1, cmd := startBinary(t, bin, data, flags...)
+	flags = append([]string{"-addr", "127.0.0.1:0", "-data", data}, flags...)
+	cmd, url1, _ := startServer(t, flags...)
 	ca, err := devpki.LoadOrCreateCA(data)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +112,7 @@ func TestKillBetweenCommitAndDelivery(t *testing.T) {
 	close(hanging)
 
 	restarted := time.Now()
-	startBinary(t, bin, data, flags...)
+	startServer(t, flags...)
 	t.Logf("restarted")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		mu.Lock()
