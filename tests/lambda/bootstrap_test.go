@@ -210,7 +210,7 @@ func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 			for k, v := range env {
 				cmd.Env = append(cmd.Env, k+"="+v)
 			}
-			var out bytes.Buffer
+			var out lockedBuffer // read while the process writes
 			cmd.Stdout, cmd.Stderr = &out, &out
 			start := time.Now()
 			if err := cmd.Start(); err != nil {
@@ -251,8 +251,12 @@ func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 				if len(got) == 0 || slices.ContainsFunc(got, func(r string) bool { return r != "DynamoDB_20120810.Scan" }) {
 					t.Errorf("the run's AWS requests %v: want only outbox scans (every attempt failed)", got)
 				}
-				if !strings.Contains(out.String(), `"msg":"delivery run failed"`) {
-					t.Errorf("no \"delivery run failed\" line:\n%s", out.String())
+				// The line is written before the error is posted, but reaches out through a pipe.
+				for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), `"msg":"delivery run failed"`); time.Sleep(20 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Errorf("no \"delivery run failed\" line:\n%s", out.String())
+						break
+					}
 				}
 				t.Logf("first run's AWS requests: %v", got)
 				return
@@ -285,3 +289,22 @@ func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 func sampleTables() ddbstore.Tables {
 	return ddbstore.Tables{Contexts: sampleRefs["ContextsTable"], Registry: sampleRefs["RegistryTable"], Outbox: sampleRefs["OutboxTable"]}
 }
+
+// lockedBuffer is a bytes.Buffer safe to read while a process writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
