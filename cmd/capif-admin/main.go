@@ -35,6 +35,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/fullapp"
+	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -74,7 +76,7 @@ type session struct {
 // service opens the back end (once) and returns the service on it.
 func (s *session) service(ctx context.Context) (*security.Service, error) {
 	if s.app == nil {
-		a, err := app.Open(ctx, app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.awsCfg})
+		a, err := fullapp.Open(ctx, app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.awsCfg})
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("another process holds the data directory %s (a running capif-local or capif-admin?): stop it, then retry: %w", s.cfg.DataDir, err)
 		}
@@ -189,7 +191,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 				return err
 			}
 			if cfg.Store == settings.StoreDynamoDB {
-				awsCfg, err := app.LoadAWSConfig(ctx, logger, nil)
+				awsCfg, err := sdkconfig.Load(ctx, logger, nil)
 				if err != nil {
 					return err
 				}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
@@ -313,7 +314,7 @@ func seedOutbox(t *testing.T, env map[string]string) (pending, dead string) {
 	}
 	cfg.Signer = settings.SignerNone
 	cfg.CreateTables = cfg.Store == settings.StoreDynamoDB
-	a, err := app.Open(context.Background(), app.Config{Settings: cfg})
+	a, err := fullapp.Open(context.Background(), app.Config{Settings: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
@@ -114,7 +115,7 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	if c.APIRoot == "" {
 		c.APIRoot = "https://" + addr
 	}
-	a, err := app.Open(ctx, app.Config{Settings: c, Logger: logger,
+	a, err := fullapp.Open(ctx, app.Config{Settings: c, Logger: logger,
 		ClientCA: func(context.Context) (string, error) { return string(clientCAPEM), nil }})
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 
 	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
-	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 )
 
 // DynamoDB Local answers errors (a table not found yet, a failed condition) without the
@@ -23,7 +23,7 @@ const (
 
 // localDynamoDB reports whether the SDK configuration points DynamoDB at a loopback endpoint.
 func localDynamoDB(ctx context.Context) bool {
-	cfg, err := app.LoadAWSConfig(ctx, slog.New(slog.DiscardHandler), nil)
+	cfg, err := sdkconfig.Load(ctx, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return false
 	}

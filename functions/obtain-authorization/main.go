@@ -6,8 +6,9 @@
 package main
 
 import (
+	"github.com/capifcore/capif-security/shared/app/kmsapp"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 )
 
-func main() { lambdaapp.Main(httpapi.ObtainAuthorization) }
+func main() { lambdaapp.Main(httpapi.ObtainAuthorization, kmsapp.Signer) }

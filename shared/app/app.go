@@ -7,23 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
-	"github.com/capifcore/capif-security/shared/signer/kms"
-	"github.com/capifcore/capif-security/shared/signer/local"
-	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
-	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
 // Config is what Open wires: the settings (settings.Load) and the process's own parts.
@@ -39,6 +32,38 @@ type Config struct {
 	// AWSAPIOptions are added to every AWS client when AWS is nil (tests count or fail requests
 	// with them).
 	AWSAPIOptions []func(*middleware.Stack) error
+	// Backends are the adapters this process links (the signer "none" is always there); Open
+	// refuses a store or signer setting none of them is named for. A Lambda binary names only
+	// DynamoDB (and KMS where it signs), so it carries neither the embedded store nor the local
+	// key; the runner and the admin command name every one (shared/app/fullapp).
+	Backends []Backend
+	// LoadAWS loads the SDK configuration when AWS is nil and an AWS adapter is wanted
+	// (fullapp.LoadAWSConfig); nil: such a setting is refused.
+	LoadAWS func(ctx context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error)
+}
+
+// Backend is one adapter Open can build, under the setting value that selects it (Name: a
+// settings.Store* or settings.Signer* value). Exactly one of Store and Signer is set.
+type Backend struct {
+	Name   string
+	Store  func(ctx context.Context, in Input) (StoreAdapter, error)
+	Signer func(ctx context.Context, in Input) (security.Signer, error)
+}
+
+// Input is what a Backend builds its adapter from.
+type Input struct {
+	Settings settings.Config
+	Logger   *slog.Logger
+	// AWS returns the process's one SDK configuration (loaded on first use).
+	AWS func() (aws.Config, error)
+}
+
+// StoreAdapter is a built store: the Store and Registry ports (one adapter serves both) and what
+// releases it (nil: nothing to release).
+type StoreAdapter struct {
+	Store    security.Store
+	Registry security.Registry
+	Close    func() error
 }
 
 // App is the wired service and the adapters behind it.
@@ -59,29 +84,14 @@ func (a *App) aws(ctx context.Context, cfg Config) (aws.Config, error) {
 	if a.awsCfg != nil {
 		return *a.awsCfg, nil
 	}
-	c, err := LoadAWSConfig(ctx, cfg.Logger, cfg.AWSAPIOptions)
+	if cfg.LoadAWS == nil {
+		return aws.Config{}, errors.New("this process has no AWS configuration")
+	}
+	c, err := cfg.LoadAWS(ctx, cfg.Logger, cfg.AWSAPIOptions)
 	if err != nil {
 		return aws.Config{}, err
 	}
 	a.awsCfg = &c
-	return c, nil
-}
-
-// LoadAWSConfig loads the standard SDK configuration (environment, shared files; endpoints such
-// as AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KMS) with slog logging and apiOptions on every
-// client. It makes no network call. Each adapter gives its client its dependency's retry policy
-// (shared/awsretry).
-func LoadAWSConfig(ctx context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error) {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	c, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithLogger(SDKLogger(logger)))
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
-	}
-	c.APIOptions = append(c.APIOptions, apiOptions...)
-	// A missing credential is a broken deployment: 503 with an ERROR line (awsretry.Outage).
-	c.Credentials = awsretry.WrapCredentials(c.Credentials)
 	return c, nil
 }
 
@@ -103,61 +113,38 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	set := cfg.Settings
 	a := &App{}
-	var sig security.Signer
-	switch set.Store {
-	case settings.StoreEmbedded, "":
-		if err := os.MkdirAll(set.DataDir, 0o700); err != nil {
-			return nil, err
-		}
-		db, err := embedded.Open(filepath.Join(set.DataDir, "capif.db"))
-		if err != nil {
-			return nil, err
-		}
-		a.Store, a.Registry = db, db
-		a.closers = append(a.closers, db.Close)
-	case settings.StoreDynamoDB:
-		awsCfg, err := a.aws(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		st, err := ddbstore.New(awsCfg, ddbstore.Options{Tables: set.Tables, Logger: cfg.Logger})
-		if err != nil {
-			return nil, err
-		}
-		if set.CreateTables {
-			if err := st.CreateTables(ctx); err != nil {
-				return nil, fmt.Errorf("creating DynamoDB tables: %w", err)
-			}
-		}
-		a.Store, a.Registry = st, st
-	default:
-		return nil, fmt.Errorf("unknown store %q (want %s or %s)", set.Store, settings.StoreEmbedded, settings.StoreDynamoDB)
+	in := Input{Settings: set, Logger: cfg.Logger, AWS: func() (aws.Config, error) { return a.aws(ctx, cfg) }}
+	store := set.Store
+	if store == "" {
+		store = settings.StoreEmbedded
 	}
-	switch set.Signer {
-	case settings.SignerLocal, "":
-		s, err := local.LoadOrCreate(filepath.Join(set.DataDir, "signing-key.pem"))
-		if err != nil {
+	b, ok := backend(cfg.Backends, store, true)
+	if !ok {
+		return nil, fmt.Errorf("store %q is not available in this process (want one of %s)", set.Store, names(cfg.Backends, true))
+	}
+	st, err := b.Store(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	a.Store, a.Registry = st.Store, st.Registry
+	if st.Close != nil {
+		a.closers = append(a.closers, st.Close)
+	}
+	signer := set.Signer
+	if signer == "" {
+		signer = settings.SignerLocal
+	}
+	var sig security.Signer = noSigner{}
+	if signer != settings.SignerNone {
+		b, ok := backend(cfg.Backends, signer, false)
+		if !ok {
+			_ = a.Close()
+			return nil, fmt.Errorf("signer %q is not available in this process (want one of %s)", set.Signer, names(cfg.Backends, false)+", "+settings.SignerNone)
+		}
+		if sig, err = b.Signer(ctx, in); err != nil {
 			_ = a.Close()
 			return nil, err
 		}
-		sig = s
-	case settings.SignerNone:
-		sig = noSigner{}
-	case settings.SignerKMS:
-		awsCfg, err := a.aws(ctx, cfg)
-		if err != nil {
-			_ = a.Close()
-			return nil, err
-		}
-		s, err := kms.NewFromConfig(awsCfg, set.KMSKeyIDs)
-		if err != nil {
-			_ = a.Close()
-			return nil, err
-		}
-		sig = s
-	default:
-		_ = a.Close()
-		return nil, fmt.Errorf("unknown signer %q (want %s, %s or %s)", set.Signer, settings.SignerLocal, settings.SignerKMS, settings.SignerNone)
 	}
 	issuer := set.Issuer
 	if issuer == "" {
@@ -177,6 +164,27 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Logger:      cfg.Logger,
 	})
 	return a, nil
+}
+
+// backend is the store (or signer) backend of that name.
+func backend(bs []Backend, name string, store bool) (Backend, bool) {
+	for _, b := range bs {
+		if b.Name == name && (store && b.Store != nil || !store && b.Signer != nil) {
+			return b, true
+		}
+	}
+	return Backend{}, false
+}
+
+// names lists the store (or signer) backends, for the error naming what a setting may be.
+func names(bs []Backend, store bool) string {
+	var out []string
+	for _, b := range bs {
+		if store && b.Store != nil || !store && b.Signer != nil {
+			out = append(out, b.Name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // noSigner is the Signer of tools that never issue tokens.

@@ -24,6 +24,8 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/dynamoapp"
+	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
@@ -42,6 +44,16 @@ type Options struct {
 	AWSAPIOptions []func(*middleware.Stack) error
 	// Now is the time client certificates are verified at (default time.Now).
 	Now func() time.Time
+	// Backends are the back ends the function links besides the DynamoDB store (kmsapp.Signer
+	// where it signs tokens; tests add fullapp's embedded store and local key).
+	Backends []app.Backend
+}
+
+// appConfig is the app configuration of a function or the worker: the DynamoDB store and
+// opts.Backends, the SDK configuration awsCfg (nil: loaded when an adapter needs it).
+func appConfig(set settings.Config, logger *slog.Logger, opts Options) app.Config {
+	return app.Config{Settings: set, Logger: logger, AWSAPIOptions: opts.AWSAPIOptions,
+		Backends: append([]app.Backend{dynamoapp.Store}, opts.Backends...), LoadAWS: sdkconfig.Load}
 }
 
 // Function is one Lambda function: an API Gateway REST proxy event in, a proxy response out.
@@ -76,13 +88,13 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 	if now == nil {
 		now = time.Now
 	}
-	acfg := app.Config{Settings: cfg.Settings, Logger: f.logger, AWSAPIOptions: opts.AWSAPIOptions}
+	acfg := appConfig(cfg.Settings, f.logger, opts)
 	var s3c s3Getter
 	if cfg.Truststore.File == "" {
 		// LoadDefaultConfig reads the environment and shared files only; credentials are
 		// resolved on the first call. One SDK configuration per process, shared with the
 		// adapters app.Open builds.
-		awsCfg, err := app.LoadAWSConfig(ctx, f.logger, opts.AWSAPIOptions)
+		awsCfg, err := acfg.LoadAWS(ctx, f.logger, opts.AWSAPIOptions)
 		if err != nil {
 			return nil, fmt.Errorf("lambdaapp: %w", err)
 		}
@@ -267,8 +279,9 @@ func RequestContext(ctx context.Context, margin time.Duration) (context.Context,
 
 // Main runs a function: configuration from the environment, the JSON logger, New, and the
 // Lambda runtime loop. A configuration error fails the init (API Gateway answers its own 5xx,
-// shaped as problem+json by the template's DEFAULT_5XX gateway response).
-func Main(build Build) {
+// shaped as problem+json by the template's DEFAULT_5XX gateway response). backends are what
+// the function links besides the DynamoDB store: kmsapp.Signer for the one that signs tokens.
+func Main(build Build, backends ...app.Backend) {
 	level := new(slog.LevelVar)
 	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
 	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
@@ -279,7 +292,7 @@ func Main(build Build) {
 	}
 	level.Set(cfg.Settings.LogLevel)
 	cfg.Settings.LogWarnings(logger)
-	f, err := New(context.Background(), cfg, build, Options{Logger: logger})
+	f, err := New(context.Background(), cfg, build, Options{Logger: logger, Backends: backends})
 	if err != nil {
 		logger.Error("init", slog.String("error", err.Error()))
 		os.Exit(1)

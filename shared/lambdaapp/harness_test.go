@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
@@ -70,7 +71,7 @@ func newFixture(t testing.TB) *fixture {
 	if err := json.Unmarshal([]byte(registry), &doc); err != nil {
 		t.Fatal(err)
 	}
-	seed, err := app.Open(context.Background(), app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: fx.dataDir}})
+	seed, err := fullapp.Open(context.Background(), app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: fx.dataDir}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +109,7 @@ func (fx *fixture) function(t *testing.T, build lambdaapp.Build, opts lambdaapp.
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(fx.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	opts.Backends = append(opts.Backends, fullapp.Backends...)
 	f, err := lambdaapp.New(context.Background(), fx.cfg, build, opts)
 	if err != nil {
 		t.Fatal(err)

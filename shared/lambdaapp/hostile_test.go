@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
@@ -70,7 +71,7 @@ func FuzzHandleEvent(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	fx := newFixture(f)
-	fn, err := lambdaapp.New(context.Background(), fx.cfg, httpapi.All, lambdaapp.Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	fn, err := lambdaapp.New(context.Background(), fx.cfg, httpapi.All, lambdaapp.Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Backends: fullapp.Backends})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func NewWorker(ctx context.Context, cfg settings.Config, opts Options) (*Worker,
 	if w.logger == nil {
 		w.logger = slog.Default()
 	}
-	a, err := app.Open(ctx, app.Config{Settings: cfg, Logger: w.logger, AWSAPIOptions: opts.AWSAPIOptions})
+	a, err := app.Open(ctx, appConfig(cfg, w.logger, opts))
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
@@ -60,7 +61,7 @@ func TestWorkerDeliversDueRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	w, err := NewWorker(context.Background(), cfg, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	w, err := NewWorker(context.Background(), cfg, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Backends: fullapp.Backends})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -208,7 +208,7 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := &callRecorder{ds: ds, perms: map[permission]int{}}
-		fn, err := lambdaapp.New(context.Background(), cfg, f.build, lambdaapp.Options{Logger: logger, AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware}})
+		fn, err := lambdaapp.New(context.Background(), cfg, f.build, lambdaapp.Options{Logger: logger, AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware}, Backends: f.backends()})
 		if err != nil {
 			t.Fatal(err)
 		}

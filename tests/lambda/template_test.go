@@ -23,6 +23,8 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/fullapp"
+	"github.com/capifcore/capif-security/shared/app/kmsapp"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
@@ -30,18 +32,36 @@ import (
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
-// function is one Lambda function: its logical id in template.yaml, its main package and the
-// httpapi router its main.go serves.
+// function is one Lambda function: its logical id in template.yaml, its main package, the
+// httpapi router its main.go serves and whether it signs tokens (its main.go then links the KMS
+// signer: lambdaapp.Main(httpapi.X, kmsapp.Signer)).
 type function struct {
 	logicalID, dir, router string
 	build                  lambdaapp.Build
+	signs                  bool
 }
 
 var functions = []function{
-	{"ObtainSecurityMethodFunction", "obtain-security-method", "ObtainSecurityMethod", httpapi.ObtainSecurityMethod},
-	{"ObtainAuthorizationFunction", "obtain-authorization", "ObtainAuthorization", httpapi.ObtainAuthorization},
-	{"ObtainApiInvokerInfoFunction", "obtain-invoker-info", "ObtainAPIInvokerInfo", httpapi.ObtainAPIInvokerInfo},
-	{"RevokeAuthorizationFunction", "revoke-authorization", "RevokeAuthorization", httpapi.RevokeAuthorization},
+	{"ObtainSecurityMethodFunction", "obtain-security-method", "ObtainSecurityMethod", httpapi.ObtainSecurityMethod, false},
+	{"ObtainAuthorizationFunction", "obtain-authorization", "ObtainAuthorization", httpapi.ObtainAuthorization, true},
+	{"ObtainApiInvokerInfoFunction", "obtain-invoker-info", "ObtainAPIInvokerInfo", httpapi.ObtainAPIInvokerInfo, false},
+	{"RevokeAuthorizationFunction", "revoke-authorization", "RevokeAuthorization", httpapi.RevokeAuthorization, false},
+}
+
+// mainOf is the one statement of f's main.go.
+func (f function) mainOf() string {
+	if f.signs {
+		return "lambdaapp.Main(httpapi." + f.router + ", kmsapp.Signer)"
+	}
+	return "lambdaapp.Main(httpapi." + f.router + ")"
+}
+
+// backends are the back ends f's main.go passes to lambdaapp.Main.
+func (f function) backends() []app.Backend {
+	if f.signs {
+		return []app.Backend{kmsapp.Signer}
+	}
+	return nil
 }
 
 // route is one method + resource path of the API (TS 29.222 §8.5 and the JWKS).
@@ -184,7 +204,7 @@ func TestTemplateRoutes(t *testing.T) {
 // The routes each function's router actually serves are the template's routes of that function
 // (an escaped id included): anything else gets the router's 404 or 405.
 func TestTemplateRoutesAreTheRoutersRoutes(t *testing.T) {
-	a, err := app.Open(context.Background(), app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: t.TempDir()}})
+	a, err := fullapp.Open(context.Background(), app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,8 +281,8 @@ func TestTemplateFunctions(t *testing.T) {
 			if dir != f.dir {
 				t.Errorf("build-%s builds ./functions/%s, want ./functions/%s", id, dir, f.dir)
 			}
-			if got := mainCall(t, filepath.Join(repoRoot(), "functions", dir)); isAPI && got != "lambdaapp.Main(httpapi."+f.router+")" {
-				t.Errorf("functions/%s/main.go: main() is %s, want lambdaapp.Main(httpapi.%s)", dir, got, f.router)
+			if got := mainCall(t, filepath.Join(repoRoot(), "functions", dir)); isAPI && got != f.mainOf() {
+				t.Errorf("functions/%s/main.go: main() is %s, want %s", dir, got, f.mainOf())
 			} else if isWorker && got != "lambdaapp.MainWorker()" {
 				t.Errorf("functions/%s/main.go: main() is %s, want lambdaapp.MainWorker() (no router)", dir, got)
 			}
@@ -287,7 +307,8 @@ func TestTemplateFunctions(t *testing.T) {
 }
 
 // mainCall parses a function's main package: it must be package main whose main() is the one
-// statement lambdaapp.Main(httpapi.X) or lambdaapp.MainWorker(); it returns that call.
+// statement lambdaapp.Main(httpapi.X[, kmsapp.Signer]) or lambdaapp.MainWorker(); it returns
+// that call.
 func mainCall(t *testing.T, dir string) string {
 	t.Helper()
 	fset := token.NewFileSet()
@@ -321,11 +342,21 @@ func mainCall(t *testing.T, dir string) string {
 		switch {
 		case fn.Sel.Name == "MainWorker" && len(call.Args) == 0:
 			return "lambdaapp.MainWorker()"
-		case fn.Sel.Name == "Main" && len(call.Args) == 1:
-			if arg, _ := call.Args[0].(*ast.SelectorExpr); arg != nil {
-				if pkg, _ := arg.X.(*ast.Ident); pkg != nil && pkg.Name == "httpapi" {
-					return "lambdaapp.Main(httpapi." + arg.Sel.Name + ")"
+		case fn.Sel.Name == "Main" && len(call.Args) >= 1:
+			var args []string
+			for i, a := range call.Args {
+				arg, _ := a.(*ast.SelectorExpr)
+				if arg == nil {
+					break
 				}
+				pkg, _ := arg.X.(*ast.Ident)
+				if pkg == nil || i == 0 && pkg.Name != "httpapi" || i > 0 && pkg.Name != "kmsapp" {
+					break
+				}
+				args = append(args, pkg.Name+"."+arg.Sel.Name)
+			}
+			if len(args) == len(call.Args) {
+				return "lambdaapp.Main(" + strings.Join(args, ", ") + ")"
 			}
 		}
 	}
@@ -433,7 +464,8 @@ func TestTemplateEnvironment(t *testing.T) {
 			}
 		}
 		// Only the token function signs; the others hold no key id and get no KMS permission.
-		signs := id == "ObtainAuthorizationFunction"
+		f, _ := functionByID(id)
+		signs := f.signs
 		if (env["CAPIF_SIGNER"] == "kms") != signs || (env["CAPIF_KMS_KEY_IDS"] != nil) != signs ||
 			signs && !reflect.DeepEqual(env["CAPIF_KMS_KEY_IDS"], ref("SigningKey")) || !signs && env["CAPIF_SIGNER"] != "none" {
 			t.Errorf("%s: CAPIF_SIGNER %v, CAPIF_KMS_KEY_IDS %v", id, env["CAPIF_SIGNER"], env["CAPIF_KMS_KEY_IDS"])

@@ -24,7 +24,7 @@ func TestOutageIsUnavailable(t *testing.T) {
 	noCreds := cfg.Copy()
 	noCreds.Credentials = awsretry.WrapCredentials(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 		return aws.Credentials{}, errors.New("no EC2 IMDS role found")
-	})) // as app.LoadAWSConfig wraps every provider
+	})) // as sdkconfig.Load wraps every provider
 	for _, tc := range []struct {
 		name  string
 		cfg   aws.Config

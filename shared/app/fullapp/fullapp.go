@@ -1,0 +1,54 @@
+// Package fullapp is every back end of the service (the embedded store, the local signer,
+// DynamoDB, KMS) and the standard SDK configuration (sdkconfig): what the
+// local runner and the admin command link. Lambda binaries name their few back ends instead
+// (shared/lambdaapp).
+package fullapp
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/dynamoapp"
+	"github.com/capifcore/capif-security/shared/app/kmsapp"
+	"github.com/capifcore/capif-security/shared/app/sdkconfig"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
+	"github.com/capifcore/capif-security/shared/signer/local"
+	"github.com/capifcore/capif-security/shared/store/embedded"
+)
+
+// Embedded is the embedded store (settings.StoreEmbedded): DataDir/capif.db, locked while open.
+var Embedded = app.Backend{Name: settings.StoreEmbedded, Store: openEmbedded}
+
+// Local is the local signer (settings.SignerLocal): DataDir/signing-key.pem, created if absent.
+var Local = app.Backend{Name: settings.SignerLocal, Signer: openLocal}
+
+// Backends are all of them.
+var Backends = []app.Backend{Embedded, dynamoapp.Store, Local, kmsapp.Signer}
+
+// With returns cfg with every back end and the standard SDK configuration (sdkconfig.Load).
+func With(cfg app.Config) app.Config {
+	cfg.Backends = Backends
+	cfg.LoadAWS = sdkconfig.Load
+	return cfg
+}
+
+// Open is app.Open with every back end.
+func Open(ctx context.Context, cfg app.Config) (*app.App, error) { return app.Open(ctx, With(cfg)) }
+
+func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
+	if err := os.MkdirAll(in.Settings.DataDir, 0o700); err != nil {
+		return app.StoreAdapter{}, err
+	}
+	db, err := embedded.Open(filepath.Join(in.Settings.DataDir, "capif.db"))
+	if err != nil {
+		return app.StoreAdapter{}, err
+	}
+	return app.StoreAdapter{Store: db, Registry: db, Close: db.Close}, nil
+}
+
+func openLocal(_ context.Context, in app.Input) (security.Signer, error) {
+	return local.LoadOrCreate(filepath.Join(in.Settings.DataDir, "signing-key.pem"))
+}
