@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
@@ -26,7 +25,6 @@ import (
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig"
-	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
@@ -44,6 +42,9 @@ type Options struct {
 	AWSAPIOptions []func(*middleware.Stack) error
 	// Now is the time client certificates are verified at (default time.Now).
 	Now func() time.Time
+	// Getenv is the process environment the AWS settings are read from (default
+	// settings.Getenv).
+	Getenv func(string) string
 	// Backends are the back ends the function links besides the DynamoDB store (kmsapp.Signer
 	// where it signs tokens; tests add fullapp's embedded store and local key).
 	Backends []app.Backend
@@ -88,6 +89,10 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 	if now == nil {
 		now = time.Now
 	}
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = settings.Getenv
+	}
 	acfg := appConfig(cfg.Settings, f.logger, opts)
 	var s3c s3Getter
 	if cfg.Truststore.File == "" {
@@ -99,10 +104,7 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 			return nil, fmt.Errorf("lambdaapp: %w", err)
 		}
 		acfg.AWS = &awsCfg
-		s3c = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-			o.Retryer = awsretry.S3.Retryer()
-			o.HTTPClient = awsretry.S3.HTTPClient(o.HTTPClient)
-		})
+		s3c = newS3Reader(awsCfg, s3Endpoint(getenv))
 	}
 	f.trust = &lazyTruststore{loc: cfg.Truststore, s3: s3c, logger: f.logger}
 	acfg.ClientCA = func(ctx context.Context) (string, error) {

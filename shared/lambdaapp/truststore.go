@@ -7,13 +7,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
@@ -63,30 +60,26 @@ func ParseTruststore(bundle []byte) (*Truststore, error) {
 	return ts, nil
 }
 
-// s3Getter is the one S3 call a function makes.
+// s3Getter is the one S3 call a function makes: at most limit+1 bytes of an object.
 type s3Getter interface {
-	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	getObject(ctx context.Context, in GetObjectInput, limit int64) ([]byte, error)
 }
 
 // fetchTruststore reads the bundle from its location.
 func fetchTruststore(ctx context.Context, loc TruststoreLocation, client s3Getter) ([]byte, error) {
+	var (
+		b   []byte
+		err error
+	)
 	if loc.File != "" {
-		b, err := os.ReadFile(loc.File)
+		b, err = os.ReadFile(loc.File)
 		if err != nil {
 			return nil, fmt.Errorf("truststore: %w", err)
 		}
 		return b, nil
 	}
-	in := &s3.GetObjectInput{Bucket: &loc.Bucket, Key: &loc.Key}
-	if loc.Version != "" {
-		in.VersionId = &loc.Version // s3:GetObjectVersion
-	}
-	out, err := client.GetObject(ctx, in)
-	if err != nil {
-		return nil, fmt.Errorf("truststore %s: %w", loc, err)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Body, maxTruststore+1))
+	// A VersionID makes it s3:GetObjectVersion.
+	b, err = client.getObject(ctx, GetObjectInput{Bucket: loc.Bucket, Key: loc.Key, VersionID: loc.Version}, maxTruststore)
 	if err != nil {
 		return nil, fmt.Errorf("truststore %s: %w", loc, err)
 	}

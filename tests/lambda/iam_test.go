@@ -22,7 +22,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/capifcore/capif-security/shared/lambdaapp"
@@ -79,11 +78,11 @@ func (r *callRecorder) record(service, op string, params any) {
 		got = append(got, permission{"kms:" + op, res})
 	case "S3":
 		res, action := "object", "s3:"+op
-		if in, ok := params.(*s3.GetObjectInput); ok {
-			if aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key) == "trust-bucket/mtls/truststore.pem" {
+		if in, ok := params.(*lambdaapp.GetObjectInput); ok {
+			if in.Bucket+"/"+in.Key == "trust-bucket/mtls/truststore.pem" {
 				res = "Truststore"
 			}
-			if in.VersionId != nil { // GetObject of a version is authorized as s3:GetObjectVersion
+			if in.VersionID != "" { // GetObject of a version is authorized as s3:GetObjectVersion
 				action = "s3:GetObjectVersion"
 			}
 		}
