@@ -18,13 +18,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
-	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
@@ -50,11 +50,23 @@ type Options struct {
 	Backends []app.Backend
 }
 
+// env is opts.Getenv, else the process environment.
+func (opts Options) env() func(string) string {
+	if opts.Getenv != nil {
+		return opts.Getenv
+	}
+	return settings.Getenv
+}
+
 // appConfig is the app configuration of a function or the worker: the DynamoDB store and
-// opts.Backends, the SDK configuration awsCfg (nil: loaded when an adapter needs it).
+// opts.Backends, on the SDK configuration of the environment (awsConfigFromEnv).
 func appConfig(set settings.Config, logger *slog.Logger, opts Options) app.Config {
+	getenv := opts.env()
 	return app.Config{Settings: set, Logger: logger, AWSAPIOptions: opts.AWSAPIOptions,
-		Backends: append([]app.Backend{dynamoapp.Store}, opts.Backends...), LoadAWS: sdkconfig.Load}
+		Backends: append([]app.Backend{dynamoapp.Store}, opts.Backends...),
+		LoadAWS: func(_ context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error) {
+			return awsConfigFromEnv(getenv, logger, apiOptions), nil
+		}}
 }
 
 // Function is one Lambda function: an API Gateway REST proxy event in, a proxy response out.
@@ -89,20 +101,13 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 	if now == nil {
 		now = time.Now
 	}
-	getenv := opts.Getenv
-	if getenv == nil {
-		getenv = settings.Getenv
-	}
+	getenv := opts.env()
 	acfg := appConfig(cfg.Settings, f.logger, opts)
 	var s3c s3Getter
 	if cfg.Truststore.File == "" {
-		// LoadDefaultConfig reads the environment and shared files only; credentials are
-		// resolved on the first call. One SDK configuration per process, shared with the
-		// adapters app.Open builds.
-		awsCfg, err := acfg.LoadAWS(ctx, f.logger, opts.AWSAPIOptions)
-		if err != nil {
-			return nil, fmt.Errorf("lambdaapp: %w", err)
-		}
+		// From the environment only; credentials are used on the first call. One SDK
+		// configuration per process, shared with the adapters app.Open builds.
+		awsCfg := awsConfigFromEnv(getenv, f.logger, opts.AWSAPIOptions)
 		acfg.AWS = &awsCfg
 		s3c = newS3Reader(awsCfg, s3Endpoint(getenv))
 	}
