@@ -77,11 +77,11 @@ clean:
 	build-ObtainApiInvokerInfoFunction build-RevokeAuthorizationFunction build-DeliverNotificationsFunction
 
 LAMBDA_GOARCH    ?= arm64
-LAMBDA_MAX_BYTES := 12582912
+LAMBDA_MAX_BYTES := 10485760
 LAMBDA_BIN       := bin/lambda
 
 # lambda-build PACKAGE-DIR: one static, stripped bootstrap for provided.al2023 into
-# $(ARTIFACTS_DIR), refused when over the 12 MiB budget.
+# $(ARTIFACTS_DIR), refused when over the 10 MiB budget (issue 11).
 define lambda-build
 	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set: sam build sets it; locally use make build-lambdas))
 	GOOS=linux GOARCH=$(LAMBDA_GOARCH) CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags="-s -w" \

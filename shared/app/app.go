@@ -26,8 +26,8 @@ type Config struct {
 	// authenticationInfo); a function reads it from its lazily loaded truststore.
 	ClientCA func(context.Context) (string, error)
 	Logger   *slog.Logger
-	// AWS is an SDK configuration the caller already loaded (LoadAWSConfig), so a process
-	// loads it once; nil: loaded here when an AWS adapter is wanted.
+	// AWS is an SDK configuration the caller already loaded (sdkconfig.Load, or a function's
+	// own), so a process loads it once; nil: loaded here (LoadAWS) when an AWS adapter is wanted.
 	AWS *aws.Config
 	// AWSAPIOptions are added to every AWS client when AWS is nil (tests count or fail requests
 	// with them).
@@ -38,7 +38,7 @@ type Config struct {
 	// key; the runner and the admin command name every one (shared/app/fullapp).
 	Backends []Backend
 	// LoadAWS loads the SDK configuration when AWS is nil and an AWS adapter is wanted
-	// (fullapp.LoadAWSConfig); nil: such a setting is refused.
+	// (sdkconfig.Load); nil: such a setting is refused.
 	LoadAWS func(ctx context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error)
 }
 
@@ -120,7 +120,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	b, ok := backend(cfg.Backends, store, true)
 	if !ok {
-		return nil, fmt.Errorf("store %q is not available in this process (want one of %s)", set.Store, names(cfg.Backends, true))
+		return nil, fmt.Errorf("store %q is not available in this process (want one of %s)", set.Store, strings.Join(names(cfg.Backends, true), ", "))
 	}
 	st, err := b.Store(ctx, in)
 	if err != nil {
@@ -139,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		b, ok := backend(cfg.Backends, signer, false)
 		if !ok {
 			_ = a.Close()
-			return nil, fmt.Errorf("signer %q is not available in this process (want one of %s)", set.Signer, names(cfg.Backends, false)+", "+settings.SignerNone)
+			return nil, fmt.Errorf("signer %q is not available in this process (want one of %s)", set.Signer, strings.Join(append(names(cfg.Backends, false), settings.SignerNone), ", "))
 		}
 		if sig, err = b.Signer(ctx, in); err != nil {
 			_ = a.Close()
@@ -177,14 +177,14 @@ func backend(bs []Backend, name string, store bool) (Backend, bool) {
 }
 
 // names lists the store (or signer) backends, for the error naming what a setting may be.
-func names(bs []Backend, store bool) string {
+func names(bs []Backend, store bool) []string {
 	var out []string
 	for _, b := range bs {
 		if store && b.Store != nil || !store && b.Signer != nil {
 			out = append(out, b.Name)
 		}
 	}
-	return strings.Join(out, ", ")
+	return out
 }
 
 // noSigner is the Signer of tools that never issue tokens.

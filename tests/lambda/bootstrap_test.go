@@ -25,7 +25,7 @@ import (
 )
 
 // bootstrapBudget is the size limit of one bootstrap (the Makefile's LAMBDA_MAX_BYTES).
-const bootstrapBudget = 12 << 20
+const bootstrapBudget = 10 << 20
 
 // `make build-<LogicalId>` — what sam build runs — makes a static, stripped linux/arm64
 // bootstrap within the budget for every function, and refuses one over the budget.
