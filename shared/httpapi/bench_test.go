@@ -15,6 +15,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/signer/local"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
@@ -38,7 +39,7 @@ func newBenchServer(b *testing.B) *benchServer {
 		b.Fatal(err)
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	svc := security.New(db, db, sig, &recNotifier{}, nil, security.Config{Issuer: "ccf", APIRoot: apiRoot, Logger: logger})
+	svc := security.New(db, db, sig, &securitytest.Notifier{}, nil, security.Config{Issuer: "ccf", APIRoot: apiRoot, Logger: logger})
 	if err := svc.ImportRegistry(context.Background(), testRegistry()); err != nil {
 		b.Fatal(err)
 	}

@@ -202,7 +202,7 @@ func TestRevocationRoutes(t *testing.T) {
 	problem(t, s.do(http.MethodDelete, invokers+"inv1", "aef3", "", ""), 404, security.CauseContextNotFound)
 	problem(t, s.do(http.MethodDelete, invokers+"inv2", "aef1", "", ""), 404, security.CauseContextNotFound)
 	problem(t, s.do(http.MethodDelete, invokers+"inv1", "", "", ""), 401, security.CauseUnauthenticated)
-	if len(s.notifier.sent) != 0 {
+	if len(s.notifier.Sent()) != 0 {
 		t.Fatal("refusals notified")
 	}
 
@@ -217,8 +217,8 @@ func TestRevocationRoutes(t *testing.T) {
 		capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiA"}, Cause: capif.OverlimitUsage},
 		capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC"}, Cause: capif.UnexpectedReason},
 	}
-	if fmt.Sprint(s.notifier.sent) != fmt.Sprint(want) {
-		t.Errorf("notifications %v", s.notifier.sent)
+	if fmt.Sprint(bodies(s.notifier.Sent())) != fmt.Sprint(want) {
+		t.Errorf("notifications %v", bodies(s.notifier.Sent()))
 	}
 	// The context is gone with its last entry.
 	problem(t, s.do(http.MethodGet, invokers+"inv1", "aef1", "", ""), 404, security.CauseContextNotFound)
@@ -312,14 +312,14 @@ func TestJWKS(t *testing.T) {
 	if w.Code != 200 || w.Header().Get("Cache-Control") != "public, max-age=300" || !strings.Contains(w.Body.String(), `"kid":"k1"`) {
 		t.Errorf("JWKS: %d %v %s", w.Code, w.Header(), w.Body)
 	}
-	s.signer.err = errors.New("kms down")
+	s.signer.Err = errors.New("kms down")
 	problem(t, s.do(http.MethodGet, "/.well-known/jwks.json", "", "", ""), 500, "INTERNAL_ERROR")
 }
 
 func TestBackEndUnavailable(t *testing.T) {
 	s := newServer(t, nil)
 	s.mustCreate("inv1")
-	s.store.loadErr = fmt.Errorf("dynamodb: throttled: %w", security.ErrUnavailable)
+	s.store.LoadErr = fmt.Errorf("dynamodb: throttled: %w", security.ErrUnavailable)
 	for _, r := range []struct{ method, target, caller, ct, body string }{
 		{http.MethodPut, invokers + "inv2", "inv2", "application/json", `{}`},
 		{http.MethodGet, invokers + "inv1", "aef1", "", ""},
@@ -336,14 +336,14 @@ func TestBackEndUnavailable(t *testing.T) {
 		}
 	}
 	// Conflicts until MaxAttempts: 503 with Retry-After, nothing revoked.
-	s.store.loadErr = nil
-	s.store.conflicts = true
+	s.store.LoadErr = nil
+	s.store.Conflicts = -1
 	w := s.do(http.MethodDelete, invokers+"inv1", "aef1", "", "")
 	problem(t, w, 503, security.CauseTemporarilyUnavail)
 	if w.Header().Get("Retry-After") != "1" {
 		t.Errorf("Retry-After %q", w.Header().Get("Retry-After"))
 	}
-	s.store.conflicts = false
+	s.store.Conflicts = 0
 	if w := s.do(http.MethodGet, invokers+"inv1", "aef1", "", ""); w.Code != 200 || !strings.Contains(w.Body.String(), "aef1") {
 		t.Errorf("after the failed revocation: %d %s", w.Code, w.Body)
 	}

@@ -14,12 +14,12 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
@@ -44,63 +44,16 @@ func testRegistry() security.RegistryDoc {
 	}
 }
 
-type recNotifier struct {
-	mu   sync.Mutex
-	sent []any
-}
-
-func (n *recNotifier) Notify(_ context.Context, d security.Delivery) error {
-	body := d.Body
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.sent = append(n.sent, body)
-	return nil
-}
-
-type recSigner struct{ err error }
-
-func (s *recSigner) Sign(_ context.Context, c security.TokenClaims) (string, error) {
-	if s.err != nil {
-		return "", s.err
-	}
-	return "signed." + c.ClientID + "." + c.ID, nil
-}
-
-func (s *recSigner) JWKS(context.Context) (security.JWKSet, error) {
-	return security.JWKSet{Keys: []security.JWK{{Kty: "EC", Crv: "P-256", X: "x", Y: "y", Kid: "k1", Alg: "ES256", Use: "sig"}}}, s.err
-}
-
-// failStore injects back-end failures into a Store.
-type failStore struct {
-	security.Store
-	loadErr   error
-	conflicts bool
-}
-
-func (f *failStore) Load(ctx context.Context, q security.Query) (*security.Snapshot, error) {
-	if f.loadErr != nil {
-		return nil, f.loadErr
-	}
-	return f.Store.Load(ctx, q)
-}
-
-func (f *failStore) Replace(ctx context.Context, sc *security.SecurityContext, owed []security.Owed) error {
-	if f.conflicts {
-		return fmt.Errorf("injected: %w", security.ErrConflict)
-	}
-	return f.Store.Replace(ctx, sc, owed)
-}
-
 type testServer struct {
 	t        *testing.T
 	db       *embedded.DB
-	store    *failStore
+	store    *securitytest.Store
 	svc      *security.Service
 	h        http.Handler
 	logs     *bytes.Buffer
 	ca       *devpki.CA
-	notifier *recNotifier
-	signer   *recSigner
+	notifier *securitytest.Notifier
+	signer   *securitytest.Signer
 	opts     Options
 	certs    map[string]*x509.Certificate
 }
@@ -112,7 +65,7 @@ func newServer(t *testing.T, build func(*security.Service, Options) *Router) *te
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	s := &testServer{t: t, db: db, store: &failStore{Store: db}, logs: &bytes.Buffer{}, notifier: &recNotifier{}, signer: &recSigner{},
+	s := &testServer{t: t, db: db, store: &securitytest.Store{Store: db}, logs: &bytes.Buffer{}, notifier: &securitytest.Notifier{}, signer: &securitytest.Signer{},
 		ca: newCA(t, "client CA"), certs: map[string]*x509.Certificate{}}
 	logger := slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.svc = security.New(s.store, db, s.signer, s.notifier, nil, security.Config{Issuer: "ccf", APIRoot: apiRoot, ClientCA: func(context.Context) (string, error) { return clientCA, nil }, MaxAttempts: 2, Logger: logger})
@@ -275,3 +228,13 @@ func (s *testServer) lastAccessLine() map[string]any {
 	s.t.Fatalf("no access log line in %s", s.logs)
 	return nil
 }
+
+// bodies are the bodies of the notifications a Notifier was asked to deliver.
+func bodies(sent []securitytest.Sent) []any {
+	out := make([]any, len(sent))
+	for i, s := range sent {
+		out[i] = s.Body
+	}
+	return out
+}
+

@@ -141,7 +141,7 @@ func TestAccessLogInternalError(t *testing.T) {
 	opts := s.opts
 	opts.Logger = slog.New(h)
 	s.h = All(s.svc, opts)
-	s.signer.err = errors.New("signing key file unreadable")
+	s.signer.Err = errors.New("signing key file unreadable")
 	s.mustCreate("inv1")
 	w := s.do("POST", Base+"/securities/inv1/token", "inv1", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_id=inv1&client_secret="+inv1Secret)
 	problem(t, w, 500, "INTERNAL_ERROR")
@@ -258,8 +258,8 @@ func TestAccessLogMetrics(t *testing.T) {
 		{"token", token(inv1Secret), 200, OpObtainAuthorization, map[string]float64{metrics.TokensIssued: 1, metrics.ClientErrors: 0}, ""},
 		{"token denied", token("wrong"), 401, OpObtainAuthorization, map[string]float64{metrics.TokensIssued: 0, metrics.ClientErrors: 1, metrics.ServerErrors: 0}, "invalid_client"},
 		{"server fault", func() *httptest.ResponseRecorder {
-			s.signer.err = errors.New("key unreadable")
-			defer func() { s.signer.err = nil }()
+			s.signer.Err = errors.New("key unreadable")
+			defer func() { s.signer.Err = nil }()
 			return token(inv1Secret)()
 		}, 500, OpObtainAuthorization, map[string]float64{metrics.ClientErrors: 0, metrics.ServerErrors: 1, metrics.TokensIssued: 0}, ""},
 		{"jwks", func() *httptest.ResponseRecorder { return s.do("GET", "/.well-known/jwks.json", "", "", "") }, 200, OpJWKS, map[string]float64{metrics.Requests: 1}, ""},

@@ -51,8 +51,8 @@ func TestRevokeRel19Body(t *testing.T) {
 		t.Fatalf("POST …/delete: %d %s", w.Code, w.Body)
 	}
 	want := capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef1", APIIDs: []string{"apiA"}, Cause: capif.AuthorizationIssue, AccessToken: token}
-	if len(s.notifier.sent) != 1 || !reflect.DeepEqual(s.notifier.sent[0], want) {
-		t.Errorf("notifications %+v, want %+v", s.notifier.sent, want)
+	if len(s.notifier.Sent()) != 1 || !reflect.DeepEqual(s.notifier.Sent()[0].Body, want) {
+		t.Errorf("notifications %+v, want %+v", bodies(s.notifier.Sent()), want)
 	}
 	if strings.Contains(s.logs.String(), token) {
 		t.Errorf("the log holds the access token: %s", s.logs)
