@@ -237,4 +237,3 @@ func bodies(sent []securitytest.Sent) []any {
 	}
 	return out
 }
-
