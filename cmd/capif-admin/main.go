@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -475,7 +474,7 @@ func defineOutboxList(fs *flag.FlagSet) func(ctx context.Context, s *session) er
 				age = now.Sub(o.CreatedAt).Round(time.Second).String()
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", o.ID, state, o.APIInvokerID, o.Notification.AefID,
-				originOf(o.Destination), o.Attempts, age, next, oneLine(o.LastError))
+				security.RedactURL(o.Destination), o.Attempts, age, next, oneLine(o.LastError))
 			shown++
 		}
 		if err := tw.Flush(); err != nil {
@@ -527,15 +526,6 @@ func defineRedrive(fs *flag.FlagSet) func(ctx context.Context, s *session) error
 		fmt.Fprintf(s.stdout, "%d redriven\n", len(ids))
 		return nil
 	}
-}
-
-// originOf is scheme://host of a destination: its path and query may carry the invoker's secrets.
-func originOf(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(unparsable)"
-	}
-	return u.Scheme + "://" + u.Host
 }
 
 func oneLine(s string) string {

@@ -111,7 +111,7 @@ func (s *Service) deliver(ctx context.Context, owed []Owed) {
 		if s.clock.Now().Add(s.inlineMargin()).After(o.ClaimedUntil) {
 			return
 		}
-		s.attempt(ctx, o, nil)
+		s.attempt(ctx, o)
 	})
 }
 
@@ -137,20 +137,19 @@ func (s *Service) each(owed []Owed, fn func(Owed)) {
 	wg.Wait()
 }
 
-// attempt delivers one held record (o.ClaimedUntil is the claim) and records the outcome.
-func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome string)) {
-	done := func(outcome DeliveryOutcome) {
+// attempt delivers one held record (o.ClaimedUntil is the claim), records the outcome and
+// returns it ("" when the outcome could not be recorded).
+func (s *Service) attempt(ctx context.Context, o Owed) DeliveryOutcome {
+	done := func(outcome DeliveryOutcome) DeliveryOutcome {
 		if s.cfg.OnDelivery != nil {
 			s.cfg.OnDelivery(ctx, outcome)
 		}
-		if report != nil {
-			report(string(outcome))
-		}
+		return outcome
 	}
 	held := o.ClaimedUntil
 	err := s.notifier.Notify(ctx, Delivery{ID: o.ID, Destination: o.Destination, Body: o.Notification})
 	log := s.cfg.Logger.With(slog.String("notificationId", o.ID), slog.String("apiInvokerId", o.APIInvokerID),
-		slog.String("aefId", o.Notification.AefID), slog.String("destination", redactURL(o.Destination)), slog.Int("attempt", o.Attempts+1))
+		slog.String("aefId", o.Notification.AefID), slog.String("destination", RedactURL(o.Destination)), slog.Int("attempt", o.Attempts+1))
 	if err == nil {
 		if derr := s.store.Delivered(ctx, o.ID); derr != nil {
 			// Delivered, but the record stays: it will be sent again, which receivers de-duplicate.
@@ -158,8 +157,7 @@ func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome strin
 		} else {
 			log.Info("notification delivered")
 		}
-		done(Delivered)
-		return
+		return done(Delivered)
 	}
 	now := s.clock.Now()
 	if o.CreatedAt.IsZero() {
@@ -182,14 +180,14 @@ func (s *Service) attempt(ctx context.Context, o Owed, report func(outcome strin
 	}
 	if aerr := s.store.Attempted(ctx, o, held); aerr != nil {
 		log.Warn("notification not delivered; its delivery state was not recorded", slog.String("error", err.Error()), slog.String("outboxError", aerr.Error()))
-		return
+		return ""
 	}
 	if o.Dead {
 		log.Error("notification dead-lettered", slog.String("error", o.LastError))
 	} else {
 		log.Warn("notification not delivered; will retry", slog.String("error", o.LastError), slog.Time("nextAttempt", o.NextAttempt))
 	}
-	done(outcome)
+	return done(outcome)
 }
 
 // backoff is exponential with full jitter: uniform in (0, min(cap, base·2^(n-1))]. The
@@ -217,20 +215,6 @@ const deliveryTail = 15 * time.Second
 func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 	var rep DeliveryReport
 	var mu sync.Mutex
-	count := func(outcome string) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch outcome {
-		case "claimed":
-			rep.Claimed++
-		case "delivered":
-			rep.Delivered++
-		case "retried":
-			rep.Retried++
-		case "dead-lettered":
-			rep.DeadLettered++
-		}
-	}
 	late := func() bool {
 		dl, ok := ctx.Deadline()
 		return ctx.Err() != nil || ok && time.Until(dl) < deliveryTail
@@ -262,9 +246,19 @@ func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 				}
 				return
 			}
-			count("claimed")
 			o.ClaimedUntil = until
-			s.attempt(context.WithoutCancel(ctx), o, count)
+			outcome := s.attempt(context.WithoutCancel(ctx), o)
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Claimed++
+			switch outcome {
+			case Delivered:
+				rep.Delivered++
+			case Retried:
+				rep.Retried++
+			case DeadLettered:
+				rep.DeadLettered++
+			}
 		})
 	}
 	return rep, nil

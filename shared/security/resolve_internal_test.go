@@ -89,8 +89,8 @@ func TestRedactURL(t *testing.T) {
 		"https://h.example.com/%zz": "(unparsable)",
 	}
 	for in, want := range tests {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -253,7 +253,7 @@ func (s *Service) testNotification(ctx context.Context, sc *SecurityContext, req
 	}
 	body := capif.TestNotification{Subscription: ResourceURI(s.cfg.APIRoot, sc.APIInvokerID)}
 	if err := s.notifier.Notify(context.WithoutCancel(ctx), Delivery{ID: s.randomString(16), Destination: sc.NotificationDestination, Body: body}); err != nil {
-		s.cfg.Logger.Warn("test notification not delivered", "apiInvokerId", sc.APIInvokerID, "destination", redactURL(sc.NotificationDestination), "error", err.Error())
+		s.cfg.Logger.Warn("test notification not delivered", "apiInvokerId", sc.APIInvokerID, "destination", RedactURL(sc.NotificationDestination), "error", err.Error())
 	}
 }
 
@@ -623,9 +623,9 @@ func (s *Service) randomByte() byte {
 	return b[0]
 }
 
-// redactURL keeps only scheme and host of a destination for logs: paths and queries may carry
-// the invoker's secrets.
-func redactURL(raw string) string {
+// RedactURL keeps only scheme and host of a destination for logs and operators: paths and
+// queries may carry the invoker's secrets.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable)"
