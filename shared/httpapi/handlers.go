@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"mime"
@@ -148,28 +149,17 @@ func noStore(w http.ResponseWriter) {
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request) {
-	const op = security.ObtainSecurityMethod
-	id := r.PathValue("apiInvokerId")
-	caller, ok := a.identify(w, r, op)
-	if !ok {
-		return
-	}
-	var body capif.ServiceSecurity
-	if err := decodeJSON(r, &body); err != nil {
-		a.refuse(w, r, op, caller, id, err)
-		return
-	}
-	out, err := a.svc.CreateSecurityContext(r.Context(), caller, id, &body)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	noStore(w)
-	w.Header().Set("Location", security.ResourceURI(a.opts.APIRoot, id))
-	writeJSON(w, http.StatusCreated, contentJSON, out)
+	a.securityMethod(w, r, http.StatusCreated, a.svc.CreateSecurityContext)
 }
 
 func (a *api) update(w http.ResponseWriter, r *http.Request) {
+	a.securityMethod(w, r, http.StatusOK, a.svc.UpdateSecurityContext)
+}
+
+// securityMethod is Obtain_Security_Method's create (201 with Location) and update (200): one
+// identity rule, one body, one answer.
+func (a *api) securityMethod(w http.ResponseWriter, r *http.Request, status int,
+	do func(context.Context, security.Caller, string, *capif.ServiceSecurity) (*capif.ServiceSecurity, error)) {
 	const op = security.ObtainSecurityMethod
 	id := r.PathValue("apiInvokerId")
 	caller, ok := a.identify(w, r, op)
@@ -181,13 +171,16 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 		a.refuse(w, r, op, caller, id, err)
 		return
 	}
-	out, err := a.svc.UpdateSecurityContext(r.Context(), caller, id, &body)
+	out, err := do(r.Context(), caller, id, &body)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	noStore(w)
-	writeJSON(w, http.StatusOK, contentJSON, out)
+	if status == http.StatusCreated {
+		w.Header().Set("Location", security.ResourceURI(a.opts.APIRoot, id))
+	}
+	writeJSON(w, status, contentJSON, out)
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
