@@ -56,10 +56,17 @@ times (Config.MaxAttempts), and then answered 503 with nothing changed.
 
 # Outbox
 
-A revocation (DELETE, POST …/delete, an admin removal) writes the context change and the
-SecurityNotifications it owes in one atomic Replace, so it never commits without them. After
-the commit, and before the method returns (a Lambda is frozen once it answers), the owed
-notifications are delivered; each one that reached the invoker is removed from the outbox with
-Store.Delivered. One that could not be delivered stays in the outbox for later delivery.
+A revocation (DELETE, POST …/delete, an admin removal of an API or of an invoker) writes the
+context change and the SecurityNotifications it owes in one atomic write, so it never commits
+without them. The records are written already claimed (ClaimedUntil) for the attempt made right
+after the commit and before the method returns (a Lambda is frozen once it answers); a 2xx
+deletes the record (Delivered), a failure records the attempt and the next one (Attempted:
+exponential backoff with full jitter, dead-lettered at once for ErrUndeliverable or when the
+retry window ends). DeliverDue is the worker: it claims each due record with a conditional
+write before attempting it, so two workers never make the same attempt at once, and a claim
+that lapses (a process that died mid-delivery) makes the record due again. Every attempt of a
+notification carries its record's id (Delivery.ID), so receivers can discard repeats. Nothing
+is cleared without a 2xx; operators list, redrive and drop records (Outbox, Redrive,
+DropNotification).
 */
 package security
