@@ -74,14 +74,10 @@ func TestMetadataPaths(t *testing.T) {
 		serve, refuse      []string
 		jwksURI            string
 	}{
-		{"no path", "https://ccf.example.com", "https://ccf.example.com",
-			[]string{MetadataPath}, []string{MetadataPath + "/", MetadataPath + "/x", "/.well-known/openid-configuration"}, "https://ccf.example.com/.well-known/jwks.json"},
-		{"apiRoot with a path", "https://gw.example.com/prod/ccf", "https://gw.example.com/prod/ccf/",
-			[]string{MetadataPath, MetadataPath + "/prod/ccf"}, []string{MetadataPath + "/prod", MetadataPath + "/prod/ccf/x"}, "https://gw.example.com/prod/ccf/.well-known/jwks.json"},
-		{"issuer not a URL (CCF id)", "ccf-1", "https://gw.example.com/stage",
-			[]string{MetadataPath, MetadataPath + "/stage"}, []string{MetadataPath + "/ccf-1"}, "https://gw.example.com/stage/.well-known/jwks.json"},
-		{"issuer and apiRoot differ", "https://id.example.com/tenant%201", "https://gw.example.com/stage",
-			[]string{MetadataPath, MetadataPath + "/tenant%201", MetadataPath + "/stage"}, []string{MetadataPath + "/tenant"}, "https://gw.example.com/stage/.well-known/jwks.json"},
+		{name: "no path", issuer: "https://ccf.example.com", root: "https://ccf.example.com", serve: []string{MetadataPath}, refuse: []string{MetadataPath + "/", MetadataPath + "/x", "/.well-known/openid-configuration"}, jwksURI: "https://ccf.example.com/.well-known/jwks.json"},
+		{name: "apiRoot with a path", issuer: "https://gw.example.com/prod/ccf", root: "https://gw.example.com/prod/ccf/", serve: []string{MetadataPath, MetadataPath + "/prod/ccf"}, refuse: []string{MetadataPath + "/prod", MetadataPath + "/prod/ccf/x"}, jwksURI: "https://gw.example.com/prod/ccf/.well-known/jwks.json"},
+		{name: "issuer not a URL (CCF id)", issuer: "ccf-1", root: "https://gw.example.com/stage", serve: []string{MetadataPath, MetadataPath + "/stage"}, refuse: []string{MetadataPath + "/ccf-1"}, jwksURI: "https://gw.example.com/stage/.well-known/jwks.json"},
+		{name: "issuer and apiRoot differ", issuer: "https://id.example.com/tenant%201", root: "https://gw.example.com/stage", serve: []string{MetadataPath, MetadataPath + "/tenant%201", MetadataPath + "/stage"}, refuse: []string{MetadataPath + "/tenant"}, jwksURI: "https://gw.example.com/stage/.well-known/jwks.json"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -146,19 +146,19 @@ func TestGetInvokerInfo(t *testing.T) {
 		authn  string // expected authenticationInfo of the one visible entry
 		params []string
 	}{
-		{"plain", "inv1", "aef2", "", 200, "", "", nil},
-		{"authenticationInfo=true", "inv1?authenticationInfo=true", "aef2", "application/json", 200, "", owner.SecurityInfo[1].AuthenticationInfo, nil},
-		{"authenticationInfo=false", "inv1?authenticationInfo=false&authorizationInfo=true", "aef2", "*/*", 200, "", "", nil},
-		{"bad flag", "inv1?authenticationInfo=1", "aef2", "", 400, "INVALID_QUERY_PARAMETER", "", []string{"authenticationInfo"}},
-		{"second flag bad", "inv1?authenticationInfo=true&authorizationInfo=yes", "aef2", "", 400, "INVALID_QUERY_PARAMETER", "", []string{"authorizationInfo"}},
-		{"repeated flag", "inv1?authorizationInfo=true&authorizationInfo=true", "aef2", "", 400, "INVALID_QUERY_PARAMETER", "", []string{"authorizationInfo"}},
-		{"malformed query", "inv1?authenticationInfo=%zz", "aef2", "", 400, "INVALID_QUERY_PARAMETER", "", []string{"query"}},
-		{"not acceptable", "inv1", "aef2", "text/html", 406, "NOT_ACCEPTABLE", "", nil},
-		{"not acceptable, unknown caller", "inv1", "stranger", "text/html", 401, security.CauseUnauthenticated, "", nil},
-		{"bad flag, invoker", "inv1?authenticationInfo=1", "inv1", "", 403, security.CauseRoleNotAllowed, "", nil},
-		{"AEF without entries", "inv1", "aef3", "", 404, security.CauseContextNotFound, "", nil},
-		{"no context", "inv2", "aef3", "", 404, security.CauseContextNotFound, "", nil},
-		{"invoker on its own context", "inv1", "inv1", "", 403, security.CauseRoleNotAllowed, "", nil},
+		{name: "plain", target: "inv1", caller: "aef2", status: 200},
+		{name: "authenticationInfo=true", target: "inv1?authenticationInfo=true", caller: "aef2", accept: "application/json", status: 200, authn: owner.SecurityInfo[1].AuthenticationInfo},
+		{name: "authenticationInfo=false", target: "inv1?authenticationInfo=false&authorizationInfo=true", caller: "aef2", accept: "*/*", status: 200},
+		{name: "bad flag", target: "inv1?authenticationInfo=1", caller: "aef2", status: 400, cause: "INVALID_QUERY_PARAMETER", params: []string{"authenticationInfo"}},
+		{name: "second flag bad", target: "inv1?authenticationInfo=true&authorizationInfo=yes", caller: "aef2", status: 400, cause: "INVALID_QUERY_PARAMETER", params: []string{"authorizationInfo"}},
+		{name: "repeated flag", target: "inv1?authorizationInfo=true&authorizationInfo=true", caller: "aef2", status: 400, cause: "INVALID_QUERY_PARAMETER", params: []string{"authorizationInfo"}},
+		{name: "malformed query", target: "inv1?authenticationInfo=%zz", caller: "aef2", status: 400, cause: "INVALID_QUERY_PARAMETER", params: []string{"query"}},
+		{name: "not acceptable", target: "inv1", caller: "aef2", accept: "text/html", status: 406, cause: "NOT_ACCEPTABLE"},
+		{name: "not acceptable, unknown caller", target: "inv1", caller: "stranger", accept: "text/html", status: 401, cause: security.CauseUnauthenticated},
+		{name: "bad flag, invoker", target: "inv1?authenticationInfo=1", caller: "inv1", status: 403, cause: security.CauseRoleNotAllowed},
+		{name: "AEF without entries", target: "inv1", caller: "aef3", status: 404, cause: security.CauseContextNotFound},
+		{name: "no context", target: "inv2", caller: "aef3", status: 404, cause: security.CauseContextNotFound},
+		{name: "invoker on its own context", target: "inv1", caller: "inv1", status: 403, cause: security.CauseRoleNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -166,16 +166,16 @@ func TestTokenBasicAuthentication(t *testing.T) {
 		code                           string
 		challenge                      bool
 	}{
-		{"basic with secret", "inv1", "inv1", inv1Secret, "grant_type=client_credentials", 200, "", false},
-		{"basic without secret, none registered", "inv2", "inv2", "", "grant_type=client_credentials", 200, "", false},
-		{"basic, client_id repeated in the body", "inv1", "inv1", inv1Secret, "grant_type=client_credentials&client_id=inv1", 200, "", false},
-		{"post", "inv1", "", "", "grant_type=client_credentials&client_id=inv1&client_secret=" + inv1Secret, 200, "", false},
-		{"basic, wrong secret", "inv1", "inv1", "nope", "grant_type=client_credentials", 401, capif.InvalidClient, true},
-		{"basic, missing secret", "inv1", "inv1", "", "grant_type=client_credentials", 401, capif.InvalidClient, true},
-		{"basic, user not the certificate", "inv1", "inv2", "", "grant_type=client_credentials", 401, capif.InvalidClient, true},
-		{"basic and body client_id differ", "inv1", "inv1", inv1Secret, "grant_type=client_credentials&client_id=inv2", 400, capif.InvalidRequest, false},
-		{"secret in header and body", "inv1", "inv1", inv1Secret, "grant_type=client_credentials&client_secret=" + inv1Secret, 400, capif.InvalidRequest, false},
-		{"post, wrong secret: no challenge", "inv1", "", "", "grant_type=client_credentials&client_id=inv1&client_secret=x", 401, capif.InvalidClient, false},
+		{name: "basic with secret", caller: "inv1", user: "inv1", pass: inv1Secret, body: "grant_type=client_credentials", status: 200},
+		{name: "basic without secret, none registered", caller: "inv2", user: "inv2", body: "grant_type=client_credentials", status: 200},
+		{name: "basic, client_id repeated in the body", caller: "inv1", user: "inv1", pass: inv1Secret, body: "grant_type=client_credentials&client_id=inv1", status: 200},
+		{name: "post", caller: "inv1", body: "grant_type=client_credentials&client_id=inv1&client_secret=" + inv1Secret, status: 200},
+		{name: "basic, wrong secret", caller: "inv1", user: "inv1", pass: "nope", body: "grant_type=client_credentials", status: 401, code: capif.InvalidClient, challenge: true},
+		{name: "basic, missing secret", caller: "inv1", user: "inv1", body: "grant_type=client_credentials", status: 401, code: capif.InvalidClient, challenge: true},
+		{name: "basic, user not the certificate", caller: "inv1", user: "inv2", body: "grant_type=client_credentials", status: 401, code: capif.InvalidClient, challenge: true},
+		{name: "basic and body client_id differ", caller: "inv1", user: "inv1", pass: inv1Secret, body: "grant_type=client_credentials&client_id=inv2", status: 400, code: capif.InvalidRequest},
+		{name: "secret in header and body", caller: "inv1", user: "inv1", pass: inv1Secret, body: "grant_type=client_credentials&client_secret=" + inv1Secret, status: 400, code: capif.InvalidRequest},
+		{name: "post, wrong secret: no challenge", caller: "inv1", body: "grant_type=client_credentials&client_id=inv1&client_secret=x", status: 401, code: capif.InvalidClient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

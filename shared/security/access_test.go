@@ -25,21 +25,21 @@ func TestInvokerRouteIdentity(t *testing.T) {
 		wantBodyError bool
 		pointers      []string
 	}{
-		{"no caller", "", "inv1", nil, security.KindUnauthenticated, security.CauseUnauthenticated, true, false, false, nil},
-		{"unknown caller", "stranger", "inv1", nil, security.KindUnauthenticated, security.CauseUnauthenticated, true, false, false, nil},
-		{"unknown caller on its own id", "stranger", "stranger", nil, security.KindUnauthenticated, security.CauseUnauthenticated, true, false, false, nil},
-		{"unknown caller, bad body", "stranger", "inv1", bodyErr, security.KindUnauthenticated, security.CauseUnauthenticated, false, false, false, nil},
-		{"over-long caller", strings.Repeat("i", 300), strings.Repeat("i", 300), nil, security.KindUnauthenticated, security.CauseUnauthenticated, true, false, false, nil},
-		{"AEF", "aef1", "inv1", nil, security.KindForbidden, security.CauseRoleNotAllowed, true, false, false, nil},
-		{"AEF on an unknown id", "aef1", "nobody", nil, security.KindForbidden, security.CauseRoleNotAllowed, true, false, false, nil},
-		{"AEF on its own id", "aef1", "aef1", nil, security.KindForbidden, security.CauseRoleNotAllowed, true, false, false, nil},
-		{"AEF, bad body", "aef1", "inv1", bodyErr, security.KindForbidden, security.CauseRoleNotAllowed, false, false, false, nil},
-		{"another invoker", "inv2", "inv1", nil, security.KindForbidden, security.CauseNotOwner, true, false, false, nil},
-		{"invoker on an unknown id", "inv2", "nobody", nil, security.KindForbidden, security.CauseNotOwner, true, false, false, nil},
-		{"another invoker, bad body", "inv2", "inv1", bodyErr, security.KindForbidden, security.CauseNotOwner, false, false, false, nil},
-		{"owner, bad body", "inv1", "inv1", bodyErr, security.KindInvalid, causeMalformed, false, false, true, nil},
-		{"owner, invalid body", "inv1", "inv1", nil, security.KindInvalid, security.CauseInvalidParameter, false, false, false, []string{"/securityInfo"}},
-		{"owner, existing context", "inv1", "inv1", nil, security.KindForbidden, security.CauseContextExists, true, true, false, nil},
+		{name: "no caller", id: "inv1", kind: security.KindUnauthenticated, cause: security.CauseUnauthenticated, validRequest: true},
+		{name: "unknown caller", caller: "stranger", id: "inv1", kind: security.KindUnauthenticated, cause: security.CauseUnauthenticated, validRequest: true},
+		{name: "unknown caller on its own id", caller: "stranger", id: "stranger", kind: security.KindUnauthenticated, cause: security.CauseUnauthenticated, validRequest: true},
+		{name: "unknown caller, bad body", caller: "stranger", id: "inv1", bodyErr: bodyErr, kind: security.KindUnauthenticated, cause: security.CauseUnauthenticated},
+		{name: "over-long caller", caller: strings.Repeat("i", 300), id: strings.Repeat("i", 300), kind: security.KindUnauthenticated, cause: security.CauseUnauthenticated, validRequest: true},
+		{name: "AEF", caller: "aef1", id: "inv1", kind: security.KindForbidden, cause: security.CauseRoleNotAllowed, validRequest: true},
+		{name: "AEF on an unknown id", caller: "aef1", id: "nobody", kind: security.KindForbidden, cause: security.CauseRoleNotAllowed, validRequest: true},
+		{name: "AEF on its own id", caller: "aef1", id: "aef1", kind: security.KindForbidden, cause: security.CauseRoleNotAllowed, validRequest: true},
+		{name: "AEF, bad body", caller: "aef1", id: "inv1", bodyErr: bodyErr, kind: security.KindForbidden, cause: security.CauseRoleNotAllowed},
+		{name: "another invoker", caller: "inv2", id: "inv1", kind: security.KindForbidden, cause: security.CauseNotOwner, validRequest: true},
+		{name: "invoker on an unknown id", caller: "inv2", id: "nobody", kind: security.KindForbidden, cause: security.CauseNotOwner, validRequest: true},
+		{name: "another invoker, bad body", caller: "inv2", id: "inv1", bodyErr: bodyErr, kind: security.KindForbidden, cause: security.CauseNotOwner},
+		{name: "owner, bad body", caller: "inv1", id: "inv1", bodyErr: bodyErr, kind: security.KindInvalid, cause: causeMalformed, wantBodyError: true},
+		{name: "owner, invalid body", caller: "inv1", id: "inv1", kind: security.KindInvalid, cause: security.CauseInvalidParameter, pointers: []string{"/securityInfo"}},
+		{name: "owner, existing context", caller: "inv1", id: "inv1", kind: security.KindForbidden, cause: security.CauseContextExists, validRequest: true, createOnly: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,19 +241,19 @@ func TestAEFRouteAccess(t *testing.T) {
 		kind       security.Kind
 		cause      string
 	}{
-		{"no caller", "", "inv1", nil, security.KindUnauthenticated, security.CauseUnauthenticated},
-		{"unknown caller", "stranger", "inv1", nil, security.KindUnauthenticated, security.CauseUnauthenticated},
-		{"unknown caller, bad query", "stranger", "inv1", queryErr, security.KindUnauthenticated, security.CauseUnauthenticated},
-		{"invoker", "inv1", "inv1", nil, security.KindForbidden, security.CauseRoleNotAllowed},
-		{"invoker on an unknown id", "inv1", "nobody", nil, security.KindForbidden, security.CauseRoleNotAllowed},
-		{"invoker, bad query", "inv2", "inv1", queryErr, security.KindForbidden, security.CauseRoleNotAllowed},
-		{"AEF, bad query", "aef1", "inv1", queryErr, security.KindInvalid, causeMalformed},
-		{"AEF, bad query, no context", "aef1", "inv2", queryErr, security.KindInvalid, causeMalformed},
-		{"AEF without entries", "aef3", "inv1", nil, security.KindNotFound, security.CauseContextNotFound},
-		{"AEF, invoker without context", "aef1", "inv2", nil, security.KindNotFound, security.CauseContextNotFound},
-		{"AEF without entries, invoker without context", "aef3", "inv2", nil, security.KindNotFound, security.CauseContextNotFound},
-		{"AEF, unknown invoker", "aef1", "nobody", nil, security.KindNotFound, security.CauseContextNotFound},
-		{"AEF, over-long invoker id", "aef1", strings.Repeat("x", 1000), nil, security.KindNotFound, security.CauseContextNotFound},
+		{name: "no caller", id: "inv1", kind: security.KindUnauthenticated, cause: security.CauseUnauthenticated},
+		{name: "unknown caller", caller: "stranger", id: "inv1", kind: security.KindUnauthenticated, cause: security.CauseUnauthenticated},
+		{name: "unknown caller, bad query", caller: "stranger", id: "inv1", queryErr: queryErr, kind: security.KindUnauthenticated, cause: security.CauseUnauthenticated},
+		{name: "invoker", caller: "inv1", id: "inv1", kind: security.KindForbidden, cause: security.CauseRoleNotAllowed},
+		{name: "invoker on an unknown id", caller: "inv1", id: "nobody", kind: security.KindForbidden, cause: security.CauseRoleNotAllowed},
+		{name: "invoker, bad query", caller: "inv2", id: "inv1", queryErr: queryErr, kind: security.KindForbidden, cause: security.CauseRoleNotAllowed},
+		{name: "AEF, bad query", caller: "aef1", id: "inv1", queryErr: queryErr, kind: security.KindInvalid, cause: causeMalformed},
+		{name: "AEF, bad query, no context", caller: "aef1", id: "inv2", queryErr: queryErr, kind: security.KindInvalid, cause: causeMalformed},
+		{name: "AEF without entries", caller: "aef3", id: "inv1", kind: security.KindNotFound, cause: security.CauseContextNotFound},
+		{name: "AEF, invoker without context", caller: "aef1", id: "inv2", kind: security.KindNotFound, cause: security.CauseContextNotFound},
+		{name: "AEF without entries, invoker without context", caller: "aef3", id: "inv2", kind: security.KindNotFound, cause: security.CauseContextNotFound},
+		{name: "AEF, unknown invoker", caller: "aef1", id: "nobody", kind: security.KindNotFound, cause: security.CauseContextNotFound},
+		{name: "AEF, over-long invoker id", caller: "aef1", id: strings.Repeat("x", 1000), kind: security.KindNotFound, cause: security.CauseContextNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

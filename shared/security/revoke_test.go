@@ -145,23 +145,19 @@ func TestRevokeRefused(t *testing.T) {
 		cause    string
 		pointers []string
 	}{
-		{"no body", "aef1", nil, nil, security.KindInvalid, security.CauseInvalidParameter, nil},
-		{"undecodable body", "aef1", nil, decodeErr("broken"), security.KindInvalid, causeMalformed, nil},
-		{"apiInvokerId of another invoker", "aef1", func() *capif.SecurityNotification { n := revocation("apiA"); n.APIInvokerID = "inv2"; return n }(), nil,
-			security.KindInvalid, security.CauseInvalidParameter, []string{"/apiInvokerId"}},
-		{"no apiIds", "aef1", revocation(), nil, security.KindInvalid, security.CauseInvalidParameter, []string{"/apiIds"}},
-		{"no cause", "aef1", func() *capif.SecurityNotification { n := revocation("apiA"); n.Cause = ""; return n }(), nil,
-			security.KindInvalid, security.CauseInvalidParameter, []string{"/cause"}},
-		{"aefId of another AEF", "aef1", func() *capif.SecurityNotification { n := revocation("apiD"); n.AefID = "aef2"; return n }(), nil,
-			security.KindForbidden, security.CauseRoleNotAllowed, nil},
-		{"aefId of an unknown AEF", "aef1", func() *capif.SecurityNotification { n := revocation("apiD"); n.AefID = "aef9"; return n }(), nil,
-			security.KindForbidden, security.CauseRoleNotAllowed, nil},
-		{"API of another AEF", "aef1", revocation("apiC"), nil, security.KindForbidden, security.CauseAPINotPublished, nil},
-		{"unknown API", "aef1", revocation("apiZ"), nil, security.KindForbidden, security.CauseAPINotPublished, nil},
-		{"one API of another AEF among its own", "aef1", revocation("apiA", "apiC"), nil, security.KindForbidden, security.CauseAPINotPublished, nil},
-		{"own API not in the context", "aef1", revocation("apiE"), nil, security.KindNotFound, security.CauseAPINotInContext, nil},
-		{"own APIs, one not in the context", "aef1", revocation("apiA", "apiE"), nil, security.KindNotFound, security.CauseAPINotInContext, nil},
-		{"not published beats not in the context", "aef1", revocation("apiE", "apiC"), nil, security.KindForbidden, security.CauseAPINotPublished, nil},
+		{name: "no body", caller: "aef1", kind: security.KindInvalid, cause: security.CauseInvalidParameter},
+		{name: "undecodable body", caller: "aef1", bodyErr: decodeErr("broken"), kind: security.KindInvalid, cause: causeMalformed},
+		{name: "apiInvokerId of another invoker", caller: "aef1", body: func() *capif.SecurityNotification { n := revocation("apiA"); n.APIInvokerID = "inv2"; return n }(), kind: security.KindInvalid, cause: security.CauseInvalidParameter, pointers: []string{"/apiInvokerId"}},
+		{name: "no apiIds", caller: "aef1", body: revocation(), kind: security.KindInvalid, cause: security.CauseInvalidParameter, pointers: []string{"/apiIds"}},
+		{name: "no cause", caller: "aef1", body: func() *capif.SecurityNotification { n := revocation("apiA"); n.Cause = ""; return n }(), kind: security.KindInvalid, cause: security.CauseInvalidParameter, pointers: []string{"/cause"}},
+		{name: "aefId of another AEF", caller: "aef1", body: func() *capif.SecurityNotification { n := revocation("apiD"); n.AefID = "aef2"; return n }(), kind: security.KindForbidden, cause: security.CauseRoleNotAllowed},
+		{name: "aefId of an unknown AEF", caller: "aef1", body: func() *capif.SecurityNotification { n := revocation("apiD"); n.AefID = "aef9"; return n }(), kind: security.KindForbidden, cause: security.CauseRoleNotAllowed},
+		{name: "API of another AEF", caller: "aef1", body: revocation("apiC"), kind: security.KindForbidden, cause: security.CauseAPINotPublished},
+		{name: "unknown API", caller: "aef1", body: revocation("apiZ"), kind: security.KindForbidden, cause: security.CauseAPINotPublished},
+		{name: "one API of another AEF among its own", caller: "aef1", body: revocation("apiA", "apiC"), kind: security.KindForbidden, cause: security.CauseAPINotPublished},
+		{name: "own API not in the context", caller: "aef1", body: revocation("apiE"), kind: security.KindNotFound, cause: security.CauseAPINotInContext},
+		{name: "own APIs, one not in the context", caller: "aef1", body: revocation("apiA", "apiE"), kind: security.KindNotFound, cause: security.CauseAPINotInContext},
+		{name: "not published beats not in the context", caller: "aef1", body: revocation("apiE", "apiC"), kind: security.KindForbidden, cause: security.CauseAPINotPublished},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
