@@ -119,7 +119,7 @@ const backEndHelp = `Every command that touches a store needs its back end named
   -table-prefix PREFIX        DynamoDB: tables PREFIXcontexts, PREFIXregistry, PREFIXoutbox
                               (or all of CAPIF_CONTEXTS_TABLE, CAPIF_REGISTRY_TABLE, CAPIF_OUTBOX_TABLE)
 DynamoDB uses the standard AWS configuration (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB, ...).
-Flags go before or after the command name.`
+Flags go before or after the command name; put -- before an operand that begins with "-".`
 
 func usage() string {
 	var b strings.Builder

@@ -402,3 +402,13 @@ func TestAdminOutbox(t *testing.T) {
 		outboxSteps(t, map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "outbox-" + hex.EncodeToString(b[:]) + "-"})
 	})
 }
+
+// An operand that begins with "-" (an outbox id written before ids began with a letter) is
+// given after "--", as the help says.
+func TestAdminOperandAfterDoubleDash(t *testing.T) {
+	dir := t.TempDir()
+	out, err := admin(t, dir, "outbox-drop", "--", "-old-id")
+	if err == nil || !strings.Contains(err.Error(), `"-old-id"`) || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("outbox-drop -- -old-id: %v\n%s", err, out)
+	}
+}

@@ -88,7 +88,9 @@ type DeliveryReport struct {
 func (s *Service) owe(sc *SecurityContext, aefID string, apiIDs []string, cause capif.Cause) Owed {
 	now := s.clock.Now()
 	return Owed{
-		ID:           s.randomString(16),
+		// A letter first: an id that began with "-" would read as a flag on capif-admin's
+		// command line (outbox-redrive ID).
+		ID:           "n" + s.randomString(16),
 		APIInvokerID: sc.APIInvokerID,
 		Destination:  sc.NotificationDestination,
 		Notification: capif.SecurityNotification{APIInvokerID: sc.APIInvokerID, AefID: aefID, APIIDs: apiIDs, Cause: cause},
