@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer"
 )
 
 // Leeway is the clock skew allowed on exp, iat and nbf: the most TS 33.122 permits.
@@ -95,7 +96,7 @@ func New(cfg Config) (*Verifier, error) {
 			minInterval: cfg.RefetchInterval, maxAge: cfg.JWKSMaxAge,
 		},
 		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{"ES256"}),
+			jwt.WithValidMethods([]string{signer.Alg}),
 			jwt.WithIssuer(cfg.Issuer),
 			jwt.WithAudience(cfg.AefID),
 			jwt.WithExpirationRequired(),
@@ -152,7 +153,7 @@ func (a *API) Verify(ctx context.Context, r *http.Request) (*Claims, error) {
 	c.APIs = apis
 	if !slices.Contains(apis, a.name) {
 		e := refuse(http.StatusForbidden, CodeInsufficientScope, "the token does not grant this API")
-		e.Scope = security.ScopePrefix + a.v.cfg.AefID + ":" + a.name
+		e.Scope = security.Scope{a.v.cfg.AefID: {a.name}}.String()
 		return nil, e
 	}
 	return c, nil
@@ -224,7 +225,7 @@ func (v *Verifier) parse(ctx context.Context, raw string) (*Claims, *Error) {
 	_, err := v.parser.ParseWithClaims(raw, c, func(t *jwt.Token) (any, error) {
 		// RFC 9068 §4: the typ header tells an access token from other JWTs of the same key.
 		typ, _ := t.Header["typ"].(string)
-		if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+		if !strings.EqualFold(typ, signer.Typ) && !strings.EqualFold(typ, "application/"+signer.Typ) {
 			return nil, invalidToken("the token is not an RFC 9068 access token (typ)")
 		}
 		kid, _ := t.Header["kid"].(string)
@@ -298,19 +299,11 @@ func (v *Verifier) checkAge(c *Claims) *Error {
 // grants is the union, over the space-separated scope elements (RFC 6749 §3.3), of the API
 // names each CAPIF scope element grants aefID.
 func grants(scope, aefID string) ([]string, error) {
-	var apis []string
-	for _, element := range strings.Split(scope, " ") {
-		sc, err := security.ParseScope(element)
-		if err != nil {
-			return nil, err
-		}
-		for _, name := range sc[aefID] {
-			if !slices.Contains(apis, name) {
-				apis = append(apis, name)
-			}
-		}
+	sc, err := security.ParseScope(scope) // the union of the elements, each name once
+	if err != nil {
+		return nil, err
 	}
-	return apis, nil
+	return sc[aefID], nil
 }
 
 // MTLSClient is an http.Client for Config.Client: it presents cert (the AEF's own client

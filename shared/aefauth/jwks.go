@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer"
 )
 
 // maxJWKSBytes bounds what is read of a JWKS response; a CCF publishes a handful of keys.
@@ -136,7 +137,7 @@ func (s *keySet) fetch(ctx context.Context) (map[string]*ecdsa.PublicKey, error)
 
 // publicKey is the P-256 key of an ES256 signing JWK (RFC 7518 §6.2.1).
 func publicKey(k security.JWK) (*ecdsa.PublicKey, error) {
-	if k.Kid == "" || k.Kty != "EC" || k.Crv != "P-256" || (k.Alg != "" && k.Alg != "ES256") || (k.Use != "" && k.Use != "sig") {
+	if k.Kid == "" || k.Kty != "EC" || k.Crv != "P-256" || (k.Alg != "" && k.Alg != signer.Alg) || (k.Use != "" && k.Use != "sig") {
 		return nil, errors.New("not an ES256 signing key")
 	}
 	x, err1 := base64.RawURLEncoding.DecodeString(k.X)

@@ -10,6 +10,9 @@ import (
 // MetadataPath is where RFC 8414 §3 puts the authorization server metadata below the host.
 const MetadataPath = "/.well-known/oauth-authorization-server"
 
+// JWKSPath is where the keys that verify tokens are served (the metadata's jwks_uri).
+const JWKSPath = "/.well-known/jwks.json"
+
 // Metadata is the RFC 8414 authorization server metadata of this CCF, so that stock OAuth 2.0
 // clients and token verifiers find the issuer and its keys without CAPIF-specific code.
 //
@@ -33,7 +36,7 @@ type Metadata struct {
 func (a *api) metadata() Metadata {
 	return Metadata{
 		Issuer:                 a.svc.Issuer(),
-		JWKSURI:                strings.TrimSuffix(a.opts.APIRoot, "/") + "/.well-known/jwks.json",
+		JWKSURI:                strings.TrimSuffix(a.opts.APIRoot, "/") + JWKSPath,
 		ResponseTypesSupported: []string{},
 		GrantTypesSupported:    []string{"client_credentials"},
 		// tls_client_auth (RFC 8705 §2.1): the client certificate identifies every caller; the

@@ -70,7 +70,7 @@ func ObtainSecurityMethod(svc *security.Service, opts Options) *Router {
 func ObtainAuthorization(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
 	rt.add(http.MethodPost, Base+"/securities/{securityId}/token", OpObtainAuthorization, a.token)
-	rt.add(http.MethodGet, "/.well-known/jwks.json", OpJWKS, a.jwks)
+	rt.add(http.MethodGet, JWKSPath, OpJWKS, a.jwks)
 	a.addDiscovery(rt)
 	return rt
 }

@@ -240,7 +240,8 @@ func parseDestination(raw string) (*url.URL, error) {
 }
 
 // redact keeps scheme and host only; paths and queries may carry secrets.
-func redact(u *url.URL) string { return u.Scheme + "://" + u.Host }
+// redact is security.RedactURL for a parsed destination.
+func redact(u *url.URL) string { return security.RedactURL(u.String()) }
 
 func redactLocation(base *url.URL, loc string) string {
 	if loc == "" {

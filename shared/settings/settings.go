@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
@@ -222,7 +223,7 @@ var Table = []Setting{
 		Doc: "how often the runner delivers due notifications", parse: duration(func(c *Config) *time.Duration { return &c.DeliveryInterval }, false)},
 	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function | Worker,
 		Doc: "time kept back from the Lambda deadline to answer 503 in", parse: duration(func(c *Config) *time.Duration { return &c.DeadlineMargin }, true)},
-	{Env: "CAPIF_METRICS_NAMESPACE", Default: "CAPIF/Security", For: Function | Worker,
+	{Env: "CAPIF_METRICS_NAMESPACE", Default: metrics.DefaultNamespace, For: Function | Worker,
 		Doc: "CloudWatch namespace of the metrics in the access log (Embedded Metric Format)", parse: parseNamespace},
 }
 

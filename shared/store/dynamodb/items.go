@@ -50,7 +50,8 @@ func registryKey(kind, id string) string {
 	return k
 }
 
-func contextKeyOK(id string) bool { return id != "" && len(id) <= maxKeyBytes }
+// keyOK reports whether id can be a partition key (contexts and outbox are keyed by the raw id).
+func keyOK(id string) bool { return id != "" && len(id) <= maxKeyBytes }
 
 // encodeDoc stores a domain record as a JSON string attribute: smaller requests and less CPU
 // than a DynamoDB map (measured, see docs/dynamodb.md), byte-comparable, and the embedded store's

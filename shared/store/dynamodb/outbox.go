@@ -89,7 +89,7 @@ func (s *Store) scanOutbox(ctx context.Context, op string, in *ddb.ScanInput) ([
 func (s *Store) update(ctx context.Context, op, id, expr, cond string, values map[string]types.AttributeValue) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if id == "" || len(id) > maxKeyBytes {
+	if !keyOK(id) {
 		return fmt.Errorf("dynamodb %s: %w: outbox record %q", op, security.ErrNotFound, id)
 	}
 	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
@@ -153,7 +153,7 @@ func (s *Store) Redrive(ctx context.Context, id string, now time.Time) error {
 func (s *Store) Drop(ctx context.Context, id string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if id == "" || len(id) > maxKeyBytes {
+	if !keyOK(id) {
 		return fmt.Errorf("dynamodb Drop: %w: outbox record %q", security.ErrNotFound, id)
 	}
 	_, err := s.client.DeleteItem(ctx, &ddb.DeleteItemInput{TableName: aws.String(s.tables.Outbox), Key: s.key(s.tables.Outbox, id),
@@ -171,7 +171,7 @@ func (s *Store) Drop(ctx context.Context, id string) error {
 func (s *Store) getOwed(ctx context.Context, op, id string) (security.Owed, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if id == "" || len(id) > maxKeyBytes {
+	if !keyOK(id) {
 		return security.Owed{}, fmt.Errorf("dynamodb %s: %w: outbox record %q", op, security.ErrNotFound, id)
 	}
 	out, err := s.client.GetItem(ctx, &ddb.GetItemInput{TableName: aws.String(s.tables.Outbox), Key: s.key(s.tables.Outbox, id), ConsistentRead: aws.Bool(true)})

@@ -265,7 +265,7 @@ func (tx *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
 // the version read, or a check that none exists, so a context written meanwhile is a race; and
 // the outbox records owe returns for it, in the same transaction.
 func (tx *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityContext) []security.Owed) error {
-	if !contextKeyOK(apiInvokerID) || tx.gone[apiInvokerID] {
+	if !keyOK(apiInvokerID) || tx.gone[apiInvokerID] {
 		return nil // no such context can exist, or its removal is already part of the commit
 	}
 	if tx.gone == nil {

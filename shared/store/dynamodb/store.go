@@ -230,7 +230,7 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var keys []itemKey
-	if contextKeyOK(q.APIInvokerID) {
+	if keyOK(q.APIInvokerID) {
 		keys = append(keys, itemKey{s.tables.Contexts, q.APIInvokerID})
 	}
 	reg := func(kind, id string) itemKey { return itemKey{s.tables.Registry, registryKey(kind, id)} }
@@ -253,7 +253,7 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 	if err != nil {
 		return nil, err
 	}
-	if it := found[itemKey{s.tables.Contexts, q.APIInvokerID}]; it != nil && contextKeyOK(q.APIInvokerID) && !excludes(it, q.ForAEF) {
+	if it := found[itemKey{s.tables.Contexts, q.APIInvokerID}]; it != nil && keyOK(q.APIInvokerID) && !excludes(it, q.ForAEF) {
 		if snap.Context, err = decodeContext(it); err != nil {
 			return nil, fmt.Errorf("dynamodb Load: %w", err)
 		}
@@ -300,7 +300,7 @@ func versionValue(v int64) map[string]types.AttributeValue {
 func (s *Store) Create(ctx context.Context, sc *security.SecurityContext) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if !contextKeyOK(sc.APIInvokerID) {
+	if !keyOK(sc.APIInvokerID) {
 		return fmt.Errorf("dynamodb Create: apiInvokerId must be 1 to %d bytes long", maxKeyBytes)
 	}
 	next := *sc
@@ -357,7 +357,7 @@ func (s *Store) Replace(ctx context.Context, sc *security.SecurityContext, owed 
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	id := sc.APIInvokerID
-	if !contextKeyOK(id) {
+	if !keyOK(id) {
 		return fmt.Errorf("context %q: %w", id, security.ErrNotFound)
 	}
 	if len(owed)+1 > maxTxItems {
@@ -468,7 +468,7 @@ func (s *Store) canceled(ctx context.Context, op string, tce *types.TransactionC
 func (s *Store) Delivered(ctx context.Context, owedID string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if owedID == "" || len(owedID) > maxKeyBytes {
+	if !keyOK(owedID) {
 		return nil
 	}
 	_, err := s.client.DeleteItem(ctx, &ddb.DeleteItemInput{TableName: aws.String(s.tables.Outbox), Key: s.key(s.tables.Outbox, owedID)})
