@@ -31,7 +31,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/fullapp"
@@ -76,9 +75,6 @@ type session struct {
 func (s *session) service(ctx context.Context) (*security.Service, error) {
 	if s.app == nil {
 		a, err := fullapp.Open(ctx, app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.awsCfg})
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("another process holds the data directory %s (a running capif-local or capif-admin?): stop it, then retry: %w", s.cfg.DataDir, err)
-		}
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +172,6 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	return load(c, rest, getenv, stdout, stderr, func(cfg settings.Config, operands []string, dryRun bool, run func(context.Context, *session) error) error {
-		cfg.Signer = settings.SignerNone // no token is ever issued here
 		logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 		cfg.LogWarnings(logger)
 		s := &session{cfg: cfg, operands: operands, dryRun: dryRun, stdout: stdout, stderr: stderr, logger: logger}

@@ -24,8 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/devpki"
@@ -58,11 +56,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	logger := slog.New(handler)
 	cfg.LogWarnings(logger)
-	err = run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
-	if errors.Is(err, bolt.ErrTimeout) {
-		return fmt.Errorf("another process holds the data directory %s (capif-local already running, or capif-admin on it?): stop it, or use another -data: %w", cfg.DataDir, err)
-	}
-	return err
+	return run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
 }
 
 const usage = `usage:
@@ -115,8 +109,9 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	if c.APIRoot == "" {
 		c.APIRoot = "https://" + addr
 	}
+	clientCA := string(clientCAPEM) // once: every PKI entry answered carries it
 	a, err := fullapp.Open(ctx, app.Config{Settings: c, Logger: logger,
-		ClientCA: func(context.Context) (string, error) { return string(clientCAPEM), nil }})
+		ClientCA: func(context.Context) (string, error) { return clientCA, nil }})
 	if err != nil {
 		return err
 	}

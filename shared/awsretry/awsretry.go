@@ -24,31 +24,24 @@ import (
 )
 
 // transientCodes are the API error codes of DynamoDB, KMS and S3 that mean "cannot serve now,
-// may soon": throttling, internal and dependency failures, an unreachable key, a running
-// transaction on the item.
+// may soon", besides throttling (throttleCodes): internal and dependency failures, an
+// unreachable key, a running transaction on the item.
 var transientCodes = map[string]bool{
-	"ProvisionedThroughputExceededException": true,
-	"ThrottlingException":                    true,
-	"Throttling":                             true,
-	"TooManyRequestsException":               true,
-	"RequestLimitExceeded":                   true,
-	"LimitExceededException":                 true,
-	"SlowDown":                               true,
-	"InternalServerError":                    true,
-	"InternalError":                          true,
-	"InternalFailure":                        true,
-	"KMSInternalException":                   true,
-	"DependencyTimeoutException":             true,
-	"KeyUnavailableException":                true,
-	"ServiceUnavailable":                     true,
-	"ServiceUnavailableException":            true,
-	"RequestTimeout":                         true,
-	"RequestTimeoutException":                true,
-	"TransactionConflictException":           true,
-	"TransactionInProgressException":         true,
+	"InternalServerError":            true,
+	"InternalError":                  true,
+	"InternalFailure":                true,
+	"KMSInternalException":           true,
+	"DependencyTimeoutException":     true,
+	"KeyUnavailableException":        true,
+	"ServiceUnavailable":             true,
+	"ServiceUnavailableException":    true,
+	"RequestTimeout":                 true,
+	"RequestTimeoutException":        true,
+	"TransactionConflictException":   true,
+	"TransactionInProgressException": true,
 }
 
-// throttleCodes are the codes among transientCodes that mean "you are sending too much".
+// throttleCodes are the transient codes that mean "you are sending too much".
 var throttleCodes = map[string]bool{
 	"ProvisionedThroughputExceededException": true,
 	"ThrottlingException":                    true,
@@ -80,7 +73,7 @@ func Throttled(err error) bool {
 // empty retry token bucket, no answer at all (connection refused, reset, attempt timeout), a
 // throttling or server-fault code, or an HTTP 429/5xx.
 func Transient(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if Throttled(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return true
 	}
 	var (
@@ -96,7 +89,7 @@ func Transient(err error) bool {
 	case errors.As(err, &api) && (transientCodes[api.ErrorCode()] || api.ErrorFault() == smithy.FaultServer):
 		return true
 	case errors.As(err, &status):
-		return status.HTTPStatusCode() == 429 || status.HTTPStatusCode() >= 500
+		return status.HTTPStatusCode() >= 500
 	}
 	return false
 }

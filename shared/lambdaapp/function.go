@@ -2,10 +2,8 @@ package lambdaapp
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,7 +115,7 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 		if err != nil {
 			return "", err
 		}
-		return string(ts.PEM), nil
+		return ts.pem, nil
 	}
 	a, err := app.Open(ctx, acfg)
 	if err != nil {
@@ -245,9 +243,7 @@ func requestID(r *http.Request) string {
 func (f *Function) reject(ctx context.Context, ev events.APIGatewayProxyRequest, status int, cause, detail string, err error) events.APIGatewayProxyResponse {
 	id := ev.RequestContext.RequestID
 	if id == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		id = hex.EncodeToString(b[:])
+		id = httpapi.RandomRequestID(nil)
 	}
 	attrs := []slog.Attr{slog.String("requestId", id), slog.String("method", ev.HTTPMethod), slog.Int("status", status)}
 	level := slog.LevelWarn

@@ -25,13 +25,14 @@ type Truststore struct {
 	PEM           []byte
 	Roots         *x509.CertPool
 	Intermediates *x509.CertPool
+	pem           string // PEM as a string, made once: every PKI entry answered carries it
 }
 
 // ParseTruststore reads every CERTIFICATE block of a PEM bundle. A bundle without a root
 // certificate, or with a block that does not parse, is refused: it would reject every caller or
 // hide a broken entry.
 func ParseTruststore(bundle []byte) (*Truststore, error) {
-	ts := &Truststore{PEM: bundle, Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool()}
+	ts := &Truststore{PEM: bundle, pem: string(bundle), Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool()}
 	rest := bundle
 	roots := 0
 	for i := 1; ; i++ {

@@ -375,8 +375,8 @@ func (c *Config) check(cmd Command) []error {
 			bad("CAPIF_TABLE_PREFIX", "required with the %s store unless CAPIF_CONTEXTS_TABLE, CAPIF_REGISTRY_TABLE and CAPIF_OUTBOX_TABLE are all set%s", StoreDynamoDB, hint)
 		}
 	}
-	if cmd == Worker {
-		c.Signer = SignerNone // the delivery worker never issues a token
+	if cmd&(Runner|Function) == 0 {
+		c.Signer = SignerNone // only the runner and the token function issue tokens
 	}
 	if c.Store == StoreEmbedded && c.DataDir == "" {
 		bad("CAPIF_DATA", "required with the %s store", StoreEmbedded)
@@ -429,10 +429,13 @@ func ParseS3URI(uri string) (bucket, key string, err error) {
 }
 
 // httpsURL accepts an absolute https URL with a host and neither query nor fragment.
-func httpsURL(v string) bool {
+func httpsURL(v string) error {
 	u, err := url.Parse(v)
-	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.RawQuery == "" && !u.ForceQuery &&
-		u.Fragment == "" && !strings.Contains(v, "#")
+	if err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.RawQuery == "" && !u.ForceQuery &&
+		u.Fragment == "" && !strings.Contains(v, "#") {
+		return nil
+	}
+	return fmt.Errorf("%q is not an https URL without query or fragment", v)
 }
 
 func parseAPIRoot(c *Config, v string) error {
@@ -440,8 +443,8 @@ func parseAPIRoot(c *Config, v string) error {
 	if v == "" {
 		return nil
 	}
-	if !httpsURL(v) {
-		return fmt.Errorf("%q is not an https URL without query or fragment", v)
+	if err := httpsURL(v); err != nil {
+		return err
 	}
 	c.APIRoot, c.explicitAPIRoot = v, true
 	return nil
@@ -451,8 +454,8 @@ func parseIssuer(c *Config, v string) error {
 	if v == "" {
 		return nil
 	}
-	if !httpsURL(v) {
-		return fmt.Errorf("%q is not an https URL without query or fragment", v)
+	if err := httpsURL(v); err != nil {
+		return err
 	}
 	c.Issuer = v
 	return nil

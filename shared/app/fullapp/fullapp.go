@@ -6,8 +6,11 @@ package fullapp
 
 import (
 	"context"
-	"os"
+	"errors"
+	"fmt"
 	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
@@ -39,10 +42,11 @@ func With(cfg app.Config) app.Config {
 func Open(ctx context.Context, cfg app.Config) (*app.App, error) { return app.Open(ctx, With(cfg)) }
 
 func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
-	if err := os.MkdirAll(in.Settings.DataDir, 0o700); err != nil {
-		return app.StoreAdapter{}, err
+	db, err := embedded.Open(filepath.Join(in.Settings.DataDir, "capif.db")) // creates the directory
+	if errors.Is(err, bolt.ErrTimeout) {
+		// The one thing to tell whoever runs the runner or capif-admin: what holds the file.
+		return app.StoreAdapter{}, fmt.Errorf("another process holds the data directory %s (a running capif-local, or capif-admin on it?): stop it, or use another data directory: %w", in.Settings.DataDir, err)
 	}
-	db, err := embedded.Open(filepath.Join(in.Settings.DataDir, "capif.db"))
 	if err != nil {
 		return app.StoreAdapter{}, err
 	}
