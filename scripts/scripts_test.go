@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -262,25 +261,9 @@ func waitFor(t *testing.T, lines <-chan string, prefix string, timeout time.Dura
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // makeRun starts `make TARGET` as in a terminal (its own process group) with the runner on a
 // free port and dir, and returns it once the runner listens, with the runner's URL.
-func makeRun(t *testing.T, target, dir, tmp string) (*exec.Cmd, string, *lockedBuffer) {
+func makeRun(t *testing.T, target, dir, tmp string) (*exec.Cmd, string, *testenv.Buffer) {
 	t.Helper()
 	cmd := exec.Command("make", "--no-print-directory", "-C", testenv.RepoRoot(), target,
 		"RUN_FLAGS=-addr 127.0.0.1:0 -data "+dir)
@@ -290,7 +273,7 @@ func makeRun(t *testing.T, target, dir, tmp string) (*exec.Cmd, string, *lockedB
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &testenv.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
@@ -88,20 +88,20 @@ func TestCommandLine(t *testing.T) {
 
 // server starts capif-local on dir with the example registry and returns it once it listens,
 // with its URL.
-func server(t *testing.T, dir string) (*exec.Cmd, string, *syncBuffer) {
+func server(t *testing.T, dir string) (*exec.Cmd, string, *testenv.Buffer) {
 	t.Helper()
 	return startServer(t, "-addr", "127.0.0.1:0", "-data", dir, "-registry", filepath.Join("..", "..", "examples", "registry.json"))
 }
 
 // startServer runs capif-local (this test binary as its main) with args until it listens.
-func startServer(t *testing.T, args ...string) (*exec.Cmd, string, *syncBuffer) {
+func startServer(t *testing.T, args ...string) (*exec.Cmd, string, *testenv.Buffer) {
 	t.Helper()
 	cmd := command(t, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -128,18 +128,6 @@ func startServer(t *testing.T, args ...string) (*exec.Cmd, string, *syncBuffer) 
 	}
 	return nil, "", nil
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // handshake connects to the server at url as the holder of dir/clients/id.pem, trusting only
 // dir/ca.pem: it succeeds only if the server's CA, the file and the certificate agree.
@@ -191,7 +179,7 @@ func TestCertWhileTheRunnerStarts(t *testing.T) {
 		srvDone := make(chan struct{})
 		var srv *exec.Cmd
 		var url string
-		var logs *syncBuffer
+		var logs *testenv.Buffer
 		go func() { defer close(srvDone); srv, url, logs = server(t, dir) }()
 		for i, c := range certs {
 			wg.Go(func() { outs[i], errs[i] = c.CombinedOutput() })

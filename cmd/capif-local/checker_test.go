@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/capifcore/capif-security/internal/testenv"
 )
 
 // recorder is a testing.TB that collects errors instead of failing.
@@ -122,7 +124,7 @@ func TestLogCheckerCatches(t *testing.T) {
 		{"a secret", good + "\n" + `{"msg":"x","v":"s3cr3t-value"}`, true},
 		{"a PEM", good + "\n" + `{"msg":"x","v":"-----BEGIN CERTIFICATE-----"}`, true},
 	} {
-		r := &runner{logs: &logBuffer{}, seen: []seen{seen1}, secrets: map[string]string{"s3cr3t-value": "PSK"}}
+		r := &runner{logs: &testenv.Buffer{}, seen: []seen{seen1}, secrets: map[string]string{"s3cr3t-value": "PSK"}}
 		_, _ = r.logs.Write([]byte(tc.log + "\n"))
 		rec := &recorder{TB: t}
 		r.checkLog(rec)

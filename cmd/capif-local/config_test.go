@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
@@ -196,7 +197,7 @@ func TestRunRejectsBadSetup(t *testing.T) {
 func TestMainServes(t *testing.T) {
 	c := loadContract(t)
 	dir := t.TempDir()
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	urls := make(chan string, 1)
 	stdout := writerFunc(func(p []byte) {
 		if u, ok := strings.CutPrefix(strings.TrimSpace(string(p)), "capif-local listening on "); ok {

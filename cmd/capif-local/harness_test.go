@@ -199,24 +199,6 @@ func isTokenRoute(method, escapedPath string) bool {
 
 // --- the runner -----------------------------------------------------------------------------
 
-// logBuffer is the runner's slog destination.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // seen is one response the suite received, for the access-log check.
 type seen struct {
 	requestID, method, path, operation, caller string
@@ -234,7 +216,7 @@ type runner struct {
 	url      string
 	ca       *devpki.CA
 	contract *contract
-	logs     *logBuffer
+	logs     *testenv.Buffer
 
 	cancel   context.CancelFunc
 	done     chan error
@@ -295,7 +277,7 @@ func launch(t *testing.T, b backend, baseArgs []string, dataDir string, extra []
 	}
 	r := &runner{
 		t: t, backend: b, baseArgs: baseArgs, args: args, cfg: cfg, dataDir: dataDir,
-		contract: loadContract(t), logs: &logBuffer{}, done: make(chan error, 1),
+		contract: loadContract(t), logs: &testenv.Buffer{}, done: make(chan error, 1),
 		secrets: map[string]string{},
 	}
 	logger := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: cfg.LogLevel}))

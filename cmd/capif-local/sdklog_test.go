@@ -59,7 +59,7 @@ func TestRunnerOnDynamoDBLocalHasNoChecksumNoise(t *testing.T) {
 	testenv.DynamoDBEndpoint(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

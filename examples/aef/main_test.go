@@ -3,76 +3,28 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/examples/internal/ccftest"
 	"github.com/capifcore/capif-security/shared/devpki"
-	"github.com/capifcore/capif-security/shared/security"
-	"github.com/capifcore/capif-security/shared/signer/local"
 )
 
 // The example AEF, started in-process against a JWKS served over mutual TLS: the token lets its
 // own invoker in, and the same token replayed on another invoker's connection is refused.
 func TestExampleAEF(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := devpki.LoadOrCreateCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(id string) *devpki.Issued {
-		t.Helper()
-		c, err := ca.Client(id, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	aefCert := issue("aef-1")
-	clients := filepath.Join(dir, "clients")
-	if err := os.MkdirAll(clients, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(clients, "aef-1.pem"), aefCert.CertPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(clients, "aef-1-key.pem"), aefCert.KeyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	invoker1, invoker2 := issue("invoker-1"), issue("invoker-2")
-
-	signer, err := local.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, _ := signer.JWKS(t.Context())
-	ccf := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/.well-known/jwks.json" {
-			http.NotFound(w, r)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(jwks)
-	}))
-	serverCert, err := ca.Server([]string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ccf.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
-	ccf.Config.ErrorLog = log.New(io.Discard, "", 0)
-	ccf.StartTLS()
-	defer ccf.Close()
+	ccf := ccftest.Start(t)
+	ccf.Client("aef-1")
+	_, _, invoker1 := ccf.Client("invoker-1")
+	_, _, invoker2 := ccf.Client("invoker-2")
 
 	ctx, cancel := context.WithCancel(t.Context())
 	addrc, errc := make(chan string, 1), make(chan error, 1)
 	go func() {
-		errc <- run(ctx, config{addr: "127.0.0.1:0", dataDir: dir, ccf: ccf.URL, issuer: "https://ccf.test", aefID: "aef-1", api: "monitoring-event"},
+		errc <- run(ctx, config{addr: "127.0.0.1:0", dataDir: ccf.Dir, ccf: ccf.URL, issuer: ccftest.Issuer, aefID: "aef-1", api: "monitoring-event"},
 			func(addr string) { addrc <- addr })
 	}()
 	var url string
@@ -83,21 +35,9 @@ func TestExampleAEF(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 
-	token := func(scope string, holder *devpki.Issued) string {
-		now := time.Now().Unix()
-		tok, err := signer.Sign(t.Context(), security.TokenClaims{
-			Issuer: "https://ccf.test", Subject: "invoker-1", ClientID: "invoker-1", Audience: []string{"aef-1"},
-			Scope: scope, IssuedAt: now, Expiry: now + 300, ID: "jti-1",
-			Confirmation: &security.Confirmation{X5tS256: security.CertThumbprint(holder.TLS.Leaf.Raw)},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
 	call := func(cert *devpki.Issued, tok string) (int, string, string) {
 		t.Helper()
-		cfg := &tls.Config{RootCAs: ca.Pool()}
+		cfg := &tls.Config{RootCAs: ccf.CA.Pool()}
 		if cert != nil {
 			cfg.Certificates = []tls.Certificate{cert.TLS}
 		}
@@ -116,7 +56,7 @@ func TestExampleAEF(t *testing.T) {
 		return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), string(body)
 	}
 
-	good := token("3gpp#aef-1:monitoring-event", invoker1)
+	good := ccf.Token("3gpp#aef-1:monitoring-event", invoker1)
 	tests := []struct {
 		name   string
 		cert   *devpki.Issued
@@ -128,7 +68,7 @@ func TestExampleAEF(t *testing.T) {
 		{"the token replayed from another certificate", invoker2, good, 401, `error="invalid_token"`},
 		{"the token replayed without a certificate", nil, good, 401, `error="invalid_token"`},
 		{"no token", invoker1, "", 401, `Bearer realm="aef-1"`},
-		{"a token for another API", invoker1, token("3gpp#aef-1:qos-session", invoker1), 403, `error="insufficient_scope"`},
+		{"a token for another API", invoker1, ccf.Token("3gpp#aef-1:qos-session", invoker1), 403, `error="insufficient_scope"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -105,18 +105,9 @@ type emulated struct {
 	name   string
 	url    string
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	output bytes.Buffer // the emulator's and the bootstrap's stdout and stderr
+	output testenv.Buffer // the emulator's and the bootstrap's stdout and stderr
+	mu     sync.Mutex     // guards timing
 	timing []time.Duration
-}
-
-// syncWriter serialises the two output streams into one buffer.
-type syncWriter struct{ e *emulated }
-
-func (w syncWriter) Write(p []byte) (int, error) {
-	w.e.mu.Lock()
-	defer w.e.mu.Unlock()
-	return w.e.output.Write(p)
 }
 
 // startEmulated starts the emulator for one bootstrap: its own invoke address and its own
@@ -140,7 +131,7 @@ func startEmulated(t *testing.T, name, bootstrap string, env map[string]string) 
 	for k, v := range env {
 		e.cmd.Env = append(e.cmd.Env, k+"="+v)
 	}
-	e.cmd.Stdout, e.cmd.Stderr = syncWriter{e}, syncWriter{e}
+	e.cmd.Stdout, e.cmd.Stderr = &e.output, &e.output
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -165,11 +156,7 @@ func startEmulated(t *testing.T, name, bootstrap string, env map[string]string) 
 	}
 }
 
-func (e *emulated) logs() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.output.String()
-}
+func (e *emulated) logs() string { return e.output.String() }
 
 // invoke posts an event and decodes the proxy response; the round trip is recorded.
 func (e *emulated) invoke(t *testing.T, payload []byte) events.APIGatewayProxyResponse {
