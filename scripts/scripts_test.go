@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -140,53 +139,23 @@ func alive(pid int) bool {
 func TestWithPeersInterrupted(t *testing.T) {
 	tmp := t.TempDir()
 	cmd := withPeers(t, tmp, "bash", "-c", probe+`sleep 120 & echo "CHILD $!"; echo READY; wait`)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill() //nolint:errcheck // cleanup after a failure only
-
-	var out strings.Builder
-	sc := bufio.NewScanner(stdout)
-	ready := make(chan struct{})
-	go func() {
-		for sc.Scan() {
-			out.WriteString(sc.Text() + "\n")
-			if sc.Text() == "READY" {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("the peers did not come up; stderr:\n%s", stderr.String())
-	}
-	eps := endpoints(t, out.String())
-	var child int
-	for _, line := range strings.Split(out.String(), "\n") {
-		if rest, ok := strings.CutPrefix(line, "CHILD "); ok {
-			child, _ = strconv.Atoi(rest)
-		}
-	}
+	lines, stderr := start(t, cmd)
+	eps := strings.Fields(waitFor(t, lines, "ENDPOINTS ", 2*time.Minute, stderr))
+	child, _ := strconv.Atoi(waitFor(t, lines, "CHILD ", 2*time.Minute, stderr))
+	waitFor(t, lines, "READY", 2*time.Minute, stderr)
 	if child == 0 || !alive(child) {
-		t.Fatalf("the command's child is not running: %q", out.String())
+		t.Fatalf("the command's child %d is not running", child)
 	}
-	start := time.Now()
+	sent := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 143 {
 		t.Errorf("after SIGTERM: %v, want exit code 143", err)
 	}
-	if took := time.Since(start); took > 15*time.Second {
+	if took := time.Since(sent); took > 15*time.Second {
 		t.Errorf("stopping took %v", took)
 	}
 	for _, ep := range eps {
@@ -206,18 +175,8 @@ func TestWithPeersServe(t *testing.T) {
 	tmp := t.TempDir()
 	cmd := withPeers(t, tmp, "--serve", "bash", "-c", `trap 'echo STOPPING; exit 0' TERM; echo READY; sleep 120 & wait`)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's foreground group
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // after a failure only
-	lines := scanLines(stdout)
-	waitFor(t, lines, "READY", 2*time.Minute, &stderr)
+	lines, stderr := start(t, cmd)
+	waitFor(t, lines, "READY", 2*time.Minute, stderr)
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil { // Ctrl-C
 		t.Fatal(err)
 	}
@@ -229,17 +188,35 @@ func TestWithPeersServe(t *testing.T) {
 	}
 }
 
-// scanLines sends each line of r.
-func scanLines(r io.Reader) <-chan string {
+// start starts cmd and sends each line of its stdout; its stderr is kept. Whatever is still
+// running when the test ends is killed: the process group when cmd has one of its own.
+func start(t *testing.T, cmd *exec.Cmd) (<-chan string, *testenv.Buffer) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &testenv.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.SysProcAttr != nil && cmd.SysProcAttr.Setpgid {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		} else {
+			_ = cmd.Process.Kill()
+		}
+	})
 	ch := make(chan string, 100)
 	go func() {
 		defer close(ch)
-		sc := bufio.NewScanner(r)
+		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			ch <- sc.Text()
 		}
 	}()
-	return ch
+	return ch, stderr
 }
 
 // waitFor returns the rest of the first line starting with prefix.
@@ -269,17 +246,8 @@ func makeRun(t *testing.T, target, dir, tmp string) (*exec.Cmd, string, *testenv
 		"RUN_FLAGS=-addr 127.0.0.1:0 -data "+dir)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "CAPIF_KEEP_PEER_LOGS=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &testenv.Buffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
-	url := waitFor(t, scanLines(stdout), "capif-local listening on ", 3*time.Minute, stderr)
+	lines, stderr := start(t, cmd)
+	url := waitFor(t, lines, "capif-local listening on ", 3*time.Minute, stderr)
 	return cmd, url, stderr
 }
 

@@ -36,6 +36,7 @@ import (
 type dataset struct {
 	tables ddbstore.Tables
 	keyID  string
+	store  *ddbstore.Store // the adapter on the tables, for seeding and reading behind the functions
 }
 
 func newDataset(t *testing.T) dataset {
@@ -56,6 +57,7 @@ func newDataset(t *testing.T) dataset {
 	if err := st.CreateTables(ctx); err != nil {
 		t.Fatal(err)
 	}
+	ds.store = st
 	if err := security.New(st, st, nil, nil, nil, security.Config{}).ImportRegistry(ctx, exampleRegistry(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -328,14 +330,7 @@ func seedOwed(t *testing.T, ds dataset, destination string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := ddbstore.New(cfg, ddbstore.Options{Tables: ds.tables})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := ds.store
 	inv := fmt.Sprintf("seeded-%d", time.Now().UnixNano())
 	sc := &security.SecurityContext{APIInvokerID: inv, NotificationDestination: destination, Entries: []security.Entry{{AefID: "aef-1",
 		SelSecurityMethod: capif.PKI, PrefSecurityMethods: []capif.SecurityMethod{capif.PKI},
@@ -357,14 +352,7 @@ func pendingOwed(t *testing.T, ds dataset) []security.Owed {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := ddbstore.New(cfg, ddbstore.Options{Tables: ds.tables})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := ds.store
 	owed, err := st.Pending(ctx)
 	if err != nil {
 		t.Fatal(err)
