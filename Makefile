@@ -33,7 +33,7 @@ test: lint tools
 FUZZ_TARGETS := \
 	./shared/httpapi:FuzzDecodeJSON ./shared/httpapi:FuzzDecodeTokenRequest ./shared/httpapi:FuzzQueryFlags \
 	./shared/httpapi:FuzzCallerID ./shared/security:FuzzParseScope ./shared/security:FuzzRegistryDoc \
-	./shared/aefauth:FuzzVerify ./shared/lambdaapp:FuzzHandleEvent
+	./shared/aefauth:FuzzVerify ./shared/lambdaapp:FuzzHandleEvent ./shared/logjson:FuzzSameLinesAsSlog
 FUZZTIME ?= 3s
 fuzz-smoke:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \

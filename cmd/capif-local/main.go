@@ -28,6 +28,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
+	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -50,7 +51,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var handler slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	var handler slog.Handler = logjson.New(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
 	if cfg.Store == settings.StoreDynamoDB && localDynamoDB(ctx) {
 		handler = quietLocalChecksum{handler}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/devpki"
+	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/signer/local"
@@ -38,7 +39,7 @@ func newBenchServer(b *testing.B) *benchServer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	logger := slog.New(logjson.New(io.Discard, nil))
 	svc := security.New(db, db, sig, &securitytest.Notifier{}, nil, security.Config{Issuer: "ccf", APIRoot: apiRoot, Logger: logger})
 	if err := svc.ImportRegistry(context.Background(), testRegistry()); err != nil {
 		b.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/metrics"
 )
 
@@ -56,53 +57,71 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
+// exchange is one request's state, allocated once: its status, what the handler learnt, and
+// the adapters' tally.
+type exchange struct {
+	rec    statusRecorder
+	info   reqInfo
+	counts *metrics.Counts
+}
+
 func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation string, h http.HandlerFunc) {
 	start := time.Now()
-	info := &reqInfo{}
+	x := &exchange{rec: statusRecorder{ResponseWriter: w}}
 	ctx, counts := metrics.WithCounts(r.Context()) // adapters count throttled attempts into it
-	r = r.WithContext(context.WithValue(ctx, infoKey{}, info))
-	rec := &statusRecorder{ResponseWriter: w}
+	x.counts = counts
+	r = r.WithContext(context.WithValue(ctx, infoKey{}, &x.info))
 	id := l.requestID(r)
-	rec.Header().Set("X-Request-Id", id)
-	h(rec, r)
-	took := time.Since(start)
-	attrs := []slog.Attr{
-		slog.String("requestId", id),
-		slog.String("operation", operation),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.EscapedPath()),
-		slog.String("caller", info.caller),
-		slog.Int("status", rec.status),
-		slog.Float64("durationMs", float64(took.Microseconds())/1000),
-	}
+	w.Header()["X-Request-Id"] = []string{id} // canonical already: no need for Header.Set's work
+	h(&x.rec, r)
+	end := time.Now()
+	took := end.Sub(start)
+	status, info := x.rec.status, &x.info
 	level := slog.LevelInfo
 	switch {
 	case info.internal != nil:
 		level = slog.LevelError
-		attrs = append(attrs, slog.String("error", info.internal.Error()))
 	case info.clientFault != nil:
 		level = slog.LevelWarn
-		attrs = append(attrs, slog.String("clientError", info.clientFault.Error()))
 	}
-	attrs = append(attrs, l.metrics(r.Method, operation, rec.status, info, counts, took)...)
-	l.logger.LogAttrs(r.Context(), level, "request", attrs...)
+	handler := l.logger.Handler()
+	if !handler.Enabled(r.Context(), level) {
+		return
+	}
+	m := make(logjson.Members, 0, 1024)
+	m = m.String("requestId", id).String("operation", operation).String("method", r.Method).
+		String("path", r.URL.EscapedPath()).String("caller", info.caller).Int("status", int64(status)).
+		Float("durationMs", float64(took.Microseconds())/1000)
+	switch {
+	case info.internal != nil:
+		m = m.String("error", info.internal.Error())
+	case info.clientFault != nil:
+		m = m.String("clientError", info.clientFault.Error())
+	}
+	m = l.metrics(m, end, r.Method, operation, status, info, x.counts, took)
+	// The record is made here rather than by Logger.LogAttrs, which spends a runtime.Callers on
+	// a source location that no handler of the service writes.
+	rec := slog.NewRecord(end, level, "request", 0)
+	rec.AddAttrs(m.Attr())
+	_ = handler.Handle(r.Context(), rec)
 }
 
-// metrics are the EMF members of a request's line: Requests, 4xx, 5xx and Latency always; the
-// operation's outcome (tokens issued, contexts created or updated, revocations) on its own
+// metrics appends the EMF members of a request's line: Requests, 4xx, 5xx and Latency always;
+// the operation's outcome (tokens issued, contexts created or updated, revocations) on its own
 // operation's lines; adapter counts (throttles) when non-zero; all by operation (the line's own
 // member; an unrouted request has none and counts in the totals only) and in total. A token
 // denial is also counted by its OAuth error code. A broken or slow body is the client's fault:
 // never a 5xx.
-func (l *accessLog) metrics(method, operation string, status int, info *reqInfo, counts *metrics.Counts, took time.Duration) []slog.Attr {
+func (l *accessLog) metrics(m logjson.Members, at time.Time, method, operation string, status int, info *reqInfo, counts *metrics.Counts, took time.Duration) logjson.Members {
 	serverFault := status >= 500 && info.clientFault == nil
 	clientFault := status >= 400 && !serverFault
-	ms := []metrics.Metric{
+	var msBuf [8]metrics.Metric
+	ms := append(msBuf[:0],
 		metrics.Count(metrics.Requests, 1),
 		metrics.Count(metrics.ClientErrors, b2i(clientFault)),
 		metrics.Count(metrics.ServerErrors, b2i(serverFault)),
 		metrics.Duration(metrics.Latency, took),
-	}
+	)
 	switch operation {
 	case OpObtainAuthorization:
 		ms = append(ms, metrics.Count(metrics.TokensIssued, b2i(status == http.StatusOK)))
@@ -113,18 +132,24 @@ func (l *accessLog) metrics(method, operation string, status int, info *reqInfo,
 		ms = append(ms, metrics.Count(metrics.Revocations, b2i(status == http.StatusNoContent)))
 	}
 	ms = append(ms, counts.Metrics()...)
-	byOp := [][]string{{metrics.DimOperation}, {}} // "operation" is already a member of the line
+	byOp := byOperation // "operation" is already a member of the line
 	if operation == "" {
-		byOp = [][]string{{}} // a dimension value may not be empty
+		byOp = totalOnly // a dimension value may not be empty
 	}
-	var dims []metrics.Dimension
-	sets := []metrics.Set{{Dimensions: byOp, Metrics: ms}}
-	if info.oauthError != "" {
-		dims = append(dims, metrics.Dimension{Name: metrics.DimOAuthError, Value: info.oauthError})
-		sets = append(sets, metrics.Set{Dimensions: [][]string{{metrics.DimOAuthError}, {}}, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}})
+	if info.oauthError == "" {
+		return metrics.Append(m, l.namespace, at, nil, metrics.Set{Dimensions: byOp, Metrics: ms})
 	}
-	return metrics.Attrs(l.namespace, time.Now(), dims, sets...)
+	return metrics.Append(m, l.namespace, at, []metrics.Dimension{{Name: metrics.DimOAuthError, Value: info.oauthError}},
+		metrics.Set{Dimensions: byOp, Metrics: ms},
+		metrics.Set{Dimensions: byOAuthError, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}})
 }
+
+// The dimension sets of the access log's metrics (read only).
+var (
+	byOperation  = [][]string{{metrics.DimOperation}, {}}
+	totalOnly    = [][]string{{}}
+	byOAuthError = [][]string{{metrics.DimOAuthError}, {}}
+)
 
 func b2i(b bool) int {
 	if b {

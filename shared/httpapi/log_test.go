@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
 	"github.com/capifcore/capif-security/shared/security"
@@ -47,10 +48,36 @@ func (h *captureHandler) access() []map[string]slog.Value {
 			continue
 		}
 		m := map[string]slog.Value{"level": slog.StringValue(r.Level.String())}
-		r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value; return true })
+		r.Attrs(func(a slog.Attr) bool {
+			for _, a := range inline(a) {
+				m[a.Key] = a.Value
+			}
+			return true
+		})
 		out = append(out, m)
 	}
 	return out
+}
+
+// inline is a as the JSON handler writes it: an attribute without a key whose value resolves
+// to a group (logjson.Members) stands for its members.
+func inline(a slog.Attr) []slog.Attr {
+	a.Value = a.Value.Resolve()
+	if a.Key == "" && a.Value.Kind() == slog.KindGroup {
+		return a.Value.Group()
+	}
+	return []slog.Attr{a}
+}
+
+// number is a JSON number member's value (a whole number is decoded as an int64).
+func number(v slog.Value) (float64, bool) {
+	switch v.Kind() {
+	case slog.KindFloat64:
+		return v.Float64(), true
+	case slog.KindInt64:
+		return float64(v.Int64()), true
+	}
+	return 0, false
 }
 
 func (h *captureHandler) all() string {
@@ -59,7 +86,12 @@ func (h *captureHandler) all() string {
 	var b strings.Builder
 	for _, r := range h.records {
 		b.WriteString(r.Message)
-		r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.Key + "=" + a.Value.String()); return true })
+		r.Attrs(func(a slog.Attr) bool {
+			for _, a := range inline(a) {
+				b.WriteString(" " + a.Key + "=" + a.Value.String())
+			}
+			return true
+		})
 		b.WriteByte('\n')
 	}
 	return b.String()
@@ -120,7 +152,7 @@ func TestAccessLog(t *testing.T) {
 		if l["caller"].String() != wantCaller {
 			t.Errorf("%s %s: caller %q, want %q", tt.method, tt.target, l["caller"], wantCaller)
 		}
-		if d := l["durationMs"]; d.Kind() != slog.KindFloat64 || d.Float64() < 0 || d.Float64() > float64(time.Minute/time.Millisecond) {
+		if d, ok := number(l["durationMs"]); !ok || d < 0 || d > float64(time.Minute/time.Millisecond) {
 			t.Errorf("durationMs %v", d)
 		}
 		if _, ok := l["error"]; ok {
@@ -307,7 +339,7 @@ func TestAccessLogMetrics(t *testing.T) {
 
 	// Throttled attempts counted by the adapters through the request's context.
 	var buf bytes.Buffer
-	l := &accessLog{logger: slog.New(slog.NewJSONHandler(&buf, nil)), requestID: RandomRequestID, namespace: metrics.DefaultNamespace}
+	l := &accessLog{logger: slog.New(logjson.New(&buf, nil)), requestID: RandomRequestID, namespace: metrics.DefaultNamespace}
 	l.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), OpJWKS, func(w http.ResponseWriter, r *http.Request) {
 		metrics.Add(r.Context(), metrics.KMSThrottles, 2)
 		metrics.Add(r.Context(), metrics.DynamoDBThrottles, 1)

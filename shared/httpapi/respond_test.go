@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -22,7 +23,7 @@ import (
 func serveError(t *testing.T, err error) (*httptest.ResponseRecorder, string) {
 	t.Helper()
 	var logs bytes.Buffer
-	l := &accessLog{logger: slog.New(slog.NewJSONHandler(&logs, nil)), requestID: func(*http.Request) string { return "rid" }}
+	l := &accessLog{logger: slog.New(logjson.New(&logs, nil)), requestID: func(*http.Request) string { return "rid" }}
 	w := httptest.NewRecorder()
 	l.serve(w, httptest.NewRequest("GET", "/x", nil), "Op", func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })
 	return w, logs.String()

@@ -25,6 +25,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
+	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -286,7 +287,7 @@ func RequestContext(ctx context.Context, margin time.Duration) (context.Context,
 // the function links besides the DynamoDB store: kmsapp.Signer for the one that signs tokens.
 func Main(build Build, backends ...app.Backend) {
 	level := new(slog.LevelVar)
-	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
+	logger := slog.New(WithTraceID(logjson.New(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
 	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
 	cfg, err := ConfigFromEnv(settings.Getenv)
 	if err != nil {

@@ -9,9 +9,10 @@
 //     operation; unrouted requests count in the totals only) and, for token denials, oauthError
 //     (an RFC 6749 error code). Never an invoker or AEF id. No member differs from another of the
 //     line only in case (JSON decoders such as Go's match names case-insensitively).
-//   - Attrs returns the members of one line: "_aws" (the metric directive) plus one root member
+//   - Append adds the members of one line: "_aws" (the metric directive) plus one root member
 //     per metric value and per dimension value given, as the EMF specification requires; a
-//     dimension may also name a member the caller writes itself.
+//     dimension may also name a member the caller writes itself. They are logjson.Members: any
+//     slog handler renders them, shared/logjson's without reflection.
 //   - Counts is a per-request tally that adapters add to through the request's context (Add)
 //     without any domain signature knowing of it; the access log publishes it.
 package metrics
@@ -21,8 +22,11 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/capifcore/capif-security/shared/logjson"
 )
 
 // DefaultNamespace is the CloudWatch namespace unless CAPIF_METRICS_NAMESPACE says otherwise.
@@ -102,49 +106,92 @@ type Set struct {
 	Metrics    []Metric
 }
 
-type metricDef struct {
-	Name string `json:"Name"`
-	Unit string `json:"Unit"`
-}
-
-type directive struct {
-	Namespace  string      `json:"Namespace"`
-	Dimensions [][]string  `json:"Dimensions"`
-	Metrics    []metricDef `json:"Metrics"`
-}
-
-// Attrs are the EMF members of one log line at time at: "_aws" with one directive per set,
-// the values of dims (dimensions the caller does not write itself) and the metrics' values. Sets without metrics are left out, and so is
-// everything when no set has one. A metric named twice keeps its first value.
-func Attrs(namespace string, at time.Time, dims []Dimension, sets ...Set) []slog.Attr {
-	var ds []directive
-	var values []slog.Attr
-	seen := map[string]bool{}
+// Append adds to m the EMF members of one log line at time at: "_aws" with one directive per
+// set, the values of dims (dimensions the caller does not write itself) and the metrics' values.
+// Sets without metrics are left out, and so is everything when no set has one. A metric named
+// twice keeps its first value. It is written without reflection: it is on every request's line.
+func Append(m logjson.Members, namespace string, at time.Time, dims []Dimension, sets ...Set) logjson.Members {
+	some := false
+	for _, s := range sets {
+		some = some || len(s.Metrics) > 0
+	}
+	if !some {
+		return m
+	}
+	aws := append(m.Key("_aws"), `{"Timestamp":`...)
+	aws = strconv.AppendInt(aws, at.UnixMilli(), 10)
+	aws = append(aws, `,"CloudWatchMetrics":[`...)
+	first := true
 	for _, s := range sets {
 		if len(s.Metrics) == 0 {
 			continue
 		}
-		d := directive{Namespace: namespace, Dimensions: s.Dimensions}
-		if d.Dimensions == nil {
-			d.Dimensions = [][]string{{}}
+		if !first {
+			aws = append(aws, ',')
 		}
-		for _, m := range s.Metrics {
-			d.Metrics = append(d.Metrics, metricDef{Name: m.Name, Unit: m.Unit})
-			if !seen[m.Name] {
-				seen[m.Name] = true
-				values = append(values, slog.Float64(m.Name, m.Value))
+		first = false
+		aws = append(aws, `{"Namespace":`...)
+		aws = logjson.AppendString(aws, namespace)
+		aws = append(aws, `,"Dimensions":[`...)
+		if len(s.Dimensions) == 0 {
+			aws = append(aws, `[]`...)
+		}
+		for i, set := range s.Dimensions {
+			if i > 0 {
+				aws = append(aws, ',')
+			}
+			aws = append(aws, '[')
+			for j, name := range set {
+				if j > 0 {
+					aws = append(aws, ',')
+				}
+				aws = logjson.AppendString(aws, name)
+			}
+			aws = append(aws, ']')
+		}
+		aws = append(aws, `],"Metrics":[`...)
+		for i, mt := range s.Metrics {
+			if i > 0 {
+				aws = append(aws, ',')
+			}
+			aws = append(aws, `{"Name":`...)
+			aws = logjson.AppendString(aws, mt.Name)
+			aws = append(aws, `,"Unit":`...)
+			aws = logjson.AppendString(aws, mt.Unit)
+			aws = append(aws, '}')
+		}
+		aws = append(aws, `]}`...)
+	}
+	m = append(aws, `]}`...)
+	for _, d := range dims {
+		m = m.String(d.Name, d.Value)
+	}
+	for i, s := range sets {
+		for j, mt := range s.Metrics {
+			if !namedBefore(sets, i, j) {
+				m = m.Float(mt.Name, mt.Value)
 			}
 		}
-		ds = append(ds, d)
 	}
-	if len(ds) == 0 {
-		return nil
+	return m
+}
+
+// namedBefore reports whether the metric sets[i].Metrics[j] is named earlier in sets (a line
+// has a handful: a scan beats a map).
+func namedBefore(sets []Set, i, j int) bool {
+	name := sets[i].Metrics[j].Name
+	for a := 0; a <= i; a++ {
+		ms := sets[a].Metrics
+		if a == i {
+			ms = ms[:j]
+		}
+		for _, mt := range ms {
+			if mt.Name == name {
+				return true
+			}
+		}
 	}
-	out := []slog.Attr{slog.Group("_aws", slog.Int64("Timestamp", at.UnixMilli()), slog.Any("CloudWatchMetrics", ds))}
-	for _, d := range dims {
-		out = append(out, slog.String(d.Name, d.Value))
-	}
-	return append(out, values...)
+	return false
 }
 
 // Emitter writes standalone metric lines (the delivery worker: one line per event).
@@ -169,7 +216,7 @@ func (e Emitter) Emit(ctx context.Context, level slog.Level, msg string, attrs [
 	if now == nil {
 		now = time.Now
 	}
-	l.LogAttrs(ctx, level, msg, append(attrs, Attrs(ns, now(), nil, Set{Metrics: ms})...)...)
+	l.LogAttrs(ctx, level, msg, append(attrs, Append(nil, ns, now(), nil, Set{Metrics: ms}).Attr())...)
 }
 
 // Counts is one request's tally of adapter events (throttled attempts), safe for concurrent use.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -11,21 +12,32 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
 )
 
-func TestAttrsAreValidEMF(t *testing.T) {
+// Through logjson's handler and slog's own: the members render the same.
+func TestAppendIsValidEMF(t *testing.T) {
+	for _, h := range []func(io.Writer) slog.Handler{
+		func(w io.Writer) slog.Handler { return logjson.New(w, nil) },
+		func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+	} {
+		testValidEMF(t, h)
+	}
+}
+
+func testValidEMF(t *testing.T, handler func(io.Writer) slog.Handler) {
 	var buf bytes.Buffer
-	l := slog.New(slog.NewJSONHandler(&buf, nil))
+	l := slog.New(handler(&buf))
 	at := time.UnixMilli(1764585600123)
-	l.LogAttrs(context.Background(), slog.LevelInfo, "request", metrics.Attrs("Test/NS", at,
+	l.LogAttrs(context.Background(), slog.LevelInfo, "request", metrics.Append(nil, "Test/NS", at,
 		[]metrics.Dimension{{metrics.DimOperation, "Obtain_Authorization"}, {metrics.DimOAuthError, "invalid_client"}},
 		metrics.Set{Dimensions: [][]string{{metrics.DimOperation}, {}}, Metrics: []metrics.Metric{
 			metrics.Count(metrics.Requests, 1), metrics.Duration(metrics.Latency, 1500*time.Microsecond)}},
 		metrics.Set{Dimensions: [][]string{{metrics.DimOAuthError}}, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}},
 		metrics.Set{Dimensions: [][]string{{metrics.DimOperation}}}, // no metrics: left out
-	)...)
+	).Attr())
 	got, err := emftest.Parse(buf.Bytes())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, buf.String())
@@ -66,9 +78,9 @@ func equalMaps(a, b map[string]string) bool {
 	return true
 }
 
-func TestAttrsWithoutMetricsAreNothing(t *testing.T) {
-	if a := metrics.Attrs("NS", time.Now(), []metrics.Dimension{{"Operation", "x"}}, metrics.Set{}); a != nil {
-		t.Errorf("Attrs of no metrics = %v", a)
+func TestAppendWithoutMetricsIsNothing(t *testing.T) {
+	if a := metrics.Append(nil, "NS", time.Now(), []metrics.Dimension{{"Operation", "x"}}, metrics.Set{}); a != nil {
+		t.Errorf("Append of no metrics = %s", a)
 	}
 }
 
