@@ -144,8 +144,9 @@ func (a *api) refuse(w http.ResponseWriter, r *http.Request, op security.Operati
 
 // noStore marks responses that may carry secrets (PSKs, tokens) as uncacheable.
 func noStore(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
+	h := w.Header()
+	h["Cache-Control"] = valueNoStore
+	h["Pragma"] = valueNoCache
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request) {
@@ -271,7 +272,7 @@ func (a *api) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, contentJSON, out)
+	writeBody(w, http.StatusOK, contentJSON, out.AppendJSON(make([]byte, 0, 1024)))
 }
 
 func (a *api) jwks(w http.ResponseWriter, r *http.Request) {

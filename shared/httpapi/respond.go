@@ -22,11 +22,34 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
 		status, contentType = http.StatusInternalServerError, contentProblem
 		b, _ = json.Marshal(capif.ProblemDetails{Title: http.StatusText(status), Status: status, Cause: CauseEncodingFailed})
 	}
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	writeBody(w, status, contentType, b)
+}
+
+// writeBody answers status with the JSON document b.
+func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
+	h := w.Header()
+	switch contentType {
+	case contentJSON:
+		h["Content-Type"] = valueJSON
+	case contentProblem:
+		h["Content-Type"] = valueProblem
+	default:
+		h.Set("Content-Type", contentType)
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
+
+// Header values that many responses carry, made once and shared: net/http and the Lambda proxy
+// only read header values, and each slice's capacity is its length, so an Add elsewhere copies
+// rather than writes into it.
+var (
+	valueJSON    = []string{contentJSON}
+	valueProblem = []string{contentProblem}
+	valueNoStore = []string{"no-store"}
+	valueNoCache = []string{"no-cache"}
+)
 
 func writeProblem(w http.ResponseWriter, status int, cause, detail string, params []capif.InvalidParam) {
 	writeJSON(w, status, contentProblem, capif.ProblemDetails{

@@ -41,9 +41,9 @@ func (rt *Router) Routes() []Route {
 
 // Operation is the operation a request would be routed to, "" for none (404 or 405).
 func (rt *Router) Operation(method, escapedPath string) string {
-	segs := strings.Split(strings.TrimPrefix(escapedPath, "/"), "/")
+	path := strings.TrimPrefix(escapedPath, "/")
 	for _, ro := range rt.routes {
-		if _, ok := match(ro.pattern, segs); ok && ro.method == method {
+		if _, ok := match(ro.pattern, path); ok && ro.method == method {
 			return ro.operation
 		}
 	}
@@ -69,10 +69,10 @@ func (rt *Router) Mount(other *Router) {
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Only the leading slash goes: "…/x/" has an empty last segment and matches no route.
-	segs := strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
+	path := strings.TrimPrefix(r.URL.EscapedPath(), "/")
 	var allow []string
 	for _, ro := range rt.routes {
-		params, ok := match(ro.pattern, segs)
+		ps, ok := match(ro.pattern, path)
 		if !ok {
 			continue
 		}
@@ -82,8 +82,8 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		}
-		for k, v := range params {
-			r.SetPathValue(k, v)
+		for _, p := range ps.list[:ps.n] {
+			r.SetPathValue(p.name, p.value)
 		}
 		rt.log.serve(w, r, ro.operation, ro.handle)
 		return
@@ -101,26 +101,34 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func match(pattern, segs []string) (map[string]string, bool) {
-	if len(pattern) != len(segs) {
-		return nil, false
-	}
-	var params map[string]string
+// params are the {name} segments of a matched path, unescaped (a route has at most two).
+type params struct {
+	list [2]struct{ name, value string }
+	n    int
+}
+
+// match matches path (escaped, without its leading slash) segment by segment against pattern,
+// without splitting it: a {name} segment takes any non-empty segment that unescapes.
+func match(pattern []string, path string) (ps params, ok bool) {
 	for i, p := range pattern {
-		if name, ok := strings.CutPrefix(p, "{"); ok {
-			v, err := url.PathUnescape(segs[i])
-			if err != nil || v == "" {
-				return nil, false
+		seg, rest, more := strings.Cut(path, "/")
+		if more != (i < len(pattern)-1) {
+			return ps, false // fewer or more segments than the pattern
+		}
+		path = rest
+		name, isParam := strings.CutPrefix(p, "{")
+		if !isParam {
+			if p != seg {
+				return ps, false
 			}
-			if params == nil {
-				params = map[string]string{}
-			}
-			params[strings.TrimSuffix(name, "}")] = v
 			continue
 		}
-		if p != segs[i] {
-			return nil, false
+		v, err := url.PathUnescape(seg)
+		if err != nil || v == "" || ps.n == len(ps.list) {
+			return ps, false
 		}
+		ps.list[ps.n].name, ps.list[ps.n].value = strings.TrimSuffix(name, "}"), v
+		ps.n++
 	}
-	return params, true
+	return ps, true
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/capifcore/capif-security/shared/jsonenc"
 )
 
 // Handler writes JSON lines; see the package documentation.
@@ -90,9 +92,9 @@ func appendRecord(buf []byte, r slog.Record) ([]byte, bool) {
 		buf = append(buf, `",`...)
 	}
 	buf = append(buf, `"level":`...)
-	buf = appendString(buf, r.Level.String(), `\ufffd`)
+	buf = jsonenc.AppendStringReplacing(buf, r.Level.String(), `\ufffd`)
 	buf = append(buf, `,"msg":`...)
-	buf = appendString(buf, r.Message, `\ufffd`)
+	buf = jsonenc.AppendStringReplacing(buf, r.Message, `\ufffd`)
 	ok := true
 	r.Attrs(func(a slog.Attr) bool {
 		buf, ok = appendAttr(buf, a)
@@ -121,11 +123,11 @@ func appendAttr(buf []byte, a slog.Attr) ([]byte, bool) {
 		return buf, false
 	}
 	buf = append(buf, ',')
-	buf = appendString(buf, a.Key, `\ufffd`)
+	buf = jsonenc.AppendStringReplacing(buf, a.Key, `\ufffd`)
 	buf = append(buf, ':')
 	switch v := a.Value; v.Kind() {
 	case slog.KindString:
-		buf = appendString(buf, v.String(), `\ufffd`)
+		buf = jsonenc.AppendStringReplacing(buf, v.String(), `\ufffd`)
 	case slog.KindInt64:
 		buf = strconv.AppendInt(buf, v.Int64(), 10)
 	case slog.KindUint64:

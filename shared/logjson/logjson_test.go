@@ -119,15 +119,6 @@ func TestMembersAreLineMembers(t *testing.T) {
 	}
 }
 
-func TestFloatIsEncodingJSONs(t *testing.T) {
-	for _, f := range []float64{0, 3, 0.045, 1e-7, 9.999e-7, 1e21, 1.25e-10, -4.5e22, 100.25} {
-		want, _ := json.Marshal(f)
-		if got := AppendFloat(nil, f); string(got) != string(want) {
-			t.Errorf("AppendFloat(%v) = %s, want %s", f, got, want)
-		}
-	}
-}
-
 func TestConcurrentLinesStayWhole(t *testing.T) {
 	var buf bytes.Buffer
 	h := New(&buf, nil)

@@ -19,27 +19,26 @@ var p256Order = elliptic.P256().Params().N.FillBytes(make([]byte, coordSize))
 // The parser is strict rather than lenient: a P-256 signature always fits the short length form
 // (at most 2+2·(2+33) = 72 bytes), so long forms, non-minimal integers, negative or
 // out-of-range values and trailing bytes all mean the key answered something it should not have.
-func derToJOSE(der []byte) ([]byte, error) {
+func derToJOSE(der []byte) (out [2 * coordSize]byte, err error) {
 	if len(der) < 2 || der[0] != 0x30 || der[1] >= 0x80 || int(der[1]) != len(der)-2 {
-		return nil, errBadDER
+		return out, errBadDER
 	}
 	body := der[2:]
-	out := make([]byte, 2*coordSize)
 	r, body, err := derInteger(body)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	s, body, err := derInteger(body)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	if len(body) != 0 {
-		return nil, errBadDER
+		return out, errBadDER
 	}
 	copy(out[coordSize-len(r):coordSize], r)
 	copy(out[2*coordSize-len(s):], s)
 	if !inRange(out[:coordSize]) || !inRange(out[coordSize:]) {
-		return nil, errBadDER
+		return [2 * coordSize]byte{}, errBadDER
 	}
 	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/capifcore/capif-security/shared/security"
@@ -81,10 +82,11 @@ func Sign(ctx context.Context, key DigestSigner, kid string, c security.TokenCla
 	if err != nil {
 		return "", err
 	}
-	payload, err := json.Marshal(&c) // the json tags of TokenClaims are the claim names
-	if err != nil {
-		return "", fmt.Errorf("signer: claims: %w", err)
-	}
+	// The claims go through a pooled scratch buffer: only their base64 stays.
+	scratch := claimBuffers.Get().(*[]byte)
+	defer claimBuffers.Put(scratch)
+	payload := appendClaims((*scratch)[:0], &c)
+	*scratch = payload
 	// One buffer for the whole compact serialization: header.payload, then .signature.
 	n := len(hdr) + 1 + b64.EncodedLen(len(payload))
 	buf := make([]byte, n, n+1+b64.EncodedLen(2*coordSize))
@@ -101,9 +103,11 @@ func Sign(ctx context.Context, key DigestSigner, kid string, c security.TokenCla
 		return "", err
 	}
 	buf = append(buf, '.')
-	buf = b64.AppendEncode(buf, sig)
+	buf = b64.AppendEncode(buf, sig[:])
 	return string(buf), nil
 }
+
+var claimBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // JWK is the public verification key pub as published in the JWKS.
 func JWK(pub *ecdsa.PublicKey, kid string) (security.JWK, error) {
