@@ -62,14 +62,13 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 type exchange struct {
 	rec    statusRecorder
 	info   reqInfo
-	counts *metrics.Counts
+	counts metrics.Counts
 }
 
 func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation string, h http.HandlerFunc) {
 	start := time.Now()
 	x := &exchange{rec: statusRecorder{ResponseWriter: w}}
-	ctx, counts := metrics.WithCounts(r.Context()) // adapters count throttled attempts into it
-	x.counts = counts
+	ctx := metrics.NewContext(r.Context(), &x.counts) // adapters count throttled attempts into it
 	r = r.WithContext(context.WithValue(ctx, infoKey{}, &x.info))
 	id := l.requestID(r)
 	w.Header()["X-Request-Id"] = []string{id} // canonical already: no need for Header.Set's work
@@ -88,7 +87,7 @@ func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation stri
 	if !handler.Enabled(r.Context(), level) {
 		return
 	}
-	m := make(logjson.Members, 0, 1024)
+	m := make(logjson.Members, 0, 768) // a token line is about 600 bytes
 	m = m.String("requestId", id).String("operation", operation).String("method", r.Method).
 		String("path", r.URL.EscapedPath()).String("caller", info.caller).Int("status", int64(status)).
 		Float("durationMs", float64(took.Microseconds())/1000)
@@ -98,7 +97,7 @@ func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation stri
 	case info.clientFault != nil:
 		m = m.String("clientError", info.clientFault.Error())
 	}
-	m = l.metrics(m, end, r.Method, operation, status, info, x.counts, took)
+	m = l.metrics(m, end, r.Method, operation, status, info, &x.counts, took)
 	// The record is made here rather than by Logger.LogAttrs, which spends a runtime.Callers on
 	// a source location that no handler of the service writes.
 	rec := slog.NewRecord(end, level, "request", 0)

@@ -230,7 +230,13 @@ type countsKey struct{}
 // WithCounts returns ctx carrying a fresh tally.
 func WithCounts(ctx context.Context) (context.Context, *Counts) {
 	c := &Counts{}
-	return context.WithValue(ctx, countsKey{}, c), c
+	return NewContext(ctx, c), c
+}
+
+// NewContext returns ctx carrying the tally c, which the caller made (a request's state can
+// hold it rather than have one more allocation).
+func NewContext(ctx context.Context, c *Counts) context.Context {
+	return context.WithValue(ctx, countsKey{}, c)
 }
 
 // Add counts n events of metric name in ctx's tally; without one (a call outside a request)

@@ -24,80 +24,185 @@ type Scope map[string][]string
 // each in the CAPIF grammar; the result is their union. Any malformation is an error whose text
 // says where. The work is linear in the length of s.
 func ParseScope(s string) (Scope, error) {
-	if len(s) > MaxScopeLength {
-		return nil, fmt.Errorf("scope is %d bytes long; at most %d are accepted", len(s), MaxScopeLength)
+	pairs, err := scopePairs(s, nil)
+	if err != nil {
+		return nil, err
 	}
-	elements := strings.Split(s, " ")
 	sc := Scope{}
-	seen := map[scopePair]struct{}{}
-	for i, el := range elements {
-		where := ""
-		if len(elements) > 1 {
-			where = fmt.Sprintf("scope element %d: ", i+1)
+	seen := make(map[scopePair]struct{}, len(pairs))
+	for _, p := range pairs {
+		if _, dup := seen[p]; dup {
+			continue
 		}
-		if err := sc.parseElement(el, seen); err != nil {
-			return nil, fmt.Errorf("%s%w", where, err)
+		if len(seen) == MaxScopeAPIs {
+			return nil, errTooManyAPIs
 		}
+		seen[p] = struct{}{}
+		sc[p.aef] = append(sc[p.aef], p.name)
 	}
 	return sc, nil
 }
 
+var errTooManyAPIs = fmt.Errorf("scope names more than %d APIs", MaxScopeAPIs)
+
+// scopePair is one (aefId, apiName) a scope names.
 type scopePair struct{ aef, name string }
 
-func (sc Scope) parseElement(el string, seen map[scopePair]struct{}) error {
+func comparePairs(a, b scopePair) int {
+	if c := strings.Compare(a.aef, b.aef); c != 0 {
+		return c
+	}
+	return strings.Compare(a.name, b.name)
+}
+
+// scopePairs appends to dst the pairs s names, in order and with repeats: ParseScope's grammar
+// and messages, but for the bound on distinct APIs, which its callers apply.
+func scopePairs(s string, dst []scopePair) ([]scopePair, error) {
+	if len(s) > MaxScopeLength {
+		return nil, fmt.Errorf("scope is %d bytes long; at most %d are accepted", len(s), MaxScopeLength)
+	}
+	several := strings.Contains(s, " ")
+	i := 0
+	for el := range strings.SplitSeq(s, " ") {
+		i++
+		var err error
+		if dst, err = appendElement(dst, el); err != nil {
+			if several {
+				return nil, fmt.Errorf("scope element %d: %w", i, err)
+			}
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+func appendElement(dst []scopePair, el string) ([]scopePair, error) {
 	body, ok := strings.CutPrefix(el, ScopePrefix)
 	switch {
 	case el == "":
-		return fmt.Errorf("scope is empty where a %q scope was expected (elements are separated by one space)", ScopePrefix)
+		return nil, fmt.Errorf("scope is empty where a %q scope was expected (elements are separated by one space)", ScopePrefix)
 	case !ok:
-		return fmt.Errorf("scope must start with %q", ScopePrefix)
+		return nil, fmt.Errorf("scope must start with %q", ScopePrefix)
 	case body == "":
-		return fmt.Errorf("scope names no AEF after %q", ScopePrefix)
+		return nil, fmt.Errorf("scope names no AEF after %q", ScopePrefix)
 	}
-	for i, group := range strings.Split(body, ";") {
+	i := 0
+	for group := range strings.SplitSeq(body, ";") {
+		i++
 		aef, names, ok := strings.Cut(group, ":")
 		switch {
 		case !ok:
-			return fmt.Errorf("scope group %d (%q) lacks the ':' between aefId and API names", i+1, group)
+			return nil, fmt.Errorf("scope group %d (%q) lacks the ':' between aefId and API names", i, group)
 		case aef == "" || strings.ContainsAny(aef, scopeSeparators):
-			return fmt.Errorf("scope group %d (%q) has an empty or malformed aefId", i+1, group)
+			return nil, fmt.Errorf("scope group %d (%q) has an empty or malformed aefId", i, group)
 		}
-		for _, name := range strings.Split(names, ",") {
+		for name := range strings.SplitSeq(names, ",") {
 			if name == "" || strings.ContainsAny(name, scopeSeparators) {
-				return fmt.Errorf("scope group %d (%q) has an empty or malformed API name", i+1, group)
+				return nil, fmt.Errorf("scope group %d (%q) has an empty or malformed API name", i, group)
 			}
-			p := scopePair{aef, name}
-			if _, dup := seen[p]; dup {
-				continue
-			}
-			if len(seen) == MaxScopeAPIs {
-				return fmt.Errorf("scope names more than %d APIs", MaxScopeAPIs)
-			}
-			seen[p] = struct{}{}
-			sc[aef] = append(sc[aef], name)
+			dst = append(dst, scopePair{aef, name})
 		}
+	}
+	return dst, nil
+}
+
+// grant is a set of pairs, sorted by aefId then API name, each once: the scope a token is
+// granted, and what a security context allows.
+type grant []scopePair
+
+// newGrant sorts and deduplicates pairs in place.
+func newGrant(pairs []scopePair) grant {
+	slices.SortFunc(pairs, comparePairs)
+	return grant(slices.Compact(pairs))
+}
+
+// parseGrant is ParseScope's reading of s as a grant, appended to dst.
+func parseGrant(s string, dst []scopePair) (grant, error) {
+	pairs, err := scopePairs(s, dst)
+	if err != nil {
+		return nil, err
+	}
+	g := newGrant(pairs)
+	if len(g) > MaxScopeAPIs {
+		return nil, errTooManyAPIs
+	}
+	return g, nil
+}
+
+// within names the first pair of g (in order) that allowed lacks.
+func (g grant) within(allowed grant) error {
+	for _, p := range g {
+		if _, ok := slices.BinarySearchFunc(allowed, p, comparePairs); ok {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(allowed, scopePair{aef: p.aef}, comparePairs)
+		if i == len(allowed) || allowed[i].aef != p.aef {
+			return fmt.Errorf("AEF %q is not authorized for OAUTH in the API invoker's security context", p.aef)
+		}
+		return fmt.Errorf("API %q of AEF %q is not authorized for OAUTH in the API invoker's security context", p.name, p.aef)
 	}
 	return nil
 }
 
-// String renders the scope canonically: AEFs and API names sorted.
-func (sc Scope) String() string {
-	var b strings.Builder
-	b.WriteString(ScopePrefix)
-	for i, a := range sc.AEFs() {
-		if i > 0 {
-			b.WriteByte(';')
+// aefs are g's aefIds, each once, in order (the token's audience).
+func (g grant) aefs() []string {
+	n := 0
+	for i := range g {
+		if i == 0 || g[i].aef != g[i-1].aef {
+			n++
 		}
-		names := slices.Clone(sc[a])
-		slices.Sort(names)
-		b.WriteString(a)
-		b.WriteByte(':')
-		b.WriteString(strings.Join(names, ","))
+	}
+	out := make([]string, 0, n)
+	for i := range g {
+		if i == 0 || g[i].aef != g[i-1].aef {
+			out = append(out, g[i].aef)
+		}
+	}
+	return out
+}
+
+// String renders g canonically: 3gpp#aef:name,name;aef:name, in g's order.
+func (g grant) String() string {
+	n := len(ScopePrefix)
+	for i, p := range g {
+		n += 1 + len(p.name)
+		if i == 0 || p.aef != g[i-1].aef {
+			n += 1 + len(p.aef)
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(ScopePrefix)
+	for i, p := range g {
+		newAEF := i == 0 || p.aef != g[i-1].aef
+		switch {
+		case i == 0:
+		case newAEF:
+			b.WriteByte(';')
+		default:
+			b.WriteByte(',')
+		}
+		if newAEF {
+			b.WriteString(p.aef)
+			b.WriteByte(':')
+		}
+		b.WriteString(p.name)
 	}
 	return b.String()
 }
 
-// AEFs returns the sorted aefIds of the scope (the token's audience).
+// String renders the scope canonically: AEFs and API names sorted.
+func (sc Scope) String() string {
+	var pairs []scopePair
+	for a, names := range sc {
+		for _, n := range names {
+			pairs = append(pairs, scopePair{a, n})
+		}
+	}
+	return newGrant(pairs).String()
+}
+
+// AEFs returns the sorted aefIds of the scope.
 func (sc Scope) AEFs() []string {
 	out := make([]string, 0, len(sc))
 	for a := range sc {
@@ -105,37 +210,4 @@ func (sc Scope) AEFs() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// scopeSet is the set form of what a context allows, built once per token request.
-type scopeSet map[scopePair]struct{}
-
-func (set scopeSet) add(aef, name string) { set[scopePair{aef, name}] = struct{}{} }
-
-// scope lists the set as a Scope.
-func (set scopeSet) scope() Scope {
-	sc := Scope{}
-	for p := range set {
-		sc[p.aef] = append(sc[p.aef], p.name)
-	}
-	return sc
-}
-
-// within names the first requested (aefId, apiName) outside allowed.
-func (sc Scope) within(allowed scopeSet) error {
-	aefs := map[string]bool{}
-	for p := range allowed {
-		aefs[p.aef] = true
-	}
-	for _, aef := range sc.AEFs() {
-		if !aefs[aef] {
-			return fmt.Errorf("AEF %q is not authorized for OAUTH in the API invoker's security context", aef)
-		}
-		for _, n := range sc[aef] {
-			if _, ok := allowed[scopePair{aef, n}]; !ok {
-				return fmt.Errorf("API %q of AEF %q is not authorized for OAUTH in the API invoker's security context", n, aef)
-			}
-		}
-	}
-	return nil
 }

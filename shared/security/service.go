@@ -487,22 +487,25 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 	case len(snap.Caller.SecretHash) > 0 && subtle.ConstantTimeCompare(HashSecret(req.ClientSecret), snap.Caller.SecretHash) != 1:
 		return nil, oauth(KindUnauthenticated, capif.InvalidClient, "client_secret is missing or wrong")
 	}
-	allowed := scopeSet{}
+	// Small grants (the common case) stay in these arrays: no allocation.
+	var allowedBuf, wantBuf [16]scopePair
+	allowedPairs := allowedBuf[:0]
 	if snap.Context != nil {
 		for _, e := range snap.Context.Entries {
 			if e.SelSecurityMethod == capif.OAUTH {
 				for _, t := range e.Targets {
-					allowed.add(t.AefID, t.APIName)
+					allowedPairs = append(allowedPairs, scopePair{t.AefID, t.APIName})
 				}
 			}
 		}
 	}
+	allowed := newGrant(allowedPairs)
 	if len(allowed) == 0 {
 		return nil, oauth(KindInvalid, capif.UnauthorizedClient, "the API invoker has no security context entry with the OAUTH method")
 	}
-	granted := allowed.scope()
+	granted := allowed
 	if req.Scope != "" {
-		want, err := ParseScope(req.Scope)
+		want, err := parseGrant(req.Scope, wantBuf[:0])
 		if err != nil {
 			return nil, oauth(KindInvalid, capif.InvalidScope, err.Error())
 		}
@@ -516,7 +519,7 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 		Issuer:   s.cfg.Issuer,
 		Subject:  caller.ID,
 		ClientID: caller.ID,
-		Audience: granted.AEFs(),
+		Audience: granted.aefs(),
 		Scope:    granted.String(),
 		IssuedAt: now.Unix(),
 		Expiry:   now.Add(s.cfg.TokenTTL).Unix(),

@@ -177,7 +177,13 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}}
+	snap := &security.Snapshot{} // the maps only for a query that names AEFs or interfaces
+	if len(q.AefIDs) > 0 {
+		snap.AEFs = make(map[string]*security.AEF, len(q.AefIDs))
+	}
+	if len(q.InterfaceKeys) > 0 {
+		snap.Interfaces = make(map[string][]security.PublishedAPI, len(q.InterfaceKeys))
+	}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		var err error
 		if snap.Caller, err = getDecoded[security.Principal](db, tx, bucketPrincipals, q.CallerID); err != nil {
