@@ -27,6 +27,14 @@ func AppendStringReplacing(dst []byte, s, invalid string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight plain bytes at a time: tokens and ids are long runs of them.
+		for i+8 <= len(s) && plain8(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
+			uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		b := s[i]
 		if b >= 0x20 && b != '"' && b != '\\' && b < utf8.RuneSelf {
 			i++
@@ -70,6 +78,14 @@ func AppendStringReplacing(dst []byte, s, invalid string) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// plain8 reports whether all eight bytes of w are plain: ASCII, not a control character, not
+// '"' and not '\\' (the bit tricks of "Bit Twiddling Hacks": a byte below n, a zero byte).
+func plain8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	below := func(w uint64, n uint64) uint64 { return (w - ones*n) & ^w & highs } // exact for ASCII w
+	return w&highs == 0 && below(w, 0x20) == 0 && below(w^(ones*'"'), 1) == 0 && below(w^(ones*'\\'), 1) == 0
+}
 
 // AppendFloat appends f as encoding/json writes a float64: the shortest decimal that reads back
 // as f, in exponent form below 1e-6 and from 1e21 on; null for NaN and ±Inf.

@@ -21,8 +21,21 @@ func TestAppendFloatIsEncodingJSONs(t *testing.T) {
 	}
 }
 
+func TestPlain8(t *testing.T) {
+	for b := range 256 {
+		plain := b >= 0x20 && b < 0x80 && b != '"' && b != '\\'
+		for pos := range 8 {
+			w := uint64(0x4141414141414141) &^ (0xff << (8 * pos)) // 'A's, one byte replaced
+			w |= uint64(b) << (8 * pos)
+			if plain8(w) != plain {
+				t.Fatalf("plain8 with byte %#x at %d = %v, want %v", b, pos, !plain, plain)
+			}
+		}
+	}
+}
+
 func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", `q"b\`, "\n\r\t\x00\x1f\x7f", "<&>", "\xff\xfe", "\u2028\u2029", "é🎉", "\xed\xa0\x80", "\xc3"} {
+	for _, s := range []string{"", "plain", `q"b\`, "\n\r\t\x00\x1f\x7f", "<&>", "\xff\xfe", "\u2028\u2029", "é🎉", "\xed\xa0\x80", "\xc3", "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJjY2YifQ.sig\"x\nyz", "0123456\x00789abcdef\x80"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
