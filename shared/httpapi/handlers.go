@@ -162,7 +162,7 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 func (a *api) securityMethod(w http.ResponseWriter, r *http.Request, status int,
 	do func(context.Context, security.Caller, string, *capif.ServiceSecurity) (*capif.ServiceSecurity, error)) {
 	const op = security.ObtainSecurityMethod
-	id := r.PathValue("apiInvokerId")
+	id := pathValue(r, "apiInvokerId")
 	caller, ok := a.identify(w, r, op)
 	if !ok {
 		return
@@ -186,7 +186,7 @@ func (a *api) securityMethod(w http.ResponseWriter, r *http.Request, status int,
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	const op = security.ObtainAPIInvokerInfo
-	id := r.PathValue("apiInvokerId")
+	id := pathValue(r, "apiInvokerId")
 	caller, ok := a.identify(w, r, op)
 	if !ok {
 		return
@@ -226,7 +226,7 @@ func (a *api) revokeAll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.svc.RevokeAll(r.Context(), caller, r.PathValue("apiInvokerId")); err != nil {
+	if err := a.svc.RevokeAll(r.Context(), caller, pathValue(r, "apiInvokerId")); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -235,7 +235,7 @@ func (a *api) revokeAll(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	const op = security.RevokeAuthorization
-	id := r.PathValue("apiInvokerId")
+	id := pathValue(r, "apiInvokerId")
 	caller, ok := a.identify(w, r, op)
 	if !ok {
 		return
@@ -256,7 +256,7 @@ func (a *api) token(w http.ResponseWriter, r *http.Request) {
 	const op = security.ObtainAuthorization
 	// Every token response, success or error, must not be cached (RFC 6749 §5.1).
 	noStore(w)
-	id := r.PathValue("securityId")
+	id := pathValue(r, "securityId")
 	caller, ok := a.identify(w, r, op)
 	if !ok {
 		return

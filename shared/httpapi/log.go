@@ -18,6 +18,7 @@ type reqInfo struct {
 	internal    error  // a server fault: logged at ERROR
 	clientFault error  // a broken or slow request: logged at WARN, not a server error
 	oauthError  string // the AccessTokenErr error code answered, if any
+	params      params // the route's path segments (pathValue)
 }
 
 type infoKey struct{}
@@ -65,9 +66,9 @@ type exchange struct {
 	counts metrics.Counts
 }
 
-func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation string, h http.HandlerFunc) {
+func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation string, ps params, h http.HandlerFunc) {
 	start := time.Now()
-	x := &exchange{rec: statusRecorder{ResponseWriter: w}}
+	x := &exchange{rec: statusRecorder{ResponseWriter: w}, info: reqInfo{params: ps}}
 	ctx := metrics.NewContext(r.Context(), &x.counts) // adapters count throttled attempts into it
 	r = r.WithContext(context.WithValue(ctx, infoKey{}, &x.info))
 	id := l.requestID(r)

@@ -25,7 +25,7 @@ func serveError(t *testing.T, err error) (*httptest.ResponseRecorder, string) {
 	var logs bytes.Buffer
 	l := &accessLog{logger: slog.New(logjson.New(&logs, nil)), requestID: func(*http.Request) string { return "rid" }}
 	w := httptest.NewRecorder()
-	l.serve(w, httptest.NewRequest("GET", "/x", nil), "Op", func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })
+	l.serve(w, httptest.NewRequest("GET", "/x", nil), "Op", params{}, func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })
 	return w, logs.String()
 }
 

@@ -82,29 +82,39 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		}
-		for _, p := range ps.list[:ps.n] {
-			r.SetPathValue(p.name, p.value)
-		}
-		rt.log.serve(w, r, ro.operation, ro.handle)
+		rt.log.serve(w, r, ro.operation, ps, ro.handle)
 		return
 	}
 	if len(allow) > 0 {
 		slices.Sort(allow)
-		rt.log.serve(w, r, "", func(w http.ResponseWriter, r *http.Request) {
+		rt.log.serve(w, r, "", params{}, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			writeProblem(w, http.StatusMethodNotAllowed, CauseMethodNotAllowed, "method "+r.Method+" is not allowed here", nil)
 		})
 		return
 	}
-	rt.log.serve(w, r, "", func(w http.ResponseWriter, r *http.Request) {
+	rt.log.serve(w, r, "", params{}, func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, CauseNoSuchResource, "no such resource", nil)
 	})
 }
 
-// params are the {name} segments of a matched path, unescaped (a route has at most two).
+// params are the {name} segments of a matched path, unescaped (a route has at most two). The
+// handlers read them with pathValue: kept in the request's exchange, they cost none of
+// http.Request.SetPathValue's allocations.
 type params struct {
 	list [2]struct{ name, value string }
 	n    int
+}
+
+// pathValue is the {name} segment of r's route, "" if it has none.
+func pathValue(r *http.Request, name string) string {
+	ps := &infoOf(r).params
+	for _, p := range ps.list[:ps.n] {
+		if p.name == name {
+			return p.value
+		}
+	}
+	return ""
 }
 
 // match matches path (escaped, without its leading slash) segment by segment against pattern,

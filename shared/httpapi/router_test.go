@@ -19,7 +19,7 @@ func echoRouter(t *testing.T) *Router {
 		return func(w http.ResponseWriter, r *http.Request) {
 			out := []string{name}
 			for _, p := range params {
-				out = append(out, p+"="+r.PathValue(p))
+				out = append(out, p+"="+pathValue(r, p))
 			}
 			_, _ = w.Write([]byte(strings.Join(out, " ")))
 		}

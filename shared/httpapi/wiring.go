@@ -8,5 +8,5 @@ import "net/http"
 // and the request gets its access-log line, like any request a Router serves.
 func ServeUnwired(opts Options, w http.ResponseWriter, r *http.Request, err error) {
 	rt, _ := newRouter(nil, opts)
-	rt.log.serve(w, r, "", func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })
+	rt.log.serve(w, r, "", params{}, func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })
 }

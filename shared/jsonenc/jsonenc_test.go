@@ -3,6 +3,7 @@ package jsonenc
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -48,4 +49,13 @@ func FuzzAppendString(f *testing.F) {
 			t.Errorf("%q: decoded %q, want %q", s, got, want)
 		}
 	})
+}
+
+func BenchmarkAppendString(b *testing.B) {
+	s := strings.Repeat("eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0", 16)
+	buf := make([]byte, 0, 1024)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = AppendString(buf[:0], s)
+	}
 }
