@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/capifcore/capif-security/shared/logjson"
@@ -34,9 +35,10 @@ func infoOf(r *http.Request) *reqInfo {
 // duration, and the request's CloudWatch metrics in Embedded Metric Format (shared/metrics) under
 // namespace. It never logs bodies, headers, tokens or certificates.
 type accessLog struct {
-	logger    *slog.Logger
-	requestID func(*http.Request) string
-	namespace string
+	logger     *slog.Logger
+	requestID  func(*http.Request) string
+	namespace  string
+	directives sync.Map // directiveKey → metrics.Directive
 }
 
 type statusRecorder struct {
@@ -131,18 +133,34 @@ func (l *accessLog) metrics(m logjson.Members, at time.Time, method, operation s
 	case OpRevokeAuthorization:
 		ms = append(ms, metrics.Count(metrics.Revocations, b2i(status == http.StatusNoContent)))
 	}
-	ms = append(ms, counts.Metrics()...)
+	extra := counts.Metrics()
+	ms = append(ms, extra...)
 	byOp := byOperation // "operation" is already a member of the line
 	if operation == "" {
 		byOp = totalOnly // a dimension value may not be empty
 	}
-	if info.oauthError == "" {
-		return metrics.Append(m, l.namespace, at, nil, metrics.Set{Dimensions: byOp, Metrics: ms})
+	sets := [2]metrics.Set{{Dimensions: byOp, Metrics: ms}}
+	var dims []metrics.Dimension
+	n := 1
+	if info.oauthError != "" {
+		dims = []metrics.Dimension{{Name: metrics.DimOAuthError, Value: info.oauthError}}
+		sets[1] = metrics.Set{Dimensions: byOAuthError, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}}
+		n = 2
 	}
-	return metrics.Append(m, l.namespace, at, []metrics.Dimension{{Name: metrics.DimOAuthError, Value: info.oauthError}},
-		metrics.Set{Dimensions: byOp, Metrics: ms},
-		metrics.Set{Dimensions: byOAuthError, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}})
+	// Without adapter counts, the metrics of a line follow from its operation and OAuth error:
+	// the directive is encoded once per pair (a handful: both come from code, not requests).
+	if len(extra) > 0 {
+		return metrics.Append(m, l.namespace, at, dims, sets[:n]...)
+	}
+	key := directiveKey{operation, info.oauthError}
+	d, ok := l.directives.Load(key)
+	if !ok {
+		d, _ = l.directives.LoadOrStore(key, metrics.NewDirective(l.namespace, sets[:n]...))
+	}
+	return d.(metrics.Directive).Append(m, at, dims, sets[:n]...)
 }
+
+type directiveKey struct{ operation, oauthError string }
 
 // The dimension sets of the access log's metrics (read only).
 var (

@@ -337,9 +337,12 @@ func TestAccessLogMetrics(t *testing.T) {
 		}
 	}
 
-	// Throttled attempts counted by the adapters through the request's context.
+	// Throttled attempts counted by the adapters through the request's context, on a line
+	// whose operation had a line without them first (whose directive the log keeps).
 	var buf bytes.Buffer
 	l := &accessLog{logger: slog.New(logjson.New(&buf, nil)), requestID: RandomRequestID, namespace: metrics.DefaultNamespace}
+	l.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), OpJWKS, params{}, func(http.ResponseWriter, *http.Request) {})
+	buf.Reset()
 	l.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), OpJWKS, params{}, func(w http.ResponseWriter, r *http.Request) {
 		metrics.Add(r.Context(), metrics.KMSThrottles, 2)
 		metrics.Add(r.Context(), metrics.DynamoDBThrottles, 1)

@@ -111,16 +111,26 @@ type Set struct {
 // Sets without metrics are left out, and so is everything when no set has one. A metric named
 // twice keeps its first value. It is written without reflection: it is on every request's line.
 func Append(m logjson.Members, namespace string, at time.Time, dims []Dimension, sets ...Set) logjson.Members {
+	return NewDirective(namespace, sets...).Append(m, at, dims, sets...)
+}
+
+// Directive is the "_aws" member of the lines that publish the same metrics (names and units, in
+// the same order) under the same dimension sets, encoded once: from line to line only its
+// Timestamp differs, so a caller that writes many such lines keeps one.
+type Directive struct {
+	metrics []byte // `,"CloudWatchMetrics":[…]}`: what follows the Timestamp; nil for no metrics
+}
+
+// NewDirective encodes the directive of sets; only their names, units and dimensions count.
+func NewDirective(namespace string, sets ...Set) Directive {
 	some := false
 	for _, s := range sets {
 		some = some || len(s.Metrics) > 0
 	}
 	if !some {
-		return m
+		return Directive{}
 	}
-	aws := append(m.Key("_aws"), `{"Timestamp":`...)
-	aws = strconv.AppendInt(aws, at.UnixMilli(), 10)
-	aws = append(aws, `,"CloudWatchMetrics":[`...)
+	aws := []byte(`,"CloudWatchMetrics":[`)
 	first := true
 	for _, s := range sets {
 		if len(s.Metrics) == 0 {
@@ -162,9 +172,20 @@ func Append(m logjson.Members, namespace string, at time.Time, dims []Dimension,
 		}
 		aws = append(aws, `]}`...)
 	}
-	m = append(aws, `]}`...)
-	for _, d := range dims {
-		m = m.String(d.Name, d.Value)
+	return Directive{metrics: append(aws, `]}`...)}
+}
+
+// Append adds to m the members of one line at time at: "_aws", the values of dims, and the
+// values of sets, which are the sets d was made from (their values may differ).
+func (d Directive) Append(m logjson.Members, at time.Time, dims []Dimension, sets ...Set) logjson.Members {
+	if d.metrics == nil {
+		return m
+	}
+	m = append(m.Key("_aws"), `{"Timestamp":`...)
+	m = strconv.AppendInt(m, at.UnixMilli(), 10)
+	m = append(m, d.metrics...)
+	for _, dim := range dims {
+		m = m.String(dim.Name, dim.Value)
 	}
 	for i, s := range sets {
 		for j, mt := range s.Metrics {
