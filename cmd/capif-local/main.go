@@ -123,7 +123,8 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 		}
 	}
 	srv := &http.Server{
-		Handler: httpapi.All(a.Service, httpapi.Options{APIRoot: c.APIRoot, Logger: logger}),
+		Handler:     httpapi.All(a.Service, httpapi.Options{APIRoot: c.APIRoot, Logger: logger}),
+		ConnContext: httpapi.ConnContext, // a connection hashes its client certificate once
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{serverCert},

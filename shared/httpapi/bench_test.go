@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,14 +99,13 @@ func (w *benchWriter) Write(p []byte) (int, error) {
 
 // request is one benchmark case's request, made once and handed over fresh per iteration as
 // net/http's server hands a request to its handler: a new *http.Request with its own header map
-// and body over the connection's TLS state. Reading and parsing the request off the connection
-// (what httptest.NewRequest redoes, with a 4 KiB bufio.Reader) is the server's work, not the
+// and body, on one keep-alive connection (its TLS state, and the context the runner's
+// ConnContext gives it). Reading and parsing the request off the connection (what
+// httptest.NewRequest redoes, with a 4 KiB bufio.Reader) is the server's work, not the
 // handler's; the loopback benchmark (cmd/capif-local) measures it with the rest of net/http.
 type request struct {
-	method, body string
-	url          *url.URL
-	header       http.Header
-	tls          *tls.ConnectionState
+	template *http.Request
+	body     string
 }
 
 func (s *benchServer) request(method, target, caller, contentType, body string) *request {
@@ -115,17 +113,19 @@ func (s *benchServer) request(method, target, caller, contentType, body string) 
 	if contentType != "" {
 		r.Header.Set("Content-Type", contentType)
 	}
-	return &request{method: method, body: body, url: r.URL, header: r.Header,
-		tls: &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{s.certs[caller]}}}}
+	r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{s.certs[caller]}}}
+	r.ContentLength = int64(len(body))
+	return &request{template: r.WithContext(ConnContext(context.Background(), nil)), body: body}
 }
 
 // serve hands rq to the handler with w (reset first) and returns the status.
 func (s *benchServer) serve(w *benchWriter, rq *request) int {
 	clear(w.h)
 	w.status, w.body = 0, w.body[:0]
-	r := &http.Request{Method: rq.method, URL: rq.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: rq.header.Clone(), Body: io.NopCloser(strings.NewReader(rq.body)), ContentLength: int64(len(rq.body)),
-		Host: rq.url.Host, RemoteAddr: "192.0.2.1:1234", RequestURI: rq.url.RequestURI(), TLS: rq.tls}
+	r := new(http.Request)
+	*r = *rq.template
+	r.Header = rq.template.Header.Clone()
+	r.Body = io.NopCloser(strings.NewReader(rq.body))
 	s.h.ServeHTTP(w, r)
 	return w.status
 }
