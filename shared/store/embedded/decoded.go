@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -22,6 +23,11 @@ const maxDecoded = 4096
 // the remembered bytes, and decoding is a function of the bytes, so a hit returns exactly what
 // decoding would (as a deep copy, so callers still own what they get). No invalidation is needed:
 // a write changes the bytes, and the next read misses.
+//
+// A hit without a transaction (fresh) needs more: each entry carries the write generation
+// (DB.gen) read before the transaction that last saw its bytes began. Every write transaction
+// adds one to the generation after it returns, so while the generation is still the entry's,
+// no write has committed since those bytes were read: they are the bytes stored now.
 type decoded struct {
 	mu sync.RWMutex
 	m  map[decodedKey]*decodedValue
@@ -32,22 +38,41 @@ type decodedKey struct{ bucket, id string }
 type decodedValue struct {
 	raw []byte // a private copy: bbolt's slices are only valid inside their transaction
 	v   any    // never handed out or mutated: callers get clones
+	gen atomic.Uint64
 }
 
-// lookup returns a clone of the value raw decoded to, if raw is what was cached for the key.
-func (d *decoded) lookup(bucket, id string, raw []byte) (any, bool) {
+// lookup returns a clone of the value raw decoded to, if raw is what was cached for the key,
+// raw having been read in a transaction begun at write generation gen (which the entry then
+// carries, unless it carries a later one).
+func (d *decoded) lookup(bucket, id string, raw []byte, gen uint64) (any, bool) {
 	d.mu.RLock()
 	e := d.m[decodedKey{bucket, id}]
 	d.mu.RUnlock()
 	if e == nil || !bytes.Equal(e.raw, raw) {
 		return nil, false
 	}
+	for old := e.gen.Load(); old < gen && !e.gen.CompareAndSwap(old, gen); old = e.gen.Load() {
+	}
 	return cloneRecord(e.v), true
 }
 
-// store remembers v (which the caller must not keep or mutate) as the decoding of raw.
-func (d *decoded) store(bucket, id string, raw []byte, v any) {
+// fresh returns a clone of the value cached for the key if no write has committed since its
+// bytes were last read: gen, the generation now, is still the entry's.
+func (d *decoded) fresh(bucket, id string, gen uint64) (any, bool) {
+	d.mu.RLock()
+	e := d.m[decodedKey{bucket, id}]
+	d.mu.RUnlock()
+	if e == nil || e.gen.Load() != gen {
+		return nil, false
+	}
+	return cloneRecord(e.v), true
+}
+
+// store remembers v (which the caller must not keep or mutate) as the decoding of raw, read in
+// a transaction begun at write generation gen.
+func (d *decoded) store(bucket, id string, raw []byte, v any, gen uint64) {
 	e := &decodedValue{raw: bytes.Clone(raw), v: v}
+	e.gen.Store(gen)
 	d.mu.Lock()
 	if d.m == nil || len(d.m) >= maxDecoded {
 		d.m = make(map[decodedKey]*decodedValue, 64)
@@ -98,8 +123,9 @@ func cloneEntry(e *security.Entry) security.Entry {
 	return c
 }
 
-// getDecoded is get through the cache: T is one of the types cloneRecord copies.
-func getDecoded[T any](db *DB, tx *bolt.Tx, bucket []byte, id string) (*T, error) {
+// getDecoded is get through the cache: T is one of the types cloneRecord copies; gen is the
+// write generation read before tx began.
+func getDecoded[T any](db *DB, tx *bolt.Tx, gen uint64, bucket []byte, id string) (*T, error) {
 	if id == "" {
 		return nil, nil
 	}
@@ -107,13 +133,13 @@ func getDecoded[T any](db *DB, tx *bolt.Tx, bucket []byte, id string) (*T, error
 	if raw == nil {
 		return nil, nil
 	}
-	if v, ok := db.decoded.lookup(string(bucket), id, raw); ok {
+	if v, ok := db.decoded.lookup(string(bucket), id, raw, gen); ok {
 		return v.(*T), nil
 	}
 	v := new(T)
 	if err := json.Unmarshal(raw, v); err != nil {
 		return nil, fmt.Errorf("%s %q: corrupt record: %w", bucket, id, err)
 	}
-	db.decoded.store(string(bucket), id, raw, cloneRecord(v))
+	db.decoded.store(string(bucket), id, raw, cloneRecord(v), gen)
 	return v, nil
 }

@@ -2,12 +2,15 @@ package embedded
 
 import (
 	"context"
+	"fmt"
+
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/capifcore/capif-security/shared/capif"
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/capifcore/capif-security/shared/capif"
 
 	"github.com/capifcore/capif-security/shared/security"
 )
@@ -144,3 +147,77 @@ func TestLoadCacheFollowsTheStoredBytes(t *testing.T) {
 }
 
 type capifMethod = capif.SecurityMethod
+
+// Loads served without a transaction (loadFresh) never go back in time while a writer replaces
+// the context, and once the writer is done they answer its last write; with the generation
+// unchanged, the second of two loads is served from the cache.
+func TestFreshLoadsFollowConcurrentWrites(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sc := &security.SecurityContext{APIInvokerID: "inv", NotificationDestination: "https://a.example/cb", Entries: []security.Entry{
+		{AefID: "aef1", PrefSecurityMethods: []capifMethod{"OAUTH"}, SelSecurityMethod: "OAUTH", Targets: []security.Target{{AefID: "aef1", APIID: "a", APIName: "alpha"}}},
+	}}
+	if err := db.Create(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	q := security.Query{APIInvokerID: "inv"}
+	if _, err := db.Load(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if snap, ok := db.loadFresh(q); !ok || snap.Context == nil || snap.Context.Version != 1 {
+		t.Fatalf("a load after a load with no write between was not served from the cache: %v %+v", ok, snap)
+	}
+	const writes = 200
+	done := make(chan error, 1)
+	go func() {
+		for range writes {
+			snap, err := db.Load(ctx, q)
+			if err == nil {
+				err = db.Replace(ctx, snap.Context, nil)
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			last := int64(0)
+			for range 2000 {
+				snap, err := db.Load(ctx, q)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if v := snap.Context.Version; v < last {
+					errs <- fmt.Errorf("version %d after %d", v, last)
+					return
+				} else {
+					last = v
+				}
+			}
+			errs <- nil
+		}()
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		snap, err := db.Load(ctx, q)
+		if err != nil || snap.Context.Version != 1+writes {
+			t.Fatalf("after the writes: %v version %d, want %d", err, snap.Context.Version, 1+writes)
+		}
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -65,6 +66,16 @@ type DB struct {
 	bolt    *bolt.DB
 	locks   contextLocks
 	decoded decoded
+	// gen counts the write transactions that have returned (committed or not): every write
+	// goes through update. The decoded cache serves a record without a read transaction only
+	// while gen is what it was before the record was last read (decoded.go).
+	gen atomic.Uint64
+}
+
+// update runs fn in a write transaction and then moves the write generation on.
+func (db *DB) update(fn func(*bolt.Tx) error) error {
+	defer db.gen.Add(1)
+	return db.bolt.Update(fn)
 }
 
 var (
@@ -177,6 +188,10 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if snap, ok := db.loadFresh(q); ok {
+		return snap, nil
+	}
+	gen := db.gen.Load()         // before the transaction begins: see decoded.go
 	snap := &security.Snapshot{} // the maps only for a query that names AEFs or interfaces
 	if len(q.AefIDs) > 0 {
 		snap.AEFs = make(map[string]*security.AEF, len(q.AefIDs))
@@ -186,11 +201,11 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 	}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		var err error
-		if snap.Caller, err = getDecoded[security.Principal](db, tx, bucketPrincipals, q.CallerID); err != nil {
+		if snap.Caller, err = getDecoded[security.Principal](db, tx, gen, bucketPrincipals, q.CallerID); err != nil {
 			return err
 		}
-		if q.APIInvokerID != "" && !db.excluded(tx, q) {
-			if snap.Context, err = getDecoded[security.SecurityContext](db, tx, bucketContexts, q.APIInvokerID); err != nil {
+		if q.APIInvokerID != "" && !db.excluded(tx, gen, q) {
+			if snap.Context, err = getDecoded[security.SecurityContext](db, tx, gen, bucketContexts, q.APIInvokerID); err != nil {
 				return err
 			}
 		}
@@ -219,15 +234,51 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 }
 
 // excluded reports whether q.ForAEF rules the context out by its index entry alone.
-func (db *DB) excluded(tx *bolt.Tx, q security.Query) bool {
+func (db *DB) excluded(tx *bolt.Tx, gen uint64, q security.Query) bool {
 	if q.ForAEF == "" {
 		return false
 	}
-	aefs, err := getDecoded[[]string](db, tx, bucketCtxAEFs, q.APIInvokerID)
+	aefs, err := getDecoded[[]string](db, tx, gen, bucketCtxAEFs, q.APIInvokerID)
 	if err != nil || aefs == nil {
 		return false // no index entry: decode, and let the domain decide
 	}
 	return !slices.Contains(*aefs, q.ForAEF)
+}
+
+// loadFresh is Load without a transaction, for a query of the records the cache keeps (the
+// caller, the context and its index: every token request and AEF read) when each is cached and
+// no write has committed since it was read; false sends Load to the store.
+func (db *DB) loadFresh(q security.Query) (*security.Snapshot, bool) {
+	if len(q.AefIDs) > 0 || len(q.InterfaceKeys) > 0 {
+		return nil, false
+	}
+	gen := db.gen.Load()
+	snap := &security.Snapshot{}
+	if q.CallerID != "" {
+		v, ok := db.decoded.fresh(string(bucketPrincipals), q.CallerID, gen)
+		if !ok {
+			return nil, false
+		}
+		snap.Caller = v.(*security.Principal)
+	}
+	if q.APIInvokerID == "" {
+		return snap, true
+	}
+	if q.ForAEF != "" {
+		aefs, ok := db.decoded.fresh(string(bucketCtxAEFs), q.APIInvokerID, gen)
+		if !ok {
+			return nil, false
+		}
+		if !slices.Contains(*aefs.(*[]string), q.ForAEF) {
+			return snap, true // as excluded decides
+		}
+	}
+	v, ok := db.decoded.fresh(string(bucketContexts), q.APIInvokerID, gen)
+	if !ok {
+		return nil, false
+	}
+	snap.Context = v.(*security.SecurityContext)
+	return snap, true
 }
 
 // Create stores sc with Version 1; ErrExists when the invoker already has a context.
@@ -237,7 +288,7 @@ func (db *DB) Create(ctx context.Context, sc *security.SecurityContext) error {
 	}
 	stored := *sc
 	stored.Version = 1
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketContexts)
 		if b.Get([]byte(sc.APIInvokerID)) != nil {
 			return fmt.Errorf("%w: security context of %q", security.ErrExists, sc.APIInvokerID)
@@ -268,7 +319,7 @@ func (db *DB) Replace(ctx context.Context, sc *security.SecurityContext, owed []
 	}
 	stored := *sc
 	stored.Version = sc.Version + 1
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketContexts)
 		var cur struct {
 			Version int64 `json:"version"`
@@ -310,7 +361,7 @@ func (db *DB) Delivered(ctx context.Context, owedID string) error {
 	if owedID == "" {
 		return nil
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketOutbox).Delete([]byte(owedID))
 	})
 	if err != nil {
@@ -398,7 +449,7 @@ func (db *DB) Update(ctx context.Context, fn func(security.RegistryTx) error) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := db.bolt.Update(func(tx *bolt.Tx) error { return fn(&regTx{tx: tx}) }); err != nil {
+	if err := db.update(func(tx *bolt.Tx) error { return fn(&regTx{tx: tx}) }); err != nil {
 		return fmt.Errorf("embedded store: registry update: %w", err)
 	}
 	return nil
