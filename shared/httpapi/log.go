@@ -61,20 +61,34 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 }
 
 // exchange is one request's state, allocated once: its status, what the handler learnt, and
-// the adapters' tally.
+// the adapters' tally. It is also the request's context (the parent's, plus the info and the
+// tally as values), which saves a context.WithValue per value.
 type exchange struct {
-	rec    statusRecorder
-	info   reqInfo
-	counts metrics.Counts
+	context.Context
+	rec       statusRecorder
+	info      reqInfo
+	counts    metrics.Counts
+	requestID [1]string // the X-Request-Id header's value
+}
+
+func (x *exchange) Value(key any) any {
+	if _, ok := key.(infoKey); ok {
+		return &x.info
+	}
+	if v, ok := x.counts.ContextValue(key); ok {
+		return v
+	}
+	return x.Context.Value(key)
 }
 
 func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation string, ps params, h http.HandlerFunc) {
 	start := time.Now()
-	x := &exchange{rec: statusRecorder{ResponseWriter: w}, info: reqInfo{params: ps}}
-	ctx := metrics.NewContext(r.Context(), &x.counts) // adapters count throttled attempts into it
-	r = r.WithContext(context.WithValue(ctx, infoKey{}, &x.info))
+	// Adapters count throttled attempts into the exchange's tally through the context.
+	x := &exchange{Context: r.Context(), rec: statusRecorder{ResponseWriter: w}, info: reqInfo{params: ps}}
+	r = r.WithContext(x)
 	id := l.requestID(r)
-	w.Header()["X-Request-Id"] = []string{id} // canonical already: no need for Header.Set's work
+	x.requestID[0] = id
+	w.Header()["X-Request-Id"] = x.requestID[:] // canonical already: no need for Header.Set's work
 	h(&x.rec, r)
 	end := time.Now()
 	took := end.Sub(start)

@@ -260,6 +260,16 @@ func NewContext(ctx context.Context, c *Counts) context.Context {
 	return context.WithValue(ctx, countsKey{}, c)
 }
 
+// ContextValue is c as the value of a context that carries it, for a context type of the
+// caller's that holds c itself: its Value(key) answers c when ok. Add then finds c as it finds
+// a tally of NewContext.
+func (c *Counts) ContextValue(key any) (v any, ok bool) {
+	if _, ok := key.(countsKey); ok {
+		return c, true
+	}
+	return nil, false
+}
+
 // Add counts n events of metric name in ctx's tally; without one (a call outside a request)
 // it does nothing.
 func Add(ctx context.Context, name string, n int) {
@@ -279,6 +289,9 @@ func Add(ctx context.Context, name string, n int) {
 func (c *Counts) Metrics() []Metric {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.n) == 0 {
+		return nil // most requests: nothing throttled, nothing allocated
+	}
 	var out []Metric
 	for _, name := range slices.Sorted(maps.Keys(c.n)) {
 		if c.n[name] != 0 {

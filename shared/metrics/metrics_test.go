@@ -158,3 +158,33 @@ func TestNamesAreUnique(t *testing.T) {
 		seen[n] = true
 	}
 }
+
+// carrier is a context that holds its tally itself.
+type carrier struct {
+	context.Context
+	c metrics.Counts
+}
+
+func (x *carrier) Value(key any) any {
+	if v, ok := x.c.ContextValue(key); ok {
+		return v
+	}
+	return x.Context.Value(key)
+}
+
+func TestCountsContextValue(t *testing.T) {
+	x := &carrier{Context: context.Background()}
+	ctx, cancel := context.WithCancel(x) // an adapter's derived context still finds the tally
+	defer cancel()
+	metrics.Add(ctx, metrics.KMSThrottles, 3)
+	if got := x.c.Metrics(); !slices.Equal(got, []metrics.Metric{metrics.Count(metrics.KMSThrottles, 3)}) {
+		t.Errorf("Metrics() = %v", got)
+	}
+	if v, ok := x.c.ContextValue("other"); ok || v != nil {
+		t.Errorf("ContextValue answered another key: %v", v)
+	}
+	var empty metrics.Counts
+	if got := empty.Metrics(); got != nil {
+		t.Errorf("empty tally: %v", got)
+	}
+}
