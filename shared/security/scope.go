@@ -29,7 +29,7 @@ func ParseScope(s string) (Scope, error) {
 		return nil, err
 	}
 	sc := Scope{}
-	seen := make(map[scopePair]struct{}, len(pairs))
+	seen := make(map[scopePair]struct{}, min(len(pairs), 64)) // repeats make len(pairs) a poor hint
 	for _, p := range pairs {
 		if _, dup := seen[p]; dup {
 			continue
@@ -61,6 +61,8 @@ func scopePairs(s string, dst []scopePair) ([]scopePair, error) {
 	if len(s) > MaxScopeLength {
 		return nil, fmt.Errorf("scope is %d bytes long; at most %d are accepted", len(s), MaxScopeLength)
 	}
+	// At most one pair per separator, plus one: room for all at once, not doubling growth.
+	dst = slices.Grow(dst, strings.Count(s, ",")+strings.Count(s, ";")+strings.Count(s, " ")+1)
 	several := strings.Contains(s, " ")
 	i := 0
 	for el := range strings.SplitSeq(s, " ") {

@@ -2,6 +2,7 @@ package security
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -47,5 +48,26 @@ func TestGrantWithin(t *testing.T) {
 		if (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s within %s: %v, want %q", tc.scope, allowed, err, tc.err)
 		}
+	}
+}
+
+// The token path's reading of the largest scopes the bounds let through (BenchmarkParseScope
+// has ParseScope's).
+func BenchmarkParseGrant(b *testing.B) {
+	names := make([]string, MaxScopeAPIs)
+	for i := range names {
+		names[i] = "n" + strconv.Itoa(i)
+	}
+	for _, bc := range []struct{ name, scope string }{
+		{"max-names", "3gpp#a:" + strings.Join(names, ",")},
+		{"max-length", "3gpp#a:" + strings.Repeat("x,", MaxScopeLength/2-8) + "y"},
+		{"over-length", "3gpp#a:" + strings.Repeat("x,", 60000)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = parseGrant(bc.scope, nil)
+			}
+		})
 	}
 }
