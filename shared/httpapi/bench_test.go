@@ -166,11 +166,14 @@ func BenchmarkHandlers(b *testing.B) {
 		}
 	})
 	b.Run("token-parallel", func(b *testing.B) {
+		c := cases[0]
+		rq := s.request(c.method, c.target, c.caller, c.contentType, c.body)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
+			w := &benchWriter{h: http.Header{}}
 			for pb.Next() {
-				if w := s.do(http.MethodPost, Base+"/securities/inv2/token", "inv2", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_id=inv2"); w.Code != 200 {
-					b.Errorf("%d %s", w.Code, w.Body)
+				if status := s.serve(w, rq); status != c.status {
+					b.Errorf("%d %s", status, w.body)
 					return
 				}
 			}

@@ -176,7 +176,7 @@ func BenchmarkAccessLine(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		h    slog.Handler
-	}{{"logjson", New(discard{}, nil)}, {"slog.JSONHandler", slog.NewJSONHandler(discard{}, nil)}} {
+	}{{"logjson", New(discard{}, nil)}, {"slog.JSONHandler-via-LogValue", slog.NewJSONHandler(discard{}, nil)}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

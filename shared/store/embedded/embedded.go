@@ -15,8 +15,9 @@
 //	meta        "schema"     → format version of this file
 //
 // bbolt serialises writers and gives readers a consistent snapshot, so every Store read is one
-// read transaction and every write (including a whole registry change, Registry.Update) one
-// write transaction. Only one process can open the file, so the DB also serializes the
+// read transaction (or none: a load of records cached since the last write, decoded.go) and
+// every write (including a whole registry change, Registry.Update) one write transaction. Only
+// one process can open the file, so the DB also serializes the
 // read-modify-write cycles of each context (security.ContextLocker): its writers never lose an
 // optimistic-lock race.
 package embedded
@@ -181,9 +182,10 @@ func (db *DB) Close() error { return db.bolt.Close() }
 
 // --- security.Store ---------------------------------------------------------------------------
 
-// Load reads everything q names in one read transaction. Every value is the decoding of the
-// bytes stored now (the hot records through the byte-checked cache of decoded.go) and a fresh
-// copy, so the caller owns (and may mutate) what it gets.
+// Load reads everything q names in one read transaction, or in none when the cache of decoded.go
+// holds every record q names and no write has committed since they were read. Every value is
+// the decoding of the bytes stored now and a fresh copy, so the caller owns (and may mutate)
+// what it gets.
 func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
