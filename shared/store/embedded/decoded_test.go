@@ -99,21 +99,28 @@ func TestCloneRecordSharesNothing(t *testing.T) {
 	}
 }
 
-// TestLoadCacheFollowsTheStoredBytes: a hit is exactly what decoding the stored bytes gives, a
-// write is seen at once, and what a caller mutates never reaches the next caller.
-func TestLoadCacheFollowsTheStoredBytes(t *testing.T) {
-	ctx := context.Background()
+// oneContext is a store holding the context of invoker "inv" (one OAUTH entry for aef1).
+func oneContext(t *testing.T) *DB {
+	t.Helper()
 	db, err := Open(filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() })
 	sc := &security.SecurityContext{APIInvokerID: "inv", NotificationDestination: "https://a.example/cb", Entries: []security.Entry{
 		{AefID: "aef1", PrefSecurityMethods: []capifMethod{"OAUTH"}, SelSecurityMethod: "OAUTH", Targets: []security.Target{{AefID: "aef1", APIID: "a", APIName: "alpha"}}},
 	}}
-	if err := db.Create(ctx, sc); err != nil {
+	if err := db.Create(context.Background(), sc); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// TestLoadCacheFollowsTheStoredBytes: a hit is exactly what decoding the stored bytes gives, a
+// write is seen at once, and what a caller mutates never reaches the next caller.
+func TestLoadCacheFollowsTheStoredBytes(t *testing.T) {
+	ctx := context.Background()
+	db := oneContext(t)
 	load := func() *security.SecurityContext {
 		t.Helper()
 		snap, err := db.Load(ctx, security.Query{APIInvokerID: "inv", ForAEF: "aef1"})
@@ -153,17 +160,7 @@ type capifMethod = capif.SecurityMethod
 // unchanged, the second of two loads is served from the cache.
 func TestFreshLoadsFollowConcurrentWrites(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	sc := &security.SecurityContext{APIInvokerID: "inv", NotificationDestination: "https://a.example/cb", Entries: []security.Entry{
-		{AefID: "aef1", PrefSecurityMethods: []capifMethod{"OAUTH"}, SelSecurityMethod: "OAUTH", Targets: []security.Target{{AefID: "aef1", APIID: "a", APIName: "alpha"}}},
-	}}
-	if err := db.Create(ctx, sc); err != nil {
-		t.Fatal(err)
-	}
+	db := oneContext(t)
 	q := security.Query{APIInvokerID: "inv"}
 	if _, err := db.Load(ctx, q); err != nil {
 		t.Fatal(err)
