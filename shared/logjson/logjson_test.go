@@ -89,7 +89,7 @@ func TestSameLinesAsSlog(t *testing.T) {
 		tests = append(tests, tc{name: "string " + string(rune('a'+i)), fast: true,
 			r: record(slog.LevelInfo, s, slog.String(s+"k", s), Members(nil).String(s+"m", s).Raw("arr", append(AppendString([]byte("["), s), ']')).Attr())})
 	}
-	for _, f := range []float64{0, -0.0, 1, -1, 0.1, 1e-7, 1e-6, 123456789, 1e20, 1e21, 1.5e300, -2.5e-300, math.SmallestNonzeroFloat64, math.MaxFloat64, math.NaN(), math.Inf(1)} {
+	for _, f := range []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1e-7, 1e-6, 123456789, 1e20, 1e21, 1.5e300, -2.5e-300, math.SmallestNonzeroFloat64, math.MaxFloat64, math.NaN(), math.Inf(1)} {
 		tests = append(tests, tc{name: "float " + string(AppendFloat(nil, f)), fast: true, r: record(slog.LevelInfo, "x", Members(nil).Float("f", f).Attr())})
 	}
 	for _, c := range tests {

@@ -34,7 +34,8 @@ func (m Members) Float(key string, v float64) Members {
 }
 
 // Raw adds the member key: v, where v is one compact JSON value written with AppendString,
-// AppendFloat and strconv.AppendInt.
+// AppendFloat and strconv.AppendInt, with no empty object in it (a stock handler, rendering
+// through LogValue, would compact the one and drop the other).
 func (m Members) Raw(key string, v []byte) Members {
 	m = m.key(key)
 	return append(m, v...)
@@ -107,7 +108,7 @@ func decodeValue(raw json.RawMessage) (slog.Value, error) {
 	case 'n':
 		return slog.AnyValue(nil), nil
 	}
-	if bytes.ContainsAny(raw, ".eE") {
+	if bytes.ContainsAny(raw, ".eE") || string(raw) == "-0" { // -0 is a float's: AppendFloat(-0)
 		f, err := strconv.ParseFloat(string(raw), 64)
 		return slog.Float64Value(f), err
 	}

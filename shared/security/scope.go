@@ -61,8 +61,9 @@ func scopePairs(s string, dst []scopePair) ([]scopePair, error) {
 	if len(s) > MaxScopeLength {
 		return nil, fmt.Errorf("scope is %d bytes long; at most %d are accepted", len(s), MaxScopeLength)
 	}
-	// At most one pair per separator, plus one: room for all at once, not doubling growth.
-	dst = slices.Grow(dst, strings.Count(s, ",")+strings.Count(s, ";")+strings.Count(s, " ")+1)
+	// At most one pair per separator, plus one: room for all at once, not doubling growth (but
+	// no more than a valid scope needs up front: a scope of separators alone fails early).
+	dst = slices.Grow(dst, min(strings.Count(s, ",")+strings.Count(s, ";")+strings.Count(s, " ")+1, MaxScopeAPIs+1))
 	several := strings.Contains(s, " ")
 	i := 0
 	for el := range strings.SplitSeq(s, " ") {

@@ -25,9 +25,12 @@ const maxDecoded = 4096
 // a write changes the bytes, and the next read misses.
 //
 // A hit without a transaction (fresh) needs more: each entry carries the write generation
-// (DB.gen) read before the transaction that last saw its bytes began. Every write transaction
-// adds one to the generation after it returns, so while the generation is still the entry's,
-// no write has committed since those bytes were read: they are the bytes stored now.
+// (DB.gen) read before the transaction that last saw its bytes began. The generation is odd
+// from before a write transaction begins until after it returns, even otherwise. An even
+// generation read before the reading transaction means no write was under way, so that
+// transaction saw every committed write; the generation still being that even value means no
+// write has begun since: the entry's bytes are the bytes stored now, and every entry with that
+// generation was read from the same state (never an old caller beside a new context).
 type decoded struct {
 	mu sync.RWMutex
 	m  map[decodedKey]*decodedValue
@@ -56,8 +59,8 @@ func (d *decoded) lookup(bucket, id string, raw []byte, gen uint64) (any, bool) 
 	return cloneRecord(e.v), true
 }
 
-// fresh returns a clone of the value cached for the key if no write has committed since its
-// bytes were last read: gen, the generation now, is still the entry's.
+// fresh returns a clone of the value cached for the key if no write has begun since its bytes
+// were last read: gen, the generation now (even: the caller checks), is still the entry's.
 func (d *decoded) fresh(bucket, id string, gen uint64) (any, bool) {
 	d.mu.RLock()
 	e := d.m[decodedKey{bucket, id}]

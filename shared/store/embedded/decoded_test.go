@@ -2,7 +2,9 @@ package embedded
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -216,5 +218,63 @@ func TestFreshLoadsFollowConcurrentWrites(t *testing.T) {
 		if err != nil || snap.Context.Version != 1+writes {
 			t.Fatalf("after the writes: %v version %d, want %d", err, snap.Context.Version, 1+writes)
 		}
+	}
+}
+
+// bbolt shows a commit to new readers before Update returns: a load in that window must not be
+// served the cached record the write replaced (a second load after a first that saw the write
+// would go back in time).
+func TestLoadInTheCommitWindowSeesTheWrite(t *testing.T) {
+	ctx := context.Background()
+	db := oneContext(t)
+	q := security.Query{APIInvokerID: "inv"}
+	for range 2 { // the second is served from the cache
+		if _, err := db.Load(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, _ := db.Load(ctx, q)
+	next := *snap.Context
+	next.Version, next.NotificationDestination = 2, "https://b.example/cb"
+	raw, err := json.Marshal(&next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inWindow []int64
+	err = db.update(func(tx *bolt.Tx) error {
+		tx.OnCommit(func() {
+			for range 2 {
+				snap, err := db.Load(ctx, q)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				inWindow = append(inWindow, snap.Context.Version)
+			}
+		})
+		return tx.Bucket(bucketContexts).Put([]byte("inv"), raw)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(inWindow, []int64{2, 2}) {
+		t.Errorf("loads after the commit, before Update returned, saw versions %v, want [2 2]", inWindow)
+	}
+}
+
+func TestLoadAfterCloseFails(t *testing.T) {
+	ctx := context.Background()
+	db := oneContext(t)
+	q := security.Query{APIInvokerID: "inv"}
+	for range 2 {
+		if _, err := db.Load(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := db.Load(ctx, q); err == nil {
+		t.Errorf("Load after Close answered %+v", snap)
 	}
 }

@@ -67,14 +67,20 @@ type DB struct {
 	bolt    *bolt.DB
 	locks   contextLocks
 	decoded decoded
-	// gen counts the write transactions that have returned (committed or not): every write
-	// goes through update. The decoded cache serves a record without a read transaction only
-	// while gen is what it was before the record was last read (decoded.go).
-	gen atomic.Uint64
+	// gen is a sequence lock over the writes, all of which go through update: odd while one
+	// is under way (bbolt shows a commit to new readers before Update returns), even between
+	// them. The decoded cache serves a record without a read transaction only while gen is
+	// even and what it was before the record was last read (decoded.go).
+	gen     atomic.Uint64
+	writeMu sync.Mutex // keeps gen's two steps of one write apart from another's
+	closed  atomic.Bool
 }
 
-// update runs fn in a write transaction and then moves the write generation on.
+// update runs fn in a write transaction, gen odd from before it begins until after it returns.
 func (db *DB) update(fn func(*bolt.Tx) error) error {
+	db.writeMu.Lock() // bbolt serializes writers anyway: this costs no concurrency
+	defer db.writeMu.Unlock()
+	db.gen.Add(1)
 	defer db.gen.Add(1)
 	return db.bolt.Update(fn)
 }
@@ -178,12 +184,15 @@ func (db *DB) LockContext(ctx context.Context, apiInvokerID string) (func(), err
 }
 
 // Close releases the file. Operations after Close fail.
-func (db *DB) Close() error { return db.bolt.Close() }
+func (db *DB) Close() error {
+	db.closed.Store(true) // loads from the cache stop too: operations after Close fail
+	return db.bolt.Close()
+}
 
 // --- security.Store ---------------------------------------------------------------------------
 
 // Load reads everything q names in one read transaction, or in none when the cache of decoded.go
-// holds every record q names and no write has committed since they were read. Every value is
+// holds every record q names and no write has begun since they were read. Every value is
 // the decoding of the bytes stored now and a fresh copy, so the caller owns (and may mutate)
 // what it gets.
 func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, error) {
@@ -251,10 +260,10 @@ func (db *DB) excluded(tx *bolt.Tx, gen uint64, q security.Query) bool {
 // caller, the context and its index: every token request and AEF read) when each is cached and
 // no write has committed since it was read; false sends Load to the store.
 func (db *DB) loadFresh(q security.Query) (*security.Snapshot, bool) {
-	if len(q.AefIDs) > 0 || len(q.InterfaceKeys) > 0 {
+	gen := db.gen.Load()
+	if len(q.AefIDs) > 0 || len(q.InterfaceKeys) > 0 || gen%2 == 1 || db.closed.Load() {
 		return nil, false
 	}
-	gen := db.gen.Load()
 	snap := &security.Snapshot{}
 	if q.CallerID != "" {
 		v, ok := db.decoded.fresh(string(bucketPrincipals), q.CallerID, gen)
