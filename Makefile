@@ -33,7 +33,8 @@ test: lint tools
 FUZZ_TARGETS := \
 	./shared/httpapi:FuzzDecodeJSON ./shared/httpapi:FuzzDecodeTokenRequest ./shared/httpapi:FuzzQueryFlags \
 	./shared/httpapi:FuzzCallerID ./shared/security:FuzzParseScope ./shared/security:FuzzParseGrant ./shared/security:FuzzRegistryDoc \
-	./shared/aefauth:FuzzVerify ./shared/lambdaapp:FuzzHandleEvent ./shared/logjson:FuzzSameLinesAsSlog
+	./shared/aefauth:FuzzVerify ./shared/lambdaapp:FuzzHandleEvent ./shared/logjson:FuzzSameLinesAsSlog \
+	./shared/jsonenc:FuzzAppendString ./shared/signer:FuzzAppendClaims
 FUZZTIME ?= 3s
 fuzz-smoke:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
