@@ -93,12 +93,12 @@ func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation stri
 	end := time.Now()
 	took := end.Sub(start)
 	status, info := x.rec.status, &x.info
-	level := slog.LevelInfo
+	level, faultKey, fault := slog.LevelInfo, "", error(nil)
 	switch {
 	case info.internal != nil:
-		level = slog.LevelError
+		level, faultKey, fault = slog.LevelError, "error", info.internal
 	case info.clientFault != nil:
-		level = slog.LevelWarn
+		level, faultKey, fault = slog.LevelWarn, "clientError", info.clientFault
 	}
 	handler := l.logger.Handler()
 	if !handler.Enabled(r.Context(), level) {
@@ -108,11 +108,8 @@ func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation stri
 	m = m.String("requestId", id).String("operation", operation).String("method", r.Method).
 		String("path", r.URL.EscapedPath()).String("caller", info.caller).Int("status", int64(status)).
 		Float("durationMs", float64(took.Microseconds())/1000)
-	switch {
-	case info.internal != nil:
-		m = m.String("error", info.internal.Error())
-	case info.clientFault != nil:
-		m = m.String("clientError", info.clientFault.Error())
+	if fault != nil {
+		m = m.String(faultKey, fault.Error())
 	}
 	m = l.metrics(m, end, r.Method, operation, status, info, &x.counts, took)
 	// The record is made here rather than by Logger.LogAttrs, which spends a runtime.Callers on

@@ -17,7 +17,7 @@ const Base = "/capif-security/v1"
 type route struct {
 	method    string
 	path      string
-	pattern   []string
+	pattern   []segment
 	operation string
 	handle    http.HandlerFunc
 }
@@ -59,7 +59,15 @@ type Router struct {
 }
 
 func (rt *Router) add(method, pattern, operation string, h http.HandlerFunc) {
-	rt.routes = append(rt.routes, route{method: method, path: pattern, pattern: strings.Split(strings.Trim(pattern, "/"), "/"), operation: operation, handle: h})
+	var segs []segment
+	for _, p := range strings.Split(strings.Trim(pattern, "/"), "/") {
+		if name, ok := strings.CutPrefix(p, "{"); ok {
+			segs = append(segs, segment{param: strings.TrimSuffix(name, "}")})
+		} else {
+			segs = append(segs, segment{literal: p})
+		}
+	}
+	rt.routes = append(rt.routes, route{method: method, path: pattern, pattern: segs, operation: operation, handle: h})
 }
 
 // Mount adds every route of other (the local runner serves all operations from one Router).
@@ -117,18 +125,20 @@ func pathValue(r *http.Request, name string) string {
 	return ""
 }
 
+// segment is one segment of a route's pattern: a literal, or a {param}'s name.
+type segment struct{ literal, param string }
+
 // match matches path (escaped, without its leading slash) segment by segment against pattern,
-// without splitting it: a {name} segment takes any non-empty segment that unescapes.
-func match(pattern []string, path string) (ps params, ok bool) {
+// without splitting it: a {param} segment takes any non-empty segment that unescapes.
+func match(pattern []segment, path string) (ps params, ok bool) {
 	for i, p := range pattern {
 		seg, rest, more := strings.Cut(path, "/")
 		if more != (i < len(pattern)-1) {
 			return ps, false // fewer or more segments than the pattern
 		}
 		path = rest
-		name, isParam := strings.CutPrefix(p, "{")
-		if !isParam {
-			if p != seg {
+		if p.param == "" {
+			if p.literal != seg {
 				return ps, false
 			}
 			continue
@@ -137,7 +147,7 @@ func match(pattern []string, path string) (ps params, ok bool) {
 		if err != nil || v == "" || ps.n == len(ps.list) {
 			return ps, false
 		}
-		ps.list[ps.n].name, ps.list[ps.n].value = strings.TrimSuffix(name, "}"), v
+		ps.list[ps.n].name, ps.list[ps.n].value = p.param, v
 		ps.n++
 	}
 	return ps, true

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/capifcore/capif-security/shared/jsonenc"
 )
 
 var at = time.Date(2026, 12, 1, 12, 30, 45, 123456789, time.UTC)
@@ -48,7 +50,7 @@ func lines(t testing.TB, opts *slog.HandlerOptions, derive func(slog.Handler) sl
 func accessMembers() Members {
 	var emf []byte
 	emf = append(emf, `{"Timestamp":1764592245123,"CloudWatchMetrics":[{"Namespace":`...)
-	emf = AppendString(emf, "CAPIF/Security")
+	emf = jsonenc.AppendString(emf, "CAPIF/Security")
 	emf = append(emf, `,"Dimensions":[["operation"],[]],"Metrics":[{"Name":"Requests","Unit":"Count"}]}]}`...)
 	return Members(nil).Float("durationMs", 0.045).Raw("_aws", emf).Int("Requests", 1).Float("Latency", 12.5)
 }
@@ -87,10 +89,10 @@ func TestSameLinesAsSlog(t *testing.T) {
 	}
 	for i, s := range odd {
 		tests = append(tests, tc{name: "string " + string(rune('a'+i)), fast: true,
-			r: record(slog.LevelInfo, s, slog.String(s+"k", s), Members(nil).String(s+"m", s).Raw("arr", append(AppendString([]byte("["), s), ']')).Attr())})
+			r: record(slog.LevelInfo, s, slog.String(s+"k", s), Members(nil).String(s+"m", s).Raw("arr", append(jsonenc.AppendString([]byte("["), s), ']')).Attr())})
 	}
 	for _, f := range []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1e-7, 1e-6, 123456789, 1e20, 1e21, 1.5e300, -2.5e-300, math.SmallestNonzeroFloat64, math.MaxFloat64, math.NaN(), math.Inf(1)} {
-		tests = append(tests, tc{name: "float " + string(AppendFloat(nil, f)), fast: true, r: record(slog.LevelInfo, "x", Members(nil).Float("f", f).Attr())})
+		tests = append(tests, tc{name: "float " + string(jsonenc.AppendFloat(nil, f)), fast: true, r: record(slog.LevelInfo, "x", Members(nil).Float("f", f).Attr())})
 	}
 	for _, c := range tests {
 		t.Run(c.name, func(t *testing.T) {
@@ -156,7 +158,7 @@ func FuzzSameLinesAsSlog(f *testing.F) {
 		f.Add(s, s, int64(len(s)), float64(len(s))/3)
 	}
 	f.Fuzz(func(t *testing.T, key, s string, n int64, x float64) {
-		arr := append(AppendFloat(append(AppendString([]byte("["), s), ','), x), ']')
+		arr := append(jsonenc.AppendFloat(append(jsonenc.AppendString([]byte("["), s), ','), x), ']')
 		m := Members(nil).String(key, s).Int(key+"n", n).Float(key+"x", x).Raw(key+"a", arr)
 		r := record(slog.LevelInfo, s, slog.String(key, s), slog.Int64("n", n), m.Attr())
 		ours, theirs, _ := lines(t, nil, nil, r)

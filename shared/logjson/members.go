@@ -10,14 +10,14 @@ import (
 )
 
 // Members is pre-encoded JSON object members, `"a":1,"b":"x"`, without braces. Build it with
-// its methods (each returns the extended value, like append) or with AppendString and
-// AppendFloat for a value of JSON (Raw); the zero value is empty.
+// its methods (each returns the extended value, like append), writing a JSON value for Raw or
+// after Key with shared/jsonenc; the zero value is empty.
 type Members []byte
 
 // String adds the member key: v.
 func (m Members) String(key, v string) Members {
 	m = m.key(key)
-	return Members(AppendString(m, v))
+	return Members(jsonenc.AppendString(m, v))
 }
 
 // Int adds the member key: v.
@@ -30,11 +30,11 @@ func (m Members) Int(key string, v int64) Members {
 // ±Inf, which JSON cannot hold).
 func (m Members) Float(key string, v float64) Members {
 	m = m.key(key)
-	return Members(AppendFloat(m, v))
+	return Members(jsonenc.AppendFloat(m, v))
 }
 
-// Raw adds the member key: v, where v is one compact JSON value written with AppendString,
-// AppendFloat and strconv.AppendInt, with no empty object in it (a stock handler, rendering
+// Raw adds the member key: v, where v is one compact JSON value written with jsonenc and
+// strconv.AppendInt, with no empty object in it (a stock handler, rendering
 // through LogValue, would compact the one and drop the other).
 func (m Members) Raw(key string, v []byte) Members {
 	m = m.key(key)
@@ -49,7 +49,7 @@ func (m Members) key(k string) Members {
 	if len(m) > 0 {
 		m = append(m, ',')
 	}
-	m = Members(AppendString(m, k))
+	m = Members(jsonenc.AppendString(m, k))
 	return append(m, ':')
 }
 
@@ -108,7 +108,7 @@ func decodeValue(raw json.RawMessage) (slog.Value, error) {
 	case 'n':
 		return slog.AnyValue(nil), nil
 	}
-	if bytes.ContainsAny(raw, ".eE") || string(raw) == "-0" { // -0 is a float's: AppendFloat(-0)
+	if bytes.ContainsAny(raw, ".eE") || string(raw) == "-0" { // -0 is a float's: jsonenc.AppendFloat(-0)
 		f, err := strconv.ParseFloat(string(raw), 64)
 		return slog.Float64Value(f), err
 	}
@@ -117,9 +117,3 @@ func decodeValue(raw json.RawMessage) (slog.Value, error) {
 	}
 	return slog.AnyValue(json.Number(raw)), nil
 }
-
-// AppendString appends s as a JSON string as Members write it (jsonenc.AppendString).
-func AppendString(dst []byte, s string) []byte { return jsonenc.AppendString(dst, s) }
-
-// AppendFloat appends f as Members write it (jsonenc.AppendFloat).
-func AppendFloat(dst []byte, f float64) []byte { return jsonenc.AppendFloat(dst, f) }

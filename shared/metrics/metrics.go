@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/jsonenc"
 	"github.com/capifcore/capif-security/shared/logjson"
 )
 
@@ -141,7 +142,7 @@ func NewDirective(namespace string, sets ...Set) Directive {
 		}
 		first = false
 		aws = append(aws, `{"Namespace":`...)
-		aws = logjson.AppendString(aws, namespace)
+		aws = jsonenc.AppendString(aws, namespace)
 		aws = append(aws, `,"Dimensions":[`...)
 		if len(s.Dimensions) == 0 {
 			aws = append(aws, `[]`...)
@@ -155,7 +156,7 @@ func NewDirective(namespace string, sets ...Set) Directive {
 				if j > 0 {
 					aws = append(aws, ',')
 				}
-				aws = logjson.AppendString(aws, name)
+				aws = jsonenc.AppendString(aws, name)
 			}
 			aws = append(aws, ']')
 		}
@@ -165,9 +166,9 @@ func NewDirective(namespace string, sets ...Set) Directive {
 				aws = append(aws, ',')
 			}
 			aws = append(aws, `{"Name":`...)
-			aws = logjson.AppendString(aws, mt.Name)
+			aws = jsonenc.AppendString(aws, mt.Name)
 			aws = append(aws, `,"Unit":`...)
-			aws = logjson.AppendString(aws, mt.Unit)
+			aws = jsonenc.AppendString(aws, mt.Unit)
 			aws = append(aws, '}')
 		}
 		aws = append(aws, `]}`...)
@@ -251,13 +252,7 @@ type countsKey struct{}
 // WithCounts returns ctx carrying a fresh tally.
 func WithCounts(ctx context.Context) (context.Context, *Counts) {
 	c := &Counts{}
-	return NewContext(ctx, c), c
-}
-
-// NewContext returns ctx carrying the tally c, which the caller made (a request's state can
-// hold it rather than have one more allocation).
-func NewContext(ctx context.Context, c *Counts) context.Context {
-	return context.WithValue(ctx, countsKey{}, c)
+	return context.WithValue(ctx, countsKey{}, c), c
 }
 
 // ContextValue is c as the value of a context that carries it, for a context type of the

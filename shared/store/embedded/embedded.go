@@ -250,15 +250,18 @@ func (db *DB) excluded(tx *bolt.Tx, gen uint64, q security.Query) bool {
 		return false
 	}
 	aefs, err := getDecoded[[]string](db, tx, gen, bucketCtxAEFs, q.APIInvokerID)
-	if err != nil || aefs == nil {
-		return false // no index entry: decode, and let the domain decide
-	}
-	return !slices.Contains(*aefs, q.ForAEF)
+	return err == nil && excludes(aefs, q.ForAEF)
+}
+
+// excludes reports whether the index entry aefs (a context's AefIDs) rules out a context for
+// forAEF; no entry rules nothing out: decode, and let the domain decide.
+func excludes(aefs *[]string, forAEF string) bool {
+	return aefs != nil && !slices.Contains(*aefs, forAEF)
 }
 
 // loadFresh is Load without a transaction, for a query of the records the cache keeps (the
 // caller, the context and its index: every token request and AEF read) when each is cached and
-// no write has committed since it was read; false sends Load to the store.
+// no write has begun since it was read; false sends Load to the store.
 func (db *DB) loadFresh(q security.Query) (*security.Snapshot, bool) {
 	gen := db.gen.Load()
 	if len(q.AefIDs) > 0 || len(q.InterfaceKeys) > 0 || gen%2 == 1 || db.closed.Load() {
@@ -280,8 +283,8 @@ func (db *DB) loadFresh(q security.Query) (*security.Snapshot, bool) {
 		if !ok {
 			return nil, false
 		}
-		if !slices.Contains(*aefs.(*[]string), q.ForAEF) {
-			return snap, true // as excluded decides
+		if excludes(aefs.(*[]string), q.ForAEF) {
+			return snap, true
 		}
 	}
 	v, ok := db.decoded.fresh(string(bucketContexts), q.APIInvokerID, gen)
