@@ -35,7 +35,6 @@ import (
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -173,7 +172,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	return load(c, rest, getenv, stdout, stderr, func(cfg settings.Config, operands []string, dryRun bool, run func(context.Context, *session) error) error {
-		logger := slog.New(logjson.New(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+		logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 		cfg.LogWarnings(logger)
 		s := &session{cfg: cfg, operands: operands, dryRun: dryRun, stdout: stdout, stderr: stderr, logger: logger}
 		defer func() {

@@ -16,7 +16,6 @@ import (
 	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
-	"github.com/capifcore/capif-security/shared/logjson"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
@@ -94,7 +93,7 @@ func TestParseConfigDeprecatedKeyVariable(t *testing.T) {
 		t.Errorf("keys %q, warnings %q", got.KMSKeyIDs, got.Warnings)
 	}
 	var buf strings.Builder
-	got.LogWarnings(slog.New(logjson.New(&buf, nil)))
+	got.LogWarnings(slog.New(slog.NewJSONHandler(&buf, nil)))
 	if n := strings.Count(buf.String(), `"level":"WARN"`); n != 2 {
 		t.Errorf("%d warning lines: %s", n, buf.String())
 	}

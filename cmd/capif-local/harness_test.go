@@ -38,7 +38,6 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -281,7 +280,7 @@ func launch(t *testing.T, b backend, baseArgs []string, dataDir string, extra []
 		contract: loadContract(t), logs: &testenv.Buffer{}, done: make(chan error, 1),
 		secrets: map[string]string{},
 	}
-	logger := slog.New(logjson.New(r.logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logger := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	ready := make(chan string, 1)

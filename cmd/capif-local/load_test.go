@@ -39,7 +39,6 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer/local"
 )
@@ -89,7 +88,7 @@ func loadRunner(b *testing.B) (baseURL string, ca *devpki.CA) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan string, 1), make(chan error, 1)
-	logger := slog.New(logjson.New(io.Discard, nil)) // the access log is written (and its cost paid), not kept
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil)) // the access log is written (and its cost paid), not kept
 	go func() { done <- run(ctx, cfg, logger, func(u string) { ready <- u }) }()
 	select {
 	case baseURL = <-ready:

@@ -28,7 +28,6 @@ import (
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -51,7 +50,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var handler slog.Handler = logjson.New(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	var handler slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
 	if cfg.Store == settings.StoreDynamoDB && localDynamoDB(ctx) {
 		handler = quietLocalChecksum{handler}
 	}
@@ -123,8 +122,7 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 		}
 	}
 	srv := &http.Server{
-		Handler:     httpapi.All(a.Service, httpapi.Options{APIRoot: c.APIRoot, Logger: logger}),
-		ConnContext: httpapi.ConnContext, // a connection hashes its client certificate once
+		Handler: httpapi.All(a.Service, httpapi.Options{APIRoot: c.APIRoot, Logger: logger, MetricsNamespace: c.MetricsNamespace}),
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{serverCert},

@@ -12,12 +12,11 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/internal/testenv"
-	"github.com/capifcore/capif-security/shared/logjson"
 )
 
 func TestQuietLocalChecksum(t *testing.T) {
 	var buf bytes.Buffer
-	l := slog.New(quietLocalChecksum{logjson.New(&buf, nil)})
+	l := slog.New(quietLocalChecksum{slog.NewJSONHandler(&buf, nil)})
 	noise := "failed to close HTTP response body, this may affect connection reuse: response did not match expected checksum, 0, 2080965641"
 	l.Warn(noise, slog.String("source", "aws-sdk"))
 	l.With("k", "v").Warn(noise, slog.String("source", "aws-sdk"))

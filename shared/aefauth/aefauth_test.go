@@ -24,12 +24,21 @@ import (
 	"github.com/capifcore/capif-security/shared/signer"
 )
 
-// keySigner lets signer.Sign (the common code path of every project signer) sign with any key
+// keySigner lets signer.Key (the common code path of every project signer) sign with any key
 // and any kid, so that forgeries differ from real tokens in exactly one respect.
 type keySigner struct{ key *ecdsa.PrivateKey }
 
 func (k keySigner) SignDigest(_ context.Context, d []byte) ([]byte, error) {
 	return ecdsa.SignASN1(rand.Reader, k.key, d)
+}
+
+// forge signs c with key under kid.
+func forge(ctx context.Context, key *ecdsa.PrivateKey, kid string, c security.TokenClaims) (string, error) {
+	k, err := signer.NewKey(keySigner{key}, kid)
+	if err != nil {
+		return "", err
+	}
+	return k.Sign(ctx, c)
 }
 
 func b64(v any) string {
@@ -59,7 +68,7 @@ func TestVerify(t *testing.T) {
 		return c.token(t, cl)
 	}
 	otherKey, _ := newKey(t)
-	forged, err := signer.Sign(t.Context(), keySigner{otherKey}, kid, c.claims())
+	forged, err := forge(t.Context(), otherKey, kid, c.claims())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +77,7 @@ func TestVerify(t *testing.T) {
 	widened.Scope = "3gpp#aef-1:monitoring-event,everything"
 	parts := strings.Split(good, ".")
 	tampered := parts[0] + "." + b64(widened) + "." + parts[2]
-	unknownKid, err := signer.Sign(t.Context(), keySigner{otherKey}, "kid-nobody-published", c.claims())
+	unknownKid, err := forge(t.Context(), otherKey, "kid-nobody-published", c.claims())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +322,7 @@ func TestJWKSRefetchLimit(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 40 {
 			wg.Go(func() {
-				tok, err := signer.Sign(context.Background(), keySigner{otherKey}, "made-up-"+string(rune('a'+i%26)), c.claims())
+				tok, err := forge(context.Background(), otherKey, "made-up-"+string(rune('a'+i%26)), c.claims())
 				if err != nil {
 					t.Error(err)
 					return

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,10 +23,7 @@ const MaxBody = 1 << 20
 func readBody(r *http.Request, want string) ([]byte, error) {
 	ct := r.Header.Values("Content-Type")
 	mt, err := "", errors.New("no single Content-Type")
-	switch {
-	case len(ct) == 1 && ct[0] == want: // the common case, without ParseMediaType's map
-		mt, err = want, nil
-	case len(ct) == 1:
+	if len(ct) == 1 {
 		mt, _, err = mime.ParseMediaType(ct[0])
 	}
 	if len(ct) != 1 || err != nil || mt != want {
@@ -38,26 +34,9 @@ func readBody(r *http.Request, want string) ([]byte, error) {
 		return nil, &requestError{status: http.StatusUnsupportedMediaType, cause: CauseUnsupportedMedia, detail: "the request body must not be content-encoded",
 			params: []capif.InvalidParam{{Param: "Content-Encoding", Reason: "only identity is accepted"}}}
 	}
-	// One allocation for a body of declared length: its size plus the byte the read that
-	// meets EOF needs; an undeclared one grows as io.ReadAll would.
-	size := bytes.MinRead
-	if r.ContentLength > 0 && r.ContentLength <= MaxBody {
-		size = int(r.ContentLength) + 1
-	}
-	b := make([]byte, 0, size)
-	body := io.LimitedReader{R: r.Body, N: MaxBody + 1}
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := body.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, bodyReadError(err)
-		}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return nil, bodyReadError(err)
 	}
 	if len(b) > MaxBody {
 		return nil, &requestError{status: http.StatusRequestEntityTooLarge, cause: security.CauseTooLarge, detail: fmt.Sprintf("the request body exceeds %d bytes", MaxBody)}
@@ -122,64 +101,6 @@ func jsonType(kind string) string {
 // redirect_uri, resOwnerId[gpsi], …) are ignored.
 var tokenParams = [...]string{"grant_type", "client_id", "client_secret", "scope", "resOwnerId", "authCode"}
 
-// The indices of tokenParams.
-const (
-	pGrantType = iota
-	pClientID
-	pClientSecret
-	pScope
-	pResOwnerID
-	pAuthCode
-)
-
-// maxFormParams bounds the parameters of a form, as url.ParseQuery's default does.
-const maxFormParams = 10000
-
-// tokenBody is what a token request body says of tokenParams: each one's first value and how
-// often it was given.
-type tokenBody struct {
-	value [len(tokenParams)]string
-	count [len(tokenParams)]int
-}
-
-// parseTokenForm reads an application/x-www-form-urlencoded body as url.ParseQuery does (the
-// same splitting, unescaping and refusals; a fuzz test holds the two to the same reading) into
-// fixed fields rather than a map: every token request pays for it.
-func parseTokenForm(body string) (tokenBody, error) {
-	var f tokenBody
-	if strings.Count(body, "&") >= maxFormParams {
-		return f, errors.New("too many form parameters")
-	}
-	for body != "" {
-		var pair string
-		pair, body, _ = strings.Cut(body, "&")
-		if strings.Contains(pair, ";") {
-			return f, errors.New("invalid semicolon separator in form")
-		}
-		if pair == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(pair, "=")
-		k, err := url.QueryUnescape(k)
-		if err == nil {
-			v, err = url.QueryUnescape(v)
-		}
-		if err != nil {
-			return f, err
-		}
-		for i, p := range tokenParams {
-			if k == p {
-				if f.count[i] == 0 {
-					f.value[i] = v
-				}
-				f.count[i]++
-				break
-			}
-		}
-	}
-	return f, nil
-}
-
 // BasicRealm is the realm of the HTTP Basic challenge on the token endpoint.
 const BasicRealm = "capif-security"
 
@@ -201,25 +122,24 @@ func decodeTokenRequest(r *http.Request) (capif.AccessTokenReq, error) {
 		}
 		return req, err
 	}
-	form, err := parseTokenForm(string(b))
+	form, err := url.ParseQuery(string(b))
 	if err != nil {
 		return req, tokenInvalid("the request body is not valid application/x-www-form-urlencoded")
 	}
-	for i, p := range tokenParams {
-		if form.count[i] > 1 {
+	for _, p := range tokenParams {
+		if len(form[p]) > 1 {
 			return req, tokenInvalid("parameter " + p + " is repeated")
 		}
 	}
-	v := &form.value
 	req = capif.AccessTokenReq{
-		GrantType: v[pGrantType], ClientID: v[pClientID], ClientSecret: v[pClientSecret],
-		Scope: v[pScope], ResOwnerID: v[pResOwnerID], AuthCode: v[pAuthCode],
+		GrantType: form.Get("grant_type"), ClientID: form.Get("client_id"), ClientSecret: form.Get("client_secret"),
+		Scope: form.Get("scope"), ResOwnerID: form.Get("resOwnerId"), AuthCode: form.Get("authCode"),
 	}
 	if hasBasic {
 		switch {
 		case req.ClientID != "" && req.ClientID != basicID:
 			return req, tokenInvalid("client_id differs from the user name of the Authorization header")
-		case basicSecret != "" && form.count[pClientSecret] > 0:
+		case basicSecret != "" && form.Has("client_secret"):
 			return req, tokenInvalid("the client authenticated with more than one method (a secret in the Authorization header and in the body)")
 		}
 		req.ClientID = basicID

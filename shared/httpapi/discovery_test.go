@@ -10,7 +10,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/store/embedded"
@@ -25,7 +24,7 @@ func metadataServer(t *testing.T, issuer, root string) (http.Handler, *bytes.Buf
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	logs := &bytes.Buffer{}
-	logger := slog.New(logjson.New(logs, nil))
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	svc := security.New(db, db, &securitytest.Signer{}, &securitytest.Notifier{}, nil, security.Config{Issuer: issuer, APIRoot: root, Logger: logger})
 	return ObtainAuthorization(svc, Options{APIRoot: root, Logger: logger}), logs
 }

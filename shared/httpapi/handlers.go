@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/capifcore/capif-security/shared/capif"
-	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -29,9 +28,12 @@ type Options struct {
 	Certificates CertificateSource // where the caller's verified certificate comes from
 	Logger       *slog.Logger
 	RequestID    func(*http.Request) string // default RandomRequestID
-	// MetricsNamespace is the CloudWatch namespace of the access log's metrics (default
-	// metrics.DefaultNamespace).
+	// MetricsNamespace is the CloudWatch namespace of the access log's metrics; "" writes none.
 	MetricsNamespace string
+	// Admit, when set, runs on every request before it is routed: an error is the answer (the
+	// one error mapping), else the request it returns is routed. A Lambda function reads its
+	// truststore there, once per request, and hands it on in the request's context.
+	Admit func(*http.Request) (*http.Request, error)
 }
 
 type api struct {
@@ -49,10 +51,8 @@ func newRouter(svc *security.Service, opts Options) (*Router, *api) {
 	if opts.Certificates == nil {
 		opts.Certificates = TLSClientCertificate
 	}
-	if opts.MetricsNamespace == "" {
-		opts.MetricsNamespace = metrics.DefaultNamespace
-	}
-	return &Router{log: &accessLog{logger: opts.Logger, requestID: opts.RequestID, namespace: opts.MetricsNamespace}}, &api{svc: svc, opts: opts}
+	return &Router{log: &accessLog{logger: opts.Logger, requestID: opts.RequestID, namespace: opts.MetricsNamespace}, admit: opts.Admit},
+		&api{svc: svc, opts: opts}
 }
 
 const invokerPath = Base + "/trustedInvokers/{apiInvokerId}"
@@ -60,8 +60,8 @@ const invokerPath = Base + "/trustedInvokers/{apiInvokerId}"
 // ObtainSecurityMethod serves PUT trustedInvokers/{apiInvokerId} and POST …/update.
 func ObtainSecurityMethod(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
-	rt.add(http.MethodPut, invokerPath, OpObtainSecurityMethod, a.create)
-	rt.add(http.MethodPost, invokerPath+"/update", OpObtainSecurityMethod, a.update)
+	rt.Handle(http.MethodPut, invokerPath, OpObtainSecurityMethod, a.create)
+	rt.Handle(http.MethodPost, invokerPath+"/update", OpObtainSecurityMethod, a.update)
 	return rt
 }
 
@@ -69,8 +69,8 @@ func ObtainSecurityMethod(svc *security.Service, opts Options) *Router {
 // and the RFC 8414 metadata (discovery.go).
 func ObtainAuthorization(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
-	rt.add(http.MethodPost, Base+"/securities/{securityId}/token", OpObtainAuthorization, a.token)
-	rt.add(http.MethodGet, JWKSPath, OpJWKS, a.jwks)
+	rt.Handle(http.MethodPost, Base+"/securities/{securityId}/token", OpObtainAuthorization, a.token)
+	rt.Handle(http.MethodGet, JWKSPath, OpJWKS, a.jwks)
 	a.addDiscovery(rt)
 	return rt
 }
@@ -78,15 +78,15 @@ func ObtainAuthorization(svc *security.Service, opts Options) *Router {
 // ObtainAPIInvokerInfo serves GET trustedInvokers/{apiInvokerId}.
 func ObtainAPIInvokerInfo(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
-	rt.add(http.MethodGet, invokerPath, OpObtainAPIInvokerInfo, a.get)
+	rt.Handle(http.MethodGet, invokerPath, OpObtainAPIInvokerInfo, a.get)
 	return rt
 }
 
 // RevokeAuthorization serves DELETE trustedInvokers/{apiInvokerId} and POST …/delete.
 func RevokeAuthorization(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
-	rt.add(http.MethodDelete, invokerPath, OpRevokeAuthorization, a.revokeAll)
-	rt.add(http.MethodPost, invokerPath+"/delete", OpRevokeAuthorization, a.revoke)
+	rt.Handle(http.MethodDelete, invokerPath, OpRevokeAuthorization, a.revokeAll)
+	rt.Handle(http.MethodPost, invokerPath+"/delete", OpRevokeAuthorization, a.revoke)
 	return rt
 }
 
@@ -115,7 +115,7 @@ func (a *api) identify(w http.ResponseWriter, r *http.Request, op security.Opera
 		var id string
 		if id, err = CallerID(cert); err == nil {
 			infoOf(r).caller = id
-			return security.Caller{ID: id, CertSHA256: thumbprint(r, cert)}, true
+			return security.Caller{ID: id, CertSHA256: security.CertThumbprint(cert.Raw)}, true
 		}
 		err = security.Unauthenticated(op, err.Error())
 	}
@@ -144,9 +144,8 @@ func (a *api) refuse(w http.ResponseWriter, r *http.Request, op security.Operati
 
 // noStore marks responses that may carry secrets (PSKs, tokens) as uncacheable.
 func noStore(w http.ResponseWriter) {
-	h := w.Header()
-	h["Cache-Control"] = valueNoStore
-	h["Pragma"] = valueNoCache
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request) {
@@ -162,7 +161,7 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 func (a *api) securityMethod(w http.ResponseWriter, r *http.Request, status int,
 	do func(context.Context, security.Caller, string, *capif.ServiceSecurity) (*capif.ServiceSecurity, error)) {
 	const op = security.ObtainSecurityMethod
-	id := pathValue(r, "apiInvokerId")
+	id := r.PathValue("apiInvokerId")
 	caller, ok := a.identify(w, r, op)
 	if !ok {
 		return
@@ -186,7 +185,7 @@ func (a *api) securityMethod(w http.ResponseWriter, r *http.Request, status int,
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	const op = security.ObtainAPIInvokerInfo
-	id := pathValue(r, "apiInvokerId")
+	id := r.PathValue("apiInvokerId")
 	caller, ok := a.identify(w, r, op)
 	if !ok {
 		return
@@ -226,7 +225,7 @@ func (a *api) revokeAll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.svc.RevokeAll(r.Context(), caller, pathValue(r, "apiInvokerId")); err != nil {
+	if err := a.svc.RevokeAll(r.Context(), caller, r.PathValue("apiInvokerId")); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -235,7 +234,7 @@ func (a *api) revokeAll(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	const op = security.RevokeAuthorization
-	id := pathValue(r, "apiInvokerId")
+	id := r.PathValue("apiInvokerId")
 	caller, ok := a.identify(w, r, op)
 	if !ok {
 		return
@@ -256,7 +255,7 @@ func (a *api) token(w http.ResponseWriter, r *http.Request) {
 	const op = security.ObtainAuthorization
 	// Every token response, success or error, must not be cached (RFC 6749 §5.1).
 	noStore(w)
-	id := pathValue(r, "securityId")
+	id := r.PathValue("securityId")
 	caller, ok := a.identify(w, r, op)
 	if !ok {
 		return
@@ -272,8 +271,7 @@ func (a *api) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	// The members' names and numbers take under 100 bytes besides the token and the scope.
-	writeBody(w, http.StatusOK, contentJSON, out.AppendJSON(make([]byte, 0, 128+len(out.AccessToken)+len(out.Scope))))
+	writeJSON(w, http.StatusOK, contentJSON, out)
 }
 
 func (a *api) jwks(w http.ResponseWriter, r *http.Request) {

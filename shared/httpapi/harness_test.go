@@ -18,7 +18,6 @@ import (
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/store/embedded"
@@ -68,7 +67,7 @@ func newServer(t *testing.T, build func(*security.Service, Options) *Router) *te
 	t.Cleanup(func() { _ = db.Close() })
 	s := &testServer{t: t, db: db, store: &securitytest.Store{Store: db}, logs: &bytes.Buffer{}, notifier: &securitytest.Notifier{}, signer: &securitytest.Signer{},
 		ca: newCA(t, "client CA"), certs: map[string]*x509.Certificate{}}
-	logger := slog.New(logjson.New(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.svc = security.New(s.store, db, s.signer, s.notifier, nil, security.Config{Issuer: "ccf", APIRoot: apiRoot, ClientCA: func(context.Context) (string, error) { return clientCA, nil }, MaxAttempts: 2, Logger: logger})
 	if err := s.svc.ImportRegistry(context.Background(), testRegistry()); err != nil {
 		t.Fatal(err)
@@ -76,7 +75,7 @@ func newServer(t *testing.T, build func(*security.Service, Options) *Router) *te
 	if build == nil {
 		build = All
 	}
-	s.opts = Options{APIRoot: apiRoot, Logger: logger}
+	s.opts = Options{APIRoot: apiRoot, Logger: logger, MetricsNamespace: testNamespace}
 	s.h = build(s.svc, s.opts)
 	return s
 }

@@ -1,15 +1,12 @@
 package httpapi
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -29,43 +26,6 @@ func TLSClientCertificate(r *http.Request) (*x509.Certificate, error) {
 		return nil, nil
 	}
 	return r.TLS.VerifiedChains[0][0], nil
-}
-
-// ConnContext is the http.Server ConnContext of a server whose client certificates come from
-// its own TLS connections (TLSClientCertificate): each connection gets a memo of its
-// certificate's thumbprint, so a keep-alive client's requests hash the certificate once. A
-// request without one (Lambda: a certificate parsed per invocation) hashes it every time.
-func ConnContext(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connMemoKey{}, &connMemo{})
-}
-
-type connMemoKey struct{}
-
-// connMemo is one connection's last certificate and its thumbprint. A Go TLS server never
-// renegotiates, so a connection has one certificate; the pointer comparison makes a memo of
-// another one impossible to serve regardless.
-type connMemo struct {
-	last atomic.Pointer[certThumbprint]
-}
-
-type certThumbprint struct {
-	cert *x509.Certificate
-	sum  string
-}
-
-// thumbprint is security.CertThumbprint of cert, from the connection's memo when it has one.
-func thumbprint(r *http.Request, cert *x509.Certificate) string {
-	memo, _ := r.Context().Value(connMemoKey{}).(*connMemo)
-	if memo != nil {
-		if t := memo.last.Load(); t != nil && t.cert == cert {
-			return t.sum
-		}
-	}
-	sum := security.CertThumbprint(cert.Raw)
-	if memo != nil {
-		memo.last.Store(&certThumbprint{cert, sum})
-	}
-	return sum
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/devpki"
-	"github.com/capifcore/capif-security/shared/security"
 )
 
 var testNow = time.Now()
@@ -247,40 +245,5 @@ func TestVerifyPEMWithoutRoots(t *testing.T) {
 	}
 	if _, err := VerifyPEM(good, ca.Pool(), nil, testNow); err != nil {
 		t.Errorf("with the roots given: %v", err)
-	}
-}
-
-// A connection's memo serves its own certificate's thumbprint and no other's.
-func TestThumbprintMemo(t *testing.T) {
-	ca, err := devpki.NewCA("memo CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var certs []*x509.Certificate
-	for _, id := range []string{"a", "b"} {
-		c, err := ca.Client(id, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, err := x509.ParseCertificate(c.TLS.Certificate[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		certs = append(certs, leaf)
-	}
-	conn := httptest.NewRequest("GET", "/", nil).WithContext(ConnContext(context.Background(), nil))
-	bare := httptest.NewRequest("GET", "/", nil)
-	for _, c := range []*x509.Certificate{certs[0], certs[0], certs[1], certs[0]} {
-		want := security.CertThumbprint(c.Raw)
-		if got := thumbprint(conn, c); got != want {
-			t.Errorf("with a memo: %s, want %s", got, want)
-		}
-		if got := thumbprint(bare, c); got != want {
-			t.Errorf("without one: %s, want %s", got, want)
-		}
-	}
-	memo := conn.Context().Value(connMemoKey{}).(*connMemo)
-	if last := memo.last.Load(); last == nil || last.cert != certs[0] {
-		t.Errorf("the memo does not hold the last certificate: %+v", last)
 	}
 }

@@ -4,22 +4,22 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
+	"runtime/debug"
 	"time"
 
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/metrics"
 )
 
-// reqInfo is what a handler learns that the access log reports.
+// reqInfo is what routing and the handler learn that the access log reports.
 type reqInfo struct {
+	operation   string // the route's operation; "" for a request no route took
 	caller      string
 	internal    error  // a server fault: logged at ERROR
 	clientFault error  // a broken or slow request: logged at WARN, not a server error
 	oauthError  string // the AccessTokenErr error code answered, if any
-	params      params // the route's path segments (pathValue)
 }
 
 type infoKey struct{}
@@ -31,14 +31,14 @@ func infoOf(r *http.Request) *reqInfo {
 	return &reqInfo{}
 }
 
-// accessLog writes one JSON line per request: request id, operation, caller id, status and
-// duration, and the request's CloudWatch metrics in Embedded Metric Format (shared/metrics) under
-// namespace. It never logs bodies, headers, tokens or certificates.
+// accessLog is where every request ends: one JSON line per request (request id, operation,
+// caller id, status and duration, and the request's CloudWatch metrics in Embedded Metric Format
+// under namespace, when one is set), whatever the handler did, a panic included. It never logs
+// bodies, headers, tokens or certificates.
 type accessLog struct {
-	logger     *slog.Logger
-	requestID  func(*http.Request) string
-	namespace  string
-	directives sync.Map // directiveKey → metrics.Directive
+	logger    *slog.Logger
+	requestID func(*http.Request) string
+	namespace string
 }
 
 type statusRecorder struct {
@@ -53,6 +53,9 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the writer's other methods (Flush, deadlines).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
@@ -60,82 +63,104 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-// exchange is one request's state, allocated once: its status, what the handler learnt, and
-// the adapters' tally. It is also the request's context (the parent's, plus the info and the
-// tally as values), which saves a context.WithValue per value.
-type exchange struct {
-	context.Context
-	rec       statusRecorder
-	info      reqInfo
-	counts    metrics.Counts
-	requestID [1]string // the X-Request-Id header's value
+// Resetter is a ResponseWriter that holds the whole answer until the request has ended (the
+// Lambda function's), so an answer already begun can still be replaced: Reset drops it. A panic
+// after the status was written is then answered 500; on any other writer (the runner's
+// connection) the answer is aborted instead (http.ErrAbortHandler), never left a truncated 2xx.
+type Resetter interface {
+	http.ResponseWriter
+	Reset()
 }
 
-func (x *exchange) Value(key any) any {
-	if _, ok := key.(infoKey); ok {
-		return &x.info
-	}
-	if v, ok := x.counts.ContextValue(key); ok {
-		return v
-	}
-	return x.Context.Value(key)
-}
-
-func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, operation string, ps params, h http.HandlerFunc) {
+// serve answers r with h behind the access log.
+func (l *accessLog) serve(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
 	start := time.Now()
-	// Adapters count throttled attempts into the exchange's tally through the context.
-	x := &exchange{Context: r.Context(), rec: statusRecorder{ResponseWriter: w}, info: reqInfo{params: ps}}
-	r = r.WithContext(x)
+	info := &reqInfo{}
+	ctx, counts := metrics.WithCounts(r.Context()) // adapters count throttled attempts into it
+	r = r.WithContext(context.WithValue(ctx, infoKey{}, info))
+	rec := &statusRecorder{ResponseWriter: w}
 	id := l.requestID(r)
-	x.requestID[0] = id
-	w.Header()["X-Request-Id"] = x.requestID[:] // canonical already: no need for Header.Set's work
-	h(&x.rec, r)
+	w.Header().Set("X-Request-Id", id)
+	defer func() {
+		abort := false
+		if p := recover(); p != nil {
+			abort = l.recovered(rec, r, id, p)
+		}
+		if rec.status == 0 { // nothing written: net/http would answer 200
+			rec.WriteHeader(http.StatusOK)
+		}
+		l.write(r, id, start, rec.status, info, counts)
+		if abort {
+			panic(http.ErrAbortHandler) // after the line: net/http drops the connection quietly
+		}
+	}()
+	h(rec, r)
+}
+
+// recovered answers the panic p of a handler with a logged 500. It reports whether the answer
+// must be aborted instead: it was begun on a writer that cannot take it back.
+func (l *accessLog) recovered(rec *statusRecorder, r *http.Request, id string, p any) (abort bool) {
+	l.logger.ErrorContext(r.Context(), "panic", slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+	err := fmt.Errorf("panic: %v", p)
+	if rec.status != 0 {
+		rw, ok := rec.ResponseWriter.(Resetter)
+		if !ok {
+			rec.status = http.StatusInternalServerError
+			infoOf(r).internal = err
+			return true
+		}
+		rw.Reset()
+		rec.status = 0
+		rw.Header().Set("X-Request-Id", id)
+	}
+	writeError(rec, r, err)
+	return false
+}
+
+// write writes the access line of a request that began at start.
+func (l *accessLog) write(r *http.Request, id string, start time.Time, status int, info *reqInfo, counts *metrics.Counts) {
 	end := time.Now()
 	took := end.Sub(start)
-	status, info := x.rec.status, &x.info
-	level, faultKey, fault := slog.LevelInfo, "", error(nil)
+	attrs := []slog.Attr{
+		slog.String("requestId", id),
+		slog.String("operation", info.operation),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.EscapedPath()),
+		slog.String("caller", info.caller),
+		slog.Int("status", status),
+		slog.Float64("durationMs", float64(took.Microseconds())/1000),
+	}
+	level := slog.LevelInfo
 	switch {
 	case info.internal != nil:
-		level, faultKey, fault = slog.LevelError, "error", info.internal
+		level = slog.LevelError
+		attrs = append(attrs, slog.String("error", info.internal.Error()))
 	case info.clientFault != nil:
-		level, faultKey, fault = slog.LevelWarn, "clientError", info.clientFault
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.String("clientError", info.clientFault.Error()))
 	}
-	handler := l.logger.Handler()
-	if !handler.Enabled(r.Context(), level) {
-		return
+	if l.namespace != "" {
+		attrs = append(attrs, l.metrics(end, r.Method, status, info, counts, took)...)
 	}
-	m := make(logjson.Members, 0, 768) // a token line is about 600 bytes
-	m = m.String("requestId", id).String("operation", operation).String("method", r.Method).
-		String("path", r.URL.EscapedPath()).String("caller", info.caller).Int("status", int64(status)).
-		Float("durationMs", float64(took.Microseconds())/1000)
-	if fault != nil {
-		m = m.String(faultKey, fault.Error())
-	}
-	m = l.metrics(m, end, r.Method, operation, status, info, &x.counts, took)
-	// The record is made here rather than by Logger.LogAttrs, which spends a runtime.Callers on
-	// a source location that no handler of the service writes.
-	rec := slog.NewRecord(end, level, "request", 0)
-	rec.AddAttrs(m.Attr())
-	_ = handler.Handle(r.Context(), rec)
+	l.logger.LogAttrs(r.Context(), level, "request", attrs...)
 }
 
-// metrics appends the EMF members of a request's line: Requests, 4xx, 5xx and Latency always;
-// the operation's outcome (tokens issued, contexts created or updated, revocations) on its own
+// metrics are the EMF members of a request's line: Requests, 4xx, 5xx and Latency always; the
+// operation's outcome (tokens issued, contexts created or updated, revocations) on its own
 // operation's lines; adapter counts (throttles) when non-zero; all by operation (the line's own
 // member; an unrouted request has none and counts in the totals only) and in total. A token
 // denial is also counted by its OAuth error code. A broken or slow body is the client's fault:
 // never a 5xx.
-func (l *accessLog) metrics(m logjson.Members, at time.Time, method, operation string, status int, info *reqInfo, counts *metrics.Counts, took time.Duration) logjson.Members {
+func (l *accessLog) metrics(at time.Time, method string, status int, info *reqInfo, counts *metrics.Counts, took time.Duration) []slog.Attr {
 	serverFault := status >= 500 && info.clientFault == nil
 	clientFault := status >= 400 && !serverFault
-	var msBuf [8]metrics.Metric
-	ms := append(msBuf[:0],
+	ms := []metrics.Metric{
 		metrics.Count(metrics.Requests, 1),
 		metrics.Count(metrics.ClientErrors, b2i(clientFault)),
 		metrics.Count(metrics.ServerErrors, b2i(serverFault)),
 		metrics.Duration(metrics.Latency, took),
-	)
-	switch operation {
+	}
+	switch info.operation {
 	case OpObtainAuthorization:
 		ms = append(ms, metrics.Count(metrics.TokensIssued, b2i(status == http.StatusOK)))
 	case OpObtainSecurityMethod:
@@ -144,41 +169,19 @@ func (l *accessLog) metrics(m logjson.Members, at time.Time, method, operation s
 	case OpRevokeAuthorization:
 		ms = append(ms, metrics.Count(metrics.Revocations, b2i(status == http.StatusNoContent)))
 	}
-	extra := counts.Metrics()
-	ms = append(ms, extra...)
-	byOp := byOperation // "operation" is already a member of the line
-	if operation == "" {
-		byOp = totalOnly // a dimension value may not be empty
+	ms = append(ms, counts.Metrics()...)
+	byOp := [][]string{{metrics.DimOperation}, {}} // "operation" is already a member of the line
+	if info.operation == "" {
+		byOp = [][]string{{}} // a dimension value may not be empty
 	}
-	sets := [2]metrics.Set{{Dimensions: byOp, Metrics: ms}}
 	var dims []metrics.Dimension
-	n := 1
+	sets := []metrics.Set{{Dimensions: byOp, Metrics: ms}}
 	if info.oauthError != "" {
-		dims = []metrics.Dimension{{Name: metrics.DimOAuthError, Value: info.oauthError}}
-		sets[1] = metrics.Set{Dimensions: byOAuthError, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}}
-		n = 2
+		dims = append(dims, metrics.Dimension{Name: metrics.DimOAuthError, Value: info.oauthError})
+		sets = append(sets, metrics.Set{Dimensions: [][]string{{metrics.DimOAuthError}, {}}, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}})
 	}
-	// Without adapter counts, the metrics of a line follow from its operation and OAuth error:
-	// the directive is encoded once per pair (a handful: both come from code, not requests).
-	if len(extra) > 0 {
-		return metrics.Append(m, l.namespace, at, dims, sets[:n]...)
-	}
-	key := directiveKey{operation, info.oauthError}
-	d, ok := l.directives.Load(key)
-	if !ok {
-		d, _ = l.directives.LoadOrStore(key, metrics.NewDirective(l.namespace, sets[:n]...))
-	}
-	return d.(metrics.Directive).Append(m, at, dims, sets[:n]...)
+	return metrics.Attrs(l.namespace, at, dims, sets...)
 }
-
-type directiveKey struct{ operation, oauthError string }
-
-// The dimension sets of the access log's metrics (read only).
-var (
-	byOperation  = [][]string{{metrics.DimOperation}, {}}
-	totalOnly    = [][]string{{}}
-	byOAuthError = [][]string{{metrics.DimOAuthError}, {}}
-)
 
 func b2i(b bool) int {
 	if b {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capifcore/capif-security/shared/logjson"
+	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
 	"github.com/capifcore/capif-security/shared/security"
@@ -48,36 +50,10 @@ func (h *captureHandler) access() []map[string]slog.Value {
 			continue
 		}
 		m := map[string]slog.Value{"level": slog.StringValue(r.Level.String())}
-		r.Attrs(func(a slog.Attr) bool {
-			for _, a := range inline(a) {
-				m[a.Key] = a.Value
-			}
-			return true
-		})
+		r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value; return true })
 		out = append(out, m)
 	}
 	return out
-}
-
-// inline is a as the JSON handler writes it: an attribute without a key whose value resolves
-// to a group (logjson.Members) stands for its members.
-func inline(a slog.Attr) []slog.Attr {
-	a.Value = a.Value.Resolve()
-	if a.Key == "" && a.Value.Kind() == slog.KindGroup {
-		return a.Value.Group()
-	}
-	return []slog.Attr{a}
-}
-
-// number is a JSON number member's value (a whole number is decoded as an int64).
-func number(v slog.Value) (float64, bool) {
-	switch v.Kind() {
-	case slog.KindFloat64:
-		return v.Float64(), true
-	case slog.KindInt64:
-		return float64(v.Int64()), true
-	}
-	return 0, false
 }
 
 func (h *captureHandler) all() string {
@@ -86,12 +62,7 @@ func (h *captureHandler) all() string {
 	var b strings.Builder
 	for _, r := range h.records {
 		b.WriteString(r.Message)
-		r.Attrs(func(a slog.Attr) bool {
-			for _, a := range inline(a) {
-				b.WriteString(" " + a.Key + "=" + a.Value.String())
-			}
-			return true
-		})
+		r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.Key + "=" + a.Value.String()); return true })
 		b.WriteByte('\n')
 	}
 	return b.String()
@@ -152,7 +123,7 @@ func TestAccessLog(t *testing.T) {
 		if l["caller"].String() != wantCaller {
 			t.Errorf("%s %s: caller %q, want %q", tt.method, tt.target, l["caller"], wantCaller)
 		}
-		if d, ok := number(l["durationMs"]); !ok || d < 0 || d > float64(time.Minute/time.Millisecond) {
+		if d := l["durationMs"]; d.Kind() != slog.KindFloat64 || d.Float64() < 0 || d.Float64() > float64(time.Minute/time.Millisecond) {
 			t.Errorf("durationMs %v", d)
 		}
 		if _, ok := l["error"]; ok {
@@ -232,7 +203,7 @@ func published(t *testing.T, line []byte) (map[string]map[string]float64, map[st
 	out := map[string]map[string]float64{}
 	dims := map[string]string{}
 	for _, p := range ps {
-		if p.Namespace != metrics.DefaultNamespace {
+		if p.Namespace != testNamespace {
 			t.Errorf("namespace %q", p.Namespace)
 		}
 		var names []string
@@ -249,7 +220,7 @@ func published(t *testing.T, line []byte) (map[string]map[string]float64, map[st
 	return out, dims
 }
 
-func lastLine(t *testing.T, logs *bytes.Buffer) []byte {
+func lastLine(t *testing.T, logs fmt.Stringer) []byte {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
@@ -337,13 +308,11 @@ func TestAccessLogMetrics(t *testing.T) {
 		}
 	}
 
-	// Throttled attempts counted by the adapters through the request's context, on a line
-	// whose operation had a line without them first (whose directive the log keeps).
+	// Throttled attempts counted by the adapters through the request's context.
 	var buf bytes.Buffer
-	l := &accessLog{logger: slog.New(logjson.New(&buf, nil)), requestID: RandomRequestID, namespace: metrics.DefaultNamespace}
-	l.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), OpJWKS, params{}, func(http.ResponseWriter, *http.Request) {})
-	buf.Reset()
-	l.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), OpJWKS, params{}, func(w http.ResponseWriter, r *http.Request) {
+	l := &accessLog{logger: slog.New(slog.NewJSONHandler(&buf, nil)), requestID: RandomRequestID, namespace: testNamespace}
+	l.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), func(w http.ResponseWriter, r *http.Request) {
+		infoOf(r).operation = OpJWKS
 		metrics.Add(r.Context(), metrics.KMSThrottles, 2)
 		metrics.Add(r.Context(), metrics.DynamoDBThrottles, 1)
 	})
@@ -362,6 +331,22 @@ func TestAccessLogMetrics(t *testing.T) {
 	}
 }
 
+// testNamespace is the metrics namespace of the test servers.
+const testNamespace = "Test/CAPIF"
+
+// Without a namespace the line carries no metrics (the settings always give one).
+func TestAccessLogWithoutNamespace(t *testing.T) {
+	s := newServer(t, nil)
+	opts := s.opts
+	opts.MetricsNamespace = ""
+	s.h = All(s.svc, opts)
+	s.do("GET", "/.well-known/jwks.json", "", "", "")
+	line := lastLine(t, s.logs)
+	if bytes.Contains(line, []byte(`"_aws"`)) || !bytes.Contains(line, []byte(`"status":200`)) {
+		t.Errorf("line %s", line)
+	}
+}
+
 func TestAccessLogNamespace(t *testing.T) {
 	s := newServer(t, nil)
 	opts := s.opts
@@ -371,5 +356,69 @@ func TestAccessLogNamespace(t *testing.T) {
 	ps, err := emftest.Parse(lastLine(t, s.logs))
 	if err != nil || len(ps) == 0 || ps[0].Namespace != "Operator/Chosen" {
 		t.Errorf("namespace: %+v %v", ps, err)
+	}
+}
+
+// A panicking handler on a net/http server (the runner): before anything is written the
+// client gets a 500 problem+json; after the status was written the connection is aborted, so
+// no client takes a truncated answer for a whole one. Either way the panic is logged and the
+// access line says 500 and counts a 5xx.
+func TestPanicIs500(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		begin func(http.ResponseWriter) // what the handler writes before it panics
+	}{
+		{"before WriteHeader", func(http.ResponseWriter) {}},
+		{"after WriteHeader", func(w http.ResponseWriter) { w.WriteHeader(http.StatusOK); _, _ = w.Write([]byte(`{"partial":`)) }},
+		{"after a flush", func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte(`{"partial":`))
+			_ = http.NewResponseController(w).Flush()
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &testenv.Buffer{}
+			rt, _ := newRouter(nil, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), MetricsNamespace: testNamespace})
+			rt.Handle(http.MethodGet, "/boom", "Boom", func(w http.ResponseWriter, _ *http.Request) {
+				tt.begin(w)
+				panic("serving bug")
+			})
+			srv := httptest.NewUnstartedServer(rt)
+			srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+			srv.Start()
+			defer srv.Close()
+			resp, err := srv.Client().Get(srv.URL + "/boom")
+			var body []byte
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if tt.name == "before WriteHeader" {
+				if err != nil || resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), `"cause":"`+CauseInternal+`"`) {
+					t.Fatalf("answer %v %s (%v), want a 500 problem", resp, body, err)
+				}
+			} else if err == nil {
+				t.Fatalf("the client read a whole answer %d %s", resp.StatusCode, body)
+			}
+			out := logs.String()
+			if !strings.Contains(out, `"msg":"panic"`) || !strings.Contains(out, `serving bug`) {
+				t.Errorf("the panic was not logged: %s", out)
+			}
+			var line struct {
+				Level     string  `json:"level"`
+				Status    int     `json:"status"`
+				Operation string  `json:"operation"`
+				Errors5xx float64 `json:"5xx"`
+			}
+			if err := json.Unmarshal(lastLine(t, logs), &line); err != nil {
+				t.Fatal(err)
+			}
+			if line.Level != "ERROR" || line.Status != http.StatusInternalServerError || line.Operation != "Boom" || line.Errors5xx != 1 {
+				t.Errorf("access line %+v, want ERROR, 500, Boom, 5xx 1", line)
+			}
+			if n := strings.Count(out, `"msg":"request"`); n != 1 {
+				t.Errorf("%d access lines, want 1", n)
+			}
+		})
 	}
 }

@@ -22,34 +22,12 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
 		status, contentType = http.StatusInternalServerError, contentProblem
 		b, _ = json.Marshal(capif.ProblemDetails{Title: http.StatusText(status), Status: status, Cause: CauseEncodingFailed})
 	}
-	writeBody(w, status, contentType, b)
-}
-
-// writeBody answers status with the JSON document b.
-func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
 	h := w.Header()
-	switch contentType {
-	case contentJSON:
-		h["Content-Type"] = valueJSON
-	case contentProblem:
-		h["Content-Type"] = valueProblem
-	default:
-		h.Set("Content-Type", contentType)
-	}
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
-
-// Header values that many responses carry, made once and shared: net/http and the Lambda proxy
-// only read header values, and each slice's capacity is its length, so an Add elsewhere copies
-// rather than writes into it.
-var (
-	valueJSON    = []string{contentJSON}
-	valueProblem = []string{contentProblem}
-	valueNoStore = []string{"no-store"}
-	valueNoCache = []string{"no-cache"}
-)
 
 func writeProblem(w http.ResponseWriter, status int, cause, detail string, params []capif.InvalidParam) {
 	writeJSON(w, status, contentProblem, capif.ProblemDetails{
@@ -70,6 +48,12 @@ const (
 	CauseClientGone       = "REQUEST_CANCELED"
 	CauseInvalidEvent     = "INVALID_EVENT" // Lambda: an event that is no API Gateway REST proxy request
 )
+
+// InvalidEvent is the 400 answer (cause INVALID_EVENT) to a Lambda event that is no API Gateway
+// REST proxy request the function can read; detail says why.
+func InvalidEvent(detail string) error {
+	return &requestError{status: http.StatusBadRequest, cause: CauseInvalidEvent, detail: detail, clientFault: errors.New(detail)}
+}
 
 // kindStatus is the one table from domain error kinds to status codes.
 var kindStatus = map[security.Kind]int{

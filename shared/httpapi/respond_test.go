@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/capifcore/capif-security/shared/capif"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -23,9 +22,9 @@ import (
 func serveError(t *testing.T, err error) (*httptest.ResponseRecorder, string) {
 	t.Helper()
 	var logs bytes.Buffer
-	l := &accessLog{logger: slog.New(logjson.New(&logs, nil)), requestID: func(*http.Request) string { return "rid" }}
+	l := &accessLog{logger: slog.New(slog.NewJSONHandler(&logs, nil)), requestID: func(*http.Request) string { return "rid" }}
 	w := httptest.NewRecorder()
-	l.serve(w, httptest.NewRequest("GET", "/x", nil), "Op", params{}, func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })
+	l.serve(w, httptest.NewRequest("GET", "/x", nil), func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })
 	return w, logs.String()
 }
 

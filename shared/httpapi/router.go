@@ -52,13 +52,18 @@ func (rt *Router) Operation(method, escapedPath string) string {
 
 // Router matches routes on the escaped path, so ids containing "%2F" or spaces stay one segment,
 // and answers unknown paths with 404 and known paths with another method with 405 + Allow, both
-// as problem+json.
+// as problem+json. Every request it serves, routed or not, ends in its access log (log.go): one
+// line, with the status the client got, a panic included.
 type Router struct {
 	routes []route
 	log    *accessLog
+	admit  func(*http.Request) (*http.Request, error)
 }
 
-func (rt *Router) add(method, pattern, operation string, h http.HandlerFunc) {
+// Handle adds the route method pattern, served by h under operation (the access line's member
+// and metrics dimension). A "{name}" segment of pattern matches one non-empty escaped path
+// segment, which h reads unescaped as r.PathValue(name).
+func (rt *Router) Handle(method, pattern, operation string, h http.HandlerFunc) {
 	var segs []segment
 	for _, p := range strings.Split(strings.Trim(pattern, "/"), "/") {
 		if name, ok := strings.CutPrefix(p, "{"); ok {
@@ -76,11 +81,31 @@ func (rt *Router) Mount(other *Router) {
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt.log.serve(w, r, rt.route)
+}
+
+// ServeError answers r with err through the one error mapping and the access log, without
+// routing it: a request the process could not turn into one it can route (a Lambda event the
+// proxy cannot convert).
+func (rt *Router) ServeError(w http.ResponseWriter, r *http.Request, err error) {
+	rt.log.serve(w, r, func(w http.ResponseWriter, r *http.Request) { writeError(w, r, err) })
+}
+
+// route admits r (Options.Admit), then hands it to its route's handler with the path values set.
+func (rt *Router) route(w http.ResponseWriter, r *http.Request) {
+	if rt.admit != nil {
+		next, err := rt.admit(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		r = next
+	}
 	// Only the leading slash goes: "…/x/" has an empty last segment and matches no route.
 	path := strings.TrimPrefix(r.URL.EscapedPath(), "/")
 	var allow []string
 	for _, ro := range rt.routes {
-		ps, ok := match(ro.pattern, path)
+		values, ok := match(ro.pattern, path)
 		if !ok {
 			continue
 		}
@@ -90,65 +115,47 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		}
-		rt.log.serve(w, r, ro.operation, ps, ro.handle)
+		infoOf(r).operation = ro.operation
+		for i, seg := range ro.pattern {
+			if seg.param != "" {
+				r.SetPathValue(seg.param, values[i])
+			}
+		}
+		ro.handle(w, r)
 		return
 	}
 	if len(allow) > 0 {
 		slices.Sort(allow)
-		rt.log.serve(w, r, "", params{}, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeProblem(w, http.StatusMethodNotAllowed, CauseMethodNotAllowed, "method "+r.Method+" is not allowed here", nil)
-		})
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeProblem(w, http.StatusMethodNotAllowed, CauseMethodNotAllowed, "method "+r.Method+" is not allowed here", nil)
 		return
 	}
-	rt.log.serve(w, r, "", params{}, func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, http.StatusNotFound, CauseNoSuchResource, "no such resource", nil)
-	})
-}
-
-// params are the {name} segments of a matched path, unescaped (a route has at most two). The
-// handlers read them with pathValue: kept in the request's exchange, they cost none of
-// http.Request.SetPathValue's allocations.
-type params struct {
-	list [2]struct{ name, value string }
-	n    int
-}
-
-// pathValue is the {name} segment of r's route, "" if it has none.
-func pathValue(r *http.Request, name string) string {
-	ps := &infoOf(r).params
-	for _, p := range ps.list[:ps.n] {
-		if p.name == name {
-			return p.value
-		}
-	}
-	return ""
+	writeProblem(w, http.StatusNotFound, CauseNoSuchResource, "no such resource", nil)
 }
 
 // segment is one segment of a route's pattern: a literal, or a {param}'s name.
 type segment struct{ literal, param string }
 
-// match matches path (escaped, without its leading slash) segment by segment against pattern,
-// without splitting it: a {param} segment takes any non-empty segment that unescapes.
-func match(pattern []segment, path string) (ps params, ok bool) {
+// match matches path (escaped, without its leading slash) segment by segment against pattern:
+// a {param} segment takes any non-empty segment that unescapes. values holds each segment,
+// unescaped.
+func match(pattern []segment, path string) (values []string, ok bool) {
+	segs := strings.Split(path, "/")
+	if len(segs) != len(pattern) {
+		return nil, false
+	}
 	for i, p := range pattern {
-		seg, rest, more := strings.Cut(path, "/")
-		if more != (i < len(pattern)-1) {
-			return ps, false // fewer or more segments than the pattern
-		}
-		path = rest
 		if p.param == "" {
-			if p.literal != seg {
-				return ps, false
+			if p.literal != segs[i] {
+				return nil, false
 			}
 			continue
 		}
-		v, err := url.PathUnescape(seg)
-		if err != nil || v == "" || ps.n == len(ps.list) {
-			return ps, false
+		v, err := url.PathUnescape(segs[i])
+		if err != nil || v == "" {
+			return nil, false
 		}
-		ps.list[ps.n].name, ps.list[ps.n].value = p.param, v
-		ps.n++
+		segs[i] = v
 	}
-	return ps, true
+	return segs, true
 }

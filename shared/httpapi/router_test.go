@@ -19,15 +19,15 @@ func echoRouter(t *testing.T) *Router {
 		return func(w http.ResponseWriter, r *http.Request) {
 			out := []string{name}
 			for _, p := range params {
-				out = append(out, p+"="+pathValue(r, p))
+				out = append(out, p+"="+r.PathValue(p))
 			}
 			_, _ = w.Write([]byte(strings.Join(out, " ")))
 		}
 	}
-	rt.add(http.MethodPut, "/v1/items/{id}", "op", echo("put", "id"))
-	rt.add(http.MethodGet, "/v1/items/{id}", "op", echo("get", "id"))
-	rt.add(http.MethodPost, "/v1/items/{id}/update", "op", echo("update", "id"))
-	rt.add(http.MethodPost, "/v1/pairs/{a}/x/{b}", "op", echo("pair", "a", "b"))
+	rt.Handle(http.MethodPut, "/v1/items/{id}", "op", echo("put", "id"))
+	rt.Handle(http.MethodGet, "/v1/items/{id}", "op", echo("get", "id"))
+	rt.Handle(http.MethodPost, "/v1/items/{id}/update", "op", echo("update", "id"))
+	rt.Handle(http.MethodPost, "/v1/pairs/{a}/x/{b}", "op", echo("pair", "a", "b"))
 	return rt
 }
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
-	"github.com/capifcore/capif-security/shared/logjson"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
@@ -115,7 +114,7 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 // The SDK's own log lines become JSON with the right level.
 func TestSDKLogger(t *testing.T) {
 	var buf strings.Builder
-	l := app.SDKLogger(slog.New(logjson.New(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l := app.SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	l.Logf(logging.Warn, "failed to close HTTP response body, %d", 7)
 	l.Logf(logging.Debug, "retrying")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")

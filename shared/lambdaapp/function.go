@@ -11,21 +11,18 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
-	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
-	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -77,14 +74,16 @@ func appConfig(set settings.Config, logger *slog.Logger, opts Options) app.Confi
 // answered 503 (or 500 when the bundle itself is unusable) through httpapi's error mapping and
 // access log, and tried again by the next request; a good one is kept for the life of the
 // execution environment.
+//
+// Every event ends in the router's access log, with one problem+json writer: an event the proxy
+// cannot convert is answered there too (400 INVALID_EVENT), and so is a panic (500).
 type Function struct {
-	cfg     Config
-	logger  *slog.Logger
-	app     *app.App
-	trust   *lazyTruststore
-	router  http.Handler
-	options httpapi.Options
-	adapter *httpadapter.HandlerAdapter
+	cfg      Config
+	logger   *slog.Logger
+	app      *app.App
+	trust    *lazyTruststore
+	router   *httpapi.Router
+	accessor core.RequestAccessor // aws-lambda-go-api-proxy: event → http.Request
 }
 
 // New builds a function without calling AWS.
@@ -112,7 +111,7 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 	}
 	f.trust = &lazyTruststore{loc: cfg.Truststore, s3: s3c, logger: f.logger}
 	acfg.ClientCA = func(ctx context.Context) (string, error) {
-		ts, err := f.trust.get(ctx)
+		ts, err := truststoreOf(ctx)
 		if err != nil {
 			return "", err
 		}
@@ -123,16 +122,15 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 		return nil, fmt.Errorf("lambdaapp: %w", err)
 	}
 	f.app = a
-	f.options = httpapi.Options{
+	f.router = build(a.Service, httpapi.Options{
 		APIRoot:      cfg.Settings.APIRoot,
-		Certificates: certificateSource(f.trust, now),
+		Certificates: certificateSource(now),
 		Logger:       f.logger,
 		RequestID:    requestID,
 		// The access log's EMF metrics: CloudWatch Logs extracts them from the function's log.
 		MetricsNamespace: cfg.Settings.MetricsNamespace,
-	}
-	f.router = build(a.Service, f.options)
-	f.adapter = httpadapter.New(http.HandlerFunc(f.serveHTTP))
+		Admit:            f.admit,
+	})
 	return f, nil
 }
 
@@ -140,87 +138,136 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 func (f *Function) Close() error { return f.app.Close() }
 
 // Handle is the Lambda handler. It never returns an error: API Gateway would turn one into a
-// bare 502. An event that is not a convertible REST proxy event is answered 400, a panic 500,
-// both as problem+json.
-func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (events.APIGatewayProxyResponse, error) {
+// bare 502. Every event is answered through the router (its access log, its one error mapping):
+// one the proxy cannot convert is answered 400 INVALID_EVENT, as the request its method and path
+// make (GET / when they are unusable).
+func (f *Function) Handle(ctx context.Context, payload json.RawMessage) (resp events.APIGatewayProxyResponse, _ error) {
 	ctx, cancel := RequestContext(ctx, f.cfg.Settings.DeadlineMargin)
 	defer cancel()
+	w := newAnswer()
 	var ev events.APIGatewayProxyRequest
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the event is not an API Gateway REST proxy event", err), nil
-	}
-	if err := checkEvent(ev); err != nil {
-		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the request could not be read: "+err.Error(), err), nil
-	}
-	served := new(bool)
-	resp, err := f.proxy(context.WithValue(ctx, servedKey{}, served), ev)
-	switch {
-	case err == nil:
-		return resp, nil
-	case !*served:
-		return f.reject(ctx, ev, http.StatusBadRequest, httpapi.CauseInvalidEvent, "the request could not be read", err), nil
-	default:
-		return f.reject(ctx, ev, http.StatusInternalServerError, httpapi.CauseInternal, "the request could not be completed", err), nil
-	}
-}
-
-type servedKey struct{}
-
-// proxy runs the event through aws-lambda-go-api-proxy; a panic becomes a 500.
-func (f *Function) proxy(ctx context.Context, ev events.APIGatewayProxyRequest) (resp events.APIGatewayProxyResponse, err error) {
 	defer func() {
+		// The last resort: a panic outside the access log's own recovery (in the conversion).
 		if p := recover(); p != nil {
 			f.logger.ErrorContext(ctx, "panic", slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
-			resp, err = f.reject(ctx, ev, http.StatusInternalServerError, httpapi.CauseInternal, "the request could not be completed", nil), nil
+			w.Reset()
+			f.router.ServeError(w, f.minimalRequest(ctx, ev), fmt.Errorf("panic: %v", p))
+			resp = w.response()
 		}
 	}()
-	return f.adapter.ProxyWithContext(ctx, ev)
+	r, err := f.request(ctx, payload, &ev)
+	if err != nil {
+		f.router.ServeError(w, f.minimalRequest(ctx, ev), httpapi.InvalidEvent(err.Error()))
+	} else {
+		f.router.ServeHTTP(w, r)
+	}
+	return w.response(), nil
 }
 
-// checkEvent refuses what the proxy cannot turn into an http.Request, before it tries (it
-// would print its complaint outside the JSON log).
-func checkEvent(ev events.APIGatewayProxyRequest) error {
+// request converts payload (decoded into ev) with the proxy. What it cannot convert is refused
+// before it tries: it would print its complaint outside the JSON log.
+func (f *Function) request(ctx context.Context, payload json.RawMessage, ev *events.APIGatewayProxyRequest) (*http.Request, error) {
+	if err := json.Unmarshal(payload, ev); err != nil {
+		*ev = events.APIGatewayProxyRequest{}
+		return nil, errors.New("the event is not an API Gateway REST proxy event")
+	}
 	if ev.HTTPMethod == "" {
-		return errors.New("the event has no httpMethod")
+		return nil, errors.New("the request could not be read: the event has no httpMethod")
 	}
 	if ev.IsBase64Encoded {
 		if _, err := base64.StdEncoding.DecodeString(ev.Body); err != nil {
-			return errors.New("the body is marked base64 but does not decode")
+			return nil, errors.New("the request could not be read: the body is marked base64 but does not decode")
 		}
 	}
-	path := ev.Path
+	if !usable(ev.HTTPMethod, ev.RequestContext.DomainName, ev.Path) {
+		return nil, errors.New("the request could not be read: the method, host or path is malformed")
+	}
+	r, err := f.accessor.EventToRequestWithContext(ctx, *ev)
+	if err != nil {
+		return nil, errors.New("the request could not be read")
+	}
+	return r, nil
+}
+
+// usable reports whether method, host and path make a request (as the proxy builds its URL).
+func usable(method, host, path string) bool {
 	if len(path) == 0 || path[0] != '/' {
 		path = "/" + path
 	}
-	if _, err := http.NewRequest(ev.HTTPMethod, "https://"+ev.RequestContext.DomainName+path, nil); err != nil {
-		return errors.New("the method, host or path is malformed")
-	}
-	return nil
+	_, err := http.NewRequest(method, "https://"+host+path, nil)
+	return err == nil
 }
 
-// serveHTTP is the handler behind the proxy: the truststore first (read once), then the
-// operation's router.
-func (f *Function) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if s, ok := r.Context().Value(servedKey{}).(*bool); ok {
-		*s = true
+// minimalRequest is the request an event that cannot be served is answered as: its method and
+// path when they are usable, else GET /, with its request context (the request id).
+func (f *Function) minimalRequest(ctx context.Context, ev events.APIGatewayProxyRequest) *http.Request {
+	min := events.APIGatewayProxyRequest{HTTPMethod: http.MethodGet, Path: "/", RequestContext: ev.RequestContext}
+	min.RequestContext.DomainName = "" // the answer does not depend on the host
+	if ev.HTTPMethod != "" && usable(ev.HTTPMethod, "", ev.Path) {
+		min.HTTPMethod, min.Path = ev.HTTPMethod, ev.Path
 	}
-	if _, err := f.trust.get(r.Context()); err != nil {
-		httpapi.ServeUnwired(f.options, w, r, err)
-		return
+	r, err := f.accessor.EventToRequestWithContext(ctx, min)
+	if err != nil { // cannot happen: both parts were checked
+		r, _ = http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 	}
-	f.router.ServeHTTP(w, r)
+	return r
+}
+
+// answer is the proxy's response writer, which holds the whole answer until the event is
+// answered; Reset lets the access log replace an answer a panic broke off (httpapi.Resetter).
+type answer struct{ *core.ProxyResponseWriter }
+
+func newAnswer() *answer { return &answer{core.NewProxyResponseWriter()} }
+
+func (a *answer) Reset() { a.ProxyResponseWriter = core.NewProxyResponseWriter() }
+
+// response is the proxy response of the answer. The access log always writes a status, the one
+// thing the conversion needs.
+func (a *answer) response() events.APIGatewayProxyResponse {
+	resp, _ := a.GetProxyResponse()
+	return resp
+}
+
+// admit reads the truststore (once per execution environment, then kept) before a request is
+// routed and hands it on in the request's context, to the CertificateSource and to the domain's
+// PKI authenticationInfo.
+func (f *Function) admit(r *http.Request) (*http.Request, error) {
+	ts, err := f.trust.get(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return r.WithContext(context.WithValue(r.Context(), truststoreKey{}, ts)), nil
+}
+
+type truststoreKey struct{}
+
+// truststoreOf is the truststore admit handed on.
+func truststoreOf(ctx context.Context) (*Truststore, error) {
+	ts, ok := ctx.Value(truststoreKey{}).(*Truststore)
+	if !ok {
+		return nil, errors.New("lambdaapp: the request was not admitted: no truststore")
+	}
+	return ts, nil
+}
+
+// gateway is what API Gateway said of the request (the proxy keeps it in the request's
+// context): its request context, and the Lambda invocation's.
+func gateway(r *http.Request) (events.APIGatewayProxyRequestContext, *lambdacontext.LambdaContext) {
+	gw, _ := core.GetAPIGatewayContextFromContext(r.Context())
+	lc, _ := core.GetRuntimeContextFromContext(r.Context())
+	return gw, lc
 }
 
 // certificateSource is the Lambda CertificateSource: the PEM that API Gateway's mutual TLS put
-// in requestContext.identity.clientCert (reached through the proxy's request context),
-// re-verified against the truststore. Never a header, never the subject DN string.
-func certificateSource(trust *lazyTruststore, now func() time.Time) httpapi.CertificateSource {
+// in requestContext.identity.clientCert, re-verified against the truststore. Never a header,
+// never the subject DN string.
+func certificateSource(now func() time.Time) httpapi.CertificateSource {
 	return func(r *http.Request) (*x509.Certificate, error) {
-		gw, ok := core.GetAPIGatewayContextFromContext(r.Context())
-		if !ok || gw.Identity.ClientCert == nil || gw.Identity.ClientCert.ClientCertPem == "" {
+		gw, _ := gateway(r)
+		if gw.Identity.ClientCert == nil || gw.Identity.ClientCert.ClientCertPem == "" {
 			return nil, nil
 		}
-		ts, err := trust.get(r.Context())
+		ts, err := truststoreOf(r.Context())
 		if err != nil {
 			return nil, err
 		}
@@ -231,45 +278,14 @@ func certificateSource(trust *lazyTruststore, now func() time.Time) httpapi.Cert
 // requestID is the id API Gateway gave the request (the client sees it as x-amzn-RequestId),
 // else the Lambda request id, else a random one.
 func requestID(r *http.Request) string {
-	if gw, ok := core.GetAPIGatewayContextFromContext(r.Context()); ok && gw.RequestID != "" {
+	gw, lc := gateway(r)
+	switch {
+	case gw.RequestID != "":
 		return gw.RequestID
-	}
-	if lc, ok := core.GetRuntimeContextFromContext(r.Context()); ok && lc != nil && lc.AwsRequestID != "" {
+	case lc != nil && lc.AwsRequestID != "":
 		return lc.AwsRequestID
 	}
 	return httpapi.RandomRequestID(r)
-}
-
-// reject answers a request the router never saw, and logs it like the access log does.
-func (f *Function) reject(ctx context.Context, ev events.APIGatewayProxyRequest, status int, cause, detail string, err error) events.APIGatewayProxyResponse {
-	id := ev.RequestContext.RequestID
-	if id == "" {
-		id = httpapi.RandomRequestID(nil)
-	}
-	attrs := []slog.Attr{slog.String("requestId", id), slog.String("method", ev.HTTPMethod), slog.Int("status", status)}
-	level := slog.LevelWarn
-	if status >= 500 {
-		level = slog.LevelError
-	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", err.Error()))
-	}
-	f.logger.LogAttrs(ctx, level, "request rejected", attrs...)
-	body := problemBody(status, cause, detail)
-	return events.APIGatewayProxyResponse{
-		StatusCode: status,
-		MultiValueHeaders: map[string][]string{
-			"Content-Type":   {"application/problem+json"},
-			"Content-Length": {strconv.Itoa(len(body))},
-			"X-Request-Id":   {id},
-		},
-		Body: string(body),
-	}
-}
-
-func problemBody(status int, cause, detail string) []byte {
-	b, _ := json.Marshal(capif.ProblemDetails{Title: http.StatusText(status), Status: status, Detail: detail, Cause: cause})
-	return b
 }
 
 // RequestContext bounds a request by the Lambda deadline minus margin, so the SDK's retries
@@ -287,7 +303,7 @@ func RequestContext(ctx context.Context, margin time.Duration) (context.Context,
 // the function links besides the DynamoDB store: kmsapp.Signer for the one that signs tokens.
 func Main(build Build, backends ...app.Backend) {
 	level := new(slog.LevelVar)
-	logger := slog.New(WithTraceID(logjson.New(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
+	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
 	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
 	cfg, err := ConfigFromEnv(settings.Getenv)
 	if err != nil {

@@ -131,10 +131,17 @@ func TestUnconvertibleEventsAre400(t *testing.T) {
 		"control char in path": mutate(func(m map[string]any) { m["path"] = "/capif-security/v1/trustedInvokers/a\x7fb" }),
 	} {
 		t.Run(name, func(t *testing.T) {
+			fx.logs.Reset()
 			resp := invokeRaw(t, f, payload, 10*time.Second)
 			wantStatus(t, resp, http.StatusBadRequest)
 			if !strings.Contains(resp.Body, `"cause":"INVALID_EVENT"`) {
 				t.Errorf("body %s", resp.Body)
+			}
+			// One access line, a counted 4xx with the reason, like any refused request.
+			lines := accessLines(t, fx.logs.String())
+			if len(lines) != 1 || lines[0].Status != http.StatusBadRequest || lines[0].ClientErrors != 1 || lines[0].Level != "WARN" ||
+				lines[0].ClientError == "" || lines[0].RequestID != header(resp, "X-Request-Id") {
+				t.Errorf("access lines %+v", lines)
 			}
 		})
 	}
@@ -142,7 +149,9 @@ func TestUnconvertibleEventsAre400(t *testing.T) {
 	wantStatus(t, invoke(t, f, good), http.StatusNotFound) // no security context yet
 }
 
-// A panic while serving is answered 500 problem+json, and the next request is served again.
+// A panic while serving, before or after the handler wrote its status, is answered 500
+// problem+json (the answer begun is dropped), logged, and counted as a 5xx in the one access
+// line of the request; the next request is served again.
 func TestPanicIs500(t *testing.T) {
 	fx := newFixture(t)
 	calls := 0
@@ -154,14 +163,63 @@ func TestPanicIs500(t *testing.T) {
 			}
 			return certs(r)
 		}
-		return httpapi.ObtainAPIInvokerInfo(svc, o)
+		rt := httpapi.ObtainAPIInvokerInfo(svc, o)
+		rt.Handle(http.MethodGet, "/boom", "Boom", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte(`{"partial":`))
+			panic("serving bug after the status")
+		})
+		return rt
 	}, lambdaapp.Options{})
 	get := apigwevent.Request{Method: http.MethodGet, Resource: invokerPath, Params: map[string]string{"apiInvokerId": "invoker-1"}, ClientCertPEM: fx.certs["aef-1"]}
-	wantStatus(t, invoke(t, f, get), http.StatusInternalServerError)
-	if !strings.Contains(fx.logs.String(), `"msg":"panic"`) {
-		t.Errorf("the panic was not logged: %s", fx.logs.String())
+	boom := apigwevent.Request{Method: http.MethodGet, Resource: "/boom", ClientCertPEM: fx.certs["aef-1"]}
+	for _, req := range []apigwevent.Request{get, boom} {
+		fx.logs.Reset()
+		resp := invoke(t, f, req)
+		wantStatus(t, resp, http.StatusInternalServerError)
+		if strings.Contains(resp.Body, "partial") || !strings.Contains(resp.Body, `"cause":"INTERNAL_ERROR"`) {
+			t.Errorf("%s: body %s", req.Resource, resp.Body)
+		}
+		if !strings.Contains(fx.logs.String(), `"msg":"panic"`) {
+			t.Errorf("%s: the panic was not logged: %s", req.Resource, fx.logs.String())
+		}
+		lines := accessLines(t, fx.logs.String())
+		if len(lines) != 1 || lines[0].Status != http.StatusInternalServerError || lines[0].ServerErrors != 1 || lines[0].Level != "ERROR" ||
+			lines[0].RequestID == "" || lines[0].RequestID != header(resp, "X-Request-Id") {
+			t.Errorf("%s: access lines %+v, want one: ERROR, 500, 5xx 1, the answer's request id", req.Resource, lines)
+		}
 	}
 	wantStatus(t, invoke(t, f, get), http.StatusNotFound) // served: no security context yet
+}
+
+// accessLine is what the tests read of an access line.
+type accessLine struct {
+	Level        string  `json:"level"`
+	RequestID    string  `json:"requestId"`
+	Method       string  `json:"method"`
+	Path         string  `json:"path"`
+	Status       int     `json:"status"`
+	ClientErrors float64 `json:"4xx"`
+	ServerErrors float64 `json:"5xx"`
+	ClientError  string  `json:"clientError"`
+}
+
+// accessLines are the access lines ("request") among logs.
+func accessLines(t *testing.T, logs string) []accessLine {
+	t.Helper()
+	var out []accessLine
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !strings.Contains(l, `"msg":"request"`) {
+			continue
+		}
+		var a accessLine
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // Unknown paths and methods are the router's 404/405, as problem+json, like the local runner.

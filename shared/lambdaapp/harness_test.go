@@ -18,7 +18,6 @@ import (
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -108,7 +107,7 @@ func (fx *fixture) issue(t testing.TB, ca *devpki.CA, id string) string {
 func (fx *fixture) function(t *testing.T, build lambdaapp.Build, opts lambdaapp.Options) *lambdaapp.Function {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = slog.New(logjson.New(fx.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = slog.New(slog.NewJSONHandler(fx.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts.Backends = append(opts.Backends, fullapp.Backends...)
 	f, err := lambdaapp.New(context.Background(), fx.cfg, build, opts)

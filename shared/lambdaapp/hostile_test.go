@@ -15,7 +15,6 @@ import (
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
-	"github.com/capifcore/capif-security/shared/logjson"
 )
 
 // The malformed-request classes that API Gateway can deliver (it buffers whole bodies, so short
@@ -72,7 +71,7 @@ func FuzzHandleEvent(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	fx := newFixture(f)
-	fn, err := lambdaapp.New(context.Background(), fx.cfg, httpapi.All, lambdaapp.Options{Logger: slog.New(logjson.New(io.Discard, nil)), Backends: fullapp.Backends})
+	fn, err := lambdaapp.New(context.Background(), fx.cfg, httpapi.All, lambdaapp.Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Backends: fullapp.Backends})
 	if err != nil {
 		f.Fatal(err)
 	}

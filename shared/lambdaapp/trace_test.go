@@ -12,7 +12,6 @@ import (
 
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
 )
@@ -28,7 +27,7 @@ func TestEveryLineCarriesTheTraceID(t *testing.T) {
 	// The runtime sets both: the context (request lines) and the variable (lines written
 	// without the request's context, such as the SDK's).
 	env := map[string]string{"_X_AMZN_TRACE_ID": traceHeader}
-	logger := slog.New(lambdaapp.WithTraceID(logjson.New(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}), mapEnv(env)))
+	logger := slog.New(lambdaapp.WithTraceID(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}), mapEnv(env)))
 	f := fx.function(t, httpapi.All, lambdaapp.Options{Logger: logger})
 	ev, err := jwksRequest().Event()
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/capifcore/capif-security/shared/app"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
@@ -78,7 +77,7 @@ func (w *Worker) Handle(ctx context.Context, payload json.RawMessage) (security.
 // Lambda runtime loop.
 func MainWorker() {
 	level := new(slog.LevelVar)
-	logger := slog.New(WithTraceID(logjson.New(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
+	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
 	slog.SetDefault(logger)
 	cfg, _, err := settings.Load(settings.Worker, nil, settings.Getenv, settings.Options{Name: "worker"})
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/capif"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
 	"github.com/capifcore/capif-security/shared/security"
@@ -62,7 +61,7 @@ func TestWorkerDeliversDueRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	w, err := NewWorker(context.Background(), cfg, Options{Logger: slog.New(logjson.New(&logs, nil)), Backends: fullapp.Backends})
+	w, err := NewWorker(context.Background(), cfg, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Backends: fullapp.Backends})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,25 +9,22 @@
 //     operation; unrouted requests count in the totals only) and, for token denials, oauthError
 //     (an RFC 6749 error code). Never an invoker or AEF id. No member differs from another of the
 //     line only in case (JSON decoders such as Go's match names case-insensitively).
-//   - Append adds the members of one line: "_aws" (the metric directive) plus one root member
-//     per metric value and per dimension value given, as the EMF specification requires; a
-//     dimension may also name a member the caller writes itself. They are logjson.Members: any
-//     slog handler renders them, shared/logjson's without reflection.
+//   - Attrs returns the members of one line: "_aws" (the metric directive, one json.RawMessage
+//     that slog's JSON handler writes as it is) plus one root member per metric value and per
+//     dimension value given, as the EMF specification requires; a dimension may also name a
+//     member the caller writes itself.
 //   - Counts is a per-request tally that adapters add to through the request's context (Add)
 //     without any domain signature knowing of it; the access log publishes it.
 package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/capifcore/capif-security/shared/jsonenc"
-	"github.com/capifcore/capif-security/shared/logjson"
 )
 
 // DefaultNamespace is the CloudWatch namespace unless CAPIF_METRICS_NAMESPACE says otherwise.
@@ -107,113 +104,60 @@ type Set struct {
 	Metrics    []Metric
 }
 
-// Append adds to m the EMF members of one log line at time at: "_aws" with one directive per
-// set, the values of dims (dimensions the caller does not write itself) and the metrics' values.
-// Sets without metrics are left out, and so is everything when no set has one. A metric named
-// twice keeps its first value. It is written without reflection: it is on every request's line.
-func Append(m logjson.Members, namespace string, at time.Time, dims []Dimension, sets ...Set) logjson.Members {
-	return NewDirective(namespace, sets...).Append(m, at, dims, sets...)
+// emf is the "_aws" member of a line (the EMF metric directive).
+type emf struct {
+	Timestamp         int64       `json:"Timestamp"`
+	CloudWatchMetrics []directive `json:"CloudWatchMetrics"`
 }
 
-// Directive is the "_aws" member of the lines that publish the same metrics (names and units, in
-// the same order) under the same dimension sets, encoded once: from line to line only its
-// Timestamp differs, so a caller that writes many such lines keeps one.
-type Directive struct {
-	metrics []byte // `,"CloudWatchMetrics":[…]}`: what follows the Timestamp; nil for no metrics
+type directive struct {
+	Namespace  string      `json:"Namespace"`
+	Dimensions [][]string  `json:"Dimensions"`
+	Metrics    []metricDef `json:"Metrics"`
 }
 
-// NewDirective encodes the directive of sets; only their names, units and dimensions count.
-func NewDirective(namespace string, sets ...Set) Directive {
-	some := false
-	for _, s := range sets {
-		some = some || len(s.Metrics) > 0
-	}
-	if !some {
-		return Directive{}
-	}
-	aws := []byte(`,"CloudWatchMetrics":[`)
-	first := true
+type metricDef struct {
+	Name string `json:"Name"`
+	Unit string `json:"Unit"`
+}
+
+// Attrs are the EMF members of one log line at time at: "_aws" (one json.RawMessage: the
+// directive, one per set), the values of dims (dimensions the caller does not write itself) and
+// the metrics' values. Sets without metrics are left out, and so is everything when no set has
+// one. A metric named twice keeps its first value.
+func Attrs(namespace string, at time.Time, dims []Dimension, sets ...Set) []slog.Attr {
+	aws := emf{Timestamp: at.UnixMilli()}
+	var values []slog.Attr
+	seen := map[string]bool{}
 	for _, s := range sets {
 		if len(s.Metrics) == 0 {
 			continue
 		}
-		if !first {
-			aws = append(aws, ',')
+		d := directive{Namespace: namespace, Dimensions: s.Dimensions}
+		if d.Dimensions == nil {
+			d.Dimensions = [][]string{{}}
 		}
-		first = false
-		aws = append(aws, `{"Namespace":`...)
-		aws = jsonenc.AppendString(aws, namespace)
-		aws = append(aws, `,"Dimensions":[`...)
-		if len(s.Dimensions) == 0 {
-			aws = append(aws, `[]`...)
-		}
-		for i, set := range s.Dimensions {
-			if i > 0 {
-				aws = append(aws, ',')
-			}
-			aws = append(aws, '[')
-			for j, name := range set {
-				if j > 0 {
-					aws = append(aws, ',')
-				}
-				aws = jsonenc.AppendString(aws, name)
-			}
-			aws = append(aws, ']')
-		}
-		aws = append(aws, `],"Metrics":[`...)
-		for i, mt := range s.Metrics {
-			if i > 0 {
-				aws = append(aws, ',')
-			}
-			aws = append(aws, `{"Name":`...)
-			aws = jsonenc.AppendString(aws, mt.Name)
-			aws = append(aws, `,"Unit":`...)
-			aws = jsonenc.AppendString(aws, mt.Unit)
-			aws = append(aws, '}')
-		}
-		aws = append(aws, `]}`...)
-	}
-	return Directive{metrics: append(aws, `]}`...)}
-}
-
-// Append adds to m the members of one line at time at: "_aws", the values of dims, and the
-// values of sets, which are the sets d was made from (their values may differ).
-func (d Directive) Append(m logjson.Members, at time.Time, dims []Dimension, sets ...Set) logjson.Members {
-	if d.metrics == nil {
-		return m
-	}
-	m = append(m.Key("_aws"), `{"Timestamp":`...)
-	m = strconv.AppendInt(m, at.UnixMilli(), 10)
-	m = append(m, d.metrics...)
-	for _, dim := range dims {
-		m = m.String(dim.Name, dim.Value)
-	}
-	for i, s := range sets {
-		for j, mt := range s.Metrics {
-			if !namedBefore(sets, i, j) {
-				m = m.Float(mt.Name, mt.Value)
+		for _, m := range s.Metrics {
+			d.Metrics = append(d.Metrics, metricDef{Name: m.Name, Unit: m.Unit})
+			if !seen[m.Name] {
+				seen[m.Name] = true
+				values = append(values, slog.Float64(m.Name, m.Value))
 			}
 		}
+		aws.CloudWatchMetrics = append(aws.CloudWatchMetrics, d)
 	}
-	return m
-}
-
-// namedBefore reports whether the metric sets[i].Metrics[j] is named earlier in sets (a line
-// has a handful: a scan beats a map).
-func namedBefore(sets []Set, i, j int) bool {
-	name := sets[i].Metrics[j].Name
-	for a := 0; a <= i; a++ {
-		ms := sets[a].Metrics
-		if a == i {
-			ms = ms[:j]
-		}
-		for _, mt := range ms {
-			if mt.Name == name {
-				return true
-			}
-		}
+	if len(aws.CloudWatchMetrics) == 0 {
+		return nil
 	}
-	return false
+	raw, err := json.Marshal(aws)
+	if err != nil { // strings, numbers and slices of them: cannot fail
+		panic("metrics: " + err.Error())
+	}
+	out := []slog.Attr{slog.Any("_aws", json.RawMessage(raw))}
+	for _, d := range dims {
+		out = append(out, slog.String(d.Name, d.Value))
+	}
+	return append(out, values...)
 }
 
 // Emitter writes standalone metric lines (the delivery worker: one line per event).
@@ -238,7 +182,7 @@ func (e Emitter) Emit(ctx context.Context, level slog.Level, msg string, attrs [
 	if now == nil {
 		now = time.Now
 	}
-	l.LogAttrs(ctx, level, msg, append(attrs, Append(nil, ns, now(), nil, Set{Metrics: ms}).Attr())...)
+	l.LogAttrs(ctx, level, msg, append(attrs, Attrs(ns, now(), nil, Set{Metrics: ms})...)...)
 }
 
 // Counts is one request's tally of adapter events (throttled attempts), safe for concurrent use.
@@ -253,16 +197,6 @@ type countsKey struct{}
 func WithCounts(ctx context.Context) (context.Context, *Counts) {
 	c := &Counts{}
 	return context.WithValue(ctx, countsKey{}, c), c
-}
-
-// ContextValue is c as the value of a context that carries it, for a context type of the
-// caller's that holds c itself: its Value(key) answers c when ok. Add then finds c as it finds
-// a tally of NewContext.
-func (c *Counts) ContextValue(key any) (v any, ok bool) {
-	if _, ok := key.(countsKey); ok {
-		return c, true
-	}
-	return nil, false
 }
 
 // Add counts n events of metric name in ctx's tally; without one (a call outside a request)
@@ -284,9 +218,6 @@ func Add(ctx context.Context, name string, n int) {
 func (c *Counts) Metrics() []Metric {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.n) == 0 {
-		return nil // most requests: nothing throttled, nothing allocated
-	}
 	var out []Metric
 	for _, name := range slices.Sorted(maps.Keys(c.n)) {
 		if c.n[name] != 0 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,32 +11,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
 )
 
-// Through logjson's handler and slog's own: the members render the same.
-func TestAppendIsValidEMF(t *testing.T) {
-	for _, h := range []func(io.Writer) slog.Handler{
-		func(w io.Writer) slog.Handler { return logjson.New(w, nil) },
-		func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
-	} {
-		testValidEMF(t, h)
-	}
-}
-
-func testValidEMF(t *testing.T, handler func(io.Writer) slog.Handler) {
+func TestAttrsAreValidEMF(t *testing.T) {
 	var buf bytes.Buffer
-	l := slog.New(handler(&buf))
+	l := slog.New(slog.NewJSONHandler(&buf, nil))
 	at := time.UnixMilli(1764585600123)
-	l.LogAttrs(context.Background(), slog.LevelInfo, "request", metrics.Append(nil, "Test/NS", at,
+	l.LogAttrs(context.Background(), slog.LevelInfo, "request", metrics.Attrs("Test/NS", at,
 		[]metrics.Dimension{{metrics.DimOperation, "Obtain_Authorization"}, {metrics.DimOAuthError, "invalid_client"}},
 		metrics.Set{Dimensions: [][]string{{metrics.DimOperation}, {}}, Metrics: []metrics.Metric{
 			metrics.Count(metrics.Requests, 1), metrics.Duration(metrics.Latency, 1500*time.Microsecond)}},
 		metrics.Set{Dimensions: [][]string{{metrics.DimOAuthError}}, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}},
 		metrics.Set{Dimensions: [][]string{{metrics.DimOperation}}}, // no metrics: left out
-	).Attr())
+	)...)
 	got, err := emftest.Parse(buf.Bytes())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, buf.String())
@@ -78,9 +66,9 @@ func equalMaps(a, b map[string]string) bool {
 	return true
 }
 
-func TestAppendWithoutMetricsIsNothing(t *testing.T) {
-	if a := metrics.Append(nil, "NS", time.Now(), []metrics.Dimension{{"Operation", "x"}}, metrics.Set{}); a != nil {
-		t.Errorf("Append of no metrics = %s", a)
+func TestAttrsWithoutMetricsAreNothing(t *testing.T) {
+	if a := metrics.Attrs("NS", time.Now(), []metrics.Dimension{{"Operation", "x"}}, metrics.Set{}); a != nil {
+		t.Errorf("Attrs of no metrics = %v", a)
 	}
 }
 
@@ -156,35 +144,5 @@ func TestNamesAreUnique(t *testing.T) {
 			t.Errorf("metric name %q empty or listed twice", n)
 		}
 		seen[n] = true
-	}
-}
-
-// carrier is a context that holds its tally itself.
-type carrier struct {
-	context.Context
-	c metrics.Counts
-}
-
-func (x *carrier) Value(key any) any {
-	if v, ok := x.c.ContextValue(key); ok {
-		return v
-	}
-	return x.Context.Value(key)
-}
-
-func TestCountsContextValue(t *testing.T) {
-	x := &carrier{Context: context.Background()}
-	ctx, cancel := context.WithCancel(x) // an adapter's derived context still finds the tally
-	defer cancel()
-	metrics.Add(ctx, metrics.KMSThrottles, 3)
-	if got := x.c.Metrics(); !slices.Equal(got, []metrics.Metric{metrics.Count(metrics.KMSThrottles, 3)}) {
-		t.Errorf("Metrics() = %v", got)
-	}
-	if v, ok := x.c.ContextValue("other"); ok || v != nil {
-		t.Errorf("ContextValue answered another key: %v", v)
-	}
-	var empty metrics.Counts
-	if got := empty.Metrics(); got != nil {
-		t.Errorf("empty tally: %v", got)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/security/securitytest"
 	"github.com/capifcore/capif-security/shared/store/embedded"
@@ -83,7 +82,7 @@ func newEnv(t *testing.T, configure ...func(*security.Config)) *env {
 	e := &env{t: t, db: db, hooks: &securitytest.Store{Store: db}, signer: &securitytest.Signer{}, notifier: &securitytest.Notifier{},
 		clock: securitytest.NewClock(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)), logs: &bytes.Buffer{}}
 	e.cfg = security.Config{Issuer: issuer, TokenTTL: 300 * time.Second, APIRoot: "https://ccf.example.com", ClientCA: func(context.Context) (string, error) { return clientCA, nil },
-		Logger: slog.New(logjson.New(e.logs, nil))}
+		Logger: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	for _, f := range configure {
 		f(&e.cfg)
 	}

@@ -16,9 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
-	"unsafe"
 
 	"github.com/capifcore/capif-security/shared/security"
 )
@@ -39,18 +36,17 @@ type DigestSigner interface {
 	SignDigest(ctx context.Context, digest []byte) (der []byte, err error)
 }
 
-// header is the JOSE header segment for one kid, remembered because a signer has one kid (or a
-// few, across a KMS key rotation) for its whole life.
-type header struct {
-	kid     string
-	segment []byte // base64url of {"alg":"ES256","kid":…,"typ":"at+jwt"}
+// Key is one signing key as the JWS code path uses it: the private-key operation and the key's
+// JOSE header, encoded once because a key keeps its kid for life.
+type Key struct {
+	digest DigestSigner
+	header string // base64url of {"alg":"ES256","kid":…,"typ":"at+jwt"}
 }
 
-var lastHeader atomic.Pointer[header]
-
-func headerSegment(kid string) ([]byte, error) {
-	if h := lastHeader.Load(); h != nil && h.kid == kid {
-		return h.segment, nil
+// NewKey makes the Key that signs through digest under kid.
+func NewKey(digest DigestSigner, kid string) (*Key, error) {
+	if digest == nil || kid == "" {
+		return nil, errors.New("signer: a key needs a digest signer and a kid")
 	}
 	js, err := json.Marshal(struct {
 		Alg string `json:"alg"`
@@ -60,42 +56,25 @@ func headerSegment(kid string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signer: header: %w", err)
 	}
-	h := &header{kid: kid, segment: make([]byte, b64.EncodedLen(len(js)))}
-	b64.Encode(h.segment, js)
-	lastHeader.Store(h)
-	return h.segment, nil
+	return &Key{digest: digest, header: b64.EncodeToString(js)}, nil
 }
 
 var b64 = base64.RawURLEncoding
 
-// Sign issues the ES256 JWS compact serialization of c with headers typ at+jwt and kid, signing
-// through key.
+// Sign issues the ES256 JWS compact serialization of c with headers typ at+jwt and the key's kid.
 // A token without an audience is refused: an AEF must be able to tell it is meant for it, and
 // the domain never asks for one.
-func Sign(ctx context.Context, key DigestSigner, kid string, c security.TokenClaims) (string, error) {
-	if kid == "" {
-		return "", errors.New("signer: empty kid")
-	}
+func (k *Key) Sign(ctx context.Context, c security.TokenClaims) (string, error) {
 	if len(c.Audience) == 0 {
 		return "", errors.New("signer: token claims without an audience")
 	}
-	hdr, err := headerSegment(kid)
+	payload, err := json.Marshal(c)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("signer: claims: %w", err)
 	}
-	// The claims go through a pooled scratch buffer: only their base64 stays.
-	scratch := claimBuffers.Get().(*[]byte)
-	defer claimBuffers.Put(scratch)
-	payload := appendClaims((*scratch)[:0], &c)
-	*scratch = payload
-	// One buffer for the whole compact serialization: header.payload, then .signature.
-	n := len(hdr) + 1 + b64.EncodedLen(len(payload))
-	buf := make([]byte, n, n+1+b64.EncodedLen(2*coordSize))
-	copy(buf, hdr)
-	buf[len(hdr)] = '.'
-	b64.Encode(buf[len(hdr)+1:], payload)
-	digest := sha256.Sum256(buf)
-	der, err := key.SignDigest(ctx, digest[:])
+	input := k.header + "." + b64.EncodeToString(payload)
+	digest := sha256.Sum256([]byte(input))
+	der, err := k.digest.SignDigest(ctx, digest[:])
 	if err != nil {
 		return "", err
 	}
@@ -103,14 +82,8 @@ func Sign(ctx context.Context, key DigestSigner, kid string, c security.TokenCla
 	if err != nil {
 		return "", err
 	}
-	buf = append(buf, '.')
-	buf = b64.AppendEncode(buf, sig[:])
-	// buf is ours alone and never written again: the token is its bytes, without a copy (as
-	// strings.Builder does).
-	return unsafe.String(unsafe.SliceData(buf), len(buf)), nil
+	return input + "." + b64.EncodeToString(sig[:]), nil
 }
-
-var claimBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // JWK is the public verification key pub as published in the JWKS.
 func JWK(pub *ecdsa.PublicKey, kid string) (security.JWK, error) {

@@ -83,6 +83,15 @@ func segment(t *testing.T, token string, i int) map[string]any {
 
 type ctxKey struct{}
 
+// sign is NewKey and Key.Sign in one.
+func sign(ctx context.Context, d DigestSigner, kid string, c security.TokenClaims) (string, error) {
+	k, err := NewKey(d, kid)
+	if err != nil {
+		return "", err
+	}
+	return k.Sign(ctx, c)
+}
+
 func TestSignVerifiesWithStockGolangJWT(t *testing.T) {
 	mk := newMemKey(t)
 	jwk, err := JWK(&mk.key.PublicKey, "kid-1")
@@ -91,7 +100,7 @@ func TestSignVerifiesWithStockGolangJWT(t *testing.T) {
 	}
 	c := sampleClaims()
 	ctx := context.WithValue(t.Context(), ctxKey{}, "request")
-	token, err := Sign(ctx, mk, "kid-1", c)
+	token, err := sign(ctx, mk, "kid-1", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +135,7 @@ func TestSignClaimsAndHeader(t *testing.T) {
 	mk := newMemKey(t)
 	c := sampleClaims()
 	c.Audience = []string{"aef-1", "aef-2"}
-	token, err := Sign(t.Context(), mk, "k", c)
+	token, err := sign(t.Context(), mk, "k", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +164,7 @@ func TestSignClaimsAndHeader(t *testing.T) {
 func TestSignWithoutConfirmationOmitsCnf(t *testing.T) {
 	c := sampleClaims()
 	c.Confirmation = nil
-	token, err := Sign(t.Context(), newMemKey(t), "k", c)
+	token, err := sign(t.Context(), newMemKey(t), "k", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +193,7 @@ func TestSignRefuses(t *testing.T) {
 			if tc.mutate != nil {
 				tc.mutate(&c)
 			}
-			token, err := Sign(t.Context(), tc.key, tc.kid, c)
+			token, err := sign(t.Context(), tc.key, tc.kid, c)
 			if err == nil {
 				t.Fatalf("Sign = %q, want an error", token)
 			}
@@ -203,7 +212,7 @@ func (failingKeyDER) SignDigest(context.Context, []byte) ([]byte, error) {
 
 // Our method must never take the place of golang-jwt's process-wide ES256.
 func TestGlobalES256IsUntouched(t *testing.T) {
-	if _, err := Sign(t.Context(), newMemKey(t), "k", sampleClaims()); err != nil {
+	if _, err := sign(t.Context(), newMemKey(t), "k", sampleClaims()); err != nil {
 		t.Fatal(err)
 	}
 	m := jwt.GetSigningMethod("ES256")

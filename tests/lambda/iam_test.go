@@ -25,7 +25,6 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/capifcore/capif-security/shared/lambdaapp"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
@@ -191,7 +190,7 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 	recorders := map[string]*callRecorder{}
 	fns := map[string]*lambdaapp.Function{}
 	var logs bytes.Buffer
-	logger := slog.New(logjson.New(&logs, nil))
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	for _, f := range functions {
 		env := functionEnv(t, f.logicalID, ds)
 		// The adapter reads the table names from the process environment (as in a Lambda

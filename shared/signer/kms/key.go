@@ -28,6 +28,7 @@ type resolution struct {
 	signID string // what Sign and GetPublicKey are called with: the id or the key ARN
 	gone   bool   // not found, disabled or pending deletion: left out of the JWKS
 	fault  error  // a key that can never sign ES256 (wrong spec or usage)
+	sign   *signer.Key
 }
 
 // publication is the key's JWK; nil when KMS reports the key unusable.
@@ -36,8 +37,17 @@ type publication struct {
 	fault error
 }
 
-func newKey(ref string) (*key, error) {
+func newKey(client Client, ref string) (*key, error) {
 	k := &key{ref: ref}
+	// resolved names the key: its kid and the id it signs under, and its header encoded once.
+	resolved := func(keyID, signID string) (*key, error) {
+		sign, err := signer.NewKey(kmsKey{client: client, keyID: signID}, keyID)
+		if err != nil {
+			return nil, err
+		}
+		k.resolved.set(resolution{keyID: keyID, signID: signID, sign: sign})
+		return k, nil
+	}
 	k.resolved.init()
 	k.pub.init()
 	bad := func(why string) (*key, error) {
@@ -58,15 +68,13 @@ func newKey(ref string) (*key, error) {
 		resource := parts[5]
 		switch {
 		case strings.HasPrefix(resource, "key/") && validKeyID(resource[len("key/"):]):
-			k.resolved.set(resolution{keyID: resource[len("key/"):], signID: ref})
-			return k, nil
+			return resolved(resource[len("key/"):], ref)
 		case strings.HasPrefix(resource, "alias/") && len(resource) > len("alias/"):
 			return k, nil
 		}
 		return bad("unrecognised ARN resource")
 	case validKeyID(ref):
-		k.resolved.set(resolution{keyID: ref, signID: ref})
-		return k, nil
+		return resolved(ref, ref)
 	}
 	return bad("unrecognised form")
 }
@@ -132,7 +140,8 @@ func (k *key) resolve(ctx context.Context, c Client) (resolution, error) {
 		if md.KeySpec != types.KeySpecEccNistP256 || md.KeyUsage != types.KeyUsageTypeSignVerify {
 			r.fault = fmt.Errorf("kms signer: key %s (%s) is %s/%s, want ECC_NIST_P256/SIGN_VERIFY", k.ref, r.keyID, md.KeySpec, md.KeyUsage)
 		}
-		return r, nil
+		r.sign, err = signer.NewKey(kmsKey{client: c, keyID: r.signID}, r.keyID)
+		return r, err
 	})
 	if err != nil {
 		return resolution{}, err

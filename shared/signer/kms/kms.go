@@ -25,7 +25,6 @@ import (
 
 	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
-	"github.com/capifcore/capif-security/shared/signer"
 )
 
 // Client is the part of the KMS API the signer uses; *kms.Client satisfies it.
@@ -54,7 +53,7 @@ func New(client Client, keyRefs []string) (*Signer, error) {
 	}
 	s := &Signer{client: client}
 	for _, ref := range keyRefs {
-		k, err := newKey(ref)
+		k, err := newKey(client, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +84,7 @@ func (s *Signer) Sign(ctx context.Context, c security.TokenClaims) (string, erro
 	if r.keyID == "" {
 		return "", fmt.Errorf("kms signer: active key %s: not found", k.ref)
 	}
-	return signer.Sign(ctx, kmsKey{client: s.client, keyID: r.signID}, r.keyID, c)
+	return r.sign.Sign(ctx, c)
 }
 
 // JWKS publishes the verification key of every listed key that KMS still reports usable, active

@@ -22,7 +22,7 @@ import (
 // Signer signs with an in-memory P-256 key; kid is the key's RFC 7638 thumbprint, so the same
 // key always gets the same kid, whatever process loads it.
 type Signer struct {
-	key  *ecdsa.PrivateKey
+	key  *signer.Key
 	kid  string
 	jwks security.JWKSet
 }
@@ -42,7 +42,11 @@ func New(key *ecdsa.PrivateKey) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{key: key, kid: kid, jwks: security.JWKSet{Keys: []security.JWK{jwk}}}, nil
+	sk, err := signer.NewKey(digestSigner{key}, kid)
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{key: sk, kid: kid, jwks: security.JWKSet{Keys: []security.JWK{jwk}}}, nil
 }
 
 // Generate makes a signer with a fresh key that lives only as long as the process.
@@ -83,7 +87,7 @@ func (s *Signer) KeyID() string { return s.kid }
 
 // Sign issues the ES256 token for c.
 func (s *Signer) Sign(ctx context.Context, c security.TokenClaims) (string, error) {
-	return signer.Sign(ctx, digestSigner{s.key}, s.kid, c)
+	return s.key.Sign(ctx, c)
 }
 
 // JWKS publishes the one verification key. The slice is copied so callers cannot alter it.

@@ -13,7 +13,6 @@ import (
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/capifcore/capif-security/shared/awsretry"
-	"github.com/capifcore/capif-security/shared/logjson"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -37,7 +36,7 @@ func TestOutageIsUnavailable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			s, err := New(tc.cfg, Options{Tables: TablesWithPrefix("absent-" + time.Now().Format("150405.000000") + "-"), ClientOptions: []func(*ddb.Options){noChecksum},
-				Logger: slog.New(logjson.New(&logs, nil))})
+				Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,9 +15,8 @@
 //	meta        "schema"     → format version of this file
 //
 // bbolt serialises writers and gives readers a consistent snapshot, so every Store read is one
-// read transaction (or none: a load of records cached since the last write, decoded.go) and
-// every write (including a whole registry change, Registry.Update) one write transaction. Only
-// one process can open the file, so the DB also serializes the
+// read transaction and every write (including a whole registry change, Registry.Update) one
+// write transaction. Only one process can open the file, so the DB also serializes the
 // read-modify-write cycles of each context (security.ContextLocker): its writers never lose an
 // optimistic-lock race.
 package embedded
@@ -32,7 +31,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -64,25 +62,8 @@ const lockTimeout = 2 * time.Second
 
 // DB is a bbolt-backed security.Store and security.Registry. It is safe for concurrent use.
 type DB struct {
-	bolt    *bolt.DB
-	locks   contextLocks
-	decoded decoded
-	// gen is a sequence lock over the writes, all of which go through update: odd while one
-	// is under way (bbolt shows a commit to new readers before Update returns), even between
-	// them. The decoded cache serves a record without a read transaction only while gen is
-	// even and what it was before the record was last read (decoded.go).
-	gen     atomic.Uint64
-	writeMu sync.Mutex // keeps gen's two steps of one write apart from another's
-	closed  atomic.Bool
-}
-
-// update runs fn in a write transaction, gen odd from before it begins until after it returns.
-func (db *DB) update(fn func(*bolt.Tx) error) error {
-	db.writeMu.Lock() // bbolt serializes writers anyway: this costs no concurrency
-	defer db.writeMu.Unlock()
-	db.gen.Add(1)
-	defer db.gen.Add(1)
-	return db.bolt.Update(fn)
+	bolt  *bolt.DB
+	locks contextLocks
 }
 
 var (
@@ -184,48 +165,32 @@ func (db *DB) LockContext(ctx context.Context, apiInvokerID string) (func(), err
 }
 
 // Close releases the file. Operations after Close fail.
-func (db *DB) Close() error {
-	db.closed.Store(true) // loads from the cache stop too: operations after Close fail
-	return db.bolt.Close()
-}
+func (db *DB) Close() error { return db.bolt.Close() }
 
 // --- security.Store ---------------------------------------------------------------------------
 
-// Load reads everything q names in one read transaction, or in none when the cache of decoded.go
-// holds every record q names and no write has begun since they were read. Every value is
-// the decoding of the bytes stored now and a fresh copy, so the caller owns (and may mutate)
-// what it gets.
+// Load reads everything q names in one read transaction. Every value is decoded from the bytes
+// stored now, so the caller owns (and may mutate) what it gets.
 func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if snap, ok := db.loadFresh(q); ok {
-		return snap, nil
-	}
-	gen := db.gen.Load()         // before the transaction begins: see decoded.go
-	snap := &security.Snapshot{} // the maps only for a query that names AEFs or interfaces
-	if len(q.AefIDs) > 0 {
-		snap.AEFs = make(map[string]*security.AEF, len(q.AefIDs))
-	}
-	if len(q.InterfaceKeys) > 0 {
-		snap.Interfaces = make(map[string][]security.PublishedAPI, len(q.InterfaceKeys))
-	}
+	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		var err error
-		if snap.Caller, err = getDecoded[security.Principal](db, tx, gen, bucketPrincipals, q.CallerID); err != nil {
+		if _, err := getNew(tx, bucketPrincipals, q.CallerID, &snap.Caller); err != nil {
 			return err
 		}
-		if q.APIInvokerID != "" && !db.excluded(tx, gen, q) {
-			if snap.Context, err = getDecoded[security.SecurityContext](db, tx, gen, bucketContexts, q.APIInvokerID); err != nil {
+		if q.APIInvokerID != "" && !excluded(tx, q) {
+			if _, err := getNew(tx, bucketContexts, q.APIInvokerID, &snap.Context); err != nil {
 				return err
 			}
 		}
 		for _, id := range q.AefIDs {
-			var a security.AEF
-			if ok, err := get(tx, bucketAEFs, id, &a); err != nil {
+			var a *security.AEF
+			if ok, err := getNew(tx, bucketAEFs, id, &a); err != nil {
 				return err
 			} else if ok {
-				snap.AEFs[id] = &a
+				snap.AEFs[id] = a
 			}
 		}
 		for _, k := range q.InterfaceKeys {
@@ -244,55 +209,15 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 	return snap, nil
 }
 
-// excluded reports whether q.ForAEF rules the context out by its index entry alone.
-func (db *DB) excluded(tx *bolt.Tx, gen uint64, q security.Query) bool {
+// excluded reports whether q.ForAEF rules the context out by its index entry alone; no entry
+// rules nothing out: decode, and let the domain decide.
+func excluded(tx *bolt.Tx, q security.Query) bool {
 	if q.ForAEF == "" {
 		return false
 	}
-	aefs, err := getDecoded[[]string](db, tx, gen, bucketCtxAEFs, q.APIInvokerID)
-	return err == nil && excludes(aefs, q.ForAEF)
-}
-
-// excludes reports whether the index entry aefs (a context's AefIDs) rules out a context for
-// forAEF; no entry rules nothing out: decode, and let the domain decide.
-func excludes(aefs *[]string, forAEF string) bool {
-	return aefs != nil && !slices.Contains(*aefs, forAEF)
-}
-
-// loadFresh is Load without a transaction, for a query of the records the cache keeps (the
-// caller, the context and its index: every token request and AEF read) when each is cached and
-// no write has begun since it was read; false sends Load to the store.
-func (db *DB) loadFresh(q security.Query) (*security.Snapshot, bool) {
-	gen := db.gen.Load()
-	if len(q.AefIDs) > 0 || len(q.InterfaceKeys) > 0 || gen%2 == 1 || db.closed.Load() {
-		return nil, false
-	}
-	snap := &security.Snapshot{}
-	if q.CallerID != "" {
-		v, ok := db.decoded.fresh(string(bucketPrincipals), q.CallerID, gen)
-		if !ok {
-			return nil, false
-		}
-		snap.Caller = v.(*security.Principal)
-	}
-	if q.APIInvokerID == "" {
-		return snap, true
-	}
-	if q.ForAEF != "" {
-		aefs, ok := db.decoded.fresh(string(bucketCtxAEFs), q.APIInvokerID, gen)
-		if !ok {
-			return nil, false
-		}
-		if excludes(aefs.(*[]string), q.ForAEF) {
-			return snap, true
-		}
-	}
-	v, ok := db.decoded.fresh(string(bucketContexts), q.APIInvokerID, gen)
-	if !ok {
-		return nil, false
-	}
-	snap.Context = v.(*security.SecurityContext)
-	return snap, true
+	var aefs []string
+	ok, err := get(tx, bucketCtxAEFs, q.APIInvokerID, &aefs)
+	return err == nil && ok && !slices.Contains(aefs, q.ForAEF)
 }
 
 // Create stores sc with Version 1; ErrExists when the invoker already has a context.
@@ -302,7 +227,7 @@ func (db *DB) Create(ctx context.Context, sc *security.SecurityContext) error {
 	}
 	stored := *sc
 	stored.Version = 1
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketContexts)
 		if b.Get([]byte(sc.APIInvokerID)) != nil {
 			return fmt.Errorf("%w: security context of %q", security.ErrExists, sc.APIInvokerID)
@@ -333,7 +258,7 @@ func (db *DB) Replace(ctx context.Context, sc *security.SecurityContext, owed []
 	}
 	stored := *sc
 	stored.Version = sc.Version + 1
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketContexts)
 		var cur struct {
 			Version int64 `json:"version"`
@@ -375,7 +300,7 @@ func (db *DB) Delivered(ctx context.Context, owedID string) error {
 	if owedID == "" {
 		return nil
 	}
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketOutbox).Delete([]byte(owedID))
 	})
 	if err != nil {
@@ -463,7 +388,7 @@ func (db *DB) Update(ctx context.Context, fn func(security.RegistryTx) error) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := db.update(func(tx *bolt.Tx) error { return fn(&regTx{tx: tx}) }); err != nil {
+	if err := db.bolt.Update(func(tx *bolt.Tx) error { return fn(&regTx{tx: tx}) }); err != nil {
 		return fmt.Errorf("embedded store: registry update: %w", err)
 	}
 	return nil
@@ -605,6 +530,16 @@ func get(tx *bolt.Tx, bucket []byte, id string, v any) (bool, error) {
 		return false, fmt.Errorf("%s %q: corrupt record: %w", bucket, id, err)
 	}
 	return true, nil
+}
+
+// getNew is get into a new *T, left nil when absent.
+func getNew[T any](tx *bolt.Tx, bucket []byte, id string, dst **T) (bool, error) {
+	v := new(T)
+	ok, err := get(tx, bucket, id, v)
+	if ok {
+		*dst = v
+	}
+	return ok, err
 }
 
 func put(b *bolt.Bucket, id string, v any) error {

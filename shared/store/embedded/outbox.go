@@ -40,7 +40,7 @@ func (db *DB) outboxChange(ctx context.Context, what, id string, change func(o *
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		raw := b.Get([]byte(id))
 		if raw == nil {
