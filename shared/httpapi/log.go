@@ -154,12 +154,13 @@ func (l *accessLog) write(r *http.Request, id string, start time.Time, status in
 func (l *accessLog) metrics(at time.Time, method string, status int, info *reqInfo, counts *metrics.Counts, took time.Duration) []slog.Attr {
 	serverFault := status >= 500 && info.clientFault == nil
 	clientFault := status >= 400 && !serverFault
-	ms := []metrics.Metric{
+	ms := make([]metrics.Metric, 0, 8)
+	ms = append(ms,
 		metrics.Count(metrics.Requests, 1),
 		metrics.Count(metrics.ClientErrors, b2i(clientFault)),
 		metrics.Count(metrics.ServerErrors, b2i(serverFault)),
 		metrics.Duration(metrics.Latency, took),
-	}
+	)
 	switch info.operation {
 	case OpObtainAuthorization:
 		ms = append(ms, metrics.Count(metrics.TokensIssued, b2i(status == http.StatusOK)))
@@ -170,18 +171,24 @@ func (l *accessLog) metrics(at time.Time, method string, status int, info *reqIn
 		ms = append(ms, metrics.Count(metrics.Revocations, b2i(status == http.StatusNoContent)))
 	}
 	ms = append(ms, counts.Metrics()...)
-	byOp := [][]string{{metrics.DimOperation}, {}} // "operation" is already a member of the line
+	byOp := byOperation // "operation" is already a member of the line
 	if info.operation == "" {
-		byOp = [][]string{{}} // a dimension value may not be empty
+		byOp = totalOnly // a dimension value may not be empty
 	}
-	var dims []metrics.Dimension
-	sets := []metrics.Set{{Dimensions: byOp, Metrics: ms}}
-	if info.oauthError != "" {
-		dims = append(dims, metrics.Dimension{Name: metrics.DimOAuthError, Value: info.oauthError})
-		sets = append(sets, metrics.Set{Dimensions: [][]string{{metrics.DimOAuthError}, {}}, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}})
+	if info.oauthError == "" {
+		return metrics.Attrs(l.namespace, at, nil, metrics.Set{Dimensions: byOp, Metrics: ms})
 	}
-	return metrics.Attrs(l.namespace, at, dims, sets...)
+	return metrics.Attrs(l.namespace, at, []metrics.Dimension{{Name: metrics.DimOAuthError, Value: info.oauthError}},
+		metrics.Set{Dimensions: byOp, Metrics: ms},
+		metrics.Set{Dimensions: byOAuthError, Metrics: []metrics.Metric{metrics.Count(metrics.TokenDenials, 1)}})
 }
+
+// The dimension sets of the access log's metrics (read only).
+var (
+	byOperation  = [][]string{{metrics.DimOperation}, {}}
+	totalOnly    = [][]string{{}}
+	byOAuthError = [][]string{{metrics.DimOAuthError}, {}}
+)
 
 func b2i(b bool) int {
 	if b {

@@ -137,25 +137,29 @@ func (rt *Router) route(w http.ResponseWriter, r *http.Request) {
 type segment struct{ literal, param string }
 
 // match matches path (escaped, without its leading slash) segment by segment against pattern:
-// a {param} segment takes any non-empty segment that unescapes. values holds each segment,
-// unescaped.
+// a {param} segment takes any non-empty segment that unescapes. values holds the unescaped
+// value of each {param} segment, by its index in pattern.
 func match(pattern []segment, path string) (values []string, ok bool) {
-	segs := strings.Split(path, "/")
-	if len(segs) != len(pattern) {
-		return nil, false
-	}
 	for i, p := range pattern {
+		seg, rest, more := strings.Cut(path, "/")
+		if more != (i < len(pattern)-1) {
+			return nil, false // fewer or more segments than the pattern
+		}
+		path = rest
 		if p.param == "" {
-			if p.literal != segs[i] {
+			if p.literal != seg {
 				return nil, false
 			}
 			continue
 		}
-		v, err := url.PathUnescape(segs[i])
+		v, err := url.PathUnescape(seg)
 		if err != nil || v == "" {
 			return nil, false
 		}
-		segs[i] = v
+		if values == nil {
+			values = make([]string, len(pattern))
+		}
+		values[i] = v
 	}
-	return segs, true
+	return values, true
 }

@@ -9,8 +9,8 @@
 //     operation; unrouted requests count in the totals only) and, for token denials, oauthError
 //     (an RFC 6749 error code). Never an invoker or AEF id. No member differs from another of the
 //     line only in case (JSON decoders such as Go's match names case-insensitively).
-//   - Attrs returns the members of one line: "_aws" (the metric directive, one json.RawMessage
-//     that slog's JSON handler writes as it is) plus one root member per metric value and per
+//   - Attrs returns the members of one line: "_aws" (the metric directive, one value that slog's
+//     JSON handler encodes with encoding/json) plus one root member per metric value and per
 //     dimension value given, as the EMF specification requires; a dimension may also name a
 //     member the caller writes itself.
 //   - Counts is a per-request tally that adapters add to through the request's context (Add)
@@ -19,7 +19,6 @@ package metrics
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"maps"
 	"slices"
@@ -121,27 +120,33 @@ type metricDef struct {
 	Unit string `json:"Unit"`
 }
 
-// Attrs are the EMF members of one log line at time at: "_aws" (one json.RawMessage: the
-// directive, one per set), the values of dims (dimensions the caller does not write itself) and
-// the metrics' values. Sets without metrics are left out, and so is everything when no set has
-// one. A metric named twice keeps its first value.
+// Attrs are the EMF members of one log line at time at: "_aws" (the directive, one per set), the
+// values of dims (dimensions the caller does not write itself) and the metrics' values. Sets
+// without metrics are left out, and so is everything when no set has one. A metric named twice
+// keeps its first value.
 func Attrs(namespace string, at time.Time, dims []Dimension, sets ...Set) []slog.Attr {
-	aws := emf{Timestamp: at.UnixMilli()}
-	var values []slog.Attr
-	seen := map[string]bool{}
+	aws := emf{Timestamp: at.UnixMilli(), CloudWatchMetrics: make([]directive, 0, len(sets))}
+	n := 1 + len(dims)
+	for _, s := range sets {
+		n += len(s.Metrics)
+	}
+	out := make([]slog.Attr, 1, n)
+	for _, d := range dims {
+		out = append(out, slog.String(d.Name, d.Value))
+	}
+	values := len(out)
 	for _, s := range sets {
 		if len(s.Metrics) == 0 {
 			continue
 		}
-		d := directive{Namespace: namespace, Dimensions: s.Dimensions}
+		d := directive{Namespace: namespace, Dimensions: s.Dimensions, Metrics: make([]metricDef, len(s.Metrics))}
 		if d.Dimensions == nil {
 			d.Dimensions = [][]string{{}}
 		}
-		for _, m := range s.Metrics {
-			d.Metrics = append(d.Metrics, metricDef{Name: m.Name, Unit: m.Unit})
-			if !seen[m.Name] {
-				seen[m.Name] = true
-				values = append(values, slog.Float64(m.Name, m.Value))
+		for i, m := range s.Metrics {
+			d.Metrics[i] = metricDef{Name: m.Name, Unit: m.Unit}
+			if !slices.ContainsFunc(out[values:], func(a slog.Attr) bool { return a.Key == m.Name }) {
+				out = append(out, slog.Float64(m.Name, m.Value))
 			}
 		}
 		aws.CloudWatchMetrics = append(aws.CloudWatchMetrics, d)
@@ -149,15 +154,10 @@ func Attrs(namespace string, at time.Time, dims []Dimension, sets ...Set) []slog
 	if len(aws.CloudWatchMetrics) == 0 {
 		return nil
 	}
-	raw, err := json.Marshal(aws)
-	if err != nil { // strings, numbers and slices of them: cannot fail
-		panic("metrics: " + err.Error())
-	}
-	out := []slog.Attr{slog.Any("_aws", json.RawMessage(raw))}
-	for _, d := range dims {
-		out = append(out, slog.String(d.Name, d.Value))
-	}
-	return append(out, values...)
+	// One member, which slog's JSON handler encodes with encoding/json. (As a json.RawMessage it
+	// would be encoded twice: marshalled here, then compacted and checked again by the handler.)
+	out[0] = slog.Any("_aws", aws)
+	return out
 }
 
 // Emitter writes standalone metric lines (the delivery worker: one line per event).
@@ -218,6 +218,9 @@ func Add(ctx context.Context, name string, n int) {
 func (c *Counts) Metrics() []Metric {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.n) == 0 {
+		return nil
+	}
 	var out []Metric
 	for _, name := range slices.Sorted(maps.Keys(c.n)) {
 		if c.n[name] != 0 {

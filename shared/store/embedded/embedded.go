@@ -175,7 +175,13 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}}
+	snap := &security.Snapshot{}
+	if len(q.AefIDs) > 0 {
+		snap.AEFs = make(map[string]*security.AEF, len(q.AefIDs))
+	}
+	if len(q.InterfaceKeys) > 0 {
+		snap.Interfaces = make(map[string][]security.PublishedAPI, len(q.InterfaceKeys))
+	}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		if _, err := getNew(tx, bucketPrincipals, q.CallerID, &snap.Caller); err != nil {
 			return err
