@@ -35,6 +35,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig"
+	"github.com/capifcore/capif-security/shared/app/sdkconfig/standard"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -67,14 +68,14 @@ type session struct {
 	dryRun         bool
 	stdout, stderr io.Writer
 	logger         *slog.Logger
-	awsCfg         *aws.Config
+	aws            *sdkconfig.Provider // the one SDK configuration, built on first use
 	app            *app.App
 }
 
 // service opens the back end (once) and returns the service on it.
 func (s *session) service(ctx context.Context) (*security.Service, error) {
 	if s.app == nil {
-		a, err := fullapp.Open(ctx, app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.awsCfg})
+		a, err := fullapp.Open(ctx, app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get})
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +175,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	return load(c, rest, getenv, stdout, stderr, func(cfg settings.Config, operands []string, dryRun bool, run func(context.Context, *session) error) error {
 		logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 		cfg.LogWarnings(logger)
-		s := &session{cfg: cfg, operands: operands, dryRun: dryRun, stdout: stdout, stderr: stderr, logger: logger}
+		s := &session{cfg: cfg, operands: operands, dryRun: dryRun, stdout: stdout, stderr: stderr, logger: logger,
+			aws: standard.Provider(ctx, logger)}
 		defer func() {
 			if s.app != nil {
 				_ = s.app.Close()
@@ -185,11 +187,9 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 				return err
 			}
 			if cfg.Store == settings.StoreDynamoDB {
-				awsCfg, err := sdkconfig.Load(ctx, logger, nil)
-				if err != nil {
+				if _, err := s.aws.Get(); err != nil {
 					return err
 				}
-				s.awsCfg = &awsCfg
 			}
 		}
 		if c.writes {
@@ -262,7 +262,7 @@ func splitCommand(args []string) (string, []string) {
 }
 
 func requireBackEnd(c command, cfg settings.Config) error {
-	if cfg.Store == "" {
+	if cfg.Store == settings.StoreNone {
 		return fmt.Errorf("%s: no back end named; capif-admin touches only the store it is told to:\n%s", c.name, backEndHelp)
 	}
 	return nil
@@ -284,7 +284,8 @@ func describeTarget(ctx context.Context, name string, s *session) {
 		fmt.Fprintf(w, "%s on the embedded store in %s%s\n", name, dir, mode)
 	case settings.StoreDynamoDB:
 		fmt.Fprintf(w, "%s on DynamoDB%s\n", name, mode)
-		opts := awsddb.NewFromConfig(*s.awsCfg).Options()
+		awsCfg, _ := s.aws.Get() // built when the back end was checked
+		opts := awsddb.NewFromConfig(awsCfg).Options()
 		region := opts.Region
 		if region == "" {
 			region = "(none configured)"
@@ -300,7 +301,7 @@ func describeTarget(ctx context.Context, name string, s *session) {
 		if opts.BaseEndpoint == nil {
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			if account, err := callerAccount(actx, *s.awsCfg); err == nil && account != "" {
+			if account, err := callerAccount(actx, awsCfg); err == nil && account != "" {
 				fmt.Fprintf(w, "  account   %s\n", account)
 			}
 		}

@@ -34,7 +34,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Errorf("defaults %+v", got)
 	}
 	got, err = parseConfig([]string{"-store", "dynamodb"}, envOf(nil), io.Discard)
-	if err != nil || got.Tables != ddbstore.TablesWithPrefix("capif-") {
+	if err != nil || ddbstore.Tables(got.Tables) != ddbstore.TablesWithPrefix("capif-") {
 		t.Errorf("default tables %+v, %v", got.Tables, err)
 	}
 }
@@ -58,7 +58,7 @@ func TestParseConfigEnv(t *testing.T) {
 		got.APIRoot != "https://capif.example.com" || got.Issuer != "https://ccf.example.com/7" || got.TokenTTL != 2*time.Minute ||
 		got.AllowLoopbackNotifications || got.Store != "dynamodb" || got.Signer != "kms" ||
 		!reflect.DeepEqual(got.KMSKeyIDs, []string{"alias/a", "alias/b"}) || !got.CreateTables || got.LogLevel != slog.LevelDebug ||
-		got.Tables != (ddbstore.Tables{Contexts: "t-contexts", Registry: "t-registry", Outbox: "explicit-outbox"}) {
+		ddbstore.Tables(got.Tables) != (ddbstore.Tables{Contexts: "t-contexts", Registry: "t-registry", Outbox: "explicit-outbox"}) {
 		t.Errorf("from env: %+v", got)
 	}
 
@@ -72,7 +72,7 @@ func TestParseConfigEnv(t *testing.T) {
 		t.Errorf("flags did not override env: %+v", got)
 	}
 	// A flag beats every variable: the explicit outbox name from the environment goes too.
-	if got.Tables != ddbstore.TablesWithPrefix("f-") {
+	if ddbstore.Tables(got.Tables) != ddbstore.TablesWithPrefix("f-") {
 		t.Errorf("-table-prefix f- gave tables %+v", got.Tables)
 	}
 	if got.Registry != env["CAPIF_REGISTRY"] || got.Store != "dynamodb" {

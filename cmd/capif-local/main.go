@@ -51,7 +51,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	var handler slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
-	if cfg.Store == settings.StoreDynamoDB && localDynamoDB(ctx) {
+	if cfg.Store == settings.StoreDynamoDB && localDynamoDB(settings.Getenv) {
 		handler = quietLocalChecksum{handler}
 	}
 	logger := slog.New(handler)
@@ -106,8 +106,11 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	if err != nil {
 		return err
 	}
-	if c.APIRoot == "" {
+	if c.APIRoot == "" { // no -api-root: the two settings settings.Load leaves to the runner
 		c.APIRoot = "https://" + addr
+		if c.Issuer == "" {
+			c.Issuer = c.APIRoot
+		}
 	}
 	clientCA := string(clientCAPEM) // once: every PKI entry answered carries it
 	a, err := fullapp.Open(ctx, app.Config{Settings: c, Logger: logger,

@@ -7,8 +7,6 @@ import (
 	"net/url"
 	"strings"
 
-	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
 	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 )
 
@@ -21,17 +19,14 @@ const (
 	checksumWarnCause  = "response did not match expected checksum, 0,"
 )
 
-// localDynamoDB reports whether the SDK configuration points DynamoDB at a loopback endpoint.
-func localDynamoDB(ctx context.Context) bool {
-	cfg, err := sdkconfig.Load(ctx, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
+// localDynamoDB reports whether the environment's endpoint override points DynamoDB at a
+// loopback address (AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL: what make run-aws sets).
+func localDynamoDB(getenv func(string) string) bool {
+	ep := sdkconfig.Endpoint(getenv, "DYNAMODB")
+	if ep == "" {
 		return false
 	}
-	ep := awsddb.NewFromConfig(cfg).Options().BaseEndpoint
-	if ep == nil {
-		return false
-	}
-	u, err := url.Parse(*ep)
+	u, err := url.Parse(ep)
 	if err != nil {
 		return false
 	}

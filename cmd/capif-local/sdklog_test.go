@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func TestLocalDynamoDB(t *testing.T) {
 		"https://dynamodb.eu-west-1.amazonaws.com": false, "http://10.0.0.5:8000": false, "": false,
 	} {
 		t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", ep)
-		if got := localDynamoDB(context.Background()); got != want {
+		if got := localDynamoDB(os.Getenv); got != want {
 			t.Errorf("%q: local %v, want %v", ep, got, want)
 		}
 	}

@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/smithy-go/logging"
-	"github.com/aws/smithy-go/middleware"
 
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/notify"
@@ -26,20 +24,14 @@ type Config struct {
 	// authenticationInfo); a function reads it from its lazily loaded truststore.
 	ClientCA func(context.Context) (string, error)
 	Logger   *slog.Logger
-	// AWS is an SDK configuration the caller already loaded (sdkconfig.Load, or a function's
-	// own), so a process loads it once; nil: loaded here (LoadAWS) when an AWS adapter is wanted.
-	AWS *aws.Config
-	// AWSAPIOptions are added to every AWS client when AWS is nil (tests count or fail requests
-	// with them).
-	AWSAPIOptions []func(*middleware.Stack) error
+	// AWS is the process's one SDK configuration, built on first use (sdkconfig.Provider's Get);
+	// nil: this process has none, and AWS back ends are refused.
+	AWS func() (aws.Config, error)
 	// Backends are the adapters this process links (the signer "none" is always there); Open
 	// refuses a store or signer setting none of them is named for. A Lambda binary names only
 	// DynamoDB (and KMS where it signs), so it carries neither the embedded store nor the local
 	// key; the runner and the admin command name every one (shared/app/fullapp).
 	Backends []Backend
-	// LoadAWS loads the SDK configuration when AWS is nil and an AWS adapter is wanted
-	// (sdkconfig.Load); nil: such a setting is refused.
-	LoadAWS func(ctx context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error)
 }
 
 // Backend is one adapter Open can build, under the setting value that selects it (Name: a
@@ -54,7 +46,7 @@ type Backend struct {
 type Input struct {
 	Settings settings.Config
 	Logger   *slog.Logger
-	// AWS returns the process's one SDK configuration (loaded on first use).
+	// AWS returns the process's one SDK configuration (built on first use).
 	AWS func() (aws.Config, error)
 }
 
@@ -72,27 +64,6 @@ type App struct {
 	Store    security.Store
 	Registry security.Registry
 	closers  []func() error
-	awsCfg   *aws.Config
-}
-
-// aws returns the SDK configuration of this App's clients: the one the caller loaded
-// (cfg.AWS), or one loaded here, once.
-func (a *App) aws(ctx context.Context, cfg Config) (aws.Config, error) {
-	if a.awsCfg == nil && cfg.AWS != nil {
-		a.awsCfg = cfg.AWS
-	}
-	if a.awsCfg != nil {
-		return *a.awsCfg, nil
-	}
-	if cfg.LoadAWS == nil {
-		return aws.Config{}, errors.New("this process has no AWS configuration")
-	}
-	c, err := cfg.LoadAWS(ctx, cfg.Logger, cfg.AWSAPIOptions)
-	if err != nil {
-		return aws.Config{}, err
-	}
-	a.awsCfg = &c
-	return c, nil
 }
 
 // Close releases the adapters (the embedded store's file lock).
@@ -104,21 +75,20 @@ func (a *App) Close() error {
 	return errors.Join(errs...)
 }
 
-// Open builds the adapters named in cfg and the service on them. It makes no network call,
-// unless the CreateTables setting asks for the DynamoDB tables to be created. The iss claim is
-// the Issuer setting, else the APIRoot.
+// Open builds the adapters named in cfg's settings (as settings.Load resolved them) and the
+// service on them. It makes no network call, unless the CreateTables setting asks for the
+// DynamoDB tables to be created.
 func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	set := cfg.Settings
 	a := &App{}
-	in := Input{Settings: set, Logger: cfg.Logger, AWS: func() (aws.Config, error) { return a.aws(ctx, cfg) }}
-	store := set.Store
-	if store == "" {
-		store = settings.StoreEmbedded
+	in := Input{Settings: set, Logger: cfg.Logger, AWS: cfg.AWS}
+	if in.AWS == nil {
+		in.AWS = func() (aws.Config, error) { return aws.Config{}, errors.New("this process has no AWS configuration") }
 	}
-	b, ok := backend(cfg.Backends, store, true)
+	b, ok := backend(cfg.Backends, set.Store, true)
 	if !ok {
 		return nil, fmt.Errorf("store %q is not available in this process (want one of %s)", set.Store, strings.Join(names(cfg.Backends, true), ", "))
 	}
@@ -130,13 +100,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if st.Close != nil {
 		a.closers = append(a.closers, st.Close)
 	}
-	signer := set.Signer
-	if signer == "" {
-		signer = settings.SignerLocal
-	}
 	var sig security.Signer = noSigner{}
-	if signer != settings.SignerNone {
-		b, ok := backend(cfg.Backends, signer, false)
+	if set.Signer != settings.SignerNone {
+		b, ok := backend(cfg.Backends, set.Signer, false)
 		if !ok {
 			_ = a.Close()
 			return nil, fmt.Errorf("signer %q is not available in this process (want one of %s)", set.Signer, strings.Join(append(names(cfg.Backends, false), settings.SignerNone), ", "))
@@ -146,13 +112,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 	}
-	issuer := set.Issuer
-	if issuer == "" {
-		issuer = set.APIRoot
-	}
-	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Logger: cfg.Logger})
+	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Timeout: set.NotifyTimeout, Logger: cfg.Logger})
 	a.Service = security.New(a.Store, a.Registry, sig, n, security.SystemClock{}, security.Config{
-		Issuer:      issuer,
+		Issuer:      set.Issuer,
 		TokenTTL:    set.TokenTTL,
 		RetryBase:   set.RetryBase,
 		RetryCap:    set.RetryCap,
@@ -196,21 +158,6 @@ func (noSigner) Sign(context.Context, security.TokenClaims) (string, error) {
 
 func (noSigner) JWKS(context.Context) (security.JWKSet, error) {
 	return security.JWKSet{}, errors.New("this process does not sign tokens")
-}
-
-// SDKLogger routes the AWS SDK's own log lines (warnings, opt-in debug) through slog, so a
-// process's output stays one JSON object per line.
-func SDKLogger(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
-		level := slog.LevelInfo
-		switch c {
-		case logging.Warn:
-			level = slog.LevelWarn
-		case logging.Debug:
-			level = slog.LevelDebug
-		}
-		l.Log(context.Background(), level, fmt.Sprintf(format, v...), slog.String("source", "aws-sdk"))
-	})
 }
 
 // deliveryMetrics names the metric of each delivery outcome.

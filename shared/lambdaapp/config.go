@@ -49,10 +49,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	return configOf(s), nil
+}
+
+// configOf is the configuration of a function's settings.
+func configOf(s settings.Config) Config {
 	c := Config{Settings: s, Truststore: TruststoreLocation{File: s.TruststoreFile}}
 	if s.TruststoreURI != "" {
 		c.Truststore.Bucket, c.Truststore.Key, _ = settings.ParseS3URI(s.TruststoreURI) // checked by Load
 		c.Truststore.Version = s.TruststoreVersion
 	}
-	return c, nil
+	return c
 }

@@ -1,16 +1,13 @@
 package lambdaapp_test
 
 import (
-	"encoding/json"
 	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/smithy-go/logging"
 
-	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
@@ -32,7 +29,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := c.Settings
-	if s.Store != "dynamodb" || s.Signer != "kms" || s.Tables != ddbstore.TablesWithPrefix("capif-prod-") || s.Issuer != "" {
+	if s.Store != "dynamodb" || s.Signer != "kms" || ddbstore.Tables(s.Tables) != ddbstore.TablesWithPrefix("capif-prod-") || s.Issuer != "https://capif.example.com" {
 		t.Errorf("adapters %+v", s)
 	}
 	if want := []string{"1234abcd-12ab-34cd-56ef-1234567890ab", "0987dcba-09fe-87dc-65ba-ab0987654321"}; !reflect.DeepEqual(s.KMSKeyIDs, want) {
@@ -61,7 +58,7 @@ func TestConfigFromEnvTemplateShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Settings.Tables != (ddbstore.Tables{Contexts: "s-contexts", Registry: "s-registry", Outbox: "s-outbox"}) ||
+	if ddbstore.Tables(c.Settings.Tables) != (ddbstore.Tables{Contexts: "s-contexts", Registry: "s-registry", Outbox: "s-outbox"}) ||
 		c.Settings.Issuer != "https://issuer.example.com/ccf" || !reflect.DeepEqual(c.Settings.KMSKeyIDs, []string{"alias/old"}) ||
 		len(c.Settings.Warnings) != 1 || !strings.Contains(c.Settings.Warnings[0], "CAPIF_KMS_KEY_IDS") {
 		t.Errorf("%+v", c.Settings)
@@ -111,21 +108,3 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 	}
 }
 
-// The SDK's own log lines become JSON with the right level.
-func TestSDKLogger(t *testing.T) {
-	var buf strings.Builder
-	l := app.SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	l.Logf(logging.Warn, "failed to close HTTP response body, %d", 7)
-	l.Logf(logging.Debug, "retrying")
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("%d lines: %s", len(lines), buf.String())
-	}
-	var first, second map[string]any
-	if json.Unmarshal([]byte(lines[0]), &first) != nil || json.Unmarshal([]byte(lines[1]), &second) != nil {
-		t.Fatalf("not JSON: %s", buf.String())
-	}
-	if first["level"] != "WARN" || first["msg"] != "failed to close HTTP response body, 7" || first["source"] != "aws-sdk" || second["level"] != "DEBUG" {
-		t.Errorf("%v %v", first, second)
-	}
-}

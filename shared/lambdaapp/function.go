@@ -22,6 +22,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
+	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
@@ -54,15 +55,22 @@ func (opts Options) env() func(string) string {
 	return settings.Getenv
 }
 
-// appConfig is the app configuration of a function or the worker: the DynamoDB store and
-// opts.Backends, on the SDK configuration of the environment (awsConfigFromEnv).
-func appConfig(set settings.Config, logger *slog.Logger, opts Options) app.Config {
+// openApp opens the app of a function or the worker: the DynamoDB store and opts.Backends, on
+// the process's one SDK configuration (sdkconfig.FromEnv, built on first use).
+func openApp(ctx context.Context, set settings.Config, logger *slog.Logger, opts Options, aws *sdkconfig.Provider,
+	clientCA func(context.Context) (string, error)) (*app.App, error) {
+	a, err := app.Open(ctx, app.Config{Settings: set, Logger: logger, AWS: aws.Get, ClientCA: clientCA,
+		Backends: append([]app.Backend{dynamoapp.Store}, opts.Backends...)})
+	if err != nil {
+		return nil, fmt.Errorf("lambdaapp: %w", err)
+	}
+	return a, nil
+}
+
+// awsProvider is the process's one SDK configuration, from its environment.
+func awsProvider(logger *slog.Logger, opts Options) *sdkconfig.Provider {
 	getenv := opts.env()
-	return app.Config{Settings: set, Logger: logger, AWSAPIOptions: opts.AWSAPIOptions,
-		Backends: append([]app.Backend{dynamoapp.Store}, opts.Backends...),
-		LoadAWS: func(_ context.Context, logger *slog.Logger, apiOptions []func(*middleware.Stack) error) (aws.Config, error) {
-			return awsConfigFromEnv(getenv, logger, apiOptions), nil
-		}}
+	return sdkconfig.NewProvider(func() (aws.Config, error) { return sdkconfig.FromEnv(getenv, logger, opts.AWSAPIOptions), nil })
 }
 
 // Function is one Lambda function: an API Gateway REST proxy event in, a proxy response out.
@@ -99,27 +107,25 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 	if now == nil {
 		now = time.Now
 	}
-	getenv := opts.env()
-	acfg := appConfig(cfg.Settings, f.logger, opts)
+	aws := awsProvider(f.logger, opts)
 	var s3c s3Getter
 	if cfg.Truststore.File == "" {
-		// From the environment only; credentials are used on the first call. One SDK
-		// configuration per process, shared with the adapters app.Open builds.
-		awsCfg := awsConfigFromEnv(getenv, f.logger, opts.AWSAPIOptions)
-		acfg.AWS = &awsCfg
-		s3c = newS3Reader(awsCfg, s3Endpoint(getenv))
+		awsCfg, err := aws.Get() // from the environment: no call is made
+		if err != nil {
+			return nil, fmt.Errorf("lambdaapp: %w", err)
+		}
+		s3c = newS3Reader(awsCfg, sdkconfig.Endpoint(opts.env(), "S3"))
 	}
 	f.trust = &lazyTruststore{loc: cfg.Truststore, s3: s3c, logger: f.logger}
-	acfg.ClientCA = func(ctx context.Context) (string, error) {
+	a, err := openApp(ctx, cfg.Settings, f.logger, opts, aws, func(ctx context.Context) (string, error) {
 		ts, err := truststoreOf(ctx)
 		if err != nil {
 			return "", err
 		}
 		return ts.pem, nil
-	}
-	a, err := app.Open(ctx, acfg)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("lambdaapp: %w", err)
+		return nil, err
 	}
 	f.app = a
 	f.router = build(a.Service, httpapi.Options{
@@ -297,25 +303,38 @@ func RequestContext(ctx context.Context, margin time.Duration) (context.Context,
 	return context.WithCancel(ctx)
 }
 
-// Main runs a function: configuration from the environment, the JSON logger, New, and the
-// Lambda runtime loop. A configuration error fails the init (API Gateway answers its own 5xx,
-// shaped as problem+json by the template's DEFAULT_5XX gateway response). backends are what
-// the function links besides the DynamoDB store: kmsapp.Signer for the one that signs tokens.
+// Main runs a function: start, New, and the Lambda runtime loop. A configuration error fails
+// the init (API Gateway answers its own 5xx, shaped as problem+json by the template's
+// DEFAULT_5XX gateway response). backends are what the function links besides the DynamoDB
+// store: kmsapp.Signer for the one that signs tokens.
 func Main(build Build, backends ...app.Backend) {
-	level := new(slog.LevelVar)
-	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
-	slog.SetDefault(logger) // the proxy library's own log lines become JSON too
-	cfg, err := ConfigFromEnv(settings.Getenv)
+	set, logger := start(settings.Function, "function")
+	f, err := New(context.Background(), configOf(set), build, Options{Logger: logger, Backends: backends})
 	if err != nil {
-		logger.Error("configuration", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
-	level.Set(cfg.Settings.LogLevel)
-	cfg.Settings.LogWarnings(logger)
-	f, err := New(context.Background(), cfg, build, Options{Logger: logger, Backends: backends})
-	if err != nil {
-		logger.Error("init", slog.String("error", err.Error()))
-		os.Exit(1)
+		exit(logger, "init", err)
 	}
 	lambda.Start(f.Handle)
+}
+
+// start is what every function's and the worker's main begin with: the JSON logger (with the
+// X-Ray trace id) as the process's default, so the proxy's and the SDK's lines are JSON too, and
+// cmd's settings from the environment, their warnings logged. A configuration error ends the
+// init.
+func start(cmd settings.Command, name string) (settings.Config, *slog.Logger) {
+	level := new(slog.LevelVar)
+	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
+	slog.SetDefault(logger)
+	set, _, err := settings.Load(cmd, nil, settings.Getenv, settings.Options{Name: name})
+	if err != nil {
+		exit(logger, "configuration", err)
+	}
+	level.Set(set.LogLevel)
+	set.LogWarnings(logger)
+	return set, logger
+}
+
+// exit fails the init: one ERROR line naming what failed.
+func exit(logger *slog.Logger, what string, err error) {
+	logger.Error(what, slog.String("error", err.Error()))
+	os.Exit(1)
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
-	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 const traceHeader = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -105,7 +105,7 @@ func TestConfigFromEnvTruststoreVersionAndNamespace(t *testing.T) {
 		t.Errorf("%+v %q", c.Truststore, c.Settings.MetricsNamespace)
 	}
 	c, err = lambdaapp.ConfigFromEnv(mapEnv(deployedEnv()))
-	if err != nil || c.Settings.MetricsNamespace != metrics.DefaultNamespace {
+	if err != nil || c.Settings.MetricsNamespace != settings.DefaultMetricsNamespace {
 		t.Errorf("default namespace %q %v", c.Settings.MetricsNamespace, err)
 	}
 }

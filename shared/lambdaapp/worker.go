@@ -3,9 +3,7 @@ package lambdaapp
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -34,9 +32,9 @@ func NewWorker(ctx context.Context, cfg settings.Config, opts Options) (*Worker,
 	if w.logger == nil {
 		w.logger = slog.Default()
 	}
-	a, err := app.Open(ctx, appConfig(cfg, w.logger, opts))
+	a, err := openApp(ctx, cfg, w.logger, opts, awsProvider(w.logger, opts), nil)
 	if err != nil {
-		return nil, fmt.Errorf("lambdaapp: %w", err)
+		return nil, err
 	}
 	w.app = a
 	return w, nil
@@ -73,23 +71,12 @@ func (w *Worker) Handle(ctx context.Context, payload json.RawMessage) (security.
 	return rep, nil
 }
 
-// MainWorker runs the delivery function: configuration, the JSON logger, NewWorker and the
-// Lambda runtime loop.
+// MainWorker runs the delivery function: start, NewWorker and the Lambda runtime loop.
 func MainWorker() {
-	level := new(slog.LevelVar)
-	logger := slog.New(WithTraceID(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}), settings.Getenv))
-	slog.SetDefault(logger)
-	cfg, _, err := settings.Load(settings.Worker, nil, settings.Getenv, settings.Options{Name: "worker"})
+	set, logger := start(settings.Worker, "worker")
+	w, err := NewWorker(context.Background(), set, Options{Logger: logger})
 	if err != nil {
-		logger.Error("configuration", slog.String("error", err.Error()))
-		os.Exit(1)
-	}
-	level.Set(cfg.LogLevel)
-	cfg.LogWarnings(logger)
-	w, err := NewWorker(context.Background(), cfg, Options{Logger: logger})
-	if err != nil {
-		logger.Error("init", slog.String("error", err.Error()))
-		os.Exit(1)
+		exit(logger, "init", err)
 	}
 	lambda.Start(w.Handle)
 }

@@ -26,9 +26,6 @@ import (
 	"time"
 )
 
-// DefaultNamespace is the CloudWatch namespace unless CAPIF_METRICS_NAMESPACE says otherwise.
-const DefaultNamespace = "CAPIF/Security"
-
 // The metrics of the access log (one line per request).
 const (
 	Requests        = "Requests"        // every request, by operation
@@ -163,11 +160,12 @@ func Attrs(namespace string, at time.Time, dims []Dimension, sets ...Set) []slog
 // Emitter writes standalone metric lines (the delivery worker: one line per event).
 type Emitter struct {
 	Logger    *slog.Logger // default slog.Default()
-	Namespace string       // default DefaultNamespace
+	Namespace string       // the CloudWatch namespace (settings' CAPIF_METRICS_NAMESPACE); "": no metrics
 	Now       func() time.Time
 }
 
-// Emit writes one log line at level with msg and attrs, publishing ms without dimensions:
+// Emit writes one log line at level with msg and attrs, publishing ms without dimensions (with
+// no Namespace: the line alone):
 //
 //	e.Emit(ctx, slog.LevelWarn, "notification", []slog.Attr{slog.String("outboxId", id)},
 //		metrics.Count(metrics.NotificationsDeadLettered, 1))
@@ -176,13 +174,13 @@ func (e Emitter) Emit(ctx context.Context, level slog.Level, msg string, attrs [
 	if l == nil {
 		l = slog.Default()
 	}
-	if ns == "" {
-		ns = DefaultNamespace
-	}
 	if now == nil {
 		now = time.Now
 	}
-	l.LogAttrs(ctx, level, msg, append(attrs, Attrs(ns, now(), nil, Set{Metrics: ms})...)...)
+	if ns != "" {
+		attrs = append(attrs, Attrs(ns, now(), nil, Set{Metrics: ms})...)
+	}
+	l.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // Counts is one request's tally of adapter events (throttled attempts), safe for concurrent use.

@@ -101,9 +101,18 @@ func TestParseRefuses(t *testing.T) {
 	}
 }
 
+// Without a namespace the line carries no metrics (the settings always give one).
+func TestEmitterWithoutNamespace(t *testing.T) {
+	var buf bytes.Buffer
+	metrics.Emitter{Logger: slog.New(slog.NewJSONHandler(&buf, nil))}.Emit(context.Background(), slog.LevelInfo, "run", nil, metrics.Count(metrics.NotificationsDelivered, 1))
+	if strings.Contains(buf.String(), "_aws") || !strings.Contains(buf.String(), `"msg":"run"`) {
+		t.Errorf("line %s", buf.String())
+	}
+}
+
 func TestEmitter(t *testing.T) {
 	var buf bytes.Buffer
-	e := metrics.Emitter{Logger: slog.New(slog.NewJSONHandler(&buf, nil)), Now: func() time.Time { return time.UnixMilli(42) }}
+	e := metrics.Emitter{Logger: slog.New(slog.NewJSONHandler(&buf, nil)), Namespace: "Test/NS", Now: func() time.Time { return time.UnixMilli(42) }}
 	for _, name := range []string{metrics.NotificationsDelivered, metrics.NotificationsRetried, metrics.NotificationsDeadLettered} {
 		buf.Reset()
 		e.Emit(context.Background(), slog.LevelInfo, "notification", []slog.Attr{slog.String("outboxId", "o1")}, metrics.Count(name, 1))
@@ -111,7 +120,7 @@ func TestEmitter(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", name, err, buf.String())
 		}
-		if len(got) != 1 || got[0].Name != name || got[0].Value != 1 || got[0].Namespace != metrics.DefaultNamespace || len(got[0].Dimensions) != 0 {
+		if len(got) != 1 || got[0].Name != name || got[0].Value != 1 || got[0].Namespace != "Test/NS" || len(got[0].Dimensions) != 0 {
 			t.Errorf("%s: published %+v", name, got)
 		}
 		if strings.Count(buf.String(), "\n") != 1 || !strings.Contains(buf.String(), `"outboxId":"o1"`) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,9 +40,10 @@ type Outbox interface {
 	// Delivered removes a record once its notification reached the invoker; removing one that is
 	// gone is not an error.
 	Delivered(ctx context.Context, id string) error
-	// Due lists at most limit live (not dead) records whose NextAttempt and ClaimedUntil are not
-	// after now (zero times count as due), the longest due first.
-	Due(ctx context.Context, now time.Time, limit int) ([]Owed, error)
+	// Due lists every live (not dead) record whose NextAttempt and ClaimedUntil are not after
+	// now (zero times count as due), in no particular order: Service.DeliverDue orders and
+	// batches them.
+	Due(ctx context.Context, now time.Time) ([]Owed, error)
 	// Claim holds o, as Due listed it, for one attempt until until: ErrConflict when another
 	// worker holds it or it changed since it was listed.
 	Claim(ctx context.Context, o Owed, now, until time.Time) error
@@ -223,9 +225,7 @@ func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 	}
 	tried := map[string]bool{}
 	for !late() {
-		// Ask for as many more as were tried already, so records tried in this run (due again
-		// when an answer did not stick) cannot hide the others.
-		due, err := s.store.Due(ctx, s.clock.Now(), dueBatch+len(tried))
+		due, err := s.store.Due(ctx, s.clock.Now())
 		if err != nil {
 			return rep, fmt.Errorf("delivery: listing due notifications: %w", err)
 		}
@@ -233,6 +233,15 @@ func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 		if len(due) == 0 {
 			return rep, nil
 		}
+		// The longest due first (ties by id, so every store gives the same order), a batch at a
+		// time: a run that stops at its deadline has made the oldest attempts.
+		slices.SortFunc(due, func(a, b Owed) int {
+			if c := a.NextAttempt.Compare(b.NextAttempt); c != 0 {
+				return c
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		due = due[:min(len(due), dueBatch)]
 		for _, o := range due {
 			tried[o.ID] = true
 		}

@@ -335,3 +335,45 @@ func (l *lapsingStore) Replace(ctx context.Context, sc *security.SecurityContext
 	l.clock.Advance(security.DefaultClaimLease - time.Second)
 	return err
 }
+
+// A delivery run attempts the longest due first (ties by id), whatever order the store lists
+// them in, and more records than one batch all get their attempt.
+func TestDeliveryOrderLongestDueFirst(t *testing.T) {
+	e := newEnv(t, func(c *security.Config) { c.DeliveryConcurrency = 1 })
+	e.create("inv1", standardRequest())
+	sc := e.stored("inv1")
+	sc.Entries = sc.Entries[:1]
+	now := e.clock.Now()
+	var owed []security.Owed
+	var want []string
+	const n = 250 // more than a batch
+	for i := range n {
+		// Ids that sort against their due times: the order must come from NextAttempt.
+		id := fmt.Sprintf("n%03d", n-i)
+		due := now.Add(-time.Duration(n-i) * time.Second)
+		if i == n-1 {
+			id, due = "a-tie", owed[n-2].NextAttempt // same time as the one before: the id breaks the tie
+			want = append(want[:len(want)-1], id, want[len(want)-1])
+		} else {
+			want = append(want, id)
+		}
+		owed = append(owed, security.Owed{ID: id, APIInvokerID: "inv1", Destination: destInv1, CreatedAt: due, WindowFrom: due, NextAttempt: due,
+			Notification: capif.SecurityNotification{APIInvokerID: "inv1", AefID: "aef2", APIIDs: []string{"apiC"}, Cause: capif.UnexpectedReason}})
+	}
+	if err := e.db.Replace(ctx, sc, owed); err != nil {
+		t.Fatal(err)
+	}
+	rec := &flaky{}
+	svc := security.New(e.db, e.db, e.signer, rec, e.clock, e.cfg)
+	rep, err := svc.DeliverDue(ctx)
+	if err != nil || rep.Delivered != n {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	var got []string
+	for _, d := range rec.attempts() {
+		got = append(got, d.ID)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("attempt order\n%v\nwant\n%v", got, want)
+	}
+}

@@ -47,6 +47,9 @@ type Config struct {
 // DefaultMaxAttempts is Config.MaxAttempts when it is not set.
 const DefaultMaxAttempts = 32
 
+// DefaultTokenTTL is Config.TokenTTL when it is not set: ten minutes, the CAPIF_TOKEN_TTL default.
+const DefaultTokenTTL = 10 * time.Minute
+
 // Service implements the six operations of the CAPIF_Security_API on the ports.
 type Service struct {
 	store    Store
@@ -61,7 +64,7 @@ type Service struct {
 // New wires a Service. registry may be nil where no admin operation is used.
 func New(store Store, registry Registry, signer Signer, notifier Notifier, clock Clock, cfg Config) *Service {
 	if cfg.TokenTTL <= 0 {
-		cfg.TokenTTL = 600 * time.Second
+		cfg.TokenTTL = DefaultTokenTTL
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
@@ -603,13 +606,29 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 		if attempt >= s.cfg.MaxAttempts {
 			return Unavailable("the security context is being changed concurrently; retry")
 		}
-		backoff := time.Duration(min(attempt*attempt, 8)) * time.Millisecond * time.Duration(1+s.randomByte()%4)
+		backoff := conflictBackoff(attempt, s.randomByte())
 		select {
 		case <-ctx.Done():
 			return Unavailable("the request deadline passed while retrying a concurrent change")
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// conflictBackoff is retry's wait before attempt a+1: min(a², 8) ms times a random factor of 1
+// to 4 (r), so writers racing on one context spread out.
+func conflictBackoff(a int, r byte) time.Duration {
+	return time.Duration(min(a*a, 8)) * time.Millisecond * time.Duration(1+r%4)
+}
+
+// MaxConflictWait is the longest retry waits in all over attempts attempts (Config.MaxAttempts,
+// DefaultMaxAttempts unless set): what a request's deadline must leave room for.
+func MaxConflictWait(attempts int) time.Duration {
+	var d time.Duration
+	for a := 1; a < attempts; a++ {
+		d += conflictBackoff(a, 3)
+	}
+	return d
 }
 
 func (s *Service) randomString(n int) string {

@@ -26,8 +26,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/capifcore/capif-security/shared/metrics"
-	"github.com/capifcore/capif-security/shared/store/dynamodb"
+	"github.com/capifcore/capif-security/shared/notify"
+	"github.com/capifcore/capif-security/shared/security"
 )
 
 // Command is a process that reads settings; a Setting names the commands it applies to.
@@ -51,9 +51,19 @@ const (
 	SignerLocal   = "local"
 	SignerKMS     = "kms"
 	SignerNone    = "none" // admin tools and functions that never issue a token
+	// StoreNone is the store of a command that was named none (capif-admin has no default: its
+	// commands that touch a store refuse it) or reads none (capif-local cert).
+	StoreNone = "none"
 )
 
-// Config is the value of every setting, parsed and checked.
+// Defaults that are the service's own rather than another package's.
+const (
+	DefaultTablePrefix      = "capif-"         // DynamoDB table names of local runs
+	DefaultMetricsNamespace = "CAPIF/Security" // CloudWatch namespace of the EMF metrics
+)
+
+// Config is the value of every setting, parsed, checked and resolved: no layer below
+// re-defaults any of them.
 type Config struct {
 	Addr     string // HTTPS listen address (runner)
 	DataDir  string // embedded store, dev CA, local signing key
@@ -61,19 +71,21 @@ type Config struct {
 	TLSCert  string // server certificate PEM file (runner)
 	TLSKey   string
 	ClientCA string // PEM bundle file trusted for client certificates (runner)
-	// APIRoot is the public {apiRoot} without a trailing slash; empty in the runner means
-	// https://ADDR, resolved once the listener is bound.
+	// APIRoot is the public {apiRoot} without a trailing slash. On the runner without -api-root
+	// it is "" here: cmd/capif-local sets it (https://ADDR) once the listener is bound.
 	APIRoot string
-	// Issuer is the iss claim of tokens (an https URL); empty means APIRoot.
+	// Issuer is the iss claim of tokens (an https URL): the setting, else APIRoot ("" only
+	// where APIRoot is).
 	Issuer                     string
 	TokenTTL                   time.Duration
 	AllowLoopbackNotifications bool
-	Store                      string // "" only for capif-admin: no back end named
-	Stack                      string // capif-admin: the SAM stack whose tables to use
-	Signer                     string
+	Store                      string   // StoreEmbedded, StoreDynamoDB or StoreNone
+	Stack                      string   // capif-admin: the SAM stack whose tables to use
+	Signer                     string   // SignerLocal, SignerKMS or SignerNone
 	KMSKeyIDs                  []string // signing keys, active first
-	// Tables are the DynamoDB table names, resolved from the prefix and explicit names.
-	Tables         dynamodb.Tables
+	// Tables are the DynamoDB table names, from the prefix and the explicit names; set whenever
+	// Store is StoreDynamoDB.
+	Tables         Tables
 	CreateTables   bool
 	LogLevel       slog.Level
 	TruststoreURI  string // s3://bucket/key (functions)
@@ -82,23 +94,38 @@ type Config struct {
 	// TLS uses; "" reads the latest version.
 	TruststoreVersion string
 	DeadlineMargin    time.Duration
-	// MetricsNamespace is the CloudWatch namespace of the access log's metrics (EMF).
+	// MetricsNamespace is the CloudWatch namespace of the metrics in the JSON log lines (EMF).
 	MetricsNamespace string
-	// Delivery of owed notifications (security.Config), and how often the runner's worker looks
-	// for due ones.
+	// Delivery of owed notifications (security.Config, notify.Options), and how often the
+	// runner's worker looks for due ones.
 	RetryBase, RetryCap, RetryWindow, ClaimLease time.Duration
+	NotifyTimeout                                time.Duration
 	DeliveryInterval                             time.Duration
 	// Warnings are deprecation notices to log once the logger exists (LogWarnings).
 	Warnings []string
+}
 
-	tablePrefix     string
-	prefixFromFlag  bool
-	prefixSet       bool
-	stackFromFlag   bool
-	contexts, reg   string
-	outbox          string
-	tlsPairSet      [2]bool
-	explicitAPIRoot bool
+// Tables names the three DynamoDB tables (shared/store/dynamodb's Tables, field for field).
+type Tables struct {
+	Contexts, Registry, Outbox string
+}
+
+// tablesWithPrefix is prefix+"contexts", prefix+"registry", prefix+"outbox".
+func tablesWithPrefix(prefix string) Tables {
+	return Tables{Contexts: prefix + "contexts", Registry: prefix + "registry", Outbox: prefix + "outbox"}
+}
+
+// loading is a Config while Load reads it: with the raw values that the rules spanning
+// settings (check) resolve and that the Config does not keep.
+type loading struct {
+	Config
+	tablePrefix           string
+	prefixFromFlag        bool
+	prefixSet             bool
+	stackFromFlag         bool
+	contexts, reg, outbox string
+	tlsPairSet            [2]bool
+	explicitAPIRoot       bool
 }
 
 // Setting declares one setting.
@@ -115,7 +142,7 @@ type Setting struct {
 	For        Command // the commands that read it
 	Deprecated []string
 	Bool       bool // a boolean flag (-name alone means true)
-	parse      func(c *Config, v string) error
+	parse      func(c *loading, v string) error
 }
 
 // DefaultFor is the setting's default for cmd.
@@ -135,35 +162,35 @@ var Removed = map[string]string{
 // Table is every setting of the service.
 var Table = []Setting{
 	{Env: "CAPIF_ADDR", Flag: "addr", Default: "127.0.0.1:8443", For: Runner,
-		Doc: "HTTPS listen address (client certificates requested, not required)", parse: str(func(c *Config) *string { return &c.Addr })},
+		Doc: "HTTPS listen address (client certificates requested, not required)", parse: str(func(c *loading) *string { return &c.Addr })},
 	{Env: "CAPIF_DATA", Flag: "data", Default: ".capif-local", Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Cert | Admin | Function | Worker,
-		Doc: "data directory: embedded store, dev CA, server certificate, signing key", parse: str(func(c *Config) *string { return &c.DataDir })},
+		Doc: "data directory: embedded store, dev CA, server certificate, signing key", parse: str(func(c *loading) *string { return &c.DataDir })},
 	{Env: "CAPIF_REGISTRY", Flag: "registry", For: Runner,
-		Doc: "registry JSON imported (upserted) at start", parse: str(func(c *Config) *string { return &c.Registry })},
+		Doc: "registry JSON imported (upserted) at start", parse: str(func(c *loading) *string { return &c.Registry })},
 	{Env: "CAPIF_TLS_CERT", Flag: "tls-cert", DefaultDoc: "dev CA", For: Runner,
-		Doc: "server certificate PEM (with -tls-key)", parse: func(c *Config, v string) error { c.TLSCert, c.tlsPairSet[0] = v, v != ""; return nil }},
+		Doc: "server certificate PEM (with -tls-key)", parse: func(c *loading, v string) error { c.TLSCert, c.tlsPairSet[0] = v, v != ""; return nil }},
 	{Env: "CAPIF_TLS_KEY", Flag: "tls-key", DefaultDoc: "dev CA", For: Runner,
-		Doc: "server key PEM (with -tls-cert)", parse: func(c *Config, v string) error { c.TLSKey, c.tlsPairSet[1] = v, v != ""; return nil }},
+		Doc: "server key PEM (with -tls-cert)", parse: func(c *loading, v string) error { c.TLSKey, c.tlsPairSet[1] = v, v != ""; return nil }},
 	{Env: "CAPIF_CLIENT_CA", Flag: "client-ca", DefaultDoc: "dev CA", For: Runner,
-		Doc: "PEM bundle trusted for client certificates", parse: str(func(c *Config) *string { return &c.ClientCA })},
+		Doc: "PEM bundle trusted for client certificates", parse: str(func(c *loading) *string { return &c.ClientCA })},
 	{Env: "CAPIF_API_ROOT", Flag: "api-root", DefaultDoc: "https://ADDR", For: Runner | Function,
 		Doc: "public {apiRoot}: base of Location headers", parse: parseAPIRoot},
 	{Env: "CAPIF_ISSUER", Flag: "issuer", DefaultDoc: "{apiRoot}", For: Runner | Function,
 		Doc: "iss claim of tokens: an https URL without query or fragment", parse: parseIssuer},
-	{Env: "CAPIF_TOKEN_TTL", Flag: "token-ttl", Default: "600s", For: Runner | Function,
-		Doc: "access token lifetime (expires_in), a Go duration", parse: duration(func(c *Config) *time.Duration { return &c.TokenTTL }, false)},
+	{Env: "CAPIF_TOKEN_TTL", Flag: "token-ttl", Default: durationText(security.DefaultTokenTTL), For: Runner | Function,
+		Doc: "access token lifetime (expires_in), a Go duration", parse: duration(func(c *loading) *time.Duration { return &c.TokenTTL }, false)},
 	{Env: "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", Flag: "allow-loopback-notifications", Default: "false", Defaults: map[Command]string{Runner: "true"}, For: Runner | Admin | Function | Worker, Bool: true,
-		Doc: "let notifications reach 127.0.0.1/::1 (local use)", parse: boolean(func(c *Config) *bool { return &c.AllowLoopbackNotifications })},
+		Doc: "let notifications reach 127.0.0.1/::1 (local use)", parse: boolean(func(c *loading) *bool { return &c.AllowLoopbackNotifications })},
 	// capif-admin has no default back end: it touches only a store it is told to (Admin).
 	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded, Admin: ""}, For: Runner | Admin | Function | Worker,
-		Doc: "back end: embedded or dynamodb", parse: func(c *Config, v string) error {
+		Doc: "back end: embedded or dynamodb", parse: func(c *loading, v string) error {
 			if v == "" {
 				return nil // only capif-admin has no default; check refuses it elsewhere
 			}
-			return choice(func(c *Config) *string { return &c.Store }, StoreEmbedded, StoreDynamoDB)(c, v)
+			return choice(func(c *loading) *string { return &c.Store }, StoreEmbedded, StoreDynamoDB)(c, v)
 		}},
 	{Env: "CAPIF_STACK", Flag: "stack", For: Admin,
-		Doc: "the SAM stack: DynamoDB tables STACK-contexts, STACK-registry, STACK-outbox, as template.yaml names them", parse: func(c *Config, v string) error {
+		Doc: "the SAM stack: DynamoDB tables STACK-contexts, STACK-registry, STACK-outbox, as template.yaml names them", parse: func(c *loading, v string) error {
 			if v != "" && !stackName.MatchString(v) {
 				return fmt.Errorf("%q is not a CloudFormation stack name (a letter, then letters, digits and hyphens, at most 128)", v)
 			}
@@ -171,28 +198,28 @@ var Table = []Setting{
 			return nil
 		}},
 	{Env: "CAPIF_SIGNER", Flag: "signer", Default: SignerKMS, Defaults: map[Command]string{Runner: SignerLocal}, For: Runner | Function,
-		Doc: "token signer: local, kms or none", parse: choice(func(c *Config) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerNone)},
+		Doc: "token signer: local, kms or none", parse: choice(func(c *loading) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerNone)},
 	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Function,
-		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *Config, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
-	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: dynamodb.DefaultTablePrefix, Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Admin | Function | Worker,
-		Doc: "DynamoDB table names: PREFIXcontexts, PREFIXregistry, PREFIXoutbox", parse: str(func(c *Config) *string { return &c.tablePrefix })},
+		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *loading, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
+	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: DefaultTablePrefix, Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Admin | Function | Worker,
+		Doc: "DynamoDB table names: PREFIXcontexts, PREFIXregistry, PREFIXoutbox", parse: str(func(c *loading) *string { return &c.tablePrefix })},
 	{Env: "CAPIF_CONTEXTS_TABLE", For: Runner | Admin | Function | Worker,
-		Doc: "explicit name of the contexts table (beats the prefix, not the -table-prefix flag)", parse: str(func(c *Config) *string { return &c.contexts })},
+		Doc: "explicit name of the contexts table (beats the prefix, not the -table-prefix flag)", parse: str(func(c *loading) *string { return &c.contexts })},
 	{Env: "CAPIF_REGISTRY_TABLE", For: Runner | Admin | Function | Worker,
-		Doc: "explicit name of the registry table", parse: str(func(c *Config) *string { return &c.reg })},
+		Doc: "explicit name of the registry table", parse: str(func(c *loading) *string { return &c.reg })},
 	{Env: "CAPIF_OUTBOX_TABLE", For: Runner | Admin | Function | Worker,
-		Doc: "explicit name of the outbox table", parse: str(func(c *Config) *string { return &c.outbox })},
+		Doc: "explicit name of the outbox table", parse: str(func(c *loading) *string { return &c.outbox })},
 	{Env: "CAPIF_CREATE_TABLES", Flag: "create-tables", Default: "false", For: Runner | Admin, Bool: true,
-		Doc: "create missing DynamoDB tables at start", parse: boolean(func(c *Config) *bool { return &c.CreateTables })},
+		Doc: "create missing DynamoDB tables at start", parse: boolean(func(c *loading) *bool { return &c.CreateTables })},
 	{Env: "CAPIF_LOG_LEVEL", Flag: "log-level", Default: "info", For: Runner | Admin | Function | Worker,
-		Doc: "debug, info, warn or error (one JSON line per request)", parse: func(c *Config, v string) error {
+		Doc: "debug, info, warn or error (one JSON line per request)", parse: func(c *loading, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 				return fmt.Errorf("%q is not debug, info, warn or error", v)
 			}
 			return nil
 		}},
 	{Env: "CAPIF_TRUSTSTORE_URI", For: Function,
-		Doc: "s3://bucket/key of the mutual-TLS truststore", parse: func(c *Config, v string) error {
+		Doc: "s3://bucket/key of the mutual-TLS truststore", parse: func(c *loading, v string) error {
 			if v != "" {
 				if _, _, err := ParseS3URI(v); err != nil {
 					return err
@@ -202,7 +229,7 @@ var Table = []Setting{
 			return nil
 		}},
 	{Env: "CAPIF_TRUSTSTORE_VERSION", For: Function,
-		Doc: "S3 VersionId of the truststore object (the one API Gateway uses); empty: the latest", parse: func(c *Config, v string) error {
+		Doc: "S3 VersionId of the truststore object (the one API Gateway uses); empty: the latest", parse: func(c *loading, v string) error {
 			if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) || len(v) > 1024 {
 				return fmt.Errorf("%q is not an S3 version id", v)
 			}
@@ -210,20 +237,22 @@ var Table = []Setting{
 			return nil
 		}},
 	{Env: "CAPIF_TRUSTSTORE_FILE", For: Function,
-		Doc: "a local truststore PEM instead (local invokes, tests)", parse: str(func(c *Config) *string { return &c.TruststoreFile })},
-	{Env: "CAPIF_RETRY_BASE", Flag: "retry-base", Default: "30s", For: Delivering,
-		Doc: "first retry delay of an undelivered notification (doubling, full jitter)", parse: duration(func(c *Config) *time.Duration { return &c.RetryBase }, false)},
-	{Env: "CAPIF_RETRY_CAP", Flag: "retry-cap", Default: "30m", For: Delivering,
-		Doc: "longest retry delay of an undelivered notification", parse: duration(func(c *Config) *time.Duration { return &c.RetryCap }, false)},
-	{Env: "CAPIF_RETRY_WINDOW", Flag: "retry-window", Default: "24h", For: Delivering,
-		Doc: "how long a notification is retried before it is dead-lettered", parse: duration(func(c *Config) *time.Duration { return &c.RetryWindow }, false)},
-	{Env: "CAPIF_CLAIM_LEASE", Flag: "claim-lease", Default: "1m", For: Delivering,
-		Doc: "how long one delivery attempt holds a notification (more than an attempt takes)", parse: duration(func(c *Config) *time.Duration { return &c.ClaimLease }, false)},
+		Doc: "a local truststore PEM instead (local invokes, tests)", parse: str(func(c *loading) *string { return &c.TruststoreFile })},
+	{Env: "CAPIF_RETRY_BASE", Flag: "retry-base", Default: durationText(security.DefaultRetryBase), For: Delivering,
+		Doc: "first retry delay of an undelivered notification (doubling, full jitter)", parse: duration(func(c *loading) *time.Duration { return &c.RetryBase }, false)},
+	{Env: "CAPIF_RETRY_CAP", Flag: "retry-cap", Default: durationText(security.DefaultRetryCap), For: Delivering,
+		Doc: "longest retry delay of an undelivered notification", parse: duration(func(c *loading) *time.Duration { return &c.RetryCap }, false)},
+	{Env: "CAPIF_RETRY_WINDOW", Flag: "retry-window", Default: durationText(security.DefaultRetryWindow), For: Delivering,
+		Doc: "how long a notification is retried before it is dead-lettered", parse: duration(func(c *loading) *time.Duration { return &c.RetryWindow }, false)},
+	{Env: "CAPIF_CLAIM_LEASE", Flag: "claim-lease", Default: durationText(security.DefaultClaimLease), For: Delivering,
+		Doc: "how long one delivery attempt holds a notification (more than an attempt takes)", parse: duration(func(c *loading) *time.Duration { return &c.ClaimLease }, false)},
+	{Env: "CAPIF_NOTIFY_TIMEOUT", Flag: "notify-timeout", Default: durationText(notify.DefaultTimeout), For: Delivering,
+		Doc: "how long one notification delivery may take, connection to answer", parse: duration(func(c *loading) *time.Duration { return &c.NotifyTimeout }, false)},
 	{Env: "CAPIF_DELIVERY_INTERVAL", Flag: "delivery-interval", Default: "15s", For: Runner,
-		Doc: "how often the runner delivers due notifications", parse: duration(func(c *Config) *time.Duration { return &c.DeliveryInterval }, false)},
+		Doc: "how often the runner delivers due notifications", parse: duration(func(c *loading) *time.Duration { return &c.DeliveryInterval }, false)},
 	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function | Worker,
-		Doc: "time kept back from the Lambda deadline to answer 503 in", parse: duration(func(c *Config) *time.Duration { return &c.DeadlineMargin }, true)},
-	{Env: "CAPIF_METRICS_NAMESPACE", Default: metrics.DefaultNamespace, For: Function | Worker,
+		Doc: "time kept back from the Lambda deadline to answer 503 in", parse: duration(func(c *loading) *time.Duration { return &c.DeadlineMargin }, true)},
+	{Env: "CAPIF_METRICS_NAMESPACE", Default: DefaultMetricsNamespace, For: Runner | Function | Worker,
 		Doc: "CloudWatch namespace of the metrics in the access log (Embedded Metric Format)", parse: parseNamespace},
 }
 
@@ -245,7 +274,7 @@ type Options struct {
 // Load reads cmd's settings: the flags in args over getenv over the defaults. It returns the
 // operands after the flags.
 func Load(cmd Command, args []string, getenv func(string) string, opts Options) (Config, []string, error) {
-	var c Config
+	var c loading
 	fs := flag.NewFlagSet(opts.Name, flag.ContinueOnError)
 	if opts.Output != nil {
 		fs.SetOutput(opts.Output)
@@ -289,7 +318,7 @@ func Load(cmd Command, args []string, getenv func(string) string, opts Options) 
 		opts.Flags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
-		return c, nil, err
+		return c.Config, nil, err
 	}
 	var errs []error
 	for i, s := range Table {
@@ -308,7 +337,7 @@ func Load(cmd Command, args []string, getenv func(string) string, opts Options) 
 		}
 	}
 	errs = append(errs, c.check(cmd)...)
-	return c, fs.Args(), errors.Join(errs...)
+	return c.Config, fs.Args(), errors.Join(errs...)
 }
 
 // LogWarnings logs the deprecation notices of Load, one line each.
@@ -318,8 +347,8 @@ func (c Config) LogWarnings(l *slog.Logger) {
 	}
 }
 
-// check applies the rules that span settings.
-func (c *Config) check(cmd Command) []error {
+// check applies the rules that span settings and resolves what they decide.
+func (c *loading) check(cmd Command) []error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
@@ -358,7 +387,7 @@ func (c *Config) check(cmd Command) []error {
 		bad("CAPIF_STORE", "required (%s or %s)", StoreEmbedded, StoreDynamoDB)
 	}
 	if c.Store == StoreDynamoDB {
-		c.Tables = dynamodb.TablesWithPrefix(c.tablePrefix)
+		c.Tables = tablesWithPrefix(c.tablePrefix)
 		if !c.prefixFromFlag {
 			explicit := [...]struct{ name, dst *string }{{&c.contexts, &c.Tables.Contexts}, {&c.reg, &c.Tables.Registry}, {&c.outbox, &c.Tables.Outbox}}
 			for _, e := range explicit {
@@ -375,8 +404,14 @@ func (c *Config) check(cmd Command) []error {
 			bad("CAPIF_TABLE_PREFIX", "required with the %s store unless CAPIF_CONTEXTS_TABLE, CAPIF_REGISTRY_TABLE and CAPIF_OUTBOX_TABLE are all set%s", StoreDynamoDB, hint)
 		}
 	}
+	if c.Store == "" {
+		c.Store = StoreNone // capif-admin with no back end named; capif-local cert
+	}
 	if cmd&(Runner|Function) == 0 {
 		c.Signer = SignerNone // only the runner and the token function issue tokens
+	}
+	if c.Issuer == "" {
+		c.Issuer = c.APIRoot // "" on the runner without -api-root: cmd/capif-local sets both
 	}
 	if c.Store == StoreEmbedded && c.DataDir == "" {
 		bad("CAPIF_DATA", "required with the %s store", StoreEmbedded)
@@ -402,6 +437,17 @@ func (c *Config) check(cmd Command) []error {
 		}
 	}
 	return errs
+}
+
+// durationText is d as a Go duration without zero trailing units: 10m, not 10m0s.
+func durationText(d time.Duration) string {
+	t := d.String()
+	for _, zero := range []string{"0s", "0m"} {
+		if len(t) > len(zero) && strings.HasSuffix(t, zero) && !strings.HasSuffix(t, "."+zero) && t[len(t)-len(zero)-1] >= 'a' {
+			t = strings.TrimSuffix(t, zero)
+		}
+	}
+	return t
 }
 
 // ParseList splits a comma-separated list, dropping blanks.
@@ -438,7 +484,7 @@ func httpsURL(v string) error {
 	return fmt.Errorf("%q is not an https URL without query or fragment", v)
 }
 
-func parseAPIRoot(c *Config, v string) error {
+func parseAPIRoot(c *loading, v string) error {
 	v = strings.TrimSuffix(v, "/")
 	if v == "" {
 		return nil
@@ -450,7 +496,7 @@ func parseAPIRoot(c *Config, v string) error {
 	return nil
 }
 
-func parseIssuer(c *Config, v string) error {
+func parseIssuer(c *loading, v string) error {
 	if v == "" {
 		return nil
 	}
@@ -464,7 +510,7 @@ func parseIssuer(c *Config, v string) error {
 // namespaceChars are the characters CloudWatch allows in a namespace.
 const namespaceChars = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-/#: "
 
-func parseNamespace(c *Config, v string) error {
+func parseNamespace(c *loading, v string) error {
 	if v == "" || len(v) > 255 || strings.Trim(v, namespaceChars) != "" || strings.HasPrefix(v, "AWS/") {
 		return fmt.Errorf("%q is not a CloudWatch namespace (1-255 of A-Za-z0-9 . - _ / # : space, not AWS/)", v)
 	}
@@ -472,12 +518,12 @@ func parseNamespace(c *Config, v string) error {
 	return nil
 }
 
-func str(field func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error { *field(c) = v; return nil }
+func str(field func(*loading) *string) func(*loading, string) error {
+	return func(c *loading, v string) error { *field(c) = v; return nil }
 }
 
-func choice(field func(*Config) *string, allowed ...string) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func choice(field func(*loading) *string, allowed ...string) func(*loading, string) error {
+	return func(c *loading, v string) error {
 		for _, a := range allowed {
 			if v == a {
 				*field(c) = v
@@ -488,8 +534,8 @@ func choice(field func(*Config) *string, allowed ...string) func(*Config, string
 	}
 }
 
-func boolean(field func(*Config) *bool) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func boolean(field func(*loading) *bool) func(*loading, string) error {
+	return func(c *loading, v string) error {
 		switch strings.ToLower(v) {
 		case "true", "1", "yes":
 			*field(c) = true
@@ -502,8 +548,8 @@ func boolean(field func(*Config) *bool) func(*Config, string) error {
 	}
 }
 
-func duration(field func(*Config) *time.Duration, zeroOK bool) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func duration(field func(*loading) *time.Duration, zeroOK bool) func(*loading, string) error {
+	return func(c *loading, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d == 0 && !zeroOK {
 			if zeroOK {

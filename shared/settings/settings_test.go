@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/settings"
-	"github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -87,7 +86,7 @@ func TestLoadPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Tables != (dynamodb.Tables{Contexts: "ctx", Registry: "env-registry", Outbox: "env-outbox"}) || c.TokenTTL != 5*time.Minute ||
+	if c.Tables != (settings.Tables{Contexts: "ctx", Registry: "env-registry", Outbox: "env-outbox"}) || c.TokenTTL != 5*time.Minute ||
 		!slices.Equal(c.KMSKeyIDs, []string{"new-1", "new-2"}) || len(c.Warnings) != 0 {
 		t.Errorf("environment: %+v", c)
 	}
@@ -95,7 +94,7 @@ func TestLoadPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Tables != dynamodb.TablesWithPrefix("flag-") || !c.CreateTables || !slices.Equal(rest, []string{"import", "-f", "x"}) {
+	if c.Tables != (settings.Tables{Contexts: "flag-contexts", Registry: "flag-registry", Outbox: "flag-outbox"}) || !c.CreateTables || !slices.Equal(rest, []string{"import", "-f", "x"}) {
 		t.Errorf("flags: tables %+v, create %v, operands %q", c.Tables, c.CreateTables, rest)
 	}
 	// A setting the command does not read is neither a flag nor taken from the environment.
@@ -115,7 +114,7 @@ func TestLoadFunction(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Store != "dynamodb" || c.AllowLoopbackNotifications || c.DeadlineMargin != time.Second || c.TokenTTL != 600*time.Second ||
-		c.Tables != (dynamodb.Tables{Contexts: "c", Registry: "r", Outbox: "o"}) || c.DataDir != "" ||
+		c.Tables != (settings.Tables{Contexts: "c", Registry: "r", Outbox: "o"}) || c.DataDir != "" ||
 		c.MetricsNamespace != "CAPIF/Security" || c.TruststoreVersion != "" {
 		t.Errorf("%+v", c)
 	}
@@ -180,7 +179,7 @@ func TestLoadAdminBackEnd(t *testing.T) {
 		return c, err
 	}
 	c, err := load(nil, nil)
-	if err != nil || c.Store != "" || c.DataDir != "" {
+	if err != nil || c.Store != settings.StoreNone || c.DataDir != "" {
 		t.Errorf("no settings: store %q, data %q, %v; want none", c.Store, c.DataDir, err)
 	}
 	b, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
@@ -206,7 +205,7 @@ func TestLoadAdminBackEnd(t *testing.T) {
 			t.Errorf("%v: store %q, %v", e, c.Store, err)
 		}
 	}
-	if c, err := load(nil, map[string]string{"CAPIF_CONTEXTS_TABLE": "c"}); err != nil || c.Store != "" {
+	if c, err := load(nil, map[string]string{"CAPIF_CONTEXTS_TABLE": "c"}); err != nil || c.Store != settings.StoreNone {
 		t.Errorf("one explicit table: store %q, %v; want no back end", c.Store, err)
 	}
 	for _, tc := range []struct {

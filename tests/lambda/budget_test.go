@@ -2,6 +2,7 @@ package lambda
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,19 +10,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
 
-// Every operation's worst case (each retry policy exhausted, app.WorstCases) ends before the
+// Every operation's worst case (each retry policy exhausted, worstCases) ends before the
 // function's Timeout minus its deadline margin, so the answer is the service's own 503 and
 // never a Lambda timeout; docs/dynamodb.md shows the same numbers.
 func TestWorstCaseBelowTimeout(t *testing.T) {
 	tp := loadTemplate(t)
 	margin := settingDefault(t, "CAPIF_DEADLINE_MARGIN")
-	ops := app.WorstCases(security.Config{}) // what app.Open passes: MaxAttempts unset, the default
+	notifyTimeout := parameterDuration(t, tp, "NotifyTimeout")
+	ops := worstCases(notifyTimeout)
 	if len(ops) < 6 {
 		t.Fatalf("%d operations", len(ops))
 	}
@@ -52,7 +53,7 @@ func TestWorstCaseBelowTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range worstCaseRows(append(ops, app.WorkerWorstCases()...)) {
+	for _, row := range worstCaseRows(append(ops, workerWorstCases(notifyTimeout)...)) {
 		if !strings.Contains(string(b), row+"\n") {
 			t.Errorf("docs/dynamodb.md lacks the row\n%s", row)
 		}
@@ -70,7 +71,7 @@ type probeOutbox struct {
 	asked bool
 }
 
-func (p *probeOutbox) Due(context.Context, time.Time, int) ([]security.Owed, error) {
+func (p *probeOutbox) Due(context.Context, time.Time) ([]security.Owed, error) {
 	p.asked = true
 	return nil, nil
 }
@@ -103,14 +104,14 @@ func claimingTail(t *testing.T) time.Duration {
 }
 
 // A delivery run stops claiming a tail before its deadline (the Lambda deadline minus the
-// margin); what it may still wait for then (app.WorkerWorstCases: a scan, or the last attempt)
+// margin); what it may still wait for then (workerWorstCases: a scan, or the last attempt)
 // is shorter than that tail, so the run ends in its report, never a Lambda timeout; and the
 // worker's Timeout leaves room for a worst-case scan before the tail, so every run can claim.
 func TestWorkerWorstCaseBelowTimeout(t *testing.T) {
 	tp := loadTemplate(t)
 	margin := settingDefault(t, "CAPIF_DEADLINE_MARGIN")
 	tail := claimingTail(t)
-	ops := app.WorkerWorstCases()
+	ops := workerWorstCases(parameterDuration(t, tp, "NotifyTimeout"))
 	var scan time.Duration
 	for _, op := range ops {
 		if op.WorstCase() >= tail {
@@ -123,7 +124,7 @@ func TestWorkerWorstCaseBelowTimeout(t *testing.T) {
 		}
 	}
 	if scan == 0 {
-		t.Fatal("app.WorkerWorstCases prices no Due scan")
+		t.Fatal("workerWorstCases prices no Due scan")
 	}
 	for _, w := range workers {
 		p := tp.functionProps(tp.resources("AWS::Serverless::Function")[w.logicalID])
@@ -146,7 +147,7 @@ func TestWorkerWorstCaseBelowTimeout(t *testing.T) {
 	}
 }
 
-func worstCaseRows(ops []app.Operation) []string {
+func worstCaseRows(ops []Operation) []string {
 	var rows []string
 	for _, op := range ops {
 		var steps []string
@@ -163,6 +164,17 @@ func policyRow(p awsretry.Policy) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// parameterDuration is the default of the template's duration parameter name (what a stack
+// deployed without it runs with).
+func parameterDuration(t *testing.T, tp *template, name string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(fmt.Sprint(path(tp.section("Parameters"), name, "Default")))
+	if err != nil {
+		t.Fatalf("parameter %s: %v", name, err)
+	}
+	return d
+}
 
 func settingDefault(t *testing.T, env string) time.Duration {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/metrics"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 // metricRef is one metric an alarm or the dashboard names.
@@ -94,8 +95,8 @@ func TestTemplateAlarms(t *testing.T) {
 	for id := range tp.resources("AWS::Serverless::Function") {
 		functionIDs = append(functionIDs, id)
 	}
-	if d := path(tp.section("Parameters"), "MetricsNamespace", "Default"); d != metrics.DefaultNamespace {
-		t.Errorf("MetricsNamespace defaults to %v, the code to %s", d, metrics.DefaultNamespace)
+	if d := path(tp.section("Parameters"), "MetricsNamespace", "Default"); d != settings.DefaultMetricsNamespace {
+		t.Errorf("MetricsNamespace defaults to %v, the code to %s", d, settings.DefaultMetricsNamespace)
 	}
 	if d := path(tp.section("Parameters"), "AlarmTopicArn", "Default"); d != "" {
 		t.Errorf("AlarmTopicArn must be optional (Default \"\"), is %v", d)

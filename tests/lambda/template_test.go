@@ -480,7 +480,7 @@ func TestTemplateEnvironment(t *testing.T) {
 				t.Errorf("%s: the deployed environment does not configure the worker: %v", id, err)
 			}
 			want := ddbstore.Tables{Contexts: sampleRefs["ContextsTable"], Registry: sampleRefs["RegistryTable"], Outbox: sampleRefs["OutboxTable"]}
-			if ws.Store != settings.StoreDynamoDB || ws.Tables != want || ws.MetricsNamespace != sampleRefs["MetricsNamespace"] ||
+			if ws.Store != settings.StoreDynamoDB || ddbstore.Tables(ws.Tables) != want || ws.MetricsNamespace != sampleRefs["MetricsNamespace"] ||
 				ws.Signer != settings.SignerNone || ws.AllowLoopbackNotifications || len(ws.Warnings) != 0 {
 				t.Errorf("%s: store %q tables %+v namespace %q signer %q loopback %v warnings %q", id, ws.Store, ws.Tables,
 					ws.MetricsNamespace, ws.Signer, ws.AllowLoopbackNotifications, ws.Warnings)
@@ -493,14 +493,14 @@ func TestTemplateEnvironment(t *testing.T) {
 		}
 		// The adapter finds each table under the name CloudFormation gave it.
 		want := ddbstore.Tables{Contexts: sampleRefs["ContextsTable"], Registry: sampleRefs["RegistryTable"], Outbox: sampleRefs["OutboxTable"]}
-		if got := cfg.Settings.Tables; got != want {
+		if got := ddbstore.Tables(cfg.Settings.Tables); got != want {
 			t.Errorf("%s: the adapter reads tables %+v, want %+v", id, got, want)
 		}
 		// The iss claim is the issuer setting, by default {apiRoot}; no CCF id sets it.
 		if cfg.Truststore.Version != sampleRefs["TruststoreVersion"] || cfg.Settings.MetricsNamespace != sampleRefs["MetricsNamespace"] {
 			t.Errorf("%s: truststore %+v, namespace %q", id, cfg.Truststore, cfg.Settings.MetricsNamespace)
 		}
-		if cfg.Settings.Issuer != "" || cfg.Settings.APIRoot != "https://"+sampleRefs["DomainName"] || len(cfg.Settings.Warnings) != 0 {
+		if cfg.Settings.Issuer != cfg.Settings.APIRoot || cfg.Settings.APIRoot != "https://"+sampleRefs["DomainName"] || len(cfg.Settings.Warnings) != 0 {
 			t.Errorf("%s: issuer %q, apiRoot %q, warnings %q", id, cfg.Settings.Issuer, cfg.Settings.APIRoot, cfg.Settings.Warnings)
 		}
 		for _, local := range []string{"CAPIF_TRUSTSTORE_FILE", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"} {
@@ -571,6 +571,7 @@ var sampleRefs = map[string]string{
 	"TruststoreVersion": "Qm9vdHN0cmFwVmVyc2lvbi5JZC4x",
 	"MetricsNamespace":  "CAPIF/Security",
 	"TokenTtl":          "600s",
+	"NotifyTimeout":     "2s",
 	"ContextsTable":     "capif-security-contexts",
 	"RegistryTable":     "capif-security-registry",
 	"OutboxTable":       "capif-security-outbox",

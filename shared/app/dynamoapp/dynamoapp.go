@@ -19,7 +19,7 @@ func open(ctx context.Context, in app.Input) (app.StoreAdapter, error) {
 	if err != nil {
 		return app.StoreAdapter{}, err
 	}
-	st, err := ddbstore.New(awsCfg, ddbstore.Options{Tables: in.Settings.Tables, Logger: in.Logger})
+	st, err := ddbstore.New(awsCfg, ddbstore.Options{Tables: ddbstore.Tables(in.Settings.Tables), Logger: in.Logger})
 	if err != nil {
 		return app.StoreAdapter{}, err
 	}

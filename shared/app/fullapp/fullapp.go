@@ -1,5 +1,5 @@
 // Package fullapp is every back end of the service (the embedded store, the local signer,
-// DynamoDB, KMS) and the standard SDK configuration (sdkconfig): what the
+// DynamoDB, KMS) and the standard SDK configuration (sdkconfig/standard): what the
 // local runner and the admin command link. Lambda binaries name their few back ends instead
 // (shared/lambdaapp).
 package fullapp
@@ -15,7 +15,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
 	"github.com/capifcore/capif-security/shared/app/kmsapp"
-	"github.com/capifcore/capif-security/shared/app/sdkconfig"
+	"github.com/capifcore/capif-security/shared/app/sdkconfig/standard"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/local"
@@ -31,15 +31,15 @@ var Local = app.Backend{Name: settings.SignerLocal, Signer: openLocal}
 // Backends are all of them.
 var Backends = []app.Backend{Embedded, dynamoapp.Store, Local, kmsapp.Signer}
 
-// With returns cfg with every back end and the standard SDK configuration (sdkconfig.Load).
-func With(cfg app.Config) app.Config {
+// Open is app.Open with every back end, on the standard SDK configuration (built on first use)
+// unless cfg names the process's own.
+func Open(ctx context.Context, cfg app.Config) (*app.App, error) {
 	cfg.Backends = Backends
-	cfg.LoadAWS = sdkconfig.Load
-	return cfg
+	if cfg.AWS == nil {
+		cfg.AWS = standard.Provider(ctx, cfg.Logger).Get
+	}
+	return app.Open(ctx, cfg)
 }
-
-// Open is app.Open with every back end.
-func Open(ctx context.Context, cfg app.Config) (*app.App, error) { return app.Open(ctx, With(cfg)) }
 
 func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
 	db, err := embedded.Open(filepath.Join(in.Settings.DataDir, "capif.db")) // creates the directory

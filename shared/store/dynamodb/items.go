@@ -132,13 +132,21 @@ type registryItem struct {
 	Role    string `dynamodbav:"role,omitempty"`
 }
 
-// outboxItem is a row of the outbox table (plus attrDoc: the security.Owed).
+// outboxItem is a row of the outbox table, plus attrDoc: the security.Owed without the
+// delivery state, which the attributes hold (owedDoc). Three shapes are read alike:
+//   - the oldest items: no state attributes, a doc without state (due at once);
+//   - items of the release before this one: the state in the attributes and, stale once a
+//     claim changed claimedUntil, in the doc too (the attributes win);
+//   - items written now: the state in the attributes only.
+//
+// That release reads the items written now as they are meant (its decoder also takes the state
+// from the attributes), so the two can run side by side.
 type outboxItem struct {
 	ID           string `dynamodbav:"id"`
 	APIInvokerID string `dynamodbav:"apiInvokerId"`
 	CreatedAt    int64  `dynamodbav:"createdAt"` // unix seconds, for operators
-	// The delivery state that conditions test (the doc holds the whole record): unix ms. Items
-	// written before these existed lack them and are due at once.
+	// The delivery state, which conditions test: unix ms. Items written before these existed
+	// lack them and are due at once.
 	Attempts     int   `dynamodbav:"attempts"`
 	NextAttempt  int64 `dynamodbav:"nextAttempt"`
 	ClaimedUntil int64 `dynamodbav:"claimedUntil,omitempty"`
@@ -200,8 +208,8 @@ func decodeContext(item map[string]types.AttributeValue) (*security.SecurityCont
 	return &sc, nil
 }
 
-// decodeOwed reads an outbox item: the record from the doc, the delivery state that conditions
-// test from the attributes (Claim changes only claimedUntil).
+// decodeOwed reads an outbox item: the record from the doc, the delivery state from the
+// attributes (a doc of the previous release also holds a copy, which is ignored).
 func decodeOwed(item map[string]types.AttributeValue) (security.Owed, error) {
 	var o security.Owed
 	if err := decodeDoc(item[attrDoc], &o); err != nil {
@@ -218,7 +226,13 @@ func decodeOwed(item map[string]types.AttributeValue) (security.Owed, error) {
 
 func outboxItemOf(o security.Owed, now int64) (map[string]types.AttributeValue, error) {
 	return withDoc(outboxItem{ID: o.ID, APIInvokerID: o.APIInvokerID, CreatedAt: now, Attempts: o.Attempts,
-		NextAttempt: millis(o.NextAttempt), ClaimedUntil: millis(o.ClaimedUntil), Dead: o.Dead}, o)
+		NextAttempt: millis(o.NextAttempt), ClaimedUntil: millis(o.ClaimedUntil), Dead: o.Dead}, owedDoc(o))
+}
+
+// owedDoc is the doc of an outbox item: o without the delivery state the attributes hold.
+func owedDoc(o security.Owed) security.Owed {
+	o.Attempts, o.NextAttempt, o.ClaimedUntil, o.Dead = 0, time.Time{}, time.Time{}, false
+	return o
 }
 
 // millis is t in unix milliseconds, 0 for the zero time (due at once, not claimed).

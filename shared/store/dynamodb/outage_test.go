@@ -46,7 +46,7 @@ func TestOutageIsUnavailable(t *testing.T) {
 			if !errors.Is(err, security.ErrUnavailable) || !strings.Contains(err.Error(), tc.cause) {
 				t.Errorf("Load: %v, want ErrUnavailable naming %q", err, tc.cause)
 			}
-			if _, err := s.Due(ctx, time.Now(), 10); !errors.Is(err, security.ErrUnavailable) {
+			if _, err := s.Due(ctx, time.Now()); !errors.Is(err, security.ErrUnavailable) {
 				t.Errorf("Due: %v, want ErrUnavailable", err)
 			}
 			line := logs.String()

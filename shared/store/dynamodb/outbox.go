@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,23 +43,15 @@ func num(v int64) *types.AttributeValueMemberN {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
 }
 
-// Due scans for the due records and returns the longest due first.
-func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]security.Owed, error) {
+// Due scans for the due records.
+func (s *Store) Due(ctx context.Context, now time.Time) ([]security.Owed, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	out, err := s.scanOutbox(ctx, "Due", &ddb.ScanInput{
+	return s.scanOutbox(ctx, "Due", &ddb.ScanInput{
 		FilterExpression:          aws.String(dueCondition),
 		ExpressionAttributeNames:  map[string]string{"#n": "nextAttempt", "#c": "claimedUntil", "#d": "dead"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":f": &types.AttributeValueMemberBOOL{Value: false}, ":now": num(now.UnixMilli())},
 	})
-	if err != nil {
-		return nil, err
-	}
-	slices.SortStableFunc(out, func(a, b security.Owed) int { return a.NextAttempt.Compare(b.NextAttempt) })
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
 }
 
 // scanOutbox reads every outbox record that in (a filter; table and consistency are set here)
@@ -120,8 +111,7 @@ func (s *Store) Claim(ctx context.Context, o security.Owed, now, until time.Time
 
 // Attempted stores the delivery state and releases the claim, if the record is still held.
 func (s *Store) Attempted(ctx context.Context, o security.Owed, held time.Time) error {
-	o.ClaimedUntil = time.Time{}
-	doc, err := encodeDoc(o)
+	doc, err := encodeDoc(owedDoc(o))
 	if err != nil {
 		return fmt.Errorf("dynamodb Attempted: %w", err)
 	}
@@ -139,8 +129,8 @@ func (s *Store) Redrive(ctx context.Context, id string, now time.Time) error {
 	if !o.Dead {
 		return fmt.Errorf("dynamodb Redrive: %w: outbox record %q is not dead-lettered", security.ErrNotFound, id)
 	}
-	o.Dead, o.NextAttempt, o.WindowFrom, o.ClaimedUntil = false, now, now, time.Time{}
-	doc, err := encodeDoc(o)
+	o.WindowFrom = now
+	doc, err := encodeDoc(owedDoc(o))
 	if err != nil {
 		return fmt.Errorf("dynamodb Redrive: %w", err)
 	}

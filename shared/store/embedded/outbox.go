@@ -20,18 +20,13 @@ func due(o *security.Owed, now time.Time) bool {
 	return !o.Dead && !o.NextAttempt.After(now) && !o.ClaimedUntil.After(now)
 }
 
-// Due lists at most limit due records, the longest due first (ties by id).
-func (db *DB) Due(ctx context.Context, now time.Time, limit int) ([]security.Owed, error) {
+// Due lists every due record.
+func (db *DB) Due(ctx context.Context, now time.Time) ([]security.Owed, error) {
 	all, err := db.Pending(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := slices.DeleteFunc(all, func(o security.Owed) bool { return !due(&o, now) })
-	slices.SortStableFunc(out, func(a, b security.Owed) int { return a.NextAttempt.Compare(b.NextAttempt) })
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+	return slices.DeleteFunc(all, func(o security.Owed) bool { return !due(&o, now) }), nil
 }
 
 // outboxChange reads record id, lets change decide (an error refuses the change), and writes

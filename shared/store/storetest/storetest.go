@@ -74,7 +74,7 @@ func testOutboxDelivery(t *testing.T, b Backend) {
 	}
 	due := func(at time.Time) []string {
 		t.Helper()
-		l, err := b.Store.Due(ctx, at, 1000)
+		l, err := b.Store.Due(ctx, at)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,9 @@
-package app
+package lambda
 
 import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/awsretry"
-	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -30,20 +29,21 @@ func (o Operation) WorstCase() time.Duration {
 	return d
 }
 
-// WorstCases lists each function operation's calls, as the adapters make them, priced by their
+// worstCases lists each function operation's calls, as the adapters make them, priced by their
 // dependency's retry policy (awsretry) when every retry is exhausted: the first request of an
 // execution environment also reads the truststore. Two retry loops run above the SDK on answered
 // calls, and contribute their own waiting only: the BatchGetItem rounds for UnprocessedKeys
-// (DynamoDB policy) and the domain's conflict retry (sec.MaxAttempts attempts, as
-// security.New defaults it). docs/dynamodb.md shows the table; tests/lambda keeps every sum
-// below the functions' Timeout minus the deadline margin.
-func WorstCases(sec security.Config) []Operation {
+// (DynamoDB policy) and the domain's conflict retry (security.MaxConflictWait at the default
+// attempts, which the functions keep). A notification delivery takes at most notifyTimeout.
+// docs/dynamodb.md shows the table; TestWorstCaseBelowTimeout keeps every sum below the
+// functions' Timeout minus the deadline margin.
+func worstCases(notifyTimeout time.Duration) []Operation {
 	ddb, kms, s3 := awsretry.DynamoDB.WorstCase(), awsretry.KMS.WorstCase(), awsretry.S3.WorstCase()
 	truststore := Step{"truststore: S3 GetObject (first request only)", s3}
 	load := Step{"Load: BatchGetItem", ddb}
 	unprocessed := Step{"Load: UnprocessedKeys rounds' backoff", time.Duration(awsretry.DynamoDB.Attempts-1) * awsretry.DynamoDB.MaxBackoff}
-	conflicts := Step{"conflict retry: backoff of the lost races", conflictBackoff(sec)}
-	notification := Step{"notification delivery (notify timeout)", notify.DefaultTimeout}
+	conflicts := Step{"conflict retry: backoff of the lost races", security.MaxConflictWait(security.DefaultMaxAttempts)}
+	notification := Step{"notification delivery (notify timeout)", notifyTimeout}
 	return []Operation{
 		{"Obtain_Security_Method PUT", []Step{truststore, load, unprocessed, {"Create: PutItem", ddb}, notification}},
 		{"Obtain_Security_Method update", []Step{truststore, load, unprocessed, {"Replace: PutItem", ddb}, conflicts, notification}},
@@ -54,21 +54,7 @@ func WorstCases(sec security.Config) []Operation {
 	}
 }
 
-// conflictBackoff bounds the waiting of security.Service's conflict retry: before attempt a+1 it
-// sleeps at most min(a², 8) ms × 4 (service.go, retry).
-func conflictBackoff(sec security.Config) time.Duration {
-	attempts := sec.MaxAttempts
-	if attempts <= 0 {
-		attempts = security.DefaultMaxAttempts
-	}
-	var d time.Duration
-	for a := 1; a < attempts; a++ {
-		d += time.Duration(min(a*a, 8)) * 4 * time.Millisecond
-	}
-	return d
-}
-
-// WorkerWorstCases lists what a delivery run (the worker function) may still be waiting for once
+// workerWorstCases lists what a delivery run (the worker function) may still be waiting for once
 // it has stopped claiming: security.Service.DeliverDue claims nothing less than a fixed tail
 // before its deadline, so a run ends before its deadline when each of these (a Due scan begun just
 // before, or the attempt of the last record claimed) is shorter than that tail. The scan is priced
@@ -76,11 +62,11 @@ func conflictBackoff(sec security.Config) time.Duration {
 // the tail, and the worker's Timeout minus the deadline margin above the tail plus a scan, so even
 // a run whose every call is at its worst claims a record, and ends in its own report, never in a
 // Lambda timeout.
-func WorkerWorstCases() []Operation {
+func workerWorstCases(notifyTimeout time.Duration) []Operation {
 	ddb := awsretry.DynamoDB.WorstCase()
 	return []Operation{
 		{"Delivery run: a Due scan", []Step{{"Due: Scan (one page)", ddb}}},
-		{"Delivery run: one attempt", []Step{{"Claim: UpdateItem", ddb}, {"notification delivery (notify timeout)", notify.DefaultTimeout},
+		{"Delivery run: one attempt", []Step{{"Claim: UpdateItem", ddb}, {"notification delivery (notify timeout)", notifyTimeout},
 			{"Attempted: UpdateItem, or Delivered: DeleteItem", ddb}}},
 	}
 }

@@ -1,13 +1,16 @@
-package lambdaapp
+package sdkconfig
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"log/slog"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/capifcore/capif-security/shared/awsretry"
 )
@@ -25,7 +28,7 @@ func TestAWSConfigFromEnv(t *testing.T) {
 		"AWS_ENDPOINT_URL_S3":       "http://127.0.0.1:8002",
 	}
 	getenv := func(k string) string { return env[k] }
-	c := awsConfigFromEnv(getenv, slog.New(slog.DiscardHandler), nil)
+	c := FromEnv(getenv, slog.New(slog.DiscardHandler), nil)
 	if c.Region != "eu-west-1" {
 		t.Errorf("Region %q, want AWS_DEFAULT_REGION's", c.Region)
 	}
@@ -39,27 +42,46 @@ func TestAWSConfigFromEnv(t *testing.T) {
 	if ep := aws.ToString(kms.NewFromConfig(c).Options().BaseEndpoint); ep != "http://127.0.0.1:8001" {
 		t.Errorf("KMS endpoint %q", ep)
 	}
-	if ep := s3Endpoint(getenv); ep != "http://127.0.0.1:8002" {
+	if ep := Endpoint(getenv, "S3"); ep != "http://127.0.0.1:8002" {
 		t.Errorf("S3 endpoint %q", ep)
 	}
 	env["AWS_REGION"] = "eu-central-1"
-	if c := awsConfigFromEnv(getenv, nil, nil); c.Region != "eu-central-1" {
+	if c := FromEnv(getenv, nil, nil); c.Region != "eu-central-1" {
 		t.Errorf("Region %q, want AWS_REGION's first", c.Region)
 	}
 	env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "true"
-	if ep := kms.NewFromConfig(awsConfigFromEnv(getenv, nil, nil)).Options().BaseEndpoint; ep != nil || s3Endpoint(getenv) != "" {
-		t.Errorf("endpoints kept although ignored: %q %q", aws.ToString(ep), s3Endpoint(getenv))
+	if ep := kms.NewFromConfig(FromEnv(getenv, nil, nil)).Options().BaseEndpoint; ep != nil || Endpoint(getenv, "S3") != "" {
+		t.Errorf("endpoints kept although ignored: %q %q", aws.ToString(ep), Endpoint(getenv, "S3"))
 	}
 	env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = ""
 	env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9000"
 	delete(env, "AWS_ENDPOINT_URL_S3")
-	if c := awsConfigFromEnv(getenv, nil, nil); aws.ToString(c.BaseEndpoint) != "http://127.0.0.1:9000" || s3Endpoint(getenv) != "http://127.0.0.1:9000" {
-		t.Errorf("AWS_ENDPOINT_URL not applied: %q %q", aws.ToString(c.BaseEndpoint), s3Endpoint(getenv))
+	if c := FromEnv(getenv, nil, nil); aws.ToString(c.BaseEndpoint) != "http://127.0.0.1:9000" || Endpoint(getenv, "S3") != "http://127.0.0.1:9000" {
+		t.Errorf("AWS_ENDPOINT_URL not applied: %q %q", aws.ToString(c.BaseEndpoint), Endpoint(getenv, "S3"))
 	}
 	// No credentials: a broken deployment (503 with an ERROR line), not a bad request.
 	delete(env, "AWS_SECRET_ACCESS_KEY")
-	_, err = awsConfigFromEnv(getenv, nil, nil).Credentials.Retrieve(context.Background())
+	_, err = FromEnv(getenv, nil, nil).Credentials.Retrieve(context.Background())
 	if _, ok := awsretry.Outage(err); !ok {
 		t.Errorf("missing credentials: %v is not an outage", err)
+	}
+}
+
+// The SDK's own log lines become JSON with the right level.
+func TestSDKLogger(t *testing.T) {
+	var buf strings.Builder
+	l := SDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Logf(logging.Warn, "failed to close HTTP response body, %d", 7)
+	l.Logf(logging.Debug, "retrying")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines: %s", len(lines), buf.String())
+	}
+	var first, second map[string]any
+	if json.Unmarshal([]byte(lines[0]), &first) != nil || json.Unmarshal([]byte(lines[1]), &second) != nil {
+		t.Fatalf("not JSON: %s", buf.String())
+	}
+	if first["level"] != "WARN" || first["msg"] != "failed to close HTTP response body, 7" || first["source"] != "aws-sdk" || second["level"] != "DEBUG" {
+		t.Errorf("%v %v", first, second)
 	}
 }
