@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
@@ -107,4 +106,3 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 		})
 	}
 }
-

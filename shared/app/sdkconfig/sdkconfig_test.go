@@ -3,8 +3,8 @@ package sdkconfig
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
