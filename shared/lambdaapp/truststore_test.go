@@ -150,6 +150,11 @@ func TestTruststoreFailures(t *testing.T) {
 		if header(resp, "Retry-After") == "" {
 			t.Error("no Retry-After")
 		}
+		// Answered by the access log like any request: one line, a counted 5xx.
+		if lines := accessLines(t, fx.logs.String()); len(lines) != 1 || lines[0].Status != http.StatusServiceUnavailable || lines[0].ServerErrors != 1 ||
+			lines[0].RequestID != header(resp, "X-Request-Id") {
+			t.Errorf("access lines %+v", lines)
+		}
 		wantStatus(t, invoke(t, f, jwksRequest()), http.StatusOK)
 		if n := len(s3.requests()); n != 4 {
 			t.Errorf("%d S3 requests, want 3 attempts + 1", n)
@@ -162,6 +167,9 @@ func TestTruststoreFailures(t *testing.T) {
 		wantStatus(t, invoke(t, f, jwksRequest()), http.StatusInternalServerError)
 		if !strings.Contains(fx.logs.String(), "AccessDenied") {
 			t.Errorf("the cause is not logged: %s", fx.logs.String())
+		}
+		if lines := accessLines(t, fx.logs.String()); len(lines) != 1 || lines[0].Status != http.StatusInternalServerError || lines[0].Level != "ERROR" {
+			t.Errorf("access lines %+v", lines)
 		}
 	})
 	t.Run("a bundle without a root: 500", func(t *testing.T) {
