@@ -334,28 +334,26 @@ func TestAccessLogMetrics(t *testing.T) {
 // testNamespace is the metrics namespace of the test servers.
 const testNamespace = "Test/CAPIF"
 
-// Without a namespace the line carries no metrics (the settings always give one).
-func TestAccessLogWithoutNamespace(t *testing.T) {
-	s := newServer(t, nil)
-	opts := s.opts
-	opts.MetricsNamespace = ""
-	s.h = All(s.svc, opts)
-	s.do("GET", "/.well-known/jwks.json", "", "", "")
-	line := lastLine(t, s.logs)
-	if bytes.Contains(line, []byte(`"_aws"`)) || !bytes.Contains(line, []byte(`"status":200`)) {
-		t.Errorf("line %s", line)
-	}
-}
-
+// The metrics go under the namespace of the options; without one the line carries none (the
+// settings always give one).
 func TestAccessLogNamespace(t *testing.T) {
-	s := newServer(t, nil)
-	opts := s.opts
-	opts.MetricsNamespace = "Operator/Chosen"
-	s.h = All(s.svc, opts)
-	s.do("GET", "/.well-known/jwks.json", "", "", "")
-	ps, err := emftest.Parse(lastLine(t, s.logs))
-	if err != nil || len(ps) == 0 || ps[0].Namespace != "Operator/Chosen" {
-		t.Errorf("namespace: %+v %v", ps, err)
+	for _, namespace := range []string{"Operator/Chosen", ""} {
+		s := newServer(t, nil)
+		opts := s.opts
+		opts.MetricsNamespace = namespace
+		s.h = All(s.svc, opts)
+		s.do("GET", "/.well-known/jwks.json", "", "", "")
+		line := lastLine(t, s.logs)
+		if namespace == "" {
+			if bytes.Contains(line, []byte(`"_aws"`)) || !bytes.Contains(line, []byte(`"status":200`)) {
+				t.Errorf("no namespace: line %s", line)
+			}
+			continue
+		}
+		ps, err := emftest.Parse(line)
+		if err != nil || len(ps) == 0 || ps[0].Namespace != namespace {
+			t.Errorf("namespace: %+v %v", ps, err)
+		}
 	}
 }
 
