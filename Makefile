@@ -32,7 +32,7 @@ test: lint tools
 # (testdata/fuzz/). `make test` gives each a few seconds; `make fuzz` a minute (FUZZ_LONG=10m).
 FUZZ_TARGETS := \
 	./shared/httpapi:FuzzDecodeJSON ./shared/httpapi:FuzzDecodeTokenRequest ./shared/httpapi:FuzzQueryFlags \
-	./shared/httpapi:FuzzCallerID ./shared/security:FuzzParseScope ./shared/security:FuzzParseGrant ./shared/security:FuzzRegistryDoc \
+	./shared/httpapi:FuzzCallerID ./shared/capif:FuzzParseScope ./shared/security:FuzzRegistryDoc \
 	./shared/aefauth:FuzzVerify ./shared/lambdaapp:FuzzHandleEvent
 FUZZTIME ?= 3s
 fuzz-smoke:

@@ -146,9 +146,9 @@ func referenceServer(b testing.TB, ca *devpki.CA) string {
 				return
 			}
 			now := time.Now()
-			tok, err := key.Sign(r.Context(), security.TokenClaims{Issuer: "https://ccf.test", Subject: id, ClientID: id,
+			tok, err := key.Sign(r.Context(), capif.TokenClaims{Issuer: "https://ccf.test", Subject: id, ClientID: id,
 				Audience: []string{loadAEF}, Scope: scope, IssuedAt: now.Unix(), Expiry: now.Add(10 * time.Minute).Unix(),
-				ID: "0123456789abcdef", Confirmation: &security.Confirmation{X5tS256: security.CertThumbprint(leaf.Raw)}})
+				ID: "0123456789abcdef", Confirmation: &capif.Confirmation{X5tS256: capif.CertThumbprint(leaf.Raw)}})
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return

@@ -14,8 +14,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/capifcore/capif-security/shared/security"
-	"github.com/capifcore/capif-security/shared/signer"
+	"github.com/capifcore/capif-security/shared/capif"
 )
 
 // Leeway is the clock skew allowed on exp, iat and nbf: the most TS 33.122 permits.
@@ -96,7 +95,7 @@ func New(cfg Config) (*Verifier, error) {
 			minInterval: cfg.RefetchInterval, maxAge: cfg.JWKSMaxAge,
 		},
 		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{signer.Alg}),
+			jwt.WithValidMethods([]string{capif.Alg}),
 			jwt.WithIssuer(cfg.Issuer),
 			jwt.WithAudience(cfg.AefID),
 			jwt.WithExpirationRequired(),
@@ -110,9 +109,9 @@ func New(cfg Config) (*Verifier, error) {
 // Claims are the claims of a verified token.
 type Claims struct {
 	jwt.RegisteredClaims
-	ClientID     string                 `json:"client_id"`
-	Scope        string                 `json:"scope"`
-	Confirmation *security.Confirmation `json:"cnf,omitempty"`
+	ClientID     string              `json:"client_id"`
+	Scope        string              `json:"scope"`
+	Confirmation *capif.Confirmation `json:"cnf,omitempty"`
 	// APIs are the API names the scope grants this AEF (not part of the token).
 	APIs []string `json:"-"`
 }
@@ -153,7 +152,7 @@ func (a *API) Verify(ctx context.Context, r *http.Request) (*Claims, error) {
 	c.APIs = apis
 	if !slices.Contains(apis, a.name) {
 		e := refuse(http.StatusForbidden, CodeInsufficientScope, "the token does not grant this API")
-		e.Scope = security.Scope{a.v.cfg.AefID: {a.name}}.String()
+		e.Scope = capif.Scope{a.v.cfg.AefID: {a.name}}.String()
 		return nil, e
 	}
 	return c, nil
@@ -225,7 +224,7 @@ func (v *Verifier) parse(ctx context.Context, raw string) (*Claims, *Error) {
 	_, err := v.parser.ParseWithClaims(raw, c, func(t *jwt.Token) (any, error) {
 		// RFC 9068 §4: the typ header tells an access token from other JWTs of the same key.
 		typ, _ := t.Header["typ"].(string)
-		if !strings.EqualFold(typ, signer.Typ) && !strings.EqualFold(typ, "application/"+signer.Typ) {
+		if !strings.EqualFold(typ, capif.Typ) && !strings.EqualFold(typ, "application/"+capif.Typ) {
 			return nil, invalidToken("the token is not an RFC 9068 access token (typ)")
 		}
 		kid, _ := t.Header["kid"].(string)
@@ -283,7 +282,7 @@ func (v *Verifier) checkBinding(r *http.Request, c *Claims) *Error {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
 		return invalidToken("the token is certificate-bound and the connection has no verified client certificate")
 	}
-	if security.CertThumbprint(r.TLS.PeerCertificates[0].Raw) != c.Confirmation.X5tS256 {
+	if capif.CertThumbprint(r.TLS.PeerCertificates[0].Raw) != c.Confirmation.X5tS256 {
 		return invalidToken("the token is bound to another certificate")
 	}
 	return nil
@@ -299,7 +298,7 @@ func (v *Verifier) checkAge(c *Claims) *Error {
 // grants is the union, over the space-separated scope elements (RFC 6749 §3.3), of the API
 // names each CAPIF scope element grants aefID.
 func grants(scope, aefID string) ([]string, error) {
-	sc, err := security.ParseScope(scope) // the union of the elements, each name once
+	sc, err := capif.ParseScope(scope) // the union of the elements, each name once
 	if err != nil {
 		return nil, err
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/capifcore/capif-security/shared/aefauth"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
-	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer"
 )
 
@@ -33,7 +33,7 @@ func (k keySigner) SignDigest(_ context.Context, d []byte) ([]byte, error) {
 }
 
 // forge signs c with key under kid.
-func forge(ctx context.Context, key *ecdsa.PrivateKey, kid string, c security.TokenClaims) (string, error) {
+func forge(ctx context.Context, key *ecdsa.PrivateKey, kid string, c capif.TokenClaims) (string, error) {
 	k, err := signer.NewKey(keySigner{key}, kid)
 	if err != nil {
 		return "", err
@@ -62,7 +62,7 @@ func TestVerify(t *testing.T) {
 	c := newCCF(t)
 	kid := c.signer.KeyID()
 	good := c.token(t, c.claims())
-	with := func(mutate func(*security.TokenClaims)) string {
+	with := func(mutate func(*capif.TokenClaims)) string {
 		cl := c.claims()
 		mutate(&cl)
 		return c.token(t, cl)
@@ -113,36 +113,36 @@ func TestVerify(t *testing.T) {
 		{name: "typ application/at+jwt", req: request(mediaTyp, c.invokerA), status: 200},
 		{name: "forged: another key under the CCF's kid", req: request(forged, c.invokerA), status: 401, code: "invalid_token"},
 		{name: "forged: payload changed under a real signature", req: request(tampered, c.invokerA), status: 401, code: "invalid_token"},
-		{name: "expired beyond the leeway", req: request(with(func(cl *security.TokenClaims) { cl.Expiry = now - 31 }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "expired"},
-		{name: "expired within the 30 s leeway", req: request(with(func(cl *security.TokenClaims) { cl.Expiry = now - 25 }), c.invokerA), status: 200},
-		{name: "no exp", req: request(with(func(cl *security.TokenClaims) { cl.Expiry = 0 }), c.invokerA), status: 401, code: "invalid_token"},
-		{name: "issued in the future beyond the leeway", req: request(with(func(cl *security.TokenClaims) { cl.IssuedAt = now + 31 }), c.invokerA), status: 401, code: "invalid_token"},
-		{name: "issued in the future within the leeway", req: request(with(func(cl *security.TokenClaims) { cl.IssuedAt = now + 25 }), c.invokerA), status: 200},
+		{name: "expired beyond the leeway", req: request(with(func(cl *capif.TokenClaims) { cl.Expiry = now - 31 }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "expired"},
+		{name: "expired within the 30 s leeway", req: request(with(func(cl *capif.TokenClaims) { cl.Expiry = now - 25 }), c.invokerA), status: 200},
+		{name: "no exp", req: request(with(func(cl *capif.TokenClaims) { cl.Expiry = 0 }), c.invokerA), status: 401, code: "invalid_token"},
+		{name: "issued in the future beyond the leeway", req: request(with(func(cl *capif.TokenClaims) { cl.IssuedAt = now + 31 }), c.invokerA), status: 401, code: "invalid_token"},
+		{name: "issued in the future within the leeway", req: request(with(func(cl *capif.TokenClaims) { cl.IssuedAt = now + 25 }), c.invokerA), status: 200},
 		{name: "no iat", req: request(noIat, c.invokerA), status: 401, code: "invalid_token"},
-		{name: "older than MaxTokenAge", req: request(with(func(cl *security.TokenClaims) { cl.IssuedAt = now - 120 }), c.invokerA),
+		{name: "older than MaxTokenAge", req: request(with(func(cl *capif.TokenClaims) { cl.IssuedAt = now - 120 }), c.invokerA),
 			cfg: func(cfg *aefauth.Config) { cfg.MaxTokenAge = time.Minute }, status: 401, code: "invalid_token", wwwAuth: "older"},
-		{name: "younger than MaxTokenAge", req: request(with(func(cl *security.TokenClaims) { cl.IssuedAt = now - 50 }), c.invokerA),
+		{name: "younger than MaxTokenAge", req: request(with(func(cl *capif.TokenClaims) { cl.IssuedAt = now - 50 }), c.invokerA),
 			cfg: func(cfg *aefauth.Config) { cfg.MaxTokenAge = time.Minute }, status: 200},
-		{name: "wrong audience", req: request(with(func(cl *security.TokenClaims) { cl.Audience = []string{"aef-2"} }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "aud"},
-		{name: "audience among several", req: request(with(func(cl *security.TokenClaims) { cl.Audience = []string{"aef-2", aefID} }), c.invokerA), status: 200},
-		{name: "wrong issuer", req: request(with(func(cl *security.TokenClaims) { cl.Issuer = "https://evil.test" }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "iss"},
-		{name: "wrong scope: another API", req: request(with(func(cl *security.TokenClaims) { cl.Scope = "3gpp#aef-1:qos-session" }), c.invokerA),
+		{name: "wrong audience", req: request(with(func(cl *capif.TokenClaims) { cl.Audience = []string{"aef-2"} }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "aud"},
+		{name: "audience among several", req: request(with(func(cl *capif.TokenClaims) { cl.Audience = []string{"aef-2", aefID} }), c.invokerA), status: 200},
+		{name: "wrong issuer", req: request(with(func(cl *capif.TokenClaims) { cl.Issuer = "https://evil.test" }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "iss"},
+		{name: "wrong scope: another API", req: request(with(func(cl *capif.TokenClaims) { cl.Scope = "3gpp#aef-1:qos-session" }), c.invokerA),
 			status: 403, code: "insufficient_scope", wwwAuth: `scope="3gpp#aef-1:monitoring-event"`},
-		{name: "wrong scope: the API at another AEF", req: request(with(func(cl *security.TokenClaims) { cl.Scope = "3gpp#aef-2:monitoring-event;aef-1:qos-session" }), c.invokerA), status: 403, code: "insufficient_scope"},
-		{name: "scope: several groups", req: request(with(func(cl *security.TokenClaims) { cl.Scope = "3gpp#aef-2:x;aef-1:qos-session,monitoring-event" }), c.invokerA),
+		{name: "wrong scope: the API at another AEF", req: request(with(func(cl *capif.TokenClaims) { cl.Scope = "3gpp#aef-2:monitoring-event;aef-1:qos-session" }), c.invokerA), status: 403, code: "insufficient_scope"},
+		{name: "scope: several groups", req: request(with(func(cl *capif.TokenClaims) { cl.Scope = "3gpp#aef-2:x;aef-1:qos-session,monitoring-event" }), c.invokerA),
 			status: 200, apis: []string{"qos-session", "monitoring-event"}},
-		{name: "scope: several space-separated elements", req: request(with(func(cl *security.TokenClaims) {
+		{name: "scope: several space-separated elements", req: request(with(func(cl *capif.TokenClaims) {
 			cl.Scope = "3gpp#aef-1:qos-session 3gpp#aef-2:y 3gpp#aef-1:monitoring-event"
 		}), c.invokerA),
 			status: 200, apis: []string{"qos-session", "monitoring-event"}},
-		{name: "scope malformed", req: request(with(func(cl *security.TokenClaims) { cl.Scope = "3gpp#aef-1:monitoring-event  3gpp#" }), c.invokerA), status: 401, code: "invalid_token"},
+		{name: "scope malformed", req: request(with(func(cl *capif.TokenClaims) { cl.Scope = "3gpp#aef-1:monitoring-event  3gpp#" }), c.invokerA), status: 401, code: "invalid_token"},
 		{name: "wrong cnf: replayed from another certificate", req: request(good, c.invokerB), status: 401, code: "invalid_token", wwwAuth: "another certificate"},
 		{name: "bound token on a connection without a client certificate", req: request(good, nil), status: 401, code: "invalid_token"},
 		{name: "bound token over plain HTTP", req: func() *http.Request { r := request(good, nil); r.TLS = nil; return r }(), status: 401, code: "invalid_token"},
 		{name: "unverified client certificate", req: func() *http.Request { r := request(good, c.invokerA); r.TLS.VerifiedChains = nil; return r }(), status: 401, code: "invalid_token"},
-		{name: "token without cnf", req: request(with(func(cl *security.TokenClaims) { cl.Confirmation = nil }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "cnf"},
+		{name: "token without cnf", req: request(with(func(cl *capif.TokenClaims) { cl.Confirmation = nil }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "cnf"},
 		{name: "binding off: no certificate", req: request(good, nil), cfg: func(cfg *aefauth.Config) { cfg.SkipCertificateBinding = true }, status: 200},
-		{name: "binding off: token without cnf", req: request(with(func(cl *security.TokenClaims) { cl.Confirmation = nil }), nil),
+		{name: "binding off: token without cnf", req: request(with(func(cl *capif.TokenClaims) { cl.Confirmation = nil }), nil),
 			cfg: func(cfg *aefauth.Config) { cfg.SkipCertificateBinding = true }, status: 200},
 		{name: "unknown kid", req: request(unknownKid, c.invokerA), status: 401, code: "invalid_token", wwwAuth: "kid"},
 		{name: "no kid", req: request(noKid, c.invokerA), status: 401, code: "invalid_token"},
@@ -235,12 +235,12 @@ func TestVerifyError(t *testing.T) {
 // `openssl x509 -outform DER | openssl dgst -sha256 -binary | basenc --base64url | tr -d =` gives.
 func TestCertThumbprint(t *testing.T) {
 	// SHA-256 of the empty input, a published vector.
-	if got := security.CertThumbprint(nil); got != "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU" {
+	if got := capif.CertThumbprint(nil); got != "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU" {
 		t.Errorf("CertThumbprint(empty) = %s", got)
 	}
 	ca, _ := devpki.NewCA("t")
 	sum := sha256.Sum256(ca.Cert.Raw)
-	if got, want := security.CertThumbprint(ca.Cert.Raw), base64.RawURLEncoding.EncodeToString(sum[:]); got != want || strings.ContainsAny(got, "=+/") {
+	if got, want := capif.CertThumbprint(ca.Cert.Raw), base64.RawURLEncoding.EncodeToString(sum[:]); got != want || strings.ContainsAny(got, "=+/") {
 		t.Errorf("CertThumbprint = %s, want %s", got, want)
 	}
 }
@@ -258,7 +258,7 @@ func TestKeyRotation(t *testing.T) {
 	_, next := newKey(t)
 	oldSet := *c.jwks.Load()
 	nextSet, _ := next.JWKS(t.Context())
-	rotated := security.JWKSet{Keys: append(nextSet.Keys, oldSet.Keys...)}
+	rotated := capif.JWKSet{Keys: append(nextSet.Keys, oldSet.Keys...)}
 	c.jwks.Store(&rotated)
 	c.clock.Add(aefauth.DefaultRefetchInterval)
 	cl := c.claims()
@@ -298,8 +298,8 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func (c *ccf) tokenWith(t *testing.T, s interface {
-	Sign(context.Context, security.TokenClaims) (string, error)
-}, cl security.TokenClaims) string {
+	Sign(context.Context, capif.TokenClaims) (string, error)
+}, cl capif.TokenClaims) string {
 	t.Helper()
 	tok, err := s.Sign(t.Context(), cl)
 	if err != nil {

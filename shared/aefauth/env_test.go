@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/aefauth"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
-	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer/local"
 )
 
@@ -49,7 +49,7 @@ type ccf struct {
 	key     *ecdsa.PrivateKey
 	signer  *local.Signer
 	srv     *httptest.Server
-	jwks    atomic.Pointer[security.JWKSet]
+	jwks    atomic.Pointer[capif.JWKSet]
 	hits    atomic.Int64
 	failing atomic.Bool
 	delay   atomic.Int64 // nanoseconds each JWKS answer takes
@@ -137,17 +137,17 @@ func (c *ccf) verifier(t testing.TB, mutate func(*aefauth.Config)) *aefauth.Veri
 }
 
 // claims are good claims for invoker A calling aef-1's monitoring-event.
-func (c *ccf) claims() security.TokenClaims {
+func (c *ccf) claims() capif.TokenClaims {
 	now := c.clock.Now().Unix()
-	return security.TokenClaims{
+	return capif.TokenClaims{
 		Issuer: issuer, Subject: "invoker-1", ClientID: "invoker-1", Audience: []string{aefID},
 		Scope: "3gpp#" + aefID + ":" + apiName, IssuedAt: now, Expiry: now + 600, ID: "jti-good",
-		Confirmation: &security.Confirmation{X5tS256: security.CertThumbprint(c.invokerA.TLS.Leaf.Raw)},
+		Confirmation: &capif.Confirmation{X5tS256: capif.CertThumbprint(c.invokerA.TLS.Leaf.Raw)},
 	}
 }
 
 // token signs cl with the CCF's real local signer.
-func (c *ccf) token(t testing.TB, cl security.TokenClaims) string {
+func (c *ccf) token(t testing.TB, cl capif.TokenClaims) string {
 	t.Helper()
 	tok, err := c.signer.Sign(context.Background(), cl)
 	if err != nil {

@@ -13,8 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/capifcore/capif-security/shared/security"
-	"github.com/capifcore/capif-security/shared/signer"
+	"github.com/capifcore/capif-security/shared/capif"
 )
 
 // maxJWKSBytes bounds what is read of a JWKS response; a CCF publishes a handful of keys.
@@ -117,7 +116,7 @@ func (s *keySet) fetch(ctx context.Context) (map[string]*ecdsa.PublicKey, error)
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("aefauth: JWKS fetch: status %d", resp.StatusCode)
 	}
-	var set security.JWKSet
+	var set capif.JWKSet
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJWKSBytes)).Decode(&set); err != nil {
 		return nil, fmt.Errorf("aefauth: JWKS fetch: %w", err)
 	}
@@ -136,8 +135,8 @@ func (s *keySet) fetch(ctx context.Context) (map[string]*ecdsa.PublicKey, error)
 }
 
 // publicKey is the P-256 key of an ES256 signing JWK (RFC 7518 §6.2.1).
-func publicKey(k security.JWK) (*ecdsa.PublicKey, error) {
-	if k.Kid == "" || k.Kty != "EC" || k.Crv != "P-256" || (k.Alg != "" && k.Alg != signer.Alg) || (k.Use != "" && k.Use != "sig") {
+func publicKey(k capif.JWK) (*ecdsa.PublicKey, error) {
+	if k.Kid == "" || k.Kty != "EC" || k.Crv != "P-256" || (k.Alg != "" && k.Alg != capif.Alg) || (k.Use != "" && k.Use != "sig") {
 		return nil, errors.New("not an ES256 signing key")
 	}
 	x, err1 := base64.RawURLEncoding.DecodeString(k.X)

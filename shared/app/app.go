@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
@@ -152,12 +153,12 @@ func names(bs []Backend, store bool) []string {
 // noSigner is the Signer of tools that never issue tokens.
 type noSigner struct{}
 
-func (noSigner) Sign(context.Context, security.TokenClaims) (string, error) {
+func (noSigner) Sign(context.Context, capif.TokenClaims) (string, error) {
 	return "", errors.New("this process does not sign tokens")
 }
 
-func (noSigner) JWKS(context.Context) (security.JWKSet, error) {
-	return security.JWKSet{}, errors.New("this process does not sign tokens")
+func (noSigner) JWKS(context.Context) (capif.JWKSet, error) {
+	return capif.JWKSet{}, errors.New("this process does not sign tokens")
 }
 
 // deliveryMetrics names the metric of each delivery outcome.

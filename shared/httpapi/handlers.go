@@ -115,7 +115,7 @@ func (a *api) identify(w http.ResponseWriter, r *http.Request, op security.Opera
 		var id string
 		if id, err = CallerID(cert); err == nil {
 			infoOf(r).caller = id
-			return security.Caller{ID: id, CertSHA256: security.CertThumbprint(cert.Raw)}, true
+			return security.Caller{ID: id, CertSHA256: capif.CertThumbprint(cert.Raw)}, true
 		}
 		err = security.Unauthenticated(op, err.Error())
 	}

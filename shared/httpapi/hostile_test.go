@@ -96,7 +96,7 @@ func TestMalformedRequestClasses(t *testing.T) {
 		{name: "gzip", method: "POST", target: invokers + "inv1/update", ct: "application/json", body: `{}`, header: http.Header{"Content-Encoding": {"gzip"}}, caller: "inv1", status: 415, cause: CauseUnsupportedMedia, params: []string{"Content-Encoding"}},
 		{name: "gzip on the token route", method: "POST", target: token, ct: form, body: grant, header: http.Header{"Content-Encoding": {"gzip"}}, caller: "inv1", status: 415, cause: CauseUnsupportedMedia, params: []string{"Content-Encoding"}},
 		{name: "repeated form parameter", method: "POST", target: token, ct: form, body: grant + "&scope=a&scope=b", caller: "inv1", status: 400, cause: capif.InvalidRequest},
-		{name: "scope over its bound", method: "POST", target: token, ct: form, body: grant + "&scope=" + url.QueryEscape("3gpp#aef1:"+strings.Repeat("x", security.MaxScopeLength)), caller: "inv1", status: 400, cause: capif.InvalidScope},
+		{name: "scope over its bound", method: "POST", target: token, ct: form, body: grant + "&scope=" + url.QueryEscape("3gpp#aef1:"+strings.Repeat("x", capif.MaxScopeLength)), caller: "inv1", status: 400, cause: capif.InvalidScope},
 		{name: "scope with too many APIs", method: "POST", target: token, ct: form, body: grant + "&scope=3gpp%23aef1:" + strings.Repeat("a,", 1200) + "b", caller: "inv1", status: 400, cause: capif.InvalidScope},
 		{name: "id with an encoded slash", method: "GET", target: invokers + "inv%2F1", caller: "aef1", status: 404, cause: security.CauseContextNotFound},
 		{name: "id with NUL", method: "GET", target: invokers + "inv%001", caller: "aef1", status: 404, cause: security.CauseContextNotFound},

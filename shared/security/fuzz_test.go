@@ -11,34 +11,6 @@ import (
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
-// FuzzParseScope: no panic; a parsed scope is within the bounds, renders to a scope that parses
-// to the same grant, and every refusal names what is wrong.
-func FuzzParseScope(f *testing.F) {
-	for _, s := range []string{"3gpp#aef1:api1,api2;aef2:api3", "3gpp#a:b 3gpp#c:d", "3gpp#", "3gpp#a:b;", " 3gpp#a:b", "3gpp#a:b  3gpp#c:d", "3gpp#ä:ǎ"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		sc, err := security.ParseScope(s)
-		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error")
-			}
-			return
-		}
-		n := 0
-		for _, names := range sc {
-			n += len(names)
-		}
-		if len(s) > security.MaxScopeLength || n > security.MaxScopeAPIs || n == 0 {
-			t.Fatalf("%q accepted with %d names", s, n)
-		}
-		again, err := security.ParseScope(sc.String())
-		if err != nil || again.String() != sc.String() {
-			t.Fatalf("%q renders as %q, which parses to %v, %v", s, sc.String(), again, err)
-		}
-	})
-}
-
 // FuzzRegistryDoc: any JSON document. No panic; whatever Validate accepts is storable: it imports
 // into an embedded store (only a role clash with an earlier input may refuse it).
 func FuzzRegistryDoc(f *testing.F) {

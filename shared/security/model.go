@@ -78,44 +78,6 @@ type SecurityContext struct {
 	Version int64 `json:"version"`
 }
 
-// TokenClaims are the claims of an issued access token (TS 33.122 Annex C plus RFC 9068-style
-// sub, aud, iat and jti, and the RFC 8705 cnf that binds the token to the invoker's certificate).
-type TokenClaims struct {
-	Issuer   string   `json:"iss"`
-	Subject  string   `json:"sub"`
-	ClientID string   `json:"client_id"`
-	Audience []string `json:"aud"`
-	Scope    string   `json:"scope"`
-	IssuedAt int64    `json:"iat"`
-	Expiry   int64    `json:"exp"`
-	ID       string   `json:"jti"`
-	// Confirmation is nil only for a token that is bound to no certificate.
-	Confirmation *Confirmation `json:"cnf,omitempty"`
-}
-
-// Confirmation is the RFC 8705 §3.1 cnf claim: the CertThumbprint of the client certificate that
-// authenticated the token request. An AEF that checks it refuses the token on any other TLS
-// connection.
-type Confirmation struct {
-	X5tS256 string `json:"x5t#S256"`
-}
-
-// JWK is one public verification key (RFC 7517/7518, EC P-256).
-type JWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-}
-
-// JWKSet is the body of /.well-known/jwks.json.
-type JWKSet struct {
-	Keys []JWK `json:"keys"`
-}
-
 // RegistryDoc is the registry import format shared by the local runner and the admin command.
 type RegistryDoc struct {
 	APIInvokers []InvokerRecord               `json:"apiInvokers,omitempty"`

@@ -83,8 +83,8 @@ type RecordKey struct {
 
 // Signer signs access tokens (ES256, kid header) and publishes the keys that verify them.
 type Signer interface {
-	Sign(ctx context.Context, claims TokenClaims) (string, error)
-	JWKS(ctx context.Context) (JWKSet, error)
+	Sign(ctx context.Context, claims capif.TokenClaims) (string, error)
+	JWKS(ctx context.Context) (capif.JWKSet, error)
 }
 
 // Notifier delivers a JSON body to an invoker's notificationDestination. Implementations guard

@@ -22,8 +22,8 @@ func (doc RegistryDoc) Validate() error {
 		switch {
 		case id == "" || len(id) > MaxIDLength || !utf8.ValidString(id):
 			bad("%s: id must be 1 to %d bytes of UTF-8", where, MaxIDLength)
-		case strings.ContainsAny(id, scopeSeparators):
-			bad("%s: id %q contains one of %q", where, id, scopeSeparators)
+		case strings.ContainsAny(id, capif.ScopeSeparators):
+			bad("%s: id %q contains one of %q", where, id, capif.ScopeSeparators)
 		case roles[id] == r:
 			bad("%s: id %q is listed twice", where, id)
 		case roles[id] != "":
@@ -48,8 +48,8 @@ func (doc RegistryDoc) Validate() error {
 			bad("%s: apiId %q is listed twice", where, d.APIID)
 		}
 		apis[d.APIID] = true
-		if d.APIName == "" || strings.ContainsAny(d.APIName, scopeSeparators) {
-			bad("%s: apiName %q must be non-empty and free of %q", where, d.APIName, scopeSeparators)
+		if d.APIName == "" || strings.ContainsAny(d.APIName, capif.ScopeSeparators) {
+			bad("%s: apiName %q must be non-empty and free of %q", where, d.APIName, capif.ScopeSeparators)
 		}
 		if len(d.AefProfiles) == 0 {
 			bad("%s: aefProfiles is empty", where)

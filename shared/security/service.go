@@ -490,39 +490,39 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 	case len(snap.Caller.SecretHash) > 0 && subtle.ConstantTimeCompare(HashSecret(req.ClientSecret), snap.Caller.SecretHash) != 1:
 		return nil, oauth(KindUnauthenticated, capif.InvalidClient, "client_secret is missing or wrong")
 	}
-	// Small grants (the common case) stay in these arrays: no allocation.
-	var allowedBuf, wantBuf [16]scopePair
-	allowedPairs := allowedBuf[:0]
+	allowed := capif.Scope{} // what the context allows: its OAUTH entries' targets
 	if snap.Context != nil {
 		for _, e := range snap.Context.Entries {
-			if e.SelSecurityMethod == capif.OAUTH {
-				for _, t := range e.Targets {
-					allowedPairs = append(allowedPairs, scopePair{t.AefID, t.APIName})
+			if e.SelSecurityMethod != capif.OAUTH {
+				continue
+			}
+			for _, t := range e.Targets {
+				if !allowed.Has(t.AefID, t.APIName) {
+					allowed[t.AefID] = append(allowed[t.AefID], t.APIName)
 				}
 			}
 		}
 	}
-	allowed := newGrant(allowedPairs)
 	if len(allowed) == 0 {
 		return nil, oauth(KindInvalid, capif.UnauthorizedClient, "the API invoker has no security context entry with the OAUTH method")
 	}
 	granted := allowed
 	if req.Scope != "" {
-		want, err := parseGrant(req.Scope, wantBuf[:0])
+		want, err := capif.ParseScope(req.Scope)
 		if err != nil {
 			return nil, oauth(KindInvalid, capif.InvalidScope, err.Error())
 		}
-		if err := want.within(allowed); err != nil {
+		if err := within(want, allowed); err != nil {
 			return nil, oauth(KindInvalid, capif.InvalidScope, err.Error())
 		}
 		granted = want
 	}
 	now := s.clock.Now()
-	claims := TokenClaims{
+	claims := capif.TokenClaims{
 		Issuer:   s.cfg.Issuer,
 		Subject:  caller.ID,
 		ClientID: caller.ID,
-		Audience: granted.aefs(),
+		Audience: granted.AEFs(),
 		Scope:    granted.String(),
 		IssuedAt: now.Unix(),
 		Expiry:   now.Add(s.cfg.TokenTTL).Unix(),
@@ -530,7 +530,7 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 	}
 	if caller.CertSHA256 != "" {
 		// RFC 8705 §3: the token is only usable with the certificate that obtained it.
-		claims.Confirmation = &Confirmation{X5tS256: caller.CertSHA256}
+		claims.Confirmation = &capif.Confirmation{X5tS256: caller.CertSHA256}
 	}
 	token, err := s.signer.Sign(ctx, claims)
 	if err != nil {
@@ -540,7 +540,7 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 }
 
 // JWKS returns the keys that verify every token this CCF issued and that has not yet expired.
-func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
+func (s *Service) JWKS(ctx context.Context) (capif.JWKSet, error) {
 	return s.signer.JWKS(ctx)
 }
 

@@ -123,7 +123,7 @@ func TestTokenIssued(t *testing.T) {
 			}
 			c := e.signer.Claims()[0]
 			now := e.clock.Now().Unix()
-			want := security.TokenClaims{Issuer: issuer, Subject: tt.caller, ClientID: tt.caller, Audience: tt.wantAud, Scope: tt.wantScope,
+			want := capif.TokenClaims{Issuer: issuer, Subject: tt.caller, ClientID: tt.caller, Audience: tt.wantAud, Scope: tt.wantScope,
 				IssuedAt: now, Expiry: now + 300, ID: c.ID}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("claims %s, want %s", dump(c), dump(want))

@@ -26,9 +26,6 @@ const (
 // fqdnPattern is the Fqdn schema of TS 29.571.
 var fqdnPattern = regexp.MustCompile(`^([0-9A-Za-z]([-0-9A-Za-z]{0,61}[0-9A-Za-z])?\.)+[A-Za-z]{2,63}\.?$`)
 
-// scopeSeparators may not appear in ids or API names: they delimit the scope grammar.
-const scopeSeparators = ":;,# "
-
 // ValidateServiceSecurity checks a ServiceSecurity sent by an invoker, structurally (before any
 // registry lookup), and returns every violation as a JSON pointer.
 func ValidateServiceSecurity(s *capif.ServiceSecurity) []capif.InvalidParam {

@@ -17,15 +17,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/capif"
 )
-
-// Alg is the JWS algorithm of every token: ECDSA P-256 with SHA-256.
-const Alg = "ES256"
-
-// Typ is the JOSE header typ of every token: the RFC 9068 §2.1 access-token type, so that a
-// verifier can tell an access token from any other JWT signed by the same key.
-const Typ = "at+jwt"
 
 // coordSize is the byte length of a P-256 scalar or coordinate (RFC 7518 §3.4, §6.2.1.2).
 const coordSize = 32
@@ -52,7 +45,7 @@ func NewKey(digest DigestSigner, kid string) (*Key, error) {
 		Alg string `json:"alg"`
 		Kid string `json:"kid"`
 		Typ string `json:"typ"`
-	}{Alg, kid, Typ})
+	}{capif.Alg, kid, capif.Typ})
 	if err != nil {
 		return nil, fmt.Errorf("signer: header: %w", err)
 	}
@@ -64,7 +57,7 @@ var b64 = base64.RawURLEncoding
 // Sign issues the ES256 JWS compact serialization of c with headers typ at+jwt and the key's kid.
 // A token without an audience is refused: an AEF must be able to tell it is meant for it, and
 // the domain never asks for one.
-func (k *Key) Sign(ctx context.Context, c security.TokenClaims) (string, error) {
+func (k *Key) Sign(ctx context.Context, c capif.TokenClaims) (string, error) {
 	if len(c.Audience) == 0 {
 		return "", errors.New("signer: token claims without an audience")
 	}
@@ -86,18 +79,18 @@ func (k *Key) Sign(ctx context.Context, c security.TokenClaims) (string, error) 
 }
 
 // JWK is the public verification key pub as published in the JWKS.
-func JWK(pub *ecdsa.PublicKey, kid string) (security.JWK, error) {
+func JWK(pub *ecdsa.PublicKey, kid string) (capif.JWK, error) {
 	x, y, err := coordinates(pub)
 	if err != nil {
-		return security.JWK{}, err
+		return capif.JWK{}, err
 	}
-	return security.JWK{
+	return capif.JWK{
 		Kty: "EC",
 		Crv: "P-256",
 		X:   base64.RawURLEncoding.EncodeToString(x),
 		Y:   base64.RawURLEncoding.EncodeToString(y),
 		Kid: kid,
-		Alg: Alg,
+		Alg: capif.Alg,
 		Use: "sig",
 	}, nil
 }

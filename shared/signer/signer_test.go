@@ -18,7 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/signer/signertest"
 )
 
@@ -47,9 +47,9 @@ func newMemKey(t *testing.T) *memKey {
 	return &memKey{key: k}
 }
 
-func sampleClaims() security.TokenClaims {
+func sampleClaims() capif.TokenClaims {
 	now := time.Now().Unix()
-	return security.TokenClaims{
+	return capif.TokenClaims{
 		Issuer:   "https://ccf.example",
 		Subject:  "inv-1",
 		ClientID: "inv-1",
@@ -58,7 +58,7 @@ func sampleClaims() security.TokenClaims {
 		IssuedAt: now,
 		Expiry:   now + 600,
 		ID:       "jti-1",
-		Confirmation: &security.Confirmation{
+		Confirmation: &capif.Confirmation{
 			X5tS256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
 		},
 	}
@@ -84,7 +84,7 @@ func segment(t *testing.T, token string, i int) map[string]any {
 type ctxKey struct{}
 
 // sign is NewKey and Key.Sign in one.
-func sign(ctx context.Context, d DigestSigner, kid string, c security.TokenClaims) (string, error) {
+func sign(ctx context.Context, d DigestSigner, kid string, c capif.TokenClaims) (string, error) {
 	k, err := NewKey(d, kid)
 	if err != nil {
 		return "", err
@@ -114,7 +114,7 @@ func TestSignVerifiesWithStockGolangJWT(t *testing.T) {
 		t.Error("the key was not asked to sign SHA-256(signing input)")
 	}
 
-	tok, got, err := signertest.Parse(token, security.JWKSet{Keys: []security.JWK{jwk}})
+	tok, got, err := signertest.Parse(token, capif.JWKSet{Keys: []capif.JWK{jwk}})
 	if err != nil {
 		t.Fatalf("stock verification failed: %v", err)
 	}
@@ -179,11 +179,11 @@ func TestSignRefuses(t *testing.T) {
 		name    string
 		key     DigestSigner
 		kid     string
-		mutate  func(*security.TokenClaims)
+		mutate  func(*capif.TokenClaims)
 		wantErr error
 	}{
 		{name: "empty kid", key: newMemKey(t), kid: ""},
-		{name: "no audience", key: newMemKey(t), kid: "k", mutate: func(c *security.TokenClaims) { c.Audience = nil }},
+		{name: "no audience", key: newMemKey(t), kid: "k", mutate: func(c *capif.TokenClaims) { c.Audience = nil }},
 		{name: "key error passes through", key: failingKey{keyErr}, kid: "k", wantErr: keyErr},
 		{name: "key answers garbage", key: failingKeyDER{}, kid: "k", wantErr: errBadDER},
 	}
@@ -257,7 +257,7 @@ func TestJWKCoordinatesAreFullWidth(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := security.JWK{
+		want := capif.JWK{
 			Kty: "EC", Crv: "P-256", Kid: "kid", Alg: "ES256", Use: "sig",
 			X: base64.RawURLEncoding.EncodeToString(point[1:33]),
 			Y: base64.RawURLEncoding.EncodeToString(point[33:]),

@@ -251,7 +251,7 @@ func runFlow(t *testing.T, invoke invoker, notificationDestination string) flowS
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("jwks: %d %s", resp.StatusCode, resp.Body)
 	}
-	var set security.JWKSet
+	var set capif.JWKSet
 	if err := json.Unmarshal([]byte(resp.Body), &set); err != nil || len(set.Keys) == 0 {
 		t.Fatalf("jwks body %s", resp.Body)
 	}
@@ -310,7 +310,7 @@ func runFlow(t *testing.T, invoke invoker, notificationDestination string) flowS
 }
 
 // jwkKey turns a JWK into the P-256 public key it describes.
-func jwkKey(t *testing.T, k security.JWK) *ecdsa.PublicKey {
+func jwkKey(t *testing.T, k capif.JWK) *ecdsa.PublicKey {
 	t.Helper()
 	if k.Kty != "EC" || k.Crv != "P-256" || k.Alg != "ES256" {
 		t.Fatalf("JWK %+v", k)

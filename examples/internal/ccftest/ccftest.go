@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
-	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer/local"
 )
 
@@ -84,10 +84,10 @@ func (c *CCF) Client(id string) (certFile, keyFile string, issued *devpki.Issued
 func (c *CCF) Token(scope string, holder *devpki.Issued) string {
 	c.t.Helper()
 	now := time.Now().Unix()
-	tok, err := c.signer.Sign(c.t.Context(), security.TokenClaims{
+	tok, err := c.signer.Sign(c.t.Context(), capif.TokenClaims{
 		Issuer: Issuer, Subject: "invoker-1", ClientID: "invoker-1", Audience: []string{"aef-1"},
 		Scope: scope, IssuedAt: now, Expiry: now + 300, ID: "jti-1",
-		Confirmation: &security.Confirmation{X5tS256: security.CertThumbprint(holder.TLS.Leaf.Raw)},
+		Confirmation: &capif.Confirmation{X5tS256: capif.CertThumbprint(holder.TLS.Leaf.Raw)},
 	})
 	if err != nil {
 		c.t.Fatal(err)

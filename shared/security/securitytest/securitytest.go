@@ -62,11 +62,11 @@ type Signer struct {
 	Err error // when set, Sign and JWKS fail with it
 
 	mu     sync.Mutex
-	claims []security.TokenClaims
+	claims []capif.TokenClaims
 }
 
 // Sign records c and returns its token.
-func (s *Signer) Sign(_ context.Context, c security.TokenClaims) (string, error) {
+func (s *Signer) Sign(_ context.Context, c capif.TokenClaims) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.Err != nil {
@@ -77,15 +77,15 @@ func (s *Signer) Sign(_ context.Context, c security.TokenClaims) (string, error)
 }
 
 // Token is the token Signer returns for c.
-func Token(c security.TokenClaims) string { return "signed." + c.ClientID + "." + c.ID }
+func Token(c capif.TokenClaims) string { return "signed." + c.ClientID + "." + c.ID }
 
 // JWKS returns one fixed P-256 key description.
-func (s *Signer) JWKS(context.Context) (security.JWKSet, error) {
-	return security.JWKSet{Keys: []security.JWK{{Kty: "EC", Crv: "P-256", X: "x", Y: "y", Kid: "k1", Alg: "ES256", Use: "sig"}}}, s.Err
+func (s *Signer) JWKS(context.Context) (capif.JWKSet, error) {
+	return capif.JWKSet{Keys: []capif.JWK{{Kty: "EC", Crv: "P-256", X: "x", Y: "y", Kid: "k1", Alg: "ES256", Use: "sig"}}}, s.Err
 }
 
 // Claims returns the claims signed so far, in order.
-func (s *Signer) Claims() []security.TokenClaims {
+func (s *Signer) Claims() []capif.TokenClaims {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.claims)

@@ -15,7 +15,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/capif"
 )
 
 // recorder wraps a Client (local-kms or a fake) and counts the calls per operation and key.
@@ -201,15 +201,15 @@ func (f *fakeKMS) DescribeKey(_ context.Context, in *awskms.DescribeKeyInput, _ 
 	}}, nil
 }
 
-func claims() security.TokenClaims {
+func claims() capif.TokenClaims {
 	now := time.Now().Unix()
-	return security.TokenClaims{
+	return capif.TokenClaims{
 		Issuer: "ccf", Subject: "inv", ClientID: "inv", Audience: []string{"aef-1"},
 		Scope: "3gpp#aef-1:api", IssuedAt: now, Expiry: now + 300, ID: "jti",
 	}
 }
 
-func kids(set security.JWKSet) []string {
+func kids(set capif.JWKSet) []string {
 	var ids []string
 	for _, k := range set.Keys {
 		ids = append(ids, k.Kid)

@@ -10,7 +10,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/signer"
 )
 
@@ -33,7 +33,7 @@ type resolution struct {
 
 // publication is the key's JWK; nil when KMS reports the key unusable.
 type publication struct {
-	jwk   *security.JWK
+	jwk   *capif.JWK
 	fault error
 }
 
@@ -155,7 +155,7 @@ func (k *key) resolve(ctx context.Context, c Client) (resolution, error) {
 // public answers the key's JWK, nil when the key is to be left out of the JWKS. GetPublicKey is
 // called at most once per process for a key it answered (or reported disabled, pending deletion
 // or deleted); other failures are not remembered, so the next request tries again.
-func (k *key) public(ctx context.Context, c Client) (*security.JWK, error) {
+func (k *key) public(ctx context.Context, c Client) (*capif.JWK, error) {
 	r, err := k.resolve(ctx, c)
 	if err != nil {
 		return nil, err
@@ -173,7 +173,7 @@ func (k *key) public(ctx context.Context, c Client) (*security.JWK, error) {
 		}
 		pub, err := publicKey(out)
 		if err == nil {
-			var jwk security.JWK
+			var jwk capif.JWK
 			if jwk, err = signer.JWK(pub, r.keyID); err == nil {
 				return publication{jwk: &jwk}, nil
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/capifcore/capif-security/shared/awsretry"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -75,7 +76,7 @@ func NewFromConfig(cfg aws.Config, keyRefs []string, optFns ...func(*awskms.Opti
 }
 
 // Sign issues the ES256 token for c with the active key; kid is that key's id.
-func (s *Signer) Sign(ctx context.Context, c security.TokenClaims) (string, error) {
+func (s *Signer) Sign(ctx context.Context, c capif.TokenClaims) (string, error) {
 	k := s.keys[0]
 	r, err := k.resolve(ctx, s.client)
 	if err != nil {
@@ -90,13 +91,13 @@ func (s *Signer) Sign(ctx context.Context, c security.TokenClaims) (string, erro
 // JWKS publishes the verification key of every listed key that KMS still reports usable, active
 // key first. A transient failure fails the whole call rather than answering a partial set that
 // verifiers would cache.
-func (s *Signer) JWKS(ctx context.Context) (security.JWKSet, error) {
-	set := security.JWKSet{Keys: make([]security.JWK, 0, len(s.keys))}
+func (s *Signer) JWKS(ctx context.Context) (capif.JWKSet, error) {
+	set := capif.JWKSet{Keys: make([]capif.JWK, 0, len(s.keys))}
 	seen := make(map[string]bool, len(s.keys))
 	for _, k := range s.keys {
 		jwk, err := k.public(ctx, s.client)
 		if err != nil {
-			return security.JWKSet{}, err
+			return capif.JWKSet{}, err
 		}
 		if jwk == nil || seen[jwk.Kid] { // unusable, or listed twice (alias and id)
 			continue

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/capifcore/capif-security/internal/testenv"
-	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/signer/signertest"
 )
 
@@ -61,7 +61,7 @@ func createAlias(t testing.TB, c *awskms.Client, keyID string) string {
 	return name
 }
 
-func mustVerify(t *testing.T, token string, jwks security.JWKSet, wantKid string) {
+func mustVerify(t *testing.T, token string, jwks capif.JWKSet, wantKid string) {
 	t.Helper()
 	tok, got, err := signertest.Parse(token, jwks)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer"
 )
@@ -24,7 +25,7 @@ import (
 type Signer struct {
 	key  *signer.Key
 	kid  string
-	jwks security.JWKSet
+	jwks capif.JWKSet
 }
 
 var _ security.Signer = (*Signer)(nil)
@@ -46,7 +47,7 @@ func New(key *ecdsa.PrivateKey) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{key: sk, kid: kid, jwks: security.JWKSet{Keys: []security.JWK{jwk}}}, nil
+	return &Signer{key: sk, kid: kid, jwks: capif.JWKSet{Keys: []capif.JWK{jwk}}}, nil
 }
 
 // Generate makes a signer with a fresh key that lives only as long as the process.
@@ -86,13 +87,13 @@ func LoadOrCreate(path string) (*Signer, error) {
 func (s *Signer) KeyID() string { return s.kid }
 
 // Sign issues the ES256 token for c.
-func (s *Signer) Sign(ctx context.Context, c security.TokenClaims) (string, error) {
+func (s *Signer) Sign(ctx context.Context, c capif.TokenClaims) (string, error) {
 	return s.key.Sign(ctx, c)
 }
 
 // JWKS publishes the one verification key. The slice is copied so callers cannot alter it.
-func (s *Signer) JWKS(context.Context) (security.JWKSet, error) {
-	return security.JWKSet{Keys: append([]security.JWK(nil), s.jwks.Keys...)}, nil
+func (s *Signer) JWKS(context.Context) (capif.JWKSet, error) {
+	return capif.JWKSet{Keys: append([]capif.JWK(nil), s.jwks.Keys...)}, nil
 }
 
 // digestSigner adapts the private key to the common signing path.

@@ -14,14 +14,14 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/signer"
 	"github.com/capifcore/capif-security/shared/signer/signertest"
 )
 
-func claims(aud ...string) security.TokenClaims {
+func claims(aud ...string) capif.TokenClaims {
 	now := time.Now().Unix()
-	return security.TokenClaims{
+	return capif.TokenClaims{
 		Issuer: "ccf", Subject: "inv", ClientID: "inv", Audience: aud,
 		Scope: "3gpp#aef-1:api", IssuedAt: now, Expiry: now + 300, ID: "jti",
 	}

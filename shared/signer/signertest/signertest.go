@@ -12,11 +12,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/capif"
 )
 
 // PublicKey builds the crypto/ecdsa key of an EC P-256 JWK.
-func PublicKey(k security.JWK) (*ecdsa.PublicKey, error) {
+func PublicKey(k capif.JWK) (*ecdsa.PublicKey, error) {
 	if k.Kty != "EC" || k.Crv != "P-256" {
 		return nil, fmt.Errorf("kid %q: not an EC P-256 key (kty %q, crv %q)", k.Kid, k.Kty, k.Crv)
 	}
@@ -38,7 +38,7 @@ func PublicKey(k security.JWK) (*ecdsa.PublicKey, error) {
 // Parse verifies token against jwks: the key is chosen by the kid header, the algorithm must be
 // ES256, the typ header must be RFC 9068's at+jwt, and exp is checked by golang-jwt's default
 // validation.
-func Parse(token string, jwks security.JWKSet) (*jwt.Token, jwt.MapClaims, error) {
+func Parse(token string, jwks capif.JWKSet) (*jwt.Token, jwt.MapClaims, error) {
 	claims := jwt.MapClaims{}
 	t, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		if typ, _ := t.Header["typ"].(string); typ != "at+jwt" {

@@ -1,0 +1,60 @@
+package capif
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+)
+
+// Alg is the JWS algorithm of every access token: ECDSA P-256 with SHA-256.
+const Alg = "ES256"
+
+// Typ is the JOSE header typ of every access token: the RFC 9068 §2.1 access-token type, so
+// that a verifier can tell an access token from any other JWT signed by the same key.
+const Typ = "at+jwt"
+
+// TokenClaims are the claims of an access token (TS 33.122 Annex C plus RFC 9068-style sub, aud,
+// iat and jti, and the RFC 8705 cnf that binds the token to the invoker's certificate): what the
+// CCF signs and an AEF verifies.
+type TokenClaims struct {
+	Issuer   string   `json:"iss"`
+	Subject  string   `json:"sub"`
+	ClientID string   `json:"client_id"`
+	Audience []string `json:"aud"`
+	Scope    string   `json:"scope"`
+	IssuedAt int64    `json:"iat"`
+	Expiry   int64    `json:"exp"`
+	ID       string   `json:"jti"`
+	// Confirmation is nil only for a token that is bound to no certificate.
+	Confirmation *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is the RFC 8705 §3.1 cnf claim: the CertThumbprint of the client certificate that
+// authenticated the token request. An AEF that checks it refuses the token on any other TLS
+// connection.
+type Confirmation struct {
+	X5tS256 string `json:"x5t#S256"`
+}
+
+// CertThumbprint is the RFC 8705 §3.1 x5t#S256 value of an X.509 certificate: the base64url
+// (no padding) SHA-256 of its DER encoding. The CCF puts it in a token's cnf and an AEF compares
+// it with the certificate on its own connection; both sides use this one definition.
+func CertThumbprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// JWK is one public verification key (RFC 7517/7518, EC P-256).
+type JWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+}
+
+// JWKSet is the body of /.well-known/jwks.json.
+type JWKSet struct {
+	Keys []JWK `json:"keys"`
+}
