@@ -36,6 +36,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig/standard"
+	"github.com/capifcore/capif-security/shared/registrydoc"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -329,7 +330,7 @@ func defineImport(fs *flag.FlagSet) func(ctx context.Context, s *session) error 
 		if *file == "" {
 			return errors.New("import: -f FILE is required")
 		}
-		doc, err := app.ReadRegistry(*file)
+		doc, err := registrydoc.Read(*file)
 		if err != nil {
 			return err
 		}

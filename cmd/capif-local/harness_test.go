@@ -194,7 +194,7 @@ func operationOf(method, escapedPath string) string {
 }
 
 func isTokenRoute(method, escapedPath string) bool {
-	return operationOf(method, escapedPath) == httpapi.OpObtainAuthorization
+	return operationOf(method, escapedPath) == security.ObtainAuthorization.String()
 }
 
 // --- the runner -----------------------------------------------------------------------------
@@ -489,10 +489,10 @@ func (r *runner) check(t testing.TB, caller string, req *http.Request, resp *htt
 	}
 	op := operationOf(req.Method, path)
 	if op == "" && req.Method == http.MethodGet && path == r.metadataPathForm() {
-		op = httpapi.OpMetadata
+		op = httpapi.NameMetadata
 	}
 	rec := seen{requestID: resp.Header.Get("X-Request-Id"), method: req.Method, path: path, operation: op, status: status}
-	if op != "" && op != httpapi.OpJWKS && op != httpapi.OpMetadata {
+	if op != "" && op != httpapi.NameJWKS && op != httpapi.NameMetadata {
 		rec.caller = caller
 	}
 	if rec.requestID == "" {
@@ -535,9 +535,9 @@ func (r *runner) check(t testing.TB, caller string, req *http.Request, resp *htt
 				fail("does not match the %s 3GPP schema: %v", c.release, err)
 			}
 		}
-	case op == httpapi.OpJWKS && status == http.StatusOK:
+	case op == httpapi.NameJWKS && status == http.StatusOK:
 		checkJWKS(t, ctype, body)
-	case op == httpapi.OpMetadata && status == http.StatusOK:
+	case op == httpapi.NameMetadata && status == http.StatusOK:
 		checkMetadata(t, ctype, body)
 	default:
 		if ctype != "application/problem+json" {

@@ -28,6 +28,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
+	"github.com/capifcore/capif-security/shared/registrydoc"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
@@ -204,7 +205,7 @@ func loadServerCert(c config, ca *devpki.CA, addr string) (tls.Certificate, erro
 // which registry the runner serves.
 func importRegistry(ctx context.Context, svc *security.Service, path string, logger *slog.Logger) error {
 	start := time.Now()
-	doc, err := app.ReadRegistry(path)
+	doc, err := registrydoc.Read(path)
 	if err != nil {
 		return err
 	}

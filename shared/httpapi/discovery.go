@@ -66,7 +66,7 @@ func metadataPaths(issuer, apiRoot string) []string {
 // addDiscovery adds the GET routes of the metadata document to rt.
 func (a *api) addDiscovery(rt *Router) {
 	for _, p := range metadataPaths(a.svc.Issuer(), a.opts.APIRoot) {
-		rt.Handle(http.MethodGet, p, OpMetadata, a.discovery)
+		rt.Handle(http.MethodGet, p, NameMetadata, a.discovery)
 	}
 }
 

@@ -62,7 +62,7 @@ func TestMetadataDocument(t *testing.T) {
 		t.Error("token_endpoint is published")
 	}
 	var line map[string]any
-	if err := json.Unmarshal(bytes.TrimSpace(logs.Bytes()), &line); err != nil || line["operation"] != OpMetadata || line["caller"] != "" {
+	if err := json.Unmarshal(bytes.TrimSpace(logs.Bytes()), &line); err != nil || line["operation"] != NameMetadata || line["caller"] != "" {
 		t.Errorf("access log %s (%v)", logs, err)
 	}
 }

@@ -12,14 +12,11 @@ import (
 	"github.com/capifcore/capif-security/shared/security"
 )
 
-// Operation names, as in TS 29.222 table 5.1-1; they name the log field and the Lambda functions.
+// The access line's operation of the two routes that are no TS 29.222 operation; the others
+// are their security.Operation's name (Obtain_Security_Method, …).
 const (
-	OpObtainSecurityMethod = "Obtain_Security_Method"
-	OpObtainAuthorization  = "Obtain_Authorization"
-	OpObtainAPIInvokerInfo = "Obtain_API_Invoker_Info"
-	OpRevokeAuthorization  = "Revoke_Authorization"
-	OpJWKS                 = "JWKS"
-	OpMetadata             = "Authorization_Server_Metadata" // RFC 8414
+	NameJWKS     = "JWKS"
+	NameMetadata = "Authorization_Server_Metadata" // RFC 8414
 )
 
 // Options configure the handlers.
@@ -60,8 +57,8 @@ const invokerPath = Base + "/trustedInvokers/{apiInvokerId}"
 // ObtainSecurityMethod serves PUT trustedInvokers/{apiInvokerId} and POST …/update.
 func ObtainSecurityMethod(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
-	rt.Handle(http.MethodPut, invokerPath, OpObtainSecurityMethod, a.create)
-	rt.Handle(http.MethodPost, invokerPath+"/update", OpObtainSecurityMethod, a.update)
+	rt.Handle(http.MethodPut, invokerPath, security.ObtainSecurityMethod.String(), a.create)
+	rt.Handle(http.MethodPost, invokerPath+"/update", security.ObtainSecurityMethod.String(), a.update)
 	return rt
 }
 
@@ -69,8 +66,8 @@ func ObtainSecurityMethod(svc *security.Service, opts Options) *Router {
 // and the RFC 8414 metadata (discovery.go).
 func ObtainAuthorization(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
-	rt.Handle(http.MethodPost, Base+"/securities/{securityId}/token", OpObtainAuthorization, a.token)
-	rt.Handle(http.MethodGet, JWKSPath, OpJWKS, a.jwks)
+	rt.Handle(http.MethodPost, Base+"/securities/{securityId}/token", security.ObtainAuthorization.String(), a.token)
+	rt.Handle(http.MethodGet, JWKSPath, NameJWKS, a.jwks)
 	a.addDiscovery(rt)
 	return rt
 }
@@ -78,15 +75,15 @@ func ObtainAuthorization(svc *security.Service, opts Options) *Router {
 // ObtainAPIInvokerInfo serves GET trustedInvokers/{apiInvokerId}.
 func ObtainAPIInvokerInfo(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
-	rt.Handle(http.MethodGet, invokerPath, OpObtainAPIInvokerInfo, a.get)
+	rt.Handle(http.MethodGet, invokerPath, security.ObtainAPIInvokerInfo.String(), a.get)
 	return rt
 }
 
 // RevokeAuthorization serves DELETE trustedInvokers/{apiInvokerId} and POST …/delete.
 func RevokeAuthorization(svc *security.Service, opts Options) *Router {
 	rt, a := newRouter(svc, opts)
-	rt.Handle(http.MethodDelete, invokerPath, OpRevokeAuthorization, a.revokeAll)
-	rt.Handle(http.MethodPost, invokerPath+"/delete", OpRevokeAuthorization, a.revoke)
+	rt.Handle(http.MethodDelete, invokerPath, security.RevokeAuthorization.String(), a.revokeAll)
+	rt.Handle(http.MethodPost, invokerPath+"/delete", security.RevokeAuthorization.String(), a.revoke)
 	return rt
 }
 

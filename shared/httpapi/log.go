@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/metrics"
+	"github.com/capifcore/capif-security/shared/security"
 )
 
 // reqInfo is what routing and the handler learn that the access log reports.
@@ -162,12 +163,12 @@ func (l *accessLog) metrics(at time.Time, method string, status int, info *reqIn
 		metrics.Duration(metrics.Latency, took),
 	)
 	switch info.operation {
-	case OpObtainAuthorization:
+	case security.ObtainAuthorization.String():
 		ms = append(ms, metrics.Count(metrics.TokensIssued, b2i(status == http.StatusOK)))
-	case OpObtainSecurityMethod:
+	case security.ObtainSecurityMethod.String():
 		ms = append(ms, metrics.Count(metrics.ContextsCreated, b2i(status == http.StatusCreated)),
 			metrics.Count(metrics.ContextsUpdated, b2i(method == http.MethodPost && status == http.StatusOK)))
-	case OpRevokeAuthorization:
+	case security.RevokeAuthorization.String():
 		ms = append(ms, metrics.Count(metrics.Revocations, b2i(status == http.StatusNoContent)))
 	}
 	ms = append(ms, counts.Metrics()...)

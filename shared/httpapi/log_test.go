@@ -85,16 +85,16 @@ func TestAccessLog(t *testing.T) {
 		status                           int
 		level                            string
 	}{
-		{method: "GET", target: invokers + "inv1?authenticationInfo=true", caller: "aef2", op: OpObtainAPIInvokerInfo, status: 200, level: "INFO"},
-		{method: "POST", target: Base + "/securities/inv1/token", caller: "inv1", ct: "application/x-www-form-urlencoded", body: "grant_type=client_credentials&client_id=inv1&client_secret=" + inv1Secret, op: OpObtainAuthorization, status: 200, level: "INFO"},
-		{method: "POST", target: Base + "/securities/inv1/token", caller: "inv1", ct: "application/x-www-form-urlencoded", body: "grant_type=client_credentials&client_id=inv1&client_secret=wrong-" + inv1Secret, op: OpObtainAuthorization, status: 401, level: "INFO"},
-		{method: "DELETE", target: invokers + "inv1", caller: "aef3", op: OpRevokeAuthorization, status: 404, level: "INFO"},
-		{method: "POST", target: invokers + "inv1/update", caller: "stranger", ct: "application/json", body: "{}", op: OpObtainSecurityMethod, status: 401, level: "INFO"},
-		{method: "GET", target: "/.well-known/jwks.json", op: OpJWKS, status: 200, level: "INFO"},
-		{method: "GET", target: MetadataPath, op: OpMetadata, status: 200, level: "INFO"},
+		{method: "GET", target: invokers + "inv1?authenticationInfo=true", caller: "aef2", op: security.ObtainAPIInvokerInfo.String(), status: 200, level: "INFO"},
+		{method: "POST", target: Base + "/securities/inv1/token", caller: "inv1", ct: "application/x-www-form-urlencoded", body: "grant_type=client_credentials&client_id=inv1&client_secret=" + inv1Secret, op: security.ObtainAuthorization.String(), status: 200, level: "INFO"},
+		{method: "POST", target: Base + "/securities/inv1/token", caller: "inv1", ct: "application/x-www-form-urlencoded", body: "grant_type=client_credentials&client_id=inv1&client_secret=wrong-" + inv1Secret, op: security.ObtainAuthorization.String(), status: 401, level: "INFO"},
+		{method: "DELETE", target: invokers + "inv1", caller: "aef3", op: security.RevokeAuthorization.String(), status: 404, level: "INFO"},
+		{method: "POST", target: invokers + "inv1/update", caller: "stranger", ct: "application/json", body: "{}", op: security.ObtainSecurityMethod.String(), status: 401, level: "INFO"},
+		{method: "GET", target: "/.well-known/jwks.json", op: NameJWKS, status: 200, level: "INFO"},
+		{method: "GET", target: MetadataPath, op: NameMetadata, status: 200, level: "INFO"},
 		{method: "GET", target: Base + "/nowhere", caller: "inv1", status: 404, level: "INFO"},
 		{method: "PATCH", target: invokers + "inv1", caller: "inv1", status: 405, level: "INFO"},
-		{method: "DELETE", target: invokers + "inv1", caller: "aef1", op: OpRevokeAuthorization, status: 204, level: "INFO"},
+		{method: "DELETE", target: invokers + "inv1", caller: "aef1", op: security.RevokeAuthorization.String(), status: 204, level: "INFO"},
 	}
 	for i, tt := range tests {
 		w := s.do(tt.method, tt.target, tt.caller, tt.ct, tt.body)
@@ -253,22 +253,22 @@ func TestAccessLogMetrics(t *testing.T) {
 		want   map[string]float64 // by Operation and in total
 		denial string             // the OAuthError dimension of TokenDenials
 	}{
-		{name: "create", do: func() *httptest.ResponseRecorder { return s.json("PUT", invokers+"inv1", "inv1", createBody()) }, status: 201, op: OpObtainSecurityMethod, want: map[string]float64{metrics.Requests: 1, metrics.ClientErrors: 0, metrics.ServerErrors: 0, metrics.ContextsCreated: 1, metrics.ContextsUpdated: 0}},
+		{name: "create", do: func() *httptest.ResponseRecorder { return s.json("PUT", invokers+"inv1", "inv1", createBody()) }, status: 201, op: security.ObtainSecurityMethod.String(), want: map[string]float64{metrics.Requests: 1, metrics.ClientErrors: 0, metrics.ServerErrors: 0, metrics.ContextsCreated: 1, metrics.ContextsUpdated: 0}},
 		{name: "update", do: func() *httptest.ResponseRecorder {
 			return s.do("POST", invokers+"inv1/update", "inv1", "application/json", string(body))
-		}, status: 200, op: OpObtainSecurityMethod, want: map[string]float64{metrics.Requests: 1, metrics.ContextsCreated: 0, metrics.ContextsUpdated: 1}},
-		{name: "token", do: token(inv1Secret), status: 200, op: OpObtainAuthorization, want: map[string]float64{metrics.TokensIssued: 1, metrics.ClientErrors: 0}},
-		{name: "token denied", do: token("wrong"), status: 401, op: OpObtainAuthorization, want: map[string]float64{metrics.TokensIssued: 0, metrics.ClientErrors: 1, metrics.ServerErrors: 0}, denial: "invalid_client"},
+		}, status: 200, op: security.ObtainSecurityMethod.String(), want: map[string]float64{metrics.Requests: 1, metrics.ContextsCreated: 0, metrics.ContextsUpdated: 1}},
+		{name: "token", do: token(inv1Secret), status: 200, op: security.ObtainAuthorization.String(), want: map[string]float64{metrics.TokensIssued: 1, metrics.ClientErrors: 0}},
+		{name: "token denied", do: token("wrong"), status: 401, op: security.ObtainAuthorization.String(), want: map[string]float64{metrics.TokensIssued: 0, metrics.ClientErrors: 1, metrics.ServerErrors: 0}, denial: "invalid_client"},
 		{name: "server fault", do: func() *httptest.ResponseRecorder {
 			s.signer.Err = errors.New("key unreadable")
 			defer func() { s.signer.Err = nil }()
 			return token(inv1Secret)()
-		}, status: 500, op: OpObtainAuthorization, want: map[string]float64{metrics.ClientErrors: 0, metrics.ServerErrors: 1, metrics.TokensIssued: 0}},
-		{name: "jwks", do: func() *httptest.ResponseRecorder { return s.do("GET", "/.well-known/jwks.json", "", "", "") }, status: 200, op: OpJWKS, want: map[string]float64{metrics.Requests: 1}},
-		{name: "revoke", do: func() *httptest.ResponseRecorder { return s.do("DELETE", invokers+"inv1", "aef1", "", "") }, status: 204, op: OpRevokeAuthorization, want: map[string]float64{metrics.Revocations: 1, metrics.ClientErrors: 0}},
-		{name: "revoke nothing", do: func() *httptest.ResponseRecorder { return s.do("DELETE", invokers+"inv1", "aef1", "", "") }, status: 404, op: OpRevokeAuthorization, want: map[string]float64{metrics.Revocations: 0, metrics.ClientErrors: 1}},
+		}, status: 500, op: security.ObtainAuthorization.String(), want: map[string]float64{metrics.ClientErrors: 0, metrics.ServerErrors: 1, metrics.TokensIssued: 0}},
+		{name: "jwks", do: func() *httptest.ResponseRecorder { return s.do("GET", "/.well-known/jwks.json", "", "", "") }, status: 200, op: NameJWKS, want: map[string]float64{metrics.Requests: 1}},
+		{name: "revoke", do: func() *httptest.ResponseRecorder { return s.do("DELETE", invokers+"inv1", "aef1", "", "") }, status: 204, op: security.RevokeAuthorization.String(), want: map[string]float64{metrics.Revocations: 1, metrics.ClientErrors: 0}},
+		{name: "revoke nothing", do: func() *httptest.ResponseRecorder { return s.do("DELETE", invokers+"inv1", "aef1", "", "") }, status: 404, op: security.RevokeAuthorization.String(), want: map[string]float64{metrics.Revocations: 0, metrics.ClientErrors: 1}},
 		{name: "unrouted", do: func() *httptest.ResponseRecorder { return s.do("GET", Base+"/nowhere", "inv1", "", "") }, status: 404, want: map[string]float64{metrics.Requests: 1, metrics.ClientErrors: 1, metrics.ServerErrors: 0}},
-		{name: "broken body: the client's fault", do: brokenBody, status: 400, op: OpObtainSecurityMethod, want: map[string]float64{metrics.ClientErrors: 1, metrics.ServerErrors: 0, metrics.ContextsCreated: 0}},
+		{name: "broken body: the client's fault", do: brokenBody, status: 400, op: security.ObtainSecurityMethod.String(), want: map[string]float64{metrics.ClientErrors: 1, metrics.ServerErrors: 0, metrics.ContextsCreated: 0}},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -312,7 +312,7 @@ func TestAccessLogMetrics(t *testing.T) {
 	var buf bytes.Buffer
 	l := &accessLog{logger: slog.New(slog.NewJSONHandler(&buf, nil)), requestID: RandomRequestID, namespace: testNamespace}
 	l.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), func(w http.ResponseWriter, r *http.Request) {
-		infoOf(r).operation = OpJWKS
+		infoOf(r).operation = NameJWKS
 		metrics.Add(r.Context(), metrics.KMSThrottles, 2)
 		metrics.Add(r.Context(), metrics.DynamoDBThrottles, 1)
 	})

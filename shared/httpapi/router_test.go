@@ -143,13 +143,13 @@ func TestOperationRouters(t *testing.T) {
 func TestRoutes(t *testing.T) {
 	rt := All(security.New(nil, nil, nil, nil, nil, security.Config{}), Options{})
 	want := map[string]string{
-		"PUT " + Base + "/trustedInvokers/{apiInvokerId}":         OpObtainSecurityMethod,
-		"POST " + Base + "/trustedInvokers/{apiInvokerId}/update": OpObtainSecurityMethod,
-		"POST " + Base + "/securities/{securityId}/token":         OpObtainAuthorization,
-		"GET /.well-known/jwks.json":                              OpJWKS,
-		"GET " + Base + "/trustedInvokers/{apiInvokerId}":         OpObtainAPIInvokerInfo,
-		"DELETE " + Base + "/trustedInvokers/{apiInvokerId}":      OpRevokeAuthorization,
-		"POST " + Base + "/trustedInvokers/{apiInvokerId}/delete": OpRevokeAuthorization,
+		"PUT " + Base + "/trustedInvokers/{apiInvokerId}":         security.ObtainSecurityMethod.String(),
+		"POST " + Base + "/trustedInvokers/{apiInvokerId}/update": security.ObtainSecurityMethod.String(),
+		"POST " + Base + "/securities/{securityId}/token":         security.ObtainAuthorization.String(),
+		"GET /.well-known/jwks.json":                              NameJWKS,
+		"GET " + Base + "/trustedInvokers/{apiInvokerId}":         security.ObtainAPIInvokerInfo.String(),
+		"DELETE " + Base + "/trustedInvokers/{apiInvokerId}":      security.RevokeAuthorization.String(),
+		"POST " + Base + "/trustedInvokers/{apiInvokerId}/delete": security.RevokeAuthorization.String(),
 	}
 	got := map[string]string{}
 	for _, r := range rt.Routes() {
@@ -161,10 +161,10 @@ func TestRoutes(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ method, path, op string }{
-		{"PUT", Base + "/trustedInvokers/a%2Fb", OpObtainSecurityMethod},
+		{"PUT", Base + "/trustedInvokers/a%2Fb", security.ObtainSecurityMethod.String()},
 		{"GET", Base + "/trustedInvokers/a/", ""},
 		{"PATCH", Base + "/trustedInvokers/a", ""},
-		{"POST", Base + "/securities/x/token", OpObtainAuthorization},
+		{"POST", Base + "/securities/x/token", security.ObtainAuthorization.String()},
 	} {
 		if got := rt.Operation(tc.method, tc.path); got != tc.op {
 			t.Errorf("Operation(%s %s) = %q, want %q", tc.method, tc.path, got, tc.op)

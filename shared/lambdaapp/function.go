@@ -42,7 +42,7 @@ type Options struct {
 	// Getenv is the process environment the AWS settings are read from (default
 	// settings.Getenv).
 	Getenv func(string) string
-	// Backends are the back ends the function links besides the DynamoDB store (kmsapp.Signer
+	// Backends are the back ends the function links besides the DynamoDB store (kmsapp.Backend
 	// where it signs tokens; tests add fullapp's embedded store and local key).
 	Backends []app.Backend
 }
@@ -60,7 +60,7 @@ func (opts Options) env() func(string) string {
 func openApp(ctx context.Context, set settings.Config, logger *slog.Logger, opts Options, aws *sdkconfig.Provider,
 	clientCA func(context.Context) (string, error)) (*app.App, error) {
 	a, err := app.Open(ctx, app.Config{Settings: set, Logger: logger, AWS: aws.Get, ClientCA: clientCA,
-		Backends: append([]app.Backend{dynamoapp.Store}, opts.Backends...)})
+		Backends: append([]app.Backend{dynamoapp.Backend}, opts.Backends...)})
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %w", err)
 	}
@@ -306,7 +306,7 @@ func RequestContext(ctx context.Context, margin time.Duration) (context.Context,
 // Main runs a function: start, New, and the Lambda runtime loop. A configuration error fails
 // the init (API Gateway answers its own 5xx, shaped as problem+json by the template's
 // DEFAULT_5XX gateway response). backends are what the function links besides the DynamoDB
-// store: kmsapp.Signer for the one that signs tokens.
+// store: kmsapp.Backend for the one that signs tokens.
 func Main(build Build, backends ...app.Backend) {
 	set, logger := start(settings.Function, "function")
 	f, err := New(context.Background(), configOf(set), build, Options{Logger: logger, Backends: backends})

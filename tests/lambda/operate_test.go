@@ -14,6 +14,7 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/metrics"
+	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 )
 
@@ -81,8 +82,8 @@ func checkMetric(t *testing.T, where string, m metricRef, functionIDs []string) 
 }
 
 func operations() []string {
-	return []string{httpapi.OpObtainSecurityMethod, httpapi.OpObtainAuthorization, httpapi.OpObtainAPIInvokerInfo,
-		httpapi.OpRevokeAuthorization, httpapi.OpJWKS, httpapi.OpMetadata}
+	return []string{security.ObtainSecurityMethod.String(), security.ObtainAuthorization.String(), security.ObtainAPIInvokerInfo.String(),
+		security.RevokeAuthorization.String(), httpapi.NameJWKS, httpapi.NameMetadata}
 }
 
 var oauthErrors = []string{capif.InvalidRequest, capif.InvalidClient, capif.InvalidGrant, capif.UnauthorizedClient, capif.UnsupportedGrantType, capif.InvalidScope}

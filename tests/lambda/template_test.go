@@ -34,7 +34,7 @@ import (
 
 // function is one Lambda function: its logical id in template.yaml, its main package, the
 // httpapi router its main.go serves and whether it signs tokens (its main.go then links the KMS
-// signer: lambdaapp.Main(httpapi.X, kmsapp.Signer)).
+// signer: lambdaapp.Main(httpapi.X, kmsapp.Backend)).
 type function struct {
 	logicalID, dir, router string
 	build                  lambdaapp.Build
@@ -51,7 +51,7 @@ var functions = []function{
 // mainOf is the one statement of f's main.go.
 func (f function) mainOf() string {
 	if f.signs {
-		return "lambdaapp.Main(httpapi." + f.router + ", kmsapp.Signer)"
+		return "lambdaapp.Main(httpapi." + f.router + ", kmsapp.Backend)"
 	}
 	return "lambdaapp.Main(httpapi." + f.router + ")"
 }
@@ -59,7 +59,7 @@ func (f function) mainOf() string {
 // backends are the back ends f's main.go passes to lambdaapp.Main.
 func (f function) backends() []app.Backend {
 	if f.signs {
-		return []app.Backend{kmsapp.Signer}
+		return []app.Backend{kmsapp.Backend}
 	}
 	return nil
 }
@@ -307,7 +307,7 @@ func TestTemplateFunctions(t *testing.T) {
 }
 
 // mainCall parses a function's main package: it must be package main whose main() is the one
-// statement lambdaapp.Main(httpapi.X[, kmsapp.Signer]) or lambdaapp.MainWorker(); it returns
+// statement lambdaapp.Main(httpapi.X[, kmsapp.Backend]) or lambdaapp.MainWorker(); it returns
 // that call.
 func mainCall(t *testing.T, dir string) string {
 	t.Helper()

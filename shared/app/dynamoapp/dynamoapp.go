@@ -10,9 +10,9 @@ import (
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
-// Store is the DynamoDB store (settings.StoreDynamoDB). It makes no network call unless the
+// Backend is the DynamoDB store (settings.StoreDynamoDB). It makes no network call unless the
 // CreateTables setting asks for the tables to be created.
-var Store = app.Backend{Name: settings.StoreDynamoDB, Store: open}
+var Backend = app.Backend{Name: settings.StoreDynamoDB, Store: open}
 
 func open(ctx context.Context, in app.Input) (app.StoreAdapter, error) {
 	awsCfg, err := in.AWS()

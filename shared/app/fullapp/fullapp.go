@@ -29,7 +29,7 @@ var Embedded = app.Backend{Name: settings.StoreEmbedded, Store: openEmbedded}
 var Local = app.Backend{Name: settings.SignerLocal, Signer: openLocal}
 
 // Backends are all of them.
-var Backends = []app.Backend{Embedded, dynamoapp.Store, Local, kmsapp.Signer}
+var Backends = []app.Backend{Embedded, dynamoapp.Backend, Local, kmsapp.Backend}
 
 // Open is app.Open with every back end, on the standard SDK configuration (built on first use)
 // unless cfg names the process's own.

@@ -11,8 +11,8 @@ import (
 	"github.com/capifcore/capif-security/shared/signer/kms"
 )
 
-// Signer is the KMS signer (settings.SignerKMS) over the KMSKeyIDs setting; no network call.
-var Signer = app.Backend{Name: settings.SignerKMS, Signer: open}
+// Backend is the KMS signer (settings.SignerKMS) over the KMSKeyIDs setting; no network call.
+var Backend = app.Backend{Name: settings.SignerKMS, Signer: open}
 
 func open(_ context.Context, in app.Input) (security.Signer, error) {
 	awsCfg, err := in.AWS()

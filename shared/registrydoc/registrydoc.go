@@ -1,4 +1,7 @@
-package app
+// Package registrydoc reads the registry document (the JSON of capif-local -registry and
+// capif-admin import) strictly: a typo never silently drops data. What the document says is the
+// domain's to check (security.RegistryDoc.Validate, Service.ImportRegistry).
+package registrydoc
 
 import (
 	"bytes"
@@ -14,14 +17,14 @@ import (
 	"github.com/capifcore/capif-security/shared/security"
 )
 
-// ReadRegistry reads a registry document (the JSON of `-registry` and `capif-admin import`);
+// Read reads a registry document (the JSON of `-registry` and `capif-admin import`);
 // "-" reads standard input. It is strict, so a typo never silently drops data: a syntax error, a
 // wrong type or an unknown member is refused with its JSON path and line:column. The registry's
 // own objects (the top level, apiInvokers[], aefs[]) take only the members this service reads;
 // serviceApis[] take every member the Publish_Service_API schemas (Rel-18 and Rel-19) define for
 // ServiceAPIDescription, AefProfile, InterfaceDescription and Version, whether read here or not.
 // Validation of the content is the service's (RegistryDoc.Validate, ImportRegistry).
-func ReadRegistry(path string) (security.RegistryDoc, error) {
+func Read(path string) (security.RegistryDoc, error) {
 	var doc security.RegistryDoc
 	var b []byte
 	var err error
@@ -36,7 +39,7 @@ func ReadRegistry(path string) (security.RegistryDoc, error) {
 	if err != nil {
 		return doc, fmt.Errorf("registry file: %w", err)
 	}
-	if err := ParseRegistry(b, &doc); err != nil {
+	if err := Parse(b, &doc); err != nil {
 		return doc, fmt.Errorf("registry %s:%w", path, err)
 	}
 	return doc, nil
@@ -58,9 +61,9 @@ func (e *RegistryError) Error() string {
 	return fmt.Sprintf("%d:%d: %s: %s", e.Line, e.Column, where, e.Reason)
 }
 
-// ParseRegistry decodes a registry document strictly (see ReadRegistry); its errors are
+// Parse decodes a registry document strictly (see Read); its errors are
 // *RegistryError.
-func ParseRegistry(b []byte, doc *security.RegistryDoc) error {
+func Parse(b []byte, doc *security.RegistryDoc) error {
 	var vals []valueAt
 	if err := checkMembers(b, &vals); err != nil {
 		return err

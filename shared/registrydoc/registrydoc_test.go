@@ -1,4 +1,4 @@
-package app
+package registrydoc
 
 import (
 	"encoding/json"
@@ -19,7 +19,7 @@ import (
 // Every member examples/registry.json uses, at every depth, is accepted, and the document decodes.
 func TestReadRegistryAcceptsTheExample(t *testing.T) {
 	path := filepath.Join(testenv.RepoRoot(), "examples", "registry.json")
-	doc, err := ReadRegistry(path)
+	doc, err := Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestParseRegistryAcceptsEverySpecMember(t *testing.T) {
 	api := obj(serviceAPIDescriptionMembers, map[string]any{"aefProfiles": []any{prof}})
 	b, _ := json.Marshal(map[string]any{"serviceApis": []any{api}})
 	var doc security.RegistryDoc
-	if err := ParseRegistry(b, &doc); err != nil {
+	if err := Parse(b, &doc); err != nil {
 		t.Fatalf("%v\n%s", err, b)
 	}
 }
@@ -156,7 +156,7 @@ func TestParseRegistryRefusals(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var doc security.RegistryDoc
-			err := ParseRegistry([]byte(tc.doc), &doc)
+			err := Parse([]byte(tc.doc), &doc)
 			var re *RegistryError
 			if !errors.As(err, &re) {
 				t.Fatalf("error %v, want a *RegistryError", err)
@@ -170,14 +170,14 @@ func TestParseRegistryRefusals(t *testing.T) {
 
 func TestReadRegistryNamesTheFile(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope.json")
-	if _, err := ReadRegistry(missing); err == nil || !strings.Contains(err.Error(), "registry file "+missing+" does not exist") {
+	if _, err := Read(missing); err == nil || !strings.Contains(err.Error(), "registry file "+missing+" does not exist") {
 		t.Errorf("missing file: %v", err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte(`{"aefs": [{"aefId": "a", "x": 1}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadRegistry(bad); err == nil || !strings.HasPrefix(err.Error(), "registry "+bad+":1:26: aefs[0].x: unknown member") {
+	if _, err := Read(bad); err == nil || !strings.HasPrefix(err.Error(), "registry "+bad+":1:26: aefs[0].x: unknown member") {
 		t.Errorf("bad file: %v", err)
 	}
 }
