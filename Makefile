@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: run run-aws test unit lint tools bench clean fuzz fuzz-smoke
+.PHONY: run run-aws test unit quick lint tools bench clean fuzz fuzz-smoke
 
 # make run / run-aws build the runner, then exec it: no `go run` in between (it dies on SIGTERM
 # and leaves its child holding the port and the store lock), so Ctrl-C and SIGTERM to make (which
@@ -45,9 +45,14 @@ FUZZ_LONG ?= 60s
 fuzz:
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=$(FUZZ_LONG)
 
-# Unit tests only: what runs without the peers (peer tests skip, or fail under CI=true).
+# The tiers below make test. unit: every test that runs without the peers (the peer tests skip
+# with their reason, or fail under CI=true). quick: the inner loop, unit under -short (no host
+# bootstrap builds, no stress loops).
 unit:
 	$(GO) test ./...
+
+quick:
+	$(GO) test -short ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -167,7 +167,7 @@ func handshake(t *testing.T, dir, url, id string) error {
 // `make run &` followed at once by `capif-local cert`, and two certs at once, on a fresh data
 // directory: the certificates always verify, against the file and against the server.
 func TestCertWhileTheRunnerStarts(t *testing.T) {
-	for trial := range 20 {
+	for trial := range stressTrials(3) {
 		dir := filepath.Join(t.TempDir(), "data")
 		certs := make([]*exec.Cmd, 2)
 		outs := make([][]byte, 2)
@@ -222,4 +222,16 @@ func TestLockedDataDir(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another process holds the data directory "+dir) {
 		t.Errorf("error %v, want the lock holder named", err)
 	}
+}
+
+// stressTrials is how many times a race test repeats its trial: n, 20 under CAPIF_STRESS=1 (a
+// hunt for a rare interleaving), one with -short.
+func stressTrials(n int) int {
+	switch {
+	case os.Getenv("CAPIF_STRESS") == "1":
+		return 20
+	case testing.Short():
+		return 1
+	}
+	return n
 }

@@ -171,6 +171,9 @@ func (a *awsRecorder) requests() []string {
 // outbox (no truststore: it serves no request) and, the outbox unreadable, fails the invocation:
 // what its Errors alarm counts.
 func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds the five bootstraps for this host (make unit and make test run it)")
+	}
 	bs := hostBootstraps(t)
 	firstEvent := map[string]string{
 		"ObtainSecurityMethodFunction": "obtain-security-method/put.json",
