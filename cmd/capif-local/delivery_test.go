@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -38,7 +39,7 @@ func newFlakyListener(t *testing.T) *flakyListener {
 				_ = conn.Close() // cut off: a transport error
 			}
 		case 3:
-			time.Sleep(notify.DefaultTimeout + 500*time.Millisecond) // too slow: a timeout
+			holdUnanswered(r) // too slow: the notifier's timeout gives up
 		default:
 			w.WriteHeader(http.StatusNoContent)
 			l.ok <- struct{}{}
@@ -48,23 +49,36 @@ func newFlakyListener(t *testing.T) *flakyListener {
 	return l
 }
 
+// holdUnanswered answers r never: it returns when the client gives up. The body is read first,
+// so that net/http watches the connection and cancels r's context when the client closes it.
+func holdUnanswered(r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	<-r.Context().Done()
+}
+
 func (l *flakyListener) attempts() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.ids...)
 }
 
+// notifyTimeout is the runner's -notify-timeout in the delivery tests: short, so a destination
+// that never answers costs the test little.
+const notifyTimeout = 300 * time.Millisecond
+
 // testDeliveryRetries: a revocation whose destination fails three times (503, cut, timeout) is
-// retried by the runner's worker until one attempt is answered 2xx; no attempt follows it, and
-// every attempt carried the same webhook-id. Runs on both back ends.
+// retried by the runner's worker until one attempt is answered 2xx; no attempt follows it (in
+// the two worker runs after it), and every attempt carried the same webhook-id. Runs on both
+// back ends.
 func testDeliveryRetries(t *testing.T, r *runner) {
-	rr := startRunner(t, r.backend, "-retry-base", "100ms", "-retry-cap", "300ms", "-delivery-interval", "100ms", "-claim-lease", "5s")
+	rr := startRunner(t, r.backend, "-retry-base", "100ms", "-retry-cap", "300ms", "-delivery-interval", "100ms", "-claim-lease", "5s",
+		"-notify-timeout", notifyTimeout.String())
 	l := newFlakyListener(t)
 	inv := rr.freshInvoker(t)
 	wantStatus(t, rr.as(t, inv).create(inv, serviceSecurity(l.srv.URL+"/cb", aefEntry(aefA, apiA1, "OAUTH"))), http.StatusCreated)
 	start := time.Now()
 	wantStatus(t, rr.as(t, aefA).revokeAll(inv), http.StatusNoContent)
-	if d := time.Since(start); d > notify.DefaultTimeout+2*time.Second {
+	if d := time.Since(start); d > notifyTimeout+2*time.Second {
 		t.Errorf("the revocation took %s with a failing destination", d)
 	}
 	select {
@@ -72,7 +86,8 @@ func testDeliveryRetries(t *testing.T, r *runner) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("not delivered after %d attempts", len(l.attempts()))
 	}
-	time.Sleep(time.Second) // several worker runs: none may attempt it again
+	rr.waitLog(t, `"msg":"notification delivered"`, 1)
+	rr.waitLog(t, `"msg":"delivery run"`, rr.countLog(`"msg":"delivery run"`)+2) // two more runs: none attempts it again
 	ids := l.attempts()
 	if len(ids) != 4 {
 		t.Fatalf("%d attempts, want 4 (3 failures, 1 success)", len(ids))
@@ -88,28 +103,18 @@ func testDeliveryRetries(t *testing.T, r *runner) {
 // testDeliveryDeadLetter: a destination that never answers: the revocation still answers within
 // the notifier's timeout, and the record is dead-lettered once the (shortened) window ends.
 func testDeliveryDeadLetter(t *testing.T, r *runner) {
-	rr := startRunner(t, r.backend, "-retry-base", "50ms", "-retry-cap", "100ms", "-retry-window", "1s", "-delivery-interval", "100ms")
-	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(notify.DefaultTimeout + 200*time.Millisecond)
-	}))
+	rr := startRunner(t, r.backend, "-retry-base", "50ms", "-retry-cap", "100ms", "-retry-window", "1s", "-delivery-interval", "100ms",
+		"-notify-timeout", notifyTimeout.String())
+	silent := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { holdUnanswered(r) }))
 	t.Cleanup(silent.Close)
 	inv := rr.freshInvoker(t)
 	wantStatus(t, rr.as(t, inv).create(inv, serviceSecurity(silent.URL+"/cb", aefEntry(aefA, apiA1, "OAUTH"))), http.StatusCreated)
 	start := time.Now()
 	wantStatus(t, rr.as(t, aefA).revokeAll(inv), http.StatusNoContent)
-	if d := time.Since(start); d > notify.DefaultTimeout+2*time.Second {
+	if d := time.Since(start); d > notifyTimeout+2*time.Second {
 		t.Errorf("the revocation took %s with a silent destination", d)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if rr.logContains(`"msg":"notification dead-lettered"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("never dead-lettered")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	rr.waitLog(t, `"msg":"notification dead-lettered"`, 1)
 	if !strings.HasPrefix(rr.backend.name, "embedded") || testing.Short() {
 		return // capif-admin on DynamoDB is tested in cmd/capif-admin
 	}
@@ -142,4 +147,17 @@ func testDeliveryDeadLetter(t *testing.T, r *runner) {
 // logContains reports whether the runner's log holds s.
 func (r *runner) logContains(s string) bool {
 	return strings.Contains(r.logs.String(), s)
+}
+
+// countLog is how many times s occurs in the runner's log so far.
+func (r *runner) countLog(s string) int { return strings.Count(r.logs.String(), s) }
+
+// waitLog waits (30 s at most) until s occurs n times in the runner's log.
+func (r *runner) waitLog(t *testing.T, s string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); r.countLog(s) < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %s in the log after 30 s, want %d", r.countLog(s), s, n)
+		}
+	}
 }

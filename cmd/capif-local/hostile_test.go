@@ -72,18 +72,11 @@ func testBrokenBodies(t *testing.T, r *runner) {
 	before := strings.Count(r.logs.String(), `"clientError"`)
 	conn := r.rawConn(t, inv)
 	fmt.Fprint(conn, head(invPath(inv)+"/update", "application/json", 1000)+`{"securityInfo":[`)
-	time.Sleep(50 * time.Millisecond)
-	_ = conn.Close()
+	_ = conn.Close() // what was sent arrives before the close: the server reads the head, then a body that breaks off
 	r.mu.Lock()
 	r.unanswered++
 	r.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(r.logs.String(), `"clientError"`) == before {
-		if time.Now().After(deadline) {
-			t.Fatal("no log line for the abandoned request")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r.waitLog(t, `"clientError"`, before+1)
 	for _, line := range strings.Split(r.logs.String(), "\n") {
 		if !strings.Contains(line, `"clientError"`) {
 			continue

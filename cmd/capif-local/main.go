@@ -173,10 +173,16 @@ func deliverEvery(ctx context.Context, svc *security.Service, interval time.Dura
 		for {
 			rep, err := svc.DeliverDue(ctx)
 			switch {
-			case err != nil && ctx.Err() == nil:
-				logger.Error("delivery run failed", slog.String("error", err.Error()))
-			case rep.Claimed > 0:
-				logger.Info("delivery run", slog.Int("claimed", rep.Claimed), slog.Int("delivered", rep.Delivered),
+			case err != nil:
+				if ctx.Err() == nil { // not the shutdown
+					logger.Error("delivery run failed", slog.String("error", err.Error()))
+				}
+			default: // every run at DEBUG (tests count them), a run that attempted something at INFO
+				level := slog.LevelDebug
+				if rep.Claimed > 0 {
+					level = slog.LevelInfo
+				}
+				logger.Log(ctx, level, "delivery run", slog.Int("claimed", rep.Claimed), slog.Int("delivered", rep.Delivered),
 					slog.Int("retried", rep.Retried), slog.Int("deadLettered", rep.DeadLettered))
 			}
 			select {
