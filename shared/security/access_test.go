@@ -13,6 +13,7 @@ import (
 // The identity rules of the invoker routes, in order: unknown caller 401, wrong role 403 (even for
 // an unknown id), another invoker's id 403 (whether or not it exists); only then the body.
 func TestInvokerRouteIdentity(t *testing.T) {
+	t.Parallel()
 	bodyErr := decodeErr("broken")
 	tests := []struct {
 		name          string
@@ -80,6 +81,7 @@ func TestInvokerRouteIdentity(t *testing.T) {
 }
 
 func TestUpdate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	created := e.create("inv1", request(entry("aef2", capif.PSK), ifEntry(ifB, capif.PSK), ifEntry(ifShared, capif.PSK)))
 	pskAEF2 := created.SecurityInfo[0].AuthenticationInfo
@@ -136,6 +138,7 @@ func TestUpdate(t *testing.T) {
 }
 
 func TestUpdateMissingIsNotFound(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	_, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest())
 	wantError(t, err, security.KindNotFound, security.CauseContextNotFound)
@@ -145,6 +148,7 @@ func TestUpdateMissingIsNotFound(t *testing.T) {
 }
 
 func TestEncodedContextLimit(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := security.RegistryDoc{AEFs: []security.AEFRecord{{AefID: "big"}}}
 	for i := range 100 {
@@ -184,6 +188,7 @@ func itoa(i int) string {
 }
 
 func TestGetInvokerInfo(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	req := standardRequest()
 	req.SupportedFeatures = "5"
@@ -233,6 +238,7 @@ func with(si capif.SecurityInformation, authn, authz string) capif.SecurityInfor
 // id), then the query error, then 404 when there is no context and 403 when it has no entry for
 // the caller.
 func TestAEFRouteAccess(t *testing.T) {
+	t.Parallel()
 	queryErr := decodeErr("bad flag")
 	tests := []struct {
 		name       string

@@ -10,6 +10,7 @@ import (
 )
 
 func TestInterfaceKey(t *testing.T) {
+	t.Parallel()
 	same := []struct {
 		name string
 		a, b capif.InterfaceDescription
@@ -48,6 +49,7 @@ func TestInterfaceKey(t *testing.T) {
 }
 
 func TestPublishedAPIs(t *testing.T) {
+	t.Parallel()
 	d := capif.ServiceAPIDescription{APIID: "apiD", APIName: "delta", AefProfiles: []capif.AefProfile{
 		{AefID: "aef1", SecurityMethods: []string{capif.PKI}, InterfaceDescriptions: []capif.InterfaceDescription{{Fqdn: "d.example.com"}}},
 		{AefID: "aef2", DomainName: "d2.example.com"},
@@ -65,6 +67,7 @@ func TestPublishedAPIs(t *testing.T) {
 }
 
 func TestAEFCatalogue(t *testing.T) {
+	t.Parallel()
 	ids := func(a *security.AEF) []string {
 		var out []string
 		for _, p := range a.APIs {
@@ -101,6 +104,7 @@ func TestAEFCatalogue(t *testing.T) {
 }
 
 func TestInterfaceIndexAndKeys(t *testing.T) {
+	t.Parallel()
 	i1 := capif.InterfaceDescription{Fqdn: "a.example.com", Port: intp(443)}
 	i2 := capif.InterfaceDescription{Ipv4Addr: "192.0.2.1", Port: intp(80), SecurityMethods: []string{capif.PSK}}
 	i1again := capif.InterfaceDescription{Fqdn: "A.example.com", Port: intp(443), SecurityMethods: []string{capif.PKI}}

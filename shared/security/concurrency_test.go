@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
@@ -16,6 +17,7 @@ import (
 // Every conditional write keeps conflicting: after MaxAttempts, 503 with Retry-After and nothing
 // changed.
 func TestConflictsExhaustRetries(t *testing.T) {
+	t.Parallel()
 	ops := []struct {
 		name string
 		run  func(e *env) error
@@ -32,59 +34,74 @@ func TestConflictsExhaustRetries(t *testing.T) {
 	// are the Registry's (registrytx_test.go, and each adapter's tests).
 	for _, op := range ops {
 		t.Run(op.name, func(t *testing.T) {
-			e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 3 })
-			e.create("inv1", standardRequest())
-			before := e.stored("inv1")
-			e.hooks.Conflicts = 1000
-			err := op.run(e)
-			got := wantError(t, err, security.KindUnavailable, security.CauseTemporarilyUnavail)
-			if got.RetryAfter <= 0 {
-				t.Errorf("Retry-After %d", got.RetryAfter)
-			}
-			if e.hooks.ReplaceCalls() != 3 {
-				t.Errorf("%d attempts, want MaxAttempts = 3", e.hooks.ReplaceCalls())
-			}
-			if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
-				t.Errorf("state changed: %s", dump(after))
-			}
-			if len(e.notifier.Sent()) != 0 || len(e.pending()) != 0 {
-				t.Error("a write that never happened owes a notification")
-			}
-			snap, err := e.db.Load(ctx, security.Query{CallerID: "inv1", AefIDs: []string{"aef1"}})
-			if err != nil || snap.Caller == nil || !slices.ContainsFunc(snap.AEFs["aef1"].APIs, func(p security.PublishedAPI) bool { return p.APIID == "apiD" }) {
-				t.Errorf("the registry changed although the contexts did not: %v %s", err, dump(snap))
-			}
+			synctest.Test(t, func(t *testing.T) { // the retry backoff passes in the bubble's time
+				e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 3 })
+				e.create("inv1", standardRequest())
+				before := e.stored("inv1")
+				e.hooks.Conflicts = 1000
+				err := op.run(e)
+				got := wantError(t, err, security.KindUnavailable, security.CauseTemporarilyUnavail)
+				if got.RetryAfter <= 0 {
+					t.Errorf("Retry-After %d", got.RetryAfter)
+				}
+				if e.hooks.ReplaceCalls() != 3 {
+					t.Errorf("%d attempts, want MaxAttempts = 3", e.hooks.ReplaceCalls())
+				}
+				if after := e.stored("inv1"); !reflect.DeepEqual(before, after) {
+					t.Errorf("state changed: %s", dump(after))
+				}
+				if len(e.notifier.Sent()) != 0 || len(e.pending()) != 0 {
+					t.Error("a write that never happened owes a notification")
+				}
+				snap, err := e.db.Load(ctx, security.Query{CallerID: "inv1", AefIDs: []string{"aef1"}})
+				if err != nil || snap.Caller == nil || !slices.ContainsFunc(snap.AEFs["aef1"].APIs, func(p security.PublishedAPI) bool { return p.APIID == "apiD" }) {
+					t.Errorf("the registry changed although the contexts did not: %v %s", err, dump(snap))
+				}
+			})
 		})
 	}
 }
 
+// Unset, MaxAttempts is DefaultMaxAttempts, and the backoff of all its lost races is at most
+// MaxConflictWait (what the Lambda budget counts on).
 func TestDefaultMaxAttempts(t *testing.T) {
-	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 0 })
-	e.create("inv1", standardRequest())
-	e.hooks.Conflicts = 1000
-	wantError(t, e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"), security.KindUnavailable, security.CauseTemporarilyUnavail)
-	if e.hooks.ReplaceCalls() < 2 {
-		t.Errorf("the default allows %d attempts", e.hooks.ReplaceCalls())
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 0 })
+		e.create("inv1", standardRequest())
+		e.hooks.Conflicts = 1000
+		start := time.Now()
+		wantError(t, e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"), security.KindUnavailable, security.CauseTemporarilyUnavail)
+		if e.hooks.ReplaceCalls() != security.DefaultMaxAttempts {
+			t.Errorf("the default allows %d attempts, want %d", e.hooks.ReplaceCalls(), security.DefaultMaxAttempts)
+		}
+		if waited, most := time.Since(start), security.MaxConflictWait(security.DefaultMaxAttempts); waited > most || waited < most/4 {
+			t.Errorf("the backoff took %v, want between a quarter of %v and all of it", waited, most)
+		}
+	})
 }
 
 // A few conflicts are absorbed: the operation re-reads and succeeds.
 func TestConflictsRetried(t *testing.T) {
-	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 4 })
-	e.create("inv1", standardRequest())
-	e.hooks.Conflicts = 3
-	out, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.hooks.ReplaceCalls() != 4 || len(out.SecurityInfo) != 1 || e.stored("inv1").Version != 2 {
-		t.Errorf("%d attempts; answer %s; stored %s", e.hooks.ReplaceCalls(), dump(out), dump(e.stored("inv1")))
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 4 })
+		e.create("inv1", standardRequest())
+		e.hooks.Conflicts = 3
+		out, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.hooks.ReplaceCalls() != 4 || len(out.SecurityInfo) != 1 || e.stored("inv1").Version != 2 {
+			t.Errorf("%d attempts; answer %s; stored %s", e.hooks.ReplaceCalls(), dump(out), dump(e.stored("inv1")))
+		}
+	})
 }
 
 // A real concurrent writer: aef2 revokes between aef1's read and write. aef1's write conflicts,
 // is re-applied on the new state, and both revocations hold, each with its own notification.
 func TestConcurrentRevocationsBothApply(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	other := security.New(e.db, e.db, e.signer, e.notifier, e.clock, e.cfg)
@@ -117,6 +134,7 @@ func TestConcurrentRevocationsBothApply(t *testing.T) {
 
 // An update racing another update: the loser re-reads, so the PSKs it keeps are the winner's.
 func TestConcurrentUpdateKeepsWinnersPSK(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", request(ifEntry(ifB, capif.PKI)))
 	other := security.New(e.db, e.db, e.signer, e.notifier, e.clock, e.cfg)
@@ -144,6 +162,7 @@ func TestConcurrentUpdateKeepsWinnersPSK(t *testing.T) {
 // The context disappears between the read and the conditional write (the last entry revoked, the
 // invoker offboarded): the operation answers as for a missing context, not with an internal error.
 func TestContextVanishesBeforeWrite(t *testing.T) {
+	t.Parallel()
 	ops := []struct {
 		name string
 		run  func(e *env) error
@@ -182,6 +201,7 @@ func TestContextVanishesBeforeWrite(t *testing.T) {
 // RemoveAPI over a context that vanishes mid-way completes without error and without announcing
 // a revocation that was never written.
 func TestRemoveAPIContextVanishes(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"before the write", "after a conflict"} {
 		t.Run(how, func(t *testing.T) {
 			e := newEnv(t)
@@ -217,6 +237,7 @@ func TestRemoveAPIContextVanishes(t *testing.T) {
 }
 
 func TestStoreUnavailable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.hooks.LoadErr = fmt.Errorf("dynamodb: %w", security.ErrUnavailable)
@@ -253,19 +274,22 @@ func TestStoreUnavailable(t *testing.T) {
 
 // The retry backoff gives up when the request's deadline passes.
 func TestRetryHonoursDeadline(t *testing.T) {
-	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 1000 })
-	e.create("inv1", standardRequest())
-	e.hooks.Conflicts = 1 << 30
-	cx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := e.svc.RevokeAll(cx, security.Caller{ID: "aef1"}, "inv1")
-	// Either the backoff or the store notices the deadline first; the HTTP layer answers 503 to both.
-	var se *security.Error
-	if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &se) && se.Kind == security.KindUnavailable) {
-		t.Errorf("error %v, want 503 material", err)
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Errorf("retried for %v past the deadline", time.Since(start))
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 1000 })
+		e.create("inv1", standardRequest())
+		e.hooks.Conflicts = 1 << 30
+		cx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := e.svc.RevokeAll(cx, security.Caller{ID: "aef1"}, "inv1")
+		// Either the backoff or the store notices the deadline first; the HTTP layer answers 503 to both.
+		var se *security.Error
+		if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &se) && se.Kind == security.KindUnavailable) {
+			t.Errorf("error %v, want 503 material", err)
+		}
+		if took := time.Since(start); took != 50*time.Millisecond {
+			t.Errorf("retried for %v, want until the 50 ms deadline", took)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 )
 
 func TestErrorText(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  *security.Error
 		want string
@@ -26,6 +27,7 @@ func TestErrorText(t *testing.T) {
 }
 
 func TestUnavailableAndUnauthenticated(t *testing.T) {
+	t.Parallel()
 	if e := security.Unauthenticated(security.ObtainAuthorization, "x"); e.Kind != security.KindUnauthenticated || e.OAuthError != capif.InvalidClient {
 		t.Errorf("Unauthenticated(token) = %+v, want an OAuth invalid_client", e)
 	}
@@ -38,6 +40,7 @@ func TestUnavailableAndUnauthenticated(t *testing.T) {
 }
 
 func TestCreateStoreFailure(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.hooks.CreateErr = errors.New("disk full")
 	if _, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", standardRequest()); !errors.Is(err, e.hooks.CreateErr) {
@@ -46,6 +49,7 @@ func TestCreateStoreFailure(t *testing.T) {
 }
 
 func TestDeliveredFailureIsLogged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.hooks.DeliveredErr = errors.New("outbox write failed")

@@ -7,6 +7,7 @@ import (
 )
 
 func TestNegotiateFeatures(t *testing.T) {
+	t.Parallel()
 	// Implemented: Notification_test_event (bit 1) and SecurityInfoPerAPI (bit 3), mask 0x5.
 	tests := []struct {
 		requested, want string
@@ -42,6 +43,7 @@ func TestNegotiateFeatures(t *testing.T) {
 }
 
 func TestHasFeature(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		negotiated string
 		feature    int
@@ -74,6 +76,7 @@ func TestHasFeature(t *testing.T) {
 
 // Negotiation never grants a feature that was not asked for, nor one that is not implemented.
 func TestNegotiateFeaturesIsSubset(t *testing.T) {
+	t.Parallel()
 	for _, req := range []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F", "1F", "F1F"} {
 		got := security.NegotiateFeatures(req)
 		for f := 1; f <= 4*len(req); f++ {

@@ -28,6 +28,7 @@ func (q *queryLog) Load(ctx context.Context, query security.Query) (*security.Sn
 // A refusal on another invoker's resource is decided from the caller's registry record alone:
 // nothing of the target is read, so the answer takes the same time whatever the target holds.
 func TestOwnershipDecidedBeforeReadingTheTarget(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	log := &queryLog{Store: e.db}
@@ -55,6 +56,7 @@ func TestOwnershipDecidedBeforeReadingTheTarget(t *testing.T) {
 // An AEF route asks the store to leave out a context without an entry for the AEF; each store
 // does so (here the embedded one) and the answer is the same 404 as for no context at all.
 func TestAEFWithoutEntryLooksLikeNoContext(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest()) // entries at aef1 and aef2 only
 	snap, err := e.db.Load(ctx, security.Query{APIInvokerID: "inv1", ForAEF: "aef3"})
@@ -81,6 +83,7 @@ func TestAEFWithoutEntryLooksLikeNoContext(t *testing.T) {
 // In one process no writer loses a race: 40 concurrent updates of one context on the embedded
 // store all succeed even when the service may not retry a single conflict.
 func TestEmbeddedWritersOfOneContextAreSerialized(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *security.Config) { c.MaxAttempts = 1 })
 	e.create("inv1", standardRequest())
 	svc := security.New(e.db, e.db, e.signer, e.notifier, e.clock, e.cfg) // no hook: the store's own locking
@@ -107,6 +110,7 @@ func TestEmbeddedWritersOfOneContextAreSerialized(t *testing.T) {
 
 // The context lock gives up with the request's deadline.
 func TestContextLockHonoursDeadline(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	unlock, err := e.db.LockContext(ctx, "inv1")
 	if err != nil {

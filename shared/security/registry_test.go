@@ -15,6 +15,7 @@ import (
 )
 
 func TestRegistryDocValidate(t *testing.T) {
+	t.Parallel()
 	profile := func(aef string) []capif.AefProfile { return []capif.AefProfile{{AefID: aef}} }
 	tests := []struct {
 		name    string
@@ -73,6 +74,7 @@ func TestRegistryDocValidate(t *testing.T) {
 
 // Every problem is reported, not just the first.
 func TestRegistryDocValidateReportsAll(t *testing.T) {
+	t.Parallel()
 	d := registryDoc()
 	d.AEFs[0].AefID = "a:b"
 	d.ServiceAPIs[2].APIName = ""
@@ -137,6 +139,7 @@ func principal(t *testing.T, db *embedded.DB, id string) *security.Principal {
 }
 
 func TestImportUpserts(t *testing.T) {
+	t.Parallel()
 	db := openDB(t)
 	if err := admin(db).ImportRegistry(ctx, registryDoc()); err != nil {
 		t.Fatal(err)
@@ -207,6 +210,7 @@ func TestImportUpserts(t *testing.T) {
 }
 
 func TestImportRoleClashWritesNothing(t *testing.T) {
+	t.Parallel()
 	db := openDB(t)
 	if err := admin(db).ImportRegistry(ctx, registryDoc()); err != nil {
 		t.Fatal(err)
@@ -229,6 +233,7 @@ func TestImportRoleClashWritesNothing(t *testing.T) {
 }
 
 func TestImportRegistryValidates(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	doc := security.RegistryDoc{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv9"}}, AEFs: []security.AEFRecord{{AefID: "bad;id"}}}
 	if err := e.svc.ImportRegistry(ctx, doc); err == nil || !strings.Contains(err.Error(), "aefs[0]") {
@@ -240,6 +245,7 @@ func TestImportRegistryValidates(t *testing.T) {
 }
 
 func TestAdminRemoveAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.create("inv2", &capif.ServiceSecurity{NotificationDestination: "https://inv2.example.com/", SecurityInfo: []capif.SecurityInformation{
@@ -295,6 +301,7 @@ func TestAdminRemoveAPI(t *testing.T) {
 }
 
 func TestAdminRemoveAPIDeletesEmptiedContext(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", request(withAPI(entry("aef2", capif.PSK), "apiC")))
 	e.notifier.Err = errors.New("unreachable")
@@ -311,6 +318,7 @@ func TestAdminRemoveAPIDeletesEmptiedContext(t *testing.T) {
 }
 
 func TestAdminRemoveInvoker(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	if err := e.svc.RemoveInvoker(ctx, "inv1"); err != nil {
@@ -356,6 +364,7 @@ func TestAdminRemoveInvoker(t *testing.T) {
 }
 
 func TestAdminRemoveAEF(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if err := e.svc.RemoveAEF(ctx, "aef1"); !errors.Is(err, security.ErrExists) || !strings.Contains(err.Error(), "apiA") {
 		t.Errorf("RemoveAEF of a publishing AEF: %v, want ErrExists naming its APIs", err)

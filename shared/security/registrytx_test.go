@@ -27,6 +27,7 @@ func registryEnv(t *testing.T, imported bool) (*security.Service, *securitytest.
 // Every failure of the transaction surfaces from the registry rules, on a first import and on a
 // re-import (which unpublishes first), and a failed change writes nothing.
 func TestRegistryRulesPropagateTxErrors(t *testing.T) {
+	t.Parallel()
 	methods := []string{"Prefetch", "GetPrincipal", "PutPrincipal", "GetAEF", "PutAEF", "GetAPI", "PutAPI", "GetInterface", "PutInterface"}
 	for _, reimport := range []bool{false, true} {
 		for _, method := range methods {
@@ -51,6 +52,7 @@ func TestRegistryRulesPropagateTxErrors(t *testing.T) {
 }
 
 func TestRegistryRemoveRules(t *testing.T) {
+	t.Parallel()
 	// RemoveAPI drops the API from every catalogue and the interface index.
 	svc, reg := registryEnv(t, true)
 	if _, err := svc.RemoveAPI(ctx, "apiD"); err != nil {
@@ -99,6 +101,7 @@ func TestRegistryRemoveRules(t *testing.T) {
 
 // Offboarding deletes the invoker's context once, in the change that deletes its record.
 func TestRemoveInvokerDeletesContextOnce(t *testing.T) {
+	t.Parallel()
 	svc, reg := registryEnv(t, true)
 	if err := svc.RemoveInvoker(ctx, "inv1"); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 // Rel-18's authorizationFlow and Rel-19's grantType are stored and echoed as sent, in every
 // view and across an update, and neither is derived from the other.
 func TestAuthorizationFlowAndGrantTypeEchoed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rel18 := entry("aef1", capif.OAUTH)
 	rel18.AuthorizationFlow = []capif.AuthorizationFlow{capif.AuthorizationCodeFlow, "SOME_FUTURE_FLOW"}
@@ -55,6 +56,7 @@ func TestAuthorizationFlowAndGrantTypeEchoed(t *testing.T) {
 }
 
 func TestAuthorizationFlowAndGrantTypeValidated(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	bad := entry("aef1", capif.OAUTH)
 	bad.GrantType = []capif.OAuthGrantType{}
@@ -70,6 +72,7 @@ func TestAuthorizationFlowAndGrantTypeValidated(t *testing.T) {
 // The Rel-19 causes and the revoked accessToken of POST …/delete reach the invoker unchanged;
 // the token never reaches a log line, even when the delivery fails.
 func TestRevokePassesAccessTokenOn(t *testing.T) {
+	t.Parallel()
 	const token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJpbnYxIn0.c2lnbmF0dXJl"
 	for _, cause := range []capif.Cause{capif.AuthorizationIssue, capif.OtherReason} {
 		t.Run(cause, func(t *testing.T) {

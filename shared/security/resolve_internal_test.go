@@ -7,6 +7,7 @@ import (
 )
 
 func TestCandidates(t *testing.T) {
+	t.Parallel()
 	ifWith := func(ms ...capif.SecurityMethod) *capif.InterfaceDescription {
 		return &capif.InterfaceDescription{Fqdn: "a.example.com", SecurityMethods: ms}
 	}
@@ -42,6 +43,7 @@ func TestCandidates(t *testing.T) {
 }
 
 func TestAPICandidatesIntersectsInterfaces(t *testing.T) {
+	t.Parallel()
 	p := PublishedAPI{
 		SecurityMethods: []capif.SecurityMethod{capif.PKI, capif.OAUTH},
 		Interfaces: []capif.InterfaceDescription{
@@ -59,6 +61,7 @@ func TestAPICandidatesIntersectsInterfaces(t *testing.T) {
 }
 
 func TestSelectMethod(t *testing.T) {
+	t.Parallel()
 	all := setOf(capif.KnownSecurityMethods)
 	tests := []struct {
 		pref  []capif.SecurityMethod
@@ -83,6 +86,7 @@ func TestSelectMethod(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"https://invoker.example.com:8443/cb/secret?token=x": "https://invoker.example.com:8443",
 		"http://10.0.0.1/x":         "http://10.0.0.1",

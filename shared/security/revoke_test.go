@@ -40,6 +40,7 @@ func ifName(d *capif.InterfaceDescription) string {
 }
 
 func TestRevoke(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		caller string
@@ -114,6 +115,7 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestRevokeEverythingDeletesContext(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	if err := e.svc.RevokeAll(ctx, security.Caller{ID: "aef1"}, "inv1"); err != nil {
@@ -136,6 +138,7 @@ func TestRevokeEverythingDeletesContext(t *testing.T) {
 }
 
 func TestRevokeRefused(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		caller   string
@@ -188,6 +191,7 @@ func TestRevokeRefused(t *testing.T) {
 // An AEF whose APIs all moved elsewhere (re-import) still has targets in an older context: it may
 // revoke them all with DELETE, and a POST naming an API it no longer publishes is refused.
 func TestRevokeByAEFThatNoLongerPublishes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", request(entry("aef2", capif.PSK)))
 	doc := registryDoc()
@@ -212,6 +216,7 @@ func TestRevokeByAEFThatNoLongerPublishes(t *testing.T) {
 }
 
 func TestRevokeNotifierFailure(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.notifier.Err = errors.New("503 from invoker")
@@ -237,6 +242,7 @@ func TestRevokeNotifierFailure(t *testing.T) {
 
 // Every revocation owes a notification with its own outbox id.
 func TestRevokeOutboxIDsAreUnique(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.notifier.Err = errors.New("down")

@@ -31,6 +31,7 @@ func withAPI(e capif.SecurityInformation, apiID string) capif.SecurityInformatio
 }
 
 func TestCreateResolvesAndSelects(t *testing.T) {
+	t.Parallel()
 	upper := ifB
 	upper.Fqdn = "B.EXAMPLE.COM."
 	tests := []struct {
@@ -100,6 +101,7 @@ func TestCreateResolvesAndSelects(t *testing.T) {
 
 // apiId narrows an entry whether or not SecurityInfoPerAPI was negotiated.
 func TestAPIIDHonouredWithoutFeature(t *testing.T) {
+	t.Parallel()
 	for _, features := range []string{"", "0", "1", "4", "F"} {
 		e := newEnv(t)
 		req := request(withAPI(entry("aef1", capif.PSK), "apiB"))
@@ -112,6 +114,7 @@ func TestAPIIDHonouredWithoutFeature(t *testing.T) {
 }
 
 func TestCreateReportsEveryBadEntry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	_, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(
 		entry("aef9", capif.PSK),
@@ -125,6 +128,7 @@ func TestCreateReportsEveryBadEntry(t *testing.T) {
 }
 
 func TestCreateResponseAndStorage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	req := standardRequest()
 	req.WebsockNotifConfig = &capif.WebsockNotifConfig{RequestWebsocketURI: new(true)}
@@ -187,6 +191,7 @@ func TestCreateResponseAndStorage(t *testing.T) {
 }
 
 func TestInvokerSuppliedInfo(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	req := request(entry("aef2", capif.PSK), ifEntry(ifShared, capif.PKI))
 	req.SecurityInfo[0].AuthenticationInfo = "invoker-authn"
@@ -225,6 +230,7 @@ func TestInvokerSuppliedInfo(t *testing.T) {
 }
 
 func TestFeaturesAndTestNotification(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		features  string
 		request   *bool
@@ -268,6 +274,7 @@ func TestFeaturesAndTestNotification(t *testing.T) {
 }
 
 func TestTestNotificationFailureIsLogged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.notifier.Err = errors.New("connection refused")
 	req := standardRequest()
@@ -294,12 +301,14 @@ func TestTestNotificationFailureIsLogged(t *testing.T) {
 }
 
 func TestResourceURIEscapes(t *testing.T) {
+	t.Parallel()
 	if got, want := security.ResourceURI("https://ccf", "a/b c"), "https://ccf/capif-security/v1/trustedInvokers/a%2Fb%20c"; got != want {
 		t.Errorf("ResourceURI = %q, want %q", got, want)
 	}
 }
 
 func TestCreateExistingIsForbidden(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	before := e.stored("inv1")
@@ -315,6 +324,7 @@ func TestCreateExistingIsForbidden(t *testing.T) {
 
 // A PUT racing another PUT: the loser's Create meets ErrExists and answers 403 too.
 func TestCreateRace(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	racer := &createRacer{Store: e.db, e: e}
 	svc := security.New(racer, e.db, e.signer, e.notifier, e.clock, e.cfg)
@@ -350,6 +360,7 @@ func (n *checkingNotifier) CheckDestination(dest string) error {
 }
 
 func TestDestinationCheckedAtCreateAndUpdate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const bad = "http://169.254.169.254/latest"
 	n := &checkingNotifier{refuse: bad}

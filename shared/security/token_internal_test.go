@@ -8,6 +8,7 @@ import (
 )
 
 func TestWithin(t *testing.T) {
+	t.Parallel()
 	allowed := capif.Scope{"aef2": {"b"}, "aef1": {"a", "c"}}
 	for _, tc := range []struct{ scope, err string }{
 		{"3gpp#aef1:a", ""},

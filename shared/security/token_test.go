@@ -27,6 +27,7 @@ func tokenEnv(t *testing.T) *env {
 }
 
 func TestTokenRefusals(t *testing.T) {
+	t.Parallel()
 	formErr := &security.Error{Kind: security.KindInvalid, OAuthError: capif.InvalidRequest, Detail: "parameter grant_type is repeated"}
 	tests := []struct {
 		name       string
@@ -85,6 +86,7 @@ func TestTokenRefusals(t *testing.T) {
 }
 
 func TestTokenUnauthorizedClient(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// inv2 without any context.
 	_, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv2"}, "inv2", tokenReq("inv2", "", ""))
@@ -98,6 +100,7 @@ func TestTokenUnauthorizedClient(t *testing.T) {
 }
 
 func TestTokenIssued(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name           string
 		caller, secret string
@@ -140,6 +143,7 @@ func TestTokenIssued(t *testing.T) {
 }
 
 func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", request(entry("aef1", capif.OAUTH), ifEntry(ifShared, capif.OAUTH), withAPI(entry("aef2", capif.PSK), "apiC")))
 	rsp, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
@@ -187,6 +191,7 @@ func TestTokenAcrossAEFsAndAfterRevocation(t *testing.T) {
 }
 
 func TestTokenTTL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *security.Config) { c.TokenTTL = 90 * time.Second })
 	e.create("inv1", standardRequest())
 	rsp, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv1"}, "inv1", tokenReq("inv1", inv1Secret, ""))
@@ -210,6 +215,7 @@ func TestTokenTTL(t *testing.T) {
 }
 
 func TestTokenSignerFailure(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.create("inv1", standardRequest())
 	e.signer.Err = errors.New("kms: throttled")
@@ -228,6 +234,7 @@ func TestTokenSignerFailure(t *testing.T) {
 }
 
 func TestHashSecret(t *testing.T) {
+	t.Parallel()
 	if security.HashSecret("") != nil {
 		t.Error("an empty secret hashes to something")
 	}

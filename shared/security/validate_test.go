@@ -31,6 +31,7 @@ func params(ps []capif.InvalidParam) []string {
 }
 
 func TestValidateServiceSecurity(t *testing.T) {
+	t.Parallel()
 	long := func(n int) string { return strings.Repeat("x", n) }
 	entries := func(n int) []capif.SecurityInformation {
 		out := make([]capif.SecurityInformation, n)
@@ -122,6 +123,7 @@ func TestValidateServiceSecurity(t *testing.T) {
 }
 
 func TestValidateInterfaceDescription(t *testing.T) {
+	t.Parallel()
 	const p = "/securityInfo/0/interfaceDetails"
 	tests := []struct {
 		name string
@@ -171,6 +173,7 @@ func TestValidateInterfaceDescription(t *testing.T) {
 }
 
 func TestValidateRevocation(t *testing.T) {
+	t.Parallel()
 	valid := func() *capif.SecurityNotification {
 		return &capif.SecurityNotification{APIInvokerID: "inv1", APIIDs: []string{"apiA"}, Cause: capif.OverlimitUsage}
 	}
