@@ -28,18 +28,18 @@ test: lint tools
 	bash scripts/with-peers.sh $(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory fuzz-smoke
 
-# Every fuzz target (package:Target), each fuzzed for FUZZTIME on top of its committed seed corpus
-# (testdata/fuzz/). `make test` gives each a few seconds; `make fuzz` a minute (FUZZ_LONG=10m).
-FUZZ_TARGETS := \
-	./shared/httpapi:FuzzDecodeJSON ./shared/httpapi:FuzzDecodeTokenRequest ./shared/httpapi:FuzzQueryFlags \
-	./shared/httpapi:FuzzCallerID ./shared/capif:FuzzParseScope ./shared/security:FuzzRegistryDoc \
-	./shared/aefauth:FuzzVerify ./shared/lambdaapp:FuzzHandleEvent
+# Every fuzz target, found in the packages whose tests declare one (go test -list), each fuzzed
+# for FUZZTIME on top of its committed seed corpus (testdata/fuzz/). `make test` gives each a few
+# seconds; `make fuzz` a minute (FUZZ_LONG=10m).
 FUZZTIME ?= 3s
 fuzz-smoke:
-	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/capif-fuzz.$$$$.log 2>&1 || { cat /tmp/capif-fuzz.$$$$.log; rm -f /tmp/capif-fuzz.$$$$.log; exit 1; }; \
-		rm -f /tmp/capif-fuzz.$$$$.log; \
+	@set -e; for dir in $$(git ls-files '*_test.go' | xargs grep -l '^func Fuzz' | xargs -n1 dirname | sort -u); do \
+		for fn in $$($(GO) test -list '^Fuzz' ./$$dir | grep '^Fuzz'); do \
+			echo "fuzz $$fn (./$$dir) for $(FUZZTIME)"; \
+			log=$$(mktemp); \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$dir >$$log 2>&1 || { cat $$log; rm -f $$log; exit 1; }; \
+			rm -f $$log; \
+		done; \
 	done
 FUZZ_LONG ?= 60s
 fuzz:
@@ -54,9 +54,11 @@ unit:
 quick:
 	$(GO) test -short ./...
 
+# gofmt, go vet and staticcheck (pinned by go.mod's tool directive).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 tools:
 	bash scripts/tools.sh

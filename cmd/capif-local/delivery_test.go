@@ -145,10 +145,6 @@ func testDeliveryDeadLetter(t *testing.T, r *runner) {
 }
 
 // logContains reports whether the runner's log holds s.
-func (r *runner) logContains(s string) bool {
-	return strings.Contains(r.logs.String(), s)
-}
-
 // countLog is how many times s occurs in the runner's log so far.
 func (r *runner) countLog(s string) int { return strings.Count(r.logs.String(), s) }
 

@@ -201,34 +201,6 @@ func oauthErr(t *testing.T, w *httptest.ResponseRecorder, status int, code strin
 	return e
 }
 
-// logLines parses the JSON log lines written so far.
-func (s *testServer) logLines() []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(s.logs.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			s.t.Fatalf("log line %q: %v", line, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func (s *testServer) lastAccessLine() map[string]any {
-	s.t.Helper()
-	lines := s.logLines()
-	for i := len(lines) - 1; i >= 0; i-- {
-		if lines[i]["msg"] == "request" {
-			return lines[i]
-		}
-	}
-	s.t.Fatalf("no access log line in %s", s.logs)
-	return nil
-}
-
 // bodies are the bodies of the notifications a Notifier was asked to deliver.
 func bodies(sent []securitytest.Sent) []any {
 	out := make([]any, len(sent))

@@ -37,7 +37,6 @@ type jsonScan struct {
 	path     []string // pointer segments of the value being read
 	keys     []int    // how many of path's segments are member names, per level
 	best     []string
-	bestKeys []string
 }
 
 // scanError is a structural fault of a body, with the offset it was found at.

@@ -376,6 +376,7 @@ func TestNewDefaults(t *testing.T) {
 		}
 		tr := n.client.Transport.(*http.Transport)
 		// A proxy from the environment would make the connection outside the guard.
+		//lint:ignore SA1019 the deprecated hooks are checked to be unset: net/http would still use DialTLS
 		if tr.Proxy != nil || tr.DialContext == nil || tr.DialTLSContext != nil || tr.DialTLS != nil || tr.Dial != nil {
 			t.Errorf("transport must dial itself through the guard: %+v", tr)
 		}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -320,7 +319,14 @@ func jwkKey(t *testing.T, k capif.JWK) *ecdsa.PublicKey {
 	if err1 != nil || err2 != nil {
 		t.Fatalf("JWK coordinates: %v %v", err1, err2)
 	}
-	return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
+	if len(x) != 32 || len(y) != 32 {
+		t.Fatalf("JWK coordinates of %d and %d bytes", len(x), len(y))
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+	if err != nil {
+		t.Fatalf("JWK: %v", err)
+	}
+	return pub
 }
 
 // seedOwed writes, through the DynamoDB adapter, what a revocation whose notification could not

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
@@ -43,7 +43,7 @@ func Open(ctx context.Context, cfg app.Config) (*app.App, error) {
 
 func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
 	db, err := embedded.Open(filepath.Join(in.Settings.DataDir, "capif.db")) // creates the directory
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		// The one thing to tell whoever runs the runner or capif-admin: what holds the file.
 		return app.StoreAdapter{}, fmt.Errorf("another process holds the data directory %s (a running capif-local, or capif-admin on it?): stop it, or use another data directory: %w", in.Settings.DataDir, err)
 	}
