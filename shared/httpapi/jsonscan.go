@@ -32,11 +32,11 @@ type jsonScan struct {
 	i     int
 	depth int
 
-	find     int64    // offset to locate, -1 for none
-	names    []string // member names from the root that the located value must have (case-folded)
-	path     []string // pointer segments of the value being read
-	keys     []int    // how many of path's segments are member names, per level
-	best     []string
+	find  int64    // offset to locate, -1 for none
+	names []string // member names from the root that the located value must have (case-folded)
+	path  []string // pointer segments of the value being read
+	keys  []int    // how many of path's segments are member names, per level
+	best  []string
 }
 
 // scanError is a structural fault of a body, with the offset it was found at.
