@@ -223,11 +223,12 @@ func testContextLifecycle(t *testing.T, r *runner) {
 	}
 }
 
-// testInfoFlags: authenticationInfo/authorizationInfo only when asked for.
+// testInfoFlags: authenticationInfo only when asked for (the CA PEM of a PKI entry); never an
+// authorizationInfo, even asked for: the CCF has none to give, and the invoker's is not kept.
 func testInfoFlags(t *testing.T, r *runner) {
 	inv := r.freshInvoker(t)
 	e := aefEntry(aefA, apiA3, "PKI")
-	e.AuthorizationInfo = "invoker-authz-" + inv
+	e.AuthorizationInfo = "invoker-authz-" + inv // a placeholder, ignored
 	wantStatus(t, r.as(t, inv).create(inv, serviceSecurity(someDest, e)), http.StatusCreated)
 	a := r.as(t, aefA)
 	for _, tc := range []struct {
@@ -243,11 +244,11 @@ func testInfoFlags(t *testing.T, r *runner) {
 		resp := a.get(inv, tc.query)
 		wantStatus(t, resp, http.StatusOK)
 		got := decode[capif.ServiceSecurity](t, resp).SecurityInfo[0]
-		if (got.AuthenticationInfo != "") != tc.authn || (got.AuthorizationInfo != "") != tc.authz {
+		if (got.AuthenticationInfo != "") != tc.authn || got.AuthorizationInfo != "" {
 			t.Errorf("?%s: authenticationInfo %t, authorizationInfo %q", tc.query, got.AuthenticationInfo != "", got.AuthorizationInfo)
 		}
-		if tc.authz && got.AuthorizationInfo != e.AuthorizationInfo {
-			t.Errorf("authorizationInfo %q, want %q", got.AuthorizationInfo, e.AuthorizationInfo)
+		if tc.authn && !strings.Contains(got.AuthenticationInfo, "BEGIN CERTIFICATE") {
+			t.Errorf("?%s: authenticationInfo of a PKI entry is not the CA PEM: %q", tc.query, got.AuthenticationInfo)
 		}
 	}
 }
@@ -270,7 +271,7 @@ func testPSK(t *testing.T, r *runner) {
 	inv := r.freshInvoker(t)
 	owner, b := r.as(t, inv), r.as(t, aefB)
 	own := aefEntry(aefB, "", "PSK")
-	own.AuthenticationInfo = "invoker-supplied-key-material"
+	own.AuthenticationInfo = "invoker-supplied-key-material" // a placeholder: the CCF generates the PSK
 	resp := owner.create(inv, serviceSecurity(someDest, aefEntry(aefB, apiB1, "PSK"), aefEntry(aefB, apiB2, "PSK"), aefEntry(aefA, apiA1, "PKI")))
 	wantStatus(t, resp, http.StatusCreated)
 	created := decode[capif.ServiceSecurity](t, resp).SecurityInfo
@@ -280,7 +281,7 @@ func testPSK(t *testing.T, r *runner) {
 	}
 
 	// b1 unchanged, b2 now addressed by interface (another target), a new aefId-only entry
-	// with the invoker's own key.
+	// with an invoker-supplied key, which is ignored.
 	resp = owner.update(inv, serviceSecurity(someDest, aefEntry(aefB, apiB1, "PSK"), ifaceEntry(ifaceB2, apiB2, "PSK"), own))
 	wantStatus(t, resp, http.StatusOK)
 	updated := decode[capif.ServiceSecurity](t, resp).SecurityInfo
@@ -291,8 +292,8 @@ func testPSK(t *testing.T, r *runner) {
 	if k3 == k1 || k3 == k2 {
 		t.Error("an entry with a new target kept an old PSK")
 	}
-	if updated[2].SelSecurityMethod != capif.PSK || updated[2].AuthenticationInfo != own.AuthenticationInfo {
-		t.Errorf("invoker-supplied authenticationInfo not echoed: %+v", updated[2])
+	if k4 := pskOf(t, updated[2]); k4 == own.AuthenticationInfo || k4 == k1 || k4 == k3 {
+		t.Errorf("the aefId entry's PSK is %q, want a new generated one", k4)
 	}
 
 	// The AEF gets the same keys, uncacheable (the harness checks Cache-Control).
@@ -319,8 +320,11 @@ func testContextTooLarge(t *testing.T, r *runner) {
 		ss := serviceSecurity(someDest)
 		for i := range n {
 			e := aefEntry(aefBulk, fmt.Sprintf("api-bulk-%02d", i), "PKI")
-			e.AuthenticationInfo = strings.Repeat("n", security.MaxInfoLength)
-			e.AuthorizationInfo = strings.Repeat("z", security.MaxInfoLength)
+			// authorizationFlow and grantType are stored verbatim: 2 × 16 values of 256 bytes.
+			for range security.MaxFlows {
+				e.AuthorizationFlow = append(e.AuthorizationFlow, strings.Repeat("F", security.MaxIDLength))
+				e.GrantType = append(e.GrantType, strings.Repeat("G", security.MaxIDLength))
+			}
 			ss.SecurityInfo = append(ss.SecurityInfo, e)
 		}
 		return ss

@@ -98,7 +98,8 @@ func testConcurrency(t *testing.T, r *runner) {
 	owner := r.as(t, inv)
 	body := func(tag string) capif.ServiceSecurity {
 		e1, e2, e3 := aefEntry(aefA, "", "OAUTH"), aefEntry(aefB, apiB1, "PSK"), aefEntry(aefB, apiB2, "OAUTH")
-		e1.AuthorizationInfo, e2.AuthorizationInfo, e3.AuthorizationInfo = tag, tag, tag
+		// authorizationFlow is stored and answered verbatim: it tags each entry with its update.
+		e1.AuthorizationFlow, e2.AuthorizationFlow, e3.AuthorizationFlow = []string{tag}, []string{tag}, []string{tag}
 		return serviceSecurity("https://invoker.example.com/cb/"+tag, e1, e2, e3)
 	}
 	resp := owner.create(inv, body("initial"))
@@ -191,8 +192,8 @@ func checkTagged(t testing.TB, ss capif.ServiceSecurity, tag string) {
 		t.Errorf("destination %q, want update %s", ss.NotificationDestination, tag)
 	}
 	for i, e := range ss.SecurityInfo {
-		if e.AuthorizationInfo != tag {
-			t.Errorf("entry %d from %q, destination from %s: a mix of updates", i, e.AuthorizationInfo, tag)
+		if len(e.AuthorizationFlow) != 1 || e.AuthorizationFlow[0] != tag {
+			t.Errorf("entry %d from %q, destination from %s: a mix of updates", i, e.AuthorizationFlow, tag)
 		}
 	}
 }

@@ -115,16 +115,17 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Timeout: set.NotifyTimeout, Logger: cfg.Logger})
 	a.Service = security.New(a.Store, a.Registry, sig, n, security.SystemClock{}, security.Config{
-		Issuer:      set.Issuer,
-		TokenTTL:    set.TokenTTL,
-		RetryBase:   set.RetryBase,
-		RetryCap:    set.RetryCap,
-		RetryWindow: set.RetryWindow,
-		ClaimLease:  set.ClaimLease,
-		OnDelivery:  countDelivery,
-		APIRoot:     set.APIRoot,
-		ClientCA:    cfg.ClientCA,
-		Logger:      cfg.Logger,
+		Issuer:         set.Issuer,
+		MethodPriority: set.SecurityMethodPriority,
+		TokenTTL:       set.TokenTTL,
+		RetryBase:      set.RetryBase,
+		RetryCap:       set.RetryCap,
+		RetryWindow:    set.RetryWindow,
+		ClaimLease:     set.ClaimLease,
+		OnDelivery:     countDelivery,
+		APIRoot:        set.APIRoot,
+		ClientCA:       cfg.ClientCA,
+		Logger:         cfg.Logger,
 	})
 	return a, nil
 }

@@ -150,33 +150,39 @@ func TestUpdateMissingIsNotFound(t *testing.T) {
 func TestEncodedContextLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	doc := security.RegistryDoc{AEFs: []security.AEFRecord{{AefID: "big"}}}
-	for i := range 100 {
-		id := "api" + strings.Repeat("0", 3-len(itoa(i))) + itoa(i)
-		doc.ServiceAPIs = append(doc.ServiceAPIs, capif.ServiceAPIDescription{APIID: id, APIName: "n" + id, AefProfiles: []capif.AefProfile{{AefID: "big"}}})
+	// Ten AEFs of 70 APIs with ids and names of 200 bytes: an aefId entry for each AEF
+	// covers 70 targets of ≈ 450 bytes.
+	var doc security.RegistryDoc
+	long := func(kind string, a, i int) string {
+		return kind + itoa(a) + "-" + itoa(i) + "-" + strings.Repeat("x", 190)
+	}
+	for a := range 10 {
+		aef := "big" + itoa(a)
+		doc.AEFs = append(doc.AEFs, security.AEFRecord{AefID: aef})
+		for i := range 70 {
+			doc.ServiceAPIs = append(doc.ServiceAPIs, capif.ServiceAPIDescription{APIID: long("id", a, i), APIName: long("name", a, i),
+				AefProfiles: []capif.AefProfile{{AefID: aef}}})
+		}
 	}
 	if err := e.svc.ImportRegistry(ctx, doc); err != nil {
 		t.Fatal(err)
 	}
-	req := func(infoLen int) *capif.ServiceSecurity {
+	req := func(aefs int) *capif.ServiceSecurity {
 		r := request()
-		for _, d := range doc.ServiceAPIs {
-			si := withAPI(entry("big", capif.OAUTH), d.APIID)
-			si.AuthenticationInfo = strings.Repeat("a", infoLen)
-			si.AuthorizationInfo = strings.Repeat("z", infoLen)
-			r.SecurityInfo = append(r.SecurityInfo, si)
+		for a := range aefs {
+			r.SecurityInfo = append(r.SecurityInfo, entry("big"+itoa(a), capif.OAUTH))
 		}
 		return r
 	}
-	// 100 entries of 2 × 4 KiB are valid one by one but make a context far over 256 KiB.
-	_, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req(security.MaxInfoLength))
+	// 10 entries, each valid, resolve to 700 targets: far over 256 KiB.
+	_, err := e.svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req(10))
 	wantError(t, err, security.KindTooLarge, security.CauseTooLarge)
 	if e.stored("inv1") != nil {
 		t.Fatal("an over-large context was stored")
 	}
 	// Smaller ones fit.
-	e.create("inv1", req(1000))
-	_, err = e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req(security.MaxInfoLength))
+	e.create("inv1", req(5))
+	_, err = e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req(10))
 	wantError(t, err, security.KindTooLarge, security.CauseTooLarge)
 }
 
@@ -192,7 +198,7 @@ func TestGetInvokerInfo(t *testing.T) {
 	e := newEnv(t)
 	req := standardRequest()
 	req.SupportedFeatures = "5"
-	req.SecurityInfo[2].AuthorizationInfo = "authz-shared"
+	req.SecurityInfo[2].AuthorizationInfo = "authz-shared" // ignored: the CCF answers none
 	owner := e.create("inv1", req)
 
 	tests := []struct {
@@ -202,8 +208,8 @@ func TestGetInvokerInfo(t *testing.T) {
 	}{
 		{"aef1", false, false, []capif.SecurityInformation{bare(owner, 0), bare(owner, 2)}},
 		{"aef1", true, false, []capif.SecurityInformation{bare(owner, 0), with(bare(owner, 2), clientCA, "")}},
-		{"aef1", false, true, []capif.SecurityInformation{bare(owner, 0), with(bare(owner, 2), "", "authz-shared")}},
-		{"aef2", true, true, []capif.SecurityInformation{with(bare(owner, 1), owner.SecurityInfo[1].AuthenticationInfo, ""), with(bare(owner, 2), clientCA, "authz-shared")}},
+		{"aef1", false, true, []capif.SecurityInformation{bare(owner, 0), bare(owner, 2)}},
+		{"aef2", true, true, []capif.SecurityInformation{with(bare(owner, 1), owner.SecurityInfo[1].AuthenticationInfo, ""), with(bare(owner, 2), clientCA, "")}},
 		{"aef2", false, false, []capif.SecurityInformation{bare(owner, 1), bare(owner, 2)}},
 	}
 	for _, tt := range tests {

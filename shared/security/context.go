@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/capifcore/capif-security/shared/capif"
@@ -131,7 +132,11 @@ func (s *Service) buildContext(apiInvokerID string, req *capif.ServiceSecurity, 
 	var params []capif.InvalidParam
 	seen := map[string]int{}
 	for i, in := range req.SecurityInfo {
-		e, bad := resolveEntry(i, in, snap)
+		if in.AuthenticationInfo != "" || in.AuthorizationInfo != "" {
+			// Not stored, not echoed: the CCF fills both. The value itself is never logged.
+			s.cfg.Logger.Debug("invoker-supplied security information ignored", slog.String("apiInvokerId", apiInvokerID), slog.Int("securityInfo", i))
+		}
+		e, bad := resolveEntry(i, in, snap, s.cfg.MethodPriority)
 		if bad != nil {
 			params = append(params, *bad)
 			continue
@@ -142,7 +147,7 @@ func (s *Service) buildContext(apiInvokerID string, req *capif.ServiceSecurity, 
 			continue
 		}
 		seen[k] = i
-		if e.SelSecurityMethod == capif.PSK && e.AuthenticationInfo == "" {
+		if e.SelSecurityMethod == capif.PSK {
 			if e.PSK = keep[k]; e.PSK == "" {
 				e.PSK = s.randomString(32)
 			}

@@ -74,20 +74,16 @@ func (s *Service) render(ctx context.Context, sc *SecurityContext, v view) (*cap
 				return nil, err
 			}
 		}
-		if v.authz {
-			si.AuthorizationInfo = e.AuthorizationInfo
-		}
 		out.SecurityInfo = append(out.SecurityInfo, si)
 	}
 	return out, nil
 }
 
-// authenticationInfo is the invoker's own claim when it made one; otherwise the PSK of a PSK
-// entry, or the CA that verifies invoker certificates for a PKI entry (added when read).
+// authenticationInfo is what the CCF generated for the entry: the PSK of a PSK entry, or the CA
+// that verifies invoker certificates for a PKI entry (added when read). It has no
+// authorizationInfo to give: that member is never answered.
 func (s *Service) authenticationInfo(ctx context.Context, e *Entry) (string, error) {
 	switch {
-	case e.AuthenticationInfo != "":
-		return e.AuthenticationInfo, nil
 	case e.SelSecurityMethod == capif.PSK:
 		return e.PSK, nil
 	case e.SelSecurityMethod == capif.PKI:

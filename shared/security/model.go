@@ -55,15 +55,14 @@ type Entry struct {
 	APIID               string                      `json:"apiId,omitempty"`
 	PrefSecurityMethods []capif.SecurityMethod      `json:"prefSecurityMethods"`
 	SelSecurityMethod   capif.SecurityMethod        `json:"selSecurityMethod"`
-	// Invoker-supplied, opaque, echoed back; never verified by the CCF.
-	AuthenticationInfo string `json:"authenticationInfo,omitempty"`
-	AuthorizationInfo  string `json:"authorizationInfo,omitempty"`
+	// (Contexts stored before issue 19 may also hold an invoker's authenticationInfo and
+	// authorizationInfo: never read, dropped at the entry's next write.)
 	// Invoker-supplied, echoed back verbatim: Rel-18's authorizationFlow and Rel-19's grantType,
 	// each kept as sent and never derived from the other.
 	AuthorizationFlow []capif.AuthorizationFlow `json:"authorizationFlow,omitempty"`
 	GrantType         []capif.OAuthGrantType    `json:"grantType,omitempty"`
-	// CCF-generated pre-shared key (base64url, 256 bits) for PSK entries without an
-	// invoker-supplied authenticationInfo.
+	// CCF-generated pre-shared key (base64url, 256 bits) of a PSK entry; empty only in a PSK
+	// entry stored before every PSK entry got one (it gets one at its next write).
 	PSK     string   `json:"psk,omitempty"`
 	Targets []Target `json:"targets"`
 }

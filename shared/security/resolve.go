@@ -52,11 +52,18 @@ func apiCandidates(p PublishedAPI) methodSet {
 	return s
 }
 
-// selectMethod picks the first of the invoker's preferences, in its order, that every covered
-// interface supports. Unknown method strings are never selected.
-func selectMethod(pref []capif.SecurityMethod, cands methodSet) (capif.SecurityMethod, bool) {
+// selectMethod picks the method of an entry among those the invoker prefers (pref) and every
+// covered interface supports (cands): the first such method of the operator's priority, else
+// the first such method the priority leaves out, in the invoker's order (an empty priority is
+// the invoker's order). Unknown method strings are never selected.
+func selectMethod(pref, priority []capif.SecurityMethod, cands methodSet) (capif.SecurityMethod, bool) {
+	for _, m := range priority {
+		if slices.Contains(pref, m) && cands.has(m) {
+			return m, true
+		}
+	}
 	for _, m := range pref {
-		if cands.has(m) {
+		if !slices.Contains(priority, m) && cands.has(m) {
 			return m, true
 		}
 	}
@@ -64,8 +71,10 @@ func selectMethod(pref []capif.SecurityMethod, cands methodSet) (capif.SecurityM
 }
 
 // resolveEntry maps one requested securityInfo entry to the (aefId, apiId, apiName) targets it
-// covers and selects its method, using the registry data of snap.
-func resolveEntry(i int, e capif.SecurityInformation, snap *Snapshot) (Entry, *capif.InvalidParam) {
+// covers and selects its method (selectMethod), using the registry data of snap.
+// The invoker's authenticationInfo and authorizationInfo are not kept: they are the CCF's to
+// fill (a PSK, the CA PEM), and clients in the field send placeholders there.
+func resolveEntry(i int, e capif.SecurityInformation, snap *Snapshot, priority []capif.SecurityMethod) (Entry, *capif.InvalidParam) {
 	p := fmt.Sprintf("/securityInfo/%d", i)
 	var apis []PublishedAPI
 	if e.AefID != "" {
@@ -95,7 +104,7 @@ func resolveEntry(i int, e capif.SecurityInformation, snap *Snapshot) (Entry, *c
 		cands &= apiCandidates(a)
 		targets = append(targets, Target{AefID: a.AefID, APIID: a.APIID, APIName: a.APIName})
 	}
-	sel, ok := selectMethod(e.PrefSecurityMethods, cands)
+	sel, ok := selectMethod(e.PrefSecurityMethods, priority, cands)
 	if !ok {
 		return Entry{}, &capif.InvalidParam{Param: p + "/prefSecurityMethods", Reason: "none of the preferred methods is supported by the targeted interfaces"}
 	}
@@ -105,8 +114,6 @@ func resolveEntry(i int, e capif.SecurityInformation, snap *Snapshot) (Entry, *c
 		APIID:               e.APIID,
 		PrefSecurityMethods: e.PrefSecurityMethods,
 		SelSecurityMethod:   sel,
-		AuthenticationInfo:  e.AuthenticationInfo,
-		AuthorizationInfo:   e.AuthorizationInfo,
 		AuthorizationFlow:   e.AuthorizationFlow,
 		GrantType:           e.GrantType,
 		Targets:             targets,

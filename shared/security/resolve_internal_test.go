@@ -63,24 +63,36 @@ func TestAPICandidatesIntersectsInterfaces(t *testing.T) {
 func TestSelectMethod(t *testing.T) {
 	t.Parallel()
 	all := setOf(capif.KnownSecurityMethods)
+	type methods = []capif.SecurityMethod
+	operator := methods{capif.OAUTH, capif.PKI, capif.PSK}
 	tests := []struct {
-		pref  []capif.SecurityMethod
-		cands methodSet
-		want  capif.SecurityMethod
-		ok    bool
+		pref     methods
+		priority methods
+		cands    methodSet
+		want     capif.SecurityMethod
+		ok       bool
 	}{
-		{[]capif.SecurityMethod{capif.PSK, capif.PKI}, all, capif.PSK, true},
-		{[]capif.SecurityMethod{capif.OAUTH, capif.PSK}, all, capif.OAUTH, true}, // invoker's order, not the spec's
-		{[]capif.SecurityMethod{capif.PSK, capif.PKI}, setOf([]capif.SecurityMethod{capif.PKI, capif.OAUTH}), capif.PKI, true},
-		{[]capif.SecurityMethod{"FOO", capif.OAUTH}, all, capif.OAUTH, true},
-		{[]capif.SecurityMethod{"FOO"}, all, "", false},
-		{[]capif.SecurityMethod{capif.PSK}, setOf([]capif.SecurityMethod{capif.OAUTH}), "", false},
-		{[]capif.SecurityMethod{capif.PSK}, 0, "", false},
+		{methods{capif.PSK, capif.PKI}, nil, all, capif.PSK, true},
+		{methods{capif.OAUTH, capif.PSK}, nil, all, capif.OAUTH, true}, // invoker's order, not the spec's
+		{methods{capif.PSK, capif.PKI}, nil, setOf(methods{capif.PKI, capif.OAUTH}), capif.PKI, true},
+		{methods{"FOO", capif.OAUTH}, nil, all, capif.OAUTH, true},
+		{methods{"FOO"}, nil, all, "", false},
+		{methods{capif.PSK}, nil, setOf(methods{capif.OAUTH}), "", false},
+		{methods{capif.PSK}, nil, 0, "", false},
+		// The operator's priority beats the invoker's order, among what both allow.
+		{methods{capif.PSK, capif.PKI, capif.OAUTH}, operator, all, capif.OAUTH, true},
+		{methods{capif.PSK, capif.PKI, capif.OAUTH}, operator, setOf(methods{capif.PSK, capif.PKI}), capif.PKI, true},
+		{methods{capif.PSK}, operator, all, capif.PSK, true},
+		{methods{capif.PSK}, operator, setOf(methods{capif.OAUTH}), "", false},
+		// A partial list: what it leaves out ranks after it, in the invoker's order.
+		{methods{capif.PSK, capif.PKI}, methods{capif.OAUTH}, all, capif.PSK, true},
+		{methods{capif.PSK, capif.OAUTH}, methods{capif.OAUTH}, setOf(methods{capif.PSK}), capif.PSK, true},
+		{methods{"FOO", capif.PKI}, methods{"FOO"}, all, capif.PKI, true},
 	}
 	for _, tt := range tests {
-		got, ok := selectMethod(tt.pref, tt.cands)
+		got, ok := selectMethod(tt.pref, tt.priority, tt.cands)
 		if got != tt.want || ok != tt.ok {
-			t.Errorf("selectMethod(%v, %03b) = %q, %v; want %q, %v", tt.pref, tt.cands, got, ok, tt.want, tt.ok)
+			t.Errorf("selectMethod(%v, %v, %03b) = %q, %v; want %q, %v", tt.pref, tt.priority, tt.cands, got, ok, tt.want, tt.ok)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/capifcore/capif-security/shared/capif"
 )
 
 // Config holds the operator's settings of the domain.
@@ -21,6 +23,10 @@ type Config struct {
 	// authenticationInfo of a PKI entry. It may read it lazily (a Lambda reads its truststore
 	// once); nil means none.
 	ClientCA func(context.Context) (string, error)
+	// MethodPriority is the operator's ranking of security methods (TS 33.122 §6.3): an entry
+	// gets the first of them that the invoker prefers and the AEF supports, else the first
+	// method the invoker prefers that the list leaves out. Empty: the invoker's order.
+	MethodPriority []capif.SecurityMethod
 	// MaxAttempts bounds the attempts of a conditional write before answering 503 (default
 	// DefaultMaxAttempts).
 	// A conflict means another writer committed, so N writers racing on one context need at

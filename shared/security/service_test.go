@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -190,42 +191,85 @@ func TestCreateResponseAndStorage(t *testing.T) {
 	}
 }
 
-func TestInvokerSuppliedInfo(t *testing.T) {
+// An invoker's authenticationInfo and authorizationInfo (clients in the field send placeholders
+// there) are neither kept nor echoed: the CCF answers what it generates (a PSK, the CA PEM), and
+// never an authorizationInfo. A debug line says a value was ignored, never the value.
+func TestInvokerSuppliedInfoIgnored(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	e.logs.Reset()
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	svc := security.New(e.hooks, e.db, e.signer, e.notifier, e.clock, func() security.Config { c := e.cfg; c.Logger = logger; return c }())
 	req := request(entry("aef2", capif.PSK), ifEntry(ifShared, capif.PKI))
-	req.SecurityInfo[0].AuthenticationInfo = "invoker-authn"
-	req.SecurityInfo[0].AuthorizationInfo = "invoker-authz"
-	out := e.create("inv1", req)
-	if out.SecurityInfo[0].AuthenticationInfo != "invoker-authn" || out.SecurityInfo[0].AuthorizationInfo != "invoker-authz" {
-		t.Errorf("invoker-supplied info not echoed: %s", dump(out.SecurityInfo[0]))
+	for i := range req.SecurityInfo {
+		req.SecurityInfo[i].AuthenticationInfo = "placeholder-authn"
+		req.SecurityInfo[i].AuthorizationInfo = "placeholder-authz"
 	}
-	if sc := e.stored("inv1"); sc.Entries[0].PSK != "" {
-		t.Error("a PSK was generated although the invoker supplied authenticationInfo")
+	out, err := svc.CreateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	tests := []struct {
-		authn, authz bool
-		want         []capif.SecurityInformation
-	}{
-		{false, false, []capif.SecurityInformation{{}, {}}},
-		{true, false, []capif.SecurityInformation{{AuthenticationInfo: "invoker-authn"}, {AuthenticationInfo: clientCA}}},
-		{false, true, []capif.SecurityInformation{{AuthorizationInfo: "invoker-authz"}, {}}},
-		{true, true, []capif.SecurityInformation{{AuthenticationInfo: "invoker-authn", AuthorizationInfo: "invoker-authz"}, {AuthenticationInfo: clientCA}}},
+	psk := e.stored("inv1").Entries[0].PSK
+	if psk == "" || out.SecurityInfo[0].AuthenticationInfo != psk || out.SecurityInfo[1].AuthenticationInfo != clientCA {
+		t.Errorf("answered %s, want the generated PSK and the CA", dump(out.SecurityInfo))
 	}
-	for _, tt := range tests {
-		got, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: "aef2"}, "inv1", security.InvokerInfoQuery{AuthenticationInfo: tt.authn, AuthorizationInfo: tt.authz})
-		if err != nil {
-			t.Fatal(err)
+	if strings.Contains(dump(out), "placeholder") || strings.Contains(dump(e.stored("inv1")), "placeholder") {
+		t.Errorf("an invoker's value was kept: %s %s", dump(out), dump(e.stored("inv1")))
+	}
+	if !strings.Contains(e.logs.String(), "invoker-supplied security information ignored") || strings.Contains(e.logs.String(), "placeholder") {
+		t.Errorf("log %s", e.logs.String())
+	}
+	for _, q := range []security.InvokerInfoQuery{{}, {AuthenticationInfo: true}, {AuthorizationInfo: true}, {AuthenticationInfo: true, AuthorizationInfo: true}} {
+		got, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: "aef2"}, "inv1", q)
+		if err != nil || len(got.SecurityInfo) != 2 {
+			t.Fatalf("aef2 sees %s, %v", dump(got), err)
 		}
-		if len(got.SecurityInfo) != 2 {
-			t.Fatalf("aef2 sees %s", dump(got))
+		want := []string{"", ""}
+		if q.AuthenticationInfo {
+			want = []string{psk, clientCA}
 		}
-		for i := range got.SecurityInfo {
-			if a, z := got.SecurityInfo[i].AuthenticationInfo, got.SecurityInfo[i].AuthorizationInfo; a != tt.want[i].AuthenticationInfo || z != tt.want[i].AuthorizationInfo {
-				t.Errorf("authn=%v authz=%v entry %d: authenticationInfo %q authorizationInfo %q, want %q %q",
-					tt.authn, tt.authz, i, a, z, tt.want[i].AuthenticationInfo, tt.want[i].AuthorizationInfo)
+		for i, si := range got.SecurityInfo {
+			if si.AuthenticationInfo != want[i] || si.AuthorizationInfo != "" {
+				t.Errorf("%+v entry %d: authenticationInfo %q authorizationInfo %q, want %q and none", q, i, si.AuthenticationInfo, si.AuthorizationInfo, want[i])
 			}
 		}
+	}
+}
+
+// A context stored before the placeholders were ignored: an invoker's values are not answered;
+// its PSK entry that got no PSK then answers none, and gets one at its next write.
+func TestStoredInvokerInfoNotAnswered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.create("inv1", request(entry("aef2", capif.PSK)))
+	// The stored record as the earlier release wrote it: the invoker's value, no PSK.
+	var raw map[string]any
+	b, _ := json.Marshal(e.stored("inv1"))
+	_ = json.Unmarshal(b, &raw)
+	en := raw["entries"].([]any)[0].(map[string]any)
+	delete(en, "psk")
+	en["authenticationInfo"], en["authorizationInfo"] = "invoker-authn", "invoker-authz"
+	b, _ = json.Marshal(raw)
+	var old security.SecurityContext
+	if err := json.Unmarshal(b, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Replace(ctx, &old, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.svc.GetInvokerInfo(ctx, security.Caller{ID: "aef2"}, "inv1", security.InvokerInfoQuery{AuthenticationInfo: true, AuthorizationInfo: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si := got.SecurityInfo[0]; si.AuthenticationInfo != "" || si.AuthorizationInfo != "" {
+		t.Errorf("answered %s, want neither value", dump(si))
+	}
+	out, err := e.svc.UpdateSecurityContext(ctx, security.Caller{ID: "inv1"}, "inv1", request(entry("aef2", capif.PSK)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if psk := e.stored("inv1").Entries[0].PSK; psk == "" || out.SecurityInfo[0].AuthenticationInfo != psk {
+		t.Errorf("after the next write: %s", dump(out.SecurityInfo[0]))
 	}
 }
 

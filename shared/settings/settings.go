@@ -23,9 +23,11 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
 )
@@ -101,6 +103,9 @@ type Config struct {
 	RetryBase, RetryCap, RetryWindow, ClaimLease time.Duration
 	NotifyTimeout                                time.Duration
 	DeliveryInterval                             time.Duration
+	// SecurityMethodPriority is the operator's ranking of security methods (security.Config's
+	// MethodPriority); empty: the invoker's order.
+	SecurityMethodPriority []string
 	// Warnings are deprecation notices to log once the logger exists (LogWarnings).
 	Warnings []string
 }
@@ -182,6 +187,8 @@ var Table = []Setting{
 	{Env: "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", Flag: "allow-loopback-notifications", Default: "false", Defaults: map[Command]string{Runner: "true"}, For: Runner | Admin | Function | Worker, Bool: true,
 		Doc: "let notifications reach 127.0.0.1/::1 (local use)", parse: boolean(func(c *loading) *bool { return &c.AllowLoopbackNotifications })},
 	// capif-admin has no default back end: it touches only a store it is told to (Admin).
+	{Env: "CAPIF_SECURITY_METHOD_PRIORITY", Flag: "security-method-priority", DefaultDoc: "the invoker's order", For: Runner | Function,
+		Doc: "security methods by the operator's priority, e.g. OAUTH,PKI,PSK: an entry gets the first one the invoker prefers and the AEF supports", parse: parseMethodPriority},
 	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded, Admin: ""}, For: Runner | Admin | Function | Worker,
 		Doc: "back end: embedded or dynamodb", parse: func(c *loading, v string) error {
 			if v == "" {
@@ -504,6 +511,18 @@ func parseIssuer(c *loading, v string) error {
 		return err
 	}
 	c.Issuer = v
+	return nil
+}
+
+// parseMethodPriority accepts a comma-separated list of PSK, PKI and OAUTH, each at most once.
+func parseMethodPriority(c *loading, v string) error {
+	list := ParseList(v)
+	for i, m := range list {
+		if !capif.IsKnownSecurityMethod(m) || slices.Contains(list[:i], m) {
+			return fmt.Errorf("%q is not a list of %s, each at most once", v, strings.Join(capif.KnownSecurityMethods, ", "))
+		}
+	}
+	c.SecurityMethodPriority = list
 	return nil
 }
 

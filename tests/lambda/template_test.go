@@ -566,16 +566,17 @@ func TestTemplateTables(t *testing.T) {
 
 // sample values of the template's references, as CloudFormation would resolve them.
 var sampleRefs = map[string]string{
-	"DomainName":        "capif.example.com",
-	"TruststoreUri":     "s3://trust-bucket/mtls/truststore.pem",
-	"TruststoreVersion": "Qm9vdHN0cmFwVmVyc2lvbi5JZC4x",
-	"MetricsNamespace":  "CAPIF/Security",
-	"TokenTtl":          "600s",
-	"NotifyTimeout":     "2s",
-	"ContextsTable":     "capif-security-contexts",
-	"RegistryTable":     "capif-security-registry",
-	"OutboxTable":       "capif-security-outbox",
-	"SigningKey":        "1234abcd-12ab-34cd-56ef-1234567890ab",
+	"DomainName":             "capif.example.com",
+	"TruststoreUri":          "s3://trust-bucket/mtls/truststore.pem",
+	"TruststoreVersion":      "Qm9vdHN0cmFwVmVyc2lvbi5JZC4x",
+	"MetricsNamespace":       "CAPIF/Security",
+	"TokenTtl":               "600s",
+	"NotifyTimeout":          "2s",
+	"SecurityMethodPriority": "",
+	"ContextsTable":          "capif-security-contexts",
+	"RegistryTable":          "capif-security-registry",
+	"OutboxTable":            "capif-security-outbox",
+	"SigningKey":             "1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 
 func resolveEnv(t *testing.T, env map[string]any, refs map[string]string) map[string]string {

@@ -21,7 +21,7 @@ func benchContext(id string, n int) *security.SecurityContext {
 	sc := &security.SecurityContext{APIInvokerID: id, NotificationDestination: "https://invoker.example.com/capif/notifications", SupportedFeatures: "4"}
 	for i := range n {
 		sc.Entries = append(sc.Entries, security.Entry{AefID: fmt.Sprintf("aef-%02d", i), PrefSecurityMethods: []capif.SecurityMethod{capif.PSK, capif.OAUTH},
-			SelSecurityMethod: capif.PSK, AuthorizationInfo: "authz", PSK: "m6N2Yk9n1cT1q8x0V3oZpQeS7wHfL4uA2bJrD5gKiE0",
+			SelSecurityMethod: capif.PSK, PSK: "m6N2Yk9n1cT1q8x0V3oZpQeS7wHfL4uA2bJrD5gKiE0",
 			Targets: []security.Target{{AefID: fmt.Sprintf("aef-%02d", i), APIID: fmt.Sprintf("api-%02d-a", i), APIName: "location"},
 				{AefID: fmt.Sprintf("aef-%02d", i), APIID: fmt.Sprintf("api-%02d-b", i), APIName: "qos"}}})
 	}
@@ -118,7 +118,7 @@ func BenchmarkWire(b *testing.B) {
 			sent.Store(0)
 			received.Store(0)
 			for i := 0; b.Loop(); i++ {
-				sc.Entries[0].AuthorizationInfo = fmt.Sprint(i)
+				sc.Entries[0].PSK = fmt.Sprint(i) // a real change each time
 				if err := s.Replace(ctx, sc, nil); err != nil {
 					b.Fatal(err)
 				}

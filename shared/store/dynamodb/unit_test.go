@@ -106,7 +106,7 @@ func TestItemRoundTrip(t *testing.T) {
 			{AefID: "aef", APIID: "api", PrefSecurityMethods: []capif.SecurityMethod{capif.PSK}, SelSecurityMethod: capif.PSK, PSK: "k",
 				Targets: []security.Target{{AefID: "aef", APIID: "api", APIName: "n"}}},
 			{InterfaceDetails: &capif.InterfaceDescription{Ipv4Addr: "192.0.2.1", Port: &port}, PrefSecurityMethods: []capif.SecurityMethod{capif.OAUTH, "FUTURE"},
-				SelSecurityMethod: capif.OAUTH, AuthenticationInfo: "a", AuthorizationInfo: "z",
+				SelSecurityMethod: capif.OAUTH, AuthorizationFlow: []string{"a"}, GrantType: []string{"z"},
 				Targets: []security.Target{{AefID: "aef", APIID: "api2", APIName: "n2"}, {AefID: "aef2", APIID: "api", APIName: "n"}}},
 		}}
 	item, err := contextItemOf(sc, 1)

@@ -57,7 +57,7 @@ func Benchmark(b *testing.B, open func(b *testing.B) Backend) {
 		sc.Version = 1
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			sc.Entries[0].AuthorizationInfo = string(rune('a' + i%26)) // a real change each time
+			sc.Entries[0].PSK = "psk-" + string(rune('a'+i%26)) // a real change each time
 			if err := be.Store.Replace(b.Context(), sc, nil); err != nil {
 				b.Fatal(err)
 			}

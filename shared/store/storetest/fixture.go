@@ -117,9 +117,9 @@ func (f *fixture) context() *security.SecurityContext {
 		SupportedFeatures:       "2",
 		Entries: []security.Entry{
 			{AefID: f.aef1, APIID: f.api1, PrefSecurityMethods: []capif.SecurityMethod{capif.PKI, capif.PSK}, SelSecurityMethod: capif.PSK,
-				AuthorizationInfo: "authz", PSK: "psk-" + f.inv, Targets: []security.Target{{AefID: f.aef1, APIID: f.api1, APIName: "name1"}}},
+				AuthorizationFlow: []string{capif.ClientCredentialsFlow}, PSK: "psk-" + f.inv, Targets: []security.Target{{AefID: f.aef1, APIID: f.api1, APIName: "name1"}}},
 			{InterfaceDetails: &shared, PrefSecurityMethods: []capif.SecurityMethod{capif.OAUTH, capif.PKI}, SelSecurityMethod: capif.OAUTH,
-				AuthenticationInfo: "authn", Targets: []security.Target{
+				GrantType: []string{capif.GrantClientCredentials}, Targets: []security.Target{
 					{AefID: f.aef2, APIID: f.api1, APIName: "name1"}, {AefID: f.aef1, APIID: f.api2, APIName: "name2"}}},
 		},
 	}
