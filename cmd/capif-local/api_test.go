@@ -63,6 +63,8 @@ var suite = []struct {
 	{"TokenBinding", testTokenBinding},
 	{"DeliveryRetries", testDeliveryRetries},
 	{"DeliveryDeadLetter", testDeliveryDeadLetter},
+	{"FieldClients", testFieldClients},
+	{"FieldClientPlaceholders", testFieldClientPlaceholders},
 }
 
 // TestRunnerHTTP runs the suite against every back-end set-up, over real TLS with client

@@ -866,8 +866,12 @@ func (r *runner) verifyToken(t testing.TB, keys []map[string]any, token string) 
 //	aef-c  api-c1 "gamma-one"   profile [OAUTH]
 //	aef-bulk api-bulk-NN "bulk-NN" ×40, no methods (large contexts)
 //	aef-idle  publishes nothing
+//	aef-sdk api-sdk-monitoring "monitoring-event" [OAUTH PKI], api-sdk-qos "qos-session"
+//	       [PSK PKI OAUTH] (as examples/registry.json's aef-1), api-sdk-psk "psk-only" [PSK],
+//	       api-sdk-pki "pki-only" [PKI]: the field clients' replays (clients_test.go)
 const (
 	aefA, aefB, aefC, aefBulk, aefIdle = "aef-a", "aef-b", "aef-c", "aef-bulk", "aef-idle"
+	aefSDK                             = "aef-sdk"
 	apiA1, apiA2, apiA3, apiB1, apiB2  = "api-a1", "api-a2", "api-a3", "api-b1", "api-b2"
 	apiC1                              = "api-c1"
 	plainInvokers, secretInvokers      = 120, 12
@@ -910,6 +914,19 @@ func testRegistry() security.RegistryDoc {
 			{APIName: "gamma-one", APIID: apiC1, AefProfiles: []capif.AefProfile{{AefID: aefC, SecurityMethods: []string{"OAUTH"}, DomainName: "c1.example.com"}}},
 		},
 		APIInvokers: []security.InvokerRecord{{APIInvokerID: escapedInvoker}},
+	}
+	doc.AEFs = append(doc.AEFs, security.AEFRecord{AefID: aefSDK})
+	for _, api := range []struct {
+		id, name string
+		methods  []string
+	}{
+		{"api-sdk-monitoring", "monitoring-event", []string{"OAUTH", "PKI"}},
+		{"api-sdk-qos", "qos-session", []string{"PSK", "PKI", "OAUTH"}},
+		{"api-sdk-psk", "psk-only", []string{"PSK"}},
+		{"api-sdk-pki", "pki-only", []string{"PKI"}},
+	} {
+		doc.ServiceAPIs = append(doc.ServiceAPIs, capif.ServiceAPIDescription{APIName: api.name, APIID: api.id,
+			AefProfiles: []capif.AefProfile{{AefID: aefSDK, SecurityMethods: api.methods, DomainName: "sdk.example.com"}}})
 	}
 	for i := range bulkAPIs {
 		doc.ServiceAPIs = append(doc.ServiceAPIs, capif.ServiceAPIDescription{
