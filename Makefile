@@ -4,7 +4,23 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: run run-aws test unit quick lint tools bench clean fuzz fuzz-smoke
+.PHONY: help run run-aws test unit quick lint tools bench clean fuzz fuzz-smoke
+.DEFAULT_GOAL := help
+
+# make alone lists the targets: it never starts a server.
+help:
+	@echo 'make run          the whole API on https://127.0.0.1:8443 (embedded store, local key, dev CA in .capif-local/)'
+	@echo 'make run-aws      the same on DynamoDB Local and local-kms, started and stopped with it'
+	@echo 'make test         lint, every test with the pinned peers (installed into .tools/), a short fuzz run'
+	@echo 'make quick        go test -short: no peers, the inner loop'
+	@echo 'make unit         every test that needs no peer'
+	@echo 'make lint         gofmt, go vet, staticcheck'
+	@echo 'make fuzz         every fuzz target for a minute (FUZZ_LONG=10m for longer)'
+	@echo 'make bench        the handler ratios, then every benchmark with the peers up'
+	@echo 'make build-lambdas  the five Lambda bootstraps into bin/lambda/ (what sam build makes)'
+	@echo 'make deploy       sam build and sam deploy (first time: make deploy DEPLOY_FLAGS=--guided)'
+	@echo 'make clean        remove bin/ and .aws-sam/'
+	@echo 'RUN_FLAGS adds runner flags to make run and make run-aws (README: Runner flags).' 
 
 # make run / run-aws build the runner, then exec it: no `go run` in between (it dies on SIGTERM
 # and leaves its child holding the port and the store lock), so Ctrl-C and SIGTERM to make (which

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capifcore/capif-security/internal/testenv"
 )
@@ -42,5 +43,32 @@ func TestREADMELayoutNamesEveryPackage(t *testing.T) {
 			continue
 		}
 		t.Errorf("README.md's Layout does not name %s", rel)
+	}
+}
+
+// make alone lists the targets and exits: it never starts the server.
+func TestMakeAlonePrintsTheTargets(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		testenv.Unavailable(t, "make", "install GNU make")
+	}
+	cmd := exec.Command("make", "--no-print-directory")
+	cmd.Dir = testenv.RepoRoot()
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("make alone did not return within 30 s: it started something")
+	}
+	if err != nil {
+		t.Fatalf("make: %v\n%s", err, out)
+	}
+	for _, target := range []string{"make run ", "make test ", "make quick ", "make unit "} {
+		if !strings.Contains(string(out), target) {
+			t.Errorf("make alone does not list %q:\n%s", target, out)
+		}
 	}
 }
