@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -410,5 +413,54 @@ func TestAdminOperandAfterDoubleDash(t *testing.T) {
 	out, err := admin(t, dir, "outbox-drop", "--", "-old-id")
 	if err == nil || !strings.Contains(err.Error(), `"-old-id"`) || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("outbox-drop -- -old-id: %v\n%s", err, out)
+	}
+}
+
+// On the embedded store (the runner's, whose examples notify 127.0.0.1) capif-admin delivers to
+// loopback destinations as the runner does; CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS=false refuses
+// them, and the notification is dead-lettered instead.
+func TestAdminRemoveNotifiesLoopbackOnEmbedded(t *testing.T) {
+	for _, tc := range []struct {
+		loopback string
+		want     int // notifications the destination receives
+	}{{"", 1}, {"false", 0}} {
+		t.Run("loopback="+tc.loopback, func(t *testing.T) {
+			var got atomic.Int64
+			dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { got.Add(1); w.WriteHeader(http.StatusNoContent) }))
+			defer dest.Close()
+			env := map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": t.TempDir(), "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS": tc.loopback}
+			if out, err := adminEnv(t, env, "import", "-f", filepath.Join(testenv.RepoRoot(), "examples", "registry.json")); err != nil {
+				t.Fatalf("import: %v\n%s", err, out)
+			}
+			cfg, _, err := settings.Load(settings.Admin, nil, func(k string) string { return env[k] }, settings.Options{Name: "seed"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := fullapp.Open(context.Background(), app.Config{Settings: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := &security.SecurityContext{APIInvokerID: "invoker-1", NotificationDestination: dest.URL + "/notifications",
+				Entries: []security.Entry{{AefID: "aef-1", APIID: "api-monitoring-event", SelSecurityMethod: capif.OAUTH, PrefSecurityMethods: []string{capif.OAUTH},
+					Targets: []security.Target{{AefID: "aef-1", APIID: "api-monitoring-event", APIName: "monitoring-event"}}}}}
+			err = a.Store.Create(context.Background(), sc)
+			_ = a.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out, err := adminEnv(t, env, "remove-api", "api-monitoring-event"); err != nil {
+				t.Fatalf("remove-api: %v\n%s", err, out)
+			}
+			if n := got.Load(); n != int64(tc.want) {
+				t.Errorf("the loopback destination got %d notifications, want %d", n, tc.want)
+			}
+			out, err := adminEnv(t, env, "outbox-list", "-dead")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dead := strings.Contains(out, "dead"); dead != (tc.want == 0) {
+				t.Errorf("outbox-list -dead:\n%s", out)
+			}
+		})
 	}
 }

@@ -131,6 +131,7 @@ type loading struct {
 	contexts, reg, outbox string
 	tlsPairSet            [2]bool
 	explicitAPIRoot       bool
+	loopbackSet           bool
 }
 
 // Setting declares one setting.
@@ -184,8 +185,16 @@ var Table = []Setting{
 		Doc: "iss claim of tokens: an https URL without query or fragment", parse: parseIssuer},
 	{Env: "CAPIF_TOKEN_TTL", Flag: "token-ttl", Default: durationText(security.DefaultTokenTTL), For: Runner | Function,
 		Doc: "access token lifetime (expires_in), a Go duration", parse: duration(func(c *loading) *time.Duration { return &c.TokenTTL }, false)},
-	{Env: "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", Flag: "allow-loopback-notifications", Default: "false", Defaults: map[Command]string{Runner: "true"}, For: Runner | Admin | Function | Worker, Bool: true,
-		Doc: "let notifications reach 127.0.0.1/::1 (local use)", parse: boolean(func(c *loading) *bool { return &c.AllowLoopbackNotifications })},
+	// Loopback destinations are a development convenience: allowed on the embedded store, refused
+	// on DynamoDB (a deployment), unless set either way (check resolves it).
+	{Env: "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS", Flag: "allow-loopback-notifications", DefaultDoc: "true on the embedded store, false on dynamodb", For: Runner | Admin | Function | Worker, Bool: true,
+		Doc: "let notifications reach 127.0.0.1/::1 (local use)", parse: func(c *loading, v string) error {
+			if v == "" {
+				return nil
+			}
+			c.loopbackSet = true
+			return boolean(func(c *loading) *bool { return &c.AllowLoopbackNotifications })(c, v)
+		}},
 	// capif-admin has no default back end: it touches only a store it is told to (Admin).
 	{Env: "CAPIF_SECURITY_METHOD_PRIORITY", Flag: "security-method-priority", DefaultDoc: "the invoker's order", For: Runner | Function,
 		Doc: "security methods by the operator's priority, e.g. OAUTH,PKI,PSK: an entry gets the first one the invoker prefers and the AEF supports", parse: parseMethodPriority},
@@ -413,6 +422,9 @@ func (c *loading) check(cmd Command) []error {
 	}
 	if c.Store == "" {
 		c.Store = StoreNone // capif-admin with no back end named; capif-local cert
+	}
+	if !c.loopbackSet {
+		c.AllowLoopbackNotifications = c.Store == StoreEmbedded
 	}
 	if cmd&(Runner|Function) == 0 {
 		c.Signer = SignerNone // only the runner and the token function issue tokens

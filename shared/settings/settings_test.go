@@ -228,3 +228,31 @@ func TestLoadAdminBackEnd(t *testing.T) {
 		t.Error("the runner accepted -store \"\"")
 	}
 }
+
+// Loopback notification destinations: allowed by default on the embedded store, refused on
+// DynamoDB, for every command alike; the flag or the variable overrides either way.
+func TestLoopbackNotificationsFollowTheStore(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  settings.Command
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{settings.Runner, nil, nil, true},
+		{settings.Runner, []string{"-store", "dynamodb"}, nil, false},
+		{settings.Runner, []string{"-store", "dynamodb", "-allow-loopback-notifications"}, nil, true},
+		{settings.Runner, []string{"-allow-loopback-notifications=false"}, nil, false},
+		{settings.Admin, []string{"-store", "embedded", "-data", "d"}, nil, true},
+		{settings.Admin, []string{"-stack", "capif-prod"}, nil, false},
+		{settings.Admin, []string{"-stack", "capif-prod"}, map[string]string{"CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS": "true"}, true},
+		{settings.Worker, nil, map[string]string{"CAPIF_TABLE_PREFIX": "p-"}, false},
+	} {
+		c, _, err := settings.Load(tc.cmd, tc.args, env(tc.env), settings.Options{Output: io.Discard})
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if c.AllowLoopbackNotifications != tc.want {
+			t.Errorf("%v %v: loopback %v, want %v", tc.args, tc.env, c.AllowLoopbackNotifications, tc.want)
+		}
+	}
+}
