@@ -27,11 +27,13 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 		return nil, oauth(KindUnauthenticated, capif.InvalidClient, "client_secret is missing or wrong")
 	}
 	allowed := capif.Scope{} // what the context allows: its OAUTH entries' targets
+	var targets []Target
 	if snap.Context != nil {
 		for _, e := range snap.Context.Entries {
 			if e.SelSecurityMethod != capif.OAUTH {
 				continue
 			}
+			targets = append(targets, e.Targets...)
 			for _, t := range e.Targets {
 				if !allowed.Has(t.AefID, t.APIName) {
 					allowed[t.AefID] = append(allowed[t.AefID], t.APIName)
@@ -48,7 +50,7 @@ func (s *Service) ObtainAuthorization(ctx context.Context, caller Caller, securi
 		if err != nil {
 			return nil, oauth(KindInvalid, capif.InvalidScope, err.Error())
 		}
-		if err := within(want, allowed); err != nil {
+		if err := within(want, allowed, targets); err != nil {
 			return nil, oauth(KindInvalid, capif.InvalidScope, err.Error())
 		}
 		granted = want
@@ -86,16 +88,23 @@ func (s *Service) Issuer() string {
 }
 
 // within names the first pair of want (AEFs, then API names, in sorted order) that allowed
-// lacks: a token may be granted no API its context does not allow for OAUTH.
-func within(want, allowed capif.Scope) error {
+// lacks: a token may be granted no API its context does not allow for OAUTH. Scopes name APIs
+// by apiName, contexts by apiId: a name that is the apiId of one of targets (allowed's) is a
+// likely mix-up, and the error names the apiName meant.
+func within(want, allowed capif.Scope, targets []Target) error {
 	for _, aef := range want.AEFs() {
 		if _, ok := allowed[aef]; !ok {
 			return fmt.Errorf("AEF %q is not authorized for OAUTH in the API invoker's security context", aef)
 		}
 		for _, name := range slices.Sorted(slices.Values(want[aef])) {
-			if !allowed.Has(aef, name) {
-				return fmt.Errorf("API %q of AEF %q is not authorized for OAUTH in the API invoker's security context", name, aef)
+			if allowed.Has(aef, name) {
+				continue
 			}
+			if i := slices.IndexFunc(targets, func(t Target) bool { return t.AefID == aef && t.APIID == name }); i >= 0 {
+				return fmt.Errorf("API %q of AEF %q is not authorized for OAUTH in the API invoker's security context: a scope names an API by its apiName, and %q is the apiId of %q (3gpp#%s:%s)",
+					name, aef, name, targets[i].APIName, aef, targets[i].APIName)
+			}
+			return fmt.Errorf("API %q of AEF %q is not authorized for OAUTH in the API invoker's security context", name, aef)
 		}
 	}
 	return nil
