@@ -11,9 +11,11 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -120,7 +122,14 @@ type place struct {
 	elements bool // the place of an array's elements (an object in its stead is a type error)
 	members  map[string]bool
 	children map[string]*place
+	// values, when set, are the only strings accepted as the place's array elements.
+	values []string
 }
+
+// securityMethods are the securityMethods a registry may publish: deliberately stricter than the
+// API's open enumeration (an invoker's unknown value is kept), so a typo such as "OAUHT" in a
+// registry is refused rather than silently leaving an API without the method.
+var securityMethods = &place{elements: true, values: capif.KnownSecurityMethods}
 
 // Member names of the Publish_Service_API schemas, Rel-18 ∪ Rel-19 (../shared/spec; a test
 // checks these lists against both YAMLs).
@@ -142,8 +151,11 @@ var registryPlaces = &place{
 		"aefs":        {elements: true, members: jsonMembers(reflect.TypeFor[security.AEFRecord]())},
 		"serviceApis": {elements: true, members: set(serviceAPIDescriptionMembers), children: map[string]*place{
 			"aefProfiles": {elements: true, members: set(aefProfileMembers), children: map[string]*place{
-				"interfaceDescriptions": {elements: true, members: set(interfaceDescriptionMembers)},
-				"versions":              {elements: true, members: set(versionMembers)},
+				"interfaceDescriptions": {elements: true, members: set(interfaceDescriptionMembers), children: map[string]*place{
+					"securityMethods": securityMethods,
+				}},
+				"versions":        {elements: true, members: set(versionMembers)},
+				"securityMethods": securityMethods,
 			}},
 		}},
 	},
@@ -235,6 +247,9 @@ func checkMembers(b []byte, vals *[]valueAt) error {
 				}
 			}
 		default:
+			if v, ok := tok.(string); ok && p != nil && elem && p.values != nil && !slices.Contains(p.values, v) {
+				return posError(b, off, path, fmt.Sprintf("%q is not one of %s", v, strings.Join(p.values, ", ")))
+			}
 			return nil
 		}
 		if _, err := dec.Token(); err != nil { // the closing delimiter

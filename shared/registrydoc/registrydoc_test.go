@@ -147,6 +147,8 @@ func TestParseRegistryRefusals(t *testing.T) {
 		{name: "wrong type: string for an integer", doc: "{\"serviceApis\": [{\"aefProfiles\": [{\"interfaceDescriptions\": [\n{\"port\": \"443\"}]}]}]}", path: "serviceApis[0].aefProfiles[0].interfaceDescriptions[0].port", line: 2, col: 10, wantReason: "a JSON string where an integer is expected"},
 		{name: "wrong type: object for an array", doc: `{"apiInvokers": {"apiInvokerId": "i"}}`, path: "apiInvokers", line: 1, col: 17, wantReason: "a JSON object where an array is expected"},
 		{name: "wrong type: number for a string", doc: `{"aefs": [{"aefId": 7}]}`, path: "aefs[0].aefId", line: 1, col: 21, wantReason: "a JSON number where a string is expected"},
+		{name: "a typo in a profile's securityMethods", doc: "{\"serviceApis\": [{\"aefProfiles\": [\n  {\"aefId\": \"a\", \"securityMethods\": [\"PKI\", \"OAUHT\"]}]}]}", path: "serviceApis[0].aefProfiles[0].securityMethods[1]", line: 2, col: 45, wantReason: `"OAUHT" is not one of PSK, PKI, OAUTH`},
+		{name: "a typo in an interface's securityMethods", doc: `{"serviceApis": [{"aefProfiles": [{"interfaceDescriptions": [{"fqdn": "a.example.com", "securityMethods": ["oauth"]}]}]}]}`, path: "serviceApis[0].aefProfiles[0].interfaceDescriptions[0].securityMethods[0]", line: 1, col: 108, wantReason: `"oauth" is not one of PSK, PKI, OAUTH`},
 		{name: "syntax error", doc: "{\"aefs\": [\n  {\"aefId\": \"a\"},\n]}", line: 3, col: 1, wantReason: "JSON syntax error"},
 		{name: "truncated", doc: `{"aefs": [`, line: 1, col: 11, wantReason: "ends early"},
 		{name: "not an object", doc: `[]`, line: 1, col: 1, wantReason: "a registry document is a JSON object"},
