@@ -243,7 +243,7 @@ func waitFor(t *testing.T, lines <-chan string, prefix string, timeout time.Dura
 func makeRun(t *testing.T, target, dir, tmp string) (*exec.Cmd, string, *testenv.Buffer) {
 	t.Helper()
 	cmd := exec.Command("make", "--no-print-directory", "-C", testenv.RepoRoot(), target,
-		"RUN_FLAGS=-addr 127.0.0.1:0 -data "+dir)
+		"RUN_FLAGS=-addr 127.0.0.1:0 -log-format json -data "+dir)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "CAPIF_KEEP_PEER_LOGS=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	lines, stderr := start(t, cmd)

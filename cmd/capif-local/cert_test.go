@@ -90,7 +90,7 @@ func TestCommandLine(t *testing.T) {
 // with its URL.
 func server(t *testing.T, dir string) (*exec.Cmd, string, *testenv.Buffer) {
 	t.Helper()
-	return startServer(t, "-addr", "127.0.0.1:0", "-data", dir, "-registry", filepath.Join("..", "..", "examples", "registry.json"))
+	return startServer(t, "-addr", "127.0.0.1:0", "-log-format", "json", "-data", dir, "-registry", filepath.Join("..", "..", "examples", "registry.json"))
 }
 
 // startServer runs capif-local (this test binary as its main) with args until it listens.

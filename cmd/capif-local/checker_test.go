@@ -4,12 +4,14 @@ package main
 // good one not.
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 // recorder is a testing.TB that collects errors instead of failing.
@@ -107,24 +109,31 @@ func TestLogCheckerCatches(t *testing.T) {
 	}
 	seen1 := seen{requestID: "r1", method: "GET", path: "/p", operation: "Obtain_API_Invoker_Info", caller: "aef-a", status: 200}
 	good := line("r1", "Obtain_API_Invoker_Info", "aef-a", 200)
+	textLine := `time=t level=INFO msg=request requestId=r1 operation=Obtain_API_Invoker_Info method=GET path=/p caller=aef-a status=200 durationMs=0.5`
 	for _, tc := range []struct {
-		name string
-		log  string
-		bad  bool
+		name   string
+		log    string
+		bad    bool
+		format string // default json
 	}{
-		{"matching", good + "\n" + `{"msg":"stopped"}`, false},
-		{"missing line", `{"msg":"stopped"}`, true},
-		{"two lines", good + "\n" + good, true},
-		{"extra request", good + "\n" + line("r2", "", "", 404), true},
-		{"wrong status", line("r1", "Obtain_API_Invoker_Info", "aef-a", 403), true},
-		{"wrong caller", line("r1", "Obtain_API_Invoker_Info", "aef-b", 200), true},
-		{"wrong operation", line("r1", "JWKS", "aef-a", 200), true},
-		{"no durationMs", strings.Replace(good, `,"durationMs":0.5`, "", 1), true},
-		{"not JSON", good + "\nplain text", true},
-		{"a secret", good + "\n" + `{"msg":"x","v":"s3cr3t-value"}`, true},
-		{"a PEM", good + "\n" + `{"msg":"x","v":"-----BEGIN CERTIFICATE-----"}`, true},
+		{"matching", good + "\n" + `{"msg":"stopped"}`, false, ""},
+		{"matching text", textLine + "\n" + `time=t level=INFO msg="registry imported" file="a b"` + "\nlevel=INFO msg=stopped", false, settings.LogText},
+		{"wrong status text", strings.Replace(textLine, "status=200", "status=403", 1), true, settings.LogText},
+		{"JSON where text is written", good, true, settings.LogText},
+		{"a secret in text", textLine + "\n" + `msg=x v="a s3cr3t-value"`, true, settings.LogText},
+		{"missing line", `{"msg":"stopped"}`, true, ""},
+		{"two lines", good + "\n" + good, true, ""},
+		{"extra request", good + "\n" + line("r2", "", "", 404), true, ""},
+		{"wrong status", line("r1", "Obtain_API_Invoker_Info", "aef-a", 403), true, ""},
+		{"wrong caller", line("r1", "Obtain_API_Invoker_Info", "aef-b", 200), true, ""},
+		{"wrong operation", line("r1", "JWKS", "aef-a", 200), true, ""},
+		{"no durationMs", strings.Replace(good, `,"durationMs":0.5`, "", 1), true, ""},
+		{"not JSON", good + "\nplain text", true, ""},
+		{"a secret", good + "\n" + `{"msg":"x","v":"s3cr3t-value"}`, true, ""},
+		{"a PEM", good + "\n" + `{"msg":"x","v":"-----BEGIN CERTIFICATE-----"}`, true, ""},
 	} {
 		r := &runner{logs: &testenv.Buffer{}, seen: []seen{seen1}, secrets: map[string]string{"s3cr3t-value": "PSK"}}
+		r.cfg.LogFormat = cmp.Or(tc.format, settings.LogJSON)
 		_, _ = r.logs.Write([]byte(tc.log + "\n"))
 		rec := &recorder{TB: t}
 		r.checkLog(rec)

@@ -16,13 +16,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +39,7 @@ import (
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 // --- back-end set-ups -----------------------------------------------------------------------
@@ -269,7 +270,7 @@ func (r *runner) restart(t *testing.T, extra ...string) *runner {
 
 func launch(t *testing.T, b backend, baseArgs []string, dataDir string, extra []string) *runner {
 	t.Helper()
-	args := append([]string{"-addr", "127.0.0.1:0", "-data", dataDir, "-issuer", "https://ccf.test", "-log-level", "debug"}, baseArgs...)
+	args := append([]string{"-addr", "127.0.0.1:0", "-data", dataDir, "-issuer", "https://ccf.test", "-log-level", "debug", "-log-format", "json"}, baseArgs...)
 	args = append(args, extra...)
 	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -280,7 +281,7 @@ func launch(t *testing.T, b backend, baseArgs []string, dataDir string, extra []
 		contract: loadContract(t), logs: &testenv.Buffer{}, done: make(chan error, 1),
 		secrets: map[string]string{},
 	}
-	logger := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logger := newLogger(cfg, r.logs, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	ready := make(chan string, 1)
@@ -333,19 +334,16 @@ func (r *runner) secret(value, what string) {
 	r.secrets[value] = what
 }
 
-// checkLog: every line is JSON; there is exactly one "request" line per response received, with
-// requestId, operation, caller, status and durationMs as the response implies; no line holds an
-// access token, a PSK, a client_secret or a PEM.
+// checkLog: every line is JSON, or text (key=value) when the runner writes text; there is exactly
+// one "request" line per response received, with requestId, operation, caller, status and
+// durationMs as the response implies; no line holds an access token, a PSK, a client_secret or a
+// PEM.
 func (r *runner) checkLog(t testing.TB) {
 	t.Helper()
 	text := r.logs.String()
 	type line struct {
-		Msg        string   `json:"msg"`
-		RequestID  *string  `json:"requestId"`
-		Operation  *string  `json:"operation"`
-		Caller     *string  `json:"caller"`
-		Status     *int     `json:"status"`
-		DurationMs *float64 `json:"durationMs"`
+		RequestID, Operation, Caller string
+		Status                       int
 	}
 	byID := map[string][]line{}
 	requests := 0
@@ -353,23 +351,28 @@ func (r *runner) checkLog(t testing.TB) {
 		if raw == "" {
 			continue
 		}
-		var l line
-		if err := json.Unmarshal([]byte(raw), &l); err != nil {
-			t.Errorf("log line is not JSON: %q", raw)
+		f, err := logFields(raw, r.cfg.LogFormat)
+		if err != nil {
+			t.Errorf("log line is not %s: %q (%v)", r.cfg.LogFormat, raw, err)
 			continue
 		}
-		if l.Msg != "request" {
+		if f["msg"] != "request" {
 			continue
 		}
 		requests++
-		if l.RequestID == nil || l.Operation == nil || l.Caller == nil || l.Status == nil || l.DurationMs == nil {
+		status, serr := strconv.Atoi(f["status"])
+		d, derr := strconv.ParseFloat(f["durationMs"], 64)
+		_, hasID := f["requestId"]
+		_, hasOp := f["operation"]
+		_, hasCaller := f["caller"]
+		if !hasID || !hasOp || !hasCaller || serr != nil || derr != nil {
 			t.Errorf("request log line lacks requestId/operation/caller/status/durationMs: %s", raw)
 			continue
 		}
-		if *l.DurationMs < 0 {
+		if d < 0 {
 			t.Errorf("negative durationMs: %s", raw)
 		}
-		byID[*l.RequestID] = append(byID[*l.RequestID], l)
+		byID[f["requestId"]] = append(byID[f["requestId"]], line{f["requestId"], f["operation"], f["caller"], status})
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -383,8 +386,8 @@ func (r *runner) checkLog(t testing.TB) {
 			continue
 		}
 		l := ls[0]
-		if *l.Status != s.status || *l.Operation != s.operation || *l.Caller != s.caller {
-			t.Errorf("%s %s: logged status=%d operation=%q caller=%q, want %d %q %q", s.method, s.path, *l.Status, *l.Operation, *l.Caller, s.status, s.operation, s.caller)
+		if l.Status != s.status || l.Operation != s.operation || l.Caller != s.caller {
+			t.Errorf("%s %s: logged status=%d operation=%q caller=%q, want %d %q %q", s.method, s.path, l.Status, l.Operation, l.Caller, s.status, s.operation, s.caller)
 		}
 	}
 	for secret, what := range r.secrets {
@@ -395,6 +398,48 @@ func (r *runner) checkLog(t testing.TB) {
 	if strings.Contains(text, "-----BEGIN") {
 		t.Errorf("the log contains a PEM block")
 	}
+}
+
+// logFields are the top-level members of one log line, as text: a JSON object (json), or the
+// key=value pairs of slog's text handler, values quoted when they need it (text).
+func logFields(raw, format string) (map[string]string, error) {
+	out := map[string]string{}
+	if format == settings.LogJSON {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(raw), &m); err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			if s, ok := v.(string); ok {
+				out[k] = s
+			} else {
+				b, _ := json.Marshal(v)
+				out[k] = string(b)
+			}
+		}
+		return out, nil
+	}
+	for rest := raw; rest != ""; {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok || key == "" || strings.ContainsAny(key, " \"") {
+			return nil, fmt.Errorf("not key=value at %q", rest)
+		}
+		var value string
+		if strings.HasPrefix(after, `"`) {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return nil, err
+			}
+			value, _ = strconv.Unquote(q)
+			after = after[len(q):]
+		} else {
+			value, after, _ = strings.Cut(after, " ")
+			after = " " + after
+		}
+		out[key] = value
+		rest = strings.TrimPrefix(after, " ")
+	}
+	return out, nil
 }
 
 // --- clients --------------------------------------------------------------------------------

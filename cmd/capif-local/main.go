@@ -51,11 +51,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var handler slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
-	if cfg.Store == settings.StoreDynamoDB && localDynamoDB(settings.Getenv) {
-		handler = quietLocalChecksum{handler}
-	}
-	logger := slog.New(handler)
+	logger := newLogger(cfg, stderr, localDynamoDB(settings.Getenv))
 	cfg.LogWarnings(logger)
 	return run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
 }
@@ -70,6 +66,20 @@ flags (each also read from the environment variable in brackets):`
 
 // config is the runner's configuration: the settings of settings.Runner.
 type config = settings.Config
+
+// newLogger is the runner's logger: text lines for a terminal, or JSON lines (-log-format json).
+// On DynamoDB Local (localDDB) it drops the SDK's missing-checksum noise (sdklog.go).
+func newLogger(cfg config, w io.Writer, localDDB bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if cfg.LogFormat == settings.LogJSON {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	if cfg.Store == settings.StoreDynamoDB && localDDB {
+		h = quietLocalChecksum{h}
+	}
+	return slog.New(h)
+}
 
 // parseConfig reads the runner's settings: flags over the environment over the defaults.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -126,7 +136,7 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 		}
 	}
 	srv := &http.Server{
-		Handler: httpapi.All(a.Service, httpapi.Options{APIRoot: c.APIRoot, Logger: logger, MetricsNamespace: c.MetricsNamespace}),
+		Handler: httpapi.All(a.Service, httpapi.Options{APIRoot: c.APIRoot, Logger: logger, MetricsNamespace: metricsNamespace(c)}),
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{serverCert},
@@ -159,6 +169,15 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// metricsNamespace is where the access log publishes its metrics: in JSON lines only, as on
+// Lambda (EMF is for CloudWatch Logs, not for a terminal).
+func metricsNamespace(c config) string {
+	if c.LogFormat != settings.LogJSON {
+		return ""
+	}
+	return c.MetricsNamespace
 }
 
 // deliverEvery runs the delivery worker at start (notifications owed when the runner last

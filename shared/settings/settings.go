@@ -58,6 +58,12 @@ const (
 	StoreNone = "none"
 )
 
+// Log formats (the runner's -log-format).
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
 // Defaults that are the service's own rather than another package's.
 const (
 	DefaultTablePrefix      = "capif-"         // DynamoDB table names of local runs
@@ -90,6 +96,7 @@ type Config struct {
 	Tables         Tables
 	CreateTables   bool
 	LogLevel       slog.Level
+	LogFormat      string // LogText or LogJSON (the runner); the functions write JSON
 	TruststoreURI  string // s3://bucket/key (functions)
 	TruststoreFile string // a local PEM bundle instead (local invokes, tests)
 	// TruststoreVersion is the S3 VersionId of the truststore object that API Gateway's mutual
@@ -228,12 +235,16 @@ var Table = []Setting{
 	{Env: "CAPIF_CREATE_TABLES", Flag: "create-tables", Default: "false", For: Runner | Admin, Bool: true,
 		Doc: "create missing DynamoDB tables at start", parse: boolean(func(c *loading) *bool { return &c.CreateTables })},
 	{Env: "CAPIF_LOG_LEVEL", Flag: "log-level", Default: "info", For: Runner | Admin | Function | Worker,
-		Doc: "debug, info, warn or error (one JSON line per request)", parse: func(c *loading, v string) error {
+		Doc: "debug, info, warn or error (one line per request)", parse: func(c *loading, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 				return fmt.Errorf("%q is not debug, info, warn or error", v)
 			}
 			return nil
 		}},
+	// The functions always write JSON lines, which CloudWatch Logs parses (and extracts the EMF
+	// metrics of); a person reading the runner's terminal gets text.
+	{Env: "CAPIF_LOG_FORMAT", Flag: "log-format", Default: LogText, For: Runner,
+		Doc: "text, or json: one JSON object per line, with the CloudWatch metrics (EMF) as on Lambda", parse: choice(func(c *loading) *string { return &c.LogFormat }, LogText, LogJSON)},
 	{Env: "CAPIF_TRUSTSTORE_URI", For: Function,
 		Doc: "s3://bucket/key of the mutual-TLS truststore", parse: func(c *loading, v string) error {
 			if v != "" {
