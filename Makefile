@@ -36,7 +36,7 @@ run-aws: tools
 	$(GO) build -o bin/capif-local ./cmd/capif-local
 	$(GO) build -o bin/kmskey ./internal/cmd/kmskey
 	bash scripts/with-peers.sh --serve bash -c 'key=$$(bin/kmskey) && \
-	  exec bin/capif-local -store dynamodb -signer kms -kms-key-ids "$$key" -create-tables -registry examples/registry.json $(RUN_FLAGS)'
+	  exec bin/capif-local -store dynamodb -signer kms -kms-key-ids "$$key" -create-tables -allow-loopback-notifications -registry examples/registry.json $(RUN_FLAGS)'
 
 # The full suite: DynamoDB Local, local-kms and the Lambda RIE are installed (pinned, idempotent)
 # and started on free loopback ports for the duration of the run.

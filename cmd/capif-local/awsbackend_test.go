@@ -20,8 +20,10 @@ func init() {
 	backends = append(backends, backend{name: "dynamodb+kms", throttles: true, args: func(t *testing.T) []string {
 		testenv.DynamoDBEndpoint(t)
 		testenv.KMSEndpoint(t)
+		// The suite's notification receivers listen on 127.0.0.1, which DynamoDB runners refuse
+		// unless told otherwise.
 		return []string{"-store", "dynamodb", "-signer", "kms", "-kms-key-ids", newKMSKey(t),
-			"-table-prefix", uniqueTablePrefix(), "-create-tables"}
+			"-table-prefix", uniqueTablePrefix(), "-create-tables", "-allow-loopback-notifications"}
 	}})
 }
 

@@ -1,13 +1,22 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
 )
@@ -164,4 +173,79 @@ func testFieldClientPlaceholders(t *testing.T, r *runner) {
 			t.Errorf("entry %d answers a placeholder: %+v", i, si)
 		}
 	}
+}
+
+// badCertificate is a client certificate for id that the runner must not accept, of kind:
+// "self-signed", "expired" (by the runner's own CA) or "server-only" (the runner's CA, for
+// server authentication only).
+func badCertificate(t *testing.T, r *runner, id, kind string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: id},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	parent, signer := r.ca.Cert, any(r.ca.Key)
+	switch kind {
+	case "self-signed":
+		parent, signer = tmpl, key
+	case "expired":
+		tmpl.NotBefore, tmpl.NotAfter = now.Add(-48*time.Hour), now.Add(-24*time.Hour)
+	case "server-only":
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// testBadClientCertificates: a certificate the runner does not trust (self-signed, expired,
+// for server authentication only) with a registered CN completes the TLS handshake and gets
+// 401 on every route, naming why (an AccessTokenErr invalid_client on the token endpoint); the
+// same invoker's good certificate is served.
+func testBadClientCertificates(t *testing.T, r *runner) {
+	inv := r.freshInvoker(t)
+	oauthContext(t, r, inv)
+	body, _ := json.Marshal(serviceSecurity(someDest, aefEntry(aefA, apiA1, "OAUTH")))
+	revocation, _ := json.Marshal(capif.SecurityNotification{APIInvokerID: inv, APIIDs: []string{apiA1}, Cause: capif.UnexpectedReason})
+	routes := []struct {
+		method, path, contentType string
+		body                      []byte
+	}{
+		{http.MethodPut, invPath(inv), "application/json", body},
+		{http.MethodPost, invPath(inv) + "/update", "application/json", body},
+		{http.MethodGet, invPath(inv), "", nil},
+		{http.MethodDelete, invPath(inv), "", nil},
+		{http.MethodPost, invPath(inv) + "/delete", "application/json", revocation},
+		{http.MethodPost, tokenPath(inv), "application/x-www-form-urlencoded", []byte(grant(inv).Encode())},
+	}
+	for _, kind := range []string{"self-signed", "expired", "server-only"} {
+		for _, id := range []string{inv, aefA} {
+			cert := badCertificate(t, r, id, kind)
+			c := r.newClient(t, "", nil, id)
+			// Sent whatever CAs the server names, as curl sends it (Go's client would send no
+			// certificate the server's CAs did not issue).
+			c.hc.Transport.(*checking).base.(*http.Transport).TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+			for _, rt := range routes {
+				resp, err := c.try(rt.method, rt.path, rt.contentType, rt.body)
+				if err != nil {
+					t.Fatalf("%s as %s, %s: a transport error (a TLS alert?): %v", kind, id, rt.method+" "+rt.path, err)
+				}
+				if resp.status != http.StatusUnauthorized || !strings.Contains(string(resp.body), "does not verify") {
+					t.Errorf("%s as %s, %s %s: %d %s, want 401 naming why", kind, id, rt.method, rt.path, resp.status, resp.body)
+				}
+				if rt.path == tokenPath(inv) {
+					if e := decode[capif.AccessTokenErr](t, resp); e.Error != capif.InvalidClient {
+						t.Errorf("%s: token endpoint answered %+v, want invalid_client", kind, e)
+					}
+				}
+			}
+		}
+	}
+	wantStatus(t, r.as(t, inv).tokenReq(inv, grant(inv)), http.StatusOK)
 }

@@ -135,16 +135,21 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 			return err
 		}
 	}
+	// Client certificates are requested, not required, and verified once per connection outside
+	// the handshake's verdict: no certificate, or one that does not verify, gets the API's own
+	// 401 naming the reason (the JWKS is public), not a TLS alert.
+	certs := httpapi.NewClientCertificates(clientCAs, nil)
 	srv := &http.Server{
-		Handler: httpapi.All(a.Service, httpapi.Options{APIRoot: c.APIRoot, Logger: logger, MetricsNamespace: metricsNamespace(c)}),
+		Handler: httpapi.All(a.Service, httpapi.Options{APIRoot: c.APIRoot, Logger: logger, MetricsNamespace: metricsNamespace(c),
+			Certificates: certs.Source}),
 		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{serverCert},
-			// Requested, not required: the JWKS is public and a missing certificate must get the
-			// API's own 401 answer, not a TLS alert.
-			ClientAuth: tls.VerifyClientCertIfGiven,
-			ClientCAs:  clientCAs,
+			MinVersion:       tls.VersionTLS12,
+			Certificates:     []tls.Certificate{serverCert},
+			ClientAuth:       tls.RequestClientCert,
+			ClientCAs:        clientCAs, // named in the CertificateRequest, so clients pick the right certificate
+			VerifyConnection: certs.VerifyConnection,
 		},
+		ConnState:         certs.ConnState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -86,7 +86,7 @@ func TestRunnerOnDynamoDBLocalHasNoChecksumNoise(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := logs.String()
-	if !strings.Contains(out, `"msg":"dynamodb table created"`) {
+	if !strings.Contains(out, `msg="dynamodb table created"`) {
 		t.Fatalf("no table was created, so no error answer was seen:\n%s", out)
 	}
 	if strings.Contains(out, "expected checksum") {

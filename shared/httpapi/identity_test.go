@@ -9,7 +9,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"io"
 	"math/big"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -245,5 +247,70 @@ func TestVerifyPEMWithoutRoots(t *testing.T) {
 	}
 	if _, err := VerifyPEM(good, ca.Pool(), nil, testNow); err != nil {
 		t.Errorf("with the roots given: %v", err)
+	}
+}
+
+// ClientCertificates verifies a connection's certificate in its handshake, answers every request
+// of the connection from that verdict, and forgets it when the connection closes.
+func TestClientCertificatesPerConnection(t *testing.T) {
+	ca := newCA(t, "runner CA")
+	other := newCA(t, "another CA")
+	cc := NewClientCertificates(ca.Pool(), nil)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cert, err := cc.Source(r)
+		switch {
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		case cert == nil:
+			http.Error(w, "none", http.StatusUnauthorized)
+		default:
+			_, _ = w.Write([]byte(cert.Subject.CommonName))
+		}
+	}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, VerifyConnection: cc.VerifyConnection}
+	srv.Config.ConnState = cc.ConnState
+	srv.StartTLS()
+	defer srv.Close()
+	get := func(cert tls.Certificate) (int, string) {
+		t.Helper()
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, // the test server's own certificate
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }}}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr}
+		var status int
+		var body []byte
+		for range 2 { // two requests on one connection
+			resp, err := c.Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			status = resp.StatusCode
+		}
+		return status, string(body)
+	}
+	good, err := ca.Client("inv-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.Client("inv-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := get(good.TLS); status != http.StatusOK || body != "inv-1" {
+		t.Errorf("the runner CA's certificate: %d %s", status, body)
+	}
+	if status, body := get(foreign.TLS); status != http.StatusUnauthorized || !strings.Contains(body, "does not verify") {
+		t.Errorf("another CA's certificate: %d %s", status, body)
+	}
+	// Both connections closed: nothing is kept (the server notices the close asynchronously).
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 1; n > 0; time.Sleep(10 * time.Millisecond) {
+		n = 0
+		cc.verdicts.Range(func(any, any) bool { n++; return true })
+		if time.Now().After(deadline) {
+			t.Fatalf("%d verdicts kept after their connections closed", n)
+		}
 	}
 }
