@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
@@ -234,4 +235,60 @@ func stressTrials(n int) int {
 		return 1
 	}
 	return n
+}
+
+// Ctrl-C while a client uploads slowly: the runner says what it waits for and for how long, and
+// keeps waiting; a second Ctrl-C stops it at once.
+func TestSecondInterruptStopsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	srv, url, logs := server(t, dir)
+	ca, err := devpki.LoadOrCreateCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, err := ca.Client("invoker-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{issued.TLS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A PUT whose body never finishes: the runner waits for it.
+	fmt.Fprintf(conn, "PUT /capif-security/v1/trustedInvokers/invoker-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"securityInfo\":[")
+	time.Sleep(100 * time.Millisecond) // the handler has the request (no event tells the client)
+	if err := srv.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), `"msg":"stopping"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no stopping line:\n%s", logs)
+		}
+	}
+	if line := logs.String(); !strings.Contains(line, `"waitingFor":"in-flight requests`) || !strings.Contains(line, `"atMost":20000000000`) || !strings.Contains(line, "Ctrl-C again") {
+		t.Errorf("the stopping line does not say what it waits for and how long:\n%s", line)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("stopped with a request still uploading (%v):\n%s", err, logs)
+	case <-time.After(500 * time.Millisecond): // still waiting for the upload, as it said
+	}
+	start := time.Now()
+	if err := srv.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if exitCode(t, err) != 1 || !strings.Contains(logs.String(), "stopped at once") {
+			t.Errorf("second Ctrl-C: exit %v\n%s", err, logs)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("the second Ctrl-C took %v", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still running 10 s after the second Ctrl-C:\n%s", logs)
+	}
 }

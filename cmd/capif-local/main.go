@@ -34,13 +34,26 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// The first Ctrl-C (or SIGTERM) stops gracefully, saying what it waits for; a second one
+	// stops at once, whatever is still in flight (the store is crash-safe).
+	ctx, stop := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-signals
+		stop()
+		<-signals
+		fmt.Fprintln(os.Stderr, "capif-local: stopped at once; in-flight requests were cut off")
+		os.Exit(1)
+	}()
 	if err := mainErr(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "capif-local:", err)
 		os.Exit(1)
 	}
 }
+
+// shutdownGrace is how long a graceful stop waits for in-flight requests.
+const shutdownGrace = 20 * time.Second
 
 // mainErr is the command: serve, or the cert subcommand. -h is flag.ErrHelp (exit 0).
 func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,7 +66,10 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	logger := newLogger(cfg, stderr, localDynamoDB(settings.Getenv))
 	cfg.LogWarnings(logger)
-	return run(ctx, cfg, logger, func(url string) { fmt.Fprintf(stdout, "capif-local listening on %s\n", url) })
+	return run(ctx, cfg, logger, func(url string) {
+		fmt.Fprintf(stdout, "capif-local listening on %s\n", url)
+		fmt.Fprintln(stdout, "stop it with Ctrl-C (or SIGTERM): in-flight requests finish, the store closes; a second Ctrl-C stops at once")
+	})
 }
 
 const usage = `usage:
@@ -166,8 +182,10 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 		return err
 	case <-ctx.Done():
 	}
+	logger.Info("stopping", slog.String("waitingFor", "in-flight requests and a delivery run in progress"),
+		slog.Duration("atMost", shutdownGrace), slog.String("toStopAtOnce", "press Ctrl-C again"))
 	defer func() { <-delivered }() // a delivery run in progress finishes its attempts
-	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	shutdown, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil {
 		return err
