@@ -13,7 +13,9 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +38,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig/standard"
+	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/registrydoc"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
@@ -86,8 +89,12 @@ func (s *session) service(ctx context.Context) (*security.Service, error) {
 }
 
 var commands = []command{
-	{name: "import", operands: "-f FILE", summary: "upsert a registry document (JSON, - for standard input), with progress on large files",
+	{name: "import", operands: "-f FILE [-prune]", summary: "upsert a registry document (JSON, - for standard input), with progress on large files; -prune also removes what it omits",
 		store: true, writes: true, define: defineImport},
+	{name: "list", summary: "list the API invokers (with a summary of each security context), the AEFs and the service APIs; no secret",
+		store: true, define: defineList},
+	{name: "export", operands: "[-o FILE]", summary: "write the registry as a document import reads back (onboardingSecretSha256, never a secret)",
+		store: true, define: defineExport},
 	{name: "remove-invoker", operands: "ID", summary: "offboard an API invoker: its registry record and its security context",
 		store: true, writes: true, define: removeCommand("remove-invoker", func(ctx context.Context, svc *security.Service, id string) (string, error) {
 			return "", svc.RemoveInvoker(ctx, id)
@@ -216,7 +223,7 @@ func load(c command, args []string, getenv func(string) string, stdout, stderr i
 	cfg, operands, err := settings.Load(settings.Admin, args, getenv, settings.Options{Name: name, Output: &out, Usage: text,
 		Flags: func(fs *flag.FlagSet) {
 			if c.writes {
-				dryRun = fs.Bool("dry-run", false, "check the input and print what would be touched; open nothing, write nothing")
+				dryRun = fs.Bool("dry-run", false, "check the input and print what would be touched; write nothing (opens nothing, but for import -prune, which reads the store to say what it would remove)")
 			}
 			if c.define != nil {
 				run = c.define(fs)
@@ -323,6 +330,7 @@ const importBatch = 100
 
 func defineImport(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 	file := fs.String("f", "", "registry JSON file (- for standard input)")
+	prune := fs.Bool("prune", false, "also remove the API invokers, AEFs and service APIs the file omits, as remove-* does (notifications included)")
 	return func(ctx context.Context, s *session) error {
 		if len(s.operands) > 0 {
 			return fmt.Errorf("import: unexpected arguments: %s", strings.Join(s.operands, " "))
@@ -339,13 +347,24 @@ func defineImport(fs *flag.FlagSet) func(ctx context.Context, s *session) error 
 			return fmt.Errorf("registry %s: %w", *file, err)
 		}
 		counts := fmt.Sprintf("%d API invokers, %d AEFs, %d service APIs", len(doc.APIInvokers), len(doc.AEFs), len(doc.ServiceAPIs))
-		if s.dryRun {
+		if s.dryRun && !*prune {
 			fmt.Fprintf(s.stdout, "dry run: %s holds %s and is valid; nothing written\n", *file, counts)
 			return nil
 		}
 		svc, err := s.service(ctx)
 		if err != nil {
 			return err
+		}
+		var omitted security.Omitted
+		if *prune {
+			if omitted, err = svc.OmittedBy(ctx, doc); err != nil {
+				return err
+			}
+			if s.dryRun {
+				fmt.Fprintf(s.stdout, "dry run: %s holds %s and is valid; nothing written\n", *file, counts)
+				printOmitted(s.stdout, "would remove", omitted)
+				return nil
+			}
 		}
 		start := time.Now()
 		batches := importBatches(doc)
@@ -363,7 +382,141 @@ func defineImport(fs *flag.FlagSet) func(ctx context.Context, s *session) error 
 			}
 		}
 		fmt.Fprintf(s.stdout, "imported %s from %s in %s\n", counts, *file, time.Since(start).Round(time.Millisecond))
+		if !*prune {
+			return nil
+		}
+		if err := svc.Prune(ctx, omitted); err != nil {
+			return fmt.Errorf("prune stopped (run the import again to complete it): %w", err)
+		}
+		printOmitted(s.stdout, "removed", omitted)
 		return nil
+	}
+}
+
+// printOmitted says what pruning removes: what the document omits, of each kind.
+func printOmitted(w io.Writer, verb string, o security.Omitted) {
+	if o.Empty() {
+		fmt.Fprintf(w, "%s nothing: the file names every API invoker, AEF and service API\n", verb)
+		return
+	}
+	for _, k := range []struct {
+		kind string
+		ids  []string
+	}{{"service APIs", o.APIs}, {"API invokers", o.Invokers}, {"AEFs", o.AEFs}} {
+		if len(k.ids) > 0 {
+			fmt.Fprintf(w, "%s %d %s: %s\n", verb, len(k.ids), k.kind, strings.Join(k.ids, ", "))
+		}
+	}
+}
+
+// defineList: the registry for an operator: who is onboarded, what each invoker's context
+// holds (targets and selected methods), what is published. No secret: whether an invoker has
+// an onboarding secret, never its hash; destinations as scheme and host.
+func defineList(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	return func(ctx context.Context, s *session) error {
+		if len(s.operands) != 0 {
+			return errors.New("list takes no operands")
+		}
+		svc, err := s.service(ctx)
+		if err != nil {
+			return err
+		}
+		doc, err := svc.ExportRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, len(doc.APIInvokers))
+		for i, inv := range doc.APIInvokers {
+			ids[i] = inv.APIInvokerID
+		}
+		contexts, err := svc.ContextSummaries(ctx, ids)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "API INVOKER\tSECRET\tDESTINATION\tSECURITY CONTEXT\n")
+		for _, inv := range doc.APIInvokers {
+			secret := "no"
+			if inv.OnboardingSecretSHA256 != "" {
+				secret = "yes"
+			}
+			dest := "-"
+			if inv.NotificationDestination != "" {
+				dest = security.RedactURL(inv.NotificationDestination)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", inv.APIInvokerID, secret, dest, describeContext(contexts, inv.APIInvokerID))
+		}
+		fmt.Fprintf(tw, "\nAEF\tPUBLISHES\n")
+		publishes := map[string][]string{}
+		for _, d := range doc.ServiceAPIs {
+			for _, p := range d.AefProfiles {
+				publishes[p.AefID] = append(publishes[p.AefID], d.APIID)
+			}
+		}
+		for _, a := range doc.AEFs {
+			fmt.Fprintf(tw, "%s\t%s\n", a.AefID, cmp.Or(strings.Join(publishes[a.AefID], ", "), "-"))
+		}
+		fmt.Fprintf(tw, "\nSERVICE API\tNAME\tAEFS\n")
+		for _, d := range doc.ServiceAPIs {
+			var aefs []string
+			for _, p := range d.AefProfiles {
+				aefs = append(aefs, p.AefID)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.APIID, d.APIName, strings.Join(aefs, ", "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.stdout, "%d API invokers (%d with a security context), %d AEFs, %d service APIs\n",
+			len(doc.APIInvokers), len(contexts), len(doc.AEFs), len(doc.ServiceAPIs))
+		return nil
+	}
+}
+
+// describeContext is one line of an invoker's security context: each entry's targets and method.
+func describeContext(contexts map[string]security.ContextSummary, id string) string {
+	sum, ok := contexts[id]
+	if !ok {
+		return "none"
+	}
+	var entries []string
+	for _, e := range sum.Entries {
+		var targets []string
+		for _, t := range e.Targets {
+			targets = append(targets, t.AefID+"/"+t.APIID)
+		}
+		entries = append(entries, strings.Join(targets, "+")+" "+e.Method)
+	}
+	return fmt.Sprintf("version %d: %s", sum.Version, strings.Join(entries, "; "))
+}
+
+// defineExport writes the registry as a document: export, import into an empty store, export
+// again gives the same bytes.
+func defineExport(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	out := fs.String("o", "-", "output file (- for standard output)")
+	return func(ctx context.Context, s *session) error {
+		if len(s.operands) != 0 {
+			return errors.New("export takes no operands (-o FILE names the output)")
+		}
+		svc, err := s.service(ctx)
+		if err != nil {
+			return err
+		}
+		doc, err := svc.ExportRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(doc, "", "  ")
+		if err != nil {
+			return err
+		}
+		b = append(b, '\n')
+		if *out == "-" {
+			_, err = s.stdout.Write(b)
+			return err
+		}
+		// The file holds secret hashes: readable by the owner only.
+		return devpki.WriteFile(*out, b, 0o600)
 	}
 }
 

@@ -464,3 +464,89 @@ func TestAdminRemoveNotifiesLoopbackOnEmbedded(t *testing.T) {
 		})
 	}
 }
+
+// registrySteps: export, import into an empty store, export again: the same bytes; list shows
+// every record and no secret; import -prune removes what the file omits (and -dry-run only says
+// so); none of them touches anything but invokers, AEFs and service APIs.
+func registrySteps(t *testing.T, env, empty map[string]string) {
+	run := func(env map[string]string, args ...string) string {
+		t.Helper()
+		out, err := adminEnv(t, env, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	example := filepath.Join(testenv.RepoRoot(), "examples", "registry.json")
+	run(env, "import", "-f", example)
+	first := run(env, "export")
+	if strings.Contains(first, "dev-secret-invoker-2") || !strings.Contains(first, `"onboardingSecretSha256": "`) {
+		t.Fatalf("export shows a secret, or no hash:\n%s", first)
+	}
+	file := filepath.Join(t.TempDir(), "exported.json")
+	run(env, "export", "-o", file)
+	if b, err := os.ReadFile(file); err != nil || string(b) != first {
+		t.Fatalf("export -o wrote %q (%v), not what export printed", b, err)
+	}
+	run(empty, "import", "-f", file)
+	if again := run(empty, "export"); again != first {
+		t.Fatalf("export, import, export differ:\n%s\n---\n%s", first, again)
+	}
+	out := run(empty, "list")
+	for _, want := range []string{"invoker-1", "invoker-2", "aef-1", "aef-2", "api-location", "monitoring-event", "3 service APIs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "dev-secret") || strings.Contains(out, "/notifications") {
+		t.Errorf("list shows a secret or a destination path:\n%s", out)
+	}
+
+	// A document without invoker-1, aef-2 and its API.
+	var doc map[string]any
+	b, _ := os.ReadFile(example)
+	_ = json.Unmarshal(b, &doc)
+	doc["apiInvokers"] = doc["apiInvokers"].([]any)[1:]
+	doc["aefs"] = doc["aefs"].([]any)[:1]
+	doc["serviceApis"] = doc["serviceApis"].([]any)[:2]
+	smaller := filepath.Join(t.TempDir(), "smaller.json")
+	b, _ = json.Marshal(doc)
+	if err := os.WriteFile(smaller, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = run(env, "import", "-dry-run", "-prune", "-f", smaller)
+	if !strings.Contains(out, "would remove 1 service APIs: api-location") || !strings.Contains(out, "would remove 1 API invokers: invoker-1") ||
+		!strings.Contains(out, "would remove 1 AEFs: aef-2") {
+		t.Fatalf("import -prune -dry-run:\n%s", out)
+	}
+	if run(env, "export") != first {
+		t.Fatal("a dry run changed the registry")
+	}
+	out = run(env, "import", "-prune", "-f", smaller)
+	if !strings.Contains(out, "removed 1 AEFs: aef-2") {
+		t.Fatalf("import -prune:\n%s", out)
+	}
+	out = run(env, "list")
+	if strings.Contains(out, "invoker-1") || strings.Contains(out, "aef-2") || strings.Contains(out, "api-location") || !strings.Contains(out, "1 API invokers") {
+		t.Fatalf("after the prune:\n%s", out)
+	}
+	if out := run(env, "import", "-prune", "-f", smaller); !strings.Contains(out, "removed nothing") {
+		t.Fatalf("a second prune:\n%s", out)
+	}
+}
+
+func TestAdminRegistryRoundTrip(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		registrySteps(t, map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": t.TempDir()},
+			map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": t.TempDir()})
+	})
+	t.Run("dynamodb", func(t *testing.T) {
+		testenv.DynamoDBEndpoint(t)
+		env := func() map[string]string {
+			var b [4]byte
+			_, _ = rand.Read(b[:])
+			return map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_CREATE_TABLES": "true", "CAPIF_TABLE_PREFIX": "registry-" + hex.EncodeToString(b[:]) + "-"}
+		}
+		registrySteps(t, env(), env())
+	})
+}

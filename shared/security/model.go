@@ -91,6 +91,9 @@ type InvokerRecord struct {
 	APIInvokerInformation   string `json:"apiInvokerInformation,omitempty"`
 	// OnboardingSecret is the client credential issued at onboarding; only its SHA-256 is kept.
 	OnboardingSecret string `json:"onboardingSecret,omitempty"`
+	// OnboardingSecretSHA256 is that SHA-256 in hex, instead of the secret: what an export
+	// holds, so that a document moves an invoker's client authentication without the secret.
+	OnboardingSecretSHA256 string `json:"onboardingSecretSha256,omitempty"`
 }
 
 // AEFRecord is a registered API exposing function.

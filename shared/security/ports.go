@@ -38,6 +38,17 @@ type Registry interface {
 	// writes. A back end that finds a concurrent change in the way runs fn again on fresh reads
 	// (bounded, then ErrUnavailable), so fn must have no effect outside tx.
 	Update(ctx context.Context, fn func(tx RegistryTx) error) error
+	// Records lists, in one consistent read where the back end allows it, the records a registry
+	// document describes: every principal and every published service API, as stored. Other
+	// registry items (catalogues, the interface index) are derived from those and not listed.
+	// For capif-admin's list and export: never on a request path.
+	Records(ctx context.Context) (RegistryRecords, error)
+}
+
+// RegistryRecords are what Registry.Records lists, each ordered by id.
+type RegistryRecords struct {
+	Principals []Principal
+	APIs       []capif.ServiceAPIDescription
 }
 
 // RegistryTx is the item-level access inside one Registry.Update. Getters return ErrNotFound for

@@ -2,6 +2,7 @@ package security
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,7 +34,15 @@ func (doc RegistryDoc) Validate() error {
 		}
 	}
 	for i, inv := range doc.APIInvokers {
-		claim(inv.APIInvokerID, RoleInvoker, fmt.Sprintf("apiInvokers[%d]", i))
+		where := fmt.Sprintf("apiInvokers[%d]", i)
+		claim(inv.APIInvokerID, RoleInvoker, where)
+		switch h := inv.OnboardingSecretSHA256; {
+		case h == "":
+		case inv.OnboardingSecret != "":
+			bad("%s: onboardingSecret and onboardingSecretSha256 exclude each other", where)
+		case len(h) != 2*sha256.Size || strings.Trim(h, "0123456789abcdef") != "":
+			bad("%s: onboardingSecretSha256 must be %d lowercase hex digits", where, 2*sha256.Size)
+		}
 	}
 	for i, a := range doc.AEFs {
 		claim(a.AefID, RoleAEF, fmt.Sprintf("aefs[%d]", i))
@@ -100,14 +109,18 @@ func importDoc(tx RegistryTx, doc RegistryDoc) error {
 		case old.Role != p.Role:
 			return fmt.Errorf("%w: %q is registered as %s", ErrRoleClash, p.ID, old.Role)
 		case p.SecretHash == nil:
-			// An import that omits onboardingSecret keeps the one on record: a partial document
-			// must never silently drop an invoker's client authentication.
+			// An import that omits the onboarding secret keeps the one on record: a partial
+			// document must never silently drop an invoker's client authentication.
 			p.SecretHash = old.SecretHash
 		}
 		return tx.PutPrincipal(p)
 	}
 	for _, inv := range doc.APIInvokers {
-		if err := put(&Principal{ID: inv.APIInvokerID, Role: RoleInvoker, SecretHash: HashSecret(inv.OnboardingSecret),
+		hash := HashSecret(inv.OnboardingSecret)
+		if inv.OnboardingSecretSHA256 != "" {
+			hash, _ = hex.DecodeString(inv.OnboardingSecretSHA256) // checked by Validate
+		}
+		if err := put(&Principal{ID: inv.APIInvokerID, Role: RoleInvoker, SecretHash: hash,
 			NotificationDestination: inv.NotificationDestination, APIInvokerInformation: inv.APIInvokerInformation}); err != nil {
 			return err
 		}

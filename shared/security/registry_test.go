@@ -1,6 +1,8 @@
 package security_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"path/filepath"
 	"reflect"
@@ -391,5 +393,42 @@ func TestAdminRemoveAEF(t *testing.T) {
 	}
 	if err := e.svc.RemoveAEF(ctx, "aef2"); err != nil {
 		t.Errorf("RemoveAEF after its APIs were removed: %v", err)
+	}
+}
+
+// onboardingSecretSha256 carries an invoker's client authentication without the secret: the
+// secret that hashes to it authenticates; a malformed hash, or one beside a secret, is refused.
+func TestOnboardingSecretSHA256(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sum := sha256.Sum256([]byte("moved-secret"))
+	doc := security.RegistryDoc{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv-moved", OnboardingSecretSHA256: hex.EncodeToString(sum[:])}}}
+	if err := e.svc.ImportRegistry(ctx, doc); err != nil {
+		t.Fatal(err)
+	}
+	exported, err := e.svc.ExportRegistry(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, inv := range exported.APIInvokers {
+		if inv.APIInvokerID == "inv-moved" && inv.OnboardingSecretSHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("exported %+v", inv)
+		}
+	}
+	e.create("inv-moved", request(entry("aef1", capif.OAUTH)))
+	if _, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv-moved"}, "inv-moved", tokenReq("inv-moved", "moved-secret", "")); err != nil {
+		t.Errorf("the secret of the hash: %v", err)
+	}
+	if _, err := e.svc.ObtainAuthorization(ctx, security.Caller{ID: "inv-moved"}, "inv-moved", tokenReq("inv-moved", "other", "")); err == nil {
+		t.Error("another secret authenticated")
+	}
+	for name, inv := range map[string]security.InvokerRecord{
+		"short":      {APIInvokerID: "x", OnboardingSecretSHA256: "abcd"},
+		"uppercase":  {APIInvokerID: "x", OnboardingSecretSHA256: strings.ToUpper(hex.EncodeToString(sum[:]))},
+		"and secret": {APIInvokerID: "x", OnboardingSecretSHA256: hex.EncodeToString(sum[:]), OnboardingSecret: "s"},
+	} {
+		if err := (security.RegistryDoc{APIInvokers: []security.InvokerRecord{inv}}).Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

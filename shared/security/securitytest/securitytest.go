@@ -290,6 +290,23 @@ func (r *Registry) Update(ctx context.Context, fn func(security.RegistryTx) erro
 	return nil
 }
 
+// Records lists the principals and the service APIs, ordered by id.
+func (r *Registry) Records(ctx context.Context) (security.RegistryRecords, error) {
+	if err := ctx.Err(); err != nil {
+		return security.RegistryRecords{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out security.RegistryRecords
+	for _, id := range slices.Sorted(maps.Keys(r.data.Principals)) {
+		out.Principals = append(out.Principals, r.data.Principals[id])
+	}
+	for _, id := range slices.Sorted(maps.Keys(r.data.APIs)) {
+		out.APIs = append(out.APIs, r.data.APIs[id])
+	}
+	return out, nil
+}
+
 func (d RegistryData) clone() RegistryData {
 	out := RegistryData{Principals: maps.Clone(d.Principals), AEFs: map[string]security.AEF{}, APIs: maps.Clone(d.APIs),
 		Interfaces: map[string][]security.PublishedAPI{}, DeletedContexts: slices.Clone(d.DeletedContexts)}

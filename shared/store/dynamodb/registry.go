@@ -468,3 +468,46 @@ func split(items []types.TransactWriteItem) [][]types.TransactWriteItem {
 	}
 	return out
 }
+
+// Records scans the registry table for the principals and the service APIs (a consistent Scan
+// filtered by kind: admin use, never a request path), ordered by id.
+func (s *Store) Records(ctx context.Context) (security.RegistryRecords, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var out security.RegistryRecords
+	p := ddb.NewScanPaginator(s.client, &ddb.ScanInput{
+		TableName: aws.String(s.tables.Registry), ConsistentRead: aws.Bool(true),
+		FilterExpression:          aws.String("#kind IN (:principal, :api)"),
+		ExpressionAttributeNames:  map[string]string{"#kind": "kind"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":principal": &types.AttributeValueMemberS{Value: kindPrincipal}, ":api": &types.AttributeValueMemberS{Value: kindAPI}},
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return security.RegistryRecords{}, s.fail("Records/Scan", err)
+		}
+		for _, it := range page.Items {
+			kind, _ := it["kind"].(*types.AttributeValueMemberS)
+			var err error
+			switch {
+			case kind == nil:
+			case kind.Value == kindPrincipal:
+				var pr security.Principal
+				if err = decodeDoc(it[attrDoc], &pr); err == nil {
+					out.Principals = append(out.Principals, pr)
+				}
+			case kind.Value == kindAPI:
+				var d capif.ServiceAPIDescription
+				if err = decodeDoc(it[attrDoc], &d); err == nil {
+					out.APIs = append(out.APIs, d)
+				}
+			}
+			if err != nil {
+				return security.RegistryRecords{}, fmt.Errorf("dynamodb Records: %w", err)
+			}
+		}
+	}
+	slices.SortFunc(out.Principals, func(a, b security.Principal) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out.APIs, func(a, b capif.ServiceAPIDescription) int { return strings.Compare(a.APIID, b.APIID) })
+	return out, nil
+}

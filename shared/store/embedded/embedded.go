@@ -400,6 +400,38 @@ func (db *DB) Update(ctx context.Context, fn func(security.RegistryTx) error) er
 	return nil
 }
 
+// Records lists the principals and the service APIs in one read transaction, in key order.
+func (db *DB) Records(ctx context.Context) (security.RegistryRecords, error) {
+	var out security.RegistryRecords
+	if err := ctx.Err(); err != nil {
+		return out, err
+	}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketPrincipals).ForEach(func(k, v []byte) error {
+			var p security.Principal
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("principal %q: corrupt record: %w", k, err)
+			}
+			out.Principals = append(out.Principals, p)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketAPIs).ForEach(func(k, v []byte) error {
+			var d capif.ServiceAPIDescription
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("service API %q: corrupt record: %w", k, err)
+			}
+			out.APIs = append(out.APIs, d)
+			return nil
+		})
+	})
+	if err != nil {
+		return security.RegistryRecords{}, fmt.Errorf("embedded store: records: %w", err)
+	}
+	return out, nil
+}
+
 // regTx is security.RegistryTx over one bbolt write transaction.
 type regTx struct {
 	tx *bolt.Tx

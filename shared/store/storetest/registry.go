@@ -194,6 +194,38 @@ func testImport(t *testing.T, b Backend) {
 	equal(t, "Interfaces[shared]", sortedAPIs(snap.Interfaces[f.keyShared()]), f.indexShared())
 }
 
+// testRecords: Records lists every principal and service API as imported, ordered by id, and
+// none of the derived records (catalogues, interface index).
+func testRecords(t *testing.T, b Backend) {
+	f := newFixture()
+	mustImport(t, b, f.doc)
+	recs, err := b.Registry.Records(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var principals []security.Principal
+	for _, p := range recs.Principals {
+		if p.ID == f.inv || p.ID == f.aef1 || p.ID == f.aef2 {
+			principals = append(principals, p)
+		}
+	}
+	var apis []capif.ServiceAPIDescription
+	for _, d := range recs.APIs {
+		if d.APIID == f.api1 || d.APIID == f.api2 {
+			apis = append(apis, d)
+		}
+	}
+	for i := 1; i < len(recs.Principals); i++ {
+		if recs.Principals[i-1].ID >= recs.Principals[i].ID {
+			t.Fatalf("principals not ordered by id: %q before %q", recs.Principals[i-1].ID, recs.Principals[i].ID)
+		}
+	}
+	aef := func(id string) security.Principal { return security.Principal{ID: id, Role: security.RoleAEF} }
+	want := []security.Principal{aef(f.aef1), aef(f.aef2), *f.invokerPrincipal()} // ids sort "aef…" before "inv…"
+	equal(t, "principals", principals, want)
+	equal(t, "APIs", apis, f.doc.ServiceAPIs)
+}
+
 // testReimport: importing an API again replaces its profiles everywhere: catalogues of AEFs it
 // left lose it, interfaces it left lose it (and vanish when nothing else is served there), other
 // APIs on the same interface stay. Records not in the new document are kept (upsert).

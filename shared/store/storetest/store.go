@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Registry/update reads its own writes", testUpdateOwnWrites},
 		{"Registry/update deletes a context", testUpdateDeleteContext},
 		{"Registry/import", testImport},
+		{"Registry/records", testRecords},
 		{"Registry/re-import upserts", testReimport},
 		{"Registry/role clash writes nothing", testRoleClash},
 		{"Registry/remove API", testRemoveAPI},
