@@ -1,10 +1,14 @@
 package scripts
 
 import (
+	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,4 +75,123 @@ func TestMakeAlonePrintsTheTargets(t *testing.T) {
 			t.Errorf("make alone does not list %q:\n%s", target, out)
 		}
 	}
+}
+
+// The README's walkthrough, pasted: every sh block of its section in order, in one shell with
+// job control as a terminal has, in a copy of the checkout (the shared build cache; a fresh one
+// under CAPIF_STRESS=1, as on a new machine). Each step gets the answer the README says, the
+// blocks wait for what they start, and its last step frees every port it used.
+func TestWalkthroughAsPasted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and runs the whole walkthrough (make test runs it)")
+	}
+	for _, tool := range []string{"curl", "python3", "git", "make", "setsid"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Unavailable(t, tool, "install "+tool+" (README: Requirements)")
+		}
+	}
+	ports := []string{"127.0.0.1:8443", "127.0.0.1:9090", "127.0.0.1:9443"}
+	for _, p := range ports {
+		if c, err := net.DialTimeout("tcp", p, time.Second); err == nil {
+			_ = c.Close()
+			t.Fatalf("%s is in use: the walkthrough needs it free", p)
+		}
+	}
+	root := testenv.RepoRoot()
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(b), "## Walkthrough")
+	section, _, _ = strings.Cut(section, "\n## ")
+	var script strings.Builder
+	script.WriteString("set -m\n") // job control: background jobs and kill %N as in a terminal
+	for _, block := range regexp.MustCompile("(?s)\n( *)```sh\n(.*?)\n *```").FindAllStringSubmatch(section, -1) {
+		for _, line := range strings.Split(block[2], "\n") {
+			script.WriteString(strings.TrimPrefix(line, block[1]) + "\n")
+		}
+	}
+	script.WriteString("echo WALKTHROUGH-END\n")
+
+	dir := copyCheckout(t, root)
+	cmd := exec.Command("setsid", "bash", "-c", script.String())
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CAPIF_ADDR=", "CAPIF_DATA=", "CAPIF_STORE=", "CAPIF_SIGNER=", "CAPIF_REGISTRY=")
+	if os.Getenv("CAPIF_STRESS") == "1" {
+		cmd.Env = append(cmd.Env, "GOCACHE="+t.TempDir())
+	}
+	var out testenv.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the walkthrough failed: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Minute):
+		t.Fatalf("the walkthrough did not end within 10 minutes:\n%s", out.String())
+	}
+	text := out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`capif-local listening on https://127\.0\.0\.1:8443`),
+		regexp.MustCompile(`HTTP/[0-9.]+ 201`),                                 // 1: the context
+		regexp.MustCompile(`"access_token":"`),                                 // 2: the token
+		regexp.MustCompile(`valid token for aef-1/monitoring-event, bound to`), // 3
+		regexp.MustCompile(`aef aef-1 serving monitoring-event on https://127\.0\.0\.1:9443`),
+		regexp.MustCompile(`HTTP/[0-9.]+ 401[\s\S]*invalid_token`), // 4: the replayed token
+		regexp.MustCompile(`webhook-id: \S+ \{`),                   // 6: the notifications
+		regexp.MustCompile(`HTTP/[0-9.]+ 204`),
+		regexp.MustCompile(`WALKTHROUGH-END`),
+	} {
+		if !want.MatchString(text) {
+			t.Errorf("the walkthrough's output lacks %s:\n%s", want, text)
+		}
+	}
+	for _, p := range ports {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			c, err := net.DialTimeout("tcp", p, time.Second)
+			if err != nil {
+				break
+			}
+			_ = c.Close()
+			if time.Now().After(deadline) {
+				t.Errorf("%s still accepts connections after the last step", p)
+				break
+			}
+		}
+	}
+}
+
+// copyCheckout copies the files git tracks (as they are in the working tree) to a new directory.
+func copyCheckout(t *testing.T, root string) string {
+	t.Helper()
+	cmd := exec.Command("git", "ls-files", "-z")
+	cmd.Dir = root
+	list, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, name := range strings.Split(strings.TrimRight(string(list), "\x00"), "\x00") {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // deleted in the working tree
+			}
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(filepath.Join(root, name))
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
