@@ -2,11 +2,13 @@ package scripts
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,4 +196,49 @@ func copyCheckout(t *testing.T, root string) string {
 		}
 	}
 	return dir
+}
+
+// The documents agree with the code on what drifts: the Go version is go.mod's; no document
+// states a bootstrap size (BENCHMARKS.md keeps the measured ones), only the bound the Makefile
+// enforces.
+func TestDocsMatchTheCode(t *testing.T) {
+	root := testenv.RepoRoot()
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	goVersion := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(read("go.mod"))[1]
+	maxBytes := regexp.MustCompile(`(?m)^LAMBDA_MAX_BYTES\s*:=\s*(\d+)$`).FindStringSubmatch(read("Makefile"))[1]
+	for _, name := range []string{"README.md", "docs/deploy.md"} {
+		doc := read(name)
+		for _, m := range regexp.MustCompile(`\bGo (1\.\d+(?:\.\d+)?)`).FindAllStringSubmatch(doc, -1) {
+			if m[1] != goVersion {
+				t.Errorf("%s names Go %s; go.mod says %s", name, m[1], goVersion)
+			}
+		}
+		if !strings.Contains(doc, "Go "+goVersion) && name == "README.md" {
+			t.Errorf("%s does not name Go %s", name, goVersion)
+		}
+		if m := regexp.MustCompile(`\d{1,3}(,\d{3}){2} bytes|\d+\.\d+(–\d+\.\d+)? MiB`).FindString(doc); m != "" {
+			t.Errorf("%s states a size (%q): state the bound, or measure in BENCHMARKS.md", name, m)
+		}
+		for _, m := range regexp.MustCompile(`(\d+) MiB (?:budget|bound)|(?:over|under|above) (\d+) MiB`).FindAllStringSubmatch(doc, -1) {
+			n := m[1] + m[2]
+			if want := fmt.Sprint(mustAtoi(t, maxBytes) >> 20); n != want {
+				t.Errorf("%s states a %s MiB bound; the Makefile's is %s MiB", name, n, want)
+			}
+		}
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

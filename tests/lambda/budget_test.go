@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,7 +22,7 @@ import (
 func TestWorstCaseBelowTimeout(t *testing.T) {
 	tp := loadTemplate(t)
 	margin := settingDefault(t, "CAPIF_DEADLINE_MARGIN")
-	notifyTimeout := parameterDuration(t, tp, "NotifyTimeout")
+	notifyTimeout := longestAllowed(t, tp, "NotifyTimeout")
 	ops := worstCases(notifyTimeout)
 	if len(ops) < 6 {
 		t.Fatalf("%d operations", len(ops))
@@ -111,7 +112,7 @@ func TestWorkerWorstCaseBelowTimeout(t *testing.T) {
 	tp := loadTemplate(t)
 	margin := settingDefault(t, "CAPIF_DEADLINE_MARGIN")
 	tail := claimingTail(t)
-	ops := workerWorstCases(parameterDuration(t, tp, "NotifyTimeout"))
+	ops := workerWorstCases(longestAllowed(t, tp, "NotifyTimeout"))
 	var scan time.Duration
 	for _, op := range ops {
 		if op.WorstCase() >= tail {
@@ -165,15 +166,23 @@ func policyRow(p awsretry.Policy) string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// parameterDuration is the default of the template's duration parameter name (what a stack
-// deployed without it runs with).
-func parameterDuration(t *testing.T, tp *template, name string) time.Duration {
+// longestAllowed is the longest of the AllowedValues of the template's duration parameter name:
+// the worst a deployment may choose.
+func longestAllowed(t *testing.T, tp *template, name string) time.Duration {
 	t.Helper()
-	d, err := time.ParseDuration(fmt.Sprint(path(tp.section("Parameters"), name, "Default")))
-	if err != nil {
-		t.Fatalf("parameter %s: %v", name, err)
+	values, _ := path(tp.section("Parameters"), name, "AllowedValues").([]any)
+	if len(values) == 0 {
+		t.Fatalf("parameter %s has no AllowedValues", name)
 	}
-	return d
+	var longest time.Duration
+	for _, v := range values {
+		d, err := time.ParseDuration(fmt.Sprint(v))
+		if err != nil {
+			t.Fatalf("parameter %s: %v", name, err)
+		}
+		longest = max(longest, d)
+	}
+	return longest
 }
 
 func settingDefault(t *testing.T, env string) time.Duration {
@@ -189,4 +198,37 @@ func settingDefault(t *testing.T, env string) time.Duration {
 	}
 	t.Fatalf("no setting %s", env)
 	return 0
+}
+
+// The template's duration parameters accept what the settings accept of the values an operator
+// would write, and their descriptions' examples: TokenTtl's pattern and CAPIF_TOKEN_TTL's parser
+// agree; every NotifyTimeout value parses as CAPIF_NOTIFY_TIMEOUT.
+func TestDurationParametersMatchTheSettings(t *testing.T) {
+	tp := loadTemplate(t)
+	params := tp.section("Parameters")
+	pattern := regexp.MustCompile(fmt.Sprint(path(params, "TokenTtl", "AllowedPattern")))
+	settingAccepts := func(env, v string) bool {
+		_, _, err := settings.Load(settings.Function, nil, func(k string) string {
+			return map[string]string{env: v, "CAPIF_API_ROOT": "https://capif.example.com", "CAPIF_TRUSTSTORE_FILE": "/x.pem",
+				"CAPIF_TABLE_PREFIX": "p-", "CAPIF_SIGNER": "none"}[k]
+		}, settings.Options{})
+		return err == nil
+	}
+	for _, v := range []string{"600s", "10m", "1m30s", "1h", "90s", "2h45m", "1h0m0s", "0s", "0m", "-5s", "10", "1.5h", "abc"} {
+		if got, want := pattern.MatchString(v), settingAccepts("CAPIF_TOKEN_TTL", v) && !strings.Contains(v, "."); got != want {
+			t.Errorf("TokenTtl %q: the pattern accepts it %v, CAPIF_TOKEN_TTL (whole units) %v", v, got, want)
+		}
+	}
+	for _, example := range regexp.MustCompile(`such as ([^.]+)\.`).FindStringSubmatch(fmt.Sprint(path(params, "TokenTtl", "Description")))[1:] {
+		for _, v := range regexp.MustCompile(`[0-9a-z]+`).FindAllString(example, -1) {
+			if v != "or" && !pattern.MatchString(v) {
+				t.Errorf("TokenTtl's description names %q, which its pattern refuses", v)
+			}
+		}
+	}
+	for _, v := range path(params, "NotifyTimeout", "AllowedValues").([]any) {
+		if !settingAccepts("CAPIF_NOTIFY_TIMEOUT", fmt.Sprint(v)) {
+			t.Errorf("NotifyTimeout %v: CAPIF_NOTIFY_TIMEOUT refuses it", v)
+		}
+	}
 }
