@@ -111,6 +111,25 @@ type SecurityNotification struct {
 	AccessToken string `json:"accessToken,omitempty"`
 }
 
+// AEFSecurityAPIPath is where an AEF offers the AEF_Security_API below its apiRoot, and
+// RevokeAuthorizationPath its Revoke_Authorization resource.
+const (
+	AEFSecurityAPIPath      = "/aef-security/v1"
+	RevokeAuthorizationPath = AEFSecurityAPIPath + "/revoke-authorization"
+)
+
+// RevokeAuthorizationReq is the body the CCF POSTs to an AEF's revoke-authorization
+// (AEF_Security_API): the revocation, as the invoker is told of it.
+type RevokeAuthorizationReq struct {
+	RevokeInfo        SecurityNotification `json:"revokeInfo"`
+	SupportedFeatures string               `json:"supportedFeatures"`
+}
+
+// RevokeAuthorizationRsp is the AEF's 200 answer to a RevokeAuthorizationReq.
+type RevokeAuthorizationRsp struct {
+	SupportedFeatures string `json:"supportedFeatures"`
+}
+
 // TestNotification (TS 29.122) is sent when Notification_test_event is negotiated and the
 // invoker asks for it.
 type TestNotification struct {

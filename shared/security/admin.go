@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/capifcore/capif-security/shared/capif"
 )
@@ -19,29 +20,47 @@ func (s *Service) ImportRegistry(ctx context.Context, doc RegistryDoc) error {
 	if err := doc.Validate(); err != nil {
 		return err
 	}
+	if err := s.checkReserved(doc); err != nil {
+		return err
+	}
 	return s.registry.Update(ctx, func(tx RegistryTx) error { return importDoc(tx, doc) })
+}
+
+// checkReserved refuses a document that names the CCF itself (DefaultCCFName or
+// Config.CCFName) as an invoker or an AEF: a certificate with that name is the CCF's own client
+// certificate, which must never authenticate a caller of the API.
+func (s *Service) checkReserved(doc RegistryDoc) error {
+	var ids []string
+	for _, inv := range doc.APIInvokers {
+		ids = append(ids, inv.APIInvokerID)
+	}
+	for _, a := range doc.AEFs {
+		ids = append(ids, a.AefID)
+	}
+	for _, id := range ids {
+		if id == DefaultCCFName || id == s.cfg.CCFName {
+			return fmt.Errorf("invalid registry: id %q is reserved: it names the CCF's own client certificate (CAPIF_CCF_NAME)", id)
+		}
+	}
+	return nil
 }
 
 // RemoveInvoker offboards an invoker: its security context and its registry record are deleted
 // in one change.
 //
-// The invoker is owed one SecurityNotification per AEF of its context (cause
-// UNEXPECTED_REASON), written in the deleting change and delivered like a revocation's.
+// Per AEF of its context, the invoker is owed one SecurityNotification (cause
+// UNEXPECTED_REASON) and the AEF its push, written in the deleting change and delivered like a
+// revocation's.
 func (s *Service) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
 	var owed []Owed
 	err := s.registry.Update(ctx, func(tx RegistryTx) error {
 		owed = nil // what an earlier, re-run attempt owed was never written
-		return removeInvoker(tx, apiInvokerID, func(sc *SecurityContext) []Owed {
-			byAEF := map[string][]string{}
-			withoutTargets(sc, func(t Target) bool {
-				byAEF[t.AefID] = append(byAEF[t.AefID], t.APIID)
-				return true
+		return removeInvoker(tx, apiInvokerID, func(sc *SecurityContext) ([]Owed, error) {
+			var err error
+			_, owed, err = s.withdraw(sc, func(Target) bool { return true }, capif.UnexpectedReason, func(ids []string) (map[string]*Principal, error) {
+				return principalsIn(tx, ids)
 			})
-			for _, aef := range sortedKeys(byAEF) {
-				ids := slices.Compact(slices.Sorted(slices.Values(byAEF[aef])))
-				owed = append(owed, s.owe(sc, aef, ids, capif.UnexpectedReason))
-			}
-			return owed
+			return owed, err
 		})
 	})
 	if err != nil {
@@ -51,14 +70,96 @@ func (s *Service) RemoveInvoker(ctx context.Context, apiInvokerID string) error 
 	return nil
 }
 
+// principalsIn reads the principals ids inside a registry change (absent ones are left out).
+func principalsIn(tx RegistryTx, ids []string) (map[string]*Principal, error) {
+	keys := make([]RecordKey, len(ids))
+	for i, id := range ids {
+		keys[i] = RecordKey{RecordPrincipal, id}
+	}
+	if err := tx.Prefetch(keys); err != nil {
+		return nil, err
+	}
+	out := map[string]*Principal{}
+	for _, id := range ids {
+		p, err := tx.GetPrincipal(id)
+		switch {
+		case err == nil:
+			out[id] = p
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// withdraw removes the targets drop matches from sc and returns the context left and what the
+// removal owes, per AEF (in aefId order): the invoker's notification with the apiIds removed
+// there, and that AEF's push. principals reads the AEFs' registry records (their roots).
+func (s *Service) withdraw(sc *SecurityContext, drop func(Target) bool, cause capif.Cause, principals func(ids []string) (map[string]*Principal, error)) (*SecurityContext, []Owed, error) {
+	byAEF := map[string][]string{}
+	left, _ := withoutTargets(sc, func(t Target) bool {
+		if drop(t) {
+			byAEF[t.AefID] = append(byAEF[t.AefID], t.APIID)
+			return true
+		}
+		return false
+	})
+	if len(byAEF) == 0 {
+		return left, nil, nil
+	}
+	aefs := sortedKeys(byAEF)
+	found, err := principals(aefs)
+	if err != nil {
+		return nil, nil, err
+	}
+	var owed []Owed
+	for _, aef := range aefs {
+		p := found[aef]
+		if p == nil || p.Role != RoleAEF {
+			p = &Principal{ID: aef} // no longer registered: nowhere to push
+		}
+		ids := slices.Compact(slices.Sorted(slices.Values(byAEF[aef])))
+		owed = append(owed, s.owe(left, p, ids, cause)...)
+	}
+	return left, owed, nil
+}
+
+// principalReader reads AEF principals through the store for admin revocations, each once per
+// operation: the roots of an operation's AEFs are read once however many contexts it changes.
+func (s *Service) principalReader(ctx context.Context) func(ids []string) (map[string]*Principal, error) {
+	known := map[string]*Principal{}
+	read := map[string]bool{}
+	return func(ids []string) (map[string]*Principal, error) {
+		var missing []string
+		for _, id := range ids {
+			if !read[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 {
+			snap, err := s.load(ctx, Query{Principals: missing})
+			if err != nil {
+				return nil, err
+			}
+			for _, id := range missing {
+				read[id] = true
+				if p := snap.Principals[id]; p != nil {
+					known[id] = p
+				}
+			}
+		}
+		return known, nil
+	}
+}
+
 // RemoveAEF deletes an AEF that no longer publishes any API.
 func (s *Service) RemoveAEF(ctx context.Context, aefID string) error {
 	return s.registry.Update(ctx, func(tx RegistryTx) error { return removeAEF(tx, aefID) })
 }
 
-// RemoveAPI withdraws a published API: it is revoked from every security context (one
-// notification per context and AEF, cause UNEXPECTED_REASON), then removed from the catalogue.
-// Re-running it completes a removal that was interrupted.
+// RemoveAPI withdraws a published API: it is revoked from every security context (per context
+// and AEF, one notification and that AEF's push, cause UNEXPECTED_REASON), then removed from the
+// catalogue. Re-running it completes a removal that was interrupted.
 func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err error) {
 	ids, err := s.store.ContextsWithAPI(ctx, apiID)
 	if err != nil {
@@ -68,30 +169,9 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 	// end, DeliveryConcurrency at a time, also when a later context fails.
 	var all []Owed
 	defer func() { s.deliver(ctx, all) }()
+	principals := s.principalReader(ctx)
 	for _, id := range ids {
-		var owed []Owed
-		err := s.retryWrite(ctx, id, func() error {
-			owed = owed[:0] // what an earlier, conflicting attempt owed was never written
-			snap, err := s.load(ctx, Query{APIInvokerID: id})
-			if err != nil || snap.Context == nil {
-				return err
-			}
-			byAEF := map[string][]string{}
-			sc, _ := withoutTargets(snap.Context, func(t Target) bool {
-				if t.APIID == apiID {
-					byAEF[t.AefID] = append(byAEF[t.AefID], t.APIID)
-					return true
-				}
-				return false
-			})
-			for _, aef := range sortedKeys(byAEF) {
-				owed = append(owed, s.owe(sc, aef, []string{apiID}, capif.UnexpectedReason))
-			}
-			if len(owed) == 0 {
-				return nil
-			}
-			return s.replace(ctx, sc, owed)
-		})
+		owed, err := s.withdrawFrom(ctx, id, func(t Target) bool { return t.APIID == apiID }, capif.UnexpectedReason, principals, false)
 		if err != nil {
 			return revoked, fmt.Errorf("revoking %q from %q: %w", apiID, id, err)
 		}
@@ -107,6 +187,65 @@ func (s *Service) RemoveAPI(ctx context.Context, apiID string) (revoked int, err
 	return revoked, err
 }
 
+// withdrawFrom removes the targets drop matches from the context of apiInvokerID in one
+// conditional write with what that owes (see withdraw), and returns it; nothing when no target
+// matches (or there is no context). dryRun computes it and writes nothing.
+func (s *Service) withdrawFrom(ctx context.Context, apiInvokerID string, drop func(Target) bool, cause capif.Cause,
+	principals func([]string) (map[string]*Principal, error), dryRun bool) ([]Owed, error) {
+	var owed []Owed
+	err := s.retryWrite(ctx, apiInvokerID, func() error {
+		owed = nil // what an earlier, conflicting attempt owed was never written
+		snap, err := s.load(ctx, Query{APIInvokerID: apiInvokerID})
+		if err != nil || snap.Context == nil {
+			return err
+		}
+		sc, o, err := s.withdraw(snap.Context, drop, cause, principals)
+		if err != nil || len(o) == 0 {
+			return err
+		}
+		owed = o
+		if dryRun {
+			return nil
+		}
+		return s.replace(ctx, sc, owed)
+	})
+	return owed, err
+}
+
+// CCFRevocation is a revocation the CCF makes on its own (TS 23.222 clause 8.23.4; capif-admin
+// revoke): the entries of an invoker's context at one AEF or all, for some APIs or all.
+type CCFRevocation struct {
+	APIInvokerID string
+	AefID        string   // "": every AEF
+	APIIDs       []string // empty: every API
+	Cause        capif.Cause
+}
+
+// RevokeByCCF removes what r names from the invoker's security context as an AEF's revocation
+// would, owing per AEF the invoker's notification and the AEF's push, and returns those records
+// (delivered inline like a revocation's). With dryRun it writes and delivers nothing and returns
+// what it would owe. A cause outside capif.KnownCauses is refused (KindInvalid), and so is a
+// revocation that matches no entry (KindNotFound).
+func (s *Service) RevokeByCCF(ctx context.Context, r CCFRevocation, dryRun bool) ([]Owed, error) {
+	if !slices.Contains(capif.KnownCauses, r.Cause) {
+		return nil, invalid(fmt.Sprintf("cause must be one of %s", strings.Join(capif.KnownCauses, ", ")))
+	}
+	drop := func(t Target) bool {
+		return (r.AefID == "" || t.AefID == r.AefID) && (len(r.APIIDs) == 0 || slices.Contains(r.APIIDs, t.APIID))
+	}
+	owed, err := s.withdrawFrom(ctx, r.APIInvokerID, drop, r.Cause, s.principalReader(ctx), dryRun)
+	if err != nil {
+		return nil, err
+	}
+	if len(owed) == 0 {
+		return nil, notFound(CauseAPINotInContext, fmt.Sprintf("the security context of %q has no entry that matches", r.APIInvokerID))
+	}
+	if !dryRun {
+		s.deliver(ctx, owed)
+	}
+	return owed, nil
+}
+
 func sortedKeys(m map[string][]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -117,7 +256,8 @@ func sortedKeys(m map[string][]string) []string {
 }
 
 // ExportRegistry is the registry as a document that ImportRegistry reads back to the same
-// records: invokers (with onboardingSecretSha256, never a secret), AEFs and service APIs as
+// records: invokers (with onboardingSecretSha256, never a secret), AEFs (with their
+// aefSecurityRoot) and service APIs as
 // imported, each ordered by id. Only the records a document describes: nothing else of the
 // registry (catalogues, the interface index, and any other item kind) is exported.
 func (s *Service) ExportRegistry(ctx context.Context) (RegistryDoc, error) {
@@ -132,7 +272,11 @@ func (s *Service) ExportRegistry(ctx context.Context) (RegistryDoc, error) {
 			doc.APIInvokers = append(doc.APIInvokers, InvokerRecord{APIInvokerID: p.ID, NotificationDestination: p.NotificationDestination,
 				APIInvokerInformation: p.APIInvokerInformation, OnboardingSecretSHA256: hex.EncodeToString(p.SecretHash)})
 		case RoleAEF:
-			doc.AEFs = append(doc.AEFs, AEFRecord{AefID: p.ID})
+			a := AEFRecord{AefID: p.ID}
+			if p.AefSecurityRoot != "" {
+				a.AefSecurityRoot = &p.AefSecurityRoot
+			}
+			doc.AEFs = append(doc.AEFs, a)
 		}
 	}
 	return doc, nil

@@ -17,6 +17,13 @@ var (
 	// ErrUndeliverable marks a notification the destination can never accept: delivery gives up
 	// at once and dead-letters it.
 	ErrUndeliverable = errors.New("the destination can never accept the notification")
+	// ErrNotAccepted marks an AEF's refusal of the request or of the CCF's certificate (400,
+	// 401, 403, 411, 413, 415, a failed TLS handshake): retried, and logged as the service's
+	// fault.
+	ErrNotAccepted = errors.New("the AEF did not accept the request or the CCF's certificate")
+	// ErrNoListener marks a destination where nothing listens (connection refused): retried
+	// quietly until it is dead.
+	ErrNoListener = errors.New("nothing listens at the destination")
 )
 
 // Kind classifies a domain error; the HTTP layer maps each kind to one status code.

@@ -22,6 +22,9 @@ type Principal struct {
 	// Invoker only: the onboarding data, kept for the operator.
 	NotificationDestination string `json:"notificationDestination,omitempty"`
 	APIInvokerInformation   string `json:"apiInvokerInformation,omitempty"`
+	// AEF only: the AEF's {apiRoot}, where revocations are pushed to its AEF_Security_API; empty:
+	// the AEF learns of none.
+	AefSecurityRoot string `json:"aefSecurityRoot,omitempty"`
 }
 
 // AEF is an AEF's record with the catalogue of the APIs it exposes.
@@ -99,4 +102,8 @@ type InvokerRecord struct {
 // AEFRecord is a registered API exposing function.
 type AEFRecord struct {
 	AefID string `json:"aefId"`
+	// AefSecurityRoot is the AEF's {apiRoot} for the AEF_Security_API (an https URL with no
+	// user information, query or fragment), where revocations are pushed. nil keeps the one on
+	// record; "" removes it.
+	AefSecurityRoot *string `json:"aefSecurityRoot,omitempty"`
 }

@@ -22,6 +22,10 @@ type Owed struct {
 	APIInvokerID string                     `json:"apiInvokerId"`
 	Destination  string                     `json:"destination"`
 	Notification capif.SecurityNotification `json:"notification"`
+	// Kind says who receives it: the invoker (also when absent, as in records written before
+	// AEFs were pushed to), at its notificationDestination, or an AEF, at its
+	// revoke-authorization, as a RevokeAuthorizationReq built at delivery.
+	Kind OwedKind `json:"kind,omitempty"`
 
 	CreatedAt time.Time `json:"createdAt,omitzero"`
 	// WindowFrom starts the retry window (CreatedAt, or the time of a redrive).
@@ -32,6 +36,23 @@ type Owed struct {
 	// ClaimedUntil: a worker holds the record for one attempt until then.
 	ClaimedUntil time.Time `json:"claimedUntil,omitzero"`
 	Dead         bool      `json:"dead,omitempty"`
+}
+
+// OwedKind names the receiver of an owed notification.
+type OwedKind string
+
+// The receivers of owed notifications.
+const (
+	ToInvoker OwedKind = "invoker"
+	ToAEF     OwedKind = "aef"
+)
+
+// Receiver is o's kind, ToInvoker when the record names none.
+func (o Owed) Receiver() OwedKind {
+	if o.Kind == "" {
+		return ToInvoker
+	}
+	return o.Kind
 }
 
 // Outbox is the delivery side of the owed notifications (part of Store). Every method is
@@ -85,22 +106,48 @@ type DeliveryReport struct {
 	Delivered, Retried, DeadLettered, Claimed int
 }
 
-// owe builds the record of a notification that the caller writes already claimed, for the
-// attempt made inline right after the commit.
-func (s *Service) owe(sc *SecurityContext, aefID string, apiIDs []string, cause capif.Cause) Owed {
+// owe builds what revoking apiIDs at AEF aef from context sc owes: the invoker's notification
+// and, when the AEF has an aefSecurityRoot (and pushes are on), the AEF's push. The caller
+// writes the records with the change, claimed for the attempt made inline right after the commit
+// (a push is left unclaimed for the worker under AEFPushQueued).
+func (s *Service) owe(sc *SecurityContext, aef *Principal, apiIDs []string, cause capif.Cause) []Owed {
 	now := s.clock.Now()
-	return Owed{
-		// A letter first: an id that began with "-" would read as a flag on capif-admin's
-		// command line (outbox-redrive ID).
-		ID:           "n" + s.randomString(16),
+	o := Owed{
+		ID:           s.owedID(),
 		APIInvokerID: sc.APIInvokerID,
 		Destination:  sc.NotificationDestination,
-		Notification: capif.SecurityNotification{APIInvokerID: sc.APIInvokerID, AefID: aefID, APIIDs: apiIDs, Cause: cause},
+		Notification: capif.SecurityNotification{APIInvokerID: sc.APIInvokerID, AefID: aef.ID, APIIDs: apiIDs, Cause: cause},
 		CreatedAt:    now,
 		WindowFrom:   now,
 		NextAttempt:  now,
 		ClaimedUntil: now.Add(s.cfg.ClaimLease),
 	}
+	if aef.AefSecurityRoot == "" || s.cfg.AEFPush == AEFPushOff {
+		return []Owed{o}
+	}
+	push := o
+	push.ID, push.Kind = s.owedID(), ToAEF
+	push.Destination = aef.AefSecurityRoot + capif.RevokeAuthorizationPath
+	if s.cfg.AEFPush == AEFPushQueued {
+		push.ClaimedUntil = time.Time{}
+	}
+	return []Owed{o, push}
+}
+
+// owedID is a new outbox record id. A letter first: an id that began with "-" would read as a
+// flag on capif-admin's command line (outbox-redrive ID).
+func (s *Service) owedID() string { return "n" + s.randomString(16) }
+
+// body is what a delivery of o POSTs: the SecurityNotification to an invoker; to an AEF, a
+// RevokeAuthorizationReq carrying it without the revoked token (the AEF that revoked it sent
+// it; the others never saw it), with no optional feature.
+func (o Owed) body() any {
+	if o.Receiver() != ToAEF {
+		return o.Notification
+	}
+	info := o.Notification
+	info.AccessToken = ""
+	return capif.RevokeAuthorizationReq{RevokeInfo: info, SupportedFeatures: "0"}
 }
 
 // deliver makes the first attempt of notifications a committed change owes, before the handler
@@ -112,6 +159,7 @@ func (s *Service) deliver(ctx context.Context, owed []Owed) {
 		// A record whose claim is about to lapse (an admin removal committing thousands of
 		// contexts first) is left to the worker, which claims it anew: two attempts of one
 		// notification never run at the same time.
+		// An unclaimed record (AEFPushQueued) is the worker's.
 		if s.clock.Now().Add(s.inlineMargin()).After(o.ClaimedUntil) {
 			return
 		}
@@ -151,7 +199,7 @@ func (s *Service) attempt(ctx context.Context, o Owed) DeliveryOutcome {
 		return outcome
 	}
 	held := o.ClaimedUntil
-	err := s.notifier.Notify(ctx, Delivery{ID: o.ID, Destination: o.Destination, Body: o.Notification})
+	err := s.notifier.Notify(ctx, Delivery{ID: o.ID, Kind: o.Receiver(), Destination: o.Destination, Body: o.body()})
 	log := s.cfg.Logger.With(slog.String("notificationId", o.ID), slog.String("apiInvokerId", o.APIInvokerID),
 		slog.String("aefId", o.Notification.AefID), slog.String("destination", RedactURL(o.Destination)), slog.Int("attempt", o.Attempts+1))
 	if err == nil {

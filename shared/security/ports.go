@@ -70,9 +70,10 @@ type RegistryTx interface {
 	PutInterface(key string, apis []PublishedAPI) error // an empty list deletes the entry
 	// DeleteContext deletes the invoker's security context, if it has one, in the same change,
 	// together with the notifications that owe(context) returns (written to the outbox like
-	// Store.Replace's, already claimed for the inline attempt). A context written concurrently
-	// makes the change lose, so it is re-run.
-	DeleteContext(apiInvokerID string, owe func(*SecurityContext) []Owed) error
+	// Store.Replace's, already claimed for the inline attempt); owe may read through the same
+	// RegistryTx, and its error fails the change. A context written concurrently makes the
+	// change lose, so it is re-run.
+	DeleteContext(apiInvokerID string, owe func(*SecurityContext) ([]Owed, error)) error
 }
 
 // RecordKind names a kind of registry record in a RecordKey.
@@ -98,9 +99,14 @@ type Signer interface {
 	JWKS(ctx context.Context) (capif.JWKSet, error)
 }
 
-// Notifier delivers a JSON body to an invoker's notificationDestination. Implementations guard
-// against SSRF and bound the time they take. An error that matches ErrUndeliverable says that
-// the destination can never accept it (refused by the guard, 410 Gone): it is not retried.
+// Notifier delivers a JSON body to an invoker's notificationDestination or an AEF's
+// revoke-authorization. Implementations guard against SSRF and bound the time they take; to an
+// AEF they present the CCF's client certificate and verify the AEF's. Errors classify the
+// failure (each is retried unless it says otherwise):
+//   - ErrUndeliverable: the destination can never accept it (refused by the guard, 410 Gone,
+//     an AEF's 404): dead at once;
+//   - ErrNotAccepted: the AEF refused our request or our certificate (the fault is likely ours);
+//   - ErrNoListener: nothing listens at the destination (connection refused).
 type Notifier interface {
 	Notify(ctx context.Context, d Delivery) error
 }
@@ -110,6 +116,7 @@ type Delivery struct {
 	// ID is the same on every attempt of one notification, so that the receiver can discard
 	// repeats (sent as the webhook-id header).
 	ID          string
+	Kind        OwedKind // who receives it: how to connect and how to read the answer
 	Destination string
 	Body        any
 }
@@ -150,6 +157,7 @@ type Query struct {
 	ForAEF        string
 	AefIDs        []string // AEF catalogues needed to resolve securityInfo entries
 	InterfaceKeys []string // interface index entries needed to resolve interfaceDetails entries
+	Principals    []string // registry principals besides the caller (admin revocations: the AEFs' roots)
 }
 
 // Snapshot is what Store.Load found.
@@ -158,4 +166,5 @@ type Snapshot struct {
 	Context    *SecurityContext          // nil: no security context
 	AEFs       map[string]*AEF           // by aefId; absent: unknown AEF
 	Interfaces map[string][]PublishedAPI // by InterfaceKey; absent: no such published interface
+	Principals map[string]*Principal     // Query.Principals found, by id
 }

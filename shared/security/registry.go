@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -46,6 +47,11 @@ func (doc RegistryDoc) Validate() error {
 	}
 	for i, a := range doc.AEFs {
 		claim(a.AefID, RoleAEF, fmt.Sprintf("aefs[%d]", i))
+		if a.AefSecurityRoot != nil && *a.AefSecurityRoot != "" {
+			if err := checkSecurityRoot(*a.AefSecurityRoot); err != nil {
+				bad("aefs[%d]: aefSecurityRoot %s", i, err)
+			}
+		}
 	}
 	apis := map[string]bool{}
 	for i, d := range doc.ServiceAPIs {
@@ -76,6 +82,27 @@ func (doc RegistryDoc) Validate() error {
 	}
 	if len(errs) > 0 {
 		return errors.New("invalid registry: " + strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// checkSecurityRoot accepts an AEF's {apiRoot}: an absolute https URL naming a host, with no user
+// information, query or fragment (the push's path is appended to it). Its errors never echo it.
+func checkSecurityRoot(root string) error {
+	u, err := url.Parse(root)
+	switch {
+	case err != nil:
+		return errors.New("is not a valid URL")
+	case u.Scheme != "https":
+		return errors.New("must be an https URL")
+	case u.Opaque != "" || u.Hostname() == "":
+		return errors.New("names no host")
+	case u.User != nil:
+		return errors.New("must not carry user information")
+	case u.RawQuery != "" || u.ForceQuery:
+		return errors.New("must not have a query")
+	case u.Fragment != "" || strings.Contains(root, "#"):
+		return errors.New("must not have a fragment")
 	}
 	return nil
 }
@@ -126,7 +153,18 @@ func importDoc(tx RegistryTx, doc RegistryDoc) error {
 		}
 	}
 	for _, a := range doc.AEFs {
-		if err := put(&Principal{ID: a.AefID, Role: RoleAEF}); err != nil {
+		p := &Principal{ID: a.AefID, Role: RoleAEF}
+		if a.AefSecurityRoot == nil {
+			// Omitted keeps the root on record, as an omitted secret is kept.
+			if old, err := tx.GetPrincipal(a.AefID); err == nil {
+				p.AefSecurityRoot = old.AefSecurityRoot
+			} else if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		} else {
+			p.AefSecurityRoot = strings.TrimSuffix(*a.AefSecurityRoot, "/")
+		}
+		if err := put(p); err != nil {
 			return err
 		}
 	}
@@ -221,7 +259,7 @@ func removeAEF(tx RegistryTx, aefID string) error {
 
 // removeInvoker offboards an invoker: its security context and its registry record go in the
 // same change, so neither outlives the other.
-func removeInvoker(tx RegistryTx, apiInvokerID string, owe func(*SecurityContext) []Owed) error {
+func removeInvoker(tx RegistryTx, apiInvokerID string, owe func(*SecurityContext) ([]Owed, error)) error {
 	p, err := tx.GetPrincipal(apiInvokerID)
 	if err != nil {
 		return err

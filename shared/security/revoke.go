@@ -26,7 +26,7 @@ func (s *Service) Revoke(ctx context.Context, caller Caller, apiInvokerID string
 }
 
 // revoke removes the caller's targets (all of them, or those of req) from the context and owes
-// the invoker one notification, in one write.
+// the invoker one notification, and the revoking AEF its push, in one write.
 func (s *Service) revoke(ctx context.Context, caller Caller, apiInvokerID string, req *capif.SecurityNotification) error {
 	var owed []Owed
 	q := aefQuery(caller, apiInvokerID)
@@ -58,11 +58,10 @@ func (s *Service) revoke(ctx context.Context, caller Caller, apiInvokerID string
 		sc, removed := withoutTargets(snap.Context, func(t Target) bool {
 			return t.AefID == caller.ID && (only == nil || slices.Contains(only, t.APIID))
 		})
-		o := s.owe(sc, caller.ID, removed, cause)
+		owed = s.owe(sc, snap.Caller, removed, cause)
 		if req != nil {
-			o.Notification.AccessToken = req.AccessToken // Rel-19: passed on as sent
+			owed[0].Notification.AccessToken = req.AccessToken // Rel-19: passed on to the invoker as sent
 		}
-		owed = []Owed{o}
 		return s.replace(ctx, sc, owed)
 	})
 	if err != nil {

@@ -41,8 +41,30 @@ type Config struct {
 	// OnDelivery, when set, learns the outcome of every delivery attempt, with the context of
 	// the request or run that made it (the edge counts them as metrics).
 	OnDelivery func(ctx context.Context, outcome DeliveryOutcome)
-	Logger     *slog.Logger
+	// CCFName is the name in the CCF's own client certificate (CAPIF_CCF_NAME, default
+	// DefaultCCFName): no registry principal may take it, nor DefaultCCFName.
+	CCFName string
+	// AEFPush says what a revocation owes the AEFs that have an aefSecurityRoot.
+	AEFPush AEFPush
+	Logger  *slog.Logger
 }
+
+// DefaultCCFName is Config.CCFName when it is not set, and always reserved.
+const DefaultCCFName = "ccf"
+
+// AEFPush is what becomes of the Revoke_Authorization pushes a revocation owes AEFs.
+type AEFPush uint8
+
+const (
+	// AEFPushInline writes them with the change and makes the first attempt before answering,
+	// as for the invoker's notification.
+	AEFPushInline AEFPush = iota
+	// AEFPushQueued writes them for the worker, which makes every attempt: this process has no
+	// CCF client certificate to present (capif-admin without the CCF key).
+	AEFPushQueued
+	// AEFPushOff writes none: the deployment has no CCF client certificate at all.
+	AEFPushOff
+)
 
 // DefaultMaxAttempts is Config.MaxAttempts when it is not set.
 const DefaultMaxAttempts = 32
@@ -86,6 +108,9 @@ func New(store Store, registry Registry, signer Signer, notifier Notifier, clock
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.CCFName == "" {
+		cfg.CCFName = DefaultCCFName
+	}
 	if clock == nil {
 		clock = SystemClock{}
 	}
@@ -112,8 +137,9 @@ func (s *Service) load(ctx context.Context, q Query) (*Snapshot, error) {
 		q.APIInvokerID = ""
 	}
 	q.AefIDs = slices.DeleteFunc(q.AefIDs, func(id string) bool { return !keep(id) })
+	q.Principals = slices.DeleteFunc(q.Principals, func(id string) bool { return !keep(id) })
 	q.InterfaceKeys = slices.DeleteFunc(q.InterfaceKeys, func(k string) bool { return !utf8.ValidString(k) || len(k) > 2*MaxIDLength })
-	if q.CallerID == "" && q.APIInvokerID == "" && len(q.AefIDs) == 0 && len(q.InterfaceKeys) == 0 {
+	if q.CallerID == "" && q.APIInvokerID == "" && len(q.AefIDs) == 0 && len(q.InterfaceKeys) == 0 && len(q.Principals) == 0 {
 		return &Snapshot{}, nil
 	}
 	return s.store.Load(ctx, q)

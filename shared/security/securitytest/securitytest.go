@@ -96,6 +96,7 @@ func (s *Signer) Claims() []capif.TokenClaims {
 // Sent is one notification a Notifier was asked to deliver.
 type Sent struct {
 	ID          string // the delivery id (webhook-id)
+	Kind        security.OwedKind
 	Destination string
 	Body        any
 }
@@ -116,7 +117,7 @@ func (n *Notifier) Notify(_ context.Context, d security.Delivery) error {
 	if n.OnSend != nil {
 		n.OnSend(d.Destination, d.Body)
 	}
-	n.sent = append(n.sent, Sent{d.ID, d.Destination, d.Body})
+	n.sent = append(n.sent, Sent{ID: d.ID, Kind: d.Kind, Destination: d.Destination, Body: d.Body})
 	return n.Err
 }
 
@@ -127,16 +128,37 @@ func (n *Notifier) Sent() []Sent {
 	return slices.Clone(n.sent)
 }
 
-// Revocations returns the bodies of Sent, which must all be security notifications.
+// Revocations returns the bodies of Sent to invokers, which must all be security notifications.
 func (n *Notifier) Revocations(t testing.TB) []capif.SecurityNotification {
 	t.Helper()
 	var out []capif.SecurityNotification
 	for _, s := range n.Sent() {
+		if s.Kind == security.ToAEF {
+			continue
+		}
 		sn, ok := s.Body.(capif.SecurityNotification)
 		if !ok {
 			t.Fatalf("notification body is %T, want capif.SecurityNotification", s.Body)
 		}
 		out = append(out, sn)
+	}
+	return out
+}
+
+// Pushes returns the Sent to AEFs, by destination, which must all be RevokeAuthorizationReq
+// bodies.
+func (n *Notifier) Pushes(t testing.TB) map[string][]capif.RevokeAuthorizationReq {
+	t.Helper()
+	out := map[string][]capif.RevokeAuthorizationReq{}
+	for _, s := range n.Sent() {
+		if s.Kind != security.ToAEF {
+			continue
+		}
+		req, ok := s.Body.(capif.RevokeAuthorizationReq)
+		if !ok {
+			t.Fatalf("push body is %T, want capif.RevokeAuthorizationReq", s.Body)
+		}
+		out[s.Destination] = append(out[s.Destination], req)
 	}
 	return out
 }
@@ -444,7 +466,7 @@ func (m *memTx) PutInterface(k string, l []security.PublishedAPI) error {
 	return nil
 }
 
-func (m *memTx) DeleteContext(apiInvokerID string, _ func(*security.SecurityContext) []security.Owed) error {
+func (m *memTx) DeleteContext(apiInvokerID string, _ func(*security.SecurityContext) ([]security.Owed, error)) error {
 	if err := m.check("DeleteContext"); err != nil {
 		return err
 	}

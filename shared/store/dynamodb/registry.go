@@ -264,7 +264,7 @@ func (tx *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
 // DeleteContext adds the removal of an invoker's security context to the commit: a Delete on
 // the version read, or a check that none exists, so a context written meanwhile is a race; and
 // the outbox records owe returns for it, in the same transaction.
-func (tx *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityContext) []security.Owed) error {
+func (tx *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityContext) ([]security.Owed, error)) error {
 	if !keyOK(apiInvokerID) || tx.gone[apiInvokerID] {
 		return nil // no such context can exist, or its removal is already part of the commit
 	}
@@ -292,7 +292,11 @@ func (tx *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityC
 	if owe == nil {
 		return nil
 	}
-	for _, o := range owe(sc) {
+	owed, err := owe(sc)
+	if err != nil {
+		return err
+	}
+	for _, o := range owed {
 		oi, err := outboxItemOf(o, tx.s.now().Unix())
 		if err != nil {
 			return fmt.Errorf("dynamodb %s: %w", tx.op, err)

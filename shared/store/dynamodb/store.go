@@ -245,7 +245,12 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 	for _, k := range q.InterfaceKeys {
 		keys = append(keys, reg(kindInterface, k))
 	}
-	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}}
+	for _, id := range q.Principals {
+		if id != "" && id != q.CallerID {
+			keys = append(keys, reg(kindPrincipal, id))
+		}
+	}
+	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}, Principals: map[string]*security.Principal{}}
 	if len(keys) == 0 {
 		return snap, nil
 	}
@@ -264,6 +269,15 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 			return nil, fmt.Errorf("dynamodb Load: principal: %w", err)
 		}
 		snap.Caller = &p
+	}
+	for _, id := range q.Principals {
+		if it := found[reg(kindPrincipal, id)]; it != nil && snap.Principals[id] == nil {
+			var p security.Principal
+			if err := decodeDoc(it[attrDoc], &p); err != nil {
+				return nil, fmt.Errorf("dynamodb Load: principal: %w", err)
+			}
+			snap.Principals[id] = &p
+		}
 	}
 	for _, id := range q.AefIDs {
 		if it := found[reg(kindAEF, id)]; it != nil && snap.AEFs[id] == nil {

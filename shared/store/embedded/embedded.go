@@ -182,6 +182,9 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 	if len(q.InterfaceKeys) > 0 {
 		snap.Interfaces = make(map[string][]security.PublishedAPI, len(q.InterfaceKeys))
 	}
+	if len(q.Principals) > 0 {
+		snap.Principals = make(map[string]*security.Principal, len(q.Principals))
+	}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		if _, err := getNew(tx, bucketPrincipals, q.CallerID, &snap.Caller); err != nil {
 			return err
@@ -197,6 +200,14 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 				return err
 			} else if ok {
 				snap.AEFs[id] = a
+			}
+		}
+		for _, id := range q.Principals {
+			var p *security.Principal
+			if ok, err := getNew(tx, bucketPrincipals, id, &p); err != nil {
+				return err
+			} else if ok {
+				snap.Principals[id] = p
 			}
 		}
 		for _, k := range q.InterfaceKeys {
@@ -506,7 +517,7 @@ func (r *regTx) PutInterface(key string, apis []security.PublishedAPI) error {
 	return put(b, key, apis)
 }
 
-func (r *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityContext) []security.Owed) error {
+func (r *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityContext) ([]security.Owed, error)) error {
 	if apiInvokerID == "" {
 		return nil // no context can have it
 	}
@@ -515,7 +526,11 @@ func (r *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityCo
 		return err
 	}
 	if owe != nil {
-		if err := putOwed(r.tx, owe(&sc)); err != nil {
+		owed, err := owe(&sc)
+		if err != nil {
+			return err
+		}
+		if err := putOwed(r.tx, owed); err != nil {
 			return err
 		}
 	}

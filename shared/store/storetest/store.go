@@ -97,13 +97,14 @@ func testLoadNothing(t *testing.T, b Backend) {
 	ctx := t.Context()
 	for _, q := range []security.Query{
 		{},
-		{CallerID: newID("nobody"), APIInvokerID: newID("inv"), AefIDs: []string{newID("aef")}, InterfaceKeys: []string{"fqdn:" + newID("h") + ".example.com|port:443|prefix:/x"}},
+		{CallerID: newID("nobody"), APIInvokerID: newID("inv"), AefIDs: []string{newID("aef")}, InterfaceKeys: []string{"fqdn:" + newID("h") + ".example.com|port:443|prefix:/x"},
+			Principals: []string{newID("aef")}},
 	} {
 		snap, err := b.Store.Load(ctx, q)
 		if err != nil {
 			t.Fatalf("Load(%+v): %v", q, err)
 		}
-		if snap == nil || snap.Caller != nil || snap.Context != nil || len(snap.AEFs) != 0 || len(snap.Interfaces) != 0 {
+		if snap == nil || snap.Caller != nil || snap.Context != nil || len(snap.AEFs) != 0 || len(snap.Interfaces) != 0 || len(snap.Principals) != 0 {
 			t.Errorf("Load(%+v) of missing items = %s, want an empty snapshot", q, dump(snap))
 		}
 	}
@@ -147,6 +148,19 @@ func testLoadEveryKind(t *testing.T, b Backend) {
 		t.Fatal(err)
 	}
 	equal(t, "Caller (AEF)", snap.Caller, &security.Principal{ID: f.aef1, Role: security.RoleAEF})
+
+	// Principals besides the caller (the caller's own id among them too), with their roots.
+	root := "https://" + newID("aef") + ".example.com/root"
+	mustImport(t, b, security.RegistryDoc{AEFs: []security.AEFRecord{{AefID: f.aef2, AefSecurityRoot: &root}}})
+	snap, err = b.Store.Load(ctx, security.Query{CallerID: f.aef1, Principals: []string{f.aef1, f.aef2, missingAEF}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Principals) != 2 {
+		t.Errorf("Principals has %d records, want %s and %s only", len(snap.Principals), f.aef1, f.aef2)
+	}
+	equal(t, "Principals[aef1]", snap.Principals[f.aef1], &security.Principal{ID: f.aef1, Role: security.RoleAEF})
+	equal(t, "Principals[aef2]", snap.Principals[f.aef2], &security.Principal{ID: f.aef2, Role: security.RoleAEF, AefSecurityRoot: root})
 }
 
 // The domain edits what Load returns before writing it back; that must not reach the store.
