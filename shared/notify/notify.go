@@ -1,15 +1,21 @@
 // Package notify delivers SecurityNotification and TestNotification bodies to an invoker's
-// notificationDestination (security.Notifier). The destination is chosen by the invoker, so
-// every connection is checked at dial time against the addresses this service must never reach
+// notificationDestination, and RevokeAuthorizationReq bodies to an AEF's revoke-authorization
+// (security.Notifier). Destinations are chosen by invokers and by the registry, so every
+// connection is checked at dial time against the addresses this service must never reach
 // (loopback, where the Lambda runtime API listens; link-local, where metadata endpoints live;
 // private and other special-purpose ranges), redirects are not followed, environment proxies are
 // ignored and each delivery is bounded in time.
+//
+// To an AEF, and only to an AEF, the CCF presents its client certificate (CAPIF-3e, TS 33.122),
+// and the AEF's certificate chain and host name are verified against Options.AEFRoots. An
+// invoker's destination never sees the CCF's certificate: the two kinds use separate clients.
 package notify
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,9 +25,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
+	"syscall"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -47,11 +56,18 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives redirect warnings and delivery debug records; default slog.Default().
 	Logger *slog.Logger
+	// CCFCertificate returns the certificate the CCF presents to AEFs, asked at each handshake
+	// (so a renewed one is picked up; its key may be a crypto.Signer backed by KMS). nil: pushes
+	// to AEFs fail (and are retried) for want of it.
+	CCFCertificate func() (*tls.Certificate, error)
+	// AEFRoots verify the AEFs' server certificates (CAPIF_AEF_CA); nil: the system roots.
+	AEFRoots *x509.CertPool
 }
 
 // Notifier POSTs JSON bodies to notification destinations. Safe for concurrent use.
 type Notifier struct {
-	client        *http.Client
+	client        *http.Client // to invokers: no client certificate
+	aefClient     *http.Client // to AEFs: the CCF's certificate, AEFRoots
 	timeout       time.Duration
 	log           *slog.Logger
 	allowLoopback bool
@@ -71,33 +87,46 @@ func New(o Options) *Notifier {
 		Timeout:        timeout,
 		ControlContext: guard(o.AllowLoopback),
 	}
-	transport := &http.Transport{
-		// nil, not ProxyFromEnvironment: a proxy would make the connection for us, out of the
-		// guard's sight.
-		Proxy:       nil,
-		DialContext: dialer.DialContext,
-		// TLS runs over DialContext, so https destinations pass the same guard.
-		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:    timeout,
-		ResponseHeaderTimeout:  timeout,
-		MaxResponseHeaderBytes: maxHeaderBytes,
-		// The body is discarded, so never ask for gzip and inflate what we throw away.
-		DisableCompression: true,
-		// Notifications are rare and go to many hosts; a pooled connection would outlive a
-		// Lambda freeze and fail the next POST, which the transport does not retry.
-		DisableKeepAlives: true,
+	transport := func(tlsConfig *tls.Config) *http.Transport {
+		return &http.Transport{
+			// nil, not ProxyFromEnvironment: a proxy would make the connection for us, out of
+			// the guard's sight.
+			Proxy:       nil,
+			DialContext: dialer.DialContext,
+			// TLS runs over DialContext, so https destinations pass the same guard.
+			TLSClientConfig:        tlsConfig,
+			TLSHandshakeTimeout:    timeout,
+			ResponseHeaderTimeout:  timeout,
+			MaxResponseHeaderBytes: maxHeaderBytes,
+			// The body is discarded (or small), so never ask for gzip.
+			DisableCompression: true,
+			// Notifications are rare and go to many hosts; a pooled connection would outlive a
+			// Lambda freeze and fail the next POST, which the transport does not retry.
+			DisableKeepAlives: true,
+		}
 	}
-	return &Notifier{
-		client: &http.Client{
-			Transport: transport,
+	client := func(t *http.Transport) *http.Client {
+		return &http.Client{
+			Transport: t,
 			// A 3xx is returned to Notify as is, and becomes a failure there.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		}
+	}
+	ccfCertificate := o.CCFCertificate
+	if ccfCertificate == nil {
+		ccfCertificate = func() (*tls.Certificate, error) { return nil, errNoCCFCertificate }
+	}
+	return &Notifier{
+		client: client(transport(&tls.Config{MinVersion: tls.VersionTLS12})),
+		aefClient: client(transport(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.AEFRoots,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return ccfCertificate() }})),
 		timeout:       timeout,
 		log:           logger,
 		allowLoopback: o.AllowLoopback,
 	}
 }
+
+var errNoCCFCertificate = errors.New("this process has no CCF client certificate to present to AEFs")
 
 // CheckDestination says early, when an invoker sets its notificationDestination, what Notify
 // would refuse for certain: a malformed URL or an IP literal in a refused range. Host names
@@ -116,13 +145,26 @@ func (n *Notifier) CheckDestination(destination string) error {
 // StatusError is a delivery the destination answered with a status other than 2xx.
 type StatusError struct {
 	Code int
+	aef  bool // the answer of an AEF's revoke-authorization
 }
 
-// Is makes 410 Gone match security.ErrUndeliverable: the destination says it will never accept
-// the notification (every other status is retried).
+// Is classifies the answer (security.Notifier): 410 Gone (and an AEF's 404) is
+// security.ErrUndeliverable: the destination says it will never accept the notification; an
+// AEF's 400, 401, 403, 411, 413 and 415 are security.ErrNotAccepted: it refuses our request or
+// our certificate. Every other status is retried.
 func (e *StatusError) Is(target error) bool {
-	return target == security.ErrUndeliverable && e.Code == http.StatusGone
+	switch target {
+	case security.ErrUndeliverable:
+		return e.Code == http.StatusGone || e.aef && e.Code == http.StatusNotFound
+	case security.ErrNotAccepted:
+		return e.aef && slices.Contains(notAccepted, e.Code)
+	}
+	return false
 }
+
+// notAccepted are the statuses by which an AEF refuses our request or our certificate.
+var notAccepted = []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusLengthRequired,
+	http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType}
 
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("destination answered %d %s", e.Code, http.StatusText(e.Code))
@@ -139,11 +181,12 @@ const (
 	HeaderTimestamp = "webhook-timestamp"
 )
 
-// Notify POSTs d.Body as JSON to d.Destination. It returns nil on a 2xx answer; otherwise an error
-// that never contains the destination's path or query (they may carry secrets): a *RefusedError
-// or another error matching ErrRefused for a destination that is not allowed, a *StatusError for
-// any other answer, or a transport or timeout error. ctx may be detached from any request; the
-// delivery applies its own timeout.
+// Notify POSTs d.Body as JSON to d.Destination, to an AEF (d.Kind security.ToAEF) over mutual
+// TLS with the CCF's certificate. It returns nil on a 2xx answer; otherwise an error that never
+// contains the destination's path or query (they may carry secrets): a *RefusedError or another
+// error matching ErrRefused for a destination that is not allowed, a *StatusError for any other
+// answer, or a transport or timeout error, classified as security.Notifier says. ctx may be
+// detached from any request; the delivery applies its own timeout.
 func (n *Notifier) Notify(ctx context.Context, d security.Delivery) error {
 	u, err := parseDestination(d.Destination)
 	if err != nil {
@@ -152,6 +195,14 @@ func (n *Notifier) Notify(ctx context.Context, d security.Delivery) error {
 	payload, err := json.Marshal(d.Body)
 	if err != nil {
 		return fmt.Errorf("encoding the notification: %w", err)
+	}
+	aef := d.Kind == security.ToAEF
+	client := n.client
+	if aef {
+		if u.Scheme != "https" {
+			return fmt.Errorf("an AEF is reached over https only: %w", ErrRefused)
+		}
+		client = n.aefClient
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
@@ -168,32 +219,41 @@ func (n *Notifier) Notify(ctx context.Context, d security.Delivery) error {
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(time.Now().Unix(), 10))
 
 	start := time.Now()
-	resp, err := n.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return n.transportError(ctx, u, err, time.Since(start))
+		return n.transportError(ctx, u, err, time.Since(start), aef)
 	}
 	// Read a bounded amount so the server is not cut off mid-answer, then close; errors here
 	// do not change the outcome, which the status already decided.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxDrain))
 	_ = resp.Body.Close()
 
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
+		if aef {
+			var rsp capif.RevokeAuthorizationRsp
+			if err := json.Unmarshal(body, &rsp); err != nil || rsp.SupportedFeatures == "" {
+				// The AEF took the revocation; only its answer is off.
+				n.log.WarnContext(ctx, "AEF accepted the revocation with no valid RevokeAuthorizationRsp", "destination", redact(u), "status", code)
+			}
+		}
 		n.log.DebugContext(ctx, "notification delivered", "destination", redact(u), "status", code, "duration", time.Since(start))
 		return nil
 	case code >= 300 && code < 400:
 		// TS 29.222 lets a CCF re-send to Location on 307/308; following blindly would let a
 		// destination steer us, so the redirect is reported and the delivery fails.
 		n.log.WarnContext(ctx, "notification destination redirected; not followed", "destination", redact(u), "status", code, "location", redactLocation(u, resp.Header.Get("Location")))
-		return &StatusError{Code: code}
+		return &StatusError{Code: code, aef: aef}
 	default:
-		return &StatusError{Code: code}
+		return &StatusError{Code: code, aef: aef}
 	}
 }
 
 // transportError turns a client failure into an error without the request URL (url.Error
-// carries the full URL in its message).
-func (n *Notifier) transportError(ctx context.Context, u *url.URL, err error, elapsed time.Duration) error {
+// carries the full URL in its message), classified: connection refused matches
+// security.ErrNoListener; to an AEF, a failed TLS handshake (its certificate, or ours refused)
+// matches security.ErrNotAccepted.
+func (n *Notifier) transportError(ctx context.Context, u *url.URL, err error, elapsed time.Duration, aef bool) error {
 	var refused *RefusedError
 	if errors.As(err, &refused) {
 		out := *refused
@@ -213,13 +273,33 @@ func (n *Notifier) transportError(ctx context.Context, u *url.URL, err error, el
 	// The transport's own dial/TLS/header timeouts equal the overall one and may fire first;
 	// all of them are the destination being too slow. The result matches net.Error.Timeout.
 	var ne net.Error
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(inner, &ne) && ne.Timeout()) {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(inner, &ne) && ne.Timeout()):
 		return fmt.Errorf("no answer from destination within %s: %w", n.timeout, inner)
-	}
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("delivery abandoned after %s: %w", elapsed.Round(time.Millisecond), ctxErr)
+	case ctx.Err() != nil:
+		return fmt.Errorf("delivery abandoned after %s: %w", elapsed.Round(time.Millisecond), ctx.Err())
+	case errors.Is(inner, syscall.ECONNREFUSED):
+		return fmt.Errorf("POST to destination failed: %w (%w)", security.ErrNoListener, inner)
+	case aef && tlsFailure(inner):
+		return fmt.Errorf("TLS with the AEF failed: %w (%w)", security.ErrNotAccepted, inner)
 	}
 	return fmt.Errorf("POST to destination failed: %w", inner)
+}
+
+// tlsFailure reports whether err is a failed TLS handshake: the peer's certificate did not
+// verify, the peer sent an alert (our certificate refused), or it spoke no TLS.
+func tlsFailure(err error) bool {
+	var (
+		verify   *tls.CertificateVerificationError
+		header   tls.RecordHeaderError
+		hostname x509.HostnameError
+		unknown  x509.UnknownAuthorityError
+		invalid  x509.CertificateInvalidError
+		op       *net.OpError
+	)
+	return errors.As(err, &verify) || errors.As(err, &header) || errors.As(err, &hostname) || errors.As(err, &unknown) ||
+		errors.As(err, &invalid) || errors.Is(err, errNoCCFCertificate) ||
+		errors.As(err, &op) && op.Op == "remote error" // an alert from the peer, e.g. "tls: certificate required"
 }
 
 // parseDestination accepts absolute http and https URLs naming a host and no user information.

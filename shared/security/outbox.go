@@ -234,12 +234,27 @@ func (s *Service) attempt(ctx context.Context, o Owed) DeliveryOutcome {
 		log.Warn("notification not delivered; its delivery state was not recorded", slog.String("error", err.Error()), slog.String("outboxError", aerr.Error()))
 		return ""
 	}
+	level := failureLevel(err, o.Dead)
 	if o.Dead {
-		log.Error("notification dead-lettered", slog.String("error", o.LastError))
+		log.Log(ctx, level, "notification dead-lettered", slog.String("kind", string(o.Receiver())), slog.String("error", o.LastError))
 	} else {
-		log.Warn("notification not delivered; will retry", slog.String("error", o.LastError), slog.Time("nextAttempt", o.NextAttempt))
+		log.Log(ctx, level, "notification not delivered; will retry", slog.String("kind", string(o.Receiver())), slog.String("error", o.LastError), slog.Time("nextAttempt", o.NextAttempt))
 	}
 	return done(outcome)
+}
+
+// failureLevel is how loud a failed attempt is logged. ERROR is for faults of the service: an
+// AEF refusing our request or our certificate. What the destination causes (refused by the
+// guard, 410, an AEF's 404, silence until the window ends) is a WARN, with the dead-letter
+// metric; an attempt at a destination where nothing listens is DEBUG until it is dead.
+func failureLevel(err error, dead bool) slog.Level {
+	switch {
+	case errors.Is(err, ErrNotAccepted):
+		return slog.LevelError
+	case errors.Is(err, ErrNoListener) && !dead:
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
 
 // backoff is exponential with full jitter: uniform in (0, min(cap, base·2^(n-1))]. The
