@@ -38,6 +38,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig/standard"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/registrydoc"
 	"github.com/capifcore/capif-security/shared/security"
@@ -79,7 +80,14 @@ type session struct {
 // service opens the back end (once) and returns the service on it.
 func (s *session) service(ctx context.Context) (*security.Service, error) {
 	if s.app == nil {
-		a, err := fullapp.Open(ctx, app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get})
+		cfg := app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get}
+		if err := fullapp.WithCCF(&cfg); err != nil {
+			return nil, err
+		}
+		if cfg.AEFPush == security.AEFPushQueued {
+			fmt.Fprintln(s.stderr, "pushes to AEFs: no CCF certificate here (-ccf-cert, -ccf-key): the delivery worker makes them")
+		}
+		a, err := fullapp.Open(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -108,6 +116,8 @@ var commands = []command{
 			n, err := svc.RemoveAPI(ctx, id)
 			return fmt.Sprintf("revoked %s from %d security contexts\n", id, n), err
 		})},
+	{name: "revoke", operands: "-invoker ID [-aef ID] [-apis A,B] -cause CAUSE", summary: "revoke an invoker's authorization as the CCF: its entries (at one AEF, for some APIs, or all), notifying it and pushing to each AEF",
+		store: true, writes: true, define: defineRevoke},
 	{name: "outbox-list", summary: "list the notifications owed and not yet delivered, pending and dead-lettered",
 		store: true, define: defineOutboxList},
 	{name: "outbox-redrive", operands: "ID | -all", summary: "make a dead-lettered notification (or all of them) due again, with a new retry window",
@@ -446,7 +456,7 @@ func defineList(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", inv.APIInvokerID, secret, dest, describeContext(contexts, inv.APIInvokerID))
 		}
-		fmt.Fprintf(tw, "\nAEF\tPUBLISHES\n")
+		fmt.Fprintf(tw, "\nAEF\tPUBLISHES\tREVOCATIONS PUSHED TO\n")
 		publishes := map[string][]string{}
 		for _, d := range doc.ServiceAPIs {
 			for _, p := range d.AefProfiles {
@@ -454,7 +464,11 @@ func defineList(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			}
 		}
 		for _, a := range doc.AEFs {
-			fmt.Fprintf(tw, "%s\t%s\n", a.AefID, cmp.Or(strings.Join(publishes[a.AefID], ", "), "-"))
+			root := "- (no aefSecurityRoot: none)"
+			if a.AefSecurityRoot != nil {
+				root = *a.AefSecurityRoot + capif.RevokeAuthorizationPath
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", a.AefID, cmp.Or(strings.Join(publishes[a.AefID], ", "), "-"), root)
 		}
 		fmt.Fprintf(tw, "\nSERVICE API\tNAME\tAEFS\n")
 		for _, d := range doc.ServiceAPIs {
@@ -584,6 +598,51 @@ func removeCommand(name string, remove func(ctx context.Context, svc *security.S
 	}
 }
 
+// defineRevoke is a revocation the CCF initiates (TS 23.222 clause 8.23.4): it prints what is
+// (or, with -dry-run, would be) owed: the invoker's notification and the push to each AEF.
+func defineRevoke(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	invoker := fs.String("invoker", "", "the apiInvokerId whose authorization is revoked (required)")
+	aef := fs.String("aef", "", "only the entries at this aefId (default: every AEF)")
+	apis := fs.String("apis", "", "only these apiIds, comma-separated (default: every API)")
+	cause := fs.String("cause", "", "the cause: "+strings.Join(capif.KnownCauses, ", ")+" (Rel-18 peers know only "+capif.OverlimitUsage+" and "+capif.UnexpectedReason+")")
+	return func(ctx context.Context, s *session) error {
+		if len(s.operands) != 0 || *invoker == "" || *cause == "" {
+			return errors.New("revoke takes -invoker ID and -cause CAUSE (and optionally -aef ID, -apis A,B), no operands")
+		}
+		svc, err := s.service(ctx)
+		if err != nil {
+			return err
+		}
+		owed, err := svc.RevokeByCCF(ctx, security.CCFRevocation{APIInvokerID: *invoker, AefID: *aef, APIIDs: settings.ParseList(*apis), Cause: *cause}, s.dryRun)
+		if err != nil {
+			return fmt.Errorf("revoke %s: %w", *invoker, err)
+		}
+		verb := "revoked"
+		if s.dryRun {
+			verb = "dry run: would revoke"
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+		for _, o := range owed {
+			n := o.Notification
+			if o.Receiver() == security.ToAEF {
+				fmt.Fprintf(tw, "  push to AEF %s\t%s\n", n.AefID, security.RedactURL(o.Destination))
+				continue
+			}
+			fmt.Fprintf(tw, "%s %s at %s\t%s\tnotify %s\t%s\n", verb, strings.Join(n.APIIDs, ","), n.AefID, n.Cause, n.APIInvokerID, security.RedactURL(o.Destination))
+			if !slices.ContainsFunc(owed, func(p security.Owed) bool { return p.Receiver() == security.ToAEF && p.Notification.AefID == n.AefID }) {
+				fmt.Fprintf(tw, "  no push to AEF %s\tit has no aefSecurityRoot\n", n.AefID)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if s.dryRun {
+			fmt.Fprintln(s.stdout, "dry run: nothing written")
+		}
+		return nil
+	}
+}
+
 // defineOutboxList prints one line per outbox record: never its body (a revocation may carry
 // the revoked access token), and the destination as scheme://host only.
 func defineOutboxList(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
@@ -602,7 +661,7 @@ func defineOutboxList(fs *flag.FlagSet) func(ctx context.Context, s *session) er
 		}
 		slices.SortFunc(owed, func(a, b security.Owed) int { return a.CreatedAt.Compare(b.CreatedAt) })
 		tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATE\tINVOKER\tAEF\tDESTINATION\tATTEMPTS\tAGE\tNEXT ATTEMPT\tLAST ERROR")
+		fmt.Fprintln(tw, "ID\tKIND\tSTATE\tINVOKER\tAEF\tDESTINATION\tATTEMPTS\tAGE\tNEXT ATTEMPT\tLAST ERROR")
 		now := time.Now()
 		shown := 0
 		for _, o := range owed {
@@ -623,7 +682,7 @@ func defineOutboxList(fs *flag.FlagSet) func(ctx context.Context, s *session) er
 			if !o.CreatedAt.IsZero() {
 				age = now.Sub(o.CreatedAt).Round(time.Second).String()
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", o.ID, state, o.APIInvokerID, o.Notification.AefID,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", o.ID, o.Receiver(), state, o.APIInvokerID, o.Notification.AefID,
 				security.RedactURL(o.Destination), o.Attempts, age, next, oneLine(o.LastError))
 			shown++
 		}

@@ -140,8 +140,15 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 		}
 	}
 	clientCA := string(clientCAPEM) // once: every PKI entry answered carries it
-	a, err := fullapp.Open(ctx, app.Config{Settings: c, Logger: logger,
-		ClientCA: func(context.Context) (string, error) { return clientCA, nil }})
+	cfg := app.Config{Settings: c, Logger: logger, ClientCA: func(context.Context) (string, error) { return clientCA, nil }}
+	if err := fullapp.WithCCF(&cfg); err != nil {
+		return err
+	}
+	// Minted (or renewed) now, not at the first push: a broken data directory fails the start.
+	if _, err := cfg.CCFCertificate(); err != nil {
+		return fmt.Errorf("CCF certificate: %w", err)
+	}
+	a, err := fullapp.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -286,6 +293,10 @@ func certCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 	dataDir := &c.DataDir
 	if *id == "" {
 		return errors.New("cert: -id is required")
+	}
+	if *id == security.DefaultCCFName || *id == c.CCFName {
+		return fmt.Errorf("cert: %q is the CCF's own name (-ccf-name), which no invoker or AEF may take: the runner keeps the CCF's certificate in %s",
+			*id, filepath.Join(*dataDir, devpki.CCFFile))
 	}
 	if *out == "" {
 		*out = filepath.Join(*dataDir, "clients")

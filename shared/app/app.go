@@ -4,6 +4,8 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +30,13 @@ type Config struct {
 	// AWS is the process's one SDK configuration, built on first use (sdkconfig.Provider's Get);
 	// nil: this process has none, and AWS back ends are refused.
 	AWS func() (aws.Config, error)
+	// CCFCertificate is the client certificate this process presents to AEFs (notify.Options);
+	// nil: it has none, and AEFPush should say what becomes of pushes.
+	CCFCertificate func() (*tls.Certificate, error)
+	// AEFRoots verify the AEFs' server certificates; nil: the system roots.
+	AEFRoots *x509.CertPool
+	// AEFPush is what revocations owe AEFs in this process (security.Config).
+	AEFPush security.AEFPush
 	// Backends are the adapters this process links (the signer "none" is always there); Open
 	// refuses a store or signer setting none of them is named for. A Lambda binary names only
 	// DynamoDB (and KMS where it signs), so it carries neither the embedded store nor the local
@@ -113,7 +122,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 	}
-	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Timeout: set.NotifyTimeout, Logger: cfg.Logger})
+	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Timeout: set.NotifyTimeout, Logger: cfg.Logger,
+		CCFCertificate: cfg.CCFCertificate, AEFRoots: cfg.AEFRoots})
 	a.Service = security.New(a.Store, a.Registry, sig, n, security.SystemClock{}, security.Config{
 		Issuer:         set.Issuer,
 		MethodPriority: set.SecurityMethodPriority,
@@ -125,6 +135,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		OnDelivery:     countDelivery,
 		APIRoot:        set.APIRoot,
 		ClientCA:       cfg.ClientCA,
+		CCFName:        set.CCFName,
+		AEFPush:        cfg.AEFPush,
 		Logger:         cfg.Logger,
 	})
 	return a, nil

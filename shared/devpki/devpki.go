@@ -240,9 +240,14 @@ func (ca *CA) issue(tmpl *x509.Certificate, validFor time.Duration) (*Issued, er
 	if err != nil {
 		return nil, err
 	}
+	return ca.issueFor(tmpl, key, time.Now(), validFor)
+}
+
+// issueFor issues tmpl for key, valid from an hour before now (clock skew) for validFor.
+func (ca *CA) issueFor(tmpl *x509.Certificate, key *ecdsa.PrivateKey, now time.Time, validFor time.Duration) (*Issued, error) {
 	tmpl.SerialNumber = serial()
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(validFor)
+	tmpl.NotBefore = now.Add(-time.Hour)
+	tmpl.NotAfter = now.Add(validFor)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {

@@ -113,6 +113,14 @@ type Config struct {
 	// SecurityMethodPriority is the operator's ranking of security methods (security.Config's
 	// MethodPriority); empty: the invoker's order.
 	SecurityMethodPriority []string
+	// CCFName is the Subject CN of the CCF's client certificate towards AEFs, a name no
+	// registry principal may take (security.Config's CCFName).
+	CCFName string
+	// CCFCertFile and CCFKeyFile replace the runner's own CCF certificate (both or neither).
+	CCFCertFile, CCFKeyFile string
+	// AEFCA is the PEM bundle (a file, or s3://bucket/key on Lambda) that verifies AEFs'
+	// server certificates; "": the dev CA on the runner, the system roots elsewhere.
+	AEFCA string
 	// Warnings are deprecation notices to log once the logger exists (LogWarnings).
 	Warnings []string
 }
@@ -137,6 +145,7 @@ type loading struct {
 	stackFromFlag         bool
 	contexts, reg, outbox string
 	tlsPairSet            [2]bool
+	ccfPairSet            [2]bool
 	explicitAPIRoot       bool
 	loopbackSet           bool
 }
@@ -205,6 +214,28 @@ var Table = []Setting{
 	// capif-admin has no default back end: it touches only a store it is told to (Admin).
 	{Env: "CAPIF_SECURITY_METHOD_PRIORITY", Flag: "security-method-priority", DefaultDoc: "the invoker's order", For: Runner | Function,
 		Doc: "security methods by the operator's priority, e.g. OAUTH,PKI,PSK: an entry gets the first one the invoker prefers and the AEF supports", parse: parseMethodPriority},
+	{Env: "CAPIF_CCF_NAME", Flag: "ccf-name", Default: security.DefaultCCFName, For: Runner | Cert | Admin | Function | Worker,
+		Doc: "Subject CN of the CCF's client certificate towards AEFs; no invoker or AEF may take it", parse: func(c *loading, v string) error {
+			if len(v) > security.MaxIDLength || strings.ContainsAny(v, capif.ScopeSeparators) || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' }) {
+				return fmt.Errorf("%q is not a registry id (1 to %d bytes, none of %q)", v, security.MaxIDLength, capif.ScopeSeparators)
+			}
+			c.CCFName = v
+			return nil
+		}},
+	{Env: "CAPIF_CCF_CERT_FILE", Flag: "ccf-cert", DefaultDoc: "DATA/ccf.pem, minted from the dev CA", For: Runner | Admin,
+		Doc: "the CCF's client certificate PEM presented to AEFs (with -ccf-key)", parse: func(c *loading, v string) error { c.CCFCertFile, c.ccfPairSet[0] = v, v != ""; return nil }},
+	{Env: "CAPIF_CCF_KEY_FILE", Flag: "ccf-key", DefaultDoc: "DATA/ccf-key.pem", For: Runner | Admin,
+		Doc: "the key of -ccf-cert", parse: func(c *loading, v string) error { c.CCFKeyFile, c.ccfPairSet[1] = v, v != ""; return nil }},
+	{Env: "CAPIF_AEF_CA", Flag: "aef-ca", DefaultDoc: "dev CA on the runner, system roots elsewhere", For: Runner | Admin | Function | Worker,
+		Doc: "PEM bundle that verifies AEFs' server certificates (s3://bucket/key on Lambda)", parse: func(c *loading, v string) error {
+			if strings.HasPrefix(v, "s3://") {
+				if _, _, err := ParseS3URI(v); err != nil {
+					return err
+				}
+			}
+			c.AEFCA = v
+			return nil
+		}},
 	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded, Admin: ""}, For: Runner | Admin | Function | Worker,
 		Doc: "back end: embedded or dynamodb", parse: func(c *loading, v string) error {
 			if v == "" {
@@ -387,6 +418,12 @@ func (c *loading) check(cmd Command) []error {
 		if c.tlsPairSet[0] != c.tlsPairSet[1] {
 			bad("CAPIF_TLS_CERT", "-tls-cert and -tls-key (CAPIF_TLS_KEY) go together")
 		}
+	}
+	if c.ccfPairSet[0] != c.ccfPairSet[1] {
+		bad("CAPIF_CCF_CERT_FILE", "-ccf-cert and -ccf-key (CAPIF_CCF_KEY_FILE) go together")
+	}
+	if cmd&(Runner|Admin) != 0 && strings.HasPrefix(c.AEFCA, "s3://") {
+		bad("CAPIF_AEF_CA", "an s3:// URI is read on Lambda only: give a file here")
 	}
 	if cmd&(Runner|Function) != 0 && c.explicitAPIRoot {
 		if u, _ := url.Parse(c.APIRoot); cmd == Function && u.Path != "" {

@@ -5,10 +5,16 @@
 package fullapp
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
+	"time"
 
 	berrors "go.etcd.io/bbolt/errors"
 
@@ -16,6 +22,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
 	"github.com/capifcore/capif-security/shared/app/kmsapp"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig/standard"
+	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/local"
@@ -55,4 +62,61 @@ func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
 
 func openLocal(_ context.Context, in app.Input) (security.Signer, error) {
 	return local.LoadOrCreate(filepath.Join(in.Settings.DataDir, "signing-key.pem"))
+}
+
+// WithCCF sets cfg's identity towards AEFs (CCFCertificate, AEFRoots, AEFPush) for the runner
+// and capif-admin, from cfg.Settings: the -ccf-cert pair if given, else (with a data directory) the CCF certificate minted from the dev
+// CA there and renewed as it nears expiry (devpki.CCF); the AEFs are verified against -aef-ca,
+// else the dev CA (with a data directory), else the system roots. Without a pair or a data
+// directory (capif-admin on DynamoDB) there is no certificate, and pushes are left to the
+// worker (security.AEFPushQueued).
+func WithCCF(cfg *app.Config) error {
+	set, out := cfg.Settings, cfg
+	logger := cmp.Or(cfg.Logger, slog.Default())
+	var ca *devpki.CA
+	if set.DataDir != "" {
+		var err error
+		if ca, err = devpki.LoadOrCreateCA(set.DataDir); err != nil {
+			return fmt.Errorf("dev CA: %w", err)
+		}
+	}
+	switch {
+	case set.CCFCertFile != "":
+		cert, err := tls.LoadX509KeyPair(set.CCFCertFile, set.CCFKeyFile)
+		if err != nil {
+			return fmt.Errorf("CCF certificate (-ccf-cert, -ccf-key): %w", err)
+		}
+		if cn := cert.Leaf.Subject.CommonName; cn != set.CCFName {
+			return fmt.Errorf("CCF certificate (-ccf-cert): its Subject CN is %q, not the CCF's name %q (-ccf-name)", cn, set.CCFName)
+		}
+		WarnExpiry(logger, cert.Leaf, time.Now())
+		out.CCFCertificate = func() (*tls.Certificate, error) { return &cert, nil }
+	case ca != nil:
+		out.CCFCertificate = (&devpki.CCF{Dir: set.DataDir, Name: set.CCFName, CA: ca}).Certificate
+	default:
+		out.AEFPush = security.AEFPushQueued
+	}
+	switch {
+	case set.AEFCA != "":
+		pem, err := os.ReadFile(set.AEFCA)
+		if err != nil {
+			return fmt.Errorf("AEF CA (-aef-ca): %w", err)
+		}
+		out.AEFRoots = x509.NewCertPool()
+		if !out.AEFRoots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("AEF CA (-aef-ca): %s holds no PEM certificate", set.AEFCA)
+		}
+	case ca != nil:
+		out.AEFRoots = ca.Pool()
+	}
+	return nil
+}
+
+// WarnExpiry logs a WARN when the CCF's certificate has less than devpki.CCFRenewBefore left:
+// pushes to AEFs fail once it expires.
+func WarnExpiry(logger *slog.Logger, leaf *x509.Certificate, now time.Time) {
+	if left := leaf.NotAfter.Sub(now); left < devpki.CCFRenewBefore {
+		logger.Warn("the CCF certificate expires soon: renew it, or pushes to AEFs fail", slog.Time("notAfter", leaf.NotAfter),
+			slog.Int("daysLeft", int(left.Hours()/24)))
+	}
 }
