@@ -1,6 +1,8 @@
 // Command aef is a minimal API exposing function: one HTTPS API, monitoring-event, behind the
 // aefauth middleware, so that only invokers holding a CCF token for it, on the connection of the
-// certificate the token was issued to, get through. See README.md for a walk through it.
+// certificate the token was issued to, get through; and the AEF_Security_API's
+// revoke-authorization, where the CCF pushes revocations, after which the revoked tokens are
+// refused. See README.md for a walk through it.
 //
 //	go run ./examples/aef -ccf https://127.0.0.1:8443 -data .capif-local
 package main
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/shared/aefauth"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 )
 
@@ -34,6 +37,7 @@ type config struct {
 	issuer  string // the tokens' iss
 	aefID   string
 	api     string
+	apiID   string // the API's apiId in the registry, which revocations name
 }
 
 func main() {
@@ -44,6 +48,7 @@ func main() {
 	flag.StringVar(&c.issuer, "iss", "", "the issuer of the CCF's tokens (default: -ccf)")
 	flag.StringVar(&c.aefID, "aef-id", "aef-1", "this AEF's aefId")
 	flag.StringVar(&c.api, "api", "monitoring-event", "the apiName served at /API/")
+	flag.StringVar(&c.apiID, "api-id", "api-monitoring-event", "the API's apiId in the registry (revocations name it)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -64,12 +69,16 @@ func run(ctx context.Context, c config, ready func(addr string)) error {
 	}
 
 	// The three lines: a verifier for this AEF, the API behind it, the claims inside (in serve).
-	v, err := aefauth.New(aefauth.Config{JWKSURL: strings.TrimSuffix(c.ccf, "/") + "/.well-known/jwks.json", Client: aefauth.MTLSClient(aefCert, ca.Pool()), Issuer: c.issuer, AefID: c.aefID})
+	v, err := aefauth.New(aefauth.Config{JWKSURL: strings.TrimSuffix(c.ccf, "/") + "/.well-known/jwks.json", Client: aefauth.MTLSClient(aefCert, ca.Pool()), Issuer: c.issuer, AefID: c.aefID,
+		APIIDs: map[string]string{c.apiID: c.api}})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/"+c.api+"/", v.For(c.api).Handler(serve(c.api)))
+	// Where the CCF pushes revocations (this AEF's aefSecurityRoot is https://ADDR): the CCF's
+	// client certificate is verified against the dev CA like the invokers'.
+	mux.Handle(capif.RevokeAuthorizationPath, v.RevokeAuthorization())
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {

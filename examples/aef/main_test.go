@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -10,7 +11,10 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/examples/internal/ccftest"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
+	"github.com/capifcore/capif-security/shared/notify"
+	"github.com/capifcore/capif-security/shared/security"
 )
 
 // The example AEF, started in-process against a JWKS served over mutual TLS: the token lets its
@@ -24,13 +28,13 @@ func TestExampleAEF(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	addrc, errc := make(chan string, 1), make(chan error, 1)
 	go func() {
-		errc <- run(ctx, config{addr: "127.0.0.1:0", dataDir: ccf.Dir, ccf: ccf.URL, issuer: ccftest.Issuer, aefID: "aef-1", api: "monitoring-event"},
+		errc <- run(ctx, config{addr: "127.0.0.1:0", dataDir: ccf.Dir, ccf: ccf.URL, issuer: ccftest.Issuer, aefID: "aef-1", api: "monitoring-event", apiID: "api-monitoring-event"},
 			func(addr string) { addrc <- addr })
 	}()
-	var url string
+	var url, root string
 	select {
 	case addr := <-addrc:
-		url = "https://" + addr + "/monitoring-event/subscriptions"
+		url, root = "https://"+addr+"/monitoring-event/subscriptions", "https://"+addr
 	case err := <-errc:
 		t.Fatalf("run: %v", err)
 	}
@@ -77,6 +81,25 @@ func TestExampleAEF(t *testing.T) {
 				t.Errorf("%d %q %s, want %d with %s", status, challenge, body, tc.status, tc.want)
 			}
 		})
+	}
+
+	// The CCF pushes a revocation (the service's own notifier, with the CCF's certificate): the
+	// AEF answers 200 RevokeAuthorizationRsp, and the invoker's token no longer gets in.
+	_, _, ccfCert := ccf.Client("ccf")
+	n := notify.New(notify.Options{AllowLoopback: true, AEFRoots: ccf.CA.Pool(), CCFCertificate: func() (*tls.Certificate, error) { return &ccfCert.TLS, nil }})
+	revokeReq := capif.RevokeAuthorizationReq{SupportedFeatures: "0", RevokeInfo: capif.SecurityNotification{APIInvokerID: "invoker-1", AefID: "aef-1",
+		APIIDs: []string{"api-monitoring-event"}, Cause: capif.UnexpectedReason}}
+	if err := n.Notify(t.Context(), security.Delivery{ID: "n1", Kind: security.ToAEF, Destination: root + capif.RevokeAuthorizationPath, Body: revokeReq}); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if status, challenge, _ := call(invoker1, good); status != 401 || !strings.Contains(challenge, "revoked") {
+		t.Errorf("the revoked token: %d %q, want 401 naming the revocation", status, challenge)
+	}
+	// An invoker cannot push one.
+	n = notify.New(notify.Options{AllowLoopback: true, AEFRoots: ccf.CA.Pool(), CCFCertificate: func() (*tls.Certificate, error) { return &invoker2.TLS, nil }})
+	revokeReq.RevokeInfo.APIInvokerID = "invoker-2"
+	if err := n.Notify(t.Context(), security.Delivery{ID: "n2", Kind: security.ToAEF, Destination: root + capif.RevokeAuthorizationPath, Body: revokeReq}); !errors.Is(err, security.ErrNotAccepted) {
+		t.Errorf("an invoker's push: %v, want refused (403)", err)
 	}
 
 	cancel()

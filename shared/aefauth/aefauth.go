@@ -53,14 +53,25 @@ type Config struct {
 	JWKSMaxAge time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// CCFName is the Subject CN of the CCF's client certificate, the only caller of
+	// RevokeAuthorization; "" means DefaultCCFName.
+	CCFName string
+	// APIIDs names this AEF's APIs for RevokeAuthorization: apiId → the API name tokens carry
+	// (as passed to For). A revocation of an apiId it lacks revokes every API of the invoker.
+	APIIDs map[string]string
+	// RevocationMemory is how long RevokeAuthorization remembers a revocation: longer than the
+	// CCF's token lifetime. Zero means DefaultRevocationMemory.
+	RevocationMemory time.Duration
 }
 
 // Verifier checks CCF access tokens for one AEF. It is safe for concurrent use; make one per AEF
 // process, it holds the JWKS cache.
 type Verifier struct {
-	cfg    Config
-	keys   *keySet
-	parser *jwt.Parser
+	cfg     Config
+	keys    *keySet
+	parser  *jwt.Parser
+	revoked *revocations
 }
 
 // New checks cfg and returns its Verifier. It does not contact the CCF: the JWKS is fetched on
@@ -76,7 +87,7 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, errors.New("aefauth: Issuer is required")
 	case cfg.AefID == "":
 		return nil, errors.New("aefauth: AefID is required")
-	case cfg.MaxTokenAge < 0 || cfg.RefetchInterval < 0 || cfg.JWKSMaxAge < 0:
+	case cfg.MaxTokenAge < 0 || cfg.RefetchInterval < 0 || cfg.JWKSMaxAge < 0 || cfg.RevocationMemory < 0:
 		return nil, errors.New("aefauth: durations must not be negative")
 	}
 	if cfg.RefetchInterval == 0 {
@@ -88,8 +99,15 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CCFName == "" {
+		cfg.CCFName = DefaultCCFName
+	}
+	if cfg.RevocationMemory == 0 {
+		cfg.RevocationMemory = DefaultRevocationMemory
+	}
 	return &Verifier{
-		cfg: cfg,
+		cfg:     cfg,
+		revoked: &revocations{byAPI: map[string]map[string]time.Time{}, seen: map[string]time.Time{}, memory: cfg.RevocationMemory},
 		keys: &keySet{
 			url: cfg.JWKSURL, client: cfg.Client, now: cfg.Now,
 			minInterval: cfg.RefetchInterval, maxAge: cfg.JWKSMaxAge,
@@ -154,6 +172,9 @@ func (a *API) Verify(ctx context.Context, r *http.Request) (*Claims, error) {
 		e := refuse(http.StatusForbidden, CodeInsufficientScope, "the token does not grant this API")
 		e.Scope = capif.Scope{a.v.cfg.AefID: {a.name}}.String()
 		return nil, e
+	}
+	if a.v.revoked.revoked(c.Subject, a.name, c.IssuedAt.Time) {
+		return nil, invalidToken("the token was revoked")
 	}
 	return c, nil
 }
