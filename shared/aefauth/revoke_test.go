@@ -51,7 +51,9 @@ func TestRevokeAuthorization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := c.verifier(t, func(cfg *aefauth.Config) { cfg.APIIDs = map[string]string{"api-mon": apiName, "api-qos": "qos-session"} })
+	v := c.verifier(t, func(cfg *aefauth.Config) {
+		cfg.APIIDs = map[string]string{"api-mon": apiName, "api-qos": "qos-session"}
+	})
 	mon, qos := v.For(apiName), v.For("qos-session")
 	both := c.claims()
 	both.Scope = "3gpp#" + aefID + ":" + apiName + ",qos-session"
