@@ -236,9 +236,15 @@ type runner struct {
 // startRunner starts a runner with a fresh data directory and the test registry.
 func startRunner(t *testing.T, b backend, extra ...string) *runner {
 	t.Helper()
+	return startRunnerWith(t, b, testRegistry(), extra...)
+}
+
+// startRunnerWith starts a runner with a fresh data directory and the registry doc.
+func startRunnerWith(t *testing.T, b backend, doc security.RegistryDoc, extra ...string) *runner {
+	t.Helper()
 	dir := t.TempDir()
 	regPath := filepath.Join(dir, "registry.json")
-	raw, err := json.MarshalIndent(testRegistry(), "", "  ")
+	raw, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +252,7 @@ func startRunner(t *testing.T, b backend, extra ...string) *runner {
 		t.Fatal(err)
 	}
 	r := launch(t, b, b.args(t), filepath.Join(dir, "data"), append([]string{"-registry", regPath}, extra...))
-	for _, inv := range testRegistry().APIInvokers {
+	for _, inv := range doc.APIInvokers {
 		if inv.OnboardingSecret != "" {
 			r.secret(inv.OnboardingSecret, "onboarding secret")
 		}
