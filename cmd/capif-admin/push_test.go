@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capifcore/capif-security/internal/aeftest"
+	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/fullapp"
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/devpki"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
+)
+
+// pushRegistry: AEFs a and b with roots at aefs, one API each, four invokers notified at dest.
+func pushRegistry(aefs *aeftest.Server, dest string) security.RegistryDoc {
+	ra, rb := aefs.Root("a"), aefs.Root("b")
+	doc := security.RegistryDoc{
+		AEFs: []security.AEFRecord{{AefID: "aef-a", AefSecurityRoot: &ra}, {AefID: "aef-b", AefSecurityRoot: &rb}},
+		ServiceAPIs: []capif.ServiceAPIDescription{
+			{APIID: "api-a", APIName: "alpha", AefProfiles: []capif.AefProfile{{AefID: "aef-a", DomainName: "a.example.com"}}},
+			{APIID: "api-b", APIName: "beta", AefProfiles: []capif.AefProfile{{AefID: "aef-b", DomainName: "b.example.com"}}},
+		},
+	}
+	for _, id := range []string{"inv-1", "inv-2", "inv-3", "inv-4"} {
+		doc.APIInvokers = append(doc.APIInvokers, security.InvokerRecord{APIInvokerID: id, NotificationDestination: dest})
+	}
+	return doc
+}
+
+// seedContexts gives each invoker a context with entries at both AEFs.
+func seedContexts(t *testing.T, env map[string]string, dest string) {
+	t.Helper()
+	cfg, _, err := settings.Load(settings.Admin, nil, func(k string) string { return env[k] }, settings.Options{Name: "seed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := fullapp.Open(context.Background(), app.Config{Settings: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for _, id := range []string{"inv-1", "inv-2", "inv-3", "inv-4"} {
+		sc := &security.SecurityContext{APIInvokerID: id, NotificationDestination: dest}
+		for _, api := range []struct{ aef, id, name string }{{"aef-a", "api-a", "alpha"}, {"aef-b", "api-b", "beta"}} {
+			sc.Entries = append(sc.Entries, security.Entry{AefID: api.aef, APIID: api.id, SelSecurityMethod: capif.OAUTH, PrefSecurityMethods: []string{capif.OAUTH},
+				Targets: []security.Target{{AefID: api.aef, APIID: api.id, APIName: api.name}}})
+		}
+		if err := a.Store.Create(context.Background(), sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAdminRevocationsPush: remove-invoker, remove-api, import -prune and revoke push to each
+// affected AEF with the CCF's certificate (the data directory's), checked against both YAMLs.
+func TestAdminRevocationsPush(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		adminPushSteps(t, map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": t.TempDir()})
+	})
+	t.Run("dynamodb", func(t *testing.T) {
+		testenv.DynamoDBEndpoint(t)
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		adminPushSteps(t, map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "push-" + hex.EncodeToString(b[:]) + "-",
+			"CAPIF_CREATE_TABLES": "true", "CAPIF_DATA": t.TempDir(), "CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS": "true"})
+	})
+}
+
+func adminPushSteps(t *testing.T, env map[string]string) {
+	aefs := aeftest.Start(t)
+	env["CAPIF_AEF_CA"] = aefs.CAFile
+	ca, err := devpki.LoadOrCreateCA(env["CAPIF_DATA"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	aefs.TrustClients(ca.Pool())
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer dest.Close()
+	doc := pushRegistry(aefs, dest.URL+"/n")
+	docFile := filepath.Join(t.TempDir(), "registry.json")
+	write := func(d security.RegistryDoc) {
+		raw, _ := json.Marshal(d)
+		if err := os.WriteFile(docFile, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(doc)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := adminEnv(t, env, args...)
+		if err != nil {
+			t.Fatalf("capif-admin %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	run("import", "-f", docFile)
+	seedContexts(t, env, dest.URL+"/n")
+	if out := run("list"); !strings.Contains(out, aefs.Root("a")+"/aef-security/v1/revoke-authorization") {
+		t.Errorf("list does not say where aef-a's revocations go:\n%s", out)
+	}
+	pushed := func(aef string, n int) aeftest.Push {
+		t.Helper()
+		got := aefs.Wait(t, aef, n, 10*time.Second)
+		if len(got) != n {
+			t.Fatalf("%s received %d pushes, want %d: %v", aef, len(got), n, got)
+		}
+		p := got[n-1]
+		if p.CN != security.DefaultCCFName || p.Req.SupportedFeatures != "0" {
+			t.Errorf("push %s", p)
+		}
+		return p
+	}
+	info := func(p aeftest.Push) string {
+		i := p.Req.RevokeInfo
+		return i.APIInvokerID + " " + i.AefID + " " + strings.Join(i.APIIDs, ",") + " " + i.Cause
+	}
+
+	run("remove-invoker", "inv-1")
+	if a, b := pushed("a", 1), pushed("b", 1); info(a) != "inv-1 aef-a api-a UNEXPECTED_REASON" || info(b) != "inv-1 aef-b api-b UNEXPECTED_REASON" {
+		t.Errorf("remove-invoker pushed %q and %q", info(a), info(b))
+	}
+	run("remove-api", "api-b") // inv-2, inv-3, inv-4 each lose api-b
+	got := aefs.Wait(t, "b", 4, 10*time.Second)
+	var invs []string
+	for _, p := range got[1:] {
+		invs = append(invs, p.Req.RevokeInfo.APIInvokerID)
+	}
+	slices.Sort(invs)
+	if !slices.Equal(invs, []string{"inv-2", "inv-3", "inv-4"}) {
+		t.Errorf("remove-api pushed for %v", invs)
+	}
+
+	dry := run("-dry-run", "revoke", "-invoker", "inv-4", "-aef", "aef-a", "-cause", "AUTHORIZATION_ISSUE")
+	if !strings.Contains(dry, "would revoke api-a at aef-a") || !strings.Contains(dry, "push to AEF aef-a") || len(aefs.Pushes("a")) != 1 {
+		t.Errorf("revoke -dry-run:\n%s\npushes at a: %d", dry, len(aefs.Pushes("a")))
+	}
+	out := run("revoke", "-invoker", "inv-4", "-aef", "aef-a", "-cause", "AUTHORIZATION_ISSUE")
+	if p := pushed("a", 2); info(p) != "inv-4 aef-a api-a AUTHORIZATION_ISSUE" || !strings.Contains(out, "revoked api-a at aef-a") {
+		t.Errorf("revoke pushed %q; printed\n%s", info(p), out)
+	}
+	for _, bad := range [][]string{
+		{"revoke", "-invoker", "inv-4", "-cause", "AUTHORIZATION_ISSUE"}, // nothing left
+		{"revoke", "-invoker", "inv-3", "-cause", "BORED"},
+		{"revoke", "-invoker", "inv-3"},
+	} {
+		if out, err := adminEnv(t, env, bad...); err == nil {
+			t.Errorf("capif-admin %v succeeded:\n%s", bad, out)
+		}
+	}
+
+	// import -prune of a document without api-a: inv-2 and inv-3 lose it, pushed to aef-a.
+	doc.ServiceAPIs = doc.ServiceAPIs[1:]
+	write(doc)
+	run("import", "-prune", "-f", docFile)
+	pushed("a", 4)
+	var pruned []string
+	for _, p := range aefs.Pushes("a")[2:] {
+		pruned = append(pruned, info(p))
+	}
+	slices.Sort(pruned)
+	if !slices.Equal(pruned, []string{"inv-2 aef-a api-a UNEXPECTED_REASON", "inv-3 aef-a api-a UNEXPECTED_REASON"}) {
+		t.Errorf("import -prune pushed %q", pruned)
+	}
+	if out := run("outbox-list"); strings.Count(strings.TrimSpace(out), "\n") > 1 {
+		t.Errorf("undelivered records:\n%s", out)
+	}
+}
+
+// TestAdminWithoutCCFCertificate: capif-admin on DynamoDB without the CCF's certificate writes
+// the pushes and leaves them to the worker, and says so.
+func TestAdminWithoutCCFCertificate(t *testing.T) {
+	testenv.DynamoDBEndpoint(t)
+	aefs := aeftest.Start(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	env := map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "nocert-" + hex.EncodeToString(b[:]) + "-", "CAPIF_CREATE_TABLES": "true",
+		"CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS": "true"}
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer dest.Close()
+	raw, _ := json.Marshal(pushRegistry(aefs, dest.URL+"/n"))
+	docFile := filepath.Join(t.TempDir(), "registry.json")
+	if err := os.WriteFile(docFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := adminEnv(t, env, "import", "-f", docFile); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	seedContexts(t, env, dest.URL+"/n")
+	out, err := adminEnv(t, env, "revoke", "-invoker", "inv-1", "-cause", "OTHER_REASON")
+	if err != nil || !strings.Contains(out, "the delivery worker makes them") {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	if n := len(aefs.Pushes("")); n != 0 {
+		t.Errorf("pushed %d times without a certificate", n)
+	}
+	out, err = adminEnv(t, env, "outbox-list")
+	if err != nil || strings.Count(out, " aef ") != 2 || strings.Contains(out, " invoker ") {
+		t.Errorf("outbox-list: want the two pushes pending (the invoker's notifications delivered):\n%s", out)
+	}
+}
