@@ -144,10 +144,6 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	if err := fullapp.WithCCF(&cfg); err != nil {
 		return err
 	}
-	// Minted (or renewed) now, not at the first push: a broken data directory fails the start.
-	if _, err := cfg.CCFCertificate(); err != nil {
-		return fmt.Errorf("CCF certificate: %w", err)
-	}
 	a, err := fullapp.Open(ctx, cfg)
 	if err != nil {
 		return err

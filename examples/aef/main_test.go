@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
@@ -86,7 +87,7 @@ func TestExampleAEF(t *testing.T) {
 	// The CCF pushes a revocation (the service's own notifier, with the CCF's certificate): the
 	// AEF answers 200 RevokeAuthorizationRsp, and the invoker's token no longer gets in.
 	_, _, ccfCert := ccf.Client("ccf")
-	n := notify.New(notify.Options{AllowLoopback: true, AEFRoots: ccf.CA.Pool(), CCFCertificate: func() (*tls.Certificate, error) { return &ccfCert.TLS, nil }})
+	n := notify.New(notify.Options{AllowLoopback: true, CCF: identity(ccf.CA.Pool(), func() (*tls.Certificate, error) { return &ccfCert.TLS, nil })})
 	revokeReq := capif.RevokeAuthorizationReq{SupportedFeatures: "0", RevokeInfo: capif.SecurityNotification{APIInvokerID: "invoker-1", AefID: "aef-1",
 		APIIDs: []string{"api-monitoring-event"}, Cause: capif.UnexpectedReason}}
 	if err := n.Notify(t.Context(), security.Delivery{ID: "n1", Kind: security.ToAEF, Destination: root + capif.RevokeAuthorizationPath, Body: revokeReq}); err != nil {
@@ -96,7 +97,7 @@ func TestExampleAEF(t *testing.T) {
 		t.Errorf("the revoked token: %d %q, want 401 naming the revocation", status, challenge)
 	}
 	// An invoker cannot push one.
-	n = notify.New(notify.Options{AllowLoopback: true, AEFRoots: ccf.CA.Pool(), CCFCertificate: func() (*tls.Certificate, error) { return &invoker2.TLS, nil }})
+	n = notify.New(notify.Options{AllowLoopback: true, CCF: identity(ccf.CA.Pool(), func() (*tls.Certificate, error) { return &invoker2.TLS, nil })})
 	revokeReq.RevokeInfo.APIInvokerID = "invoker-2"
 	if err := n.Notify(t.Context(), security.Delivery{ID: "n2", Kind: security.ToAEF, Destination: root + capif.RevokeAuthorizationPath, Body: revokeReq}); !errors.Is(err, security.ErrNotAccepted) {
 		t.Errorf("an invoker's push: %v, want refused (403)", err)
@@ -106,4 +107,9 @@ func TestExampleAEF(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Errorf("run after shutdown: %v", err)
 	}
+}
+
+// identity is a notify.Options.CCF with these roots and certificate.
+func identity(roots *x509.CertPool, cert func() (*tls.Certificate, error)) func(context.Context) (notify.CCFIdentity, error) {
+	return func(context.Context) (notify.CCFIdentity, error) { return notify.CCFIdentity{Certificate: cert, AEFRoots: roots}, nil }
 }

@@ -4,8 +4,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,11 +28,9 @@ type Config struct {
 	// AWS is the process's one SDK configuration, built on first use (sdkconfig.Provider's Get);
 	// nil: this process has none, and AWS back ends are refused.
 	AWS func() (aws.Config, error)
-	// CCFCertificate is the client certificate this process presents to AEFs (notify.Options);
-	// nil: it has none, and AEFPush should say what becomes of pushes.
-	CCFCertificate func() (*tls.Certificate, error)
-	// AEFRoots verify the AEFs' server certificates; nil: the system roots.
-	AEFRoots *x509.CertPool
+	// CCF is this process's identity towards AEFs (notify.Options); nil: it has none, and
+	// AEFPush says what becomes of pushes.
+	CCF func(context.Context) (notify.CCFIdentity, error)
 	// AEFPush is what revocations owe AEFs in this process (security.Config).
 	AEFPush security.AEFPush
 	// Backends are the adapters this process links (the signer "none" is always there); Open
@@ -123,7 +119,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		}
 	}
 	n := notify.New(notify.Options{AllowLoopback: set.AllowLoopbackNotifications, Timeout: set.NotifyTimeout, Logger: cfg.Logger,
-		CCFCertificate: cfg.CCFCertificate, AEFRoots: cfg.AEFRoots})
+		CCF: cfg.CCF})
 	a.Service = security.New(a.Store, a.Registry, sig, n, security.SystemClock{}, security.Config{
 		Issuer:         set.Issuer,
 		MethodPriority: set.SecurityMethodPriority,

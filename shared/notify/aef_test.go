@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -141,8 +142,7 @@ func TestPushToAEF(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newAEFServer(t, pki.ca, []string{"127.0.0.1"}, pki.ca.Pool(), tt.answer)
-			n, logs := newNotifier(t, Options{AllowLoopback: true, AEFRoots: pki.ca.Pool(),
-				CCFCertificate: func() (*tls.Certificate, error) { return &pki.ccf.TLS, nil }})
+			n, logs := newNotifier(t, Options{AllowLoopback: true, CCF: identity(pki.ca.Pool(), func() (*tls.Certificate, error) { return &pki.ccf.TLS, nil })})
 			err := n.Notify(t.Context(), security.Delivery{ID: "n1", Kind: security.ToAEF, Destination: srv.pushURL(), Body: revokeReq()})
 			if got := outcome(err); got != tt.want {
 				t.Fatalf("outcome %s (%v), want %s", got, err, tt.want)
@@ -196,7 +196,7 @@ func TestPushTLSFailures(t *testing.T) {
 			if ccf == nil {
 				ccf = func() (*tls.Certificate, error) { return &pki.ccf.TLS, nil }
 			}
-			n, _ := newNotifier(t, Options{AllowLoopback: true, AEFRoots: pki.ca.Pool(), CCFCertificate: ccf})
+			n, _ := newNotifier(t, Options{AllowLoopback: true, CCF: identity(pki.ca.Pool(), ccf)})
 			err := n.Notify(t.Context(), security.Delivery{ID: "n1", Kind: security.ToAEF, Destination: srv.pushURL(), Body: revokeReq()})
 			if got := outcome(err); got != tt.want {
 				t.Fatalf("outcome %s (%v), want %s", got, err, tt.want)
@@ -212,7 +212,8 @@ func TestPushConnectionRefusedAndPlainHTTP(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	_ = l.Close() // nothing listens there now
-	n, _ := newNotifier(t, Options{AllowLoopback: true})
+	pki := newAEFPKI(t)
+	n, _ := newNotifier(t, Options{AllowLoopback: true, CCF: identity(pki.ca.Pool(), func() (*tls.Certificate, error) { return &pki.ccf.TLS, nil })})
 	for _, kind := range []security.OwedKind{security.ToAEF, security.ToInvoker} {
 		err := n.Notify(t.Context(), security.Delivery{ID: "n1", Kind: kind, Destination: "https://" + addr + secretPath, Body: revokeReq()})
 		if got := outcome(err); got != "no listener" {
@@ -242,8 +243,7 @@ func TestInvokersNeverSeeTheCCFCertificate(t *testing.T) {
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, ClientAuth: tls.RequestClientCert}
 	srv.StartTLS()
 	defer srv.Close()
-	n, _ := newNotifier(t, Options{AllowLoopback: true, AEFRoots: pki.ca.Pool(),
-		CCFCertificate: func() (*tls.Certificate, error) { return &pki.ccf.TLS, nil }})
+	n, _ := newNotifier(t, Options{AllowLoopback: true, CCF: identity(pki.ca.Pool(), func() (*tls.Certificate, error) { return &pki.ccf.TLS, nil })})
 	// The invoker client trusts the system roots only; give it this test server's CA.
 	n.client.Transport.(*http.Transport).TLSClientConfig.RootCAs = pki.ca.Pool()
 	err = n.Notify(t.Context(), security.Delivery{ID: "n1", Destination: srv.URL + "/cb", Body: revokeReq().RevokeInfo})
@@ -252,5 +252,41 @@ func TestInvokersNeverSeeTheCCFCertificate(t *testing.T) {
 	}
 	if len(seen) != 1 || seen[0] != 0 {
 		t.Errorf("the invoker's destination saw client certificates %v, want none", seen)
+	}
+}
+
+// identity is an Options.CCF that always has roots and cert.
+func identity(roots *x509.CertPool, cert func() (*tls.Certificate, error)) func(context.Context) (CCFIdentity, error) {
+	return func(context.Context) (CCFIdentity, error) { return CCFIdentity{Certificate: cert, AEFRoots: roots}, nil }
+}
+
+// TestPushWithoutIdentity: a notifier without a CCF identity, or whose identity cannot be
+// read, fails the push as the service's fault (retried), and reads it again next time.
+func TestPushWithoutIdentity(t *testing.T) {
+	pki := newAEFPKI(t)
+	srv := newAEFServer(t, pki.ca, []string{"127.0.0.1"}, pki.ca.Pool(), answer(200, `{"supportedFeatures":"0"}`))
+	d := security.Delivery{ID: "n1", Kind: security.ToAEF, Destination: srv.pushURL(), Body: revokeReq()}
+	n, _ := newNotifier(t, Options{AllowLoopback: true})
+	if got := outcome(n.Notify(t.Context(), d)); got != "not accepted" {
+		t.Errorf("no identity: %s", got)
+	}
+	calls := 0
+	n, _ = newNotifier(t, Options{AllowLoopback: true, CCF: func(ctx context.Context) (CCFIdentity, error) {
+		calls++
+		if calls == 1 {
+			return CCFIdentity{}, errors.New("S3 is down")
+		}
+		return identity(pki.ca.Pool(), func() (*tls.Certificate, error) { return &pki.ccf.TLS, nil })(ctx)
+	}})
+	if got := outcome(n.Notify(t.Context(), d)); got != "not accepted" {
+		t.Errorf("identity unreadable: %s", got)
+	}
+	for range 2 {
+		if err := n.Notify(t.Context(), d); err != nil {
+			t.Errorf("identity readable again: %v", err)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("the identity was read %d times, want 2 (kept once read)", calls)
 	}
 }

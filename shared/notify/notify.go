@@ -7,7 +7,7 @@
 // ignored and each delivery is bounded in time.
 //
 // To an AEF, and only to an AEF, the CCF presents its client certificate (CAPIF-3e, TS 33.122),
-// and the AEF's certificate chain and host name are verified against Options.AEFRoots. An
+// and the AEF's certificate chain and host name are verified against CCFIdentity.AEFRoots. An
 // invoker's destination never sees the CCF's certificate: the two kinds use separate clients.
 package notify
 
@@ -27,6 +27,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,10 +57,17 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives redirect warnings and delivery debug records; default slog.Default().
 	Logger *slog.Logger
-	// CCFCertificate returns the certificate the CCF presents to AEFs, asked at each handshake
-	// (so a renewed one is picked up; its key may be a crypto.Signer backed by KMS). nil: pushes
-	// to AEFs fail (and are retried) for want of it.
-	CCFCertificate func() (*tls.Certificate, error)
+	// CCF returns the CCF's identity towards AEFs, asked on the first push (a Lambda function
+	// reads its certificate then, not at start) and again after a failure. nil: this process
+	// has none, and pushes to AEFs fail (and are retried).
+	CCF func(context.Context) (CCFIdentity, error)
+}
+
+// CCFIdentity is what a push to an AEF needs.
+type CCFIdentity struct {
+	// Certificate is presented to AEFs, asked at each handshake (so a renewed one is picked
+	// up); its key may be a crypto.Signer backed by KMS.
+	Certificate func() (*tls.Certificate, error)
 	// AEFRoots verify the AEFs' server certificates (CAPIF_AEF_CA); nil: the system roots.
 	AEFRoots *x509.CertPool
 }
@@ -67,10 +75,14 @@ type Options struct {
 // Notifier POSTs JSON bodies to notification destinations. Safe for concurrent use.
 type Notifier struct {
 	client        *http.Client // to invokers: no client certificate
-	aefClient     *http.Client // to AEFs: the CCF's certificate, AEFRoots
 	timeout       time.Duration
 	log           *slog.Logger
 	allowLoopback bool
+
+	ccf       func(context.Context) (CCFIdentity, error)
+	transport func(*tls.Config) *http.Client
+	mu        sync.Mutex
+	aefClient *http.Client // to AEFs: the CCF's certificate, AEFRoots; built on the first push
 }
 
 // New builds a Notifier.
@@ -112,21 +124,36 @@ func New(o Options) *Notifier {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	ccfCertificate := o.CCFCertificate
-	if ccfCertificate == nil {
-		ccfCertificate = func() (*tls.Certificate, error) { return nil, errNoCCFCertificate }
-	}
 	return &Notifier{
-		client: client(transport(&tls.Config{MinVersion: tls.VersionTLS12})),
-		aefClient: client(transport(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.AEFRoots,
-			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return ccfCertificate() }})),
+		client:        client(transport(&tls.Config{MinVersion: tls.VersionTLS12})),
+		transport:     func(c *tls.Config) *http.Client { return client(transport(c)) },
+		ccf:           o.CCF,
 		timeout:       timeout,
 		log:           logger,
 		allowLoopback: o.AllowLoopback,
 	}
 }
 
-var errNoCCFCertificate = errors.New("this process has no CCF client certificate to present to AEFs")
+// aef is the client of pushes to AEFs, built on first use from the CCF's identity.
+func (n *Notifier) aef(ctx context.Context) (*http.Client, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.aefClient != nil {
+		return n.aefClient, nil
+	}
+	if n.ccf == nil {
+		return nil, errNoCCFCertificate
+	}
+	id, err := n.ccf(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the CCF's certificate: %w (%w)", security.ErrNotAccepted, err)
+	}
+	n.aefClient = n.transport(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: id.AEFRoots,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id.Certificate() }})
+	return n.aefClient, nil
+}
+
+var errNoCCFCertificate = fmt.Errorf("this process has no CCF client certificate to present to AEFs: %w", security.ErrNotAccepted)
 
 // CheckDestination says early, when an invoker sets its notificationDestination, what Notify
 // would refuse for certain: a malformed URL or an IP literal in a refused range. Host names
@@ -202,7 +229,9 @@ func (n *Notifier) Notify(ctx context.Context, d security.Delivery) error {
 		if u.Scheme != "https" {
 			return fmt.Errorf("an AEF is reached over https only: %w", ErrRefused)
 		}
-		client = n.aefClient
+		if client, err = n.aef(ctx); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()

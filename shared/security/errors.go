@@ -18,8 +18,8 @@ var (
 	// at once and dead-letters it.
 	ErrUndeliverable = errors.New("the destination can never accept the notification")
 	// ErrNotAccepted marks an AEF's refusal of the request or of the CCF's certificate (400,
-	// 401, 403, 411, 413, 415, a failed TLS handshake): retried, and logged as the service's
-	// fault.
+	// 401, 403, 411, 413, 415, a failed TLS handshake), or a push this process could not make
+	// for want of that certificate: retried, and logged as the service's fault.
 	ErrNotAccepted = errors.New("the AEF did not accept the request or the CCF's certificate")
 	// ErrNoListener marks a destination where nothing listens (connection refused): retried
 	// quietly until it is dead.

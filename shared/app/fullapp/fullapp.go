@@ -23,6 +23,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/kmsapp"
 	"github.com/capifcore/capif-security/shared/app/sdkconfig/standard"
 	"github.com/capifcore/capif-security/shared/devpki"
+	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/local"
@@ -64,7 +65,7 @@ func openLocal(_ context.Context, in app.Input) (security.Signer, error) {
 	return local.LoadOrCreate(filepath.Join(in.Settings.DataDir, "signing-key.pem"))
 }
 
-// WithCCF sets cfg's identity towards AEFs (CCFCertificate, AEFRoots, AEFPush) for the runner
+// WithCCF sets cfg's identity towards AEFs (CCF, AEFPush) for the runner
 // and capif-admin, from cfg.Settings: the -ccf-cert pair if given, else (with a data directory) the CCF certificate minted from the dev
 // CA there and renewed as it nears expiry (devpki.CCF); the AEFs are verified against -aef-ca,
 // else the dev CA (with a data directory), else the system roots. Without a pair or a data
@@ -80,6 +81,7 @@ func WithCCF(cfg *app.Config) error {
 			return fmt.Errorf("dev CA: %w", err)
 		}
 	}
+	var id notify.CCFIdentity
 	switch {
 	case set.CCFCertFile != "":
 		cert, err := tls.LoadX509KeyPair(set.CCFCertFile, set.CCFKeyFile)
@@ -90,11 +92,12 @@ func WithCCF(cfg *app.Config) error {
 			return fmt.Errorf("CCF certificate (-ccf-cert): its Subject CN is %q, not the CCF's name %q (-ccf-name)", cn, set.CCFName)
 		}
 		WarnExpiry(logger, cert.Leaf, time.Now())
-		out.CCFCertificate = func() (*tls.Certificate, error) { return &cert, nil }
+		id.Certificate = func() (*tls.Certificate, error) { return &cert, nil }
 	case ca != nil:
-		out.CCFCertificate = (&devpki.CCF{Dir: set.DataDir, Name: set.CCFName, CA: ca}).Certificate
+		id.Certificate = (&devpki.CCF{Dir: set.DataDir, Name: set.CCFName, CA: ca}).Certificate
 	default:
 		out.AEFPush = security.AEFPushQueued
+		return nil
 	}
 	switch {
 	case set.AEFCA != "":
@@ -102,13 +105,18 @@ func WithCCF(cfg *app.Config) error {
 		if err != nil {
 			return fmt.Errorf("AEF CA (-aef-ca): %w", err)
 		}
-		out.AEFRoots = x509.NewCertPool()
-		if !out.AEFRoots.AppendCertsFromPEM(pem) {
+		id.AEFRoots = x509.NewCertPool()
+		if !id.AEFRoots.AppendCertsFromPEM(pem) {
 			return fmt.Errorf("AEF CA (-aef-ca): %s holds no PEM certificate", set.AEFCA)
 		}
 	case ca != nil:
-		out.AEFRoots = ca.Pool()
+		id.AEFRoots = ca.Pool()
 	}
+	// Minted (or renewed) now, not at the first push: a broken data directory fails the start.
+	if _, err := id.Certificate(); err != nil {
+		return fmt.Errorf("CCF certificate: %w", err)
+	}
+	out.CCF = func(context.Context) (notify.CCFIdentity, error) { return id, nil }
 	return nil
 }
 
