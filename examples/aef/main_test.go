@@ -111,5 +111,7 @@ func TestExampleAEF(t *testing.T) {
 
 // identity is a notify.Options.CCF with these roots and certificate.
 func identity(roots *x509.CertPool, cert func() (*tls.Certificate, error)) func(context.Context) (notify.CCFIdentity, error) {
-	return func(context.Context) (notify.CCFIdentity, error) { return notify.CCFIdentity{Certificate: cert, AEFRoots: roots}, nil }
+	return func(context.Context) (notify.CCFIdentity, error) {
+		return notify.CCFIdentity{Certificate: cert, AEFRoots: roots}, nil
+	}
 }

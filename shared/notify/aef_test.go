@@ -257,7 +257,9 @@ func TestInvokersNeverSeeTheCCFCertificate(t *testing.T) {
 
 // identity is an Options.CCF that always has roots and cert.
 func identity(roots *x509.CertPool, cert func() (*tls.Certificate, error)) func(context.Context) (CCFIdentity, error) {
-	return func(context.Context) (CCFIdentity, error) { return CCFIdentity{Certificate: cert, AEFRoots: roots}, nil }
+	return func(context.Context) (CCFIdentity, error) {
+		return CCFIdentity{Certificate: cert, AEFRoots: roots}, nil
+	}
 }
 
 // TestPushWithoutIdentity: a notifier without a CCF identity, or whose identity cannot be
