@@ -28,6 +28,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/httpapi"
+	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/registrydoc"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
@@ -178,7 +179,7 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	delivered := deliverEvery(ctx, a.Service, c.DeliveryInterval, logger)
+	delivered := deliverEvery(ctx, a.Service, c.DeliveryInterval, logger, metricsNamespace(c))
 	ready("https://" + addr)
 	select {
 	case err := <-errc:
@@ -209,7 +210,7 @@ func metricsNamespace(c config) string {
 // deliverEvery runs the delivery worker at start (notifications owed when the runner last
 // stopped, or crashed) and then every interval, until ctx ends; the channel closes when the
 // last run has returned.
-func deliverEvery(ctx context.Context, svc *security.Service, interval time.Duration, logger *slog.Logger) <-chan struct{} {
+func deliverEvery(ctx context.Context, svc *security.Service, interval time.Duration, logger *slog.Logger, namespace string) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -227,8 +228,15 @@ func deliverEvery(ctx context.Context, svc *security.Service, interval time.Dura
 				if rep.Claimed > 0 {
 					level = slog.LevelInfo
 				}
-				logger.Log(ctx, level, "delivery run", slog.Int("claimed", rep.Claimed), slog.Int("delivered", rep.Delivered),
-					slog.Int("retried", rep.Retried), slog.Int("deadLettered", rep.DeadLettered))
+				attrs := []slog.Attr{slog.Int("claimed", rep.Claimed), slog.Int("delivered", rep.Delivered),
+					slog.Int("retried", rep.Retried), slog.Int("deadLettered", rep.DeadLettered)}
+				var ms []metrics.Metric
+				if b, err := svc.Backlog(ctx); err == nil { // the same gauges as the worker's line on Lambda
+					ms = app.BacklogMetrics(b, nil)
+					attrs = append(attrs, slog.Int("pendingInvoker", b.PendingInvoker), slog.Int("pendingAEF", b.PendingAEF),
+						slog.Int("deadLetters", b.DeadLetters))
+				}
+				metrics.Emitter{Logger: logger, Namespace: namespace}.Emit(ctx, level, "delivery run", attrs, ms...)
 			}
 			select {
 			case <-ctx.Done():

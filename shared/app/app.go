@@ -182,3 +182,19 @@ var deliveryMetrics = map[security.DeliveryOutcome]string{
 func countDelivery(ctx context.Context, o security.DeliveryOutcome) {
 	metrics.Add(ctx, deliveryMetrics[o], 1)
 }
+
+// BacklogMetrics are the gauges of a delivery run's line: the outbox's backlog and, once known,
+// the days left on the CCF's certificate.
+func BacklogMetrics(b security.Backlog, ccfDaysLeft *float64) []metrics.Metric {
+	ms := []metrics.Metric{
+		metrics.Count(metrics.OutboxPendingInvoker, b.PendingInvoker),
+		{Name: metrics.OutboxOldestInvokerSeconds, Unit: metrics.UnitSeconds, Value: b.OldestInvoker.Seconds()},
+		metrics.Count(metrics.OutboxPendingAEF, b.PendingAEF),
+		{Name: metrics.OutboxOldestAEFSeconds, Unit: metrics.UnitSeconds, Value: b.OldestAEF.Seconds()},
+		metrics.Count(metrics.OutboxDeadLetters, b.DeadLetters),
+	}
+	if ccfDaysLeft != nil {
+		ms = append(ms, metrics.Metric{Name: metrics.CcfCertificateDaysLeft, Unit: metrics.UnitNone, Value: *ccfDaysLeft})
+	}
+	return ms
+}

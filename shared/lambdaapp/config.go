@@ -18,20 +18,22 @@ type Config struct {
 	Settings settings.Config
 	// Truststore names the CA bundle that API Gateway's mutual TLS trusts: an S3 object or a
 	// local file, never both.
-	Truststore TruststoreLocation
+	Truststore Location
 }
 
-// TruststoreLocation is where the truststore PEM bundle is read from.
-type TruststoreLocation struct {
+// Location is where a PEM object (the truststore, the CCF's certificate, the AEF CA) is read
+// from: an S3 object or a local file, never both.
+type Location struct {
 	Bucket, Key string // S3 object
-	// Version is the object's S3 VersionId: the one API Gateway's mutual TLS was deployed with
-	// (template.yaml's TruststoreVersion), so the functions re-verify callers against the very
-	// bundle the gateway checked them with, also after a rotation. "" reads the latest.
+	// Version is the object's S3 VersionId, "" for the latest. For the truststore, the one API
+	// Gateway's mutual TLS was deployed with (template.yaml's TruststoreVersion), so the
+	// functions re-verify callers against the very bundle the gateway checked them with, also
+	// after a rotation.
 	Version string
 	File    string // local file
 }
 
-func (l TruststoreLocation) String() string {
+func (l Location) String() string {
 	if l.File != "" {
 		return l.File
 	}
@@ -54,10 +56,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 
 // configOf is the configuration of a function's settings.
 func configOf(s settings.Config) Config {
-	c := Config{Settings: s, Truststore: TruststoreLocation{File: s.TruststoreFile}}
-	if s.TruststoreURI != "" {
-		c.Truststore.Bucket, c.Truststore.Key, _ = settings.ParseS3URI(s.TruststoreURI) // checked by Load
-		c.Truststore.Version = s.TruststoreVersion
+	return Config{Settings: s, Truststore: locationOf(s.TruststoreURI, s.TruststoreVersion, s.TruststoreFile)}
+}
+
+// locationOf is an s3:// URI (checked by settings.Load) at version, else file.
+func locationOf(uri, version, file string) Location {
+	if uri == "" {
+		return Location{File: file}
 	}
-	return c
+	l := Location{Version: version}
+	l.Bucket, l.Key, _ = settings.ParseS3URI(uri)
+	return l
 }

@@ -37,7 +37,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if s.APIRoot != "https://capif.example.com" || s.TokenTTL != 900*time.Second {
 		t.Errorf("apiRoot %q, TTL %v", s.APIRoot, s.TokenTTL)
 	}
-	if c.Truststore != (lambdaapp.TruststoreLocation{Bucket: "trust-bucket", Key: "mtls/truststore.pem"}) {
+	if c.Truststore != (lambdaapp.Location{Bucket: "trust-bucket", Key: "mtls/truststore.pem"}) {
 		t.Errorf("truststore %+v", c.Truststore)
 	}
 	if s.DeadlineMargin != time.Second || s.AllowLoopbackNotifications || s.CreateTables || s.LogLevel != slog.LevelInfo {

@@ -58,13 +58,18 @@ func (opts Options) env() func(string) string {
 // openApp opens the app of a function or the worker: the DynamoDB store and opts.Backends, on
 // the process's one SDK configuration (sdkconfig.FromEnv, built on first use).
 func openApp(ctx context.Context, set settings.Config, logger *slog.Logger, opts Options, aws *sdkconfig.Provider,
-	clientCA func(context.Context) (string, error)) (*app.App, error) {
-	a, err := app.Open(ctx, app.Config{Settings: set, Logger: logger, AWS: aws.Get, ClientCA: clientCA,
-		Backends: append([]app.Backend{dynamoapp.Backend}, opts.Backends...)})
-	if err != nil {
-		return nil, fmt.Errorf("lambdaapp: %w", err)
+	clientCA func(context.Context) (string, error)) (*app.App, *ccf, error) {
+	id := &ccf{set: set, aws: aws, getenv: opts.env(), logger: logger}
+	cfg := app.Config{Settings: set, Logger: logger, AWS: aws.Get, ClientCA: clientCA, AEFPush: id.push(),
+		Backends: append([]app.Backend{dynamoapp.Backend}, opts.Backends...)}
+	if id.configured() {
+		cfg.CCF = id.identity
 	}
-	return a, nil
+	a, err := app.Open(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lambdaapp: %w", err)
+	}
+	return a, id, nil
 }
 
 // awsProvider is the process's one SDK configuration, from its environment.
@@ -117,7 +122,7 @@ func New(ctx context.Context, cfg Config, build Build, opts Options) (*Function,
 		s3c = newS3Reader(awsCfg, sdkconfig.Endpoint(opts.env(), "S3"))
 	}
 	f.trust = &lazyTruststore{loc: cfg.Truststore, s3: s3c, logger: f.logger}
-	a, err := openApp(ctx, cfg.Settings, f.logger, opts, aws, func(ctx context.Context) (string, error) {
+	a, _, err := openApp(ctx, cfg.Settings, f.logger, opts, aws, func(ctx context.Context) (string, error) {
 		ts, err := truststoreOf(ctx)
 		if err != nil {
 			return "", err

@@ -102,7 +102,7 @@ func TestConfigFromEnvTruststoreVersionAndNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Truststore != (lambdaapp.TruststoreLocation{Bucket: "trust-bucket", Key: "mtls/truststore.pem", Version: "abc"}) || c.Settings.MetricsNamespace != "Prod/CAPIF" {
+	if c.Truststore != (lambdaapp.Location{Bucket: "trust-bucket", Key: "mtls/truststore.pem", Version: "abc"}) || c.Settings.MetricsNamespace != "Prod/CAPIF" {
 		t.Errorf("%+v %q", c.Truststore, c.Settings.MetricsNamespace)
 	}
 	c, err = lambdaapp.ConfigFromEnv(mapEnv(deployedEnv()))

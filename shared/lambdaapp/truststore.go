@@ -67,7 +67,7 @@ type s3Getter interface {
 }
 
 // fetchTruststore reads the bundle from its location.
-func fetchTruststore(ctx context.Context, loc TruststoreLocation, client s3Getter) ([]byte, error) {
+func fetchTruststore(ctx context.Context, loc Location, client s3Getter) ([]byte, error) {
 	var (
 		b   []byte
 		err error
@@ -93,7 +93,7 @@ func fetchTruststore(ctx context.Context, loc TruststoreLocation, client s3Gette
 // lazyTruststore is the truststore, read and parsed on first use and kept once that succeeds; a
 // failed read is tried again by the next caller.
 type lazyTruststore struct {
-	loc    TruststoreLocation
+	loc    Location
 	s3     s3Getter
 	logger *slog.Logger
 

@@ -105,7 +105,7 @@ func countCalls(n *atomic.Int64) func(*middleware.Stack) error {
 func s3Fixture(t *testing.T) (*fixture, *fakeS3) {
 	t.Helper()
 	fx := newFixture(t)
-	fx.cfg.Truststore = lambdaapp.TruststoreLocation{Bucket: "trust-bucket", Key: "mtls/truststore.pem"}
+	fx.cfg.Truststore = lambdaapp.Location{Bucket: "trust-bucket", Key: "mtls/truststore.pem"}
 	return fx, newFakeS3(t, fx.ca.PEM)
 }
 

@@ -24,6 +24,7 @@ type Worker struct {
 	cfg    settings.Config
 	logger *slog.Logger
 	app    *app.App
+	ccf    *ccf
 }
 
 // NewWorker builds the delivery function without calling AWS.
@@ -32,11 +33,14 @@ func NewWorker(ctx context.Context, cfg settings.Config, opts Options) (*Worker,
 	if w.logger == nil {
 		w.logger = slog.Default()
 	}
-	a, err := openApp(ctx, cfg, w.logger, opts, awsProvider(w.logger, opts), nil)
+	a, id, err := openApp(ctx, cfg, w.logger, opts, awsProvider(w.logger, opts), nil)
 	if err != nil {
 		return nil, err
 	}
-	w.app = a
+	w.app, w.ccf = a, id
+	if !id.configured() {
+		w.logger.Warn("no CCF certificate (CcfCertificateUri): revocations are not pushed to AEFs")
+	}
 	return w, nil
 }
 
@@ -66,8 +70,20 @@ func (w *Worker) Handle(ctx context.Context, payload json.RawMessage) (security.
 		emit.Emit(ctx, slog.LevelError, "delivery run failed", append(attrs, slog.String("error", err.Error())), counts.Metrics()...)
 		return rep, err
 	}
-	// One line per run: the run's outcomes as metrics (alarms watch NotificationsDeadLettered).
-	emit.Emit(ctx, slog.LevelInfo, "delivery run", attrs, counts.Metrics()...)
+	// One line per run: the run's outcomes as metrics (alarms watch NotificationsDeadLettered),
+	// and the backlog it leaves as gauges (alarms watch OutboxOldestAEFSeconds and
+	// OutboxDeadLetters).
+	ms := counts.Metrics()
+	if b, err := w.app.Service.Backlog(ctx); err != nil {
+		attrs = append(attrs, slog.String("backlogError", err.Error()))
+	} else {
+		var days *float64
+		if d, ok := w.ccf.daysLeft(time.Now()); ok {
+			days = &d
+		}
+		ms = append(ms, app.BacklogMetrics(b, days)...)
+	}
+	emit.Emit(ctx, slog.LevelInfo, "delivery run", attrs, ms...)
 	return rep, nil
 }
 

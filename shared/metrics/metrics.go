@@ -48,6 +48,16 @@ const (
 	NotificationsDelivered    = "NotificationsDelivered"    // a notification the AEF accepted
 	NotificationsRetried      = "NotificationsRetried"      // a failed attempt that will be tried again
 	NotificationsDeadLettered = "NotificationsDeadLettered" // given up on: needs an operator (capif-admin outbox)
+	// The outbox after each run (gauges): live records per receiver and the age of the oldest
+	// (dead ones in neither), and the dead letters waiting for an operator.
+	OutboxPendingInvoker       = "OutboxPendingInvoker"
+	OutboxOldestInvokerSeconds = "OutboxOldestInvokerSeconds"
+	OutboxPendingAEF           = "OutboxPendingAEF"
+	OutboxOldestAEFSeconds     = "OutboxOldestAEFSeconds"
+	OutboxDeadLetters          = "OutboxDeadLetters"
+	// CcfCertificateDaysLeft is the validity left of the CCF's certificate towards AEFs, once a
+	// push has read it.
+	CcfCertificateDaysLeft = "CcfCertificateDaysLeft"
 )
 
 // Names is every metric name the service emits.
@@ -55,6 +65,7 @@ var Names = []string{
 	Requests, ClientErrors, ServerErrors, Latency, TokensIssued, TokenDenials, ContextsCreated,
 	ContextsUpdated, Revocations, KMSThrottles, DynamoDBThrottles,
 	NotificationsDelivered, NotificationsRetried, NotificationsDeadLettered,
+	OutboxPendingInvoker, OutboxOldestInvokerSeconds, OutboxPendingAEF, OutboxOldestAEFSeconds, OutboxDeadLetters, CcfCertificateDaysLeft,
 }
 
 // Dimension names: members of the access log line.
@@ -67,6 +78,8 @@ const (
 const (
 	UnitCount        = "Count"
 	UnitMilliseconds = "Milliseconds"
+	UnitSeconds      = "Seconds"
+	UnitNone         = "None"
 )
 
 // Limits of one EMF directive (the EMF specification).

@@ -122,6 +122,10 @@ func (s *Service) owe(sc *SecurityContext, aef *Principal, apiIDs []string, caus
 		NextAttempt:  now,
 		ClaimedUntil: now.Add(s.cfg.ClaimLease),
 	}
+	if aef.AefSecurityRoot != "" && s.cfg.AEFPush == AEFPushOff {
+		s.cfg.Logger.Warn("revocation not pushed: the AEF has an aefSecurityRoot, but this deployment has no CCF certificate",
+			slog.String("aefId", aef.ID))
+	}
 	if aef.AefSecurityRoot == "" || s.cfg.AEFPush == AEFPushOff {
 		return []Owed{o}
 	}
@@ -336,6 +340,42 @@ func (s *Service) DeliverDue(ctx context.Context) (DeliveryReport, error) {
 		})
 	}
 	return rep, nil
+}
+
+// Backlog is what the outbox holds: per receiver, the live records and the age of the oldest
+// (since it was owed), and the dead letters.
+type Backlog struct {
+	PendingInvoker, PendingAEF int
+	OldestInvoker, OldestAEF   time.Duration
+	DeadLetters                int
+}
+
+// Backlog reads the outbox (every record: the worker's run line and the runner's ticker
+// publish it as gauges).
+func (s *Service) Backlog(ctx context.Context) (Backlog, error) {
+	all, err := s.store.Pending(ctx)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("delivery: reading the outbox: %w", err)
+	}
+	now := s.clock.Now()
+	var b Backlog
+	for _, o := range all {
+		age := time.Duration(0)
+		if !o.CreatedAt.IsZero() {
+			age = now.Sub(o.CreatedAt)
+		}
+		switch {
+		case o.Dead:
+			b.DeadLetters++
+		case o.Receiver() == ToAEF:
+			b.PendingAEF++
+			b.OldestAEF = max(b.OldestAEF, age)
+		default:
+			b.PendingInvoker++
+			b.OldestInvoker = max(b.OldestInvoker, age)
+		}
+	}
+	return b, nil
 }
 
 // Outbox gives operators the records (never the notification's access token in any output:

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
@@ -295,5 +296,31 @@ func TestReservedCCFName(t *testing.T) {
 		if err := e.svc.ImportRegistry(ctx, doc); err == nil || !strings.Contains(err.Error(), "reserved") {
 			t.Errorf("import %s: %v, want a refusal naming the reserved id", dump(doc), err)
 		}
+	}
+}
+
+// TestBacklog: the live records per receiver with the age of the oldest, and the dead letters.
+func TestBacklog(t *testing.T) {
+	t.Parallel()
+	e := newPushEnv(t)
+	e.notifier.Err = errors.New("no answer")
+	if err := e.svc.RemoveInvoker(ctx, "inv1"); err != nil { // owes inv1 two notifications, aef1 and aef2 a push each
+		t.Fatal(err)
+	}
+	e.clock.Advance(90 * time.Second)
+	b, err := e.svc.Backlog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := security.Backlog{PendingInvoker: 2, PendingAEF: 2, OldestInvoker: 90 * time.Second, OldestAEF: 90 * time.Second}
+	if b != want {
+		t.Fatalf("backlog %+v, want %+v", b, want)
+	}
+	e.notifier.Err = security.ErrUndeliverable
+	if _, err := e.svc.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := e.svc.Backlog(ctx); b != (security.Backlog{DeadLetters: 4}) {
+		t.Errorf("after dead-lettering: %+v", b)
 	}
 }

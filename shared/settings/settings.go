@@ -116,11 +116,16 @@ type Config struct {
 	// CCFName is the Subject CN of the CCF's client certificate towards AEFs, a name no
 	// registry principal may take (security.Config's CCFName).
 	CCFName string
-	// CCFCertFile and CCFKeyFile replace the runner's own CCF certificate (both or neither).
-	CCFCertFile, CCFKeyFile string
-	// AEFCA is the PEM bundle (a file, or s3://bucket/key on Lambda) that verifies AEFs'
-	// server certificates; "": the dev CA on the runner, the system roots elsewhere.
-	AEFCA string
+	// The CCF's client certificate towards AEFs: CCFCertFile (PEM, the chain) or, on Lambda,
+	// CCFCertURI (s3://bucket/key, at CCFCertVersion when set); its key in CCFKeyFile or, on
+	// Lambda and for capif-admin, the KMS key CCFKMSKey. Without any, the runner mints one from
+	// its dev CA, capif-admin leaves pushes to the worker, and a function pushes nothing.
+	CCFCertFile, CCFKeyFile, CCFKMSKey string
+	CCFCertURI, CCFCertVersion         string
+	// AEFCA is the PEM bundle (a file, or s3://bucket/key on Lambda, at AEFCAVersion when set)
+	// that verifies AEFs' server certificates; "": the dev CA on the runner, the system roots
+	// elsewhere.
+	AEFCA, AEFCAVersion string
 	// Warnings are deprecation notices to log once the logger exists (LogWarnings).
 	Warnings []string
 }
@@ -145,7 +150,6 @@ type loading struct {
 	stackFromFlag         bool
 	contexts, reg, outbox string
 	tlsPairSet            [2]bool
-	ccfPairSet            [2]bool
 	explicitAPIRoot       bool
 	loopbackSet           bool
 }
@@ -222,20 +226,26 @@ var Table = []Setting{
 			c.CCFName = v
 			return nil
 		}},
-	{Env: "CAPIF_CCF_CERT_FILE", Flag: "ccf-cert", DefaultDoc: "DATA/ccf.pem, minted from the dev CA", For: Runner | Admin,
-		Doc: "the CCF's client certificate PEM presented to AEFs (with -ccf-key)", parse: func(c *loading, v string) error { c.CCFCertFile, c.ccfPairSet[0] = v, v != ""; return nil }},
+	{Env: "CAPIF_CCF_CERT_FILE", Flag: "ccf-cert", DefaultDoc: "DATA/ccf.pem, minted from the dev CA", For: Runner | Admin | Function | Worker,
+		Doc: "the CCF's client certificate PEM presented to AEFs (with -ccf-key)", parse: str(func(c *loading) *string { return &c.CCFCertFile })},
 	{Env: "CAPIF_CCF_KEY_FILE", Flag: "ccf-key", DefaultDoc: "DATA/ccf-key.pem", For: Runner | Admin,
-		Doc: "the key of -ccf-cert", parse: func(c *loading, v string) error { c.CCFKeyFile, c.ccfPairSet[1] = v, v != ""; return nil }},
+		Doc: "the key of -ccf-cert", parse: str(func(c *loading) *string { return &c.CCFKeyFile })},
+	{Env: "CAPIF_CCF_KMS_KEY", Flag: "ccf-kms-key", For: Admin | Function | Worker,
+		Doc: "the KMS key (id, ARN or alias) of the CCF's certificate, instead of -ccf-key", parse: str(func(c *loading) *string { return &c.CCFKMSKey })},
+	{Env: "CAPIF_CCF_CERT_URI", For: Function | Worker,
+		Doc: "s3://bucket/key of the CCF's certificate (PEM chain); empty: no pushes to AEFs", parse: s3URI(func(c *loading) *string { return &c.CCFCertURI })},
+	{Env: "CAPIF_CCF_CERT_VERSION", For: Function | Worker,
+		Doc: "S3 VersionId of the CCF's certificate object; empty: the latest", parse: s3Version(func(c *loading) *string { return &c.CCFCertVersion })},
 	{Env: "CAPIF_AEF_CA", Flag: "aef-ca", DefaultDoc: "dev CA on the runner, system roots elsewhere", For: Runner | Admin | Function | Worker,
 		Doc: "PEM bundle that verifies AEFs' server certificates (s3://bucket/key on Lambda)", parse: func(c *loading, v string) error {
 			if strings.HasPrefix(v, "s3://") {
-				if _, _, err := ParseS3URI(v); err != nil {
-					return err
-				}
+				return s3URI(func(c *loading) *string { return &c.AEFCA })(c, v)
 			}
 			c.AEFCA = v
 			return nil
 		}},
+	{Env: "CAPIF_AEF_CA_VERSION", For: Function | Worker,
+		Doc: "S3 VersionId of the CAPIF_AEF_CA object; empty: the latest", parse: s3Version(func(c *loading) *string { return &c.AEFCAVersion })},
 	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded, Admin: ""}, For: Runner | Admin | Function | Worker,
 		Doc: "back end: embedded or dynamodb", parse: func(c *loading, v string) error {
 			if v == "" {
@@ -277,23 +287,9 @@ var Table = []Setting{
 	{Env: "CAPIF_LOG_FORMAT", Flag: "log-format", Default: LogText, For: Runner,
 		Doc: "text, or json: one JSON object per line, with the CloudWatch metrics (EMF) as on Lambda", parse: choice(func(c *loading) *string { return &c.LogFormat }, LogText, LogJSON)},
 	{Env: "CAPIF_TRUSTSTORE_URI", For: Function,
-		Doc: "s3://bucket/key of the mutual-TLS truststore", parse: func(c *loading, v string) error {
-			if v != "" {
-				if _, _, err := ParseS3URI(v); err != nil {
-					return err
-				}
-			}
-			c.TruststoreURI = v
-			return nil
-		}},
+		Doc: "s3://bucket/key of the mutual-TLS truststore", parse: s3URI(func(c *loading) *string { return &c.TruststoreURI })},
 	{Env: "CAPIF_TRUSTSTORE_VERSION", For: Function,
-		Doc: "S3 VersionId of the truststore object (the one API Gateway uses); empty: the latest", parse: func(c *loading, v string) error {
-			if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) || len(v) > 1024 {
-				return fmt.Errorf("%q is not an S3 version id", v)
-			}
-			c.TruststoreVersion = v
-			return nil
-		}},
+		Doc: "S3 VersionId of the truststore object (the one API Gateway uses); empty: the latest", parse: s3Version(func(c *loading) *string { return &c.TruststoreVersion })},
 	{Env: "CAPIF_TRUSTSTORE_FILE", For: Function,
 		Doc: "a local truststore PEM instead (local invokes, tests)", parse: str(func(c *loading) *string { return &c.TruststoreFile })},
 	{Env: "CAPIF_RETRY_BASE", Flag: "retry-base", Default: durationText(security.DefaultRetryBase), For: Delivering,
@@ -419,12 +415,7 @@ func (c *loading) check(cmd Command) []error {
 			bad("CAPIF_TLS_CERT", "-tls-cert and -tls-key (CAPIF_TLS_KEY) go together")
 		}
 	}
-	if c.ccfPairSet[0] != c.ccfPairSet[1] {
-		bad("CAPIF_CCF_CERT_FILE", "-ccf-cert and -ccf-key (CAPIF_CCF_KEY_FILE) go together")
-	}
-	if cmd&(Runner|Admin) != 0 && strings.HasPrefix(c.AEFCA, "s3://") {
-		bad("CAPIF_AEF_CA", "an s3:// URI is read on Lambda only: give a file here")
-	}
+	c.checkCCF(cmd, bad)
 	if cmd&(Runner|Function) != 0 && c.explicitAPIRoot {
 		if u, _ := url.Parse(c.APIRoot); cmd == Function && u.Path != "" {
 			bad("CAPIF_API_ROOT", "%q is not an https://host[:port] URL", c.APIRoot)
@@ -504,6 +495,59 @@ func (c *loading) check(cmd Command) []error {
 		}
 	}
 	return errs
+}
+
+// checkCCF applies the rules of the CCF's certificate settings: one certificate, one key.
+func (c *loading) checkCCF(cmd Command, bad func(name, format string, args ...any)) {
+	certs, keys := 0, 0
+	for _, v := range []string{c.CCFCertFile, c.CCFCertURI} {
+		if v != "" {
+			certs++
+		}
+	}
+	for _, v := range []string{c.CCFKeyFile, c.CCFKMSKey} {
+		if v != "" {
+			keys++
+		}
+	}
+	switch {
+	case certs > 1:
+		bad("CAPIF_CCF_CERT_URI", "set either it or CAPIF_CCF_CERT_FILE, not both")
+	case keys > 1:
+		bad("CAPIF_CCF_KMS_KEY", "set either it or -ccf-key (CAPIF_CCF_KEY_FILE), not both")
+	case certs != keys:
+		bad("CAPIF_CCF_CERT_FILE", "the CCF's certificate (-ccf-cert, or CAPIF_CCF_CERT_URI on Lambda) and its key (-ccf-key, or the KMS key -ccf-kms-key) go together")
+	case c.CCFCertVersion != "" && c.CCFCertURI == "":
+		bad("CAPIF_CCF_CERT_VERSION", "is a version of the CAPIF_CCF_CERT_URI object: set that too")
+	case c.AEFCAVersion != "" && !strings.HasPrefix(c.AEFCA, "s3://"):
+		bad("CAPIF_AEF_CA_VERSION", "is a version of an s3:// CAPIF_AEF_CA: set that too")
+	case cmd&(Runner|Admin) != 0 && strings.HasPrefix(c.AEFCA, "s3://"):
+		bad("CAPIF_AEF_CA", "an s3:// URI is read on Lambda only: give a file here")
+	}
+}
+
+// s3URI accepts "" or an s3://bucket/key URI.
+func s3URI(field func(*loading) *string) func(*loading, string) error {
+	return func(c *loading, v string) error {
+		if v != "" {
+			if _, _, err := ParseS3URI(v); err != nil {
+				return err
+			}
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// s3Version accepts "" or an S3 VersionId (printable ASCII, at most 1024 bytes).
+func s3Version(field func(*loading) *string) func(*loading, string) error {
+	return func(c *loading, v string) error {
+		if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) || len(v) > 1024 {
+			return fmt.Errorf("%q is not an S3 version id", v)
+		}
+		*field(c) = v
+		return nil
+	}
 }
 
 // durationText is d as a Go duration without zero trailing units: 10m, not 10m0s.

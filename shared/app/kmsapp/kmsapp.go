@@ -1,11 +1,20 @@
-// Package kmsapp is the KMS signer as an app.Backend, so only a process that signs tokens
-// (ObtainAuthorizationFunction, the runner) links the KMS client.
+// Package kmsapp is the KMS signer as an app.Backend, and the CCF's client certificate with
+// its key in KMS, so only a process that signs tokens or pushes to AEFs links the KMS client.
 package kmsapp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/kms"
@@ -20,4 +29,41 @@ func open(_ context.Context, in app.Input) (security.Signer, error) {
 		return nil, err
 	}
 	return kms.NewFromConfig(awsCfg, in.Settings.KMSKeyIDs)
+}
+
+// CCFCertificate is the CCF's client certificate towards AEFs with its key in KMS: chainPEM is
+// the certificate (Subject CN name) and its intermediates, keyRef the KMS key (id, ARN or
+// alias) whose public key it certifies. Handshakes sign with ECDSA P-256 SHA-256 only: the one
+// signature the KMS key makes. No AWS call is made here.
+func CCFCertificate(awsCfg aws.Config, keyRef, name string, chainPEM []byte) (*tls.Certificate, error) {
+	var chain [][]byte
+	for rest := chainPEM; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		if block.Type == "CERTIFICATE" {
+			chain = append(chain, block.Bytes)
+		}
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("the CCF's certificate holds no PEM CERTIFICATE")
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return nil, fmt.Errorf("the CCF's certificate: %w", err)
+	}
+	if leaf.Subject.CommonName != name {
+		return nil, fmt.Errorf("the CCF's certificate names %q, not the CCF's name %q (CAPIF_CCF_NAME)", leaf.Subject.CommonName, name)
+	}
+	client := awskms.NewFromConfig(awsCfg, func(o *awskms.Options) {
+		o.Retryer = awsretry.KMS.Retryer()
+		o.HTTPClient = awsretry.KMS.HTTPClient(o.HTTPClient)
+	})
+	key, err := kms.NewTLSKey(client, keyRef, leaf.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf,
+		SupportedSignatureAlgorithms: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}}, nil
 }
