@@ -60,13 +60,15 @@ const (
 	CcfCertificateDaysLeft = "CcfCertificateDaysLeft"
 )
 
-// Names is every metric name the service emits.
-var Names = []string{
-	Requests, ClientErrors, ServerErrors, Latency, TokensIssued, TokenDenials, ContextsCreated,
-	ContextsUpdated, Revocations, KMSThrottles, DynamoDBThrottles,
-	NotificationsDelivered, NotificationsRetried, NotificationsDeadLettered,
-	OutboxPendingInvoker, OutboxOldestInvokerSeconds, OutboxPendingAEF, OutboxOldestAEFSeconds, OutboxDeadLetters, CcfCertificateDaysLeft,
-}
+// AccessLogNames are the metrics of the access log, WorkerNames those of the delivery run
+// lines (the worker's, the runner's), and Names every metric name the service emits.
+var (
+	AccessLogNames = []string{Requests, ClientErrors, ServerErrors, Latency, TokensIssued, TokenDenials, ContextsCreated,
+		ContextsUpdated, Revocations, KMSThrottles, DynamoDBThrottles}
+	WorkerNames = []string{NotificationsDelivered, NotificationsRetried, NotificationsDeadLettered,
+		OutboxPendingInvoker, OutboxOldestInvokerSeconds, OutboxPendingAEF, OutboxOldestAEFSeconds, OutboxDeadLetters, CcfCertificateDaysLeft}
+	Names = slices.Concat(AccessLogNames, WorkerNames)
+)
 
 // Dimension names: members of the access log line.
 const (
