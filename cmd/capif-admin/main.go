@@ -71,6 +71,7 @@ type session struct {
 	cfg            settings.Config
 	operands       []string
 	dryRun         bool
+	writes         bool // the command writes (and may owe pushes)
 	stdout, stderr io.Writer
 	logger         *slog.Logger
 	aws            *sdkconfig.Provider // the one SDK configuration, built on first use
@@ -84,7 +85,7 @@ func (s *session) service(ctx context.Context) (*security.Service, error) {
 		if err := fullapp.WithCCF(&cfg); err != nil {
 			return nil, err
 		}
-		if cfg.AEFPush == security.AEFPushQueued {
+		if cfg.AEFPush == security.AEFPushQueued && s.writes {
 			fmt.Fprintln(s.stderr, "pushes to AEFs: no CCF certificate here (-ccf-cert, -ccf-key): the delivery worker makes them")
 		}
 		a, err := fullapp.Open(ctx, cfg)
@@ -193,7 +194,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	return load(c, rest, getenv, stdout, stderr, func(cfg settings.Config, operands []string, dryRun bool, run func(context.Context, *session) error) error {
 		logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 		cfg.LogWarnings(logger)
-		s := &session{cfg: cfg, operands: operands, dryRun: dryRun, stdout: stdout, stderr: stderr, logger: logger,
+		s := &session{cfg: cfg, operands: operands, dryRun: dryRun, writes: c.writes, stdout: stdout, stderr: stderr, logger: logger,
 			aws: standard.Provider(ctx, logger)}
 		defer func() {
 			if s.app != nil {

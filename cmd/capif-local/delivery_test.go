@@ -133,7 +133,7 @@ func testDeliveryDeadLetter(t *testing.T, r *runner) {
 	}
 	list := admin("outbox-list", "-dead")
 	fields := strings.Fields(strings.Split(strings.TrimSpace(list), "\n")[1]) // the first record
-	if len(fields) < 2 || fields[1] != "dead" || !strings.Contains(list, silent.URL[:strings.LastIndex(silent.URL, ":")]) {
+	if len(fields) < 3 || fields[1] != "invoker" || fields[2] != "dead" || !strings.Contains(list, silent.URL[:strings.LastIndex(silent.URL, ":")]) {
 		t.Fatalf("outbox-list -dead:\n%s", list)
 	}
 	if out := admin("outbox-redrive", fields[0]); !strings.Contains(out, "1 redriven") {

@@ -3,9 +3,14 @@ package lambda
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"maps"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,11 +26,17 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/capifcore/capif-security/internal/aeftest"
+	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
+	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
+	"github.com/capifcore/capif-security/shared/signer/kms"
 	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
 
@@ -37,6 +48,7 @@ type permission struct{ action, resource string }
 // permissions it needs (DynamoDB Local and local-kms check none, so the test has to).
 type callRecorder struct {
 	ds    dataset
+	ccf   string // the CCF's client certificate key (CcfClientKey)
 	mu    sync.Mutex
 	perms map[permission]int
 }
@@ -72,15 +84,27 @@ func (r *callRecorder) record(service, op string, params any) {
 			key = aws.ToString(in.KeyId)
 		}
 		res := "key " + key
-		if key == r.ds.keyID || strings.HasSuffix(key, ":key/"+r.ds.keyID) {
+		switch {
+		case key == r.ds.keyID || strings.HasSuffix(key, ":key/"+r.ds.keyID):
 			res = "SigningKey"
+		case key != "" && key == r.ccf:
+			res = "CcfClientKey"
+			// The template's condition on this key: a digest, ECDSA_SHA_256.
+			if in, ok := params.(*awskms.SignInput); !ok || in.MessageType != kmstypes.MessageTypeDigest || in.SigningAlgorithm != kmstypes.SigningAlgorithmSpecEcdsaSha256 {
+				res = "CcfClientKey outside the policy's condition"
+			}
 		}
 		got = append(got, permission{"kms:" + op, res})
 	case "S3":
 		res, action := "object", "s3:"+op
 		if in, ok := params.(*lambdaapp.GetObjectInput); ok {
-			if in.Bucket+"/"+in.Key == "trust-bucket/mtls/truststore.pem" {
+			switch "s3://" + in.Bucket + "/" + in.Key {
+			case sampleRefs["TruststoreUri"]:
 				res = "Truststore"
+			case sampleRefs["CcfCertificateUri"]:
+				res = "CcfCertificate"
+			case sampleRefs["AefCaUri"]:
+				res = "AefCa"
 			}
 			if in.VersionID != "" { // GetObject of a version is authorized as s3:GetObjectVersion
 				action = "s3:GetObjectVersion"
@@ -112,8 +136,11 @@ func (r *callRecorder) set() map[permission]bool {
 func templatePolicy(t *testing.T, tp *template, logicalID string) map[permission]bool {
 	t.Helper()
 	fn := tp.resources("AWS::Serverless::Function")[logicalID]
-	truststore := map[string]any{"Fn::Sub": []any{"arn:${AWS::Partition}:s3:::${Object}",
-		map[string]any{"Object": map[string]any{"Fn::Select": []any{1, map[string]any{"Fn::Split": []any{"s3://", ref("TruststoreUri")}}}}}}}
+	object := func(param string) map[string]any {
+		return map[string]any{"Fn::Sub": []any{"arn:${AWS::Partition}:s3:::${Object}",
+			map[string]any{"Object": map[string]any{"Fn::Select": []any{1, map[string]any{"Fn::Split": []any{"s3://", ref(param)}}}}}}}
+	}
+	objects := map[string]map[string]any{"Truststore": object("TruststoreUri"), "CcfCertificate": object("CcfCertificateUri"), "AefCa": object("AefCaUri")}
 	out := map[permission]bool{}
 	policies, _ := props(fn)["Policies"].([]any)
 	if len(policies) == 0 {
@@ -125,26 +152,43 @@ func templatePolicy(t *testing.T, tp *template, logicalID string) map[permission
 			t.Fatalf("%s: a policy that is not an inline document (a SAM policy template?): %v", logicalID, pol)
 		}
 		for _, st := range stmts {
+			st, present := ifValue(t, st) // statements under a condition: as deployed with sampleConditions
+			if !present {
+				continue
+			}
 			if path(st, "Effect") != "Allow" {
 				t.Errorf("%s: statement %v is not an Allow", logicalID, st)
+			}
+			if reflect.DeepEqual(path(st, "Resource"), []any{getAtt("CcfClientKey", "Arn")}) &&
+				!reflect.DeepEqual(path(st, "Condition"), map[string]any{"StringEquals": map[string]any{"kms:SigningAlgorithm": "ECDSA_SHA_256", "kms:MessageType": "DIGEST"}}) {
+				t.Errorf("%s: the grant on CcfClientKey is not bound to ECDSA_SHA_256 digests: %v", logicalID, path(st, "Condition"))
 			}
 			resources, ok := path(st, "Resource").([]any)
 			if !ok {
 				resources = []any{path(st, "Resource")}
 			}
-			for _, action := range strs(path(st, "Action")) {
+			var actions []string
+			for _, a := range path(st, "Action").([]any) {
+				a, _ := ifValue(t, a)
+				actions = append(actions, strs(a)...)
+			}
+			for _, action := range actions {
 				if strings.Contains(action, "*") {
 					t.Errorf("%s: wildcard action %s", logicalID, action)
 				}
 				for _, r := range resources {
 					var name string
+					for n, o := range objects {
+						if reflect.DeepEqual(r, o) {
+							name = n
+						}
+					}
 					switch {
-					case reflect.DeepEqual(r, truststore):
-						name = "Truststore"
+					case name != "":
 					case len(refsIn(r)) == 1 && reflect.DeepEqual(r, getAtt(refsIn(r)[0], "Arn")):
 						name = refsIn(r)[0]
 					default:
-						t.Errorf("%s: resource %v is not a template resource's ARN or the truststore object", logicalID, r)
+						t.Errorf("%s: resource %v is not a template resource's ARN or an object of a parameter", logicalID, r)
 						continue
 					}
 					out[permission{action, name}] = true
@@ -170,9 +214,20 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The CCF's certificate towards AEFs: its key in local-kms, issued by a CCF CA that the
+	// stand-in AEF trusts; aef-1 gets the AEF's root, so revocations push to it.
+	ccf := newCCFIdentity(t)
+	aefs := aeftest.Start(t)
+	aefs.TrustClients(ccf.ca.Pool())
+	root := aefs.Root("aef-1")
+	if err := security.New(ds.store, ds.store, nil, nil, nil, security.Config{}).ImportRegistry(context.Background(),
+		security.RegistryDoc{AEFs: []security.AEFRecord{{AefID: "aef-1", AefSecurityRoot: &root}}}); err != nil {
+		t.Fatal(err)
+	}
+	objects := map[string][]byte{sampleRefs["TruststoreUri"]: devCA, sampleRefs["CcfCertificateUri"]: ccf.certPEM, sampleRefs["AefCaUri"]: aefs.CA.PEM}
 	fakeS3 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Path == "/trust-bucket/mtls/truststore.pem" {
-			_, _ = w.Write(devCA)
+		if b, ok := objects["s3:/"+r.URL.Path]; ok && r.Method == http.MethodGet {
+			_, _ = w.Write(b)
 			return
 		}
 		w.WriteHeader(http.StatusNotFound)
@@ -202,11 +257,14 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 		env["CAPIF_TRUSTSTORE_URI"] = "s3://trust-bucket/mtls/truststore.pem"
 		env["CAPIF_TRUSTSTORE_VERSION"] = sampleRefs["TruststoreVersion"]
 		env["CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS"] = "true" // the stand-in invoker listens on 127.0.0.1
+		if env["CAPIF_CCF_KMS_KEY"] != "" {
+			env["CAPIF_CCF_KMS_KEY"] = ccf.keyID
+		}
 		cfg, err := lambdaapp.ConfigFromEnv(func(k string) string { return env[k] })
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec := &callRecorder{ds: ds, perms: map[permission]int{}}
+		rec := &callRecorder{ds: ds, ccf: ccf.keyID, perms: map[permission]int{}}
 		fn, err := lambdaapp.New(context.Background(), cfg, f.build, lambdaapp.Options{Logger: logger, AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware}, Backends: f.backends()})
 		if err != nil {
 			t.Fatal(err)
@@ -229,22 +287,27 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 	if delivered.Load() == 0 {
 		t.Error("no notification was delivered: the outbox clean-up was not exercised")
 	}
+	if len(aefs.Pushes("aef-1")) == 0 {
+		t.Error("no revocation was pushed to aef-1: the CCF's certificate was not exercised")
+	}
 	for _, w := range workers {
 		t.Run(w.logicalID, func(t *testing.T) {
 			env := functionEnv(t, w.logicalID, ds)
 			env["CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS"] = "true"
+			env["CAPIF_CCF_KMS_KEY"] = ccf.keyID
 			cfg, _, err := settings.Load(settings.Worker, nil, func(k string) string { return env[k] }, settings.Options{Name: "worker"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := &callRecorder{ds: ds, perms: map[permission]int{}}
+			rec := &callRecorder{ds: ds, ccf: ccf.keyID, perms: map[permission]int{}}
 			wk, err := lambdaapp.NewWorker(context.Background(), cfg, lambdaapp.Options{Logger: logger, AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer wk.Close()
 			recorders[w.logicalID] = rec
-			seeded := seedOwed(t, ds, notif.URL+"/worker")
+			pushes := len(aefs.Pushes("aef-1"))
+			seeded := seedOwedWithPush(t, ds, notif.URL+"/worker", root)
 			payload, err := os.ReadFile(filepath.Join(eventsDir(), w.event))
 			if err != nil {
 				t.Fatal(err)
@@ -254,8 +317,8 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			rep, err := wk.Handle(ctx, payload)
-			if err != nil || rep.Delivered < 1 || delivered.Load() == before {
-				t.Fatalf("run: %+v, %v", rep, err)
+			if err != nil || rep.Delivered < 2 || delivered.Load() == before || len(aefs.Pushes("aef-1")) == pushes {
+				t.Fatalf("run: %+v, %v; the AEF got %d pushes before, %d after", rep, err, pushes, len(aefs.Pushes("aef-1")))
 			}
 			for _, o := range pendingOwed(t, ds) {
 				if o.ID == seeded {
@@ -286,4 +349,43 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 
 func cmpPerm(a, b permission) int {
 	return strings.Compare(a.resource+" "+a.action, b.resource+" "+b.action)
+}
+
+// ccfIdentity is a CCF client certificate whose key is in local-kms, as `capif-admin ccf-csr`
+// and an operator's CA make one.
+type ccfIdentity struct {
+	keyID   string
+	ca      *devpki.CA
+	certPEM []byte
+}
+
+func newCCFIdentity(t *testing.T) ccfIdentity {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := awskms.NewFromConfig(cfg)
+	key, err := client.CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify,
+		Description: aws.String("tests/lambda CCF client certificate")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ccfIdentity{keyID: aws.ToString(key.KeyMetadata.KeyId)}
+	pub, err := kms.PublicKeyOf(ctx, client, id.keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.ca, err = devpki.NewCA("tests/lambda CCF CA"); err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: security.DefaultCCFName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, id.ca.Cert, pub, id.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return id
 }

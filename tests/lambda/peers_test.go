@@ -334,6 +334,13 @@ func jwkKey(t *testing.T, k capif.JWK) *ecdsa.PublicKey {
 // delivery state: due at once). It returns the record's id.
 func seedOwed(t *testing.T, ds dataset, destination string) string {
 	t.Helper()
+	return seedOwedWithPush(t, ds, destination, "")
+}
+
+// seedOwedWithPush is seedOwed that also owes aef-1 a push at push (its aefSecurityRoot; ""
+// for none).
+func seedOwedWithPush(t *testing.T, ds dataset, destination, push string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st := ds.store
@@ -347,7 +354,13 @@ func seedOwed(t *testing.T, ds dataset, destination string) string {
 	sc.Entries = nil // the revocation removed the last entry: the context goes, the notification is owed
 	owed := security.Owed{ID: "owed-" + inv, APIInvokerID: inv, Destination: destination,
 		Notification: capif.SecurityNotification{APIInvokerID: inv, AefID: "aef-1", APIIDs: []string{"api-monitoring-event"}, Cause: capif.OverlimitUsage}}
-	if err := st.Replace(ctx, sc, []security.Owed{owed}); err != nil {
+	all := []security.Owed{owed}
+	if push != "" {
+		p := owed
+		p.ID, p.Kind, p.Destination = "push-"+inv, security.ToAEF, push+capif.RevokeAuthorizationPath
+		all = append(all, p)
+	}
+	if err := st.Replace(ctx, sc, all); err != nil {
 		t.Fatal(err)
 	}
 	return owed.ID

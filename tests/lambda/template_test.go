@@ -9,6 +9,7 @@ import (
 	"go/token"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -577,12 +578,48 @@ var sampleRefs = map[string]string{
 	"RegistryTable":          "capif-security-registry",
 	"OutboxTable":            "capif-security-outbox",
 	"SigningKey":             "1234abcd-12ab-34cd-56ef-1234567890ab",
+	"CcfClientKey":           "5678abcd-12ab-34cd-56ef-1234567890ab",
+	"CcfCertificateUri":      "s3://ccf-bucket/ccf/ccf.pem",
+	"CcfCertificateVersion":  "Q2NmQ2VydGlmaWNhdGUuMQ",
+	"AefCaUri":               "s3://ccf-bucket/ccf/aef-ca.pem",
+	"AefCaVersion":           "QWVmQ2EuMQ",
+}
+
+// sampleConditions are the template's conditions under sampleRefs.
+var sampleConditions = map[string]bool{"HasCcfCertificate": true, "HasCcfCertificateVersion": true, "HasAefCa": true, "HasAefCaVersion": true,
+	"HasAlarmTopic": false, "HasHostedZone": false, "HasOwnershipVerification": false}
+
+// ifValue resolves an Fn::If under sampleConditions: the branch taken, and false for
+// AWS::NoValue.
+func ifValue(t *testing.T, v any) (any, bool) {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v, true
+	}
+	args, ok := m["Fn::If"].([]any)
+	if !ok {
+		return v, true
+	}
+	cond, known := sampleConditions[args[0].(string)]
+	if len(args) != 3 || !known {
+		t.Fatalf("Fn::If %v: unknown condition or form", args)
+	}
+	branch := args[2]
+	if cond {
+		branch = args[1]
+	}
+	if reflect.DeepEqual(branch, ref("AWS::NoValue")) {
+		return nil, false
+	}
+	return ifValue(t, branch)
 }
 
 func resolveEnv(t *testing.T, env map[string]any, refs map[string]string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for k, v := range env {
+		v, _ := ifValue(t, v)
 		switch v := v.(type) {
 		case string:
 			out[k] = v
@@ -615,13 +652,19 @@ func resolveEnv(t *testing.T, env map[string]any, refs map[string]string) map[st
 
 // The signing key: P-256 for ES256, no automatic rotation (asymmetric keys have none), a key
 // policy that delegates to IAM without naming the function roles (no circular reference).
+// The CCF's client certificate key is the same kind of key, kept apart (its own grants).
 func TestTemplateSigningKey(t *testing.T) {
 	tp := loadTemplate(t)
 	keys := tp.resources("AWS::KMS::Key")
-	key, ok := keys["SigningKey"]
-	if !ok || len(keys) != 1 {
-		t.Fatalf("want one AWS::KMS::Key SigningKey")
+	if len(keys) != 2 || keys["SigningKey"] == nil || keys["CcfClientKey"] == nil {
+		t.Fatalf("want two AWS::KMS::Keys, SigningKey and CcfClientKey; have %v", slices.Sorted(maps.Keys(keys)))
 	}
+	for _, name := range []string{"SigningKey", "CcfClientKey"} {
+		t.Run(name, func(t *testing.T) { checkKey(t, keys[name]) })
+	}
+}
+
+func checkKey(t *testing.T, key map[string]any) {
 	p := props(key)
 	if p["KeySpec"] != "ECC_NIST_P256" || p["KeyUsage"] != "SIGN_VERIFY" {
 		t.Errorf("KeySpec %v KeyUsage %v", p["KeySpec"], p["KeyUsage"])
@@ -644,7 +687,7 @@ func TestTemplateSigningKey(t *testing.T) {
 		t.Error("the key policy does not grant the account root (IAM delegation)")
 	}
 	if key["DeletionPolicy"] != "Retain" {
-		t.Error("the signing key must be retained: deleting it invalidates every outstanding token's kid")
+		t.Error("the key must be retained: deleting it invalidates every outstanding token's kid, or the CCF's certificate")
 	}
 }
 
