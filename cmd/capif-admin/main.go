@@ -15,6 +15,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -32,6 +37,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/capifcore/capif-security/shared/app"
@@ -43,6 +49,7 @@ import (
 	"github.com/capifcore/capif-security/shared/registrydoc"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
+	"github.com/capifcore/capif-security/shared/signer/kms"
 )
 
 func main() {
@@ -119,6 +126,8 @@ var commands = []command{
 		})},
 	{name: "revoke", operands: "-invoker ID [-aef ID] [-apis A,B] -cause CAUSE", summary: "revoke an invoker's authorization as the CCF: its entries (at one AEF, for some APIs, or all), notifying it and pushing to each AEF",
 		store: true, writes: true, define: defineRevoke},
+	{name: "ccf-csr", operands: "-ccf-kms-key KEY [-o FILE]", summary: "write the certificate request of the CCF's client certificate towards AEFs (CN -ccf-name, clientAuth), signed by its KMS key",
+		define: defineCCFCSR},
 	{name: "outbox-list", summary: "list the notifications owed and not yet delivered, pending and dead-lettered",
 		store: true, define: defineOutboxList},
 	{name: "outbox-redrive", operands: "ID | -all", summary: "make a dead-lettered notification (or all of them) due again, with a new retry window",
@@ -641,6 +650,48 @@ func defineRevoke(fs *flag.FlagSet) func(ctx context.Context, s *session) error 
 			fmt.Fprintln(s.stdout, "dry run: nothing written")
 		}
 		return nil
+	}
+}
+
+// defineCCFCSR writes a PKCS #10 request for the CCF's client certificate: Subject CN the
+// CCF's name, extended key usage clientAuth, the public key and signature of the KMS key (the
+// private key never leaves KMS). The operator's CCF CA issues the certificate from it.
+func defineCCFCSR(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	out := fs.String("o", "-", "output file (- for standard output)")
+	return func(ctx context.Context, s *session) error {
+		if len(s.operands) != 0 || s.cfg.CCFKMSKey == "" {
+			return errors.New("ccf-csr takes -ccf-kms-key KEY (the stack's CcfClientKeyId output) and no operands")
+		}
+		awsCfg, err := s.aws.Get()
+		if err != nil {
+			return err
+		}
+		client := awskms.NewFromConfig(awsCfg)
+		pub, err := kms.PublicKeyOf(ctx, client, s.cfg.CCFKMSKey)
+		if err != nil {
+			return err
+		}
+		key, err := kms.NewTLSKey(client, s.cfg.CCFKMSKey, pub)
+		if err != nil {
+			return err
+		}
+		eku, err := asn1.Marshal([]asn1.ObjectIdentifier{{1, 3, 6, 1, 5, 5, 7, 3, 2}}) // id-kp-clientAuth
+		if err != nil {
+			return err
+		}
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			Subject:         pkix.Name{CommonName: s.cfg.CCFName},
+			ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 37}, Value: eku}}, // extKeyUsage
+		}, key)
+		if err != nil {
+			return fmt.Errorf("ccf-csr: %w", err)
+		}
+		b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+		if *out == "-" {
+			_, err = s.stdout.Write(b)
+			return err
+		}
+		return devpki.WriteFile(*out, b, 0o644)
 	}
 }
 

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +18,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/capifcore/capif-security/internal/aeftest"
 	"github.com/capifcore/capif-security/internal/testenv"
@@ -209,5 +219,90 @@ func TestAdminWithoutCCFCertificate(t *testing.T) {
 	out, err = adminEnv(t, env, "outbox-list")
 	if err != nil || strings.Count(out, " aef ") != 2 || strings.Contains(out, " invoker ") {
 		t.Errorf("outbox-list: want the two pushes pending (the invoker's notifications delivered):\n%s", out)
+	}
+}
+
+// TestAdminCCFCSRAndKMSPush: ccf-csr writes a request signed by the KMS key (CN the CCF's name,
+// clientAuth); a certificate issued from it, with the key in KMS, is what capif-admin pushes
+// with (-ccf-cert, -ccf-kms-key).
+func TestAdminCCFCSRAndKMSPush(t *testing.T) {
+	testenv.DynamoDBEndpoint(t)
+	testenv.KMSEndpoint(t)
+	ctx := context.Background()
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := awskms.NewFromConfig(awsCfg).CreateKey(ctx, &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := aws.ToString(key.KeyMetadata.KeyId)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	env := map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "csr-" + hex.EncodeToString(b[:]) + "-", "CAPIF_CREATE_TABLES": "true",
+		"CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS": "true", "CAPIF_CCF_NAME": "ccf-eu-1"}
+	csrFile := filepath.Join(t.TempDir(), "ccf.csr")
+	if out, err := adminEnv(t, env, "ccf-csr", "-ccf-kms-key", keyID, "-o", csrFile); err != nil {
+		t.Fatalf("ccf-csr: %v\n%s", err, out)
+	}
+	raw, _ := os.ReadFile(csrFile)
+	block, _ := pem.Decode(raw)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		t.Fatalf("ccf-csr wrote %q", raw)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil || csr.CheckSignature() != nil || csr.Subject.CommonName != "ccf-eu-1" {
+		t.Fatalf("the request: %v, CN %q", err, csr.Subject.CommonName)
+	}
+	pub, err := awskms.NewFromConfig(awsCfg).GetPublicKey(ctx, &awskms.GetPublicKeyInput{KeyId: &keyID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if der, _ := x509.MarshalPKIXPublicKey(csr.PublicKey); !bytes.Equal(der, pub.PublicKey) {
+		t.Error("the request does not carry the KMS key's public key")
+	}
+	clientAuth := false
+	for _, ext := range csr.Extensions {
+		clientAuth = clientAuth || ext.Id.Equal(asn1.ObjectIdentifier{2, 5, 29, 37})
+	}
+	if !clientAuth {
+		t.Error("the request asks for no extended key usage")
+	}
+
+	// The operator's CCF CA issues the certificate; capif-admin pushes with it.
+	ccfCA, err := devpki.NewCA("operator's CCF CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: csr.Subject,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, ccfCA.Cert, csr.PublicKey, ccfCA.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(t.TempDir(), "ccf.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	aefs := aeftest.Start(t)
+	aefs.TrustClients(ccfCA.Pool())
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer dest.Close()
+	rawDoc, _ := json.Marshal(pushRegistry(aefs, dest.URL+"/n"))
+	docFile := filepath.Join(t.TempDir(), "registry.json")
+	if err := os.WriteFile(docFile, rawDoc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := adminEnv(t, env, "import", "-f", docFile); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	seedContexts(t, env, dest.URL+"/n")
+	env["CAPIF_CCF_CERT_FILE"], env["CAPIF_CCF_KMS_KEY"], env["CAPIF_AEF_CA"] = certFile, keyID, aefs.CAFile
+	if out, err := adminEnv(t, env, "revoke", "-invoker", "inv-2", "-aef", "aef-b", "-cause", "OTHER_REASON"); err != nil || strings.Contains(out, "worker makes them") {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	if got := aefs.Wait(t, "b", 1, 10*time.Second); got[0].CN != "ccf-eu-1" || got[0].Req.RevokeInfo.APIInvokerID != "inv-2" {
+		t.Errorf("pushed %s", got[0])
 	}
 }

@@ -515,7 +515,8 @@ func (c *loading) checkCCF(cmd Command, bad func(name, format string, args ...an
 		bad("CAPIF_CCF_CERT_URI", "set either it or CAPIF_CCF_CERT_FILE, not both")
 	case keys > 1:
 		bad("CAPIF_CCF_KMS_KEY", "set either it or -ccf-key (CAPIF_CCF_KEY_FILE), not both")
-	case certs != keys:
+	case certs != keys && !(cmd == Admin && certs == 0):
+		// capif-admin takes a key alone: ccf-csr makes the request the certificate comes from.
 		bad("CAPIF_CCF_CERT_FILE", "the CCF's certificate (-ccf-cert, or CAPIF_CCF_CERT_URI on Lambda) and its key (-ccf-key, or the KMS key -ccf-kms-key) go together")
 	case c.CCFCertVersion != "" && c.CCFCertURI == "":
 		bad("CAPIF_CCF_CERT_VERSION", "is a version of the CAPIF_CCF_CERT_URI object: set that too")

@@ -66,7 +66,8 @@ func openLocal(_ context.Context, in app.Input) (security.Signer, error) {
 }
 
 // WithCCF sets cfg's identity towards AEFs (CCF, AEFPush) for the runner
-// and capif-admin, from cfg.Settings: the -ccf-cert pair if given, else (with a data directory) the CCF certificate minted from the dev
+// and capif-admin, from cfg.Settings: -ccf-cert with its -ccf-key or (capif-admin) its KMS key
+// -ccf-kms-key if given, else (with a data directory) the CCF certificate minted from the dev
 // CA there and renewed as it nears expiry (devpki.CCF); the AEFs are verified against -aef-ca,
 // else the dev CA (with a data directory), else the system roots. Without a pair or a data
 // directory (capif-admin on DynamoDB) there is no certificate, and pushes are left to the
@@ -83,6 +84,25 @@ func WithCCF(cfg *app.Config) error {
 	}
 	var id notify.CCFIdentity
 	switch {
+	case set.CCFCertFile != "" && set.CCFKMSKey != "": // capif-admin with the deployment's key
+		chain, err := os.ReadFile(set.CCFCertFile)
+		if err != nil {
+			return fmt.Errorf("CCF certificate (-ccf-cert): %w", err)
+		}
+		getAWS := cfg.AWS
+		if getAWS == nil {
+			getAWS = standard.Provider(context.Background(), logger).Get
+		}
+		awsCfg, err := getAWS()
+		if err != nil {
+			return err
+		}
+		cert, err := kmsapp.CCFCertificate(awsCfg, set.CCFKMSKey, set.CCFName, chain)
+		if err != nil {
+			return fmt.Errorf("CCF certificate (-ccf-cert, -ccf-kms-key): %w", err)
+		}
+		WarnExpiry(logger, cert.Leaf, time.Now())
+		id.Certificate = func() (*tls.Certificate, error) { return cert, nil }
 	case set.CCFCertFile != "":
 		cert, err := tls.LoadX509KeyPair(set.CCFCertFile, set.CCFKeyFile)
 		if err != nil {
