@@ -307,7 +307,7 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 			defer wk.Close()
 			recorders[w.logicalID] = rec
 			pushes := len(aefs.Pushes("aef-1"))
-			seeded := seedOwedWithPush(t, ds, notif.URL+"/worker", root)
+			seeded := seedOwed(t, ds, notif.URL+"/worker", root)
 			payload, err := os.ReadFile(filepath.Join(eventsDir(), w.event))
 			if err != nil {
 				t.Fatal(err)

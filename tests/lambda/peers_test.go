@@ -331,15 +331,9 @@ func jwkKey(t *testing.T, k capif.JWK) *ecdsa.PublicKey {
 
 // seedOwed writes, through the DynamoDB adapter, what a revocation whose notification could not
 // be delivered leaves in the outbox: a due record for destination (an old-shape one, with no
-// delivery state: due at once). It returns the record's id.
-func seedOwed(t *testing.T, ds dataset, destination string) string {
-	t.Helper()
-	return seedOwedWithPush(t, ds, destination, "")
-}
-
-// seedOwedWithPush is seedOwed that also owes aef-1 a push at push (its aefSecurityRoot; ""
-// for none).
-func seedOwedWithPush(t *testing.T, ds dataset, destination, push string) string {
+// delivery state: due at once), and with push (aef-1's aefSecurityRoot; "" for none) aef-1's
+// push. It returns the invoker record's id.
+func seedOwed(t *testing.T, ds dataset, destination, push string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

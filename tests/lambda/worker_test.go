@@ -53,7 +53,7 @@ func TestWorkerUnderEmulator(t *testing.T) {
 			ccf := ccfFromCSR(t)
 			aefs := aeftest.Start(t)
 			aefs.TrustClients(ccf.ca.Pool())
-			seeded := seedOwedWithPush(t, ds, listener.URL+"/notifications", aefs.Root("aef-1"))
+			seeded := seedOwed(t, ds, listener.URL+"/notifications", aefs.Root("aef-1"))
 
 			env := functionEnv(t, w.logicalID, ds)
 			env["CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS"] = "true" // the listener is on this host
