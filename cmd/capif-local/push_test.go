@@ -205,3 +205,37 @@ func openStore(t *testing.T, r *runner) *app.App {
 	}
 	return a
 }
+
+// TestAEFDownThenBack: an AEF that is down for 30 s gets the push once it is back, within the
+// bound the README states: the backoff after the last failure, at most
+// min(-retry-cap, -retry-base·2^(n−1)), plus one -delivery-interval (and the attempt itself).
+func TestAEFDownThenBack(t *testing.T) {
+	const (
+		retryBase = time.Second
+		retryCap  = 4 * time.Second
+		interval  = 500 * time.Millisecond
+		down      = 30 * time.Second
+	)
+	aefs := aeftest.Start(t)
+	r := startRunnerWith(t, backends[0], withRoots(map[string]string{aefA: aefs.Root("a")}), "-aef-ca", aefs.CAFile,
+		"-retry-base", retryBase.String(), "-retry-cap", retryCap.String(), "-delivery-interval", interval.String(), "-notify-timeout", notifyTimeout.String())
+	aefs.TrustClients(r.ca.Pool())
+	inv := r.freshInvoker(t)
+	snk := newSink(t, http.StatusNoContent)
+	wantStatus(t, r.as(t, inv).create(inv, serviceSecurity(snk.url("/n"), aefEntry(aefA, apiA1, "OAUTH"))), http.StatusCreated)
+	aefs.Down()
+	wantStatus(t, r.as(t, aefA).revokeAll(inv), http.StatusNoContent)
+	time.Sleep(down)
+	failed := r.countLog(`"level":"DEBUG","msg":"notification not delivered; will retry","notificationId"`)
+	back := time.Now()
+	aefs.Up(t)
+	got := aefs.Wait(t, "a", 1, time.Minute)
+	delay := got[0].At.Sub(back)
+	backoff := min(retryCap, retryBase<<min(failed-1, 30))
+	bound := backoff + interval + notifyTimeout
+	t.Logf("AEF down %s, %d failed attempts; pushed %s after it was back (bound %s: backoff ≤ %s, interval %s, one attempt)",
+		down, failed, delay.Round(time.Millisecond), bound, backoff, interval)
+	if failed < 3 || delay > bound {
+		t.Errorf("%d failed attempts, delay %s: want several, and within %s", failed, delay, bound)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -41,6 +42,8 @@ type Push struct {
 type Server struct {
 	t       testing.TB
 	srv     *httptest.Server
+	tls     *tls.Config
+	addr    string // kept across Down and Up
 	CA      *devpki.CA // issued the server certificate: what the CCF's -aef-ca must trust
 	CAFile  string     // CA in PEM, for -aef-ca
 	clients atomic.Pointer[x509.CertPool]
@@ -70,25 +73,38 @@ func Start(t testing.TB) *Server {
 	}
 	s.schemas = loadSchemas(t)
 	s.clients.Store(x509.NewCertPool())
-	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	s.srv.TLS = &tls.Config{
+	s.tls = &tls.Config{
 		Certificates: []tls.Certificate{cert.TLS},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return &tls.Config{Certificates: []tls.Certificate{cert.TLS}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: s.clients.Load()}, nil
 		},
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	s.listen(ln)
+	t.Cleanup(func() { s.Down() })
+	return s
+}
+
+// listen serves on ln.
+func (s *Server) listen(ln net.Listener) {
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Listener.Close()
+	s.srv.Listener = ln
+	s.srv.TLS = s.tls
 	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are part of the tests
 	s.srv.StartTLS()
-	t.Cleanup(s.srv.Close)
-	return s
 }
 
 // TrustClients sets the CAs whose client certificates are accepted (the CCF's).
 func (s *Server) TrustClients(pool *x509.CertPool) { s.clients.Store(pool) }
 
 // Root is the aefSecurityRoot of the AEF named name.
-func (s *Server) Root(name string) string { return s.srv.URL + "/" + name }
+func (s *Server) Root(name string) string { return "https://" + s.addr + "/" + name }
 
 // Answer makes the next requests to AEF name answer these statuses, one each, before 200s.
 func (s *Server) Answer(name string, statuses ...int) {
@@ -97,8 +113,28 @@ func (s *Server) Answer(name string, statuses ...int) {
 	s.answers[name] = append(s.answers[name], statuses...)
 }
 
-// Close stops the listener: pushes then meet a refused connection.
-func (s *Server) Close() { s.srv.Close() }
+// Down stops the listener until Up: connections to the AEF are refused.
+func (s *Server) Down() {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+}
+
+// Up listens again, on the same address.
+func (s *Server) Up(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		t.Fatalf("aeftest: listening again on %s: %v", s.addr, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listen(ln)
+}
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	name, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
