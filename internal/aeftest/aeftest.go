@@ -43,7 +43,7 @@ type Server struct {
 	t       testing.TB
 	srv     *httptest.Server
 	tls     *tls.Config
-	addr    string // kept across Down and Up
+	addr    string     // kept across Down and Up
 	CA      *devpki.CA // issued the server certificate: what the CCF's -aef-ca must trust
 	CAFile  string     // CA in PEM, for -aef-ca
 	clients atomic.Pointer[x509.CertPool]
