@@ -198,17 +198,7 @@ func TestAdminWithoutCCFCertificate(t *testing.T) {
 	_, _ = rand.Read(b[:])
 	env := map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "nocert-" + hex.EncodeToString(b[:]) + "-", "CAPIF_CREATE_TABLES": "true",
 		"CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS": "true"}
-	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	defer dest.Close()
-	raw, _ := json.Marshal(pushRegistry(aefs, dest.URL+"/n"))
-	docFile := filepath.Join(t.TempDir(), "registry.json")
-	if err := os.WriteFile(docFile, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := adminEnv(t, env, "import", "-f", docFile); err != nil {
-		t.Fatalf("import: %v\n%s", err, out)
-	}
-	seedContexts(t, env, dest.URL+"/n")
+	seedPushRegistry(t, env, aefs)
 	out, err := adminEnv(t, env, "revoke", "-invoker", "inv-1", "-cause", "OTHER_REASON")
 	if err != nil || !strings.Contains(out, "the delivery worker makes them") {
 		t.Fatalf("revoke: %v\n%s", err, out)
@@ -287,17 +277,7 @@ func TestAdminCCFCSRAndKMSPush(t *testing.T) {
 	}
 	aefs := aeftest.Start(t)
 	aefs.TrustClients(ccfCA.Pool())
-	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	defer dest.Close()
-	rawDoc, _ := json.Marshal(pushRegistry(aefs, dest.URL+"/n"))
-	docFile := filepath.Join(t.TempDir(), "registry.json")
-	if err := os.WriteFile(docFile, rawDoc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := adminEnv(t, env, "import", "-f", docFile); err != nil {
-		t.Fatalf("import: %v\n%s", err, out)
-	}
-	seedContexts(t, env, dest.URL+"/n")
+	seedPushRegistry(t, env, aefs)
 	env["CAPIF_CCF_CERT_FILE"], env["CAPIF_CCF_KMS_KEY"], env["CAPIF_AEF_CA"] = certFile, keyID, aefs.CAFile
 	if out, err := adminEnv(t, env, "revoke", "-invoker", "inv-2", "-aef", "aef-b", "-cause", "OTHER_REASON"); err != nil || strings.Contains(out, "worker makes them") {
 		t.Fatalf("revoke: %v\n%s", err, out)
@@ -305,4 +285,21 @@ func TestAdminCCFCSRAndKMSPush(t *testing.T) {
 	if got := aefs.Wait(t, "b", 1, 10*time.Second); got[0].CN != "ccf-eu-1" || got[0].Req.RevokeInfo.APIInvokerID != "inv-2" {
 		t.Errorf("pushed %s", got[0])
 	}
+}
+
+// seedPushRegistry imports pushRegistry through capif-admin and seeds the four contexts; the
+// invokers' notifications go to a listener that accepts them.
+func seedPushRegistry(t *testing.T, env map[string]string, aefs *aeftest.Server) {
+	t.Helper()
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(dest.Close)
+	raw, _ := json.Marshal(pushRegistry(aefs, dest.URL+"/n"))
+	docFile := filepath.Join(t.TempDir(), "registry.json")
+	if err := os.WriteFile(docFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := adminEnv(t, env, "import", "-f", docFile); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	seedContexts(t, env, dest.URL+"/n")
 }

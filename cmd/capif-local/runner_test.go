@@ -240,6 +240,17 @@ func testCertCommand(t *testing.T, r *runner) {
 	} else if leaf, _ := x509.ParseCertificate(pair.Certificate[0]); leaf.Subject.CommonName != "a/b c%d" {
 		t.Errorf("CN %q", leaf.Subject.CommonName)
 	}
+	// The CCF's own name is refused (the default and a configured one), saying where its
+	// certificate is; no file is written.
+	for _, args := range [][]string{{"-id", "ccf"}, {"-id", "core-1", "-ccf-name", "core-1"}} {
+		err := mainErr(context.Background(), append([]string{"cert", "-data", r.dataDir, "-out", out}, args...), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(r.dataDir, "ccf.pem")) {
+			t.Errorf("cert %v: %v, want a refusal naming DATA/ccf.pem", args, err)
+		}
+		if _, err := os.Stat(filepath.Join(out, args[1]+".pem")); err == nil {
+			t.Errorf("cert %v wrote a certificate", args)
+		}
+	}
 	// Default output directory: DATA/clients, on a data dir of its own (creating its CA).
 	own := t.TempDir()
 	if err := mainErr(context.Background(), []string{"cert", "-data", own, "-id", "x"}, io.Discard, io.Discard); err != nil {
