@@ -4,6 +4,10 @@
 // Wiring only; everything shared is in shared/lambdaapp. Built by `make build-<LogicalId>`.
 package main
 
-import "github.com/capifcore/capif-security/shared/lambdaapp"
+import (
+	"github.com/capifcore/capif-security/shared/app/kmsapp"
+	"github.com/capifcore/capif-security/shared/lambdaapp"
+)
 
-func main() { lambdaapp.MainWorker() }
+// kmsapp.CCF: the CCF's client certificate towards AEFs, its key in KMS (pushes are retried here).
+func main() { lambdaapp.MainWorker(kmsapp.CCF) }

@@ -6,8 +6,10 @@
 package main
 
 import (
+	"github.com/capifcore/capif-security/shared/app/kmsapp"
 	"github.com/capifcore/capif-security/shared/httpapi"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 )
 
-func main() { lambdaapp.Main(httpapi.RevokeAuthorization) }
+// kmsapp.CCF: the CCF's client certificate towards AEFs, its key in KMS (revocations are pushed).
+func main() { lambdaapp.Main(httpapi.RevokeAuthorization, kmsapp.CCF) }

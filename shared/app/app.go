@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,11 +42,14 @@ type Config struct {
 }
 
 // Backend is one adapter Open can build, under the setting value that selects it (Name: a
-// settings.Store* or settings.Signer* value). Exactly one of Store and Signer is set.
+// settings.Store* or settings.Signer* value). Exactly one of Store, Signer and CCF is set.
 type Backend struct {
 	Name   string
 	Store  func(ctx context.Context, in Input) (StoreAdapter, error)
 	Signer func(ctx context.Context, in Input) (security.Signer, error)
+	// CCF makes the CCF's client certificate towards AEFs from its PEM chain with its key in KMS
+	// (kmsapp.CCF): linked only where revocations are pushed from a Lambda function.
+	CCF func(awsCfg aws.Config, keyRef, name string, chainPEM []byte) (*tls.Certificate, error)
 }
 
 // Input is what a Backend builds its adapter from.

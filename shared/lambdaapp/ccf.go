@@ -11,7 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/capifcore/capif-security/shared/app/kmsapp"
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/capifcore/capif-security/shared/app/sdkconfig"
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
@@ -31,6 +32,7 @@ const ccfExpiryWarning = 30 * 24 * time.Hour
 // (notify keeps it; a failure is read again by the next push), never at start.
 type ccf struct {
 	set    settings.Config
+	build  func(awsCfg aws.Config, keyRef, name string, chainPEM []byte) (*tls.Certificate, error) // a CCF back end's
 	aws    *sdkconfig.Provider
 	getenv func(string) string
 	logger *slog.Logger
@@ -69,7 +71,7 @@ func (c *ccf) identity(ctx context.Context) (notify.CCFIdentity, error) {
 	if err != nil {
 		return notify.CCFIdentity{}, err
 	}
-	cert, err := kmsapp.CCFCertificate(awsCfg, c.set.CCFKMSKey, c.set.CCFName, chain)
+	cert, err := c.build(awsCfg, c.set.CCFKMSKey, c.set.CCFName, chain)
 	if err != nil {
 		return notify.CCFIdentity{}, err
 	}

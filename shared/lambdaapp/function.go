@@ -60,6 +60,14 @@ func (opts Options) env() func(string) string {
 func openApp(ctx context.Context, set settings.Config, logger *slog.Logger, opts Options, aws *sdkconfig.Provider,
 	clientCA func(context.Context) (string, error)) (*app.App, *ccf, error) {
 	id := &ccf{set: set, aws: aws, getenv: opts.env(), logger: logger}
+	for _, b := range opts.Backends {
+		if b.CCF != nil {
+			id.build = b.CCF
+		}
+	}
+	if id.configured() && id.build == nil {
+		return nil, nil, errors.New("lambdaapp: CAPIF_CCF_KMS_KEY is set, but this function does not push to AEFs (no kmsapp.CCF)")
+	}
 	cfg := app.Config{Settings: set, Logger: logger, AWS: aws.Get, ClientCA: clientCA, AEFPush: id.push(),
 		Backends: append([]app.Backend{dynamoapp.Backend}, opts.Backends...)}
 	if id.configured() {

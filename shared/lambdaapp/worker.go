@@ -87,10 +87,11 @@ func (w *Worker) Handle(ctx context.Context, payload json.RawMessage) (security.
 	return rep, nil
 }
 
-// MainWorker runs the delivery function: start, NewWorker and the Lambda runtime loop.
-func MainWorker() {
+// MainWorker runs the delivery function: start, NewWorker and the Lambda runtime loop, with
+// backends (kmsapp.CCF, to push to AEFs).
+func MainWorker(backends ...app.Backend) {
 	set, logger := start(settings.Worker, "worker")
-	w, err := NewWorker(context.Background(), set, Options{Logger: logger})
+	w, err := NewWorker(context.Background(), set, Options{Logger: logger, Backends: backends})
 	if err != nil {
 		exit(logger, "init", err)
 	}

@@ -32,6 +32,8 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/capifcore/capif-security/internal/aeftest"
+	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/kmsapp"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/security"
@@ -300,7 +302,8 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := &callRecorder{ds: ds, ccf: ccf.keyID, perms: map[permission]int{}}
-			wk, err := lambdaapp.NewWorker(context.Background(), cfg, lambdaapp.Options{Logger: logger, AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware}})
+			wk, err := lambdaapp.NewWorker(context.Background(), cfg, lambdaapp.Options{Logger: logger, AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware},
+				Backends: []app.Backend{kmsapp.CCF}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -34,33 +34,40 @@ import (
 )
 
 // function is one Lambda function: its logical id in template.yaml, its main package, the
-// httpapi router its main.go serves and whether it signs tokens (its main.go then links the KMS
-// signer: lambdaapp.Main(httpapi.X, kmsapp.Backend)).
+// httpapi router its main.go serves, whether it signs tokens (its main.go then links the KMS
+// signer: lambdaapp.Main(httpapi.X, kmsapp.Backend)) and whether it pushes revocations to AEFs
+// (it links the CCF's KMS key: kmsapp.CCF).
 type function struct {
 	logicalID, dir, router string
 	build                  lambdaapp.Build
-	signs                  bool
+	signs, pushes          bool
 }
 
 var functions = []function{
-	{"ObtainSecurityMethodFunction", "obtain-security-method", "ObtainSecurityMethod", httpapi.ObtainSecurityMethod, false},
-	{"ObtainAuthorizationFunction", "obtain-authorization", "ObtainAuthorization", httpapi.ObtainAuthorization, true},
-	{"ObtainApiInvokerInfoFunction", "obtain-invoker-info", "ObtainAPIInvokerInfo", httpapi.ObtainAPIInvokerInfo, false},
-	{"RevokeAuthorizationFunction", "revoke-authorization", "RevokeAuthorization", httpapi.RevokeAuthorization, false},
+	{"ObtainSecurityMethodFunction", "obtain-security-method", "ObtainSecurityMethod", httpapi.ObtainSecurityMethod, false, false},
+	{"ObtainAuthorizationFunction", "obtain-authorization", "ObtainAuthorization", httpapi.ObtainAuthorization, true, false},
+	{"ObtainApiInvokerInfoFunction", "obtain-invoker-info", "ObtainAPIInvokerInfo", httpapi.ObtainAPIInvokerInfo, false, false},
+	{"RevokeAuthorizationFunction", "revoke-authorization", "RevokeAuthorization", httpapi.RevokeAuthorization, false, true},
 }
 
 // mainOf is the one statement of f's main.go.
 func (f function) mainOf() string {
-	if f.signs {
+	switch {
+	case f.signs:
 		return "lambdaapp.Main(httpapi." + f.router + ", kmsapp.Backend)"
+	case f.pushes:
+		return "lambdaapp.Main(httpapi." + f.router + ", kmsapp.CCF)"
 	}
 	return "lambdaapp.Main(httpapi." + f.router + ")"
 }
 
 // backends are the back ends f's main.go passes to lambdaapp.Main.
 func (f function) backends() []app.Backend {
-	if f.signs {
+	switch {
+	case f.signs:
 		return []app.Backend{kmsapp.Backend}
+	case f.pushes:
+		return []app.Backend{kmsapp.CCF}
 	}
 	return nil
 }
@@ -284,8 +291,8 @@ func TestTemplateFunctions(t *testing.T) {
 			}
 			if got := mainCall(t, filepath.Join(repoRoot(), "functions", dir)); isAPI && got != f.mainOf() {
 				t.Errorf("functions/%s/main.go: main() is %s, want %s", dir, got, f.mainOf())
-			} else if isWorker && got != "lambdaapp.MainWorker()" {
-				t.Errorf("functions/%s/main.go: main() is %s, want lambdaapp.MainWorker() (no router)", dir, got)
+			} else if isWorker && got != "lambdaapp.MainWorker(kmsapp.CCF)" {
+				t.Errorf("functions/%s/main.go: main() is %s, want lambdaapp.MainWorker(kmsapp.CCF) (no router; it pushes to AEFs)", dir, got)
 			}
 			// What sam build runs: the target with ARTIFACTS_DIR set.
 			out, err := exec.Command("make", "-n", "-C", repoRoot(), "build-"+id, "ARTIFACTS_DIR=/sam/artifacts").CombinedOutput()
@@ -340,28 +347,28 @@ func mainCall(t *testing.T, dir string) string {
 		if pkg, _ := fn.X.(*ast.Ident); pkg == nil || pkg.Name != "lambdaapp" {
 			continue
 		}
-		switch {
-		case fn.Sel.Name == "MainWorker" && len(call.Args) == 0:
-			return "lambdaapp.MainWorker()"
-		case fn.Sel.Name == "Main" && len(call.Args) >= 1:
-			var args []string
-			for i, a := range call.Args {
-				arg, _ := a.(*ast.SelectorExpr)
-				if arg == nil {
-					break
-				}
-				pkg, _ := arg.X.(*ast.Ident)
-				if pkg == nil || i == 0 && pkg.Name != "httpapi" || i > 0 && pkg.Name != "kmsapp" {
-					break
-				}
-				args = append(args, pkg.Name+"."+arg.Sel.Name)
+		// Main's first argument is a router (httpapi.X), MainWorker has none; the others are
+		// kmsapp back ends.
+		if fn.Sel.Name != "Main" && fn.Sel.Name != "MainWorker" || fn.Sel.Name == "Main" && len(call.Args) == 0 {
+			continue
+		}
+		var args []string
+		for i, a := range call.Args {
+			arg, _ := a.(*ast.SelectorExpr)
+			if arg == nil {
+				break
 			}
-			if len(args) == len(call.Args) {
-				return "lambdaapp.Main(" + strings.Join(args, ", ") + ")"
+			pkg, _ := arg.X.(*ast.Ident)
+			if pkg == nil || i == 0 && fn.Sel.Name == "Main" && pkg.Name != "httpapi" || (i > 0 || fn.Sel.Name == "MainWorker") && pkg.Name != "kmsapp" {
+				break
 			}
+			args = append(args, pkg.Name+"."+arg.Sel.Name)
+		}
+		if len(args) == len(call.Args) {
+			return "lambdaapp." + fn.Sel.Name + "(" + strings.Join(args, ", ") + ")"
 		}
 	}
-	t.Fatalf("%s/main.go: main() is neither lambdaapp.Main(httpapi.X) nor lambdaapp.MainWorker()", dir)
+	t.Fatalf("%s/main.go: main() is neither lambdaapp.Main(httpapi.X, ...) nor lambdaapp.MainWorker(...)", dir)
 	return ""
 }
 

@@ -23,6 +23,10 @@ import (
 // Backend is the KMS signer (settings.SignerKMS) over the KMSKeyIDs setting; no network call.
 var Backend = app.Backend{Name: settings.SignerKMS, Signer: open}
 
+// CCF is the CCF's client certificate with its key in KMS (CCFCertificate), for the functions
+// that push revocations to AEFs.
+var CCF = app.Backend{Name: "kms-ccf", CCF: CCFCertificate}
+
 func open(_ context.Context, in app.Input) (security.Signer, error) {
 	awsCfg, err := in.AWS()
 	if err != nil {
