@@ -155,9 +155,14 @@ func ccfCertificate(t *testing.T, r *runner) *x509.Certificate {
 // record and POSTs its bare SecurityNotification without a CCF certificate: the AEF refuses it,
 // the record stays (retried, not dead), and the new code delivers it.
 func TestOldWorkerMidDeploy(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testOldWorkerMidDeploy(t, b) })
+	}
+}
+
+func testOldWorkerMidDeploy(t *testing.T, b backend) {
 	aefs := aeftest.Start(t)
 	doc := withRoots(map[string]string{aefA: aefs.Root("a")})
-	b := backends[0]
 	r := startRunnerWith(t, b, doc, "-aef-ca", aefs.CAFile, "-delivery-interval", "1h", "-retry-base", "50ms", "-retry-cap", "50ms")
 	aefs.TrustClients(r.ca.Pool())
 	inv := r.freshInvoker(t)
@@ -179,6 +184,20 @@ func TestOldWorkerMidDeploy(t *testing.T) {
 	err = old.Notify(context.Background(), security.Delivery{ID: owed[0].ID, Destination: owed[0].Destination, Body: owed[0].Notification})
 	if err == nil || errors.Is(err, security.ErrUndeliverable) {
 		t.Fatalf("the old worker's attempt: %v, want a refusal that is retried", err)
+	}
+	// It records the attempt as it knows the record: without the kind.
+	o, now := owed[0], time.Now().Add(time.Second) // due: its backoff (-retry-cap 50ms) is over
+	o.Kind = ""
+	if err := a.Store.Claim(context.Background(), o, now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	held := now.Add(time.Minute)
+	o.ClaimedUntil, o.Attempts, o.LastError, o.NextAttempt = time.Time{}, o.Attempts+1, err.Error(), now
+	if err := a.Store.Attempted(context.Background(), o, held); err != nil {
+		t.Fatal(err)
+	}
+	if owed, _ := a.Service.Outbox(context.Background()); len(owed) != 1 || owed[0].Receiver() != security.ToAEF {
+		t.Fatalf("after the old worker: %+v, want the push (its kind kept, or lost and read from its id)", owed)
 	}
 	_ = a.Close()
 	// The new code delivers it.

@@ -53,13 +53,14 @@ func (s *Service) checkReserved(doc RegistryDoc) error {
 // revocation's.
 func (s *Service) RemoveInvoker(ctx context.Context, apiInvokerID string) error {
 	var owed []Owed
+	// The AEFs' roots are read beside the change, not inside it: a principal read inside a
+	// registry change becomes a condition of its commit, and enough of them would split it.
+	principals := s.principalReader(ctx)
 	err := s.registry.Update(ctx, func(tx RegistryTx) error {
 		owed = nil // what an earlier, re-run attempt owed was never written
 		return removeInvoker(tx, apiInvokerID, func(sc *SecurityContext) ([]Owed, error) {
 			var err error
-			_, owed, err = s.withdraw(sc, func(Target) bool { return true }, capif.UnexpectedReason, func(ids []string) (map[string]*Principal, error) {
-				return principalsIn(tx, ids)
-			})
+			_, owed, err = s.withdraw(sc, func(Target) bool { return true }, capif.UnexpectedReason, principals)
 			return owed, err
 		})
 	})
@@ -68,28 +69,6 @@ func (s *Service) RemoveInvoker(ctx context.Context, apiInvokerID string) error 
 	}
 	s.deliver(ctx, owed)
 	return nil
-}
-
-// principalsIn reads the principals ids inside a registry change (absent ones are left out).
-func principalsIn(tx RegistryTx, ids []string) (map[string]*Principal, error) {
-	keys := make([]RecordKey, len(ids))
-	for i, id := range ids {
-		keys[i] = RecordKey{RecordPrincipal, id}
-	}
-	if err := tx.Prefetch(keys); err != nil {
-		return nil, err
-	}
-	out := map[string]*Principal{}
-	for _, id := range ids {
-		p, err := tx.GetPrincipal(id)
-		switch {
-		case err == nil:
-			out[id] = p
-		case !errors.Is(err, ErrNotFound):
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // withdraw removes the targets drop matches from sc and returns the context left and what the

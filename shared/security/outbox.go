@@ -47,12 +47,17 @@ const (
 	ToAEF     OwedKind = "aef"
 )
 
-// Receiver is o's kind, ToInvoker when the record names none.
+// pushIDPrefix starts the id of every push to an AEF: the id is the record's key, which no
+// writer changes, so a push stays a push even after a worker of a release before pushes
+// rewrote the record without its kind.
+const pushIDPrefix = "p"
+
+// Receiver is o's kind: ToAEF for a push (by its kind, or its id), else ToInvoker.
 func (o Owed) Receiver() OwedKind {
-	if o.Kind == "" {
-		return ToInvoker
+	if o.Kind == ToAEF || strings.HasPrefix(o.ID, pushIDPrefix) {
+		return ToAEF
 	}
-	return o.Kind
+	return ToInvoker
 }
 
 // Outbox is the delivery side of the owed notifications (part of Store). Every method is
@@ -130,7 +135,7 @@ func (s *Service) owe(sc *SecurityContext, aef *Principal, apiIDs []string, caus
 		return []Owed{o}
 	}
 	push := o
-	push.ID, push.Kind = s.owedID(), ToAEF
+	push.ID, push.Kind = pushIDPrefix+s.randomString(16), ToAEF
 	push.Destination = aef.AefSecurityRoot + capif.RevokeAuthorizationPath
 	if s.cfg.AEFPush == AEFPushQueued {
 		push.ClaimedUntil = time.Time{}
@@ -138,8 +143,8 @@ func (s *Service) owe(sc *SecurityContext, aef *Principal, apiIDs []string, caus
 	return []Owed{o, push}
 }
 
-// owedID is a new outbox record id. A letter first: an id that began with "-" would read as a
-// flag on capif-admin's command line (outbox-redrive ID).
+// owedID is a new outbox record id of an invoker's notification. A letter first: an id that
+// began with "-" would read as a flag on capif-admin's command line (outbox-redrive ID).
 func (s *Service) owedID() string { return "n" + s.randomString(16) }
 
 // body is what a delivery of o POSTs: the SecurityNotification to an invoker; to an AEF, a
