@@ -70,14 +70,16 @@ func run(ctx context.Context, c config, ready func(addr string)) error {
 
 	// The three lines: a verifier for this AEF, the API behind it, the claims inside (in serve).
 	v, err := aefauth.New(aefauth.Config{JWKSURL: strings.TrimSuffix(c.ccf, "/") + "/.well-known/jwks.json", Client: aefauth.MTLSClient(aefCert, ca.Pool()), Issuer: c.issuer, AefID: c.aefID,
-		APIIDs: map[string]string{c.apiID: c.api}})
+		APIIDs: map[string]string{c.apiID: c.api},
+		// The runner mints the CCF's certificate from its dev CA; in production, the CCF's own CA.
+		CCFRoots: ca.Pool()})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/"+c.api+"/", v.For(c.api).Handler(serve(c.api)))
-	// Where the CCF pushes revocations (this AEF's aefSecurityRoot is https://ADDR): the CCF's
-	// client certificate is verified against the dev CA like the invokers'.
+	// Where the CCF pushes revocations (this AEF's aefSecurityRoot is https://ADDR): only the
+	// CCF's client certificate, verified against CCFRoots, gets in.
 	mux.Handle(capif.RevokeAuthorizationPath, v.RevokeAuthorization())
 
 	ln, err := net.Listen("tcp", c.addr)

@@ -54,9 +54,13 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	// CCFName is the Subject CN of the CCF's client certificate, the only caller of
-	// RevokeAuthorization; "" means DefaultCCFName.
-	CCFName string
+	// CCFRoots are the CAs that issue the CCF's client certificate, the only caller of
+	// RevokeAuthorization, and CCFName its Subject CN ("" means DefaultCCFName). The
+	// connection's own verification is not enough: a listener that also serves invokers
+	// trusts their CA, which must not be able to issue a revoker. Without CCFRoots,
+	// RevokeAuthorization refuses every call.
+	CCFRoots *x509.CertPool
+	CCFName  string
 	// APIIDs names this AEF's APIs for RevokeAuthorization: apiId → the API name tokens carry
 	// (as passed to For). A revocation of an apiId it lacks revokes every API of the invoker.
 	APIIDs map[string]string

@@ -2,6 +2,8 @@ package aefauth
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -33,12 +35,14 @@ type revocations struct {
 	memory time.Duration
 }
 
-// revoked reports whether a token of invoker issued at iat no longer grants api.
+// revoked reports whether a token of invoker issued at iat no longer grants api: issued before
+// the push arrived, by this AEF's clock, plus Leeway for the CCF's clock being ahead (a token
+// the CCF issues in those seconds is refused too; its holder gets another).
 func (r *revocations) revoked(invoker, api string, iat time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, name := range []string{api, ""} {
-		if at, ok := r.byAPI[invoker][name]; ok && !iat.After(at) {
+		if at, ok := r.byAPI[invoker][name]; ok && iat.Before(at.Add(Leeway)) {
 			return true
 		}
 	}
@@ -84,16 +88,19 @@ func (r *revocations) record(id, invoker string, names []string, now time.Time) 
 
 // RevokeAuthorization is this AEF's Revoke_Authorization (AEF_Security_API, TS 29.222): mount
 // it at capif.RevokeAuthorizationPath of the AEF's {apiRoot}, on a server that asks for client
-// certificates and verifies them against the CA of the CCF's certificate. Only the CCF may call
-// it: a verified client certificate whose Subject CN is Config.CCFName. A RevokeAuthorizationReq
+// certificates. Only the CCF may call it: a client certificate whose Subject CN is
+// Config.CCFName and that verifies against Config.CCFRoots. A RevokeAuthorizationReq
 // for this AEF makes Verify refuse, from then on, every token of that invoker for those APIs
 // issued before the push (401 invalid_token "the token was revoked"); tokens the CCF issues
-// afterwards are not affected. Its answer is 200 with a RevokeAuthorizationRsp, or a
+// afterwards (beyond Leeway) are not affected. Its answer is 200 with a RevokeAuthorizationRsp, or a
 // problem+json 400, 403, 405, 413 or 415.
 //
-// An apiId is turned into the API name tokens carry through Config.APIIDs; an apiId it does not
-// list revokes every API of the invoker here, erring on the safe side. Revocations are kept in
-// memory for Config.RevocationMemory: an AEF that restarts forgets them (the tokens still expire).
+// The cut-off is the push's arrival by this AEF's clock, plus Leeway: a push the CCF had to
+// retry (the AEF was down) also refuses tokens issued while it was retried, which errs on the
+// safe side (the invoker obtains another). An apiId is turned into the API name tokens carry
+// through Config.APIIDs; an apiId it does not list revokes every API of the invoker here, also
+// on the safe side. Revocations are kept in memory for Config.RevocationMemory: an AEF that
+// restarts forgets them (the tokens still expire).
 func (v *Verifier) RevokeAuthorization() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		status, detail := v.revokeAuthorization(r)
@@ -112,7 +119,7 @@ func (v *Verifier) revokeAuthorization(r *http.Request) (int, string) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, "only POST"
 	}
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != v.cfg.CCFName {
+	if !v.fromCCF(r.TLS) {
 		return http.StatusForbidden, "only the CCF, with its verified client certificate, may revoke authorizations"
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
@@ -151,6 +158,26 @@ func (v *Verifier) revokeAuthorization(r *http.Request) (int, string) {
 	}
 	v.revoked.record(r.Header.Get("webhook-id"), info.APIInvokerID, names, v.cfg.Now())
 	return http.StatusOK, ""
+}
+
+// fromCCF reports whether the connection presented the CCF's certificate: Subject CN
+// Config.CCFName, verified for client authentication against Config.CCFRoots (with the
+// intermediates the client sent).
+func (v *Verifier) fromCCF(cs *tls.ConnectionState) bool {
+	if v.cfg.CCFRoots == nil || cs == nil || len(cs.PeerCertificates) == 0 {
+		return false
+	}
+	leaf := cs.PeerCertificates[0]
+	if leaf.Subject.CommonName != v.cfg.CCFName {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: v.cfg.CCFRoots, Intermediates: inter, CurrentTime: v.cfg.Now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
 }
 
 // writeProblem answers with a TS 29.122 ProblemDetails.

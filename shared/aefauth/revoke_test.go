@@ -47,12 +47,13 @@ func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
 // refused for the revoked API; later tokens, other APIs and other invokers are not affected.
 func TestRevokeAuthorization(t *testing.T) {
 	c := newCCF(t)
-	ccfCert, err := c.ca.Client("ccf", time.Hour)
+	ccfCert, err := c.ca.Client("ccf", 48*time.Hour) // the test moves the clock past RevocationMemory
 	if err != nil {
 		t.Fatal(err)
 	}
 	v := c.verifier(t, func(cfg *aefauth.Config) {
 		cfg.APIIDs = map[string]string{"api-mon": apiName, "api-qos": "qos-session"}
+		cfg.CCFRoots = c.ca.Pool()
 	})
 	mon, qos := v.For(apiName), v.For("qos-session")
 	both := c.claims()
@@ -83,7 +84,7 @@ func TestRevokeAuthorization(t *testing.T) {
 	if _, err := mon.Verify(t.Context(), request(otherTok, c.invokerB)); err != nil {
 		t.Errorf("another invoker's token was revoked too: %v", err)
 	}
-	c.clock.Add(2 * time.Second)
+	c.clock.Add(aefauth.Leeway + time.Second)
 	after := c.token(t, c.claims())
 	if _, err := mon.Verify(t.Context(), request(after, c.invokerA)); err != nil {
 		t.Errorf("a token issued after the revocation: %v", err)
@@ -121,14 +122,27 @@ func TestRevokeAuthorizationRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := c.verifier(t, nil)
+	v := c.verifier(t, func(cfg *aefauth.Config) { cfg.CCFRoots = c.ca.Pool() })
+	noRoots := c.verifier(t, nil)
+	other, err := devpki.NewCA("the invokers' CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := other.Client("ccf", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	good := revokeBody("invoker-1", "api-mon")
+	if w := serve(noRoots.RevokeAuthorization(), push(good, ccfCert)); w.Code != http.StatusForbidden {
+		t.Errorf("without CCFRoots: %d, want 403", w.Code)
+	}
 	tests := []struct {
 		name   string
 		req    *http.Request
 		status int
 	}{
 		{"an invoker's certificate", push(good, c.invokerA), http.StatusForbidden},
+		{"a certificate named ccf from another CA the listener trusts", push(good, forged), http.StatusForbidden},
 		{"the AEF's own certificate", push(good, c.aef), http.StatusForbidden},
 		{"no certificate", push(good, nil), http.StatusForbidden},
 		{"GET", func() *http.Request { r := push(good, ccfCert); r.Method = http.MethodGet; return r }(), http.StatusMethodNotAllowed},
