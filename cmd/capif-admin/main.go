@@ -88,11 +88,15 @@ type session struct {
 // service opens the back end (once) and returns the service on it.
 func (s *session) service(ctx context.Context) (*security.Service, error) {
 	if s.app == nil {
-		cfg := app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get}
-		if err := fullapp.WithCCF(&cfg); err != nil {
-			return nil, err
+		cfg := app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get, AEFPush: security.AEFPushQueued}
+		// Only a command that writes may push: the others (and dry runs, which owe what they
+		// would write) neither read nor mint the CCF's certificate.
+		if s.writes && !s.dryRun {
+			if err := fullapp.WithCCF(&cfg); err != nil {
+				return nil, err
+			}
 		}
-		if cfg.AEFPush == security.AEFPushQueued && s.writes {
+		if cfg.AEFPush == security.AEFPushQueued && s.writes && !s.dryRun {
 			fmt.Fprintln(s.stderr, "pushes to AEFs: no CCF certificate here (-ccf-cert, -ccf-key): the delivery worker makes them")
 		}
 		a, err := fullapp.Open(ctx, cfg)

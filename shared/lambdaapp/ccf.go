@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,13 +40,32 @@ type ccf struct {
 	// notAfter is the certificate's expiry once read (unix seconds; 0 before): the worker's run
 	// line publishes the days left.
 	notAfter atomic.Int64
+
+	mu   sync.Mutex
+	read *notify.CCFIdentity
 }
 
 // configured reports whether the deployment gave the functions a CCF certificate.
 func (c *ccf) configured() bool { return c.set.CCFKMSKey != "" }
 
-// identity reads the certificate and the AEF roots.
+// identity is the certificate and the AEF roots, read once per execution environment (a
+// failure is read again by the next call).
 func (c *ccf) identity(ctx context.Context) (notify.CCFIdentity, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.read != nil {
+		return *c.read, nil
+	}
+	id, err := c.load(ctx)
+	if err != nil {
+		return id, err
+	}
+	c.read = &id
+	return id, nil
+}
+
+// load reads the certificate and the AEF roots.
+func (c *ccf) load(ctx context.Context) (notify.CCFIdentity, error) {
 	awsCfg, err := c.aws.Get()
 	if err != nil {
 		return notify.CCFIdentity{}, err

@@ -74,6 +74,13 @@ func (w *Worker) Handle(ctx context.Context, payload json.RawMessage) (security.
 	// and the backlog it leaves as gauges (alarms watch OutboxOldestAEFSeconds and
 	// OutboxDeadLetters).
 	ms := counts.Metrics()
+	if w.ccf.configured() {
+		// Read once per execution environment, so the days left are published (and warned
+		// about) even when no push needed the certificate.
+		if _, err := w.ccf.identity(ctx); err != nil {
+			attrs = append(attrs, slog.String("ccfCertificateError", err.Error()))
+		}
+	}
 	if b, err := w.app.Service.Backlog(ctx); err != nil {
 		attrs = append(attrs, slog.String("backlogError", err.Error()))
 	} else {

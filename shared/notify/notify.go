@@ -223,6 +223,9 @@ func (n *Notifier) Notify(ctx context.Context, d security.Delivery) error {
 	if err != nil {
 		return fmt.Errorf("encoding the notification: %w", err)
 	}
+	// The timeout bounds everything, reading the CCF's identity for the first push included.
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
 	aef := d.Kind == security.ToAEF
 	client := n.client
 	if aef {
@@ -233,8 +236,6 @@ func (n *Notifier) Notify(ctx context.Context, d security.Delivery) error {
 			return err
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(payload))
 	if err != nil {
 		// Not reached for a URL that parseDestination accepted; the message is kept free of it.

@@ -137,6 +137,7 @@ func WithCCF(cfg *app.Config) error {
 		return fmt.Errorf("CCF certificate: %w", err)
 	}
 	out.CCF = func(context.Context) (notify.CCFIdentity, error) { return id, nil }
+	out.AEFPush = security.AEFPushInline
 	return nil
 }
 
