@@ -73,8 +73,14 @@ terminator, with SkipCertificateBinding set.
 
 # Revocation
 
-A token stays valid until its exp after Revoke_Authorization: the CCF stops issuing new ones, but
-a self-contained token cannot be recalled. Config.MaxTokenAge narrows that window for an AEF that
-wants it narrower than the CCF's token lifetime.
+A token is self-contained: after Revoke_Authorization the CCF issues no new one, but one already
+issued would stay valid until its exp. So the CCF pushes each revocation to the AEF's
+Revoke_Authorization (AEF_Security_API): mount Verifier.RevokeAuthorization at
+capif.RevokeAuthorizationPath of the AEF's {apiRoot} (its aefSecurityRoot in the CCF's registry),
+set Config.CCFRoots to the CA of the CCF's client certificate (and Config.APIIDs to name the
+APIs), and Verify refuses from then on the invoker's earlier tokens for the revoked APIs. Only a
+certificate named Config.CCFName that verifies against CCFRoots may push: the listener's own
+verification is not enough when it also trusts the invokers' CA. Config.MaxTokenAge narrows the
+window further for an AEF that wants it narrower than the CCF's token lifetime.
 */
 package aefauth
