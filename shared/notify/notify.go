@@ -149,7 +149,13 @@ func (n *Notifier) aef(ctx context.Context) (*http.Client, error) {
 		return nil, fmt.Errorf("the CCF's certificate: %w (%w)", security.ErrNotAccepted, err)
 	}
 	n.aefClient = n.transport(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: id.AEFRoots,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id.Certificate() }})
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := id.Certificate()
+			if err != nil {
+				return nil, fmt.Errorf("the CCF's certificate: %w (%w)", security.ErrNotAccepted, err)
+			}
+			return c, nil
+		}})
 	return n.aefClient, nil
 }
 
