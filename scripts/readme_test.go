@@ -148,7 +148,7 @@ func TestWalkthroughAsPasted(t *testing.T) {
 		regexp.MustCompile(`HTTP/[0-9.]+ 401[\s\S]*invalid_token`), // 4: the replayed token
 		regexp.MustCompile(`webhook-id: \S+ \{`),                   // 6: the notifications
 		regexp.MustCompile(`HTTP/[0-9.]+ 204`),
-		regexp.MustCompile(`HTTP/[0-9.]+ 204[\s\S]*HTTP/[0-9.]+ 401[\s\S]*the token was revoked`), // 6: pushed to the AEF
+		regexp.MustCompile(`HTTP/[0-9.]+ 204[\s\S]*HTTP/[0-9.]+ 401[\s\S]*error_description="revoked"`), // 6: pushed to the AEF
 		regexp.MustCompile(`WALKTHROUGH-END`),
 	} {
 		if !want.MatchString(text) {

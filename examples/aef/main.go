@@ -10,7 +10,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -69,18 +71,26 @@ func run(ctx context.Context, c config, ready func(addr string)) error {
 	}
 
 	// The three lines: a verifier for this AEF, the API behind it, the claims inside (in serve).
+	// Revocations the CCF pushes are kept in a file beside the runner's data: they survive a
+	// restart of this AEF.
+	deny, err := aefauth.OpenFileList(filepath.Join(c.dataDir, c.aefID+"-deny-list.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer deny.Close()
 	v, err := aefauth.New(aefauth.Config{JWKSURL: strings.TrimSuffix(c.ccf, "/") + "/.well-known/jwks.json", Client: aefauth.MTLSClient(aefCert, ca.Pool()), Issuer: c.issuer, AefID: c.aefID,
-		APIIDs: map[string]string{c.apiID: c.api},
-		// The runner mints the CCF's certificate from its dev CA; in production, the CCF's own CA.
-		CCFRoots: ca.Pool()})
+		DenyList: deny, APIs: map[string]string{c.api: c.apiID},
+		// The runner mints the CCF's certificate from its dev CA (in production: the CCF's own
+		// CA), and its key is pinned: the dev CA also issues the invokers' certificates.
+		CCFRoots: ca.Pool(), CCFPins: ccfPins(c.dataDir)})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/"+c.api+"/", v.For(c.api).Handler(serve(c.api)))
-	// Where the CCF pushes revocations (this AEF's aefSecurityRoot is https://ADDR): only the
-	// CCF's client certificate, verified against CCFRoots, gets in.
-	mux.Handle(capif.RevokeAuthorizationPath, v.RevokeAuthorization())
+	// The AEF_Security_API, where the CCF pushes revocations (this AEF's aefSecurityRoot is
+	// https://ADDR): only the CCF's certificate gets in.
+	mux.Handle(capif.AEFSecurityAPIPath+"/", v.SecurityAPI())
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -152,4 +162,21 @@ func loadPKI(c config) (*devpki.CA, tls.Certificate, error) {
 		return nil, tls.Certificate{}, fmt.Errorf("the AEF's client certificate (go run ./cmd/capif-local cert -id %s): %w", c.aefID, err)
 	}
 	return ca, aefCert, nil
+}
+
+// ccfPins pins the key of the runner's CCF certificate (DATA/ccf.pem), if the runner made one.
+func ccfPins(dataDir string) []string {
+	b, err := os.ReadFile(filepath.Join(dataDir, devpki.CCFFile))
+	if err != nil {
+		return nil
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil
+	}
+	return []string{aefauth.SPKIPin(cert)}
 }

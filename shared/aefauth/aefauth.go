@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -22,8 +24,9 @@ const Leeway = 30 * time.Second
 
 // Defaults of the Config durations left zero.
 const (
-	DefaultRefetchInterval = 30 * time.Second
-	DefaultJWKSMaxAge      = time.Hour
+	DefaultRefetchInterval  = 30 * time.Second
+	DefaultJWKSMaxAge       = time.Hour
+	DefaultMaxTokenLifetime = 10 * time.Minute
 )
 
 // Config says which tokens a Verifier accepts. JWKSURL, Client, Issuer and AefID are required.
@@ -54,28 +57,34 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	// CCFRoots are the CAs that issue the CCF's client certificate, the only caller of
-	// RevokeAuthorization, and CCFName its Subject CN ("" means DefaultCCFName). The
-	// connection's own verification is not enough: a listener that also serves invokers
-	// trusts their CA, which must not be able to issue a revoker. Without CCFRoots,
-	// RevokeAuthorization refuses every call.
+	// MaxTokenLifetime bounds exp − iat: Verify refuses a token that would live longer, so no
+	// token outlives the deny list's entry that revokes it. Zero means DefaultMaxTokenLifetime,
+	// the CCF's default CAPIF_TOKEN_TTL: raise both together.
+	MaxTokenLifetime time.Duration
+
+	// The AEF_Security_API (SecurityAPI): the revocations the CCF pushes are kept in DenyList
+	// (nil: none are taken), whose entries Verify consults; APIs names this AEF's APIs, apiName
+	// (as given to For) → apiId (as pushes name them); CCFRoots, CCFPins and CCFName say who the
+	// CCF is: a certificate that chains to CCFRoots for clientAuth and whose public key is one
+	// of CCFPins (SPKIPin) or, without pins, whose one Subject CN is CCFName ("" means
+	// DefaultCCFName). Prefer pins, or a CCF CA apart from the invokers': a listener that serves
+	// invokers trusts their CA too. Without CCFRoots no push is accepted.
+	DenyList DenyList
+	APIs     map[string]string
 	CCFRoots *x509.CertPool
+	CCFPins  []string
 	CCFName  string
-	// APIIDs names this AEF's APIs for RevokeAuthorization: apiId → the API name tokens carry
-	// (as passed to For). A revocation of an apiId it lacks revokes every API of the invoker.
-	APIIDs map[string]string
-	// RevocationMemory is how long RevokeAuthorization remembers a revocation: longer than the
-	// CCF's token lifetime. Zero means DefaultRevocationMemory.
-	RevocationMemory time.Duration
+	// Logger gets the warnings of the AEF_Security_API; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Verifier checks CCF access tokens for one AEF. It is safe for concurrent use; make one per AEF
 // process, it holds the JWKS cache.
 type Verifier struct {
-	cfg     Config
-	keys    *keySet
-	parser  *jwt.Parser
-	revoked *revocations
+	cfg    Config
+	keys   *keySet
+	parser *jwt.Parser
+	apiIDs []string // Config.APIs' values
 }
 
 // New checks cfg and returns its Verifier. It does not contact the CCF: the JWKS is fetched on
@@ -91,7 +100,7 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, errors.New("aefauth: Issuer is required")
 	case cfg.AefID == "":
 		return nil, errors.New("aefauth: AefID is required")
-	case cfg.MaxTokenAge < 0 || cfg.RefetchInterval < 0 || cfg.JWKSMaxAge < 0 || cfg.RevocationMemory < 0:
+	case cfg.MaxTokenAge < 0 || cfg.RefetchInterval < 0 || cfg.JWKSMaxAge < 0 || cfg.MaxTokenLifetime < 0:
 		return nil, errors.New("aefauth: durations must not be negative")
 	}
 	if cfg.RefetchInterval == 0 {
@@ -106,12 +115,15 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.CCFName == "" {
 		cfg.CCFName = DefaultCCFName
 	}
-	if cfg.RevocationMemory == 0 {
-		cfg.RevocationMemory = DefaultRevocationMemory
+	if cfg.MaxTokenLifetime == 0 {
+		cfg.MaxTokenLifetime = DefaultMaxTokenLifetime
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	return &Verifier{
-		cfg:     cfg,
-		revoked: &revocations{byAPI: map[string]map[string]time.Time{}, seen: map[string]time.Time{}, memory: cfg.RevocationMemory},
+		cfg:    cfg,
+		apiIDs: slices.Collect(maps.Values(cfg.APIs)),
 		keys: &keySet{
 			url: cfg.JWKSURL, client: cfg.Client, now: cfg.Now,
 			minInterval: cfg.RefetchInterval, maxAge: cfg.JWKSMaxAge,
@@ -140,13 +152,21 @@ type Claims struct {
 
 // API is the check of one API of the AEF: the token must grant this AEF that API.
 type API struct {
-	v    *Verifier
-	name string
+	v        *Verifier
+	name, id string
 }
 
 // For returns the check of the API named apiName (the name in the CAPIF scope, as published in
-// the ServiceAPIDescription). It is cheap; routes may call it once at set-up.
-func (v *Verifier) For(apiName string) *API { return &API{v: v, name: apiName} }
+// the ServiceAPIDescription). It is cheap; routes may call it once at set-up. With a deny list
+// it panics when Config.APIs does not give apiName's apiId: revocations of the API would be
+// missed.
+func (v *Verifier) For(apiName string) *API {
+	id, ok := v.cfg.APIs[apiName]
+	if v.cfg.DenyList != nil && !ok {
+		panic("aefauth: For(" + apiName + "): Config.APIs does not name its apiId, which revocations name")
+	}
+	return &API{v: v, name: apiName, id: id}
+}
 
 // Verify checks the bearer token of r for the API and returns its claims, or an *Error saying
 // how to answer: 401 invalid_token for anything wrong with the token or its binding, 403
@@ -167,6 +187,9 @@ func (a *API) Verify(ctx context.Context, r *http.Request) (*Claims, error) {
 	if e := a.v.checkAge(c); e != nil {
 		return nil, e
 	}
+	if e := a.v.checkLifetime(c); e != nil {
+		return nil, e
+	}
 	apis, err := grants(c.Scope, a.v.cfg.AefID)
 	if err != nil {
 		return nil, invalidToken("the token's scope is malformed")
@@ -177,8 +200,8 @@ func (a *API) Verify(ctx context.Context, r *http.Request) (*Claims, error) {
 		e.Scope = capif.Scope{a.v.cfg.AefID: {a.name}}.String()
 		return nil, e
 	}
-	if a.v.revoked.revoked(c.Subject, a.name, c.IssuedAt.Time) {
-		return nil, invalidToken("the token was revoked")
+	if e := a.checkRevoked(ctx, c); e != nil {
+		return nil, e
 	}
 	return c, nil
 }
@@ -309,6 +332,35 @@ func (v *Verifier) checkBinding(r *http.Request, c *Claims) *Error {
 	}
 	if capif.CertThumbprint(r.TLS.PeerCertificates[0].Raw) != c.Confirmation.X5tS256 {
 		return invalidToken("the token is bound to another certificate")
+	}
+	return nil
+}
+
+// checkLifetime refuses a token meant to live longer than Config.MaxTokenLifetime: the deny
+// list forgets an entry once no token it covers can be valid.
+func (v *Verifier) checkLifetime(c *Claims) *Error {
+	if c.ExpiresAt.Sub(c.IssuedAt.Time) > v.cfg.MaxTokenLifetime {
+		return invalidToken(fmt.Sprintf("the token lives longer than this AEF accepts (%s)", v.cfg.MaxTokenLifetime))
+	}
+	return nil
+}
+
+// checkRevoked refuses a token of an invoker whose authorization for the API the CCF revoked
+// (SecurityAPI) after issuing it: iat ≤ the push's arrival + Leeway, since the CCF's clock may
+// be up to Leeway ahead of this AEF's. A token issued in the Leeway after the push is refused
+// too; its holder asks for another. An entry older than MaxTokenLifetime + 2×Leeway covers no
+// valid token and is not looked at.
+func (a *API) checkRevoked(ctx context.Context, c *Claims) *Error {
+	l := a.v.cfg.DenyList
+	if l == nil {
+		return nil
+	}
+	at, ok, err := l.RevokedAt(ctx, c.Subject, a.id)
+	switch {
+	case err != nil:
+		return &Error{Status: http.StatusServiceUnavailable, Description: "the deny list cannot be read"}
+	case ok && !a.v.cfg.Now().After(at.Add(a.v.cfg.MaxTokenLifetime+2*Leeway)) && !c.IssuedAt.After(at.Add(Leeway)):
+		return invalidToken("revoked")
 	}
 	return nil
 }

@@ -121,7 +121,7 @@ func TestVerify(t *testing.T) {
 		{name: "no iat", req: request(noIat, c.invokerA), status: 401, code: "invalid_token"},
 		{name: "older than MaxTokenAge", req: request(with(func(cl *capif.TokenClaims) { cl.IssuedAt = now - 120 }), c.invokerA),
 			cfg: func(cfg *aefauth.Config) { cfg.MaxTokenAge = time.Minute }, status: 401, code: "invalid_token", wwwAuth: "older"},
-		{name: "younger than MaxTokenAge", req: request(with(func(cl *capif.TokenClaims) { cl.IssuedAt = now - 50 }), c.invokerA),
+		{name: "younger than MaxTokenAge", req: request(with(func(cl *capif.TokenClaims) { cl.IssuedAt, cl.Expiry = now-50, now+550 }), c.invokerA),
 			cfg: func(cfg *aefauth.Config) { cfg.MaxTokenAge = time.Minute }, status: 200},
 		{name: "wrong audience", req: request(with(func(cl *capif.TokenClaims) { cl.Audience = []string{"aef-2"} }), c.invokerA), status: 401, code: "invalid_token", wwwAuth: "aud"},
 		{name: "audience among several", req: request(with(func(cl *capif.TokenClaims) { cl.Audience = []string{"aef-2", aefID} }), c.invokerA), status: 200},

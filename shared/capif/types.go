@@ -125,6 +125,11 @@ type RevokeAuthorizationReq struct {
 	SupportedFeatures string               `json:"supportedFeatures"`
 }
 
+// CheckAuthenticationRsp is the AEF's 200 answer to an invoker's CheckAuthenticationReq.
+type CheckAuthenticationRsp struct {
+	SupportedFeatures string `json:"supportedFeatures"`
+}
+
 // RevokeAuthorizationRsp is the AEF's 200 answer to a RevokeAuthorizationReq.
 type RevokeAuthorizationRsp struct {
 	SupportedFeatures string `json:"supportedFeatures"`
