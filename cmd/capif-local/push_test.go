@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/capifcore/capif-security/internal/aeftest"
+	"github.com/capifcore/capif-security/shared/aefauth"
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/capif"
@@ -257,4 +261,76 @@ func TestAEFDownThenBack(t *testing.T) {
 	if failed < 3 || delay > bound {
 		t.Errorf("%d failed attempts, delay %s: want several, and within %s", failed, delay, bound)
 	}
+}
+
+// TestRevocationReachesTheAEF: end to end on the runner with an AEF on shared/aefauth (as
+// examples/aef): a token gets in; the AEF's own DELETE; the same token is refused at once, with
+// no wait for a retry (the inline push precedes the 204). 20 runs; the time from sending the
+// revocation to the AEF's first 401 "revoked" is logged (BENCHMARKS.md), send → 204 beside it.
+func TestRevocationReachesTheAEF(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := "https://" + ln.Addr().String()
+	r := startRunnerWith(t, backends[0], withRoots(map[string]string{aefA: root}))
+	ccf := ccfCertificate(t, r)
+	// The AEF fetches the JWKS as aef-a, through the harness (every answer is checked and logged).
+	v, err := aefauth.New(aefauth.Config{JWKSURL: r.url + "/.well-known/jwks.json", Client: r.as(t, aefA).hc,
+		Issuer: "https://ccf.test", AefID: aefA, DenyList: aefauth.NewMemoryList(), APIs: map[string]string{"alpha-one": apiA1},
+		CCFRoots: r.ca.Pool(), CCFPins: []string{aefauth.SPKIPin(ccf)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/alpha-one/", v.For("alpha-one").Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })))
+	mux.Handle(capif.AEFSecurityAPIPath+"/", v.SecurityAPI())
+	serverCert, err := r.ca.Server([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: r.ca.Pool()},
+		ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	snk := newSink(t, http.StatusNoContent)
+	var toRefusal, to204 []time.Duration
+	for range 20 {
+		inv := r.freshInvoker(t)
+		owner := r.as(t, inv)
+		wantStatus(t, owner.create(inv, serviceSecurity(snk.url("/n"), aefEntry(aefA, apiA1, "OAUTH"))), http.StatusCreated)
+		resp := owner.tokenReq(inv, grant(inv, "scope", "3gpp#"+aefA+":alpha-one"))
+		wantStatus(t, resp, http.StatusOK)
+		token := decode[capif.AccessTokenRsp](t, resp).AccessToken
+		cert, _ := r.certs.Load(inv)
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.ca.Pool(), Certificates: []tls.Certificate{cert.(tls.Certificate)}}}}
+		call := func() (int, string) {
+			req, _ := http.NewRequest(http.MethodGet, root+"/alpha-one/x", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+		}
+		if status, _ := call(); status != http.StatusOK {
+			t.Fatalf("before the revocation: %d", status)
+		}
+		start := time.Now()
+		wantStatus(t, r.as(t, aefA).revokeAll(inv), http.StatusNoContent)
+		to204 = append(to204, time.Since(start))
+		status, challenge := call()
+		if status != http.StatusUnauthorized || !strings.Contains(challenge, `error_description="revoked"`) {
+			t.Fatalf("right after the 204: %d %q, want 401 revoked", status, challenge)
+		}
+		toRefusal = append(toRefusal, time.Since(start))
+		_ = snk.arrived(t)
+		hc.CloseIdleConnections()
+	}
+	slices.Sort(toRefusal)
+	slices.Sort(to204)
+	t.Logf("revocation sent → the AEF's first 401 \"revoked\": median %s, worst %s; sent → 204: median %s, worst %s (20 runs)",
+		toRefusal[10].Round(10*time.Microsecond), toRefusal[19].Round(10*time.Microsecond), to204[10].Round(10*time.Microsecond), to204[19].Round(10*time.Microsecond))
 }

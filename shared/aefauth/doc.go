@@ -73,14 +73,32 @@ terminator, with SkipCertificateBinding set.
 
 # Revocation
 
-A token is self-contained: after Revoke_Authorization the CCF issues no new one, but one already
-issued would stay valid until its exp. So the CCF pushes each revocation to the AEF's
-Revoke_Authorization (AEF_Security_API): mount Verifier.RevokeAuthorization at
-capif.RevokeAuthorizationPath of the AEF's {apiRoot} (its aefSecurityRoot in the CCF's registry),
-set Config.CCFRoots to the CA of the CCF's client certificate (and Config.APIIDs to name the
-APIs), and Verify refuses from then on the invoker's earlier tokens for the revoked APIs. Only a
-certificate named Config.CCFName that verifies against CCFRoots may push: the listener's own
-verification is not enough when it also trusts the invokers' CA. Config.MaxTokenAge narrows the
-window further for an AEF that wants it narrower than the CCF's token lifetime.
+A token is self-contained, so the CCF pushes every revocation to the AEFs it concerns
+(AEF_Security_API Revoke_Authorization, TS 29.222 clause 6.2.2.3). Verifier.SecurityAPI is that
+API: mount it at capif.AEFSecurityAPIPath+"/" of the AEF's {apiRoot} (the aefSecurityRoot the
+CCF's registry holds for it) and give Config a DenyList, Config.APIs (apiName → apiId) and the
+CCF's identity (Config.CCFRoots, and Config.CCFPins or Config.CCFName).
+
+  - Who: only the CCF may push: a client certificate verified for clientAuth against CCFRoots,
+    whose public key is pinned (SPKIPin) or, without pins, whose one Subject CN is CCFName. A
+    listener that serves invokers trusts their CA too: pin the CCF's key, or give the CCF a CA
+    of its own. No verified certificate: 401; any other: 403; nothing changes.
+  - The rule: Verify refuses (401 invalid_token, "revoked") a token whose sub has an entry for
+    the route's apiId with iat ≤ revokedAt + Leeway. revokedAt is this AEF's clock when the push
+    arrived (the push carries no time); Leeway (30 s, the skew TS 33.122 allows) keeps a CCF
+    clock up to 30 s ahead from slipping a token issued before the revocation through. A token
+    the CCF issues within 30 s after the push is refused too: its holder asks for another.
+  - Retention: an entry is kept MaxTokenLifetime + 2×Leeway after revokedAt, and Verify refuses
+    any token whose exp − iat exceeds MaxTokenLifetime (default 10 minutes, the CCF's default
+    CAPIF_TOKEN_TTL: raise both together), so no token outlives the entry that revokes it.
+  - Durability: the 200 RevokeAuthorizationRsp is sent only once DenyList.Record returned; a
+    list that fails answers 500, and the CCF retries. MemoryList forgets everything on a restart
+    (the revoked tokens are then accepted again until they expire); FileList appends and fsyncs
+    each push before the 200 and reads the file back when opened. Replicas of one AEF share a
+    store behind DenyList: with a list per process, only the replica that took the push knows.
+  - Speed: the CCF pushes before it answers the revocation, so the AEF refuses the token from
+    the moment the revoking request is answered.
+
+Config.MaxTokenAge narrows the window further for an AEF that wants tokens younger still.
 */
 package aefauth

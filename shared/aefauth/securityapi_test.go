@@ -225,6 +225,7 @@ func TestRevokeAuthorizationCallers(t *testing.T) {
 		{"the CCF", e, e.ccfCert, http.StatusOK},
 		{"the CCF, pinned", pinned, pinned.ccfCert, http.StatusOK},
 		{"the CCF's name and CA, but not the pinned key", pinned, pinnedTwin, http.StatusForbidden},
+		{"the CCF's name from the invokers' CA, pins set", pinned, forged, http.StatusForbidden},
 		{"the CCF's name and CA, no pins: accepted", e, twin, http.StatusOK},
 		{"no CCFRoots configured", noRoots, noRoots.ccfCert, http.StatusForbidden},
 	} {
@@ -332,6 +333,12 @@ func TestDenyListPushes(t *testing.T) {
 	e.push(t, "invoker-1", "n2", apiID)
 	if at, _, _ := e.list.RevokedAt(t.Context(), "invoker-1", apiID); !at.Equal(first.Add(time.Minute)) {
 		t.Errorf("a later push: entry at %v", at)
+	}
+	// Entries are forgotten once MaxTokenLifetime + 2×Leeway have passed (by the next push).
+	e.clock.Add(aefauth.DefaultMaxTokenLifetime + 2*aefauth.Leeway + time.Second)
+	e.push(t, "invoker-9", "n3", apiID)
+	if _, ok, _ := e.list.RevokedAt(t.Context(), "invoker-1", apiID); ok {
+		t.Error("an entry outlived MaxTokenLifetime + 2×Leeway")
 	}
 	// For panics at set-up for an API Config.APIs does not name.
 	defer func() {
