@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capifcore/capif-security/shared/aefauth"
 )
@@ -50,6 +51,47 @@ func FuzzVerify(f *testing.F) {
 		challenge := rec.Header().Get("WWW-Authenticate")
 		if rec.Code != e.Status || !strings.HasPrefix(challenge, "Bearer") || strings.ContainsAny(challenge, "\r\n\x00") {
 			t.Fatalf("answer %d, WWW-Authenticate %q", rec.Code, challenge)
+		}
+	})
+}
+
+// FuzzSecurityAPI feeds arbitrary bodies from the CCF's own certificate to both resources of the
+// AEF_Security_API: never a panic, a 200 only for a body with the required members, and every
+// other answer a problem+json 400.
+func FuzzSecurityAPI(f *testing.F) {
+	c := newCCF(f)
+	ccfCert, err := c.ca.Client("ccf", time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	list := aefauth.NewMemoryList()
+	v := c.verifier(f, func(cfg *aefauth.Config) {
+		cfg.DenyList, cfg.APIs, cfg.CCFRoots = list, map[string]string{apiName: "api-mon"}, c.ca.Pool()
+	})
+	for _, s := range []string{revokeBody("invoker-1", "api-mon"), `{"revokeInfo":{}}`, `{"apiInvokerId":"ccf","supportedFeatures":"0"}`,
+		`{"revokeInfo":{"apiInvokerId":"i","apiIds":[""],"cause":"c"},"supportedFeatures":"g"}`, `null`, `{"revokeInfo":null}`} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	h := v.SecurityAPI()
+	f.Fuzz(func(t *testing.T, body string, revoke bool) {
+		path := aefauth.CheckAuthenticationPath
+		if revoke {
+			path = aefauth.RevokeAuthorizationPath
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, post(path, body, ccfCert))
+		switch w.Code {
+		case http.StatusOK:
+			if w.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("200 with %s", w.Header().Get("Content-Type"))
+			}
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusRequestEntityTooLarge:
+			if w.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("%d with %s", w.Code, w.Header().Get("Content-Type"))
+			}
+		default:
+			t.Fatalf("%s %q: %d %s", path, body, w.Code, w.Body)
 		}
 	})
 }
