@@ -130,6 +130,8 @@ var commands = []command{
 		})},
 	{name: "revoke", operands: "-invoker ID [-aef ID] [-apis A,B] -cause CAUSE", summary: "revoke an invoker's authorization as the CCF: its entries (at one AEF, for some APIs, or all), notifying it and pushing to each AEF",
 		store: true, writes: true, define: defineRevoke},
+	{name: "revoke-cert", operands: "-id ID -cert FILE.pem", summary: "revoke a client certificate of an invoker or AEF: refused from then on (no context changes); an invoker's AEFs are pushed the revocation",
+		store: true, writes: true, define: defineRevokeCert},
 	{name: "ccf-csr", operands: "-ccf-kms-key KEY [-o FILE]", summary: "write the certificate request of the CCF's client certificate towards AEFs (CN -ccf-name, clientAuth), signed by its KMS key",
 		define: defineCCFCSR},
 	{name: "outbox-list", summary: "list the notifications owed and not yet delivered, pending and dead-lettered",
@@ -492,6 +494,31 @@ func defineList(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.APIID, d.APIName, strings.Join(aefs, ", "))
 		}
+		fmt.Fprintf(tw, "\nPINNED CERTIFICATE (SHA-256)\tPRINCIPAL\n")
+		pinned := func(id string, certs *[]string) {
+			if certs == nil {
+				return
+			}
+			for _, p := range *certs {
+				if block, _ := pem.Decode([]byte(p)); block != nil {
+					fmt.Fprintf(tw, "%s\t%s\n", capif.CertThumbprint(block.Bytes), id)
+				}
+			}
+		}
+		for _, inv := range doc.APIInvokers {
+			pinned(inv.APIInvokerID, inv.Certificates)
+		}
+		for _, a := range doc.AEFs {
+			pinned(a.AefID, a.Certificates)
+		}
+		revoked, err := svc.RevokedCertificates(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "\nREVOKED CERTIFICATE (SHA-256)\tPRINCIPAL\tISSUER\tSERIAL\tNOT AFTER\n")
+		for _, c := range revoked {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Thumbprint, c.PrincipalID, c.Issuer, c.Serial, c.NotAfter.Format(time.RFC3339))
+		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
@@ -649,6 +676,43 @@ func defineRevoke(fs *flag.FlagSet) func(ctx context.Context, s *session) error 
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		if s.dryRun {
+			fmt.Fprintln(s.stdout, "dry run: nothing written")
+		}
+		return nil
+	}
+}
+
+// defineRevokeCert revokes one client certificate: refused from its next request on, kept until
+// its notAfter plus a day. It prints the certificate and the pushes it owes.
+func defineRevokeCert(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	id := fs.String("id", "", "the apiInvokerId or aefId the certificate names (its one Subject CN)")
+	file := fs.String("cert", "", "the certificate, PEM")
+	return func(ctx context.Context, s *session) error {
+		if len(s.operands) != 0 || *id == "" || *file == "" {
+			return errors.New("revoke-cert takes -id ID and -cert FILE.pem, no operands")
+		}
+		pemText, err := os.ReadFile(*file)
+		if err != nil {
+			return fmt.Errorf("revoke-cert: %w", err)
+		}
+		svc, err := s.service(ctx)
+		if err != nil {
+			return err
+		}
+		rev, pushes, err := svc.RevokeCertificate(ctx, *id, string(pemText), s.dryRun)
+		if err != nil {
+			return fmt.Errorf("revoke-cert %s: %w", *id, err)
+		}
+		verb := "revoked"
+		if s.dryRun {
+			verb = "dry run: would revoke"
+		}
+		fmt.Fprintf(s.stdout, "%s certificate %s of %s (issuer %s, serial %s, notAfter %s; kept until %s)\n", verb, rev.Thumbprint, rev.PrincipalID,
+			rev.Issuer, rev.Serial, rev.NotAfter.Format(time.RFC3339), rev.Until().Format(time.RFC3339))
+		for _, o := range pushes {
+			fmt.Fprintf(s.stdout, "  push to AEF %s\t%s\t%s\n", o.Notification.AefID, strings.Join(o.Notification.APIIDs, ","), security.RedactURL(o.Destination))
 		}
 		if s.dryRun {
 			fmt.Fprintln(s.stdout, "dry run: nothing written")

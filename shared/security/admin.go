@@ -2,6 +2,7 @@ package security
 
 import (
 	"context"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -249,9 +250,9 @@ func (s *Service) ExportRegistry(ctx context.Context) (RegistryDoc, error) {
 		switch p.Role {
 		case RoleInvoker:
 			doc.APIInvokers = append(doc.APIInvokers, InvokerRecord{APIInvokerID: p.ID, NotificationDestination: p.NotificationDestination,
-				APIInvokerInformation: p.APIInvokerInformation, OnboardingSecretSHA256: hex.EncodeToString(p.SecretHash)})
+				APIInvokerInformation: p.APIInvokerInformation, OnboardingSecretSHA256: hex.EncodeToString(p.SecretHash), Certificates: pinsOf(p)})
 		case RoleAEF:
-			a := AEFRecord{AefID: p.ID}
+			a := AEFRecord{AefID: p.ID, Certificates: pinsOf(p)}
 			if p.AefSecurityRoot != "" {
 				a.AefSecurityRoot = &p.AefSecurityRoot
 			}
@@ -259,6 +260,24 @@ func (s *Service) ExportRegistry(ctx context.Context) (RegistryDoc, error) {
 		}
 	}
 	return doc, nil
+}
+
+// RevokedCertificates lists the revoked client certificates still in force (capif-admin list).
+func (s *Service) RevokedCertificates(ctx context.Context) ([]RevokedCertificate, error) {
+	recs, err := s.registry.Records(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	return slices.DeleteFunc(recs.RevokedCertificates, func(c RevokedCertificate) bool { return now.After(c.Until()) }), nil
+}
+
+// pinsOf is p's pinned certificates as a document carries them (nil: none).
+func pinsOf(p Principal) *[]string {
+	if len(p.Certificates) == 0 {
+		return nil
+	}
+	return &p.Certificates
 }
 
 // Omitted is what a registry document leaves out of the registry: what importing it with
@@ -359,4 +378,61 @@ func (s *Service) ContextSummaries(ctx context.Context, ids []string) (map[strin
 		out[id] = sum
 	}
 	return out, nil
+}
+
+// RevokeCertificate revokes a client certificate of principal id (capif-admin revoke-cert):
+// from then on every request made with it is refused (401), until its NotAfter plus a day.
+// certPEM must be one certificate whose one Subject CN is id (KindInvalid otherwise; id need not
+// be registered any more). It changes no security context and notifies no invoker; for an
+// invoker it owes each AEF of its context that has an aefSecurityRoot a push for all the
+// invoker's apiIds there (cause UNEXPECTED_REASON: Rel-18 receivers know no other), written in
+// the change that records the revocation, so the AEFs refuse the tokens issued to the
+// certificate. With dryRun nothing is written. It returns the revocation and the pushes.
+func (s *Service) RevokeCertificate(ctx context.Context, id, certPEM string, dryRun bool) (RevokedCertificate, []Owed, error) {
+	c, err := certificateOf(certPEM)
+	if err != nil {
+		return RevokedCertificate{}, nil, invalid("the certificate " + err.Error())
+	}
+	var cns []string
+	for _, n := range c.Subject.Names {
+		if n.Type.Equal(asn1.ObjectIdentifier{2, 5, 4, 3}) {
+			v, _ := n.Value.(string)
+			cns = append(cns, v)
+		}
+	}
+	if len(cns) != 1 || cns[0] != id {
+		return RevokedCertificate{}, nil, invalid(fmt.Sprintf("the certificate's one Subject CN must be %q", id))
+	}
+	rev := RevokedCertificate{Thumbprint: capif.CertThumbprint(c.Raw), PrincipalID: id, Issuer: c.Issuer.String(),
+		Serial: c.SerialNumber.Text(16), SubjectCN: id, NotAfter: c.NotAfter.UTC(), RevokedAt: s.clock.Now().UTC()}
+	snap, err := s.load(ctx, Query{APIInvokerID: id})
+	if err != nil {
+		return rev, nil, err
+	}
+	var pushes []Owed
+	if snap.Context != nil {
+		// Everything stays in the context: withdraw only names the AEFs and their apiIds.
+		_, owed, err := s.withdraw(snap.Context, func(Target) bool { return true }, capif.UnexpectedReason, s.principalReader(ctx))
+		if err != nil {
+			return rev, nil, err
+		}
+		for _, o := range owed {
+			if o.Receiver() == ToAEF {
+				pushes = append(pushes, o)
+			}
+		}
+	}
+	if dryRun {
+		return rev, pushes, nil
+	}
+	if err := s.registry.Update(ctx, func(tx RegistryTx) error {
+		if err := tx.PutRevokedCertificate(&rev); err != nil {
+			return err
+		}
+		return tx.Owe(pushes)
+	}); err != nil {
+		return rev, nil, err
+	}
+	s.deliver(ctx, pushes)
+	return rev, pushes, nil
 }

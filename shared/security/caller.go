@@ -3,6 +3,8 @@ package security
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"slices"
 
 	"github.com/capifcore/capif-security/shared/capif"
 )
@@ -56,11 +58,11 @@ func (op Operation) ownTarget() bool {
 // decode a request, so that a decoding error is reported only to a caller allowed to see it;
 // the operations apply the same rule to what their own single read returned.
 func (s *Service) Authorize(ctx context.Context, op Operation, caller Caller, id string) error {
-	snap, err := s.load(ctx, Query{CallerID: caller.ID})
+	snap, err := s.load(ctx, Query{CallerID: caller.ID, CertSHA256: caller.CertSHA256})
 	if err != nil {
 		return err
 	}
-	return authorize(op, snap.Caller, caller.ID, id)
+	return s.authorize(op, snap, caller, id)
 }
 
 // loadAuthorized reads q, or only the caller when op's rule refuses it whatever the target
@@ -73,14 +75,33 @@ func (s *Service) loadAuthorized(ctx context.Context, op Operation, caller Calle
 	if op.ownTarget() && caller.ID != id {
 		q = Query{CallerID: caller.ID}
 	}
+	q.CertSHA256 = caller.CertSHA256 // a revoked certificate is one more key of the same read
 	snap, err := s.load(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	if err := authorize(op, snap.Caller, caller.ID, id); err != nil {
+	if err := s.authorize(op, snap, caller, id); err != nil {
 		return nil, err
 	}
 	return snap, nil
+}
+
+// authorize refuses, before op's identity rule, a certificate the operator revoked
+// (capif-admin revoke-cert) and one its principal did not pin, each with a WARN naming the
+// reason and the thumbprint (never the certificate).
+func (s *Service) authorize(op Operation, snap *Snapshot, caller Caller, id string) error {
+	refuse := func(reason string) error {
+		s.cfg.Logger.Warn("client certificate refused", slog.String("reason", reason), slog.String("operation", op.String()),
+			slog.String("caller", caller.ID), slog.String("certSha256", caller.CertSHA256))
+		return Unauthenticated(op, "the client certificate "+reason)
+	}
+	if r := snap.RevokedCert; r != nil && !s.clock.Now().After(r.Until()) {
+		return refuse("was revoked")
+	}
+	if p := snap.Caller; p != nil && len(p.CertificatePins) > 0 && !slices.Contains(p.CertificatePins, caller.CertSHA256) {
+		return refuse("is not one that " + p.ID + " pinned")
+	}
+	return authorize(op, snap.Caller, caller.ID, id)
 }
 
 // authorize is the identity rule of every operation, in the order the API answers: unknown

@@ -1,6 +1,8 @@
 package security
 
 import (
+	"time"
+
 	"github.com/capifcore/capif-security/shared/capif"
 )
 
@@ -25,7 +27,31 @@ type Principal struct {
 	// AEF only: the AEF's {apiRoot}, where revocations are pushed to its AEF_Security_API; empty:
 	// the AEF learns of none.
 	AefSecurityRoot string `json:"aefSecurityRoot,omitempty"`
+	// Certificates are the client certificates the principal accepts (PEM, as imported), and
+	// CertificatePins their thumbprints (capif.CertThumbprint): when there are any, every other
+	// certificate is refused.
+	Certificates    []string `json:"certificates,omitempty"`
+	CertificatePins []string `json:"certificatePins,omitempty"`
 }
+
+// RevokedCertificate is a client certificate the operator revoked (capif-admin revoke-cert):
+// refused wherever it is presented. The other fields are for display.
+type RevokedCertificate struct {
+	Thumbprint  string    `json:"thumbprint"` // capif.CertThumbprint of the DER
+	PrincipalID string    `json:"principalId"`
+	Issuer      string    `json:"issuer"`
+	Serial      string    `json:"serial"`
+	SubjectCN   string    `json:"subjectCn"`
+	NotAfter    time.Time `json:"notAfter"`
+	RevokedAt   time.Time `json:"revokedAt"`
+}
+
+// RevokedCertificateRetention is how long after its NotAfter a revocation is kept: a day
+// covers clock skew; past it, the certificate fails verification anyway.
+const RevokedCertificateRetention = 24 * time.Hour
+
+// Until is when the revocation may be forgotten.
+func (c RevokedCertificate) Until() time.Time { return c.NotAfter.Add(RevokedCertificateRetention) }
 
 // AEF is an AEF's record with the catalogue of the APIs it exposes.
 type AEF struct {
@@ -97,6 +123,9 @@ type InvokerRecord struct {
 	// OnboardingSecretSHA256 is that SHA-256 in hex, instead of the secret: what an export
 	// holds, so that a document moves an invoker's client authentication without the secret.
 	OnboardingSecretSHA256 string `json:"onboardingSecretSha256,omitempty"`
+	// Certificates pins the client certificates the invoker may use (PEM each); nil keeps the
+	// pins on record, [] removes them.
+	Certificates *[]string `json:"certificates,omitempty"`
 }
 
 // AEFRecord is a registered API exposing function.
@@ -106,4 +135,6 @@ type AEFRecord struct {
 	// user information, query or fragment), where revocations are pushed. nil keeps the one on
 	// record; "" removes it.
 	AefSecurityRoot *string `json:"aefSecurityRoot,omitempty"`
+	// Certificates pins the client certificates the AEF may use, as an invoker's.
+	Certificates *[]string `json:"certificates,omitempty"`
 }

@@ -49,6 +49,9 @@ type Registry interface {
 type RegistryRecords struct {
 	Principals []Principal
 	APIs       []capif.ServiceAPIDescription
+	// RevokedCertificates are the revoked client certificates still kept (read-only for the
+	// operator: no document carries them).
+	RevokedCertificates []RevokedCertificate
 }
 
 // RegistryTx is the item-level access inside one Registry.Update. Getters return ErrNotFound for
@@ -74,6 +77,11 @@ type RegistryTx interface {
 	// RegistryTx, and its error fails the change. A context written concurrently makes the
 	// change lose, so it is re-run.
 	DeleteContext(apiInvokerID string, owe func(*SecurityContext) ([]Owed, error)) error
+	// PutRevokedCertificate records a revoked client certificate (by its Thumbprint), kept
+	// until its Until; stores may drop it after.
+	PutRevokedCertificate(c *RevokedCertificate) error
+	// Owe writes notifications to the outbox in the same change, as DeleteContext's owe does.
+	Owe(owed []Owed) error
 }
 
 // RecordKind names a kind of registry record in a RecordKey.
@@ -158,6 +166,9 @@ type Query struct {
 	AefIDs        []string // AEF catalogues needed to resolve securityInfo entries
 	InterfaceKeys []string // interface index entries needed to resolve interfaceDetails entries
 	Principals    []string // registry principals besides the caller (admin revocations: the AEFs' roots)
+	// CertSHA256 is the caller's certificate thumbprint: its revocation item, if any, is read
+	// in the same request.
+	CertSHA256 string
 }
 
 // Snapshot is what Store.Load found.
@@ -167,4 +178,6 @@ type Snapshot struct {
 	AEFs       map[string]*AEF           // by aefId; absent: unknown AEF
 	Interfaces map[string][]PublishedAPI // by InterfaceKey; absent: no such published interface
 	Principals map[string]*Principal     // Query.Principals found, by id
+	// RevokedCert is the revocation of Query.CertSHA256's certificate; nil: not revoked.
+	RevokedCert *RevokedCertificate
 }

@@ -2,7 +2,9 @@ package security
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -34,9 +36,20 @@ func (doc RegistryDoc) Validate() error {
 			roles[id] = r
 		}
 	}
+	pins := func(where string, certs *[]string) {
+		if certs == nil {
+			return
+		}
+		for j, pemText := range *certs {
+			if _, err := certificateOf(pemText); err != nil {
+				bad("%s.certificates[%d]: %s", where, j, err)
+			}
+		}
+	}
 	for i, inv := range doc.APIInvokers {
 		where := fmt.Sprintf("apiInvokers[%d]", i)
 		claim(inv.APIInvokerID, RoleInvoker, where)
+		pins(where, inv.Certificates)
 		switch h := inv.OnboardingSecretSHA256; {
 		case h == "":
 		case inv.OnboardingSecret != "":
@@ -47,6 +60,7 @@ func (doc RegistryDoc) Validate() error {
 	}
 	for i, a := range doc.AEFs {
 		claim(a.AefID, RoleAEF, fmt.Sprintf("aefs[%d]", i))
+		pins(fmt.Sprintf("aefs[%d]", i), a.Certificates)
 		if a.AefSecurityRoot != nil && *a.AefSecurityRoot != "" {
 			if err := checkSecurityRoot(*a.AefSecurityRoot); err != nil {
 				bad("aefs[%d]: aefSecurityRoot %s", i, err)
@@ -107,6 +121,20 @@ func checkSecurityRoot(root string) error {
 	return nil
 }
 
+// certificateOf parses one PEM certificate (a pin, a certificate to revoke); its errors never
+// echo the input.
+func certificateOf(pemText string) (*x509.Certificate, error) {
+	block, rest := pem.Decode([]byte(pemText))
+	if block == nil || block.Type != "CERTIFICATE" || strings.TrimSpace(string(rest)) != "" {
+		return nil, errors.New("must be one PEM CERTIFICATE")
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, errors.New("is not an X.509 certificate")
+	}
+	return c, nil
+}
+
 // HashSecret is how onboarding secrets are kept: only their SHA-256. They are high-entropy
 // credentials issued by the CCF, so a fast hash suffices and keeps token requests cheap.
 func HashSecret(secret string) []byte {
@@ -127,18 +155,30 @@ func importDoc(tx RegistryTx, doc RegistryDoc) error {
 	if err := prefetchImport(tx, doc); err != nil {
 		return err
 	}
-	put := func(p *Principal) error {
+	put := func(p *Principal, certs *[]string) error {
 		old, err := tx.GetPrincipal(p.ID)
 		switch {
 		case errors.Is(err, ErrNotFound):
+			old = &Principal{}
 		case err != nil:
 			return err
 		case old.Role != p.Role:
 			return fmt.Errorf("%w: %q is registered as %s", ErrRoleClash, p.ID, old.Role)
-		case p.SecretHash == nil:
+		}
+		if p.SecretHash == nil {
 			// An import that omits the onboarding secret keeps the one on record: a partial
 			// document must never silently drop an invoker's client authentication.
 			p.SecretHash = old.SecretHash
+		}
+		// Pins likewise: omitted keeps them, [] removes them.
+		p.Certificates, p.CertificatePins = old.Certificates, old.CertificatePins
+		if certs != nil {
+			p.Certificates, p.CertificatePins = nil, nil
+			for _, pemText := range *certs {
+				c, _ := certificateOf(pemText) // checked by Validate
+				p.Certificates = append(p.Certificates, pemText)
+				p.CertificatePins = append(p.CertificatePins, capif.CertThumbprint(c.Raw))
+			}
 		}
 		return tx.PutPrincipal(p)
 	}
@@ -148,7 +188,7 @@ func importDoc(tx RegistryTx, doc RegistryDoc) error {
 			hash, _ = hex.DecodeString(inv.OnboardingSecretSHA256) // checked by Validate
 		}
 		if err := put(&Principal{ID: inv.APIInvokerID, Role: RoleInvoker, SecretHash: hash,
-			NotificationDestination: inv.NotificationDestination, APIInvokerInformation: inv.APIInvokerInformation}); err != nil {
+			NotificationDestination: inv.NotificationDestination, APIInvokerInformation: inv.APIInvokerInformation}, inv.Certificates); err != nil {
 			return err
 		}
 	}
@@ -164,7 +204,7 @@ func importDoc(tx RegistryTx, doc RegistryDoc) error {
 		} else {
 			p.AefSecurityRoot = strings.TrimSuffix(*a.AefSecurityRoot, "/")
 		}
-		if err := put(p); err != nil {
+		if err := put(p, a.Certificates); err != nil {
 			return err
 		}
 	}

@@ -466,6 +466,12 @@ func (m *memTx) PutInterface(k string, l []security.PublishedAPI) error {
 	return nil
 }
 
+func (m *memTx) PutRevokedCertificate(c *security.RevokedCertificate) error {
+	return m.check("PutRevokedCertificate")
+}
+
+func (m *memTx) Owe([]security.Owed) error { return m.check("Owe") }
+
 func (m *memTx) DeleteContext(apiInvokerID string, _ func(*security.SecurityContext) ([]security.Owed, error)) error {
 	if err := m.check("DeleteContext"); err != nil {
 		return err

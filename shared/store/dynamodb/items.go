@@ -31,6 +31,15 @@ const (
 	kindAEF       = "A#" // AEF catalogue (absent when the AEF publishes nothing)
 	kindAPI       = "S#" // published service API description, as imported
 	kindInterface = "I#" // interface index entry, by security.InterfaceKey
+	kindRevoked   = "R#" // revoked client certificate, by thumbprint (capif.CertThumbprint)
+)
+
+// attrExpiresAt is the registry table's TTL attribute (unix seconds): DynamoDB deletes a revoked
+// certificate's item some time after it (template.yaml's TimeToLiveSpecification names
+// RegistryTTLAttribute). Until then the service itself ignores an expired one.
+const (
+	attrExpiresAt        = "expiresAt"
+	RegistryTTLAttribute = attrExpiresAt
 )
 
 // DynamoDB refuses partition keys longer than 2048 bytes. Interface keys embed the apiPrefix,

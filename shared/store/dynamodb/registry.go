@@ -296,6 +296,12 @@ func (tx *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityC
 	if err != nil {
 		return err
 	}
+	return tx.Owe(owed)
+}
+
+// Owe adds the outbox records to the commit, each on attribute_not_exists (a clashing id would
+// silently replace a notification).
+func (tx *regTx) Owe(owed []security.Owed) error {
 	for _, o := range owed {
 		oi, err := outboxItemOf(o, tx.s.now().Unix())
 		if err != nil {
@@ -304,6 +310,22 @@ func (tx *regTx) DeleteContext(apiInvokerID string, owe func(*security.SecurityC
 		tx.extra = append(tx.extra, types.TransactWriteItem{Put: &types.Put{TableName: aws.String(tx.s.tables.Outbox), Item: oi,
 			ConditionExpression: aws.String("attribute_not_exists(#k)"), ExpressionAttributeNames: map[string]string{"#k": keyOutbox}}})
 	}
+	return nil
+}
+
+// PutRevokedCertificate adds the revocation's item to the commit: unconditional (revoking twice
+// is revoking), with the TTL attribute at its Until.
+func (tx *regTx) PutRevokedCertificate(c *security.RevokedCertificate) error {
+	doc, err := encodeDoc(c)
+	if err != nil {
+		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
+	}
+	item, err := attributevalue.MarshalMap(registryItem{PK: registryKey(kindRevoked, c.Thumbprint), Kind: kindRevoked, Version: 1})
+	if err != nil {
+		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
+	}
+	item[attrDoc], item[attrExpiresAt] = doc, num(c.Until().Unix())
+	tx.extra = append(tx.extra, types.TransactWriteItem{Put: &types.Put{TableName: aws.String(tx.s.tables.Registry), Item: item}})
 	return nil
 }
 
@@ -481,9 +503,10 @@ func (s *Store) Records(ctx context.Context) (security.RegistryRecords, error) {
 	var out security.RegistryRecords
 	p := ddb.NewScanPaginator(s.client, &ddb.ScanInput{
 		TableName: aws.String(s.tables.Registry), ConsistentRead: aws.Bool(true),
-		FilterExpression:          aws.String("#kind IN (:principal, :api)"),
-		ExpressionAttributeNames:  map[string]string{"#kind": "kind"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":principal": &types.AttributeValueMemberS{Value: kindPrincipal}, ":api": &types.AttributeValueMemberS{Value: kindAPI}},
+		FilterExpression:         aws.String("#kind IN (:principal, :api, :revoked)"),
+		ExpressionAttributeNames: map[string]string{"#kind": "kind"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":principal": &types.AttributeValueMemberS{Value: kindPrincipal},
+			":api": &types.AttributeValueMemberS{Value: kindAPI}, ":revoked": &types.AttributeValueMemberS{Value: kindRevoked}},
 	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -505,6 +528,11 @@ func (s *Store) Records(ctx context.Context) (security.RegistryRecords, error) {
 				if err = decodeDoc(it[attrDoc], &d); err == nil {
 					out.APIs = append(out.APIs, d)
 				}
+			case kind.Value == kindRevoked:
+				var c security.RevokedCertificate
+				if err = decodeDoc(it[attrDoc], &c); err == nil {
+					out.RevokedCertificates = append(out.RevokedCertificates, c)
+				}
 			}
 			if err != nil {
 				return security.RegistryRecords{}, fmt.Errorf("dynamodb Records: %w", err)
@@ -513,5 +541,6 @@ func (s *Store) Records(ctx context.Context) (security.RegistryRecords, error) {
 	}
 	slices.SortFunc(out.Principals, func(a, b security.Principal) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(out.APIs, func(a, b capif.ServiceAPIDescription) int { return strings.Compare(a.APIID, b.APIID) })
+	slices.SortFunc(out.RevokedCertificates, func(a, b security.RevokedCertificate) int { return strings.Compare(a.Thumbprint, b.Thumbprint) })
 	return out, nil
 }

@@ -250,6 +250,9 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 			keys = append(keys, reg(kindPrincipal, id))
 		}
 	}
+	if q.CertSHA256 != "" {
+		keys = append(keys, reg(kindRevoked, q.CertSHA256))
+	}
 	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}, Principals: map[string]*security.Principal{}}
 	if len(keys) == 0 {
 		return snap, nil
@@ -269,6 +272,13 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 			return nil, fmt.Errorf("dynamodb Load: principal: %w", err)
 		}
 		snap.Caller = &p
+	}
+	if it := found[reg(kindRevoked, q.CertSHA256)]; it != nil && q.CertSHA256 != "" {
+		var c security.RevokedCertificate
+		if err := decodeDoc(it[attrDoc], &c); err != nil {
+			return nil, fmt.Errorf("dynamodb Load: revoked certificate: %w", err)
+		}
+		snap.RevokedCert = &c
 	}
 	for _, id := range q.Principals {
 		if it := found[reg(kindPrincipal, id)]; it != nil && snap.Principals[id] == nil {

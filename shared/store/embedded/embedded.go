@@ -48,6 +48,7 @@ var (
 	bucketOutbox     = []byte("outbox")
 	bucketCtxAEFs    = []byte("contextAefs")
 	bucketMeta       = []byte("meta")
+	bucketRevoked    = []byte("revokedCertificates") // by thumbprint
 
 	keySchema = []byte("schema")
 	// Schema 2 added the contextAefs index. A schema-1 file is migrated at Open; a build that
@@ -83,10 +84,13 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketPrincipals, bucketAEFs, bucketAPIs, bucketInterfaces, bucketContexts, bucketOutbox, bucketMeta} {
+		for _, name := range [][]byte{bucketPrincipals, bucketAEFs, bucketAPIs, bucketInterfaces, bucketContexts, bucketOutbox, bucketMeta, bucketRevoked} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
+		}
+		if err := dropExpiredRevocations(tx, time.Now()); err != nil {
+			return err
 		}
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(keySchema); {
@@ -111,6 +115,28 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("embedded store: initialise %s: %w", path, err)
 	}
 	return &DB{bolt: b, locks: contextLocks{held: map[string]chan struct{}{}}}, nil
+}
+
+// dropExpiredRevocations deletes the revoked certificates past their Until: they fail
+// verification anyway.
+func dropExpiredRevocations(tx *bolt.Tx, now time.Time) error {
+	b := tx.Bucket(bucketRevoked)
+	var expired [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		var c security.RevokedCertificate
+		if err := json.Unmarshal(v, &c); err != nil || now.After(c.Until()) {
+			expired = append(expired, bytes.Clone(k))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range expired {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // indexContextAEFs builds the contextAefs bucket of a file written before it existed.
@@ -200,6 +226,11 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 				return err
 			} else if ok {
 				snap.AEFs[id] = a
+			}
+		}
+		if q.CertSHA256 != "" {
+			if _, err := getNew(tx, bucketRevoked, q.CertSHA256, &snap.RevokedCert); err != nil {
+				return err
 			}
 		}
 		for _, id := range q.Principals {
@@ -428,6 +459,16 @@ func (db *DB) Records(ctx context.Context) (security.RegistryRecords, error) {
 		}); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
+			var c security.RevokedCertificate
+			if err := json.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("revoked certificate %q: corrupt record: %w", k, err)
+			}
+			out.RevokedCertificates = append(out.RevokedCertificates, c)
+			return nil
+		}); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketAPIs).ForEach(func(k, v []byte) error {
 			var d capif.ServiceAPIDescription
 			if err := json.Unmarshal(v, &d); err != nil {
@@ -462,6 +503,12 @@ func (r *regTx) GetPrincipal(id string) (*security.Principal, error) {
 func (r *regTx) PutPrincipal(p *security.Principal) error {
 	return put(r.tx.Bucket(bucketPrincipals), p.ID, p)
 }
+
+func (r *regTx) PutRevokedCertificate(c *security.RevokedCertificate) error {
+	return put(r.tx.Bucket(bucketRevoked), c.Thumbprint, c)
+}
+
+func (r *regTx) Owe(owed []security.Owed) error { return putOwed(r.tx, owed) }
 
 func (r *regTx) DeletePrincipal(id string) error {
 	return r.tx.Bucket(bucketPrincipals).Delete([]byte(id))
