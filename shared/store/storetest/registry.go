@@ -3,7 +3,9 @@ package storetest
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
@@ -420,4 +422,59 @@ func testRemoveInvoker(t *testing.T, b Backend) {
 	}
 	equal(t, "Caller aef1", snap.Caller, &security.Principal{ID: f.aef1, Role: security.RoleAEF})
 	equal(t, "AEFs[aef1]", snap.AEFs[f.aef1], f.catalogue1())
+}
+
+// testRevokedCertificate: a revocation and the pushes it owes commit in one change; Load reads
+// it under the caller's thumbprint with the rest of the request, and Records lists it.
+func testRevokedCertificate(t *testing.T, b Backend) {
+	ctx := t.Context()
+	f := newFixture()
+	mustImport(t, b, f.doc)
+	thumb := newID("thumb")
+	rev := security.RevokedCertificate{Thumbprint: thumb, PrincipalID: f.inv, Issuer: "CN=test CA", Serial: "1f", SubjectCN: f.inv,
+		NotAfter: time.Now().Add(time.Hour).UTC().Truncate(time.Second), RevokedAt: time.Now().UTC().Truncate(time.Second)}
+	owed := security.Owed{ID: "p" + newID("push"), Kind: security.ToAEF, APIInvokerID: f.inv, Destination: "https://aef.example.com/aef-security/v1/revoke-authorization",
+		Notification: capif.SecurityNotification{APIInvokerID: f.inv, AefID: f.aef1, APIIDs: []string{f.api1}, Cause: capif.UnexpectedReason}}
+	if err := b.Registry.Update(ctx, func(tx security.RegistryTx) error {
+		if err := tx.PutRevokedCertificate(&rev); err != nil {
+			return err
+		}
+		return tx.Owe([]security.Owed{owed})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := b.Store.Load(ctx, security.Query{CallerID: f.inv, CertSHA256: thumb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "RevokedCert", snap.RevokedCert, &rev)
+	if snap.Caller == nil {
+		t.Error("the caller was not read beside the revocation")
+	}
+	if snap, err := b.Store.Load(ctx, security.Query{CallerID: f.inv, CertSHA256: newID("thumb")}); err != nil || snap.RevokedCert != nil {
+		t.Errorf("another thumbprint: %+v, %v", snap.RevokedCert, err)
+	}
+	pending, err := b.Store.Pending(ctx)
+	if err != nil || !slices.ContainsFunc(pending, func(o security.Owed) bool { return o.ID == owed.ID && o.Receiver() == security.ToAEF }) {
+		t.Errorf("the push was not written with the revocation: %v", err)
+	}
+	recs, err := b.Registry.Records(ctx)
+	if err != nil || !slices.ContainsFunc(recs.RevokedCertificates, func(c security.RevokedCertificate) bool { return c.Thumbprint == thumb }) {
+		t.Errorf("Records does not list the revocation: %v", err)
+	}
+	// A change that fails writes neither.
+	other := rev
+	other.Thumbprint = newID("thumb")
+	boom := errors.New("boom")
+	if err := b.Registry.Update(ctx, func(tx security.RegistryTx) error {
+		if err := tx.PutRevokedCertificate(&other); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("Update: %v", err)
+	}
+	if snap, _ := b.Store.Load(ctx, security.Query{CertSHA256: other.Thumbprint}); snap.RevokedCert != nil {
+		t.Error("a failed change wrote its revocation")
+	}
 }

@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Registry/remove API", testRemoveAPI},
 		{"Registry/remove AEF", testRemoveAEF},
 		{"Registry/remove invoker", testRemoveInvoker},
+		{"Registry/revoked certificate", testRevokedCertificate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
