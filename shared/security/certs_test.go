@@ -185,7 +185,9 @@ func TestPinnedCertificates(t *testing.T) {
 	if err := e.svc.ImportRegistry(ctx, security.RegistryDoc{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv2", Certificates: &pins}}}); err != nil {
 		t.Fatal(err)
 	}
-	authorized := func(c security.Caller) bool { return e.svc.Authorize(ctx, security.ObtainSecurityMethod, c, "inv2") == nil }
+	authorized := func(c security.Caller) bool {
+		return e.svc.Authorize(ctx, security.ObtainSecurityMethod, c, "inv2") == nil
+	}
 	if !authorized(pinned) || authorized(other) {
 		t.Fatalf("pinned %v, other %v; want only the pinned one", authorized(pinned), authorized(other))
 	}

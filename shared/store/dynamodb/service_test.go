@@ -189,7 +189,9 @@ func TestRevocationThrottled(t *testing.T) {
 	before := storedContext(t, s, w.inv)
 
 	for name, revoke := range map[string]func(context.Context) error{
-		"DELETE": func(ctx context.Context) error { return svc.RevokeAll(ctx, security.Caller{ID: w.aef1, CertSHA256: "thumb-aef1"}, w.inv) },
+		"DELETE": func(ctx context.Context) error {
+			return svc.RevokeAll(ctx, security.Caller{ID: w.aef1, CertSHA256: "thumb-aef1"}, w.inv)
+		},
 		"POST delete": func(ctx context.Context) error {
 			return svc.Revoke(ctx, security.Caller{ID: w.aef2, CertSHA256: "thumb-aef2"}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiC}, Cause: capif.UnexpectedReason})
 		},
