@@ -1,7 +1,10 @@
 package lambda
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"os"
@@ -14,8 +17,11 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
+	"github.com/capifcore/capif-security/shared/security"
 )
 
 // The built bootstraps under the Runtime Interface Emulator, one emulator per function, with the
@@ -55,6 +61,15 @@ func TestRuntimeUnderEmulator(t *testing.T) {
 	t.Run("events", func(t *testing.T) { runEventCases(t, invoke) })
 	var secrets flowSecrets
 	t.Run("flow", func(t *testing.T) { secrets = runFlow(t, invoke, "http://127.0.0.1:9091/notifications") })
+
+	t.Run("revoked certificate", func(t *testing.T) {
+		thumb := runRevokedCertificate(t, ds, invoke)
+		for _, f := range functions {
+			if l := emus[f.logicalID].logs(); !strings.Contains(l, `"msg":"client certificate refused"`) || !strings.Contains(l, thumb) {
+				t.Errorf("%s logged no WARN naming the revoked certificate %s", f.logicalID, thumb)
+			}
+		}
+	})
 
 	t.Run("logs", func(t *testing.T) {
 		devCA, _ := os.ReadFile(filepath.Join(eventsDir(), "dev-ca", "ca.pem"))
@@ -173,4 +188,38 @@ func TestRuntimeDeadlineUnderEmulator(t *testing.T) {
 		t.Errorf("answered after %v: too close to the 3 s timeout", took)
 	}
 	t.Logf("503 after %v (timeout 3 s, margin 1 s)", took)
+}
+
+// runRevokedCertificate revokes invoker-1's certificate in the data set (as capif-admin
+// revoke-cert does) and sends a request with it to every function: each answers 401 and logs
+// the WARN naming the certificate's thumbprint.
+func runRevokedCertificate(t *testing.T, ds dataset, invoke invoker) string {
+	pemText := devCert(t, "clients/invoker-1.pem")
+	block, _ := pem.Decode([]byte(pemText))
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thumb := capif.CertThumbprint(cert.Raw)
+	if err := ds.store.Update(context.Background(), func(tx security.RegistryTx) error {
+		return tx.PutRevokedCertificate(&security.RevokedCertificate{Thumbprint: thumb, PrincipalID: "invoker-1", NotAfter: cert.NotAfter})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		fn  string
+		req apigwevent.Request
+	}{
+		{"ObtainSecurityMethodFunction", apigwevent.Request{Method: http.MethodPut, Resource: invokerRes, Params: id("invoker-1"), Header: jsonCT(), Body: putBody}},
+		{"ObtainAuthorizationFunction", apigwevent.Request{Method: http.MethodPost, Resource: tokenRes, Params: map[string]string{"securityId": "invoker-1"},
+			Header: formCT(), Body: "grant_type=client_credentials&client_id=invoker-1"}},
+		{"ObtainApiInvokerInfoFunction", apigwevent.Request{Method: http.MethodGet, Resource: invokerRes, Params: id("invoker-1")}},
+		{"RevokeAuthorizationFunction", apigwevent.Request{Method: http.MethodDelete, Resource: invokerRes, Params: id("invoker-1")}},
+	} {
+		c.req.ClientCertPEM, c.req.RequestID = pemText, "revoked-"+c.fn
+		if resp := invoke(t, c.fn, eventBytes(t, c.req)); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s with a revoked certificate: %d %s, want 401", c.fn, resp.StatusCode, resp.Body)
+		}
+	}
+	return thumb
 }

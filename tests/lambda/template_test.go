@@ -551,6 +551,11 @@ func TestTemplateTables(t *testing.T) {
 		if p["BillingMode"] != string(def.BillingMode) {
 			t.Errorf("%s: BillingMode %v, adapter %v", logical, p["BillingMode"], def.BillingMode)
 		}
+		// Only the registry expires items: revoked certificates, on the adapter's attribute.
+		ttl := map[string]any{"AttributeName": ddbstore.RegistryTTLAttribute, "Enabled": true}
+		if got := p["TimeToLiveSpecification"]; logical == "RegistryTable" && !reflect.DeepEqual(got, ttl) || logical != "RegistryTable" && got != nil {
+			t.Errorf("%s: TimeToLiveSpecification %v", logical, got)
+		}
 		if (p["GlobalSecondaryIndexes"] != nil) != (len(def.GlobalSecondaryIndexes) > 0) || (p["LocalSecondaryIndexes"] != nil) != (len(def.LocalSecondaryIndexes) > 0) {
 			t.Errorf("%s: indexes differ from the adapter's", logical)
 		}
