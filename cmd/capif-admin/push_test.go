@@ -303,3 +303,56 @@ func seedPushRegistry(t *testing.T, env map[string]string, aefs *aeftest.Server)
 	}
 	seedContexts(t, env, dest.URL+"/n")
 }
+
+// TestAdminRevokeCert: revoke-cert refuses a certificate whose CN is not -id (nothing written),
+// says what it would do with -dry-run, and list shows the revocation and the pins.
+func TestAdminRevokeCert(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"CAPIF_STORE": "embedded", "CAPIF_DATA": dir}
+	ca, err := devpki.LoadOrCreateCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := ca.Client("inv-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := []string{string(pinned.CertPEM)}
+	doc := security.RegistryDoc{APIInvokers: []security.InvokerRecord{{APIInvokerID: "inv-1", Certificates: &pins}, {APIInvokerID: "inv-2"}}}
+	raw, _ := json.Marshal(doc)
+	docFile := filepath.Join(t.TempDir(), "registry.json")
+	if err := os.WriteFile(docFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := adminEnv(t, env, "import", "-f", docFile); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	leaked, err := ca.Client("inv-2", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(t.TempDir(), "leaked.pem")
+	if err := os.WriteFile(certFile, leaked.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	thumb := capif.CertThumbprint(leaked.TLS.Leaf.Raw)
+	if out, err := adminEnv(t, env, "revoke-cert", "-id", "inv-1", "-cert", certFile); err == nil || !strings.Contains(out+err.Error(), "Subject CN") {
+		t.Errorf("a certificate of inv-2 revoked as inv-1's: %v\n%s", err, out)
+	}
+	if out, err := adminEnv(t, env, "-dry-run", "revoke-cert", "-id", "inv-2", "-cert", certFile); err != nil || !strings.Contains(out, "would revoke certificate "+thumb) {
+		t.Errorf("dry run: %v\n%s", err, out)
+	}
+	out, err := adminEnv(t, env, "list")
+	if err != nil || strings.Contains(out, thumb) || !strings.Contains(out, capif.CertThumbprint(pinned.TLS.Leaf.Raw)+"  inv-1") {
+		t.Errorf("list before revoking (want the pin, no revocation): %v\n%s", err, out)
+	}
+	if out, err := adminEnv(t, env, "revoke-cert", "-id", "inv-2", "-cert", certFile); err != nil {
+		t.Fatalf("revoke-cert: %v\n%s", err, out)
+	}
+	if out, err := adminEnv(t, env, "list"); err != nil || !strings.Contains(out, thumb+"  inv-2") {
+		t.Errorf("list after revoking: %v\n%s", err, out)
+	}
+	if out, err := adminEnv(t, env, "export"); err != nil || strings.Contains(out, thumb) || !strings.Contains(out, "BEGIN CERTIFICATE") {
+		t.Errorf("export: the pins, never the revocation: %v\n%s", err, out)
+	}
+}
