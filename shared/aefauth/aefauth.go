@@ -129,7 +129,7 @@ func New(cfg Config) (*Verifier, error) {
 			minInterval: cfg.RefetchInterval, maxAge: cfg.JWKSMaxAge,
 		},
 		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{capif.Alg}),
+			jwt.WithValidMethods(capif.Algs), // none, HMAC, PS256 … refused before any key is looked at
 			jwt.WithIssuer(cfg.Issuer),
 			jwt.WithAudience(cfg.AefID),
 			jwt.WithExpirationRequired(),
@@ -279,7 +279,16 @@ func (v *Verifier) parse(ctx context.Context, raw string) (*Claims, *Error) {
 		if kid == "" {
 			return nil, invalidToken("the token names no key (kid)")
 		}
-		return v.keys.key(ctx, kid)
+		k, err := v.keys.key(ctx, kid)
+		if err != nil {
+			return nil, err
+		}
+		// The key, chosen by kid alone, decides the algorithm: an RS256 header on an EC key's
+		// kid (or the reverse) is refused.
+		if t.Method.Alg() != k.alg {
+			return nil, invalidToken("the token's algorithm is not its key's")
+		}
+		return k.pub, nil
 	})
 	if err == nil {
 		if c.IssuedAt == nil {

@@ -34,7 +34,7 @@ func (k keySigner) SignDigest(_ context.Context, d []byte) ([]byte, error) {
 
 // forge signs c with key under kid.
 func forge(ctx context.Context, key *ecdsa.PrivateKey, kid string, c capif.TokenClaims) (string, error) {
-	k, err := signer.NewKey(keySigner{key}, kid)
+	k, err := signer.NewKey(capif.ES256, keySigner{key}, kid)
 	if err != nil {
 		return "", err
 	}

@@ -2,13 +2,16 @@ package aefauth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"sync"
 	"time"
@@ -38,15 +41,22 @@ type keySet struct {
 	now         func() time.Time
 
 	mu        sync.Mutex
-	keys      map[string]*ecdsa.PublicKey
+	keys      map[string]verificationKey
 	fetched   time.Time     // last successful fetch; zero before the first
 	attempted time.Time     // last fetch attempt, successful or not
 	inFlight  chan struct{} // closed when the running fetch ends; nil when none runs
 }
 
+// verificationKey is a JWKS key this verifier can use, with the one algorithm a token signed by
+// it may name.
+type verificationKey struct {
+	pub crypto.PublicKey
+	alg string
+}
+
 // key returns the verification key named kid, fetching the JWKS when kid is unknown or the
 // cached set is older than maxAge, within the refetch limit.
-func (s *keySet) key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+func (s *keySet) key(ctx context.Context, kid string) (verificationKey, error) {
 	for fetchedOnce := false; ; fetchedOnce = true {
 		s.mu.Lock()
 		k, known := s.keys[kid]
@@ -62,7 +72,7 @@ func (s *keySet) key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) 
 			case <-wait:
 				continue
 			case <-ctx.Done():
-				return nil, errUnavailable
+				return verificationKey{}, errUnavailable
 			}
 		}
 		if !s.attempted.IsZero() && now.Sub(s.attempted) < s.minInterval {
@@ -87,7 +97,7 @@ func (s *keySet) key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) 
 }
 
 // answer turns a lookup result into the key or the refusal.
-func (s *keySet) answer(k *ecdsa.PublicKey, known bool) (*ecdsa.PublicKey, error) {
+func (s *keySet) answer(k verificationKey, known bool) (verificationKey, error) {
 	if known {
 		return k, nil
 	}
@@ -95,12 +105,12 @@ func (s *keySet) answer(k *ecdsa.PublicKey, known bool) (*ecdsa.PublicKey, error
 	never := s.fetched.IsZero()
 	s.mu.Unlock()
 	if never {
-		return nil, errUnavailable
+		return verificationKey{}, errUnavailable
 	}
-	return nil, invalidToken("the token's key (kid) is not in the CCF's key set")
+	return verificationKey{}, invalidToken("the token's key (kid) is not in the CCF's key set")
 }
 
-func (s *keySet) fetch(ctx context.Context) (map[string]*ecdsa.PublicKey, error) {
+func (s *keySet) fetch(ctx context.Context) (map[string]verificationKey, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
@@ -120,30 +130,49 @@ func (s *keySet) fetch(ctx context.Context) (map[string]*ecdsa.PublicKey, error)
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJWKSBytes)).Decode(&set); err != nil {
 		return nil, fmt.Errorf("aefauth: JWKS fetch: %w", err)
 	}
-	keys := map[string]*ecdsa.PublicKey{}
+	keys := map[string]verificationKey{}
 	for _, k := range set.Keys {
-		// Keys this verifier cannot use (other types, encryption keys) are skipped, not fatal:
-		// a JWKS may legitimately hold them.
-		if pub, err := publicKey(k); err == nil {
-			keys[k.Kid] = pub
+		// Keys this verifier cannot use (other types, weak RSA keys, encryption keys) are
+		// skipped, not fatal: a JWKS may legitimately hold them.
+		if vk, err := usableKey(k); err == nil {
+			keys[k.Kid] = vk
 		}
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("aefauth: JWKS fetch: no ES256 signing key")
+		return nil, errors.New("aefauth: JWKS fetch: no usable signing key")
 	}
 	return keys, nil
 }
 
-// publicKey is the P-256 key of an ES256 signing JWK (RFC 7518 §6.2.1).
-func publicKey(k capif.JWK) (*ecdsa.PublicKey, error) {
-	if k.Kid == "" || k.Kty != "EC" || k.Crv != "P-256" || (k.Alg != "" && k.Alg != capif.Alg) || (k.Use != "" && k.Use != "sig") {
-		return nil, errors.New("not an ES256 signing key")
+// usableKey is the key of a signing JWK with its algorithm: the JWK's alg, or the one its kty
+// implies (ES256 for EC P-256, RFC 7518 §6.2.1; RS256 for RSA of at least 2048 bits with
+// exponent 65537, §6.3.1). Any other key is refused.
+func usableKey(k capif.JWK) (verificationKey, error) {
+	if k.Kid == "" || k.Use != "" && k.Use != "sig" {
+		return verificationKey{}, errors.New("not a signing key")
 	}
-	x, err1 := base64.RawURLEncoding.DecodeString(k.X)
-	y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
-	if err1 != nil || err2 != nil || len(x) != 32 || len(y) != 32 {
-		return nil, errors.New("malformed coordinates")
+	b64 := base64.RawURLEncoding
+	switch {
+	case k.Kty == "EC" && k.Crv == "P-256" && (k.Alg == "" || k.Alg == capif.ES256):
+		x, err1 := b64.DecodeString(k.X)
+		y, err2 := b64.DecodeString(k.Y)
+		if err1 != nil || err2 != nil || len(x) != 32 || len(y) != 32 {
+			return verificationKey{}, errors.New("malformed coordinates")
+		}
+		// ParseUncompressedPublicKey refuses points off the curve.
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		return verificationKey{pub, capif.ES256}, err
+	case k.Kty == "RSA" && (k.Alg == "" || k.Alg == capif.RS256):
+		n, err1 := b64.DecodeString(k.N)
+		e, err2 := b64.DecodeString(k.E)
+		if err1 != nil || err2 != nil || len(n) == 0 || n[0] == 0 || len(e) == 0 || len(e) > 4 {
+			return verificationKey{}, errors.New("malformed modulus or exponent")
+		}
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		if pub.N.BitLen() < 2048 || pub.E != 65537 {
+			return verificationKey{}, errors.New("an RSA key below 2048 bits or with another exponent than 65537")
+		}
+		return verificationKey{pub, capif.RS256}, nil
 	}
-	// ParseUncompressedPublicKey refuses points off the curve.
-	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+	return verificationKey{}, errors.New("not an ES256 or RS256 signing key")
 }

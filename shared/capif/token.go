@@ -5,8 +5,16 @@ import (
 	"encoding/base64"
 )
 
-// Alg is the JWS algorithm of every access token: ECDSA P-256 with SHA-256.
-const Alg = "ES256"
+// The JWS algorithms of access tokens: ECDSA P-256 with SHA-256 (the default) and RSASSA-PKCS1-v1_5
+// with SHA-256 over an RSA 2048 key, which RFC 9068 §2.1 requires every conforming party to
+// support. The algorithm belongs to each key.
+const (
+	ES256 = "ES256"
+	RS256 = "RS256"
+)
+
+// Algs are the token algorithms, the default first.
+var Algs = []string{ES256, RS256}
 
 // Typ is the JOSE header typ of every access token: the RFC 9068 §2.1 access-token type, so
 // that a verifier can tell an access token from any other JWT signed by the same key.
@@ -46,9 +54,11 @@ func CertThumbprint(der []byte) string {
 // JWK is one public verification key (RFC 7517/7518, EC P-256).
 type JWK struct {
 	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
+	Crv string `json:"crv,omitempty"` // EC
+	X   string `json:"x,omitempty"`   // EC
+	Y   string `json:"y,omitempty"`   // EC
+	N   string `json:"n,omitempty"`   // RSA modulus
+	E   string `json:"e,omitempty"`   // RSA public exponent
 	Kid string `json:"kid"`
 	Alg string `json:"alg"`
 	Use string `json:"use"`

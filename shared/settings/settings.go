@@ -90,6 +90,7 @@ type Config struct {
 	Store                      string   // StoreEmbedded, StoreDynamoDB or StoreNone
 	Stack                      string   // capif-admin: the SAM stack whose tables to use
 	Signer                     string   // SignerLocal, SignerKMS or SignerNone
+	TokenAlg                   string   // capif.ES256 or capif.RS256: the algorithm of the signing key
 	KMSKeyIDs                  []string // signing keys, active first
 	// Tables are the DynamoDB table names, from the prefix and the explicit names; set whenever
 	// Store is StoreDynamoDB.
@@ -263,6 +264,8 @@ var Table = []Setting{
 		}},
 	{Env: "CAPIF_SIGNER", Flag: "signer", Default: SignerKMS, Defaults: map[Command]string{Runner: SignerLocal}, For: Runner | Function,
 		Doc: "token signer: local, kms or none", parse: choice(func(c *loading) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerNone)},
+	{Env: "CAPIF_TOKEN_ALG", Flag: "token-alg", Default: capif.ES256, For: Runner | Function,
+		Doc: "the signing key's algorithm: ES256, or RS256 (RSA 2048); switching keeps the other key in the JWKS", parse: choice(func(c *loading) *string { return &c.TokenAlg }, capif.Algs...)},
 	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Function,
 		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *loading, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
 	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: DefaultTablePrefix, Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Admin | Function | Worker,

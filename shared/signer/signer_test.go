@@ -85,7 +85,7 @@ type ctxKey struct{}
 
 // sign is NewKey and Key.Sign in one.
 func sign(ctx context.Context, d DigestSigner, kid string, c capif.TokenClaims) (string, error) {
-	k, err := NewKey(d, kid)
+	k, err := NewKey(capif.ES256, d, kid)
 	if err != nil {
 		return "", err
 	}

@@ -33,7 +33,8 @@ import (
 // Embedded is the embedded store (settings.StoreEmbedded): DataDir/capif.db, locked while open.
 var Embedded = app.Backend{Name: settings.StoreEmbedded, Store: openEmbedded}
 
-// Local is the local signer (settings.SignerLocal): DataDir/signing-key.pem, created if absent.
+// Local is the local signer (settings.SignerLocal): DataDir/signing-key.pem (ES256) and
+// signing-key-rs256.pem (RS256), the TokenAlg one created if absent.
 var Local = app.Backend{Name: settings.SignerLocal, Signer: openLocal}
 
 // Backends are all of them.
@@ -62,7 +63,7 @@ func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
 }
 
 func openLocal(_ context.Context, in app.Input) (security.Signer, error) {
-	return local.LoadOrCreate(filepath.Join(in.Settings.DataDir, "signing-key.pem"))
+	return local.Open(in.Settings.DataDir, in.Settings.TokenAlg)
 }
 
 // WithCCF sets cfg's identity towards AEFs (CCF, AEFPush) for the runner

@@ -32,7 +32,7 @@ func open(_ context.Context, in app.Input) (security.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kms.NewFromConfig(awsCfg, in.Settings.KMSKeyIDs)
+	return kms.NewFromConfig(awsCfg, in.Settings.KMSKeyIDs, in.Settings.TokenAlg)
 }
 
 // CCFCertificate is the CCF's client certificate towards AEFs with its key in KMS: chainPEM is

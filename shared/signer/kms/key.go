@@ -18,16 +18,18 @@ import (
 // process.
 type key struct {
 	ref      string // as configured
+	alg      string // the algorithm it signs with: the configured CAPIF_TOKEN_ALG
 	resolved lazy[resolution]
 	pub      lazy[publication]
 }
 
 // resolution is what a reference names.
 type resolution struct {
-	keyID  string // the key's id (a UUID, or mrk-… for a multi-Region key): the kid
-	signID string // what Sign and GetPublicKey are called with: the id or the key ARN
-	gone   bool   // not found, disabled or pending deletion: left out of the JWKS
-	fault  error  // a key that can never sign ES256 (wrong spec or usage)
+	keyID  string        // the key's id (a UUID, or mrk-… for a multi-Region key): the kid
+	signID string        // what Sign and GetPublicKey are called with: the id or the key ARN
+	gone   bool          // not found, disabled or pending deletion: left out of the JWKS
+	fault  error         // a key that can never sign a token (wrong spec or usage)
+	spec   types.KeySpec // known once DescribeKey answered
 	sign   *signer.Key
 }
 
@@ -37,11 +39,11 @@ type publication struct {
 	fault error
 }
 
-func newKey(client Client, ref string) (*key, error) {
-	k := &key{ref: ref}
+func newKey(client Client, ref, alg string) (*key, error) {
+	k := &key{ref: ref, alg: alg}
 	// resolved names the key: its kid and the id it signs under, and its header encoded once.
 	resolved := func(keyID, signID string) (*key, error) {
-		sign, err := signer.NewKey(kmsKey{client: client, keyID: signID}, keyID)
+		sign, err := signer.NewKey(alg, kmsKey{client: client, keyID: signID, algo: signingAlgorithms[alg]}, keyID)
 		if err != nil {
 			return nil, err
 		}
@@ -137,10 +139,11 @@ func (k *key) resolve(ctx context.Context, c Client) (resolution, error) {
 		case types.KeyStateDisabled, types.KeyStatePendingDeletion, types.KeyStatePendingReplicaDeletion:
 			r.gone = true
 		}
-		if md.KeySpec != types.KeySpecEccNistP256 || md.KeyUsage != types.KeyUsageTypeSignVerify {
-			r.fault = fmt.Errorf("kms signer: key %s (%s) is %s/%s, want ECC_NIST_P256/SIGN_VERIFY", k.ref, r.keyID, md.KeySpec, md.KeyUsage)
+		if specAlgs[md.KeySpec] == "" || md.KeyUsage != types.KeyUsageTypeSignVerify {
+			r.fault = fmt.Errorf("kms signer: key %s (%s) is %s/%s, want ECC_NIST_P256 or RSA_2048, SIGN_VERIFY", k.ref, r.keyID, md.KeySpec, md.KeyUsage)
 		}
-		r.sign, err = signer.NewKey(kmsKey{client: c, keyID: r.signID}, r.keyID)
+		r.spec = md.KeySpec
+		r.sign, err = signer.NewKey(k.alg, kmsKey{client: c, keyID: r.signID, algo: signingAlgorithms[k.alg]}, r.keyID)
 		return r, err
 	})
 	if err != nil {

@@ -13,11 +13,11 @@ package kms
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
@@ -26,6 +26,7 @@ import (
 	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer"
 )
 
 // Client is the part of the KMS API the signer uses; *kms.Client satisfies it.
@@ -38,23 +39,38 @@ type Client interface {
 // Signer signs tokens in KMS. Safe for concurrent use.
 type Signer struct {
 	client Client
+	alg    string // the algorithm keys[0] signs with (CAPIF_TOKEN_ALG)
 	keys   []*key // keys[0] signs
 }
+
+// signingAlgorithms are the KMS signing algorithms of the token algorithms, and specAlgs the
+// token algorithm of each key spec the signer accepts.
+var (
+	signingAlgorithms = map[string]types.SigningAlgorithmSpec{
+		capif.ES256: types.SigningAlgorithmSpecEcdsaSha256, capif.RS256: types.SigningAlgorithmSpecRsassaPkcs1V15Sha256}
+	specAlgs = map[types.KeySpec]string{types.KeySpecEccNistP256: capif.ES256, types.KeySpecRsa2048: capif.RS256}
+)
 
 var _ security.Signer = (*Signer)(nil)
 
 // New makes a signer over client for the listed keys, active first. It checks the form of each
 // reference but calls nothing.
-func New(client Client, keyRefs []string) (*Signer, error) {
+func New(client Client, keyRefs []string, alg string) (*Signer, error) {
 	if client == nil {
 		return nil, errors.New("kms signer: nil client")
+	}
+	if alg == "" {
+		alg = capif.ES256
+	}
+	if signingAlgorithms[alg] == "" {
+		return nil, fmt.Errorf("kms signer: algorithm %q, want ES256 or RS256", alg)
 	}
 	if len(keyRefs) == 0 {
 		return nil, errors.New("kms signer: no key configured (CAPIF_KMS_KEY_IDS)")
 	}
-	s := &Signer{client: client}
+	s := &Signer{client: client, alg: alg}
 	for _, ref := range keyRefs {
-		k, err := newKey(client, ref)
+		k, err := newKey(client, ref, alg)
 		if err != nil {
 			return nil, err
 		}
@@ -66,13 +82,13 @@ func New(client Client, keyRefs []string) (*Signer, error) {
 // NewFromConfig makes the KMS client from cfg (which carries the region, credentials and any
 // endpoint override such as AWS_ENDPOINT_URL_KMS) with the KMS retry policy (awsretry.KMS;
 // optFns are applied after it), and then calls New.
-func NewFromConfig(cfg aws.Config, keyRefs []string, optFns ...func(*awskms.Options)) (*Signer, error) {
+func NewFromConfig(cfg aws.Config, keyRefs []string, alg string, optFns ...func(*awskms.Options)) (*Signer, error) {
 	policy := func(o *awskms.Options) {
 		o.Retryer = awsretry.KMS.Retryer()
 		o.HTTPClient = awsretry.KMS.HTTPClient(o.HTTPClient)
 		o.APIOptions = append(o.APIOptions, awsretry.KMS.CountThrottles) // per-request metrics
 	}
-	return New(awskms.NewFromConfig(cfg, append([]func(*awskms.Options){policy}, optFns...)...), keyRefs)
+	return New(awskms.NewFromConfig(cfg, append([]func(*awskms.Options){policy}, optFns...)...), keyRefs, alg)
 }
 
 // Sign issues the ES256 token for c with the active key; kid is that key's id.
@@ -85,7 +101,20 @@ func (s *Signer) Sign(ctx context.Context, c capif.TokenClaims) (string, error) 
 	if r.keyID == "" {
 		return "", fmt.Errorf("kms signer: active key %s: not found", k.ref)
 	}
-	return r.sign.Sign(ctx, c)
+	tok, err := r.sign.Sign(ctx, c)
+	if err != nil && !errors.Is(err, security.ErrUnavailable) && ctx.Err() == nil {
+		// KMS refused the signing algorithm or the key: a key of the other algorithm is a broken
+		// deployment (CAPIF_KMS_KEY_IDS against CAPIF_TOKEN_ALG), told apart with one DescribeKey
+		// on this failure path only.
+		if out, derr := s.client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: &r.signID}); derr == nil && out.KeyMetadata != nil {
+			if got := specAlgs[out.KeyMetadata.KeySpec]; got != s.alg {
+				slog.Default().Error("dependency unavailable", "dependency", "KMS", "op", "Sign", "key", r.keyID,
+					"cause", fmt.Sprintf("the signing key is %s (%s), CAPIF_TOKEN_ALG is %s", out.KeyMetadata.KeySpec, got, s.alg))
+				return "", fmt.Errorf("kms Sign %s: %w: the key is %s, CAPIF_TOKEN_ALG is %s: %w", r.keyID, security.ErrUnavailable, out.KeyMetadata.KeySpec, s.alg, err)
+			}
+		}
+	}
+	return tok, err
 }
 
 // JWKS publishes the verification key of every listed key that KMS still reports usable, active
@@ -112,6 +141,7 @@ func (s *Signer) JWKS(ctx context.Context) (capif.JWKSet, error) {
 type kmsKey struct {
 	client Client
 	keyID  string // key id or ARN, never an alias: the kid was derived from it
+	algo   types.SigningAlgorithmSpec
 }
 
 func (k kmsKey) SignDigest(ctx context.Context, digest []byte) ([]byte, error) {
@@ -119,7 +149,7 @@ func (k kmsKey) SignDigest(ctx context.Context, digest []byte) ([]byte, error) {
 		KeyId:            aws.String(k.keyID),
 		Message:          digest,
 		MessageType:      types.MessageTypeDigest,
-		SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256,
+		SigningAlgorithm: k.algo,
 	})
 	if err != nil {
 		return nil, classify(ctx, "Sign", k.keyID, err)
@@ -127,8 +157,9 @@ func (k kmsKey) SignDigest(ctx context.Context, digest []byte) ([]byte, error) {
 	return out.Signature, nil
 }
 
-// publicKey turns a GetPublicKey answer into a P-256 key, refusing keys that cannot sign ES256.
-func publicKey(out *awskms.GetPublicKeyOutput) (*ecdsa.PublicKey, error) {
+// publicKey turns a GetPublicKey answer into a P-256 or RSA 2048 key, refusing keys that cannot
+// sign a token.
+func publicKey(out *awskms.GetPublicKeyOutput) (crypto.PublicKey, error) {
 	if out.KeyUsage != "" && out.KeyUsage != types.KeyUsageTypeSignVerify {
 		return nil, fmt.Errorf("key usage is %s, want SIGN_VERIFY", out.KeyUsage)
 	}
@@ -136,9 +167,8 @@ func publicKey(out *awskms.GetPublicKeyOutput) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	ec, ok := pub.(*ecdsa.PublicKey)
-	if !ok || ec.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("key spec is %s, want ECC_NIST_P256", out.KeySpec)
+	if signer.AlgOf(pub) == "" {
+		return nil, fmt.Errorf("key spec is %s, want ECC_NIST_P256 or RSA_2048", out.KeySpec)
 	}
-	return ec, nil
+	return pub, nil
 }

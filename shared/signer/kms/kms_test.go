@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/capif"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -61,7 +63,7 @@ func TestNewKeyReferences(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.ref, func(t *testing.T) {
 			rec := record(newFake())
-			s, err := New(rec, []string{tc.ref})
+			s, err := New(rec, []string{tc.ref}, capif.ES256)
 			if tc.wantErr {
 				if err == nil {
 					t.Fatal("accepted")
@@ -84,13 +86,13 @@ func TestNewKeyReferences(t *testing.T) {
 		})
 	}
 	// The error names the setting's one variable (settings.Table), not the deprecated alias.
-	if _, err := New(newFake(), nil); err == nil || !strings.Contains(err.Error(), "CAPIF_KMS_KEY_IDS)") {
+	if _, err := New(newFake(), nil, capif.ES256); err == nil || !strings.Contains(err.Error(), "CAPIF_KMS_KEY_IDS)") {
 		t.Errorf("New without keys: %v", err)
 	}
-	if _, err := New(newFake(), nil); err == nil {
+	if _, err := New(newFake(), nil, capif.ES256); err == nil {
 		t.Error("an empty key list was accepted")
 	}
-	if _, err := New(nil, []string{idA}); err == nil {
+	if _, err := New(nil, []string{idA}, capif.ES256); err == nil {
 		t.Error("a nil client was accepted")
 	}
 }
@@ -100,12 +102,12 @@ func TestFakeSignAndRotation(t *testing.T) {
 	f := newFake()
 	f.addKey(t, idA, types.KeyStateEnabled)
 	f.addKey(t, idB, types.KeyStateEnabled)
-	old, _ := New(f, []string{idA})
+	old, _ := New(f, []string{idA}, capif.ES256)
 	oldToken, err := old.Sign(t.Context(), claims())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rotated, _ := New(f, []string{fakeARN + idB, idA})
+	rotated, _ := New(f, []string{fakeARN + idB, idA}, capif.ES256)
 	newToken, err := rotated.Sign(t.Context(), claims())
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +142,7 @@ func TestUnusableKeysLeaveTheJWKS(t *testing.T) {
 	f.addKey(t, idD, types.KeyStateDisabled)
 	f.aliases["alias/retired"] = idD
 	rec := record(f)
-	s, _ := New(rec, []string{idA, idB, idC, "alias/retired", idE /* deleted */, "alias/gone"})
+	s, _ := New(rec, []string{idA, idB, idC, "alias/retired", idE /* deleted */, "alias/gone"}, capif.ES256)
 	for range 3 {
 		jwks, err := s.JWKS(t.Context())
 		if err != nil {
@@ -170,7 +172,7 @@ func TestTransientFailuresAreRetriedLater(t *testing.T) {
 	f.addKey(t, idB, types.KeyStateEnabled)
 	f.aliases["alias/new"] = idB
 	rec := record(f)
-	s, _ := New(rec, []string{"alias/new", idA})
+	s, _ := New(rec, []string{"alias/new", idA}, capif.ES256)
 
 	f.failNext("DescribeKey", &smithy.GenericAPIError{Code: "ThrottlingException"})
 	if _, err := s.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
@@ -204,7 +206,7 @@ func TestWrongKeySpecIsAnError(t *testing.T) {
 	wrong.addKey(t, idA, types.KeyStateEnabled)
 	wrong.aliases["alias/rsa"] = idA
 	for _, ref := range []string{"alias/rsa", idA} {
-		s, _ := New(wrong, []string{ref})
+		s, _ := New(wrong, []string{ref}, capif.ES256)
 		if _, err := s.JWKS(t.Context()); err == nil || errors.Is(err, security.ErrUnavailable) {
 			t.Errorf("%s: JWKS err = %v, want a plain error", ref, err)
 		}
@@ -265,7 +267,7 @@ func TestErrorMapping(t *testing.T) {
 			f := newFake()
 			f.addKey(t, idA, types.KeyStateEnabled)
 			f.failNext("Sign", tc.err)
-			s, _ := New(f, []string{idA})
+			s, _ := New(f, []string{idA}, capif.ES256)
 			_, err := s.Sign(t.Context(), claims())
 			if err == nil {
 				t.Fatal("Sign succeeded")
@@ -285,7 +287,7 @@ func TestCancelledCallerIsNotUnavailable(t *testing.T) {
 	f := newFake()
 	f.addKey(t, idA, types.KeyStateEnabled)
 	f.failNext("Sign", &smithy.GenericAPIError{Code: "ThrottlingException"})
-	s, _ := New(f, []string{idA})
+	s, _ := New(f, []string{idA}, capif.ES256)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := s.Sign(ctx, claims()); err == nil || errors.Is(err, security.ErrUnavailable) {
@@ -318,7 +320,7 @@ func TestErrorMappingThroughTheSDK(t *testing.T) {
 				fmt.Fprintf(w, `{"__type":%q,"message":"stub"}`, tc.errType)
 			}))
 			defer srv.Close()
-			s, err := NewFromConfig(stubConfig(), []string{idA}, func(o *awskms.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+			s, err := NewFromConfig(stubConfig(), []string{idA}, capif.ES256, func(o *awskms.Options) { o.BaseEndpoint = aws.String(srv.URL) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -342,7 +344,7 @@ func TestErrorMappingThroughTheSDK(t *testing.T) {
 		}
 		url := "http://" + l.Addr().String()
 		l.Close()
-		s, _ := NewFromConfig(stubConfig(), []string{idA}, func(o *awskms.Options) { o.BaseEndpoint = aws.String(url) })
+		s, _ := NewFromConfig(stubConfig(), []string{idA}, capif.ES256, func(o *awskms.Options) { o.BaseEndpoint = aws.String(url) })
 		if _, err := s.JWKS(t.Context()); !errors.Is(err, security.ErrUnavailable) {
 			t.Errorf("err = %v, want ErrUnavailable", err)
 		}
@@ -380,7 +382,7 @@ func TestConcurrentFirstUse(t *testing.T) {
 	f.addKey(t, idB, types.KeyStateEnabled)
 	f.aliases["alias/active"] = idA
 	rec := record(f)
-	s, _ := New(rec, []string{"alias/active", idB})
+	s, _ := New(rec, []string{"alias/active", idB}, capif.ES256)
 	var wg sync.WaitGroup
 	for i := range 32 {
 		wg.Go(func() {
@@ -407,7 +409,7 @@ func TestConcurrentFirstUse(t *testing.T) {
 func TestGlobalES256IsUntouched(t *testing.T) {
 	f := newFake()
 	f.addKey(t, idA, types.KeyStateEnabled)
-	s, _ := New(f, []string{idA})
+	s, _ := New(f, []string{idA}, capif.ES256)
 	if _, err := s.Sign(t.Context(), claims()); err != nil {
 		t.Fatal(err)
 	}

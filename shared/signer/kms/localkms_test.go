@@ -83,7 +83,7 @@ func TestLocalKMSSignVerifies(t *testing.T) {
 	for name, ref := range map[string]string{"key id": id, "key ARN": arn} {
 		t.Run(name, func(t *testing.T) {
 			rec := record(c)
-			s, err := New(rec, []string{ref})
+			s, err := New(rec, []string{ref}, capif.ES256)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +111,7 @@ func TestLocalKMSSignVerifies(t *testing.T) {
 func TestLocalKMSNewFromConfig(t *testing.T) {
 	cfg, endpoint := localConfig(t)
 	id, _ := createKey(t, localClient(t))
-	s, err := NewFromConfig(cfg, []string{id}, endpoint)
+	s, err := NewFromConfig(cfg, []string{id}, capif.ES256, endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestLocalKMSAlias(t *testing.T) {
 	for name, ref := range map[string]string{"alias name": alias, "alias ARN": aliasARN} {
 		t.Run(name, func(t *testing.T) {
 			rec := record(c)
-			s, err := New(rec, []string{ref})
+			s, err := New(rec, []string{ref}, capif.ES256)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,13 +175,13 @@ func TestLocalKMSRotation(t *testing.T) {
 	oldID, _ := createKey(t, c)
 	newID, _ := createKey(t, c)
 
-	before, _ := New(c, []string{oldID})
+	before, _ := New(c, []string{oldID}, capif.ES256)
 	oldToken, err := before.Sign(t.Context(), claims())
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	after, _ := New(c, []string{newID, oldID})
+	after, _ := New(c, []string{newID, oldID}, capif.ES256)
 	newToken, err := after.Sign(t.Context(), claims())
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestLocalKMSRotation(t *testing.T) {
 	mustVerify(t, oldToken, jwks, oldID)
 	mustVerify(t, newToken, jwks, newID)
 
-	retired, _ := New(c, []string{newID})
+	retired, _ := New(c, []string{newID}, capif.ES256)
 	jwks, err = retired.JWKS(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestLocalKMSGetPublicKeyOncePerKey(t *testing.T) {
 	a, _ := createKey(t, c)
 	b, _ := createKey(t, c)
 	rec := record(c)
-	s, err := New(rec, []string{a, b})
+	s, err := New(rec, []string{a, b}, capif.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestLocalKMSUnusableKeysSkipped(t *testing.T) {
 	}
 	alias := createAlias(t, c, disabledByAlias)
 	rec := record(c)
-	s, _ := New(rec, []string{active, disabled, deleting, alias})
+	s, _ := New(rec, []string{active, disabled, deleting, alias}, capif.ES256)
 	for range 2 {
 		jwks, err := s.JWKS(t.Context())
 		if err != nil {
@@ -280,7 +280,7 @@ func TestLocalKMSUnusableKeysSkipped(t *testing.T) {
 func BenchmarkLocalKMSSign(b *testing.B) {
 	c := localClient(b)
 	id, _ := createKey(b, c)
-	s, err := New(c, []string{id})
+	s, err := New(c, []string{id}, capif.ES256)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -50,7 +50,11 @@ func PublicKeyOf(ctx context.Context, client Client, keyID string) (*ecdsa.Publi
 	if err != nil {
 		return nil, fmt.Errorf("kms key %s: %w", keyID, err)
 	}
-	return pub, nil
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("kms key %s: key spec is %s, want ECC_NIST_P256", keyID, out.KeySpec)
+	}
+	return ec, nil
 }
 
 // Public is the key's public half.

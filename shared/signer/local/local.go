@@ -1,12 +1,18 @@
-// Package local is the security.Signer of the local runner: one ES256 key held in memory and
-// persisted as a PEM file, so tokens issued before a restart still verify after it.
+// Package local is the security.Signer of the local runner: keys held in memory and persisted as
+// PEM files, so tokens issued before a restart still verify after it. The ES256 key is
+// signing-key.pem, the RS256 key (RSA 2048) signing-key-rs256.pem; a key file is created the first
+// time its algorithm is asked for. Every key file present is published; the key of the chosen
+// algorithm signs, so switching algorithm is a rotation and the other key's tokens keep
+// verifying until they expire.
 package local
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -14,14 +20,19 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer"
 )
 
-// Signer signs with an in-memory P-256 key; kid is the key's RFC 7638 thumbprint, so the same
-// key always gets the same kid, whatever process loads it.
+// Key files inside a data directory, by algorithm.
+var keyFiles = map[string]string{capif.ES256: "signing-key.pem", capif.RS256: "signing-key-rs256.pem"}
+
+// Signer signs with the in-memory key of one algorithm and publishes every key it holds; a
+// kid is its key's RFC 7638 thumbprint, so the same key always gets the same kid, whatever
+// process loads it.
 type Signer struct {
 	key  *signer.Key
 	kid  string
@@ -30,27 +41,41 @@ type Signer struct {
 
 var _ security.Signer = (*Signer)(nil)
 
-// New wraps an existing P-256 private key (tests, or a key the caller manages).
-func New(key *ecdsa.PrivateKey) (*Signer, error) {
-	if key == nil || key.Curve != elliptic.P256() {
-		return nil, errors.New("local signer: the key must be ECDSA P-256")
+// New wraps existing private keys (tests, or keys the caller manages): the first signs, all are
+// published. Each must be ECDSA P-256 or RSA 2048.
+func New(keys ...crypto.Signer) (*Signer, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("local signer: no key")
 	}
-	kid, err := signer.Thumbprint(&key.PublicKey)
-	if err != nil {
-		return nil, err
+	s := &Signer{}
+	for i, k := range keys {
+		if k == nil || reflect.ValueOf(k).IsNil() {
+			return nil, errors.New("local signer: a nil key")
+		}
+		alg := signer.AlgOf(k.Public())
+		if alg == "" {
+			return nil, errors.New("local signer: a key must be ECDSA P-256 or RSA 2048 with exponent 65537")
+		}
+		kid, err := signer.Thumbprint(k.Public())
+		if err != nil {
+			return nil, err
+		}
+		jwk, err := signer.JWK(k.Public(), kid)
+		if err != nil {
+			return nil, err
+		}
+		s.jwks.Keys = append(s.jwks.Keys, jwk)
+		if i == 0 {
+			if s.key, err = signer.NewKey(alg, digestSigner{k}, kid); err != nil {
+				return nil, err
+			}
+			s.kid = kid
+		}
 	}
-	jwk, err := signer.JWK(&key.PublicKey, kid)
-	if err != nil {
-		return nil, err
-	}
-	sk, err := signer.NewKey(digestSigner{key}, kid)
-	if err != nil {
-		return nil, err
-	}
-	return &Signer{key: sk, kid: kid, jwks: capif.JWKSet{Keys: []capif.JWK{jwk}}}, nil
+	return s, nil
 }
 
-// Generate makes a signer with a fresh key that lives only as long as the process.
+// Generate makes a signer with a fresh ES256 key that lives only as long as the process.
 func Generate() (*Signer, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -59,16 +84,59 @@ func Generate() (*Signer, error) {
 	return New(key)
 }
 
-// LoadOrCreate reads the PEM private key at path, or, when there is no file yet, generates one
-// and writes it there with mode 0600 (creating the directory with 0700). Creation is atomic and
-// never overwrites: if another process wrote the file first, its key is the one used.
+// Open reads the key files of dir: the one of alg (capif.ES256 or capif.RS256; "" is ES256) signs, created
+// (mode 0600, the directory 0700) when there is none yet; the other is published if present.
+// Creation is atomic and never overwrites: if another process wrote the file first, its key is
+// the one used.
+func Open(dir, alg string) (*Signer, error) {
+	if alg == "" {
+		alg = capif.ES256
+	}
+	if _, ok := keyFiles[alg]; !ok || dir == "" {
+		return nil, fmt.Errorf("local signer: algorithm %q or directory %q", alg, dir)
+	}
+	active, err := loadOrCreate(filepath.Join(dir, keyFiles[alg]), alg)
+	if err != nil {
+		return nil, err
+	}
+	keys := []crypto.Signer{active}
+	for _, other := range capif.Algs {
+		if other == alg {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, keyFiles[other]))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("local signer: %w", err)
+		}
+		k, err := parsePEM(data)
+		if err != nil {
+			return nil, fmt.Errorf("local signer: %s: %w", keyFiles[other], err)
+		}
+		keys = append(keys, k)
+	}
+	return New(keys...)
+}
+
+// LoadOrCreate is the signer of the ES256 key file at path alone.
 func LoadOrCreate(path string) (*Signer, error) {
+	k, err := loadOrCreate(path, capif.ES256)
+	if err != nil {
+		return nil, err
+	}
+	return New(k)
+}
+
+// loadOrCreate reads the key at path, creating one of alg first when there is no file.
+func loadOrCreate(path, alg string) (crypto.Signer, error) {
 	if path == "" {
 		return nil, errors.New("local signer: empty key path")
 	}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := create(path); err != nil {
+		if err := create(path, alg); err != nil {
 			return nil, err
 		}
 		data, err = os.ReadFile(path)
@@ -80,37 +148,48 @@ func LoadOrCreate(path string) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local signer: %s: %w", path, err)
 	}
-	return New(key)
+	if got := signer.AlgOf(key.Public()); got != alg {
+		return nil, fmt.Errorf("local signer: %s holds a key for %q, not %s", path, got, alg)
+	}
+	return key, nil
 }
 
 // KeyID is the kid of the tokens this signer issues.
 func (s *Signer) KeyID() string { return s.kid }
 
-// Sign issues the ES256 token for c.
+// Sign issues the token for c with the signing key.
 func (s *Signer) Sign(ctx context.Context, c capif.TokenClaims) (string, error) {
 	return s.key.Sign(ctx, c)
 }
 
-// JWKS publishes the one verification key. The slice is copied so callers cannot alter it.
+// JWKS publishes every key, the signing key first. The slice is copied so callers cannot alter
+// it.
 func (s *Signer) JWKS(context.Context) (capif.JWKSet, error) {
 	return capif.JWKSet{Keys: append([]capif.JWK(nil), s.jwks.Keys...)}, nil
 }
 
-// digestSigner adapts the private key to the common signing path.
-type digestSigner struct{ key *ecdsa.PrivateKey }
+// digestSigner adapts a private key to the common signing path: ECDSA answers DER, RSA a PKCS #1
+// v1.5 signature over the SHA-256 digest.
+type digestSigner struct{ key crypto.Signer }
 
 func (d digestSigner) SignDigest(_ context.Context, digest []byte) ([]byte, error) {
-	return ecdsa.SignASN1(rand.Reader, d.key, digest)
+	return d.key.Sign(rand.Reader, digest, crypto.SHA256)
 }
 
-// create writes a new key to a temporary file beside path and links it into place; the link
-// fails if path appeared meanwhile, which LoadOrCreate then reads instead.
-func create(path string) error {
+// create writes a new key of alg to a temporary file beside path and links it into place; the
+// link fails if path appeared meanwhile, which loadOrCreate then reads instead.
+func create(path, alg string) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("local signer: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var key crypto.Signer
+	var err error
+	if alg == capif.RS256 {
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 	if err != nil {
 		return fmt.Errorf("local signer: %w", err)
 	}
@@ -140,9 +219,9 @@ func create(path string) error {
 	return nil
 }
 
-// parsePEM accepts the PKCS #8 form this package writes and the SEC 1 "EC PRIVATE KEY" form
-// that openssl ecparam produces, so an operator may bring a key.
-func parsePEM(data []byte) (*ecdsa.PrivateKey, error) {
+// parsePEM accepts the PKCS #8 form this package writes, the SEC 1 "EC PRIVATE KEY" form that
+// openssl ecparam produces and the PKCS #1 "RSA PRIVATE KEY" form, so an operator may bring a key.
+func parsePEM(data []byte) (crypto.Signer, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
 		return nil, errors.New("no PEM block")
@@ -153,13 +232,17 @@ func parsePEM(data []byte) (*ecdsa.PrivateKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		ec, ok := k.(*ecdsa.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("the key is a %T, want ECDSA P-256", k)
+		switch k := k.(type) {
+		case *ecdsa.PrivateKey:
+			return k, nil
+		case *rsa.PrivateKey:
+			return k, nil
 		}
-		return ec, nil
+		return nil, fmt.Errorf("the key is a %T, want ECDSA P-256 or RSA 2048", k)
 	case "EC PRIVATE KEY":
 		return x509.ParseECPrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		return x509.ParsePKCS1PrivateKey(block.Bytes)
 	default:
 		return nil, fmt.Errorf("PEM block %q, want PRIVATE KEY", block.Type)
 	}
