@@ -5,6 +5,7 @@ package kms
 
 import (
 	"crypto/rand"
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer/signertest"
 )
 
@@ -289,6 +291,66 @@ func BenchmarkLocalKMSSign(b *testing.B) {
 	for b.Loop() {
 		if _, err := s.Sign(b.Context(), cl); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// createRSAKey makes a fresh RS256-capable key (RSA_2048, SIGN_VERIFY).
+func createRSAKey(t testing.TB, c *awskms.Client) string {
+	t.Helper()
+	out, err := c.CreateKey(t.Context(), &awskms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify,
+		Description: aws.String("capif-security RS256 signer test")})
+	if err != nil {
+		t.Fatalf("CreateKey RSA_2048: %v", err)
+	}
+	return aws.ToString(out.KeyMetadata.KeyId)
+}
+
+// TestLocalKMSRS256: an RSA_2048 key signs RS256 tokens (RSASSA_PKCS1_V1_5_SHA_256 of the
+// digest) that stock golang-jwt verifies from the JWKS; an ES256 → RS256 switch keeps the EC
+// key's tokens verifying; a key of the other algorithm is a broken deployment, not a token.
+func TestLocalKMSRS256(t *testing.T) {
+	c := localClient(t)
+	ecID, _ := createKey(t, c)
+	rsaID := createRSAKey(t, c)
+	before, err := New(c, []string{ecID}, capif.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldToken, err := before.Sign(t.Context(), claims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := record(c)
+	s, err := New(rec, []string{rsaID, ecID}, capif.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := s.Sign(t.Context(), claims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := s.JWKS(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jwks.Keys) != 2 || jwks.Keys[0].Kty != "RSA" || jwks.Keys[0].Alg != capif.RS256 || jwks.Keys[0].E != "AQAB" || jwks.Keys[1].Alg != capif.ES256 {
+		t.Fatalf("JWKS %+v, want the RSA key then the EC key", jwks)
+	}
+	mustVerify(t, token, jwks, rsaID)
+	mustVerify(t, oldToken, jwks, ecID)
+	if in := rec.signs[0]; in.MessageType != types.MessageTypeDigest || in.SigningAlgorithm != types.SigningAlgorithmSpecRsassaPkcs1V15Sha256 {
+		t.Errorf("Sign input: %s, %s", in.MessageType, in.SigningAlgorithm)
+	}
+	// The configured algorithm against a key of the other one: 503, naming both.
+	for _, tc := range []struct{ key, alg string }{{rsaID, capif.ES256}, {ecID, capif.RS256}} {
+		wrong, err := New(c, []string{tc.key}, tc.alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = wrong.Sign(t.Context(), claims())
+		if !errors.Is(err, security.ErrUnavailable) || !strings.Contains(err.Error(), "CAPIF_TOKEN_ALG is "+tc.alg) {
+			t.Errorf("key %s with %s: %v, want a 503 naming both", tc.key, tc.alg, err)
 		}
 	}
 }

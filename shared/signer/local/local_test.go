@@ -5,9 +5,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -223,4 +225,59 @@ func BenchmarkSign(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestOpenBothAlgorithms: -token-alg RS256 creates signing-key-rs256.pem (RSA 2048, 0600) beside
+// the ES256 key; every key file present is published, the chosen one signs, and the tokens of
+// the other keep verifying across the switch (both ways).
+func TestOpenBothAlgorithms(t *testing.T) {
+	dir := t.TempDir()
+	es, err := Open(dir, capif.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	esToken, err := es.Sign(t.Context(), claims("aef-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Open(dir, capif.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "signing-key-rs256.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the RS256 key file: %v", err)
+	}
+	rsToken, err := rs.Sign(t.Context(), claims("aef-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := rs.JWKS(t.Context())
+	if len(jwks.Keys) != 2 || jwks.Keys[0].Alg != capif.RS256 || jwks.Keys[1].Alg != capif.ES256 {
+		t.Fatalf("JWKS %+v, want the RS256 key then the ES256 one", jwks)
+	}
+	for name, tok := range map[string]string{"RS256": rsToken, "ES256 from before the switch": esToken} {
+		if _, _, err := signertest.Parse(tok, jwks); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if h := strings.SplitN(rsToken, ".", 2)[0]; !strings.Contains(string(mustB64(t, h)), `"alg":"RS256"`) {
+		t.Errorf("header %s", mustB64(t, h))
+	}
+	back, err := Open(dir, capif.ES256) // and back: the RS256 key stays published
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ = back.JWKS(t.Context())
+	if _, _, err := signertest.Parse(rsToken, jwks); err != nil || back.KeyID() != es.KeyID() {
+		t.Errorf("after switching back: %v, kid %s want %s", err, back.KeyID(), es.KeyID())
+	}
+}
+
+func mustB64(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
