@@ -1,5 +1,5 @@
 // Command verify-token checks an access token the way an AEF does, with package aefauth: the
-// ES256 signature against the CCF's JWKS (fetched over mutual TLS with the AEF's certificate),
+// ES256 or RS256 signature against the CCF's JWKS (fetched over mutual TLS with the AEF's certificate),
 // typ, iss, aud, exp/iat, the scope for one API and, given the invoker's certificate, the
 // binding of the token to it. It prints the claims, or the RFC 6750 answer an AEF would give.
 //

@@ -4,6 +4,8 @@
 package ccftest
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -30,7 +32,10 @@ type CCF struct {
 	CA     *devpki.CA
 	URL    string // serves the JWKS at /.well-known/jwks.json, to dev-CA client certificates only
 	t      testing.TB
-	signer *local.Signer
+	signer *local.Signer // ES256
+	rs256  *local.Signer // RS256: the JWKS publishes both keys
+	// RSAKey is the RS256 key, for tests that forge tokens with it.
+	RSAKey *rsa.PrivateKey
 }
 
 // Start makes the CA and the signer and starts serving the JWKS.
@@ -45,7 +50,17 @@ func Start(t testing.TB) *CCF {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs256, err := local.New(rsaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	jwks, _ := signer.JWKS(t.Context())
+	rsJWKS, _ := rs256.JWKS(t.Context())
+	jwks.Keys = append(jwks.Keys, rsJWKS.Keys...)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != httpapi.JWKSPath { // where the real service serves it
 			http.NotFound(w, r)
@@ -61,7 +76,7 @@ func Start(t testing.TB) *CCF {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return &CCF{Dir: dir, CA: ca, URL: srv.URL, t: t, signer: signer}
+	return &CCF{Dir: dir, CA: ca, URL: srv.URL, t: t, signer: signer, rs256: rs256, RSAKey: rsaKey}
 }
 
 // Client issues a client certificate for id and writes it where the runner's cert command
@@ -80,15 +95,33 @@ func (c *CCF) Client(id string) (certFile, keyFile string, issued *devpki.Issued
 	return certFile, keyFile, issued
 }
 
-// Token signs a five-minute token for invoker-1 at aef-1 with scope, bound to holder.
+// Token signs a five-minute ES256 token for invoker-1 at aef-1 with scope, bound to holder.
 func (c *CCF) Token(scope string, holder *devpki.Issued) string {
 	c.t.Helper()
+	return c.TokenAlg(capif.ES256, scope, holder)
+}
+
+// RSAKid is the kid of the RS256 key.
+func (c *CCF) RSAKid() string { return c.rs256.KeyID() }
+
+// Claims are the claims Token signs.
+func Claims(scope string, holder *devpki.Issued) capif.TokenClaims {
 	now := time.Now().Unix()
-	tok, err := c.signer.Sign(c.t.Context(), capif.TokenClaims{
+	return capif.TokenClaims{
 		Issuer: Issuer, Subject: "invoker-1", ClientID: "invoker-1", Audience: []string{"aef-1"},
 		Scope: scope, IssuedAt: now, Expiry: now + 300, ID: "jti-1",
 		Confirmation: &capif.Confirmation{X5tS256: capif.CertThumbprint(holder.TLS.Leaf.Raw)},
-	})
+	}
+}
+
+// TokenAlg is Token signed with the key of alg (capif.ES256 or capif.RS256).
+func (c *CCF) TokenAlg(alg, scope string, holder *devpki.Issued) string {
+	c.t.Helper()
+	s := c.signer
+	if alg == capif.RS256 {
+		s = c.rs256
+	}
+	tok, err := s.Sign(c.t.Context(), Claims(scope, holder))
 	if err != nil {
 		c.t.Fatal(err)
 	}
