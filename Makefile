@@ -31,12 +31,14 @@ run:
 	exec bin/capif-local -registry examples/registry.json $(RUN_FLAGS)
 
 # The runner on the AWS back ends, locally: DynamoDB Local and local-kms started for the session
-# and stopped with it (with-peers.sh --serve: Ctrl-C is its normal end).
+# and stopped with it (with-peers.sh --serve: Ctrl-C is its normal end). TOKEN_ALG=RS256 signs
+# with an RSA_2048 key.
+TOKEN_ALG ?= ES256
 run-aws: tools
 	$(GO) build -o bin/capif-local ./cmd/capif-local
 	$(GO) build -o bin/kmskey ./internal/cmd/kmskey
-	bash scripts/with-peers.sh --serve bash -c 'key=$$(bin/kmskey) && \
-	  exec bin/capif-local -store dynamodb -signer kms -kms-key-ids "$$key" -create-tables -allow-loopback-notifications -registry examples/registry.json $(RUN_FLAGS)'
+	bash scripts/with-peers.sh --serve bash -c 'key=$$(bin/kmskey $(TOKEN_ALG)) && \
+	  exec bin/capif-local -store dynamodb -signer kms -kms-key-ids "$$key" -token-alg $(TOKEN_ALG) -create-tables -allow-loopback-notifications -registry examples/registry.json $(RUN_FLAGS)'
 
 # The full suite: DynamoDB Local, local-kms and the Lambda RIE are installed (pinned, idempotent)
 # and started on free loopback ports for the duration of the run.

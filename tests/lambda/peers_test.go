@@ -2,9 +2,6 @@ package lambda
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -27,6 +24,7 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer/signertest"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
@@ -34,7 +32,8 @@ import (
 // signing key in local-kms and examples/registry.json imported through the adapter.
 type dataset struct {
 	tables ddbstore.Tables
-	keyID  string
+	keyID  string          // SigningKey's stand-in (ECC_NIST_P256)
+	rsaID  string          // SigningKeyRsa's (RSA_2048)
 	store  *ddbstore.Store // the adapter on the tables, for seeding and reading behind the functions
 }
 
@@ -67,6 +66,13 @@ func newDataset(t *testing.T) dataset {
 		t.Fatal(err)
 	}
 	ds.keyID = aws.ToString(key.KeyMetadata.KeyId)
+	rsaKey, err := awskms.NewFromConfig(cfg).CreateKey(ctx, &awskms.CreateKeyInput{
+		KeySpec: kmstypes.KeySpecRsa2048, KeyUsage: kmstypes.KeyUsageTypeSignVerify, Description: aws.String("tests/lambda RS256"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds.rsaID = aws.ToString(rsaKey.KeyMetadata.KeyId)
 	return ds
 }
 
@@ -82,7 +88,8 @@ func functionEnv(t *testing.T, logicalID string, ds dataset) map[string]string {
 	}
 	env, _ := path(tp.functionProps(r), "Environment", "Variables").(map[string]any)
 	refs := maps.Clone(sampleRefs)
-	for k, v := range map[string]string{"ContextsTable": ds.tables.Contexts, "RegistryTable": ds.tables.Registry, "OutboxTable": ds.tables.Outbox, "SigningKey": ds.keyID} {
+	for k, v := range map[string]string{"ContextsTable": ds.tables.Contexts, "RegistryTable": ds.tables.Registry, "OutboxTable": ds.tables.Outbox,
+		"SigningKey": ds.keyID, "SigningKeyRsa": ds.rsaID} {
 		refs[k] = v
 	}
 	resolved := resolveEnv(t, env, refs)
@@ -262,7 +269,7 @@ func runFlow(t *testing.T, invoke invoker, notificationDestination string) flowS
 			}
 		}
 		return nil, fmt.Errorf("no JWK with kid %v", tk.Header["kid"])
-	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer("https://"+sampleRefs["DomainName"]), jwt.WithExpirationRequired())
+	}, jwt.WithValidMethods([]string{"ES256", "RS256"}), jwt.WithIssuer("https://"+sampleRefs["DomainName"]), jwt.WithExpirationRequired())
 	if err != nil || !parsed.Valid {
 		t.Fatalf("the token does not verify with the JWKS: %v", err)
 	}
@@ -309,24 +316,22 @@ func runFlow(t *testing.T, invoke invoker, notificationDestination string) flowS
 }
 
 // jwkKey turns a JWK into the P-256 public key it describes.
-func jwkKey(t *testing.T, k capif.JWK) *ecdsa.PublicKey {
+func jwkKey(t *testing.T, k capif.JWK) any {
 	t.Helper()
-	if k.Kty != "EC" || k.Crv != "P-256" || k.Alg != "ES256" {
+	var key any
+	var err error
+	switch {
+	case k.Kty == "EC" && k.Crv == "P-256" && k.Alg == "ES256":
+		key, err = signertest.PublicKey(k)
+	case k.Kty == "RSA" && k.Alg == "RS256":
+		key, err = signertest.RSAPublicKey(k)
+	default:
 		t.Fatalf("JWK %+v", k)
 	}
-	x, err1 := base64.RawURLEncoding.DecodeString(k.X)
-	y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("JWK coordinates: %v %v", err1, err2)
-	}
-	if len(x) != 32 || len(y) != 32 {
-		t.Fatalf("JWK coordinates of %d and %d bytes", len(x), len(y))
-	}
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
 	if err != nil {
 		t.Fatalf("JWK: %v", err)
 	}
-	return pub
+	return key
 }
 
 // seedOwed writes, through the DynamoDB adapter, what a revocation whose notification could not

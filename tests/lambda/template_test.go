@@ -474,9 +474,13 @@ func TestTemplateEnvironment(t *testing.T) {
 		// Only the token function signs; the others hold no key id and get no KMS permission.
 		f, _ := functionByID(id)
 		signs := f.signs
+		// SigningKey alone signs ES256; under TokenAlg=RS256 SigningKeyRsa signs and SigningKey
+		// stays listed for its tokens.
+		keyIDs := map[string]any{"Fn::If": []any{"IsRs256", map[string]any{"Fn::Join": []any{",", []any{ref("SigningKeyRsa"), ref("SigningKey")}}}, ref("SigningKey")}}
 		if (env["CAPIF_SIGNER"] == "kms") != signs || (env["CAPIF_KMS_KEY_IDS"] != nil) != signs ||
-			signs && !reflect.DeepEqual(env["CAPIF_KMS_KEY_IDS"], ref("SigningKey")) || !signs && env["CAPIF_SIGNER"] != "none" {
-			t.Errorf("%s: CAPIF_SIGNER %v, CAPIF_KMS_KEY_IDS %v", id, env["CAPIF_SIGNER"], env["CAPIF_KMS_KEY_IDS"])
+			signs && (!reflect.DeepEqual(env["CAPIF_KMS_KEY_IDS"], keyIDs) || !reflect.DeepEqual(env["CAPIF_TOKEN_ALG"], ref("TokenAlg"))) ||
+			!signs && env["CAPIF_SIGNER"] != "none" {
+			t.Errorf("%s: CAPIF_SIGNER %v, CAPIF_KMS_KEY_IDS %v, CAPIF_TOKEN_ALG %v", id, env["CAPIF_SIGNER"], env["CAPIF_KMS_KEY_IDS"], env["CAPIF_TOKEN_ALG"])
 		}
 		resolved := resolveEnv(t, env, sampleRefs)
 		getenv := func(k string) string { return resolved[k] }
@@ -590,6 +594,8 @@ var sampleRefs = map[string]string{
 	"RegistryTable":          "capif-security-registry",
 	"OutboxTable":            "capif-security-outbox",
 	"SigningKey":             "1234abcd-12ab-34cd-56ef-1234567890ab",
+	"SigningKeyRsa":          "9abcabcd-12ab-34cd-56ef-1234567890ab",
+	"TokenAlg":               "ES256",
 	"CcfClientKey":           "5678abcd-12ab-34cd-56ef-1234567890ab",
 	"CcfCertificateUri":      "s3://ccf-bucket/ccf/ccf.pem",
 	"CcfCertificateVersion":  "Q2NmQ2VydGlmaWNhdGUuMQ",
@@ -598,7 +604,7 @@ var sampleRefs = map[string]string{
 }
 
 // sampleConditions are the template's conditions under sampleRefs.
-var sampleConditions = map[string]bool{"HasCcfCertificate": true, "HasCcfCertificateVersion": true, "HasAefCa": true, "HasAefCaVersion": true,
+var sampleConditions = map[string]bool{"IsRs256": false, "HasCcfCertificate": true, "HasCcfCertificateVersion": true, "HasAefCa": true, "HasAefCaVersion": true,
 	"HasAlarmTopic": false, "HasHostedZone": false, "HasOwnershipVerification": false}
 
 // ifValue resolves an Fn::If under sampleConditions: the branch taken, and false for
@@ -644,6 +650,19 @@ func resolveEnv(t *testing.T, env map[string]any, refs map[string]string) map[st
 				out[k] = val
 				continue
 			}
+			if j, ok := v["Fn::Join"].([]any); ok && len(j) == 2 {
+				var parts []string
+				for _, item := range j[1].([]any) {
+					r, _ := item.(map[string]any)["Ref"].(string)
+					val, known := refs[r]
+					if !known {
+						t.Fatalf("%s: no sample value for Ref %s", k, r)
+					}
+					parts = append(parts, val)
+				}
+				out[k] = strings.Join(parts, j[0].(string))
+				continue
+			}
 			if s, ok := v["Fn::Sub"].(string); ok {
 				for name, val := range refs {
 					s = strings.ReplaceAll(s, "${"+name+"}", val)
@@ -668,18 +687,30 @@ func resolveEnv(t *testing.T, env map[string]any, refs map[string]string) map[st
 func TestTemplateSigningKey(t *testing.T) {
 	tp := loadTemplate(t)
 	keys := tp.resources("AWS::KMS::Key")
-	if len(keys) != 2 || keys["SigningKey"] == nil || keys["CcfClientKey"] == nil {
-		t.Fatalf("want two AWS::KMS::Keys, SigningKey and CcfClientKey; have %v", slices.Sorted(maps.Keys(keys)))
+	if len(keys) != 3 || keys["SigningKey"] == nil || keys["CcfClientKey"] == nil || keys["SigningKeyRsa"] == nil {
+		t.Fatalf("want three AWS::KMS::Keys, SigningKey, SigningKeyRsa and CcfClientKey; have %v", slices.Sorted(maps.Keys(keys)))
 	}
-	for _, name := range []string{"SigningKey", "CcfClientKey"} {
-		t.Run(name, func(t *testing.T) { checkKey(t, keys[name]) })
+	for name, spec := range map[string]string{"SigningKey": "ECC_NIST_P256", "CcfClientKey": "ECC_NIST_P256", "SigningKeyRsa": "RSA_2048"} {
+		t.Run(name, func(t *testing.T) { checkKey(t, keys[name], spec) })
+	}
+	// The RSA key exists only under TokenAlg=RS256, which is optional (ES256 by default): an
+	// existing stack updates with no new value and SigningKey unchanged.
+	if keys["SigningKeyRsa"]["Condition"] != "IsRs256" || keys["SigningKey"]["Condition"] != nil {
+		t.Errorf("conditions: SigningKeyRsa %v, SigningKey %v", keys["SigningKeyRsa"]["Condition"], keys["SigningKey"]["Condition"])
+	}
+	param, _ := tp.doc["Parameters"].(map[string]any)["TokenAlg"].(map[string]any)
+	if param["Default"] != "ES256" || !reflect.DeepEqual(param["AllowedValues"], []any{"ES256", "RS256"}) {
+		t.Errorf("TokenAlg: %v", param)
+	}
+	if desc, _ := props(keys["SigningKey"])["Description"].(map[string]any); !reflect.DeepEqual(desc, map[string]any{"Fn::Sub": "${AWS::StackName} CAPIF access token signing key (ES256)"}) {
+		t.Errorf("SigningKey's properties changed: %v", props(keys["SigningKey"]))
 	}
 }
 
-func checkKey(t *testing.T, key map[string]any) {
+func checkKey(t *testing.T, key map[string]any, spec string) {
 	p := props(key)
-	if p["KeySpec"] != "ECC_NIST_P256" || p["KeyUsage"] != "SIGN_VERIFY" {
-		t.Errorf("KeySpec %v KeyUsage %v", p["KeySpec"], p["KeyUsage"])
+	if p["KeySpec"] != spec || p["KeyUsage"] != "SIGN_VERIFY" {
+		t.Errorf("KeySpec %v KeyUsage %v, want %s", p["KeySpec"], p["KeyUsage"], spec)
 	}
 	if _, ok := p["EnableKeyRotation"]; ok {
 		t.Error("EnableKeyRotation is not allowed on an asymmetric key")

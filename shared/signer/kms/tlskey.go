@@ -10,6 +10,7 @@ import (
 	"time"
 
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
 
 // TLSKey is a KMS key (ECC_NIST_P256, SIGN_VERIFY) as a crypto.Signer: the private key of the
@@ -68,5 +69,5 @@ func (k *TLSKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), signTimeout)
 	defer cancel()
-	return kmsKey{client: k.client, keyID: k.keyID}.SignDigest(ctx, digest)
+	return kmsKey{client: k.client, keyID: k.keyID, algo: types.SigningAlgorithmSpecEcdsaSha256}.SignDigest(ctx, digest)
 }
