@@ -297,7 +297,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
-func (c *ccf) tokenWith(t *testing.T, s interface {
+func (c *ccf) tokenWith(t testing.TB, s interface {
 	Sign(context.Context, capif.TokenClaims) (string, error)
 }, cl capif.TokenClaims) string {
 	t.Helper()

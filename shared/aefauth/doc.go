@@ -29,9 +29,13 @@ A request is let through only when all of these hold; the first that fails decid
   - It carries exactly one "Authorization: Bearer <token>" header (RFC 6750 §2.1). The form-body and
     query forms are refused: they end up in logs. No header, or another scheme: 401 with a bare
     Bearer challenge. Two headers: 400 invalid_request.
-  - The token is a JWS signed with ES256 by a key of the CCF's JWKS chosen by its kid, with header
-    typ at+jwt (RFC 9068). alg none, HMAC algorithms (whatever the key) and any other algorithm
-    are refused before a key is looked at.
+  - The token is a JWS signed by a key of the CCF's JWKS chosen by its kid alone, with the
+    key's algorithm (the JWK's alg, or what its kty implies: ES256 for EC P-256, RS256 for RSA of
+    at least 2048 bits with e = 65537; weaker RSA keys are skipped when the JWKS is read) and
+    header typ at+jwt (RFC 9068). alg none, HMAC algorithms (whatever the key), PS256 and any
+    other algorithm are refused before a key is looked at. A JWKS of RSA keys only is a valid
+    set. Upgrade an AEF's aefauth before its CCF switches to RS256: the release before this one
+    refuses RS256 tokens.
   - iss equals Config.Issuer; aud contains Config.AefID; exp is present and not past, iat is
     present and not in the future, nbf (if any) is past, each with at most Leeway (30 s, the
     bound of TS 33.122) of clock skew; iat is at most Config.MaxTokenAge ago when that is set.

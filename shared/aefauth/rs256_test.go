@@ -119,3 +119,35 @@ func TestRS256(t *testing.T) {
 		t.Error("a 1024-bit key counts as RS256")
 	}
 }
+
+// BenchmarkVerify is one Verify of a cached key's token, for each algorithm.
+func BenchmarkVerify(b *testing.B) {
+	c := newCCF(b)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rs, err := local.New(rsaKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rsJWKS, _ := rs.JWKS(b.Context())
+	set := *c.jwks.Load()
+	set.Keys = append(set.Keys, rsJWKS.Keys...)
+	c.jwks.Store(&set)
+	api := c.verifier(b, nil).For(apiName)
+	for alg, tok := range map[string]string{capif.ES256: c.token(b, c.claims()), capif.RS256: c.tokenWith(b, rs, c.claims())} {
+		b.Run(alg, func(b *testing.B) {
+			r := request(tok, c.invokerA)
+			if _, err := api.Verify(b.Context(), r); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := api.Verify(b.Context(), r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -354,3 +354,18 @@ func TestLocalKMSRS256(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkLocalKMSSignRS256(b *testing.B) {
+	c := localClient(b)
+	s, err := New(c, []string{createRSAKey(b, c)}, capif.RS256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl := claims()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Sign(b.Context(), cl); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

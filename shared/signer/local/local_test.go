@@ -281,3 +281,17 @@ func mustB64(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+func BenchmarkSignRS256(b *testing.B) {
+	s, err := Open(b.TempDir(), capif.RS256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := claims("aef-1", "aef-2")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Sign(b.Context(), c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
