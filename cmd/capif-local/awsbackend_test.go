@@ -30,12 +30,18 @@ func init() {
 // newKMSKey creates an ES256 signing key in local-kms through the KMS API itself.
 func newKMSKey(t *testing.T) string {
 	t.Helper()
+	return newKMSKeySpec(t, kmstypes.KeySpecEccNistP256)
+}
+
+// newKMSKeySpec creates a signing key of spec in local-kms.
+func newKMSKeySpec(t *testing.T, spec kmstypes.KeySpec) string {
+	t.Helper()
 	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), &awskms.CreateKeyInput{
-		KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify,
+		KeySpec: spec, KeyUsage: kmstypes.KeyUsageTypeSignVerify,
 		Description: aws.String("capif-local HTTP suite"),
 	})
 	if err != nil {

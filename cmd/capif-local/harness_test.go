@@ -669,18 +669,30 @@ func checkJWKS(t testing.TB, ctype string, body []byte) {
 	kids := map[string]bool{}
 	for _, k := range set.Keys {
 		str := func(name string) string { s, _ := k[name].(string); return s }
-		if str("kty") != "EC" || str("crv") != "P-256" || str("alg") != "ES256" || str("use") != "sig" || str("kid") == "" {
-			t.Errorf("JWK is not an EC P-256 ES256 signing key with a kid: %v", k)
-		}
-		if _, err := jwkKey(str("x"), str("y")); err != nil {
-			t.Errorf("JWK %q: %v", str("kid"), err)
+		members := []string{"kty", "crv", "x", "y", "kid", "alg", "use"}
+		switch {
+		case str("use") != "sig" || str("kid") == "":
+			t.Errorf("JWK is not a signing key with a kid: %v", k)
+		case str("kty") == "RSA":
+			// RS256: an RSA 2048 key with e = 65537, and nothing private (d, p, q, dp, dq, qi).
+			members = []string{"kty", "n", "e", "kid", "alg", "use"}
+			n, err := base64.RawURLEncoding.DecodeString(str("n"))
+			if str("alg") != "RS256" || str("e") != "AQAB" || err != nil || len(n) != 256 || n[0] < 0x80 {
+				t.Errorf("JWK %q is not an RS256 RSA 2048 key with e = 65537: %v", str("kid"), k)
+			}
+		case str("kty") != "EC" || str("crv") != "P-256" || str("alg") != "ES256":
+			t.Errorf("JWK is neither an EC P-256 ES256 key nor an RS256 RSA key: %v", k)
+		default:
+			if _, err := jwkKey(str("x"), str("y")); err != nil {
+				t.Errorf("JWK %q: %v", str("kid"), err)
+			}
 		}
 		if kids[str("kid")] {
 			t.Errorf("JWKS repeats kid %q", str("kid"))
 		}
 		kids[str("kid")] = true
 		for name := range k {
-			if !slices.Contains([]string{"kty", "crv", "x", "y", "kid", "alg", "use"}, name) {
+			if !slices.Contains(members, name) {
 				t.Errorf("JWK %q publishes member %q (a private key part?)", str("kid"), name)
 			}
 		}

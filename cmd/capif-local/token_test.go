@@ -1,13 +1,19 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/shared/aefauth"
 	"github.com/capifcore/capif-security/shared/capif"
 )
 
@@ -252,5 +258,55 @@ func testTokenTTLAndAPIRoot(t *testing.T, r *runner) {
 	exp, _ := claims.GetExpirationTime()
 	if iat == nil || exp == nil || exp.Sub(iat.Time) != 90*time.Second || claims["iss"] != "https://capif.example.com/root" {
 		t.Errorf("iss %v, iat %v, exp %v; want the apiRoot and a 90s lifetime", claims["iss"], iat, exp)
+	}
+}
+
+// TestTokenAlgSwitch: a runner restarted with -token-alg RS256 issues RS256 tokens, publishes
+// both keys, and an AEF on aefauth accepts the new tokens and the ES256 ones issued before the
+// switch; on both back ends (local key files, KMS keys).
+func TestTokenAlgSwitch(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			r := startRunner(t, b)
+			inv := r.freshInvoker(t)
+			wantStatus(t, r.as(t, inv).create(inv, serviceSecurity(someDest, aefEntry(aefA, apiA1, "OAUTH"))), http.StatusCreated)
+			token := func(r *runner) string {
+				resp := r.as(t, inv).tokenReq(inv, grant(inv))
+				wantStatus(t, resp, http.StatusOK)
+				return decode[capif.AccessTokenRsp](t, resp).AccessToken
+			}
+			before := token(r)
+			extra := []string{"-token-alg", "RS256"}
+			if strings.HasPrefix(b.name, "dynamodb") { // the RSA_2048 key first, the EC key kept listed
+				extra = append(extra, "-kms-key-ids", newKMSKeySpec(t, "RSA_2048")+","+r.cfg.KMSKeyIDs[0])
+			}
+			r2 := r.restart(t, extra...)
+			cert, _ := r.certs.Load(inv) // the same invoker certificate: both tokens are bound to it
+			r2.certs.Store(inv, cert)
+			after := token(r2)
+			alg := func(tok string) string {
+				head, _, _ := strings.Cut(tok, ".")
+				b, _ := base64.RawURLEncoding.DecodeString(head)
+				var h struct{ Alg string }
+				_ = json.Unmarshal(b, &h)
+				return h.Alg
+			}
+			if alg(before) != "ES256" || alg(after) != "RS256" {
+				t.Fatalf("algorithms %s then %s, want ES256 then RS256", alg(before), alg(after))
+			}
+			v, err := aefauth.New(aefauth.Config{JWKSURL: r2.url + "/.well-known/jwks.json", Client: r2.as(t, aefA).hc, Issuer: "https://ccf.test", AefID: aefA})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, tok := range map[string]string{"ES256, issued before the switch": before, "RS256": after} {
+				req := httptest.NewRequest(http.MethodGet, "https://aef.test/alpha-one/x", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				leaf := cert.(tls.Certificate).Leaf
+				req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf}}}
+				if _, err := v.For("alpha-one").Verify(t.Context(), req); err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+			}
+		})
 	}
 }
