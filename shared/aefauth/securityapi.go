@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -144,7 +143,7 @@ func (v *Verifier) checkAuthentication(r *http.Request) (int, string) {
 	case req.APIInvokerID == "" || !hexFeatures(req.SupportedFeatures):
 		return http.StatusBadRequest, "apiInvokerId and supportedFeatures (hexadecimal) are required"
 	}
-	if cn, ok := oneCN(r.TLS.PeerCertificates[0]); !ok || cn != req.APIInvokerID {
+	if cn, ok := capif.SubjectCN(r.TLS.PeerCertificates[0]); !ok || cn != req.APIInvokerID {
 		return http.StatusForbidden, "the client certificate is not the apiInvokerId's"
 	}
 	return http.StatusOK, ""
@@ -176,25 +175,10 @@ func (v *Verifier) fromCCF(cs *tls.ConnectionState) (int, string) {
 		}
 		return http.StatusOK, ""
 	}
-	if cn, ok := oneCN(leaf); !ok || cn != v.cfg.CCFName {
+	if cn, ok := capif.SubjectCN(leaf); !ok || cn != v.cfg.CCFName {
 		return http.StatusForbidden, notCCF
 	}
 	return http.StatusOK, ""
-}
-
-// oneCN is the certificate's Subject CN when it has exactly one.
-func oneCN(c *x509.Certificate) (string, bool) {
-	var cns []string
-	for _, n := range c.Subject.Names {
-		if n.Type.Equal(asn1.ObjectIdentifier{2, 5, 4, 3}) {
-			s, _ := n.Value.(string)
-			cns = append(cns, s)
-		}
-	}
-	if len(cns) != 1 {
-		return "", false
-	}
-	return cns[0], true
 }
 
 // readJSON reads a JSON body of at most maxRevokeBody bytes into v.

@@ -2,6 +2,8 @@ package capif
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 )
 
@@ -68,3 +70,22 @@ type JWK struct {
 type JWKSet struct {
 	Keys []JWK `json:"keys"`
 }
+
+// SubjectCN is a certificate's one Subject CN, and false when its subject has none or several:
+// the identity rule of CAPIF certificates (the CN is the apiInvokerId or aefId, or the CCF's
+// name), applied alike by the CCF and by AEFs.
+func SubjectCN(c *x509.Certificate) (string, bool) {
+	var cns []string
+	for _, atv := range c.Subject.Names {
+		if atv.Type.Equal(oidCommonName) {
+			s, _ := atv.Value.(string)
+			cns = append(cns, s)
+		}
+	}
+	if len(cns) != 1 {
+		return "", false
+	}
+	return cns[0], true
+}
+
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}

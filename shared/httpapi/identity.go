@@ -3,7 +3,6 @@ package httpapi
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 )
 
@@ -93,8 +93,6 @@ func (c *ClientCertificates) Source(r *http.Request) (*x509.Certificate, error) 
 	return verifyChain(r.TLS.PeerCertificates[0], r.TLS.PeerCertificates[1:], c.roots, nil, c.now())
 }
 
-var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
-
 // CallerID is the one identity rule of the service: the certificate's Subject must carry exactly
 // one CN, which is the caller's registry id (an apiInvokerId or an aefId; the registry says
 // which). Whether that id is known is decided with the registry by the domain.
@@ -102,20 +100,14 @@ func CallerID(cert *x509.Certificate) (string, error) {
 	if cert == nil {
 		return "", errors.New("no client certificate was presented")
 	}
-	var cns []string
-	for _, atv := range cert.Subject.Names {
-		if atv.Type.Equal(oidCommonName) {
-			s, _ := atv.Value.(string)
-			cns = append(cns, s)
-		}
-	}
+	cn, ok := capif.SubjectCN(cert)
 	switch {
-	case len(cns) != 1:
-		return "", fmt.Errorf("the client certificate's subject has %d common names; exactly one is required", len(cns))
-	case cns[0] == "" || len(cns[0]) > security.MaxIDLength || !utf8.ValidString(cns[0]):
+	case !ok:
+		return "", errors.New("the client certificate's subject must have exactly one common name")
+	case cn == "" || len(cn) > security.MaxIDLength || !utf8.ValidString(cn):
 		return "", errors.New("the client certificate's common name is not a usable id")
 	}
-	return cns[0], nil
+	return cn, nil
 }
 
 // VerifyPEM parses a PEM client certificate and verifies it for client authentication against

@@ -2,7 +2,6 @@ package security
 
 import (
 	"context"
-	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -393,14 +392,7 @@ func (s *Service) RevokeCertificate(ctx context.Context, id, certPEM string, dry
 	if err != nil {
 		return RevokedCertificate{}, nil, invalid("the certificate " + err.Error())
 	}
-	var cns []string
-	for _, n := range c.Subject.Names {
-		if n.Type.Equal(asn1.ObjectIdentifier{2, 5, 4, 3}) {
-			v, _ := n.Value.(string)
-			cns = append(cns, v)
-		}
-	}
-	if len(cns) != 1 || cns[0] != id {
+	if cn, ok := capif.SubjectCN(c); !ok || cn != id {
 		return RevokedCertificate{}, nil, invalid(fmt.Sprintf("the certificate's one Subject CN must be %q", id))
 	}
 	rev := RevokedCertificate{Thumbprint: capif.CertThumbprint(c.Raw), PrincipalID: id, Issuer: c.Issuer.String(),
