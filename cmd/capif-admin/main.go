@@ -494,14 +494,16 @@ func defineList(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.APIID, d.APIName, strings.Join(aefs, ", "))
 		}
-		fmt.Fprintf(tw, "\nPINNED CERTIFICATE (SHA-256)\tPRINCIPAL\n")
+		fmt.Fprintf(tw, "\nPINNED CERTIFICATE (KEY)\tPRINCIPAL\n")
 		pinned := func(id string, certs *[]string) {
 			if certs == nil {
 				return
 			}
 			for _, p := range *certs {
 				if block, _ := pem.Decode([]byte(p)); block != nil {
-					fmt.Fprintf(tw, "%s\t%s\n", capif.CertThumbprint(block.Bytes), id)
+					if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+						fmt.Fprintf(tw, "%s\t%s\n", capif.CertificateKey(cert), id)
+					}
 				}
 			}
 		}
@@ -515,9 +517,9 @@ func defineList(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "\nREVOKED CERTIFICATE (SHA-256)\tPRINCIPAL\tISSUER\tSERIAL\tNOT AFTER\n")
+		fmt.Fprintf(tw, "\nREVOKED CERTIFICATE (KEY)\tPRINCIPAL\tISSUER\tSERIAL\tNOT AFTER\n")
 		for _, c := range revoked {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Thumbprint, c.PrincipalID, c.Issuer, c.Serial, c.NotAfter.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Key, c.PrincipalID, c.Issuer, c.Serial, c.NotAfter.Format(time.RFC3339))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -709,7 +711,7 @@ func defineRevokeCert(fs *flag.FlagSet) func(ctx context.Context, s *session) er
 		if s.dryRun {
 			verb = "dry run: would revoke"
 		}
-		fmt.Fprintf(s.stdout, "%s certificate %s of %s (issuer %s, serial %s, notAfter %s; kept until %s)\n", verb, rev.Thumbprint, rev.PrincipalID,
+		fmt.Fprintf(s.stdout, "%s certificate %s of %s (issuer %s, serial %s, notAfter %s; kept until %s)\n", verb, rev.Key, rev.PrincipalID,
 			rev.Issuer, rev.Serial, rev.NotAfter.Format(time.RFC3339), rev.Until().Format(time.RFC3339))
 		for _, o := range pushes {
 			fmt.Fprintf(s.stdout, "  push to AEF %s\t%s\t%s\n", o.Notification.AefID, strings.Join(o.Notification.APIIDs, ","), security.RedactURL(o.Destination))

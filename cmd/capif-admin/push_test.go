@@ -335,7 +335,7 @@ func TestAdminRevokeCert(t *testing.T) {
 	if err := os.WriteFile(certFile, leaked.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	thumb := capif.CertThumbprint(leaked.TLS.Leaf.Raw)
+	thumb := capif.CertificateKey(leaked.TLS.Leaf)
 	if out, err := adminEnv(t, env, "revoke-cert", "-id", "inv-1", "-cert", certFile); err == nil || !strings.Contains(out+err.Error(), "Subject CN") {
 		t.Errorf("a certificate of inv-2 revoked as inv-1's: %v\n%s", err, out)
 	}
@@ -343,7 +343,7 @@ func TestAdminRevokeCert(t *testing.T) {
 		t.Errorf("dry run: %v\n%s", err, out)
 	}
 	out, err := adminEnv(t, env, "list")
-	if err != nil || strings.Contains(out, thumb) || !strings.Contains(out, capif.CertThumbprint(pinned.TLS.Leaf.Raw)+"  inv-1") {
+	if err != nil || strings.Contains(out, thumb) || !strings.Contains(out, capif.CertificateKey(pinned.TLS.Leaf)+"  inv-1") {
 		t.Errorf("list before revoking (want the pin, no revocation): %v\n%s", err, out)
 	}
 	if out, err := adminEnv(t, env, "revoke-cert", "-id", "inv-2", "-cert", certFile); err != nil {

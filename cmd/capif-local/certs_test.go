@@ -53,7 +53,7 @@ func TestRevokedCertificateOnTheRunner(t *testing.T) {
 			args = append(args, "revoke-cert", "-id", inv, "-cert", certFile)
 			cmd := exec.Command("go", args...)
 			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "revoked certificate "+capif.CertThumbprint(leaked.TLS.Leaf.Raw)) {
+			if err != nil || !strings.Contains(string(out), "revoked certificate "+capif.CertificateKey(leaked.TLS.Leaf)) {
 				t.Fatalf("capif-admin revoke-cert: %v\n%s", err, out)
 			}
 			r2 := r.restart(t, "-registry", regPath)

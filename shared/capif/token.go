@@ -89,3 +89,12 @@ func SubjectCN(c *x509.Certificate) (string, bool) {
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// CertificateKey identifies a certificate for revocation and pinning: the base64url SHA-256 of
+// its signed part (TBSCertificate). Unlike CertThumbprint it does not change when the bytes of
+// the CA's signature are re-encoded (an ECDSA signature (r, s) verifies as (r, n−s) too), so a
+// revoked certificate cannot come back as "another" one.
+func CertificateKey(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.RawTBSCertificate)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}

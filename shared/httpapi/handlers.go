@@ -112,7 +112,7 @@ func (a *api) identify(w http.ResponseWriter, r *http.Request, op security.Opera
 		var id string
 		if id, err = CallerID(cert); err == nil {
 			infoOf(r).caller = id
-			return security.Caller{ID: id, CertSHA256: capif.CertThumbprint(cert.Raw)}, true
+			return security.Caller{ID: id, CertSHA256: capif.CertThumbprint(cert.Raw), CertKey: capif.CertificateKey(cert)}, true
 		}
 		err = security.Unauthenticated(op, err.Error())
 	}

@@ -386,7 +386,8 @@ func (s *Service) ContextSummaries(ctx context.Context, ids []string) (map[strin
 // invoker it owes each AEF of its context that has an aefSecurityRoot a push for all the
 // invoker's apiIds there (cause UNEXPECTED_REASON: Rel-18 receivers know no other), written in
 // the change that records the revocation, so the AEFs refuse the tokens issued to the
-// certificate. With dryRun nothing is written. It returns the revocation and the pushes.
+// certificate; AEFs the certificate added to the context meanwhile are owed theirs right after.
+// With dryRun nothing is written. It returns the revocation and the pushes.
 func (s *Service) RevokeCertificate(ctx context.Context, id, certPEM string, dryRun bool) (RevokedCertificate, []Owed, error) {
 	c, err := certificateOf(certPEM)
 	if err != nil {
@@ -395,24 +396,11 @@ func (s *Service) RevokeCertificate(ctx context.Context, id, certPEM string, dry
 	if cn, ok := capif.SubjectCN(c); !ok || cn != id {
 		return RevokedCertificate{}, nil, invalid(fmt.Sprintf("the certificate's one Subject CN must be %q", id))
 	}
-	rev := RevokedCertificate{Thumbprint: capif.CertThumbprint(c.Raw), PrincipalID: id, Issuer: c.Issuer.String(),
+	rev := RevokedCertificate{Key: capif.CertificateKey(c), PrincipalID: id, Issuer: c.Issuer.String(),
 		Serial: c.SerialNumber.Text(16), SubjectCN: id, NotAfter: c.NotAfter.UTC(), RevokedAt: s.clock.Now().UTC()}
-	snap, err := s.load(ctx, Query{APIInvokerID: id})
+	pushes, err := s.certificatePushes(ctx, id)
 	if err != nil {
 		return rev, nil, err
-	}
-	var pushes []Owed
-	if snap.Context != nil {
-		// Everything stays in the context: withdraw only names the AEFs and their apiIds.
-		_, owed, err := s.withdraw(snap.Context, func(Target) bool { return true }, capif.UnexpectedReason, s.principalReader(ctx))
-		if err != nil {
-			return rev, nil, err
-		}
-		for _, o := range owed {
-			if o.Receiver() == ToAEF {
-				pushes = append(pushes, o)
-			}
-		}
 	}
 	if dryRun {
 		return rev, pushes, nil
@@ -425,6 +413,45 @@ func (s *Service) RevokeCertificate(ctx context.Context, id, certPEM string, dry
 	}); err != nil {
 		return rev, nil, err
 	}
+	// The certificate may have added AEFs to the context between the read above and the commit;
+	// from the commit on it cannot, so one more read finds every AEF still owed a push.
+	later, err := s.certificatePushes(ctx, id)
+	if err == nil {
+		if extra := uncovered(later, pushes); len(extra) > 0 {
+			if err = s.registry.Update(ctx, func(tx RegistryTx) error { return tx.Owe(extra) }); err == nil {
+				pushes = append(pushes, extra...)
+			}
+		}
+	}
 	s.deliver(ctx, pushes)
+	if err != nil {
+		return rev, pushes, fmt.Errorf("revoked, but pushes to AEFs added meanwhile were not recorded (run it again): %w", err)
+	}
 	return rev, pushes, nil
+}
+
+// certificatePushes are the pushes a revoked certificate of id owes: for an invoker with a
+// context, one per AEF with a root, naming all its apiIds there. Everything stays in the
+// context: withdraw only names the AEFs and their apiIds.
+func (s *Service) certificatePushes(ctx context.Context, id string) ([]Owed, error) {
+	snap, err := s.load(ctx, Query{APIInvokerID: id})
+	if err != nil || snap.Context == nil {
+		return nil, err
+	}
+	_, owed, err := s.withdraw(snap.Context, func(Target) bool { return true }, capif.UnexpectedReason, s.principalReader(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(owed, func(o Owed) bool { return o.Receiver() != ToAEF }), nil
+}
+
+// uncovered are the pushes of later that no push of earlier already makes (same AEF, root and
+// apiIds).
+func uncovered(later, earlier []Owed) []Owed {
+	key := func(o Owed) string {
+		return o.Destination + "\x00" + o.Notification.AefID + "\x00" + strings.Join(o.Notification.APIIDs, ",")
+	}
+	return slices.DeleteFunc(later, func(o Owed) bool {
+		return slices.ContainsFunc(earlier, func(e Owed) bool { return key(e) == key(o) })
+	})
 }

@@ -18,6 +18,8 @@ type Caller struct {
 	// CertSHA256 is the RFC 8705 thumbprint (base64url SHA-256 of the DER) of that certificate,
 	// which certificate-bound access tokens carry as cnf.x5t#S256.
 	CertSHA256 string
+	// CertKey is capif.CertificateKey of that certificate: what revocations and pins name.
+	CertKey string
 }
 
 // Operation is one service operation of the CAPIF_Security_API, as far as its identity rule
@@ -58,7 +60,7 @@ func (op Operation) ownTarget() bool {
 // decode a request, so that a decoding error is reported only to a caller allowed to see it;
 // the operations apply the same rule to what their own single read returned.
 func (s *Service) Authorize(ctx context.Context, op Operation, caller Caller, id string) error {
-	snap, err := s.load(ctx, Query{CallerID: caller.ID, CertSHA256: caller.CertSHA256})
+	snap, err := s.load(ctx, Query{CallerID: caller.ID, CertKey: caller.CertKey})
 	if err != nil {
 		return err
 	}
@@ -75,7 +77,7 @@ func (s *Service) loadAuthorized(ctx context.Context, op Operation, caller Calle
 	if op.ownTarget() && caller.ID != id {
 		q = Query{CallerID: caller.ID}
 	}
-	q.CertSHA256 = caller.CertSHA256 // a revoked certificate is one more key of the same read
+	q.CertKey = caller.CertKey // a revoked certificate is one more key of the same read
 	snap, err := s.load(ctx, q)
 	if err != nil {
 		return nil, err
@@ -88,17 +90,17 @@ func (s *Service) loadAuthorized(ctx context.Context, op Operation, caller Calle
 
 // authorize refuses, before op's identity rule, a certificate the operator revoked
 // (capif-admin revoke-cert) and one its principal did not pin, each with a WARN naming the
-// reason and the thumbprint (never the certificate).
+// reason and the certificate's key (never the certificate).
 func (s *Service) authorize(op Operation, snap *Snapshot, caller Caller, id string) error {
 	refuse := func(reason string) error {
 		s.cfg.Logger.Warn("client certificate refused", slog.String("reason", reason), slog.String("operation", op.String()),
-			slog.String("caller", caller.ID), slog.String("certSha256", caller.CertSHA256))
+			slog.String("caller", caller.ID), slog.String("certKey", caller.CertKey))
 		return Unauthenticated(op, "the client certificate "+reason)
 	}
 	if r := snap.RevokedCert; r != nil && !s.clock.Now().After(r.Until()) {
 		return refuse("was revoked")
 	}
-	if p := snap.Caller; p != nil && len(p.CertificatePins) > 0 && !slices.Contains(p.CertificatePins, caller.CertSHA256) {
+	if p := snap.Caller; p != nil && len(p.CertificatePins) > 0 && !slices.Contains(p.CertificatePins, caller.CertKey) {
 		return refuse("is not one that " + p.ID + " pinned")
 	}
 	return authorize(op, snap.Caller, caller.ID, id)

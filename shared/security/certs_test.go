@@ -1,7 +1,12 @@
 package security_test
 
 import (
+	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -19,7 +24,7 @@ func certOf(t *testing.T, ca *devpki.CA, id string, validFor time.Duration) (str
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(issued.CertPEM), security.Caller{ID: id, CertSHA256: capif.CertThumbprint(issued.TLS.Leaf.Raw)}
+	return string(issued.CertPEM), security.Caller{ID: id, CertKey: capif.CertificateKey(issued.TLS.Leaf)}
 }
 
 func newCA(t *testing.T) *devpki.CA {
@@ -47,7 +52,7 @@ func everyOperation(e *env, caller security.Caller) map[string]error {
 }
 
 // TestRevokedCertificate: a revoked certificate is refused on every operation (401; the token
-// endpoint's invalid_client) with a WARN naming the thumbprint; the principal's other
+// endpoint's invalid_client) with a WARN naming the certificate key; the principal's other
 // certificate works; the revocation lapses a day after notAfter.
 func TestRevokedCertificate(t *testing.T) {
 	t.Parallel()
@@ -66,8 +71,8 @@ func TestRevokedCertificate(t *testing.T) {
 					t.Errorf("%s with the revoked certificate: %v, want 401", op, err)
 				}
 			}
-			if !strings.Contains(e.logs.String(), `"reason":"was revoked"`) || !strings.Contains(e.logs.String(), bad.CertSHA256) {
-				t.Errorf("no WARN naming the reason and the thumbprint:\n%s", e.logs.String())
+			if !strings.Contains(e.logs.String(), `"reason":"was revoked"`) || !strings.Contains(e.logs.String(), bad.CertKey) {
+				t.Errorf("no WARN naming the reason and the certificate key:\n%s", e.logs.String())
 			}
 			for op, err := range everyOperation(e, good) {
 				if err != nil && !errors.Is(err, security.ErrNotFound) {
@@ -142,6 +147,33 @@ func TestRevokeCertificatePushes(t *testing.T) {
 	}
 }
 
+// TestRevokeCertificateRace: an update the certificate makes between revoke-cert's read and its
+// commit, adding an AEF to the context, still gets that AEF its push.
+func TestRevokeCertificateRace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.importAEFs(security.AEFRecord{AefID: "aef1", AefSecurityRoot: strp(rootAEF1 + "/")}, security.AEFRecord{AefID: "aef2", AefSecurityRoot: strp(rootAEF2)})
+	e.create("inv1", request(entry("aef1", capif.PSK, capif.OAUTH)))
+	ca := newCA(t)
+	leaked, caller := certOf(t, ca, "inv1", time.Hour)
+	e.hooks.AfterLoad = func() {
+		if _, err := e.svc.UpdateSecurityContext(ctx, caller, "inv1", standardRequest()); err != nil {
+			t.Errorf("the racing update: %v", err)
+		}
+	}
+	_, pushes, err := e.svc.RevokeCertificate(ctx, "inv1", leaked, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]capif.RevokeAuthorizationReq{
+		pushAEF1: {push("aef1", capif.UnexpectedReason, "apiA", "apiB", "apiD")},
+		pushAEF2: {push("aef2", capif.UnexpectedReason, "apiC", "apiD")},
+	}
+	if got := e.notifier.Pushes(t); dump(got) != dump(want) || len(pushes) != 2 {
+		t.Errorf("pushes %s (returned %d), want %s", dump(got), len(pushes), dump(want))
+	}
+}
+
 // TestRevokedCertificateOutlivesTheRegistry: remove-invoker then re-adding the id, and import
 // -prune, leave the revocation in force.
 func TestRevokedCertificateOutlivesTheRegistry(t *testing.T) {
@@ -167,7 +199,7 @@ func TestRevokedCertificateOutlivesTheRegistry(t *testing.T) {
 		t.Error("the revoked certificate works again after the id was removed and re-added")
 	}
 	exported, err := e.svc.ExportRegistry(ctx)
-	if err != nil || strings.Contains(dump(exported), bad.CertSHA256) {
+	if err != nil || strings.Contains(dump(exported), bad.CertKey) {
 		t.Errorf("export carries the revocation: %v", err)
 	}
 }
@@ -221,4 +253,69 @@ func TestPinnedCertificates(t *testing.T) {
 		!strings.Contains(err.Error(), "apiInvokers[0].certificates[0]") {
 		t.Errorf("a pin that is no certificate: %v", err)
 	}
+}
+
+// TestRevokedCertificateReencoded: an ECDSA signature (r, s) verifies as (r, n−s) too, so
+// anyone holding a leaked certificate can make a second encoding of it that chains to the CA
+// and has another DER thumbprint. The revocation names the signed part, so that copy is refused
+// as well.
+func TestRevokedCertificateReencoded(t *testing.T) {
+	t.Parallel()
+	e := newPushEnv(t)
+	ca := newCA(t)
+	leaked, original := certOf(t, ca, "inv1", 24*time.Hour)
+	twin := malleate(t, leaked)
+	if _, err := twin.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("the re-encoded certificate does not chain to the CA: %v", err)
+	}
+	block, _ := pem.Decode([]byte(leaked))
+	if capif.CertThumbprint(twin.Raw) == capif.CertThumbprint(block.Bytes) {
+		t.Fatal("the re-encoding did not change the DER")
+	}
+	caller := security.Caller{ID: "inv1", CertKey: capif.CertificateKey(twin)}
+	if caller.CertKey != original.CertKey {
+		t.Fatalf("CertificateKey differs between encodings: %s vs %s", caller.CertKey, original.CertKey)
+	}
+	if _, _, err := e.svc.RevokeCertificate(ctx, "inv1", leaked, false); err != nil {
+		t.Fatal(err)
+	}
+	for op, err := range everyOperation(e, caller) {
+		var se *security.Error
+		if !errors.As(err, &se) || se.Kind != security.KindUnauthenticated {
+			t.Errorf("%s with the re-encoded revoked certificate: %v, want 401", op, err)
+		}
+	}
+}
+
+// malleate returns certPEM with its ECDSA P-256 signature (r, s) replaced by (r, n−s).
+func malleate(t *testing.T, certPEM string) *x509.Certificate {
+	t.Helper()
+	block, _ := pem.Decode([]byte(certPEM))
+	var cert struct {
+		TBS       asn1.RawValue
+		Algorithm asn1.RawValue
+		Signature asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(block.Bytes, &cert); err != nil {
+		t.Fatal(err)
+	}
+	var sig struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(cert.Signature.Bytes, &sig); err != nil {
+		t.Fatal(err)
+	}
+	sig.S = new(big.Int).Sub(elliptic.P256().Params().N, sig.S)
+	sigDER, err := asn1.Marshal(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert.Signature = asn1.BitString{Bytes: sigDER, BitLength: 8 * len(sigDER)}
+	der, err := asn1.Marshal(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return twin
 }

@@ -77,7 +77,7 @@ type RegistryTx interface {
 	// RegistryTx, and its error fails the change. A context written concurrently makes the
 	// change lose, so it is re-run.
 	DeleteContext(apiInvokerID string, owe func(*SecurityContext) ([]Owed, error)) error
-	// PutRevokedCertificate records a revoked client certificate (by its Thumbprint), kept
+	// PutRevokedCertificate records a revoked client certificate (by its Key), kept
 	// until its Until; stores may drop it after.
 	PutRevokedCertificate(c *RevokedCertificate) error
 	// Owe writes notifications to the outbox in the same change, as DeleteContext's owe does.
@@ -166,9 +166,9 @@ type Query struct {
 	AefIDs        []string // AEF catalogues needed to resolve securityInfo entries
 	InterfaceKeys []string // interface index entries needed to resolve interfaceDetails entries
 	Principals    []string // registry principals besides the caller (admin revocations: the AEFs' roots)
-	// CertSHA256 is the caller's certificate thumbprint: its revocation item, if any, is read
-	// in the same request.
-	CertSHA256 string
+	// CertKey is the caller's capif.CertificateKey: its revocation item, if any, is read in the
+	// same request.
+	CertKey string
 }
 
 // Snapshot is what Store.Load found.
@@ -178,6 +178,6 @@ type Snapshot struct {
 	AEFs       map[string]*AEF           // by aefId; absent: unknown AEF
 	Interfaces map[string][]PublishedAPI // by InterfaceKey; absent: no such published interface
 	Principals map[string]*Principal     // Query.Principals found, by id
-	// RevokedCert is the revocation of Query.CertSHA256's certificate; nil: not revoked.
+	// RevokedCert is the revocation of Query.CertKey's certificate; nil: not revoked.
 	RevokedCert *RevokedCertificate
 }

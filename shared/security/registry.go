@@ -177,7 +177,7 @@ func importDoc(tx RegistryTx, doc RegistryDoc) error {
 			for _, pemText := range *certs {
 				c, _ := certificateOf(pemText) // checked by Validate
 				p.Certificates = append(p.Certificates, pemText)
-				p.CertificatePins = append(p.CertificatePins, capif.CertThumbprint(c.Raw))
+				p.CertificatePins = append(p.CertificatePins, capif.CertificateKey(c))
 			}
 		}
 		return tx.PutPrincipal(p)

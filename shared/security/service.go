@@ -139,10 +139,10 @@ func (s *Service) load(ctx context.Context, q Query) (*Snapshot, error) {
 	q.AefIDs = slices.DeleteFunc(q.AefIDs, func(id string) bool { return !keep(id) })
 	q.Principals = slices.DeleteFunc(q.Principals, func(id string) bool { return !keep(id) })
 	q.InterfaceKeys = slices.DeleteFunc(q.InterfaceKeys, func(k string) bool { return !utf8.ValidString(k) || len(k) > 2*MaxIDLength })
-	if len(q.CertSHA256) > MaxIDLength {
-		q.CertSHA256 = "" // no thumbprint is this long: nothing can be revoked under it
+	if len(q.CertKey) > MaxIDLength {
+		q.CertKey = "" // no certificate key is this long: nothing can be revoked under it
 	}
-	if q.CallerID == "" && q.APIInvokerID == "" && len(q.AefIDs) == 0 && len(q.InterfaceKeys) == 0 && len(q.Principals) == 0 && q.CertSHA256 == "" {
+	if q.CallerID == "" && q.APIInvokerID == "" && len(q.AefIDs) == 0 && len(q.InterfaceKeys) == 0 && len(q.Principals) == 0 && q.CertKey == "" {
 		return &Snapshot{}, nil
 	}
 	return s.store.Load(ctx, q)

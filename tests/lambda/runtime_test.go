@@ -192,7 +192,7 @@ func TestRuntimeDeadlineUnderEmulator(t *testing.T) {
 
 // runRevokedCertificate revokes invoker-1's certificate in the data set (as capif-admin
 // revoke-cert does) and sends a request with it to every function: each answers 401 and logs
-// the WARN naming the certificate's thumbprint.
+// the WARN naming the certificate's key.
 func runRevokedCertificate(t *testing.T, ds dataset, invoke invoker) string {
 	pemText := devCert(t, "clients/invoker-1.pem")
 	block, _ := pem.Decode([]byte(pemText))
@@ -200,9 +200,9 @@ func runRevokedCertificate(t *testing.T, ds dataset, invoke invoker) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	thumb := capif.CertThumbprint(cert.Raw)
+	thumb := capif.CertificateKey(cert)
 	if err := ds.store.Update(context.Background(), func(tx security.RegistryTx) error {
-		return tx.PutRevokedCertificate(&security.RevokedCertificate{Thumbprint: thumb, PrincipalID: "invoker-1", NotAfter: cert.NotAfter})
+		return tx.PutRevokedCertificate(&security.RevokedCertificate{Key: thumb, PrincipalID: "invoker-1", NotAfter: cert.NotAfter})
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -177,6 +177,7 @@ type Store struct {
 	Conflicts     int                                // Replace answers ErrConflict this many more times; < 0: always
 	OnConflict    func()                             // runs when a conflict is injected
 	BeforeReplace func(sc *security.SecurityContext) // runs once, before the next real Replace
+	AfterLoad     func()                             // runs once, after the next successful Load
 	replaceCalls  int
 }
 
@@ -185,7 +186,17 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 	if s.LoadErr != nil {
 		return nil, s.LoadErr
 	}
-	return s.Store.Load(ctx, q)
+	snap, err := s.Store.Load(ctx, q)
+	s.mu.Lock()
+	after := s.AfterLoad
+	if err == nil {
+		s.AfterLoad = nil
+	}
+	s.mu.Unlock()
+	if err == nil && after != nil {
+		after()
+	}
+	return snap, err
 }
 
 // Create answers CreateErr or the wrapped store's Create.

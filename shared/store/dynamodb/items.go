@@ -31,7 +31,7 @@ const (
 	kindAEF       = "A#" // AEF catalogue (absent when the AEF publishes nothing)
 	kindAPI       = "S#" // published service API description, as imported
 	kindInterface = "I#" // interface index entry, by security.InterfaceKey
-	kindRevoked   = "R#" // revoked client certificate, by thumbprint (capif.CertThumbprint)
+	kindRevoked   = "R#" // revoked client certificate, by capif.CertificateKey
 )
 
 // attrExpiresAt is the registry table's TTL attribute (unix seconds): DynamoDB deletes a revoked

@@ -320,7 +320,7 @@ func (tx *regTx) PutRevokedCertificate(c *security.RevokedCertificate) error {
 	if err != nil {
 		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
 	}
-	item, err := attributevalue.MarshalMap(registryItem{PK: registryKey(kindRevoked, c.Thumbprint), Kind: kindRevoked, Version: 1})
+	item, err := attributevalue.MarshalMap(registryItem{PK: registryKey(kindRevoked, c.Key), Kind: kindRevoked, Version: 1})
 	if err != nil {
 		return fmt.Errorf("dynamodb %s: %w", tx.op, err)
 	}
@@ -541,6 +541,6 @@ func (s *Store) Records(ctx context.Context) (security.RegistryRecords, error) {
 	}
 	slices.SortFunc(out.Principals, func(a, b security.Principal) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(out.APIs, func(a, b capif.ServiceAPIDescription) int { return strings.Compare(a.APIID, b.APIID) })
-	slices.SortFunc(out.RevokedCertificates, func(a, b security.RevokedCertificate) int { return strings.Compare(a.Thumbprint, b.Thumbprint) })
+	slices.SortFunc(out.RevokedCertificates, func(a, b security.RevokedCertificate) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }

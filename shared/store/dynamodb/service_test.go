@@ -105,10 +105,10 @@ func TestRequestBudgets(t *testing.T) {
 	importWorld(t, svc, w)
 	ctx := context.Background()
 
-	// A revoked certificate of the invoker: every request reads its thumbprint's item in its one
+	// A revoked certificate of the invoker: every request reads its certificate key's item in its one
 	// BatchGetItem, so the revocation costs no round trip.
 	if err := s.Update(ctx, func(tx security.RegistryTx) error {
-		return tx.PutRevokedCertificate(&security.RevokedCertificate{Thumbprint: "revoked-thumb", PrincipalID: w.inv, NotAfter: time.Now().Add(time.Hour)})
+		return tx.PutRevokedCertificate(&security.RevokedCertificate{Key: "revoked-thumb", PrincipalID: w.inv, NotAfter: time.Now().Add(time.Hour)})
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -118,34 +118,34 @@ func TestRequestBudgets(t *testing.T) {
 		want []string // the request budget, in order
 	}{
 		{"token with a revoked certificate: refused", func() error {
-			_, err := svc.ObtainAuthorization(ctx, security.Caller{ID: w.inv, CertSHA256: "revoked-thumb"}, w.inv, w.tokenReq())
+			_, err := svc.ObtainAuthorization(ctx, security.Caller{ID: w.inv, CertKey: "revoked-thumb"}, w.inv, w.tokenReq())
 			if err == nil {
 				return errors.New("a revoked certificate got a token")
 			}
 			return nil
 		}, []string{"BatchGetItem"}},
 		{"create (PUT)", func() error {
-			_, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv, CertSHA256: "thumb-inv"}, w.inv, w.request("https://inv.example.com/v1"))
+			_, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv, CertKey: "thumb-inv"}, w.inv, w.request("https://inv.example.com/v1"))
 			return err
 		}, []string{"BatchGetItem", "PutItem"}},
 		{"update (POST …/update)", func() error {
-			_, err := svc.UpdateSecurityContext(ctx, security.Caller{ID: w.inv, CertSHA256: "thumb-inv"}, w.inv, w.request("https://inv.example.com/v2"))
+			_, err := svc.UpdateSecurityContext(ctx, security.Caller{ID: w.inv, CertKey: "thumb-inv"}, w.inv, w.request("https://inv.example.com/v2"))
 			return err
 		}, []string{"BatchGetItem", "PutItem"}},
 		{"get (GET)", func() error {
-			_, err := svc.GetInvokerInfo(ctx, security.Caller{ID: w.aef1, CertSHA256: "thumb-aef1"}, w.inv, security.InvokerInfoQuery{AuthenticationInfo: true, AuthorizationInfo: true})
+			_, err := svc.GetInvokerInfo(ctx, security.Caller{ID: w.aef1, CertKey: "thumb-aef1"}, w.inv, security.InvokerInfoQuery{AuthenticationInfo: true, AuthorizationInfo: true})
 			return err
 		}, []string{"BatchGetItem"}},
 		{"token", func() error {
-			_, err := svc.ObtainAuthorization(ctx, security.Caller{ID: w.inv, CertSHA256: "thumb-inv"}, w.inv, w.tokenReq())
+			_, err := svc.ObtainAuthorization(ctx, security.Caller{ID: w.inv, CertKey: "thumb-inv"}, w.inv, w.tokenReq())
 			return err
 		}, []string{"BatchGetItem"}},
 		{"revoke (POST …/delete), delivered", func() error {
-			return svc.Revoke(ctx, security.Caller{ID: w.aef1, CertSHA256: "thumb-aef1"}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage})
+			return svc.Revoke(ctx, security.Caller{ID: w.aef1, CertKey: "thumb-aef1"}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage})
 		}, []string{"BatchGetItem", "TransactWriteItems", "DeleteItem"}}, // the last is Delivered
 		{"revoke all (DELETE), not delivered", func() error {
 			notifier.Err = errors.New("injected delivery failure")
-			return svc.RevokeAll(ctx, security.Caller{ID: w.aef2, CertSHA256: "thumb-aef2"}, w.inv)
+			return svc.RevokeAll(ctx, security.Caller{ID: w.aef2, CertKey: "thumb-aef2"}, w.inv)
 		}, []string{"BatchGetItem", "TransactWriteItems", "UpdateItem"}}, // the last records the failed inline attempt
 	}
 	for _, st := range steps {
@@ -183,17 +183,17 @@ func TestRevocationThrottled(t *testing.T) {
 	w := newWorld()
 	importWorld(t, svc, w)
 	ctx := context.Background()
-	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv, CertSHA256: "thumb-inv"}, w.inv, w.request("https://inv.example.com/cb")); err != nil {
+	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv, CertKey: "thumb-inv"}, w.inv, w.request("https://inv.example.com/cb")); err != nil {
 		t.Fatal(err)
 	}
 	before := storedContext(t, s, w.inv)
 
 	for name, revoke := range map[string]func(context.Context) error{
 		"DELETE": func(ctx context.Context) error {
-			return svc.RevokeAll(ctx, security.Caller{ID: w.aef1, CertSHA256: "thumb-aef1"}, w.inv)
+			return svc.RevokeAll(ctx, security.Caller{ID: w.aef1, CertKey: "thumb-aef1"}, w.inv)
 		},
 		"POST delete": func(ctx context.Context) error {
-			return svc.Revoke(ctx, security.Caller{ID: w.aef2, CertSHA256: "thumb-aef2"}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiC}, Cause: capif.UnexpectedReason})
+			return svc.Revoke(ctx, security.Caller{ID: w.aef2, CertKey: "thumb-aef2"}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiC}, Cause: capif.UnexpectedReason})
 		},
 	} {
 		throttle.Store(true)
@@ -244,7 +244,7 @@ func TestDeadline(t *testing.T) {
 	} {
 		c, cancel := ctx()
 		start := time.Now()
-		_, err := svc.GetInvokerInfo(c, security.Caller{ID: w.aef1, CertSHA256: "thumb-aef1"}, w.inv, security.InvokerInfoQuery{AuthenticationInfo: false, AuthorizationInfo: false})
+		_, err := svc.GetInvokerInfo(c, security.Caller{ID: w.aef1, CertKey: "thumb-aef1"}, w.inv, security.InvokerInfoQuery{AuthenticationInfo: false, AuthorizationInfo: false})
 		cancel()
 		took := time.Since(start)
 		if !errors.Is(err, security.ErrUnavailable) {
@@ -295,7 +295,7 @@ func TestServiceConcurrency(t *testing.T) {
 	w := newWorld()
 	importWorld(t, svc, w)
 	ctx := context.Background()
-	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv, CertSHA256: "thumb-inv"}, w.inv, w.request("https://inv.example.com/0", capif.PSK)); err != nil {
+	if _, err := svc.CreateSecurityContext(ctx, security.Caller{ID: w.inv, CertKey: "thumb-inv"}, w.inv, w.request("https://inv.example.com/0", capif.PSK)); err != nil {
 		t.Fatal(err)
 	}
 	first := storedContext(t, base, w.inv)
@@ -320,13 +320,13 @@ func TestServiceConcurrency(t *testing.T) {
 			switch i % 3 {
 			case 0:
 				kind = "update"
-				_, err = svc.UpdateSecurityContext(ctx, security.Caller{ID: w.inv, CertSHA256: "thumb-inv"}, w.inv, w.request(fmt.Sprintf("https://inv.example.com/%d", i), capif.PSK))
+				_, err = svc.UpdateSecurityContext(ctx, security.Caller{ID: w.inv, CertKey: "thumb-inv"}, w.inv, w.request(fmt.Sprintf("https://inv.example.com/%d", i), capif.PSK))
 			case 1:
 				kind = "revoke apiA"
-				err = svc.Revoke(ctx, security.Caller{ID: w.aef1, CertSHA256: "thumb-aef1"}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage})
+				err = svc.Revoke(ctx, security.Caller{ID: w.aef1, CertKey: "thumb-aef1"}, w.inv, &capif.SecurityNotification{APIInvokerID: w.inv, APIIDs: []string{w.apiA}, Cause: capif.OverlimitUsage})
 			case 2:
 				kind = "revoke all of aef2"
-				err = svc.RevokeAll(ctx, security.Caller{ID: w.aef2, CertSHA256: "thumb-aef2"}, w.inv)
+				err = svc.RevokeAll(ctx, security.Caller{ID: w.aef2, CertKey: "thumb-aef2"}, w.inv)
 			}
 			results[i] = outcome{kind, err, time.Since(t0)}
 		})

@@ -250,8 +250,8 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 			keys = append(keys, reg(kindPrincipal, id))
 		}
 	}
-	if q.CertSHA256 != "" {
-		keys = append(keys, reg(kindRevoked, q.CertSHA256))
+	if q.CertKey != "" {
+		keys = append(keys, reg(kindRevoked, q.CertKey))
 	}
 	snap := &security.Snapshot{AEFs: map[string]*security.AEF{}, Interfaces: map[string][]security.PublishedAPI{}, Principals: map[string]*security.Principal{}}
 	if len(keys) == 0 {
@@ -273,7 +273,7 @@ func (s *Store) Load(ctx context.Context, q security.Query) (*security.Snapshot,
 		}
 		snap.Caller = &p
 	}
-	if it := found[reg(kindRevoked, q.CertSHA256)]; it != nil && q.CertSHA256 != "" {
+	if it := found[reg(kindRevoked, q.CertKey)]; it != nil && q.CertKey != "" {
 		var c security.RevokedCertificate
 		if err := decodeDoc(it[attrDoc], &c); err != nil {
 			return nil, fmt.Errorf("dynamodb Load: revoked certificate: %w", err)

@@ -48,7 +48,7 @@ var (
 	bucketOutbox     = []byte("outbox")
 	bucketCtxAEFs    = []byte("contextAefs")
 	bucketMeta       = []byte("meta")
-	bucketRevoked    = []byte("revokedCertificates") // by thumbprint
+	bucketRevoked    = []byte("revokedCertificates") // by capif.CertificateKey
 
 	keySchema = []byte("schema")
 	// Schema 2 added the contextAefs index. A schema-1 file is migrated at Open; a build that
@@ -228,8 +228,8 @@ func (db *DB) Load(ctx context.Context, q security.Query) (*security.Snapshot, e
 				snap.AEFs[id] = a
 			}
 		}
-		if q.CertSHA256 != "" {
-			if _, err := getNew(tx, bucketRevoked, q.CertSHA256, &snap.RevokedCert); err != nil {
+		if q.CertKey != "" {
+			if _, err := getNew(tx, bucketRevoked, q.CertKey, &snap.RevokedCert); err != nil {
 				return err
 			}
 		}
@@ -505,7 +505,7 @@ func (r *regTx) PutPrincipal(p *security.Principal) error {
 }
 
 func (r *regTx) PutRevokedCertificate(c *security.RevokedCertificate) error {
-	return put(r.tx.Bucket(bucketRevoked), c.Thumbprint, c)
+	return put(r.tx.Bucket(bucketRevoked), c.Key, c)
 }
 
 func (r *regTx) Owe(owed []security.Owed) error { return putOwed(r.tx, owed) }

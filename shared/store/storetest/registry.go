@@ -425,13 +425,13 @@ func testRemoveInvoker(t *testing.T, b Backend) {
 }
 
 // testRevokedCertificate: a revocation and the pushes it owes commit in one change; Load reads
-// it under the caller's thumbprint with the rest of the request, and Records lists it.
+// it under the caller's certificate key with the rest of the request, and Records lists it.
 func testRevokedCertificate(t *testing.T, b Backend) {
 	ctx := t.Context()
 	f := newFixture()
 	mustImport(t, b, f.doc)
 	thumb := newID("thumb")
-	rev := security.RevokedCertificate{Thumbprint: thumb, PrincipalID: f.inv, Issuer: "CN=test CA", Serial: "1f", SubjectCN: f.inv,
+	rev := security.RevokedCertificate{Key: thumb, PrincipalID: f.inv, Issuer: "CN=test CA", Serial: "1f", SubjectCN: f.inv,
 		NotAfter: time.Now().Add(time.Hour).UTC().Truncate(time.Second), RevokedAt: time.Now().UTC().Truncate(time.Second)}
 	owed := security.Owed{ID: "p" + newID("push"), Kind: security.ToAEF, APIInvokerID: f.inv, Destination: "https://aef.example.com/aef-security/v1/revoke-authorization",
 		Notification: capif.SecurityNotification{APIInvokerID: f.inv, AefID: f.aef1, APIIDs: []string{f.api1}, Cause: capif.UnexpectedReason}}
@@ -443,7 +443,7 @@ func testRevokedCertificate(t *testing.T, b Backend) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := b.Store.Load(ctx, security.Query{CallerID: f.inv, CertSHA256: thumb})
+	snap, err := b.Store.Load(ctx, security.Query{CallerID: f.inv, CertKey: thumb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,20 +451,20 @@ func testRevokedCertificate(t *testing.T, b Backend) {
 	if snap.Caller == nil {
 		t.Error("the caller was not read beside the revocation")
 	}
-	if snap, err := b.Store.Load(ctx, security.Query{CallerID: f.inv, CertSHA256: newID("thumb")}); err != nil || snap.RevokedCert != nil {
-		t.Errorf("another thumbprint: %+v, %v", snap.RevokedCert, err)
+	if snap, err := b.Store.Load(ctx, security.Query{CallerID: f.inv, CertKey: newID("thumb")}); err != nil || snap.RevokedCert != nil {
+		t.Errorf("another certificate key: %+v, %v", snap.RevokedCert, err)
 	}
 	pending, err := b.Store.Pending(ctx)
 	if err != nil || !slices.ContainsFunc(pending, func(o security.Owed) bool { return o.ID == owed.ID && o.Receiver() == security.ToAEF }) {
 		t.Errorf("the push was not written with the revocation: %v", err)
 	}
 	recs, err := b.Registry.Records(ctx)
-	if err != nil || !slices.ContainsFunc(recs.RevokedCertificates, func(c security.RevokedCertificate) bool { return c.Thumbprint == thumb }) {
+	if err != nil || !slices.ContainsFunc(recs.RevokedCertificates, func(c security.RevokedCertificate) bool { return c.Key == thumb }) {
 		t.Errorf("Records does not list the revocation: %v", err)
 	}
 	// A change that fails writes neither.
 	other := rev
-	other.Thumbprint = newID("thumb")
+	other.Key = newID("thumb")
 	boom := errors.New("boom")
 	if err := b.Registry.Update(ctx, func(tx security.RegistryTx) error {
 		if err := tx.PutRevokedCertificate(&other); err != nil {
@@ -474,7 +474,7 @@ func testRevokedCertificate(t *testing.T, b Backend) {
 	}); !errors.Is(err, boom) {
 		t.Fatalf("Update: %v", err)
 	}
-	if snap, _ := b.Store.Load(ctx, security.Query{CertSHA256: other.Thumbprint}); snap.RevokedCert != nil {
+	if snap, _ := b.Store.Load(ctx, security.Query{CertKey: other.Key}); snap.RevokedCert != nil {
 		t.Error("a failed change wrote its revocation")
 	}
 }
