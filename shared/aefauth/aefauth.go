@@ -354,8 +354,8 @@ func (v *Verifier) checkLifetime(c *Claims) *Error {
 	return nil
 }
 
-// checkRevoked refuses a token of an invoker whose authorization for the API the CCF revoked
-// (SecurityAPI) after issuing it: iat ≤ the push's arrival + Leeway, since the CCF's clock may
+// checkRevoked refuses a token of an invoker whose authorization for the API (or, AllAPIs, for
+// every API of this AEF) the CCF revoked (SecurityAPI) after issuing it: iat ≤ the push's arrival + Leeway, since the CCF's clock may
 // be up to Leeway ahead of this AEF's. A token issued in the Leeway after the push is refused
 // too; its holder asks for another. An entry older than MaxTokenLifetime + 2×Leeway covers no
 // valid token and is not looked at.
@@ -365,6 +365,13 @@ func (a *API) checkRevoked(ctx context.Context, c *Claims) *Error {
 		return nil
 	}
 	at, ok, err := l.RevokedAt(ctx, c.Subject, a.id)
+	if err == nil {
+		var all time.Time
+		var allOK bool
+		if all, allOK, err = l.RevokedAt(ctx, c.Subject, AllAPIs); allOK && (!ok || all.After(at)) {
+			at, ok = all, true
+		}
+	}
 	switch {
 	case err != nil:
 		return &Error{Status: http.StatusServiceUnavailable, Description: "the deny list cannot be read"}

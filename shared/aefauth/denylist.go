@@ -23,6 +23,11 @@ type Revocation struct {
 	At, Until    time.Time
 }
 
+// AllAPIs is the apiId under which a DenyList keeps a revocation of all of an invoker's APIs at
+// this AEF: SecurityAPI records it beside the apiIds of a push that names an apiId Config.APIs
+// does not hold.
+const AllAPIs = "*"
+
 // DenyList is where an AEF keeps the revocations pushed to it, for Verify to consult.
 // Implementations are safe for concurrent use. An AEF with several replicas shares one store
 // behind this interface; with a list per process, only the replica that took the push learns

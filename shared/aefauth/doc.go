@@ -92,6 +92,9 @@ CCF's identity (Config.CCFRoots, and Config.CCFPins or Config.CCFName).
     arrived (the push carries no time); Leeway (30 s, the skew TS 33.122 allows) keeps a CCF
     clock up to 30 s ahead from slipping a token issued before the revocation through. A token
     the CCF issues within 30 s after the push is refused too: its holder asks for another.
+  - An apiId Config.APIs does not hold (the CCF's registry and this AEF's configuration
+    disagree): the push revokes the invoker's tokens for every API of this AEF (entry AllAPIs),
+    with a WARN naming the apiId.
   - Retention: an entry is kept MaxTokenLifetime + 2×Leeway after revokedAt, and Verify refuses
     any token whose exp − iat exceeds MaxTokenLifetime (default 10 minutes, the CCF's default
     CAPIF_TOKEN_TTL: raise both together), so no token outlives the entry that revokes it.

@@ -107,15 +107,20 @@ func (v *Verifier) revokeAuthorization(r *http.Request) (int, string) {
 	case v.cfg.DenyList == nil:
 		return http.StatusInternalServerError, "this AEF keeps no deny list"
 	}
+	apiIDs := slices.Clone(info.APIIDs)
 	for _, id := range info.APIIDs {
 		if !slices.Contains(v.apiIDs, id) {
-			// Kept all the same: the registry and this AEF's configuration disagree, and the
-			// revocation must not be lost to that.
-			v.cfg.Logger.Warn("aefauth: a revocation names an apiId this AEF does not serve (Config.APIs)", slog.String("apiId", id))
+			// The registry and this AEF's configuration disagree: which of its APIs the CCF
+			// meant is unknown, so the revocation covers them all rather than none.
+			v.cfg.Logger.Warn("aefauth: a revocation names an apiId this AEF does not serve (Config.APIs); revoking the invoker's tokens for all its APIs",
+				slog.String("apiId", id))
+			if !slices.Contains(apiIDs, AllAPIs) {
+				apiIDs = append(apiIDs, AllAPIs)
+			}
 		}
 	}
 	now := v.cfg.Now()
-	rev := Revocation{PushID: r.Header.Get("webhook-id"), APIInvokerID: info.APIInvokerID, APIIDs: info.APIIDs,
+	rev := Revocation{PushID: r.Header.Get("webhook-id"), APIInvokerID: info.APIInvokerID, APIIDs: apiIDs,
 		At: now, Until: now.Add(v.cfg.MaxTokenLifetime + 2*Leeway)}
 	if err := v.cfg.DenyList.Record(context.WithoutCancel(r.Context()), rev); err != nil {
 		v.cfg.Logger.Error("aefauth: the deny list did not record a revocation; the CCF will retry", slog.String("error", err.Error()))

@@ -312,18 +312,49 @@ func TestCheckAuthentication(t *testing.T) {
 	}
 }
 
-// TestDenyListPushes: a repeated push changes nothing; an apiId the AEF does not serve is kept
-// with a WARN; the later of two times is kept.
+// TestUnknownAPIRevokesAll: a push naming only an apiId Config.APIs does not hold revokes the
+// invoker's tokens for every API here; a later grant past the window works again.
+func TestUnknownAPIRevokesAll(t *testing.T) {
+	e := newSecurityEnv(t, aefauth.NewMemoryList())
+	arrival := e.clock.Now()
+	before := arrival.Add(-time.Minute)
+	e.push(t, "invoker-1", "n1", "api-renamed")
+	e.clock.t = arrival.Add(time.Second)
+	if err := e.verify(t, before); !revokedErr(err) {
+		t.Errorf("monitoring-event: %v, want revoked", err)
+	}
+	cl := e.claims()
+	cl.IssuedAt, cl.Expiry, cl.Scope = before.Unix(), before.Add(10*time.Minute).Unix(), "3gpp#"+aefID+":"+apiName+",qos-session"
+	if _, err := e.v.For("qos-session").Verify(t.Context(), request(e.token(t, cl), e.invokerA)); !revokedErr(err) {
+		t.Errorf("qos-session: %v, want revoked", err)
+	}
+	e.clock.t = arrival.Add(aefauth.Leeway + 2*time.Second)
+	if err := e.verify(t, arrival.Add(aefauth.Leeway+time.Second)); err != nil {
+		t.Errorf("a token issued past the window: %v", err)
+	}
+}
+
+// TestDenyListPushes: a repeated push changes nothing; an apiId the AEF does not serve revokes
+// all the invoker's APIs here, with a WARN; the later of two times is kept.
 func TestDenyListPushes(t *testing.T) {
 	var logs strings.Builder
 	e := newSecurityEnv(t, aefauth.NewMemoryList(), func(cfg *aefauth.Config) { cfg.Logger = slogTo(&logs) })
 	first := e.clock.Now()
-	e.push(t, "invoker-1", "n1", apiID, "api-elsewhere")
+	e.push(t, "invoker-1", "n1", apiID)
+	if logs.Len() != 0 {
+		t.Errorf("a WARN for a known apiId: %q", logs.String())
+	}
+	if _, ok, _ := e.list.RevokedAt(t.Context(), "invoker-1", aefauth.AllAPIs); ok {
+		t.Error("a push of a known apiId revoked all APIs")
+	}
+	e.push(t, "invoker-7", "n0", "api-elsewhere")
 	if !strings.Contains(logs.String(), "api-elsewhere") {
 		t.Errorf("no WARN for an apiId this AEF does not serve: %q", logs.String())
 	}
-	if _, ok, _ := e.list.RevokedAt(t.Context(), "invoker-1", "api-elsewhere"); !ok {
-		t.Error("the unknown apiId was not kept")
+	for _, id := range []string{"api-elsewhere", aefauth.AllAPIs} {
+		if _, ok, _ := e.list.RevokedAt(t.Context(), "invoker-7", id); !ok {
+			t.Errorf("no entry for %s", id)
+		}
 	}
 	e.clock.Add(time.Minute)
 	e.push(t, "invoker-1", "n1", apiID) // the same push again
