@@ -123,11 +123,13 @@ func (l *MemoryList) RevokedAt(_ context.Context, apiInvokerID, apiID string) (t
 
 // FileList is a DenyList that survives a restart: every revocation is appended to a file as one
 // JSON line and fsynced before Record returns, and the file is read back (and rewritten without
-// what expired) when it is opened. One process per file.
+// what expired) when it is opened. One process per file: the file has no lock, and a second
+// writer's lines would be lost at the first one's next open.
 type FileList struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
+	size int64 // of the file up to its last complete, synced line
 	e    entries
 }
 
@@ -162,13 +164,37 @@ func OpenFileList(path string) (*FileList, error) {
 		_ = os.Remove(tmp.Name())
 		return nil, fmt.Errorf("aefauth: deny list: %w", err)
 	}
+	// The rename is durable only once the directory is synced.
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("aefauth: deny list: %w", err)
+	}
 	if l.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 		return nil, fmt.Errorf("aefauth: deny list: %w", err)
 	}
+	fi, err := l.f.Stat()
+	if err != nil {
+		_ = l.f.Close()
+		return nil, fmt.Errorf("aefauth: deny list: %w", err)
+	}
+	l.size = fi.Size()
 	return l, nil
 }
 
-// load replays the file; a line that does not parse (a write cut short by a crash) ends it.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
+
+// maxLine bounds a line of the file: a push body is at most maxRevokeBody, and JSON escaping
+// (\u00XX) can make its strings up to six times longer.
+const maxLine = 6*maxRevokeBody + 4<<10
+
+// load replays the file. A line that does not parse (a write cut short by a crash) is skipped;
+// a line longer than any Record writes, or a read error, fails the open: a deny list that
+// cannot be read whole must not start empty.
 func (l *FileList) load() error {
 	f, err := os.Open(l.path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -179,15 +205,18 @@ func (l *FileList) load() error {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), maxRevokeBody*2)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
 	for sc.Scan() {
 		var r Revocation
 		if json.Unmarshal(sc.Bytes(), &r) != nil {
-			break
+			continue
 		}
 		if !l.e.seen(r) {
 			l.e.add(r)
 		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("aefauth: deny list: %w", err)
 	}
 	return nil
 }
@@ -203,12 +232,17 @@ func (l *FileList) Record(_ context.Context, r Revocation) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.f.Write(append(line, '\n')); err != nil {
+	line = append(line, '\n')
+	_, err = l.f.Write(line)
+	if err == nil {
+		err = l.f.Sync()
+	}
+	if err != nil {
+		// Cut what may have been written, so the file stays whole lines the list did keep.
+		_ = l.f.Truncate(l.size)
 		return fmt.Errorf("aefauth: deny list: %w", err)
 	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("aefauth: deny list: %w", err)
-	}
+	l.size += int64(len(line))
 	l.e.add(r)
 	return nil
 }

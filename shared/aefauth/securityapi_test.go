@@ -423,6 +423,50 @@ func TestFileList(t *testing.T) {
 	}
 }
 
+// TestFileListDamage: a line that does not parse (a crash mid-write) is skipped, not the lines
+// after it; a write cut short at the end does not swallow the next one; a line longer than any
+// push fails the open rather than starting with a list cut short.
+func TestFileListDamage(t *testing.T) {
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	line := func(invoker string) string {
+		b, err := json.Marshal(aefauth.Revocation{APIInvokerID: invoker, APIIDs: []string{apiID}, At: until.Add(-time.Minute), Until: until})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b) + "\n"
+	}
+	path := filepath.Join(t.TempDir(), "deny.jsonl")
+	if err := os.WriteFile(path, []byte(line("inv-a")+"{\"apiInvokerId\":\"inv-x\",\"api\n"+line("inv-b")+`{"apiInvokerId":"inv-c","apiI`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := aefauth.OpenFileList(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Record(t.Context(), aefauth.Revocation{PushID: "p1", APIInvokerID: "inv-d", APIIDs: []string{apiID}, At: until.Add(-time.Minute), Until: until}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = aefauth.OpenFileList(path); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, inv := range []string{"inv-a", "inv-b", "inv-d"} {
+		if _, ok, _ := l.RevokedAt(t.Context(), inv, apiID); !ok {
+			t.Errorf("%s was lost", inv)
+		}
+	}
+	long := filepath.Join(t.TempDir(), "deny.jsonl")
+	if err := os.WriteFile(long, []byte(line("inv-a")+strings.Repeat("x", 1<<20)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aefauth.OpenFileList(long); err == nil {
+		t.Error("a 1 MiB line was accepted")
+	}
+}
+
 type failingList struct{}
 
 func (failingList) Record(context.Context, aefauth.Revocation) error { return errors.New("disk full") }
