@@ -118,13 +118,14 @@ func Open(path string) (*DB, error) {
 }
 
 // dropExpiredRevocations deletes the revoked certificates past their Until: they fail
-// verification anyway.
+// verification anyway. A record that does not decode is kept: its certificate stays refused
+// (Load reports the record) rather than being silently un-revoked.
 func dropExpiredRevocations(tx *bolt.Tx, now time.Time) error {
 	b := tx.Bucket(bucketRevoked)
 	var expired [][]byte
 	if err := b.ForEach(func(k, v []byte) error {
 		var c security.RevokedCertificate
-		if err := json.Unmarshal(v, &c); err != nil || now.After(c.Until()) {
+		if err := json.Unmarshal(v, &c); err == nil && now.After(c.Until()) {
 			expired = append(expired, bytes.Clone(k))
 		}
 		return nil

@@ -205,6 +205,27 @@ func TestCorruptRecord(t *testing.T) {
 	}
 }
 
+// A revoked certificate whose record does not decode survives a reopen and keeps failing the
+// requests made with it, never turning into "not revoked".
+func TestCorruptRevocation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capif.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRevoked).Put([]byte("key-1"), []byte("{not json")) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Load(t.Context(), security.Query{CallerID: "inv", CertKey: "key-1"}); err == nil {
+		t.Error("Load with the corrupt revocation's key succeeded")
+	}
+}
+
 // Every operation refuses to start once its context is cancelled, and writes nothing.
 func TestCancelled(t *testing.T) {
 	db := openTemp(t)
