@@ -102,17 +102,14 @@ func (s *Signer) Sign(ctx context.Context, c capif.TokenClaims) (string, error) 
 		return "", fmt.Errorf("kms signer: active key %s: not found", k.ref)
 	}
 	tok, err := r.sign.Sign(ctx, c)
-	if err != nil && !errors.Is(err, security.ErrUnavailable) && ctx.Err() == nil {
-		// KMS refused the signing algorithm or the key: a key of the other algorithm is a broken
-		// deployment (CAPIF_KMS_KEY_IDS against CAPIF_TOKEN_ALG), told apart with one DescribeKey
-		// on this failure path only.
-		if out, derr := s.client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: &r.signID}); derr == nil && out.KeyMetadata != nil {
-			if got := specAlgs[out.KeyMetadata.KeySpec]; got != s.alg {
-				slog.Default().Error("dependency unavailable", "dependency", "KMS", "op", "Sign", "key", r.keyID,
-					"cause", fmt.Sprintf("the signing key is %s (%s), CAPIF_TOKEN_ALG is %s", out.KeyMetadata.KeySpec, got, s.alg))
-				return "", fmt.Errorf("kms Sign %s: %w: the key is %s, CAPIF_TOKEN_ALG is %s: %w", r.keyID, security.ErrUnavailable, out.KeyMetadata.KeySpec, s.alg, err)
-			}
-		}
+	var usage *types.InvalidKeyUsageException
+	if errors.As(err, &usage) && ctx.Err() == nil {
+		// The key cannot sign CAPIF_TOKEN_ALG (an RSA key with ES256, an EC key with RS256, or
+		// not a signing key): a broken deployment. KMS's message names the key spec, so no
+		// DescribeKey, which the functions are not granted, is needed.
+		cause := fmt.Sprintf("the signing key cannot sign CAPIF_TOKEN_ALG is %s (%s)", s.alg, usage.ErrorMessage())
+		slog.Default().Error("dependency unavailable", "dependency", "KMS", "op", "Sign", "key", r.keyID, "cause", cause)
+		return "", fmt.Errorf("kms Sign %s: %w: %s: %w", r.keyID, security.ErrUnavailable, cause, err)
 	}
 	return tok, err
 }

@@ -258,7 +258,7 @@ func TestErrorMapping(t *testing.T) {
 		// A broken deployment: 503, and an ERROR line names the key and the cause.
 		{"disabled key", &types.DisabledException{Message: aws.String("x")}, true},
 		{"no such key", &types.NotFoundException{Message: aws.String("x")}, true},
-		{"wrong key usage", &types.InvalidKeyUsageException{Message: aws.String("x")}, false},
+		{"wrong key usage or spec (CAPIF_TOKEN_ALG)", &types.InvalidKeyUsageException{Message: aws.String("x")}, true},
 		{"access denied", &smithy.GenericAPIError{Code: "AccessDeniedException"}, true},
 		{"anything else", errors.New("boom"), false},
 	}

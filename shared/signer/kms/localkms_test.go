@@ -342,15 +342,20 @@ func TestLocalKMSRS256(t *testing.T) {
 	if in := rec.signs[0]; in.MessageType != types.MessageTypeDigest || in.SigningAlgorithm != types.SigningAlgorithmSpecRsassaPkcs1V15Sha256 {
 		t.Errorf("Sign input: %s, %s", in.MessageType, in.SigningAlgorithm)
 	}
-	// The configured algorithm against a key of the other one: 503, naming both.
-	for _, tc := range []struct{ key, alg string }{{rsaID, capif.ES256}, {ecID, capif.RS256}} {
-		wrong, err := New(c, []string{tc.key}, tc.alg)
+	// The configured algorithm against a key of the other one: 503, naming both, from KMS's own
+	// answer (the functions hold no kms:DescribeKey).
+	for _, tc := range []struct{ key, alg, spec string }{{rsaID, capif.ES256, "RSA_2048"}, {ecID, capif.RS256, "ECC_NIST_P256"}} {
+		rec := record(c)
+		wrong, err := New(rec, []string{tc.key}, tc.alg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = wrong.Sign(t.Context(), claims())
-		if !errors.Is(err, security.ErrUnavailable) || !strings.Contains(err.Error(), "CAPIF_TOKEN_ALG is "+tc.alg) {
+		if !errors.Is(err, security.ErrUnavailable) || !strings.Contains(err.Error(), "CAPIF_TOKEN_ALG is "+tc.alg) || !strings.Contains(err.Error(), tc.spec) {
 			t.Errorf("key %s with %s: %v, want a 503 naming both", tc.key, tc.alg, err)
+		}
+		if n := rec.count("DescribeKey", ""); n != 0 {
+			t.Errorf("key %s with %s: %d DescribeKey calls", tc.key, tc.alg, n)
 		}
 	}
 }
