@@ -19,8 +19,8 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 )
 
-// Leeway is the clock skew allowed on exp, iat and nbf: the most TS 33.122 permits.
-const Leeway = 30 * time.Second
+// Leeway is the clock skew allowed on exp, iat and nbf (capif.Leeway).
+const Leeway = capif.Leeway
 
 // Defaults of the Config durations left zero.
 const (

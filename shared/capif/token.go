@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
+	"time"
 )
 
 // The JWS algorithms of access tokens: ECDSA P-256 with SHA-256 (the default) and RSASSA-PKCS1-v1_5
@@ -44,6 +45,10 @@ type TokenClaims struct {
 type Confirmation struct {
 	X5tS256 string `json:"x5t#S256"`
 }
+
+// Leeway is the clock skew between the CCF and an AEF that verifiers allow on exp, iat and nbf:
+// the most TS 33.122 permits. Key rotation waits it out too.
+const Leeway = 30 * time.Second
 
 // CertThumbprint is the RFC 8705 §3.1 x5t#S256 value of an X.509 certificate: the base64url
 // (no padding) SHA-256 of its DER encoding. The CCF puts it in a token's cnf and an AEF compares
