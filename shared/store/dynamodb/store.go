@@ -66,6 +66,7 @@ type Store struct {
 	timeout  time.Duration
 	now      func() time.Time
 	attempts int // registry changes re-run after losing a race
+	keySetPK string
 }
 
 var (
@@ -100,6 +101,7 @@ func New(cfg aws.Config, opts Options) (*Store, error) {
 		timeout:  opts.Timeout,
 		now:      time.Now,
 		attempts: 5,
+		keySetPK: keySetPK,
 	}, nil
 }
 

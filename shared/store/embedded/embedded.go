@@ -84,7 +84,7 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketPrincipals, bucketAEFs, bucketAPIs, bucketInterfaces, bucketContexts, bucketOutbox, bucketMeta, bucketRevoked} {
+		for _, name := range [][]byte{bucketPrincipals, bucketAEFs, bucketAPIs, bucketInterfaces, bucketContexts, bucketOutbox, bucketMeta, bucketRevoked, bucketKeySet} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

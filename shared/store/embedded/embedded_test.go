@@ -32,23 +32,24 @@ func admin(db *DB) *security.Service {
 	return security.New(db, db, nil, &securitytest.Notifier{}, nil, security.Config{})
 }
 
-func backend(db *DB) storetest.Backend {
-	return storetest.Backend{Store: db, Registry: db, Pending: db.Pending}
+func backend(db, keys *DB) storetest.Backend {
+	return storetest.Backend{Store: db, Registry: db, Pending: db.Pending, KeySet: keys}
 }
 
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Backend { return backend(openTemp(t)) })
+	storetest.Run(t, func(t *testing.T) storetest.Backend { db := openTemp(t); return backend(db, db) })
 }
 
 // The suite's ids are unique per subtest, so it must also pass with one file for all of them,
-// which is how a shared DynamoDB table runs it.
+// which is how a shared DynamoDB table runs it. The key set has one key per file: each subtest
+// gets a file of its own for it.
 func TestContractSharedFile(t *testing.T) {
 	db := openTemp(t)
-	storetest.Run(t, func(*testing.T) storetest.Backend { return backend(db) })
+	storetest.Run(t, func(t *testing.T) storetest.Backend { return backend(db, openTemp(t)) })
 }
 
 func BenchmarkStore(b *testing.B) {
-	storetest.Benchmark(b, func(b *testing.B) storetest.Backend { return backend(openTemp(b)) })
+	storetest.Benchmark(b, func(b *testing.B) storetest.Backend { db := openTemp(b); return backend(db, db) })
 }
 
 // TestRestart: everything written survives closing and reopening the file.

@@ -5,7 +5,7 @@
 //	func TestContract(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) storetest.Backend {
 //			db := openMyBackend(t) // closed by t.Cleanup
-//			return storetest.Backend{Store: db, Registry: db, Pending: db.Pending}
+//			return storetest.Backend{Store: db, Registry: db, Pending: db.Pending, KeySet: db}
 //		})
 //	}
 //
@@ -38,6 +38,8 @@ type Backend struct {
 	// still exercises Replace with owed notifications and Delivered, but cannot see the outbox,
 	// so its atomicity is not verified (the test log says so).
 	Pending func(ctx context.Context) ([]security.Owed, error)
+	// KeySet is a key set of this open's own (empty when opened).
+	KeySet security.KeySet
 }
 
 // admin is a Service on the back end alone: the registry rules run through it, as the admin
@@ -79,13 +81,17 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Registry/remove AEF", testRemoveAEF},
 		{"Registry/remove invoker", testRemoveInvoker},
 		{"Registry/revoked certificate", testRevokedCertificate},
+		{"KeySet/round trip", testKeySetRoundTrip},
+		{"KeySet/stale version conflicts", testKeySetConflict},
+		{"KeySet/concurrent saves", testKeySetConcurrent},
+		{"KeySet/beside the registry", testKeySetBesideTheRegistry},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // every subtest writes ids of its own
 			b := open(t)
-			if b.Store == nil || b.Registry == nil {
-				t.Fatal("storetest: Backend needs both Store and Registry")
+			if b.Store == nil || b.Registry == nil || b.KeySet == nil {
+				t.Fatal("storetest: Backend needs Store, Registry and KeySet")
 			}
 			tc.fn(t, b)
 		})
