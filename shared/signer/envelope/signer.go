@@ -1,0 +1,177 @@
+package envelope
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer"
+)
+
+// Config is what a Signer runs on.
+type Config struct {
+	Keys    security.KeySet
+	Wrapper Wrapper
+	// Windows.Refresh is how long the Signer uses a set it read before it reads it again.
+	Windows security.KeyWindows
+	// Fallback (optional) signs and publishes while the set has no record: the keys of
+	// CAPIF_KMS_KEY_IDS of a deployment that has not written its set yet.
+	Fallback security.Signer
+	Now      func() time.Time // time.Now when nil
+	Logger   *slog.Logger     // slog.Default() when nil
+}
+
+// unwrapRetry is how long a Signer that still signs with the previous key waits before it
+// tries again to unwrap a new signing key it could not unwrap: a failing KMS must not cost
+// every request a Decrypt and its retries.
+const unwrapRetry = 10 * time.Second
+
+// Signer is the security.Signer over a key set. It reads the set at first use and again once
+// Windows.Refresh has passed (keeping the set it has, with a WARN, if a read fails), signs in
+// memory with the set's signing key, unwrapped once per kid, and publishes the set's published
+// keys (no KMS call). If the signing key cannot be unwrapped it goes on signing with the key it
+// holds while that key is published, with a WARN; without one it answers ErrUnavailable.
+type Signer struct {
+	cfg Config
+
+	mu        sync.Mutex
+	set       security.SigningKeys
+	readAt    time.Time // zero: never read
+	held      *heldKey  // the key it signs with
+	failedKid string    // the signing key it last failed to unwrap, and when
+	failedAt  time.Time
+}
+
+type heldKey struct {
+	kid string
+	key *signer.Key
+}
+
+var _ security.Signer = (*Signer)(nil)
+
+// New makes a Signer; it makes no call until it is used.
+func New(cfg Config) (*Signer, error) {
+	if cfg.Keys == nil || cfg.Wrapper == nil || cfg.Windows.Refresh <= 0 {
+		return nil, errors.New("envelope signer: needs a key set, a wrapper and a refresh period")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Signer{cfg: cfg}, nil
+}
+
+// current is the set to use now, read again when Refresh has passed.
+func (s *Signer) current(ctx context.Context, now time.Time) (security.SigningKeys, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.readAt.IsZero() && now.Sub(s.readAt) < s.cfg.Windows.Refresh {
+		return s.set, nil
+	}
+	set, err := s.cfg.Keys.LoadKeySet(ctx)
+	switch {
+	case err != nil && s.readAt.IsZero():
+		return security.SigningKeys{}, fmt.Errorf("envelope signer: read the key set: %w", err)
+	case err != nil:
+		s.cfg.Logger.Warn("envelope signer: the key set could not be read; using the set read before", "readAt", s.readAt, "error", err.Error())
+	default:
+		s.set = set
+	}
+	s.readAt = now
+	return s.set, nil
+}
+
+// Sign issues the token with the set's signing key.
+func (s *Signer) Sign(ctx context.Context, c capif.TokenClaims) (string, error) {
+	now := s.cfg.Now()
+	set, err := s.current(ctx, now)
+	if err != nil {
+		return "", err
+	}
+	if len(set.Keys) == 0 && s.cfg.Fallback != nil {
+		return s.cfg.Fallback.Sign(ctx, c)
+	}
+	rec, ok := set.Signer(now)
+	if !ok {
+		return "", fmt.Errorf("envelope signer: %w: no key of the set signs now (capif-admin keys rotate)", security.ErrUnavailable)
+	}
+	key, err := s.keyFor(ctx, set, rec, now)
+	if err != nil {
+		return "", err
+	}
+	return key.Sign(ctx, c)
+}
+
+// keyFor is the in-memory key of rec, unwrapped on first use.
+func (s *Signer) keyFor(ctx context.Context, set security.SigningKeys, rec security.SigningKey, now time.Time) (*signer.Key, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held != nil && s.held.kid == rec.Kid {
+		return s.held.key, nil
+	}
+	stillPublished := s.held != nil && slices.ContainsFunc(set.Published(now, s.cfg.Windows), func(k security.SigningKey) bool { return k.Kid == s.held.kid })
+	if stillPublished && s.failedKid == rec.Kid && now.Sub(s.failedAt) < unwrapRetry {
+		return s.held.key, nil
+	}
+	key, err := s.unwrap(ctx, rec)
+	if err == nil {
+		s.held, s.failedKid = &heldKey{kid: rec.Kid, key: key}, ""
+		return key, nil
+	}
+	s.failedKid, s.failedAt = rec.Kid, now
+	if stillPublished {
+		s.cfg.Logger.Warn("envelope signer: the new signing key cannot be unwrapped; signing with the previous one while it is published",
+			"kid", rec.Kid, "previous", s.held.kid, "error", err.Error())
+		return s.held.key, nil
+	}
+	s.cfg.Logger.Error("envelope signer: the signing key cannot be unwrapped", "kid", rec.Kid, "error", err.Error())
+	return nil, fmt.Errorf("envelope signer: %w: %w", security.ErrUnavailable, err)
+}
+
+// unwrap opens rec's private key and checks that it is the key its record publishes.
+func (s *Signer) unwrap(ctx context.Context, rec security.SigningKey) (*signer.Key, error) {
+	if len(rec.WrappedKey) == 0 {
+		return nil, fmt.Errorf("the record of %s holds no wrapped key", rec.Kid)
+	}
+	priv, err := s.cfg.Wrapper.Unwrap(ctx, rec.Kid, rec.WrappedKey)
+	if err != nil {
+		return nil, err
+	}
+	if jwk, err := signer.JWK(priv.Public(), rec.Kid); err != nil || jwk != rec.PublicJWK {
+		return nil, fmt.Errorf("the private key of %s is not the key its record publishes", rec.Kid)
+	}
+	return signer.NewKey(rec.Alg, digestSigner{priv}, rec.Kid)
+}
+
+type digestSigner struct{ key crypto.Signer }
+
+func (d digestSigner) SignDigest(_ context.Context, digest []byte) ([]byte, error) {
+	return d.key.Sign(rand.Reader, digest, crypto.SHA256)
+}
+
+// JWKS publishes the set's published keys, the signing key first.
+func (s *Signer) JWKS(ctx context.Context) (capif.JWKSet, error) {
+	now := s.cfg.Now()
+	set, err := s.current(ctx, now)
+	if err != nil {
+		return capif.JWKSet{}, err
+	}
+	if len(set.Keys) == 0 && s.cfg.Fallback != nil {
+		return s.cfg.Fallback.JWKS(ctx)
+	}
+	out := capif.JWKSet{Keys: []capif.JWK{}}
+	for _, k := range set.Published(now, s.cfg.Windows) {
+		out.Keys = append(out.Keys, k.PublicJWK)
+	}
+	return out, nil
+}
