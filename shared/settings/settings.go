@@ -52,7 +52,9 @@ const (
 	StoreDynamoDB = "dynamodb"
 	SignerLocal   = "local"
 	SignerKMS     = "kms"
-	SignerNone    = "none" // admin tools and functions that never issue a token
+	// SignerKMSEnvelope signs in memory with keys of the key set, wrapped under a KMS key.
+	SignerKMSEnvelope = "kms-envelope"
+	SignerNone        = "none" // admin tools and functions that never issue a token
 	// StoreNone is the store of a command that was named none (capif-admin has no default: its
 	// commands that touch a store refuse it) or reads none (capif-local cert).
 	StoreNone = "none"
@@ -87,11 +89,15 @@ type Config struct {
 	Issuer                     string
 	TokenTTL                   time.Duration
 	AllowLoopbackNotifications bool
-	Store                      string   // StoreEmbedded, StoreDynamoDB or StoreNone
-	Stack                      string   // capif-admin: the SAM stack whose tables to use
-	Signer                     string   // SignerLocal, SignerKMS or SignerNone
-	TokenAlg                   string   // capif.ES256 or capif.RS256: the algorithm of the signing key
-	KMSKeyIDs                  []string // signing keys, active first
+	Store                      string // StoreEmbedded, StoreDynamoDB or StoreNone
+	// Stack is the SAM stack: capif-admin's tables, and the capif:stack of wrapped signing keys
+	// (the runner's is "local").
+	Stack          string
+	Signer         string   // SignerLocal, SignerKMS, SignerKMSEnvelope or SignerNone
+	TokenAlg       string   // capif.ES256 or capif.RS256: the algorithm of the signing key
+	KMSKeyIDs      []string // signing keys, active first
+	KMSWrappingKey string   // the KMS key that wraps the key set's keys (kms-envelope)
+	KeySetRefresh  time.Duration
 	// Tables are the DynamoDB table names, from the prefix and the explicit names; set whenever
 	// Store is StoreDynamoDB.
 	Tables         Tables
@@ -254,8 +260,8 @@ var Table = []Setting{
 			}
 			return choice(func(c *loading) *string { return &c.Store }, StoreEmbedded, StoreDynamoDB)(c, v)
 		}},
-	{Env: "CAPIF_STACK", Flag: "stack", For: Admin,
-		Doc: "the SAM stack: DynamoDB tables STACK-contexts, STACK-registry, STACK-outbox, as template.yaml names them", parse: func(c *loading, v string) error {
+	{Env: "CAPIF_STACK", Flag: "stack", For: Admin | Function,
+		Doc: "the SAM stack: capif-admin's DynamoDB tables STACK-contexts, STACK-registry, STACK-outbox, as template.yaml names them; the capif:stack of wrapped signing keys", parse: func(c *loading, v string) error {
 			if v != "" && !stackName.MatchString(v) {
 				return fmt.Errorf("%q is not a CloudFormation stack name (a letter, then letters, digits and hyphens, at most 128)", v)
 			}
@@ -263,11 +269,15 @@ var Table = []Setting{
 			return nil
 		}},
 	{Env: "CAPIF_SIGNER", Flag: "signer", Default: SignerKMS, Defaults: map[Command]string{Runner: SignerLocal}, For: Runner | Function,
-		Doc: "token signer: local, kms or none", parse: choice(func(c *loading) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerNone)},
+		Doc: "token signer: local, kms, kms-envelope or none", parse: choice(func(c *loading) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerKMSEnvelope, SignerNone)},
 	{Env: "CAPIF_TOKEN_ALG", Flag: "token-alg", Default: capif.ES256, For: Runner | Function,
 		Doc: "the signing key's algorithm: ES256, or RS256 (RSA 2048); switching keeps the other key in the JWKS", parse: choice(func(c *loading) *string { return &c.TokenAlg }, capif.Algs...)},
 	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Function,
 		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *loading, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
+	{Env: "CAPIF_KMS_WRAPPING_KEY", Flag: "kms-wrapping-key", For: Runner | Admin | Function,
+		Doc: "the KMS symmetric key (id, ARN or alias) that wraps the key set's signing keys (kms-envelope)", parse: str(func(c *loading) *string { return &c.KMSWrappingKey })},
+	{Env: "CAPIF_KEYSET_REFRESH", Flag: "keyset-refresh", Default: durationText(time.Minute), For: Runner | Function,
+		Doc: "how long a process uses the key set it read before reading it again (kms-envelope)", parse: duration(func(c *loading) *time.Duration { return &c.KeySetRefresh }, false)},
 	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: DefaultTablePrefix, Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Admin | Function | Worker,
 		Doc: "DynamoDB table names: PREFIXcontexts, PREFIXregistry, PREFIXoutbox", parse: str(func(c *loading) *string { return &c.tablePrefix })},
 	{Env: "CAPIF_CONTEXTS_TABLE", For: Runner | Admin | Function | Worker,
@@ -427,7 +437,7 @@ func (c *loading) check(cmd Command) []error {
 	if cmd == Function && !c.explicitAPIRoot {
 		bad("CAPIF_API_ROOT", "required (https://host[:port])")
 	}
-	if c.Stack != "" {
+	if c.Stack != "" && cmd == Admin {
 		switch {
 		case c.Store == StoreEmbedded:
 			bad("CAPIF_STACK", "names DynamoDB tables: not with -store %s", StoreEmbedded)
@@ -486,6 +496,16 @@ func (c *loading) check(cmd Command) []error {
 		if c.DataDir == "" {
 			bad("CAPIF_DATA", "required with the %s signer", SignerLocal)
 		}
+	case SignerKMSEnvelope:
+		if c.KMSWrappingKey == "" {
+			bad("CAPIF_KMS_WRAPPING_KEY", "required with the %s signer", SignerKMSEnvelope)
+		}
+		if cmd == Function && c.Stack == "" {
+			bad("CAPIF_STACK", "required with the %s signer: wrapped keys are bound to it", SignerKMSEnvelope)
+		}
+	}
+	if cmd == Runner {
+		c.Stack = "local" // the capif:stack of the runner's wrapped keys
 	}
 	if cmd == Function {
 		switch {

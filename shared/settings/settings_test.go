@@ -256,3 +256,37 @@ func TestLoopbackNotificationsFollowTheStore(t *testing.T) {
 		}
 	}
 }
+
+// kms-envelope needs its wrapping key everywhere, and on Lambda the stack its keys are bound to;
+// the runner binds its keys to "local".
+func TestLoadEnvelopeSigner(t *testing.T) {
+	fn := map[string]string{
+		"CAPIF_CONTEXTS_TABLE": "c", "CAPIF_REGISTRY_TABLE": "r", "CAPIF_OUTBOX_TABLE": "o", "CAPIF_SIGNER": "kms-envelope",
+		"CAPIF_API_ROOT": "https://capif.example.com", "CAPIF_TRUSTSTORE_URI": "s3://b/k",
+		"CAPIF_KMS_WRAPPING_KEY": "alias/wrap", "CAPIF_STACK": "capif-prod",
+	}
+	c, _, err := settings.Load(settings.Function, nil, env(fn), settings.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Signer != settings.SignerKMSEnvelope || c.KMSWrappingKey != "alias/wrap" || c.Stack != "capif-prod" || c.KeySetRefresh != time.Minute {
+		t.Errorf("%+v", c)
+	}
+	for _, missing := range []string{"CAPIF_KMS_WRAPPING_KEY", "CAPIF_STACK"} {
+		e := maps.Clone(fn)
+		delete(e, missing)
+		if _, _, err := settings.Load(settings.Function, nil, env(e), settings.Options{}); err == nil || !strings.Contains(err.Error(), missing) {
+			t.Errorf("without %s: %v", missing, err)
+		}
+	}
+	c, _, err = settings.Load(settings.Runner, []string{"-signer", "kms-envelope", "-kms-wrapping-key", "k", "-keyset-refresh", "5s"}, env(nil), settings.Options{Output: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Stack != "local" || c.KeySetRefresh != 5*time.Second {
+		t.Errorf("runner: stack %q refresh %v", c.Stack, c.KeySetRefresh)
+	}
+	if _, _, err := settings.Load(settings.Runner, []string{"-signer", "kms-envelope"}, env(nil), settings.Options{Output: io.Discard}); err == nil || !strings.Contains(err.Error(), "CAPIF_KMS_WRAPPING_KEY") {
+		t.Errorf("runner without a wrapping key: %v", err)
+	}
+}
