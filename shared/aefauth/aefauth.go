@@ -25,7 +25,8 @@ const Leeway = capif.Leeway
 // Defaults of the Config durations left zero.
 const (
 	DefaultRefetchInterval  = 30 * time.Second
-	DefaultJWKSMaxAge       = time.Hour
+	DefaultJWKSMaxAge       = capif.JWKSMaxAge // the CCF's Cache-Control max-age
+	DefaultJWKSMaxStale     = 24 * time.Hour
 	DefaultMaxTokenLifetime = 10 * time.Minute
 )
 
@@ -54,6 +55,9 @@ type Config struct {
 	// JWKSMaxAge is how long a fetched JWKS is used before it is fetched again, so that a key the
 	// CCF withdrew stops verifying; zero means DefaultJWKSMaxAge.
 	JWKSMaxAge time.Duration
+	// JWKSMaxStale is how long past JWKSMaxAge a set is still used while the CCF cannot be
+	// reached; after it, requests get 503. Zero means DefaultJWKSMaxStale.
+	JWKSMaxStale time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -100,7 +104,7 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, errors.New("aefauth: Issuer is required")
 	case cfg.AefID == "":
 		return nil, errors.New("aefauth: AefID is required")
-	case cfg.MaxTokenAge < 0 || cfg.RefetchInterval < 0 || cfg.JWKSMaxAge < 0 || cfg.MaxTokenLifetime < 0:
+	case cfg.MaxTokenAge < 0 || cfg.RefetchInterval < 0 || cfg.JWKSMaxAge < 0 || cfg.JWKSMaxStale < 0 || cfg.MaxTokenLifetime < 0:
 		return nil, errors.New("aefauth: durations must not be negative")
 	}
 	if cfg.RefetchInterval == 0 {
@@ -108,6 +112,9 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	if cfg.JWKSMaxAge == 0 {
 		cfg.JWKSMaxAge = DefaultJWKSMaxAge
+	}
+	if cfg.JWKSMaxStale == 0 {
+		cfg.JWKSMaxStale = DefaultJWKSMaxStale
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -126,7 +133,7 @@ func New(cfg Config) (*Verifier, error) {
 		apiIDs: slices.Collect(maps.Values(cfg.APIs)),
 		keys: &keySet{
 			url: cfg.JWKSURL, client: cfg.Client, now: cfg.Now,
-			minInterval: cfg.RefetchInterval, maxAge: cfg.JWKSMaxAge,
+			minInterval: cfg.RefetchInterval, maxAge: cfg.JWKSMaxAge, maxStale: cfg.JWKSMaxStale,
 		},
 		parser: jwt.NewParser(
 			jwt.WithValidMethods(capif.Algs), // none, HMAC, PS256 … refused before any key is looked at

@@ -384,6 +384,22 @@ func TestJWKSUnavailable(t *testing.T) {
 	if _, err := v.Verify(t.Context(), request(good, c.invokerA)); err != nil {
 		t.Fatalf("CCF down again, cached keys: %v", err)
 	}
+	// The cached set serves for JWKSMaxStale past its max age, and no longer.
+	c.clock.Add(aefauth.DefaultJWKSMaxStale - aefauth.DefaultJWKSMaxAge - time.Minute)
+	good = c.token(t, c.claims())
+	if _, err := v.Verify(t.Context(), request(good, c.invokerA)); err != nil {
+		t.Fatalf("CCF down, set just within JWKSMaxStale: %v", err)
+	}
+	c.clock.Add(aefauth.DefaultJWKSMaxAge + time.Minute)
+	good = c.token(t, c.claims())
+	if _, err := v.Verify(t.Context(), request(good, c.invokerA)); !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable {
+		t.Fatalf("CCF down past JWKSMaxStale: %v, want 503", err)
+	}
+	c.failing.Store(false)
+	c.clock.Add(aefauth.DefaultRefetchInterval)
+	if _, err := v.Verify(t.Context(), request(good, c.invokerA)); err != nil {
+		t.Fatalf("CCF back after a long outage: %v", err)
+	}
 }
 
 // The JWKS is fetched over mutual TLS: without the AEF's certificate the CCF's server refuses the

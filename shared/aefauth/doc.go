@@ -57,7 +57,8 @@ CCF), again when a token names a kid the cached set lacks (so a key rotation is 
 a restart), and again when the set is older than Config.JWKSMaxAge (so a withdrawn key stops
 verifying). Whatever triggers them, fetches are at least Config.RefetchInterval apart and never
 concurrent: a flood of tokens with made-up kids costs the CCF one request per interval. A failed
-fetch keeps the previous set in use; before any fetch succeeded, requests get 503.
+fetch keeps the previous set in use for at most Config.JWKSMaxStale past its max age; before any
+fetch succeeded, and after that, requests get 503.
 
 # Certificate binding: when to turn it off
 

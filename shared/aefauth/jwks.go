@@ -38,6 +38,7 @@ type keySet struct {
 	client      *http.Client
 	minInterval time.Duration
 	maxAge      time.Duration
+	maxStale    time.Duration // how long past maxAge a set is used while no fetch succeeds
 	now         func() time.Time
 
 	mu        sync.Mutex
@@ -64,7 +65,7 @@ func (s *keySet) key(ctx context.Context, kid string) (verificationKey, error) {
 		stale := s.fetched.IsZero() || now.Sub(s.fetched) >= s.maxAge
 		if (known && !stale) || fetchedOnce {
 			s.mu.Unlock()
-			return s.answer(k, known)
+			return s.answer(k, known, now)
 		}
 		if wait := s.inFlight; wait != nil {
 			s.mu.Unlock()
@@ -77,7 +78,7 @@ func (s *keySet) key(ctx context.Context, kid string) (verificationKey, error) {
 		}
 		if !s.attempted.IsZero() && now.Sub(s.attempted) < s.minInterval {
 			s.mu.Unlock()
-			return s.answer(k, known)
+			return s.answer(k, known, now)
 		}
 		s.attempted = now
 		done := make(chan struct{})
@@ -96,16 +97,18 @@ func (s *keySet) key(ctx context.Context, kid string) (verificationKey, error) {
 	}
 }
 
-// answer turns a lookup result into the key or the refusal.
-func (s *keySet) answer(k verificationKey, known bool) (verificationKey, error) {
+// answer turns a lookup result into the key or the refusal. A set that could not be refreshed
+// for maxStale past its maxAge verifies nothing: a withdrawn key must stop verifying at some
+// point even while the CCF is unreachable.
+func (s *keySet) answer(k verificationKey, known bool, now time.Time) (verificationKey, error) {
+	s.mu.Lock()
+	fetched := s.fetched
+	s.mu.Unlock()
+	if fetched.IsZero() || now.Sub(fetched) >= s.maxAge+s.maxStale {
+		return verificationKey{}, errUnavailable
+	}
 	if known {
 		return k, nil
-	}
-	s.mu.Lock()
-	never := s.fetched.IsZero()
-	s.mu.Unlock()
-	if never {
-		return verificationKey{}, errUnavailable
 	}
 	return verificationKey{}, invalidToken("the token's key (kid) is not in the CCF's key set")
 }

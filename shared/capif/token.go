@@ -50,6 +50,10 @@ type Confirmation struct {
 // the most TS 33.122 permits. Key rotation waits it out too.
 const Leeway = 30 * time.Second
 
+// JWKSMaxAge is how long the CCF lets a verifier cache its JWKS (Cache-Control max-age) and how
+// long aefauth keeps a fetched set by default: key rotation waits it out before a new key signs.
+const JWKSMaxAge = 300 * time.Second
+
 // CertThumbprint is the RFC 8705 §3.1 x5t#S256 value of an X.509 certificate: the base64url
 // (no padding) SHA-256 of its DER encoding. The CCF puts it in a token's cnf and an AEF compares
 // it with the certificate on its own connection; both sides use this one definition.

@@ -73,6 +73,6 @@ func (a *api) addDiscovery(rt *Router) {
 // discovery serves the metadata to anyone: like the JWKS it is public.
 func (a *api) discovery(w http.ResponseWriter, r *http.Request) {
 	// Short public caching, as for the JWKS: it changes only when the CCF is reconfigured.
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Cache-Control", jwksCacheControl)
 	writeJSON(w, http.StatusOK, contentJSON, a.metadata())
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/capifcore/capif-security/shared/capif"
@@ -277,10 +278,12 @@ func (a *api) jwks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	// Short public caching: AEFs refetch soon enough to see a rotated key.
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	// Short public caching: key rotation waits capif.JWKSMaxAge before a new key signs.
+	w.Header().Set("Cache-Control", jwksCacheControl)
 	writeJSON(w, http.StatusOK, contentJSON, set)
 }
+
+var jwksCacheControl = "public, max-age=" + strconv.Itoa(int(capif.JWKSMaxAge.Seconds()))
 
 // acceptsJSON reports whether an Accept header admits application/json (absent admits all).
 func acceptsJSON(accept string) bool {
