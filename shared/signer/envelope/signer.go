@@ -14,12 +14,17 @@ import (
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/signer"
+	"github.com/capifcore/capif-security/shared/signer/kms"
 )
 
 // Config is what a Signer runs on.
 type Config struct {
-	Keys    security.KeySet
+	Keys security.KeySet
+	// Wrapper unwraps the records that hold a wrapped key; KMS signs for the records that name
+	// a KMS key. Either may be nil (signer kms has no Wrapper), and a record this Signer cannot
+	// use does not sign.
 	Wrapper Wrapper
+	KMS     kms.Client
 	// Windows.Refresh is how long the Signer uses a set it read before it reads it again.
 	Windows security.KeyWindows
 	// Fallback (optional) signs and publishes while the set has no record: the keys of
@@ -59,8 +64,8 @@ var _ security.Signer = (*Signer)(nil)
 
 // New makes a Signer; it makes no call until it is used.
 func New(cfg Config) (*Signer, error) {
-	if cfg.Keys == nil || cfg.Wrapper == nil || cfg.Windows.Refresh <= 0 {
-		return nil, errors.New("envelope signer: needs a key set, a wrapper and a refresh period")
+	if cfg.Keys == nil || cfg.Wrapper == nil && cfg.KMS == nil || cfg.Windows.Refresh <= 0 {
+		return nil, errors.New("envelope signer: needs a key set, a wrapper or a KMS client, and a refresh period")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -138,9 +143,17 @@ func (s *Signer) keyFor(ctx context.Context, set security.SigningKeys, rec secur
 	return nil, fmt.Errorf("envelope signer: %w: %w", security.ErrUnavailable, err)
 }
 
-// unwrap opens rec's private key and checks that it is the key its record publishes.
+// unwrap opens rec's private key and checks that it is the key its record publishes; a record
+// that names a KMS key signs in KMS.
 func (s *Signer) unwrap(ctx context.Context, rec security.SigningKey) (*signer.Key, error) {
-	if len(rec.WrappedKey) == 0 {
+	switch {
+	case rec.KMSKeyID != "" && s.cfg.KMS != nil:
+		return kms.KeyOf(s.cfg.KMS, rec)
+	case rec.KMSKeyID != "":
+		return nil, fmt.Errorf("the key of %s is in KMS, and this signer has no KMS client", rec.Kid)
+	case s.cfg.Wrapper == nil:
+		return nil, fmt.Errorf("the key of %s is wrapped, and this signer cannot unwrap (signer kms: rotate to a KMS key with capif-admin keys add)", rec.Kid)
+	case len(rec.WrappedKey) == 0:
 		return nil, fmt.Errorf("the record of %s holds no wrapped key", rec.Kid)
 	}
 	priv, err := s.cfg.Wrapper.Unwrap(ctx, rec.Kid, rec.WrappedKey)

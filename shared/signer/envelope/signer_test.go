@@ -7,14 +7,20 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/security/securitytest"
+	"github.com/capifcore/capif-security/shared/signer/kms"
 	"github.com/capifcore/capif-security/shared/signer/local"
 	"github.com/capifcore/capif-security/shared/signer/signertest"
 	"github.com/capifcore/capif-security/shared/store/embedded"
@@ -233,5 +239,56 @@ func TestSignerUnwrapFails(t *testing.T) {
 	}
 	if _, err := f.s.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
 		t.Errorf("a record publishing another key: %v", err)
+	}
+}
+
+// TestSignerKMSRecords: a record naming a KMS key (kms.Record, as keys import-env and keys add
+// write it) signs through KMS with the key's id as kid, and a rotation to a wrapped key moves
+// signing into memory; a signer without a wrapper (signer kms) refuses the wrapped key.
+func TestSignerKMSRecords(t *testing.T) {
+	client, wrappingKey := localKMS(t)
+	out, err := client.CreateKey(t.Context(), &awskms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := aws.ToString(out.KeyMetadata.KeyId)
+	rec, err := kms.Record(t.Context(), client, keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Kid != keyID || rec.Alg != capif.ES256 || !strings.HasSuffix(rec.KMSKeyID, ":key/"+keyID) {
+		t.Fatalf("record %+v", rec)
+	}
+	e := newSignerEnv(t, nil)
+	wrapper, err := NewKMS(client, wrappingKey, "stack-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wrap.Wrapper = wrapper
+	e.s.cfg.KMS = client
+	set, _ := e.keys.LoadKeySet(t.Context())
+	if set, err = set.Publish(rec, e.clock.Now(), windows); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.keys.SaveKeySet(t.Context(), set); err != nil {
+		t.Fatal(err)
+	}
+	if kid := e.signedBy(); kid != keyID {
+		t.Fatalf("signed by %s, want the KMS key %s", kid, keyID)
+	}
+	next := e.publish()
+	e.clock.Advance(windows.ActivationDelay())
+	if kid := e.signedBy(); kid != next {
+		t.Fatalf("after the rotation: signed by %s, want %s", kid, next)
+	}
+	if got := jwksKids(t, e.s); !slices.Equal(got, []string{next, keyID}) {
+		t.Errorf("JWKS %v", got)
+	}
+	kmsOnly, err := New(Config{Keys: e.keys, KMS: client, Windows: windows, Now: e.clock.Now, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kmsOnly.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) || !strings.Contains(err.Error(), "keys add") {
+		t.Errorf("signer kms on a wrapped key: %v", err)
 	}
 }

@@ -1,0 +1,54 @@
+package kms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer"
+)
+
+// Record is the key set record of the KMS key ref (id, ARN or alias), read with one
+// GetPublicKey: kid the key's id, as the KMS signer names it, so tokens and AEF caches stay
+// valid when a deployment moves its CAPIF_KMS_KEY_IDS into the key set. The record is not yet
+// published (security.SigningKeys.Publish).
+func Record(ctx context.Context, client Client, ref string) (security.SigningKey, error) {
+	if _, err := newKey(client, ref, capif.ES256); err != nil {
+		return security.SigningKey{}, err
+	}
+	out, err := client.GetPublicKey(ctx, &awskms.GetPublicKeyInput{KeyId: &ref})
+	if err != nil {
+		return security.SigningKey{}, classify(ctx, "GetPublicKey", ref, err)
+	}
+	if out.KeyId == nil {
+		return security.SigningKey{}, fmt.Errorf("kms GetPublicKey %s: no key id in the answer", ref)
+	}
+	arn := *out.KeyId // GetPublicKey names the key by its ARN
+	_, keyID, ok := strings.Cut(arn, ":key/")
+	if !ok || !validKeyID(keyID) {
+		return security.SigningKey{}, fmt.Errorf("kms GetPublicKey %s: %q is not a key ARN", ref, arn)
+	}
+	pub, err := publicKey(out)
+	if err != nil {
+		return security.SigningKey{}, fmt.Errorf("kms key %s: %w", ref, err)
+	}
+	jwk, err := signer.JWK(pub, keyID)
+	if err != nil {
+		return security.SigningKey{}, err
+	}
+	return security.SigningKey{Kid: keyID, Alg: signer.AlgOf(pub), PublicJWK: jwk, KMSKeyID: arn}, nil
+}
+
+// KeyOf is the signing key of a record that names a KMS key: each token is one kms:Sign.
+func KeyOf(client Client, rec security.SigningKey) (*signer.Key, error) {
+	algo := signingAlgorithms[rec.Alg]
+	if rec.KMSKeyID == "" || algo == "" {
+		return nil, errors.New("kms signer: the record names no KMS key of a known algorithm")
+	}
+	return signer.NewKey(rec.Alg, kmsKey{client: client, keyID: rec.KMSKeyID, algo: algo}, rec.Kid)
+}
