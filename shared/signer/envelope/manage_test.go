@@ -1,0 +1,169 @@
+package envelope
+
+import (
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/security/securitytest"
+	"github.com/capifcore/capif-security/shared/store/embedded"
+)
+
+func newManager(t *testing.T) (Manager, *securitytest.Clock) {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := embedded.Open(filepath.Join(dir, "capif.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	file, err := OpenKeyFile(filepath.Join(dir, "wrapping.key"), "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := securitytest.NewClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+	return Manager{Keys: db, Wrapper: file, Alg: capif.ES256, Windows: windows, Now: clock.Now}, clock
+}
+
+func states(t *testing.T, m Manager) map[string]security.KeyState {
+	t.Helper()
+	set, err := m.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]security.KeyState{}
+	for _, k := range set.Keys {
+		out[k.Kid] = set.State(k, m.now(), m.Windows)
+	}
+	return out
+}
+
+// TestManagerBootstrapOnce: processes starting together on an empty set agree on one first key,
+// which signs at once; later starts make none.
+func TestManagerBootstrapOnce(t *testing.T) {
+	m, _ := newManager(t)
+	var wg sync.WaitGroup
+	kids := make([]string, 4)
+	made := make([]bool, 4)
+	for i := range kids {
+		wg.Go(func() {
+			var err error
+			if kids[i], made[i], err = m.Bootstrap(t.Context()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if slices.Compact(slices.Clone(kids))[0] != kids[0] || len(slices.Compact(slices.Clone(kids))) != 1 {
+		t.Fatalf("bootstraps disagree: %v", kids)
+	}
+	if n := len(slices.DeleteFunc(slices.Clone(made), func(b bool) bool { return !b })); n != 1 {
+		t.Errorf("%d bootstraps made a key, want 1", n)
+	}
+	if got := states(t, m); len(got) != 1 || got[kids[0]] != security.KeyActive {
+		t.Errorf("states %v", got)
+	}
+}
+
+// TestManagerScheduled: the rotation function's day by day: nothing while the key is young, a
+// successor once it is old, which takes over after the activation delay; the old record is
+// dropped once it left the JWKS.
+func TestManagerScheduled(t *testing.T) {
+	m, clock := newManager(t)
+	const age = 30 * 24 * time.Hour
+	first, _, err := m.Scheduled(t.Context(), age)
+	if err != nil || first == "" {
+		t.Fatalf("first run on an empty set: %q, %v", first, err)
+	}
+	clock.Advance(24 * time.Hour)
+	if kid, pruned, err := m.Scheduled(t.Context(), age); kid != "" || pruned || err != nil {
+		t.Fatalf("young key: published %q, pruned %v, %v", kid, pruned, err)
+	}
+	clock.Advance(age)
+	next, _, err := m.Scheduled(t.Context(), age)
+	if err != nil || next == "" {
+		t.Fatalf("old key: %q, %v", next, err)
+	}
+	if got := states(t, m); got[first] != security.KeyActive || got[next] != security.KeyPending {
+		t.Errorf("after publishing: %v", got)
+	}
+	if kid, _, _ := m.Scheduled(t.Context(), age); kid != "" {
+		t.Errorf("a successor is waiting, yet %s was published", kid)
+	}
+	clock.Advance(windows.ActivationDelay())
+	if got := states(t, m); got[first] != security.KeyPrevious || got[next] != security.KeyActive {
+		t.Errorf("after activation: %v", got)
+	}
+	clock.Advance(windows.Overlap())
+	if _, pruned, err := m.Scheduled(t.Context(), age); !pruned || err != nil {
+		t.Fatalf("past the overlap: pruned %v, %v", pruned, err)
+	}
+	if got := states(t, m); len(got) != 1 || got[next] != security.KeyActive {
+		t.Errorf("after pruning: %v", got)
+	}
+}
+
+// TestManagerImport: keys that already sign keep their kids; the first signs, the others stay
+// published for the overlap; a set that has keys is not imported into.
+func TestManagerImport(t *testing.T) {
+	m, clock := newManager(t)
+	var recs []security.SigningKey
+	for range 2 {
+		rec, err := NewRecord(t.Context(), m.Wrapper, capif.ES256, clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	if made, err := m.Import(t.Context(), recs); !made || err != nil {
+		t.Fatalf("import: %v, %v", made, err)
+	}
+	if got := states(t, m); got[recs[0].Kid] != security.KeyActive || got[recs[1].Kid] != security.KeyPrevious {
+		t.Errorf("after import: %v", got)
+	}
+	if made, err := m.Import(t.Context(), recs[:1]); made || err != nil {
+		t.Errorf("second import: %v, %v", made, err)
+	}
+	clock.Advance(windows.Overlap())
+	if got := states(t, m); got[recs[1].Kid] != security.KeyRetired {
+		t.Errorf("past the overlap: %v", got)
+	}
+}
+
+// TestManagerRetire: retiring the signing key is refused until a successor waits, and -now
+// hands over in the same write.
+func TestManagerRetire(t *testing.T) {
+	m, _ := newManager(t)
+	first, _, err := m.Bootstrap(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Retire(t.Context(), first, false); err == nil {
+		t.Error("retired the signing key without -now")
+	}
+	if _, err := m.Retire(t.Context(), first, true); err == nil {
+		t.Error("retired the signing key -now with no successor")
+	}
+	next, err := m.Rotate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Retire(t.Context(), first, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := states(t, m); got[first] != security.KeyRetired || got[next.Kid] != security.KeyActive {
+		t.Errorf("after retire -now: %v", got)
+	}
+	if _, err := m.Retire(t.Context(), "k-nope", false); err == nil {
+		t.Error("retired an unknown kid")
+	}
+	kms := m
+	kms.Wrapper = nil
+	if _, err := kms.Rotate(t.Context()); err == nil {
+		t.Error("signer kms made a key")
+	}
+}
