@@ -75,3 +75,26 @@ func TestRunnerWithoutTables(t *testing.T) {
 		t.Errorf("no ERROR line naming the missing tables:\n%s", logs)
 	}
 }
+
+func init() {
+	backends = append(backends, backend{name: "dynamodb+kms-envelope", throttles: true, args: func(t *testing.T) []string {
+		testenv.DynamoDBEndpoint(t)
+		testenv.KMSEndpoint(t)
+		return []string{"-store", "dynamodb", "-signer", "kms-envelope", "-kms-wrapping-key", newWrappingKey(t),
+			"-table-prefix", uniqueTablePrefix(), "-create-tables", "-allow-loopback-notifications"}
+	}})
+}
+
+// newWrappingKey creates a symmetric key in local-kms, to wrap the key set's keys.
+func newWrappingKey(t *testing.T) string {
+	t.Helper()
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), &awskms.CreateKeyInput{Description: aws.String("capif-local wrapping key")})
+	if err != nil {
+		t.Fatalf("creating a KMS key in local-kms: %v", err)
+	}
+	return aws.ToString(out.KeyMetadata.KeyId)
+}

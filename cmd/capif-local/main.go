@@ -150,6 +150,21 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 		return err
 	}
 	defer a.Close()
+	if c.Signer == settings.SignerKMSEnvelope {
+		// A set that never had a key gets one that signs at once: no verifier can hold a stale
+		// JWKS of it.
+		m, err := fullapp.KeyManager(ctx, cfg, a)
+		if err != nil {
+			return err
+		}
+		kid, made, err := m.Bootstrap(ctx)
+		if err != nil {
+			return fmt.Errorf("key set: %w", err)
+		}
+		if made {
+			logger.Info("key set: published a first signing key", slog.String("kid", kid))
+		}
+	}
 	if c.Registry != "" {
 		if err := importRegistry(ctx, a.Service, c.Registry, logger); err != nil {
 			return err

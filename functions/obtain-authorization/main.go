@@ -11,4 +11,4 @@ import (
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 )
 
-func main() { lambdaapp.Main(httpapi.ObtainAuthorization, kmsapp.Backend) }
+func main() { lambdaapp.Main(httpapi.ObtainAuthorization, kmsapp.Backend, kmsapp.Envelope) }

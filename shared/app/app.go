@@ -58,6 +58,8 @@ type Input struct {
 	Logger   *slog.Logger
 	// AWS returns the process's one SDK configuration (built on first use).
 	AWS func() (aws.Config, error)
+	// KeySet is the store's key set (for the signers).
+	KeySet security.KeySet
 }
 
 // StoreAdapter is a built store: the Store and Registry ports (one adapter serves both) and what
@@ -65,6 +67,7 @@ type Input struct {
 type StoreAdapter struct {
 	Store    security.Store
 	Registry security.Registry
+	KeySet   security.KeySet
 	Close    func() error
 }
 
@@ -73,6 +76,7 @@ type App struct {
 	Service  *security.Service
 	Store    security.Store
 	Registry security.Registry
+	KeySet   security.KeySet
 	closers  []func() error
 }
 
@@ -106,7 +110,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Store, a.Registry = st.Store, st.Registry
+	a.Store, a.Registry, a.KeySet = st.Store, st.Registry, st.KeySet
+	in.KeySet = st.KeySet
 	if st.Close != nil {
 		a.closers = append(a.closers, st.Close)
 	}
@@ -140,6 +145,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Logger:         cfg.Logger,
 	})
 	return a, nil
+}
+
+// KeyWindows are the key set's windows of the deployment set describes: its refresh period
+// and token lifetime, and the JWKS max-age the CCF serves.
+func KeyWindows(set settings.Config) security.KeyWindows {
+	return security.KeyWindows{Refresh: set.KeySetRefresh, JWKSMaxAge: capif.JWKSMaxAge, TokenLifetime: set.TokenTTL}
 }
 
 // backend is the store (or signer) backend of that name.

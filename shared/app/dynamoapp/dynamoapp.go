@@ -28,5 +28,5 @@ func open(ctx context.Context, in app.Input) (app.StoreAdapter, error) {
 			return app.StoreAdapter{}, fmt.Errorf("creating DynamoDB tables: %w", err)
 		}
 	}
-	return app.StoreAdapter{Store: st, Registry: st}, nil
+	return app.StoreAdapter{Store: st, Registry: st, KeySet: st}, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
+	"github.com/capifcore/capif-security/shared/signer/envelope"
 	"github.com/capifcore/capif-security/shared/signer/local"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
@@ -38,7 +39,7 @@ var Embedded = app.Backend{Name: settings.StoreEmbedded, Store: openEmbedded}
 var Local = app.Backend{Name: settings.SignerLocal, Signer: openLocal}
 
 // Backends are all of them.
-var Backends = []app.Backend{Embedded, dynamoapp.Backend, Local, kmsapp.Backend}
+var Backends = []app.Backend{Embedded, dynamoapp.Backend, Local, kmsapp.Backend, kmsapp.Envelope}
 
 // Open is app.Open with every back end, on the standard SDK configuration (built on first use)
 // unless cfg names the process's own.
@@ -50,6 +51,16 @@ func Open(ctx context.Context, cfg app.Config) (*app.App, error) {
 	return app.Open(ctx, cfg)
 }
 
+// KeyManager changes the key set of a's store, as cfg's settings describe the deployment:
+// new keys wrapped under the KMSWrappingKey setting (none without it).
+func KeyManager(ctx context.Context, cfg app.Config, a *app.App) (envelope.Manager, error) {
+	getAWS := cfg.AWS
+	if getAWS == nil {
+		getAWS = standard.Provider(ctx, cfg.Logger).Get
+	}
+	return kmsapp.Manager(app.Input{Settings: cfg.Settings, Logger: cfg.Logger, AWS: getAWS, KeySet: a.KeySet})
+}
+
 func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
 	db, err := embedded.Open(filepath.Join(in.Settings.DataDir, "capif.db")) // creates the directory
 	if errors.Is(err, berrors.ErrTimeout) {
@@ -59,7 +70,7 @@ func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
 	if err != nil {
 		return app.StoreAdapter{}, err
 	}
-	return app.StoreAdapter{Store: db, Registry: db, Close: db.Close}, nil
+	return app.StoreAdapter{Store: db, Registry: db, KeySet: db, Close: db.Close}, nil
 }
 
 func openLocal(_ context.Context, in app.Input) (security.Signer, error) {

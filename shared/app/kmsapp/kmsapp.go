@@ -17,22 +17,66 @@ import (
 	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
+	"github.com/capifcore/capif-security/shared/signer/envelope"
 	"github.com/capifcore/capif-security/shared/signer/kms"
 )
 
-// Backend is the KMS signer (settings.SignerKMS) over the KMSKeyIDs setting; no network call.
+// Backend is the KMS signer (settings.SignerKMS): the key set's records of KMS keys, or while
+// the set is empty the KMSKeyIDs setting's keys. No network call until first use.
 var Backend = app.Backend{Name: settings.SignerKMS, Signer: open}
+
+// Envelope is the kms-envelope signer (settings.SignerKMSEnvelope): the key set's keys, wrapped
+// under KMSWrappingKey, unwrapped once per kid and used in memory; its records of KMS keys sign
+// in KMS, and while the set is empty the KMSKeyIDs setting's keys (if any) sign.
+var Envelope = app.Backend{Name: settings.SignerKMSEnvelope, Signer: openEnvelope}
 
 // CCF is the CCF's client certificate with its key in KMS (CCFCertificate), for the functions
 // that push revocations to AEFs.
 var CCF = app.Backend{Name: "kms-ccf", CCF: CCFCertificate}
 
 func open(_ context.Context, in app.Input) (security.Signer, error) {
+	return openSet(in, false)
+}
+
+func openEnvelope(_ context.Context, in app.Input) (security.Signer, error) {
+	return openSet(in, true)
+}
+
+// openSet is the envelope signer over the store's key set, with a KMS wrapper when wrapped keys
+// are to be unwrapped.
+func openSet(in app.Input, wrapped bool) (security.Signer, error) {
 	awsCfg, err := in.AWS()
 	if err != nil {
 		return nil, err
 	}
-	return kms.NewFromConfig(awsCfg, in.Settings.KMSKeyIDs, in.Settings.TokenAlg)
+	client := kms.NewClient(awsCfg)
+	cfg := envelope.Config{Keys: in.KeySet, KMS: client, Windows: app.KeyWindows(in.Settings), Logger: in.Logger}
+	if len(in.Settings.KMSKeyIDs) > 0 {
+		if cfg.Fallback, err = kms.New(client, in.Settings.KMSKeyIDs, in.Settings.TokenAlg); err != nil {
+			return nil, err
+		}
+	}
+	if wrapped {
+		if cfg.Wrapper, err = envelope.NewKMS(client, in.Settings.KMSWrappingKey, in.Settings.Stack); err != nil {
+			return nil, err
+		}
+	}
+	return envelope.New(cfg)
+}
+
+// Manager changes the key set of in's store; its new keys are wrapped under KMSWrappingKey
+// (none without one: signer kms records KMS keys only).
+func Manager(in app.Input) (envelope.Manager, error) {
+	m := envelope.Manager{Keys: in.KeySet, Alg: in.Settings.TokenAlg, Windows: app.KeyWindows(in.Settings)}
+	if in.Settings.KMSWrappingKey == "" {
+		return m, nil
+	}
+	awsCfg, err := in.AWS()
+	if err != nil {
+		return envelope.Manager{}, err
+	}
+	m.Wrapper, err = envelope.NewKMS(kms.NewClient(awsCfg), in.Settings.KMSWrappingKey, in.Settings.Stack)
+	return m, err
 }
 
 // CCFCertificate is the CCF's client certificate towards AEFs with its key in KMS: chainPEM is

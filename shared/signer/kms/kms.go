@@ -83,12 +83,18 @@ func New(client Client, keyRefs []string, alg string) (*Signer, error) {
 // endpoint override such as AWS_ENDPOINT_URL_KMS) with the KMS retry policy (awsretry.KMS;
 // optFns are applied after it), and then calls New.
 func NewFromConfig(cfg aws.Config, keyRefs []string, alg string, optFns ...func(*awskms.Options)) (*Signer, error) {
+	return New(NewClient(cfg, optFns...), keyRefs, alg)
+}
+
+// NewClient is the KMS client of cfg with the KMS retry policy (awsretry.KMS); optFns are
+// applied after it.
+func NewClient(cfg aws.Config, optFns ...func(*awskms.Options)) *awskms.Client {
 	policy := func(o *awskms.Options) {
 		o.Retryer = awsretry.KMS.Retryer()
 		o.HTTPClient = awsretry.KMS.HTTPClient(o.HTTPClient)
 		o.APIOptions = append(o.APIOptions, awsretry.KMS.CountThrottles) // per-request metrics
 	}
-	return New(awskms.NewFromConfig(cfg, append([]func(*awskms.Options){policy}, optFns...)...), keyRefs, alg)
+	return awskms.NewFromConfig(cfg, append([]func(*awskms.Options){policy}, optFns...)...)
 }
 
 // Sign issues the ES256 token for c with the active key; kid is that key's id.
