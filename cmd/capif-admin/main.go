@@ -138,6 +138,8 @@ var commands = []command{
 		store: true, define: defineOutboxList},
 	{name: "outbox-redrive", operands: "ID | -all", summary: "make a dead-lettered notification (or all of them) due again, with a new retry window",
 		store: true, writes: true, define: defineRedrive},
+	{name: "keys", operands: keysOperands, summary: "the token-signing key set: list it; rotate (publish a new wrapped key); retire a key; import-env (record CAPIF_KMS_KEY_IDS); add a KMS key",
+		store: true, writes: true, define: defineKeys},
 	{name: "outbox-drop", operands: "ID", summary: "delete an owed notification: it will never be delivered",
 		store: true, writes: true, define: removeCommand("outbox-drop", func(ctx context.Context, svc *security.Service, id string) (string, error) {
 			return "", svc.DropNotification(ctx, id)

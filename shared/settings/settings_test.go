@@ -98,8 +98,8 @@ func TestLoadPrecedence(t *testing.T) {
 		t.Errorf("flags: tables %+v, create %v, operands %q", c.Tables, c.CreateTables, rest)
 	}
 	// A setting the command does not read is neither a flag nor taken from the environment.
-	if _, _, err := settings.Load(settings.Admin, []string{"-token-ttl", "1s"}, env(e), settings.Options{Output: io.Discard}); err == nil {
-		t.Error("capif-admin accepted -token-ttl")
+	if _, _, err := settings.Load(settings.Admin, []string{"-api-root", "https://x.example"}, env(e), settings.Options{Output: io.Discard}); err == nil {
+		t.Error("capif-admin accepted -api-root")
 	}
 }
 

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/capifcore/capif-security/shared/app"
+	"github.com/capifcore/capif-security/shared/app/fullapp"
+	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/signer/envelope"
+	"github.com/capifcore/capif-security/shared/signer/kms"
+)
+
+const keysOperands = "list | rotate | retire [-now] KID | import-env | add KEYID"
+
+// defineKeys manages the key set: the token-signing keys the functions sign with and publish.
+func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
+	now := fs.Bool("now", false, "retire: drop the key from the JWKS at once (its tokens fail); the signing key hands over to the newest published key in the same write")
+	return func(ctx context.Context, s *session) error {
+		if len(s.operands) == 0 {
+			return errors.New("keys takes a subcommand: " + keysOperands)
+		}
+		sub, args := s.operands[0], s.operands[1:]
+		if sub == "retire" { // keys retire -now KID: the flag after the subcommand
+			args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+				if a == "-now" || a == "--now" {
+					*now = true
+					return true
+				}
+				return false
+			})
+		}
+		arity := map[string]int{"list": 0, "rotate": 0, "retire": 1, "import-env": 0, "add": 1}
+		n, ok := arity[sub]
+		if !ok || len(args) != n {
+			return fmt.Errorf("keys %s: want keys %s", sub, keysOperands)
+		}
+		if *now && sub != "retire" {
+			return errors.New("keys: -now goes with retire only")
+		}
+		if s.dryRun && sub != "list" {
+			fmt.Fprintf(s.stdout, "dry run: would keys %s; nothing written\n", sub)
+			return nil
+		}
+		m, err := s.keyManager(ctx)
+		if err != nil {
+			return err
+		}
+		switch sub {
+		case "rotate":
+			rec, err := m.Rotate(ctx)
+			if err != nil {
+				return fmt.Errorf("keys rotate: %w", err)
+			}
+			fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
+		case "retire":
+			if _, err := m.Retire(ctx, args[0], *now); err != nil {
+				return fmt.Errorf("keys retire: %w", err)
+			}
+		case "import-env", "add":
+			refs := s.cfg.KMSKeyIDs
+			if sub == "add" {
+				refs = args
+			}
+			if len(refs) == 0 {
+				return errors.New("keys import-env: no keys in CAPIF_KMS_KEY_IDS (-kms-key-ids)")
+			}
+			awsCfg, err := s.aws.Get()
+			if err != nil {
+				return err
+			}
+			client := kms.NewClient(awsCfg)
+			var recs []security.SigningKey
+			for _, ref := range refs {
+				rec, err := kms.Record(ctx, client, ref)
+				if err != nil {
+					return fmt.Errorf("keys %s: %w", sub, err)
+				}
+				recs = append(recs, rec)
+			}
+			if sub == "add" {
+				rec, err := m.Add(ctx, recs[0])
+				if err != nil {
+					return fmt.Errorf("keys add: %w", err)
+				}
+				fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
+				break
+			}
+			made, err := m.Import(ctx, recs)
+			if err != nil {
+				return fmt.Errorf("keys import-env: %w", err)
+			}
+			if !made {
+				return errors.New("keys import-env: the key set has keys already; nothing imported (keys add records one more)")
+			}
+		}
+		return listKeys(ctx, s, m)
+	}
+}
+
+// keyManager opens the store and the key set's manager: new keys are wrapped under
+// -kms-wrapping-key, bound to the stack -stack names, else to the runner's "local" (its
+// embedded store, or its tables named by -table-prefix).
+func (s *session) keyManager(ctx context.Context) (envelope.Manager, error) {
+	cfg := app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get, AEFPush: security.AEFPushQueued}
+	if cfg.Settings.Stack == "" {
+		cfg.Settings.Stack = "local"
+	}
+	if s.app == nil {
+		a, err := fullapp.Open(ctx, cfg)
+		if err != nil {
+			return envelope.Manager{}, err
+		}
+		s.app = a
+	}
+	return fullapp.KeyManager(ctx, cfg, s.app)
+}
+
+// listKeys prints the set: each key's kid, algorithm, kind, state and times.
+func listKeys(ctx context.Context, s *session, m envelope.Manager) error {
+	set, err := m.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tKIND\tSTATE\tPUBLISHED\tSIGNS FROM\tLEAVES JWKS")
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	for _, k := range set.Keys {
+		kind := "wrapped"
+		if k.KMSKeyID != "" {
+			kind = "kms"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Kid, k.Alg, kind, set.State(k, now, m.Windows),
+			at(k.PublishedAt), at(k.ActivateAt), at(set.LeavesAt(k, now, m.Windows)))
+	}
+	if len(set.Keys) == 0 {
+		fmt.Fprintln(tw, "(none: the functions sign with CAPIF_KMS_KEY_IDS; keys import-env records them)")
+	}
+	return tw.Flush()
+}
