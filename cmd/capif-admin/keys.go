@@ -62,34 +62,26 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			if _, err := m.Retire(ctx, args[0], *now); err != nil {
 				return fmt.Errorf("keys retire: %w", err)
 			}
-		case "import-env", "add":
-			refs := s.cfg.KMSKeyIDs
-			if sub == "add" {
-				refs = args
-			}
-			if len(refs) == 0 {
-				return errors.New("keys import-env: no keys in CAPIF_KMS_KEY_IDS (-kms-key-ids)")
-			}
+		case "add":
 			awsCfg, err := s.aws.Get()
 			if err != nil {
 				return err
 			}
-			client := kms.NewClient(awsCfg)
-			var recs []security.SigningKey
-			for _, ref := range refs {
-				rec, err := kms.Record(ctx, client, ref)
-				if err != nil {
-					return fmt.Errorf("keys %s: %w", sub, err)
-				}
-				recs = append(recs, rec)
+			rec, err := kms.Record(ctx, kms.NewClient(awsCfg), args[0])
+			if err != nil {
+				return fmt.Errorf("keys add: %w", err)
 			}
-			if sub == "add" {
-				rec, err := m.Add(ctx, recs[0])
-				if err != nil {
-					return fmt.Errorf("keys add: %w", err)
-				}
-				fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
-				break
+			if rec, err = m.Add(ctx, rec); err != nil {
+				return fmt.Errorf("keys add: %w", err)
+			}
+			fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
+		case "import-env":
+			if m.Legacy == nil {
+				return errors.New("keys import-env: no keys in CAPIF_KMS_KEY_IDS (-kms-key-ids)")
+			}
+			recs, err := m.Legacy(ctx)
+			if err != nil {
+				return fmt.Errorf("keys import-env: %w", err)
 			}
 			made, err := m.Import(ctx, recs)
 			if err != nil {

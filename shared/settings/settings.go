@@ -24,6 +24,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,7 @@ const (
 	Admin                        // cmd/capif-admin
 	Function                     // every Lambda function of the API (environment only: no command line)
 	Worker                       // the notification delivery function (environment only)
+	Rotator                      // the signing-key rotation function (environment only)
 )
 
 // Delivering is every command that delivers owed notifications.
@@ -98,6 +100,9 @@ type Config struct {
 	KMSKeyIDs      []string // signing keys, active first
 	KMSWrappingKey string   // the KMS key that wraps the key set's keys (kms-envelope)
 	KeySetRefresh  time.Duration
+	// KeyRotationAge is how old the signing key gets before the rotation function publishes
+	// its successor.
+	KeyRotationAge time.Duration
 	// Tables are the DynamoDB table names, from the prefix and the explicit names; set whenever
 	// Store is StoreDynamoDB.
 	Tables         Tables
@@ -196,7 +201,7 @@ var Removed = map[string]string{
 var Table = []Setting{
 	{Env: "CAPIF_ADDR", Flag: "addr", Default: "127.0.0.1:8443", For: Runner,
 		Doc: "HTTPS listen address (client certificates requested, not required)", parse: str(func(c *loading) *string { return &c.Addr })},
-	{Env: "CAPIF_DATA", Flag: "data", Default: ".capif-local", Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Cert | Admin | Function | Worker,
+	{Env: "CAPIF_DATA", Flag: "data", Default: ".capif-local", Defaults: map[Command]string{Rotator: "", Function: "", Admin: "", Worker: ""}, For: Runner | Cert | Admin | Function | Worker | Rotator,
 		Doc: "data directory: embedded store, dev CA, server certificate, signing key", parse: str(func(c *loading) *string { return &c.DataDir })},
 	{Env: "CAPIF_REGISTRY", Flag: "registry", For: Runner,
 		Doc: "registry JSON imported (upserted) at start", parse: str(func(c *loading) *string { return &c.Registry })},
@@ -210,7 +215,7 @@ var Table = []Setting{
 		Doc: "public {apiRoot}: base of Location headers", parse: parseAPIRoot},
 	{Env: "CAPIF_ISSUER", Flag: "issuer", DefaultDoc: "{apiRoot}", For: Runner | Function,
 		Doc: "iss claim of tokens: an https URL without query or fragment", parse: parseIssuer},
-	{Env: "CAPIF_TOKEN_TTL", Flag: "token-ttl", Default: durationText(security.DefaultTokenTTL), For: Runner | Admin | Function,
+	{Env: "CAPIF_TOKEN_TTL", Flag: "token-ttl", Default: durationText(security.DefaultTokenTTL), For: Runner | Admin | Function | Rotator,
 		Doc: "access token lifetime (expires_in), a Go duration", parse: duration(func(c *loading) *time.Duration { return &c.TokenTTL }, false)},
 	// Loopback destinations are a development convenience: allowed on the embedded store, refused
 	// on DynamoDB (a deployment), unless set either way (check resolves it).
@@ -253,14 +258,14 @@ var Table = []Setting{
 		}},
 	{Env: "CAPIF_AEF_CA_VERSION", For: Function | Worker,
 		Doc: "S3 VersionId of the CAPIF_AEF_CA object; empty: the latest", parse: s3Version(func(c *loading) *string { return &c.AEFCAVersion })},
-	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded, Admin: ""}, For: Runner | Admin | Function | Worker,
+	{Env: "CAPIF_STORE", Flag: "store", Default: StoreDynamoDB, Defaults: map[Command]string{Runner: StoreEmbedded, Admin: ""}, For: Runner | Admin | Function | Worker | Rotator,
 		Doc: "back end: embedded or dynamodb", parse: func(c *loading, v string) error {
 			if v == "" {
 				return nil // only capif-admin has no default; check refuses it elsewhere
 			}
 			return choice(func(c *loading) *string { return &c.Store }, StoreEmbedded, StoreDynamoDB)(c, v)
 		}},
-	{Env: "CAPIF_STACK", Flag: "stack", For: Admin | Function,
+	{Env: "CAPIF_STACK", Flag: "stack", For: Admin | Function | Rotator,
 		Doc: "the SAM stack: capif-admin's DynamoDB tables STACK-contexts, STACK-registry, STACK-outbox, as template.yaml names them; the capif:stack of wrapped signing keys", parse: func(c *loading, v string) error {
 			if v != "" && !stackName.MatchString(v) {
 				return fmt.Errorf("%q is not a CloudFormation stack name (a letter, then letters, digits and hyphens, at most 128)", v)
@@ -270,25 +275,25 @@ var Table = []Setting{
 		}},
 	{Env: "CAPIF_SIGNER", Flag: "signer", Default: SignerKMS, Defaults: map[Command]string{Runner: SignerLocal}, For: Runner | Function,
 		Doc: "token signer: local, kms, kms-envelope or none", parse: choice(func(c *loading) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerKMSEnvelope, SignerNone)},
-	{Env: "CAPIF_TOKEN_ALG", Flag: "token-alg", Default: capif.ES256, For: Runner | Admin | Function,
+	{Env: "CAPIF_TOKEN_ALG", Flag: "token-alg", Default: capif.ES256, For: Runner | Admin | Function | Rotator,
 		Doc: "the signing key's algorithm: ES256, or RS256 (RSA 2048); switching keeps the other key in the JWKS", parse: choice(func(c *loading) *string { return &c.TokenAlg }, capif.Algs...)},
 	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Admin | Function,
 		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *loading, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
-	{Env: "CAPIF_KMS_WRAPPING_KEY", Flag: "kms-wrapping-key", For: Runner | Admin | Function,
+	{Env: "CAPIF_KMS_WRAPPING_KEY", Flag: "kms-wrapping-key", For: Runner | Admin | Function | Rotator,
 		Doc: "the KMS symmetric key (id, ARN or alias) that wraps the key set's signing keys (kms-envelope)", parse: str(func(c *loading) *string { return &c.KMSWrappingKey })},
-	{Env: "CAPIF_KEYSET_REFRESH", Flag: "keyset-refresh", Default: durationText(time.Minute), For: Runner | Admin | Function,
+	{Env: "CAPIF_KEYSET_REFRESH", Flag: "keyset-refresh", Default: durationText(time.Minute), For: Runner | Admin | Function | Rotator,
 		Doc: "how long a process uses the key set it read before reading it again (kms-envelope)", parse: duration(func(c *loading) *time.Duration { return &c.KeySetRefresh }, false)},
-	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: DefaultTablePrefix, Defaults: map[Command]string{Function: "", Admin: "", Worker: ""}, For: Runner | Admin | Function | Worker,
+	{Env: "CAPIF_TABLE_PREFIX", Flag: "table-prefix", Default: DefaultTablePrefix, Defaults: map[Command]string{Rotator: "", Function: "", Admin: "", Worker: ""}, For: Runner | Admin | Function | Worker | Rotator,
 		Doc: "DynamoDB table names: PREFIXcontexts, PREFIXregistry, PREFIXoutbox", parse: str(func(c *loading) *string { return &c.tablePrefix })},
-	{Env: "CAPIF_CONTEXTS_TABLE", For: Runner | Admin | Function | Worker,
+	{Env: "CAPIF_CONTEXTS_TABLE", For: Runner | Admin | Function | Worker | Rotator,
 		Doc: "explicit name of the contexts table (beats the prefix, not the -table-prefix flag)", parse: str(func(c *loading) *string { return &c.contexts })},
-	{Env: "CAPIF_REGISTRY_TABLE", For: Runner | Admin | Function | Worker,
+	{Env: "CAPIF_REGISTRY_TABLE", For: Runner | Admin | Function | Worker | Rotator,
 		Doc: "explicit name of the registry table", parse: str(func(c *loading) *string { return &c.reg })},
-	{Env: "CAPIF_OUTBOX_TABLE", For: Runner | Admin | Function | Worker,
+	{Env: "CAPIF_OUTBOX_TABLE", For: Runner | Admin | Function | Worker | Rotator,
 		Doc: "explicit name of the outbox table", parse: str(func(c *loading) *string { return &c.outbox })},
 	{Env: "CAPIF_CREATE_TABLES", Flag: "create-tables", Default: "false", For: Runner | Admin, Bool: true,
 		Doc: "create missing DynamoDB tables at start", parse: boolean(func(c *loading) *bool { return &c.CreateTables })},
-	{Env: "CAPIF_LOG_LEVEL", Flag: "log-level", Default: "info", For: Runner | Admin | Function | Worker,
+	{Env: "CAPIF_LOG_LEVEL", Flag: "log-level", Default: "info", For: Runner | Admin | Function | Worker | Rotator,
 		Doc: "debug, info, warn or error (one line per request)", parse: func(c *loading, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 				return fmt.Errorf("%q is not debug, info, warn or error", v)
@@ -317,9 +322,18 @@ var Table = []Setting{
 		Doc: "how long one notification delivery may take, connection to answer", parse: duration(func(c *loading) *time.Duration { return &c.NotifyTimeout }, false)},
 	{Env: "CAPIF_DELIVERY_INTERVAL", Flag: "delivery-interval", Default: "15s", For: Runner,
 		Doc: "how often the runner delivers due notifications", parse: duration(func(c *loading) *time.Duration { return &c.DeliveryInterval }, false)},
-	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function | Worker,
+	{Env: "CAPIF_KEY_ROTATION_DAYS", Default: "30", For: Rotator,
+		Doc: "days a signing key signs before the rotation function publishes its successor", parse: func(c *loading, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 3650 {
+				return fmt.Errorf("%q is not a number of days from 1 to 3650", v)
+			}
+			c.KeyRotationAge = time.Duration(n) * 24 * time.Hour
+			return nil
+		}},
+	{Env: "CAPIF_DEADLINE_MARGIN", Default: "1s", For: Function | Worker | Rotator,
 		Doc: "time kept back from the Lambda deadline to answer 503 in", parse: duration(func(c *loading) *time.Duration { return &c.DeadlineMargin }, true)},
-	{Env: "CAPIF_METRICS_NAMESPACE", Default: DefaultMetricsNamespace, For: Runner | Function | Worker,
+	{Env: "CAPIF_METRICS_NAMESPACE", Default: DefaultMetricsNamespace, For: Runner | Function | Worker | Rotator,
 		Doc: "CloudWatch namespace of the metrics in the access log (Embedded Metric Format)", parse: parseNamespace},
 }
 
@@ -371,7 +385,7 @@ func Load(cmd Command, args []string, getenv func(string) string, opts Options) 
 				break
 			}
 		}
-		if s.Flag != "" && cmd != Function && cmd != Worker {
+		if s.Flag != "" && cmd&(Function|Worker|Rotator) == 0 {
 			fs.Var(&flagValue{set: func(v string) { src[i] = source{raw: v, label: "-" + s.Flag, flag: true} }, text: src[i].raw, isBool: s.Bool},
 				s.Flag, s.Doc+" ["+s.Env+"]")
 		}
@@ -502,6 +516,14 @@ func (c *loading) check(cmd Command) []error {
 		}
 		if cmd == Function && c.Stack == "" {
 			bad("CAPIF_STACK", "required with the %s signer: wrapped keys are bound to it", SignerKMSEnvelope)
+		}
+	}
+	if cmd == Rotator {
+		if c.KMSWrappingKey == "" {
+			bad("CAPIF_KMS_WRAPPING_KEY", "required: the rotation function makes wrapped keys")
+		}
+		if c.Stack == "" {
+			bad("CAPIF_STACK", "required: wrapped keys are bound to it")
 		}
 	}
 	if cmd == Runner {

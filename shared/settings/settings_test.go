@@ -290,3 +290,29 @@ func TestLoadEnvelopeSigner(t *testing.T) {
 		t.Errorf("runner without a wrapping key: %v", err)
 	}
 }
+
+// The rotation function reads its tables, wrapping key, stack and rotation age from the
+// environment, and needs the first two.
+func TestLoadRotator(t *testing.T) {
+	e := map[string]string{
+		"CAPIF_CONTEXTS_TABLE": "c", "CAPIF_REGISTRY_TABLE": "r", "CAPIF_OUTBOX_TABLE": "o",
+		"CAPIF_KMS_WRAPPING_KEY": "alias/wrap", "CAPIF_STACK": "capif-prod",
+	}
+	c, _, err := settings.Load(settings.Rotator, nil, env(e), settings.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store != settings.StoreDynamoDB || c.KeyRotationAge != 30*24*time.Hour || c.Tables.Registry != "r" || c.TokenTTL != 10*time.Minute || c.KeySetRefresh != time.Minute {
+		t.Errorf("%+v", c)
+	}
+	for name, change := range map[string][2]string{
+		"no wrapping key": {"CAPIF_KMS_WRAPPING_KEY", ""}, "no stack": {"CAPIF_STACK", ""},
+		"zero days": {"CAPIF_KEY_ROTATION_DAYS", "0"}, "not a number": {"CAPIF_KEY_ROTATION_DAYS", "30d"},
+	} {
+		bad := maps.Clone(e)
+		bad[change[0]] = change[1]
+		if _, _, err := settings.Load(settings.Rotator, nil, env(bad), settings.Options{}); err == nil || !strings.Contains(err.Error(), change[0]) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -34,8 +34,8 @@ import (
 )
 
 // function is one Lambda function: its logical id in template.yaml, its main package, the
-// httpapi router its main.go serves, whether it signs tokens (its main.go then links the KMS
-// signer: lambdaapp.Main(httpapi.X, kmsapp.Backend)) and whether it pushes revocations to AEFs
+// httpapi router its main.go serves, whether it signs tokens (its main.go then links both KMS
+// signers: lambdaapp.Main(httpapi.X, kmsapp.Backend, kmsapp.Envelope)) and whether it pushes revocations to AEFs
 // (it links the CCF's KMS key: kmsapp.CCF).
 type function struct {
 	logicalID, dir, router string
@@ -54,7 +54,7 @@ var functions = []function{
 func (f function) mainOf() string {
 	switch {
 	case f.signs:
-		return "lambdaapp.Main(httpapi." + f.router + ", kmsapp.Backend)"
+		return "lambdaapp.Main(httpapi." + f.router + ", kmsapp.Backend, kmsapp.Envelope)"
 	case f.pushes:
 		return "lambdaapp.Main(httpapi." + f.router + ", kmsapp.CCF)"
 	}
@@ -65,7 +65,7 @@ func (f function) mainOf() string {
 func (f function) backends() []app.Backend {
 	switch {
 	case f.signs:
-		return []app.Backend{kmsapp.Backend}
+		return []app.Backend{kmsapp.Backend, kmsapp.Envelope}
 	case f.pushes:
 		return []app.Backend{kmsapp.CCF}
 	}

@@ -64,18 +64,35 @@ func openSet(in app.Input, wrapped bool) (security.Signer, error) {
 	return envelope.New(cfg)
 }
 
-// Manager changes the key set of in's store; its new keys are wrapped under KMSWrappingKey
-// (none without one: signer kms records KMS keys only).
+// Manager changes the key set of in's store: its new keys are wrapped under KMSWrappingKey
+// (none without one: signer kms records KMS keys only), and its Legacy keys are the KMSKeyIDs.
 func Manager(in app.Input) (envelope.Manager, error) {
 	m := envelope.Manager{Keys: in.KeySet, Alg: in.Settings.TokenAlg, Windows: app.KeyWindows(in.Settings)}
-	if in.Settings.KMSWrappingKey == "" {
+	refs := in.Settings.KMSKeyIDs
+	if in.Settings.KMSWrappingKey == "" && len(refs) == 0 {
 		return m, nil
 	}
 	awsCfg, err := in.AWS()
 	if err != nil {
 		return envelope.Manager{}, err
 	}
-	m.Wrapper, err = envelope.NewKMS(kms.NewClient(awsCfg), in.Settings.KMSWrappingKey, in.Settings.Stack)
+	client := kms.NewClient(awsCfg)
+	if len(refs) > 0 {
+		m.Legacy = func(ctx context.Context) ([]security.SigningKey, error) {
+			var recs []security.SigningKey
+			for _, ref := range refs {
+				rec, err := kms.Record(ctx, client, ref)
+				if err != nil {
+					return nil, err
+				}
+				recs = append(recs, rec)
+			}
+			return recs, nil
+		}
+	}
+	if in.Settings.KMSWrappingKey != "" {
+		m.Wrapper, err = envelope.NewKMS(client, in.Settings.KMSWrappingKey, in.Settings.Stack)
+	}
 	return m, err
 }
 

@@ -19,6 +19,10 @@ type Manager struct {
 	Alg     string // the algorithm of new keys (CAPIF_TOKEN_ALG)
 	Windows security.KeyWindows
 	Now     func() time.Time // time.Now when nil
+	// Legacy (optional) reads the records of the keys that signed before the set had any (a
+	// deployment's CAPIF_KMS_KEY_IDS, kms.Record): Scheduled imports them into an empty set, so
+	// their tokens and kids stay valid.
+	Legacy func(ctx context.Context) ([]security.SigningKey, error)
 }
 
 // conflictRetries bounds how often a change is recomputed after losing a race.
@@ -166,21 +170,34 @@ func (m Manager) Retire(ctx context.Context, kid string, immediately bool) (secu
 	})
 }
 
-// Scheduled is the rotation function's run: a first key on an empty set, a new key when the
-// signing one is older than age, and the records of keys that left the JWKS dropped. It
-// reports what it did.
+// Scheduled is the rotation function's run: on an empty set, the Legacy keys imported (then
+// succeeded by a wrapped key) or else a first key; a new key when the signing one is older than
+// age or is a KMS key (kms-envelope moves off them); and the records of keys that left the JWKS
+// dropped. It reports the kid it published, if any, and whether it dropped records.
 func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published string, pruned bool, err error) {
 	set, err := m.Keys.LoadKeySet(ctx)
 	if err != nil {
 		return "", false, fmt.Errorf("read the key set: %w", err)
 	}
 	now := m.now()
-	if len(set.Keys) == 0 {
+	if len(set.Keys) == 0 && m.Legacy == nil {
 		kid, made, err := m.Bootstrap(ctx)
 		if made {
 			published = kid
 		}
 		return published, false, err
+	}
+	if len(set.Keys) == 0 {
+		recs, err := m.Legacy(ctx)
+		if err != nil {
+			return "", false, fmt.Errorf("read the keys that signed so far: %w", err)
+		}
+		if _, err := m.Import(ctx, recs); err != nil {
+			return "", false, err
+		}
+		if set, err = m.Keys.LoadKeySet(ctx); err != nil {
+			return "", false, fmt.Errorf("read the key set: %w", err)
+		}
 	}
 	if _, pruned = set.Prune(now, m.Windows); pruned {
 		if _, err := m.update(ctx, func(set security.SigningKeys, now time.Time) (security.SigningKeys, bool, error) {
@@ -190,7 +207,8 @@ func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published st
 			return "", false, err
 		}
 	}
-	if set.RotationDue(now, age) {
+	signer, _ := set.Signer(now)
+	if set.RotationDue(now, age) || signer.KMSKeyID != "" && set.RotationDue(now, 0) {
 		rec, err := m.Rotate(ctx)
 		if err != nil {
 			return "", pruned, err

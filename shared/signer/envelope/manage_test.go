@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -165,5 +166,37 @@ func TestManagerRetire(t *testing.T) {
 	kms.Wrapper = nil
 	if _, err := kms.Rotate(t.Context()); err == nil {
 		t.Error("signer kms made a key")
+	}
+}
+
+// TestManagerScheduledImportsLegacy: a deployment upgraded to kms-envelope: the first run
+// records the KMS keys that signed so far (kids unchanged, the first still signing) and
+// publishes a wrapped successor at once, which takes over after the activation delay.
+func TestManagerScheduledImportsLegacy(t *testing.T) {
+	m, clock := newManager(t)
+	legacy := func(kid string) security.SigningKey {
+		rec, err := NewRecord(t.Context(), m.Wrapper, capif.ES256, clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.PublicJWK.Kid, rec.Kid, rec.WrappedKey = kid, kid, nil
+		rec.KMSKeyID = "arn:aws:kms:eu-west-1:111122223333:key/" + kid
+		return rec
+	}
+	active, other := legacy("0b0b0b0b-0000-4000-8000-000000000001"), legacy("0b0b0b0b-0000-4000-8000-000000000002")
+	m.Legacy = func(context.Context) ([]security.SigningKey, error) { return []security.SigningKey{active, other}, nil }
+	next, _, err := m.Scheduled(t.Context(), 30*24*time.Hour)
+	if err != nil || next == "" {
+		t.Fatalf("first run: %q, %v", next, err)
+	}
+	if got := states(t, m); got[active.Kid] != security.KeyActive || got[other.Kid] != security.KeyPrevious || got[next] != security.KeyPending {
+		t.Errorf("after the first run: %v", got)
+	}
+	clock.Advance(windows.ActivationDelay())
+	if got := states(t, m); got[next] != security.KeyActive || got[active.Kid] != security.KeyPrevious {
+		t.Errorf("after the activation delay: %v", got)
+	}
+	if kid, _, _ := m.Scheduled(t.Context(), 30*24*time.Hour); kid != "" {
+		t.Errorf("a wrapped key signs, yet %s was published", kid)
 	}
 }
