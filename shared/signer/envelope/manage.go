@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/capifcore/capif-security/shared/security"
@@ -72,16 +73,25 @@ func (m Manager) newRecord(ctx context.Context) (security.SigningKey, error) {
 	return NewRecord(ctx, m.Wrapper, m.Alg, m.now())
 }
 
-// Bootstrap publishes a first key, signing at once, when the set has none; it returns the
-// signing key's kid and whether it made it. A key is made only when needed, so a process that
-// starts against a set that has keys makes no KMS call.
+// Bootstrap makes sure a key of m.Alg signs, and returns the signing key's kid and whether it
+// made that key. A key is made only when needed, so a process that starts against a set whose
+// signing key is of m.Alg makes no KMS call. When no key signs (a set that never had one), the
+// new key signs at once: no verifier can hold a stale JWKS of it. When the signing key is of
+// another algorithm (the runner restarted with another -token-alg), the new key signs at once
+// as well, and the key it takes over from stays published for the overlap (LeavesAt), so the
+// tokens it signed keep verifying; keys of the other algorithm still waiting to sign are
+// withdrawn (they never signed), or they would switch back to it when they activate.
+//
+// A key that signs as soon as it is published is safe only where a verifier that meets an
+// unknown kid refetches the JWKS (aefauth does): so only the runner calls Bootstrap, at start,
+// with the -token-alg it was given; the rotation function (Scheduled) calls it on an empty set
+// only, and a deployment switches algorithm by rotating.
 func (m Manager) Bootstrap(ctx context.Context) (string, bool, error) {
 	set, err := m.Keys.LoadKeySet(ctx)
 	if err != nil {
 		return "", false, fmt.Errorf("read the key set: %w", err)
 	}
-	if len(set.Keys) > 0 {
-		k, _ := set.Signer(m.now())
+	if k, ok := set.Signer(m.now()); ok && k.Alg == m.Alg {
 		return k.Kid, false, nil
 	}
 	rec, err := m.newRecord(ctx)
@@ -90,11 +100,33 @@ func (m Manager) Bootstrap(ctx context.Context) (string, bool, error) {
 	}
 	made := false
 	set, err = m.update(ctx, func(set security.SigningKeys, now time.Time) (security.SigningKeys, bool, error) {
-		if made = len(set.Keys) == 0; !made { // another process bootstrapped first: its key stands
+		signer, signs := set.Signer(now)
+		if made = !signs || signer.Alg != m.Alg; !made { // another process got there first: its key stands
 			return set, false, nil
 		}
-		next, err := set.Publish(rec, now, m.Windows)
-		return next, true, err
+		if !signs { // Publish activates it at once
+			next, err := set.Publish(rec, now, m.Windows)
+			return next, true, err
+		}
+		next := set
+		for _, k := range set.Keys {
+			if k.Alg != m.Alg && now.Before(k.ActivateAt) && k.RetiredAt.IsZero() {
+				var err error
+				if next, err = next.Retire(k.Kid, now, m.Windows, false); err != nil { // never signed: leaves at once
+					return set, false, err
+				}
+			}
+		}
+		next, err := next.Publish(rec, now, m.Windows)
+		if err != nil {
+			return set, false, err
+		}
+		next.Keys[len(next.Keys)-1].ActivateAt = now
+		if !signer.ActivateAt.Before(now) { // activated this very instant: activations stay strictly ordered
+			i := slices.IndexFunc(next.Keys, func(k security.SigningKey) bool { return k.Kid == signer.Kid })
+			next.Keys[i].ActivateAt = now.Add(-time.Nanosecond)
+		}
+		return next, true, nil
 	})
 	if err != nil {
 		return "", false, err

@@ -200,3 +200,72 @@ func TestManagerScheduledImportsLegacy(t *testing.T) {
 		t.Errorf("a wrapped key signs, yet %s was published", kid)
 	}
 }
+
+// TestManagerBootstrapSwitchesAlgorithm: the runner restarted with another -token-alg: a key of
+// that algorithm signs at once, the one it takes over from stays published for the overlap, a
+// key of the old algorithm still waiting is withdrawn; a second start makes nothing, and
+// switching back is the same rule again.
+func TestManagerBootstrapSwitchesAlgorithm(t *testing.T) {
+	m, clock := newManager(t)
+	es, _, err := m.Bootstrap(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting, err := m.Rotate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	rsm := m
+	rsm.Alg = capif.RS256
+	rs, made, err := rsm.Bootstrap(t.Context())
+	if err != nil || !made || rs == es {
+		t.Fatalf("RS256 start: %q made %v, %v", rs, made, err)
+	}
+	set, _ := m.Load(t.Context())
+	if k, _ := set.Signer(clock.Now()); k.Kid != rs || k.Alg != capif.RS256 {
+		t.Errorf("signing with %+v, want the new RS256 key", k)
+	}
+	if got := states(t, m); len(got) != 3 || got[rs] != security.KeyActive || got[es] != security.KeyPrevious || got[waiting.Kid] != security.KeyRetired {
+		t.Errorf("after the switch: %v", got)
+	}
+	if again, made, err := rsm.Bootstrap(t.Context()); again != rs || made || err != nil {
+		t.Errorf("second RS256 start: %q made %v, %v", again, made, err)
+	}
+	clock.Advance(windows.ActivationDelay()) // the withdrawn key never takes over
+	if got := states(t, m); got[rs] != security.KeyActive {
+		t.Errorf("after the withdrawn key's activation time: %v", got)
+	}
+	clock.Advance(windows.Overlap())
+	if got := states(t, m); got[es] != security.KeyRetired {
+		t.Errorf("past the overlap: %v", got)
+	}
+	back, made, err := m.Bootstrap(t.Context())
+	if err != nil || !made {
+		t.Fatalf("ES256 start: %q made %v, %v", back, made, err)
+	}
+	if got := states(t, m); got[back] != security.KeyActive || got[rs] != security.KeyPrevious {
+		t.Errorf("after switching back: %v", got)
+	}
+}
+
+// TestManagerBootstrapAfterImport: keys imported and a start with the other algorithm in the
+// same instant (a fake clock): the new key still signs, the imported one is previous.
+func TestManagerBootstrapAfterImport(t *testing.T) {
+	m, clock := newManager(t)
+	rec, err := NewRecord(t.Context(), m.Wrapper, capif.ES256, clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made, err := m.Import(t.Context(), []security.SigningKey{rec}); !made || err != nil {
+		t.Fatalf("import: %v, %v", made, err)
+	}
+	m.Alg = capif.RS256
+	rs, made, err := m.Bootstrap(t.Context())
+	if err != nil || !made {
+		t.Fatalf("RS256 start: %q made %v, %v", rs, made, err)
+	}
+	if got := states(t, m); got[rs] != security.KeyActive || got[rec.Kid] != security.KeyPrevious {
+		t.Errorf("states %v", got)
+	}
+}

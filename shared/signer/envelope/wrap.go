@@ -66,11 +66,16 @@ func NewRecord(ctx context.Context, w Wrapper, alg string, now time.Time) (secur
 	if signer.AlgOf(pub) != alg {
 		return security.SigningKey{}, fmt.Errorf("envelope: the new key of %s is not %s", kid, alg)
 	}
+	return record(kid, pub, wrapped)
+}
+
+// record is the key set record of the wrapped key pub (not yet published).
+func record(kid string, pub crypto.PublicKey, wrapped []byte) (security.SigningKey, error) {
 	jwk, err := signer.JWK(pub, kid)
 	if err != nil {
 		return security.SigningKey{}, err
 	}
-	return security.SigningKey{Kid: kid, Alg: alg, PublicJWK: jwk, WrappedKey: wrapped}, nil
+	return security.SigningKey{Kid: kid, Alg: jwk.Alg, PublicJWK: jwk, WrappedKey: wrapped}, nil
 }
 
 // parsePrivate reads a PKCS #8 private key that signs alg-compatible tokens.
@@ -220,14 +225,38 @@ func (w *KeyFile) NewKeyPair(_ context.Context, alg, kid string) (crypto.PublicK
 	if err != nil {
 		return nil, nil, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	wrapped, err := w.Wrap(kid, key)
 	if err != nil {
 		return nil, nil, err
+	}
+	return key.Public(), wrapped, nil
+}
+
+// Wrap wraps key (ECDSA P-256 or RSA 2048) for kid: the one wrapping of this file, for the keys
+// NewKeyPair makes and for a key that signed already (Record).
+func (w *KeyFile) Wrap(kid string, key crypto.Signer) ([]byte, error) {
+	if signer.AlgOf(key.Public()) == "" {
+		return nil, fmt.Errorf("envelope: the key of %s is not an ECDSA P-256 or RSA 2048 key", kid)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
 	}
 	defer clear(der)
 	nonce := make([]byte, w.aead.NonceSize())
 	_, _ = rand.Read(nonce)
-	return key.Public(), w.aead.Seal(nonce, nonce, der, w.additionalData(kid)), nil
+	return w.aead.Seal(nonce, nonce, der, w.additionalData(kid)), nil
+}
+
+// Record is the key set record (not yet published) of key, a key that signed before it was in
+// the set (the runner's PEM keys), wrapped under this file for the kid its tokens carry, so
+// that they keep verifying once it is imported (Manager.Import).
+func (w *KeyFile) Record(kid string, key crypto.Signer) (security.SigningKey, error) {
+	wrapped, err := w.Wrap(kid, key)
+	if err != nil {
+		return security.SigningKey{}, err
+	}
+	return record(kid, key.Public(), wrapped)
 }
 
 // Unwrap opens the private key of kid.

@@ -3,7 +3,10 @@ package envelope
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"os"
 	"path/filepath"
@@ -158,5 +161,38 @@ func TestKeyFile(t *testing.T) {
 	}
 	if _, err := OpenKeyFile(path, "local"); err == nil {
 		t.Error("a 5-byte key file was accepted")
+	}
+}
+
+// TestKeyFileRecord: a key that signed already, wrapped for its kid: it unwraps for that kid
+// only, and its record publishes it under that kid.
+func TestKeyFileRecord(t *testing.T) {
+	w, err := OpenKeyFile(filepath.Join(t.TempDir(), "k"), "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rs, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for _, key := range []crypto.Signer{ec, rs} {
+		kid, _ := signer.Thumbprint(key.Public())
+		rec, err := w.Record(kid, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := signer.JWK(key.Public(), kid)
+		if rec.Kid != kid || rec.Alg != signer.AlgOf(key.Public()) || rec.PublicJWK != want || rec.KMSKeyID != "" {
+			t.Errorf("record %+v", rec)
+		}
+		got, err := w.Unwrap(t.Context(), kid, rec.WrappedKey)
+		if err != nil || !reflect.DeepEqual(got.Public(), key.Public()) {
+			t.Errorf("unwrap: %v", err)
+		}
+		if _, err := w.Unwrap(t.Context(), "other", rec.WrappedKey); err == nil {
+			t.Error("unwrapped for another kid")
+		}
+	}
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	if _, err := w.Record("weak", weak); err == nil {
+		t.Error("wrapped an RSA 1024 key")
 	}
 }
