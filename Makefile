@@ -17,7 +17,7 @@ help:
 	@echo 'make lint         gofmt, go vet, staticcheck'
 	@echo 'make fuzz         every fuzz target for a minute (FUZZ_LONG=10m for longer)'
 	@echo 'make bench        the handler ratios, then every benchmark with the peers up'
-	@echo 'make build-lambdas  the five Lambda bootstraps into bin/lambda/ (what sam build makes)'
+	@echo 'make build-lambdas  the six Lambda bootstraps into bin/lambda/ (what sam build makes)'
 	@echo 'make deploy       sam build and sam deploy (first time: make deploy DEPLOY_FLAGS=--guided)'
 	@echo 'make clean        remove bin/ and .aws-sam/'
 	@echo 'RUN_FLAGS adds runner flags to make run and make run-aws (README: Runner flags).' 
@@ -93,13 +93,14 @@ clean:
 # --- Lambda (SAM) ---------------------------------------------------------------------------
 # template.yaml builds every function with `Metadata: BuildMethod: makefile` and `CodeUri: .`:
 # `sam build` runs `make build-<LogicalId>` here with ARTIFACTS_DIR set. See docs/deploy.md.
-#   make build-lambdas   the five bootstraps into bin/lambda/<LogicalId>/ (what sam build makes)
+#   make build-lambdas   the six bootstraps into bin/lambda/<LogicalId>/ (what sam build makes)
 #   make invoke FN=<LogicalId> EVENT=events/<...>.json [LOCAL_KMS_KEY_ID=<id>: ObtainAuthorizationFunction]
 #                        (the worker: FN=DeliverNotificationsFunction EVENT=events/deliver-notifications/schedule.json)
 #                        sam local invoke (Docker) against DynamoDB Local + local-kms on this host
 #   make deploy          sam build + sam deploy (first time: make deploy DEPLOY_FLAGS=--guided)
 .PHONY: build-lambdas invoke deploy build-ObtainSecurityMethodFunction build-ObtainAuthorizationFunction \
-	build-ObtainApiInvokerInfoFunction build-RevokeAuthorizationFunction build-DeliverNotificationsFunction
+	build-ObtainApiInvokerInfoFunction build-RevokeAuthorizationFunction build-DeliverNotificationsFunction \
+	build-RotateSigningKeysFunction
 
 LAMBDA_GOARCH    ?= arm64
 LAMBDA_MAX_BYTES := 10485760
@@ -128,10 +129,12 @@ build-RevokeAuthorizationFunction:
 	$(call lambda-build,revoke-authorization)
 build-DeliverNotificationsFunction:
 	$(call lambda-build,deliver-notifications)
+build-RotateSigningKeysFunction:
+	$(call lambda-build,rotate-signing-keys)
 
 build-lambdas:
 	@for fn in ObtainSecurityMethodFunction ObtainAuthorizationFunction ObtainApiInvokerInfoFunction RevokeAuthorizationFunction \
-		DeliverNotificationsFunction; do \
+		DeliverNotificationsFunction RotateSigningKeysFunction; do \
 		$(MAKE) --no-print-directory build-$$fn ARTIFACTS_DIR="$(CURDIR)/$(LAMBDA_BIN)/$$fn" || exit 1; \
 	done
 

@@ -277,7 +277,7 @@ var Table = []Setting{
 		Doc: "token signer: local, kms, kms-envelope or none", parse: choice(func(c *loading) *string { return &c.Signer }, SignerLocal, SignerKMS, SignerKMSEnvelope, SignerNone)},
 	{Env: "CAPIF_TOKEN_ALG", Flag: "token-alg", Default: capif.ES256, For: Runner | Admin | Function | Rotator,
 		Doc: "the signing key's algorithm: ES256, or RS256 (RSA 2048); switching keeps the other key in the JWKS", parse: choice(func(c *loading) *string { return &c.TokenAlg }, capif.Algs...)},
-	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Admin | Function,
+	{Env: "CAPIF_KMS_KEY_IDS", Flag: "kms-key-ids", Deprecated: []string{"CAPIF_KMS_KEY_ID"}, For: Runner | Admin | Function | Rotator,
 		Doc: "KMS keys (id, ARN or alias), active first, comma-separated", parse: func(c *loading, v string) error { c.KMSKeyIDs = ParseList(v); return nil }},
 	{Env: "CAPIF_KMS_WRAPPING_KEY", Flag: "kms-wrapping-key", For: Runner | Admin | Function | Rotator,
 		Doc: "the KMS symmetric key (id, ARN or alias) that wraps the key set's signing keys (kms-envelope)", parse: str(func(c *loading) *string { return &c.KMSWrappingKey })},

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/capifcore/capif-security/internal/testenv"
+	"github.com/capifcore/capif-security/shared/settings"
 	ddbstore "github.com/capifcore/capif-security/shared/store/dynamodb"
 )
 
@@ -172,7 +173,7 @@ func (a *awsRecorder) requests() []string {
 // what its Errors alarm counts.
 func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: builds the five bootstraps for this host (make unit and make test run it)")
+		t.Skip("-short: builds the six bootstraps for this host (make unit and make test run it)")
 	}
 	bs := hostBootstraps(t)
 	firstEvent := map[string]string{
@@ -240,24 +241,31 @@ func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 			}
 			rt.events <- payload
 			if isWorker {
+				// What a failed run reads first, and the line it logs: the outbox's Scan (the
+				// delivery worker), the key set's BatchGetItem (the rotation function).
+				w, _ := workerByID(f.logicalID)
+				firstRead, failed := "DynamoDB_20120810.Scan", `"msg":"delivery run failed"`
+				if w.cmd == settings.Rotator {
+					firstRead, failed = "DynamoDB_20120810.BatchGetItem", `"msg":"key rotation failed"`
+				}
 				select {
 				case e := <-rt.initErr:
 					if !strings.Contains(e, "/invocation/req-1/error") {
 						t.Errorf("%s, want the invocation's error", e)
 					}
 				case b := <-rt.responses:
-					t.Errorf("the run succeeded with the outbox unreadable: %s", b)
+					t.Errorf("the run succeeded with its store unreadable: %s", b)
 				case <-time.After(30 * time.Second):
 					t.Fatalf("no answer\n%s", out.String())
 				}
 				got := rec.requests()
-				if len(got) == 0 || slices.ContainsFunc(got, func(r string) bool { return r != "DynamoDB_20120810.Scan" }) {
-					t.Errorf("the run's AWS requests %v: want only outbox scans (every attempt failed)", got)
+				if len(got) == 0 || slices.ContainsFunc(got, func(r string) bool { return r != firstRead }) {
+					t.Errorf("the run's AWS requests %v: want only %s (every attempt failed)", got, firstRead)
 				}
 				// The line is written before the error is posted, but reaches out through a pipe.
-				for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), `"msg":"delivery run failed"`); time.Sleep(20 * time.Millisecond) {
+				for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), failed); time.Sleep(20 * time.Millisecond) {
 					if time.Now().After(deadline) {
-						t.Errorf("no \"delivery run failed\" line:\n%s", out.String())
+						t.Errorf("no %s line:\n%s", failed, out.String())
 						break
 					}
 				}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -27,6 +28,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go/middleware"
@@ -38,6 +41,7 @@ import (
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
+	"github.com/capifcore/capif-security/shared/signer/envelope"
 	"github.com/capifcore/capif-security/shared/signer/kms"
 	"github.com/capifcore/capif-security/shared/store/dynamodb/dynamodbtest"
 )
@@ -49,10 +53,48 @@ type permission struct{ action, resource string }
 // callRecorder is an AWS middleware that maps every SDK call a function makes to the IAM
 // permissions it needs (DynamoDB Local and local-kms check none, so the test has to).
 type callRecorder struct {
-	ds    dataset
-	ccf   string // the CCF's client certificate key (CcfClientKey)
-	mu    sync.Mutex
-	perms map[permission]int
+	ds  dataset
+	ccf string // the CCF's client certificate key (CcfClientKey)
+	// leadingKey, when set, is the one partition key the function's DynamoDB calls may name
+	// (its policy's dynamodb:LeadingKeys).
+	leadingKey string
+	mu         sync.Mutex
+	perms      map[permission]int
+}
+
+// taggedKeys is the resource of the grants conditioned on aws:ResourceTag/capif:stack: the
+// stack's token keys (the template's tagged keys, SigningKey and SigningKeyRsa).
+const taggedKeys = "keys tagged capif:stack"
+
+// leadingKeys are the partition keys a DynamoDB request names.
+func leadingKeys(params any) []string {
+	var out []string
+	pk := func(k map[string]ddbtypes.AttributeValue) {
+		if v, ok := k["pk"].(*ddbtypes.AttributeValueMemberS); ok {
+			out = append(out, v.Value)
+		} else {
+			out = append(out, "(not a pk)")
+		}
+	}
+	switch in := params.(type) {
+	case *awsddb.BatchGetItemInput:
+		for _, ka := range in.RequestItems {
+			for _, k := range ka.Keys {
+				pk(k)
+			}
+		}
+	case *awsddb.UpdateItemInput:
+		pk(in.Key)
+	default:
+		out = append(out, "(unchecked request)")
+	}
+	return out
+}
+
+// contextBound reports whether a KMS request's encryption context is the one the policies
+// require: this stack's capif:stack and a capif:kid, nothing else.
+func contextBound(ec map[string]string) bool {
+	return len(ec) == 2 && ec["capif:stack"] == sampleRefs["AWS::StackName"] && ec["capif:kid"] != ""
 }
 
 func (r *callRecorder) middleware(st *middleware.Stack) error {
@@ -73,6 +115,9 @@ func (r *callRecorder) record(service, op string, params any) {
 			if !ok {
 				res = "table " + p.Table
 			}
+			if r.leadingKey != "" && slices.ContainsFunc(leadingKeys(params), func(k string) bool { return k != r.leadingKey }) {
+				res += " outside " + r.leadingKey
+			}
 			got = append(got, permission{p.Action, res})
 		}
 	case "KMS":
@@ -84,15 +129,36 @@ func (r *callRecorder) record(service, op string, params any) {
 			key = aws.ToString(in.KeyId)
 		case *awskms.DescribeKeyInput:
 			key = aws.ToString(in.KeyId)
+		case *awskms.DecryptInput:
+			key = aws.ToString(in.KeyId)
+		case *awskms.GenerateDataKeyPairWithoutPlaintextInput:
+			key = aws.ToString(in.KeyId)
 		}
 		res := "key " + key
 		switch {
 		case key == r.ds.keyID || strings.HasSuffix(key, ":key/"+r.ds.keyID):
-			res = "SigningKey"
+			res = taggedKeys
+			if in, ok := params.(*awskms.SignInput); ok && (in.SigningAlgorithm != kmstypes.SigningAlgorithmSpecEcdsaSha256 || in.MessageType != kmstypes.MessageTypeDigest) {
+				res = "SigningKey with " + string(in.SigningAlgorithm) + " " + string(in.MessageType)
+			}
 		case key == r.ds.rsaID || strings.HasSuffix(key, ":key/"+r.ds.rsaID):
-			res = "SigningKeyRsa"
-			if in, ok := params.(*awskms.SignInput); ok && in.SigningAlgorithm != kmstypes.SigningAlgorithmSpecRsassaPkcs1V15Sha256 {
-				res = "SigningKeyRsa with " + string(in.SigningAlgorithm)
+			res = taggedKeys
+			if in, ok := params.(*awskms.SignInput); ok && (in.SigningAlgorithm != kmstypes.SigningAlgorithmSpecRsassaPkcs1V15Sha256 || in.MessageType != kmstypes.MessageTypeDigest) {
+				res = "SigningKeyRsa with " + string(in.SigningAlgorithm) + " " + string(in.MessageType)
+			}
+		case key != "" && key == r.ds.wrapID:
+			res = "WrappingKey"
+			// The policies' conditions on this key: the stack's encryption context; key pairs of
+			// the token algorithms only.
+			switch in := params.(type) {
+			case *awskms.DecryptInput:
+				if !contextBound(in.EncryptionContext) {
+					res = "WrappingKey outside the policy's condition"
+				}
+			case *awskms.GenerateDataKeyPairWithoutPlaintextInput:
+				if !contextBound(in.EncryptionContext) || in.KeyPairSpec != kmstypes.DataKeyPairSpecEccNistP256 && in.KeyPairSpec != kmstypes.DataKeyPairSpecRsa2048 {
+					res = "WrappingKey outside the policy's condition"
+				}
 			}
 		case key != "" && key == r.ccf:
 			res = "CcfClientKey"
@@ -138,22 +204,18 @@ func (r *callRecorder) set() map[permission]bool {
 	return out
 }
 
-// templatePolicy is what a function's role grants, from its Policies in template.yaml. Every
-// statement must be an Allow of named actions on resources the test recognises.
+// templatePolicy is what a function's role grants, from its policies in template.yaml
+// (functionPolicies). Every statement must be an Allow of named actions on resources the test
+// recognises.
 func templatePolicy(t *testing.T, tp *template, logicalID string) map[permission]bool {
 	t.Helper()
-	fn := tp.resources("AWS::Serverless::Function")[logicalID]
 	object := func(param string) map[string]any {
 		return map[string]any{"Fn::Sub": []any{"arn:${AWS::Partition}:s3:::${Object}",
 			map[string]any{"Object": map[string]any{"Fn::Select": []any{1, map[string]any{"Fn::Split": []any{"s3://", ref(param)}}}}}}}
 	}
 	objects := map[string]map[string]any{"Truststore": object("TruststoreUri"), "CcfCertificate": object("CcfCertificateUri"), "AefCa": object("AefCaUri")}
 	out := map[permission]bool{}
-	policies, _ := props(fn)["Policies"].([]any)
-	if len(policies) == 0 {
-		t.Fatalf("%s has no Policies", logicalID)
-	}
-	for _, pol := range policies {
+	for _, pol := range functionPolicies(t, tp, logicalID) {
 		stmts, ok := path(pol, "Statement").([]any)
 		if !ok {
 			t.Fatalf("%s: a policy that is not an inline document (a SAM policy template?): %v", logicalID, pol)
@@ -170,6 +232,7 @@ func templatePolicy(t *testing.T, tp *template, logicalID string) map[permission
 				!reflect.DeepEqual(path(st, "Condition"), map[string]any{"StringEquals": map[string]any{"kms:SigningAlgorithm": "ECDSA_SHA_256", "kms:MessageType": "DIGEST"}}) {
 				t.Errorf("%s: the grant on CcfClientKey is not bound to ECDSA_SHA_256 digests: %v", logicalID, path(st, "Condition"))
 			}
+			checkCondition(t, logicalID, st)
 			resources, ok := path(st, "Resource").([]any)
 			if !ok {
 				resources = []any{path(st, "Resource")}
@@ -196,6 +259,8 @@ func templatePolicy(t *testing.T, tp *template, logicalID string) map[permission
 					}
 					switch {
 					case name != "":
+					case reflect.DeepEqual(r, anyKeyOfTheAccount):
+						name = taggedKeys // checkCondition saw the tag condition
 					case len(refsIn(r)) == 1 && reflect.DeepEqual(r, getAtt(refsIn(r)[0], "Arn")):
 						name = refsIn(r)[0]
 					default:
@@ -208,6 +273,69 @@ func templatePolicy(t *testing.T, tp *template, logicalID string) map[permission
 		}
 	}
 	return out
+}
+
+// anyKeyOfTheAccount is the resource of the grants on the stack's tagged keys.
+var anyKeyOfTheAccount = map[string]any{"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}
+
+// functionPolicies are the policy documents of a function's role: its Policies (SAM makes the
+// role), or those of the AWS::IAM::Policy resources attached to its explicit Role, which it
+// must depend on (so it never runs before its grants exist).
+func functionPolicies(t *testing.T, tp *template, logicalID string) []any {
+	t.Helper()
+	fn := tp.resources("AWS::Serverless::Function")[logicalID]
+	role := props(fn)["Role"]
+	if role == nil {
+		policies, _ := props(fn)["Policies"].([]any)
+		if len(policies) == 0 {
+			t.Fatalf("%s has no Policies", logicalID)
+		}
+		return policies
+	}
+	roleID := refsIn(role)
+	if len(roleID) != 1 || !reflect.DeepEqual(role, getAtt(roleID[0], "Arn")) || tp.resources("AWS::IAM::Role")[roleID[0]] == nil {
+		t.Fatalf("%s: Role %v is not a role of the template", logicalID, role)
+	}
+	var docs []any
+	for id, pol := range tp.resources("AWS::IAM::Policy") {
+		if !slices.ContainsFunc(props(pol)["Roles"].([]any), func(r any) bool { return reflect.DeepEqual(r, ref(roleID[0])) }) {
+			continue
+		}
+		if fn["DependsOn"] != id && !slices.Contains(strs(fn["DependsOn"]), id) {
+			t.Errorf("%s does not depend on %s, the policy of its role", logicalID, id)
+		}
+		docs = append(docs, props(pol)["PolicyDocument"])
+	}
+	if len(docs) == 0 {
+		t.Fatalf("%s: no AWS::IAM::Policy attached to %s", logicalID, roleID[0])
+	}
+	return docs
+}
+
+// checkCondition: a statement's condition is one of the forms the recorder checks the calls
+// against; anything else would go untested.
+func checkCondition(t *testing.T, logicalID string, st any) {
+	t.Helper()
+	cond := path(st, "Condition")
+	stack := ref("AWS::StackName")
+	context := map[string]any{"kms:EncryptionContextKeys": []any{"capif:stack", "capif:kid"}}
+	known := []any{
+		nil,
+		map[string]any{"StringEquals": map[string]any{"kms:SigningAlgorithm": "ECDSA_SHA_256", "kms:MessageType": "DIGEST"}},
+		map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/capif:stack": stack, "kms:MessageType": "DIGEST"}},
+		map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/capif:stack": stack}},
+		map[string]any{"StringEquals": map[string]any{"kms:EncryptionContext:capif:stack": stack}, "ForAllValues:StringEquals": context},
+		map[string]any{"StringEquals": map[string]any{"kms:EncryptionContext:capif:stack": stack, "kms:DataKeyPairSpec": []any{"ECC_NIST_P256", "RSA_2048"}},
+			"ForAllValues:StringEquals": context},
+		map[string]any{"ForAllValues:StringEquals": map[string]any{"dynamodb:LeadingKeys": []any{"K#signing"}}},
+	}
+	if !slices.ContainsFunc(known, func(k any) bool { return reflect.DeepEqual(k, cond) }) {
+		t.Errorf("%s: statement %v has a condition the recorder does not check", logicalID, path(st, "Sid"))
+	}
+	tagged := reflect.DeepEqual(path(st, "Resource"), anyKeyOfTheAccount)
+	if tagged != (path(cond, "StringEquals", "aws:ResourceTag/capif:stack") != nil) {
+		t.Errorf("%s: statement %v: a grant on every key of the account goes with the capif:stack tag condition, and only it", logicalID, path(st, "Sid"))
+	}
 }
 
 // Each function's role grants exactly the IAM permissions of the AWS calls it makes: the
@@ -275,6 +403,11 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 		if env["CAPIF_CCF_KMS_KEY"] != "" {
 			env["CAPIF_CCF_KMS_KEY"] = ccf.keyID
 		}
+		if f.signs {
+			// The token function reads the key set at each request here, so the rotation below
+			// reaches it at once (60 s later on Lambda).
+			env["CAPIF_KEYSET_REFRESH"] = "1ms"
+		}
 		cfg, err := lambdaapp.ConfigFromEnv(func(k string) string { return env[k] })
 		if err != nil {
 			t.Fatal(err)
@@ -306,6 +439,14 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 		t.Error("no revocation was pushed to aef-1: the CCF's certificate was not exercised")
 	}
 	for _, w := range workers {
+		if w.cmd == settings.Rotator {
+			t.Run(w.logicalID, func(t *testing.T) {
+				recorders[w.logicalID] = runRotation(t, ds, w, logger, func(t *testing.T) string {
+					return runFlow(t, invoke, notif.URL+"/after-rotation").token
+				})
+			})
+			continue
+		}
 		t.Run(w.logicalID, func(t *testing.T) {
 			env := functionEnv(t, w.logicalID, ds)
 			env["CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS"] = "true"
@@ -361,6 +502,53 @@ func TestIAMPolicyIsExactlyWhatEachFunctionCalls(t *testing.T) {
 		}
 		t.Logf("%s: %v", f.logicalID, slices.SortedFunc(maps.Keys(got), cmpPerm))
 	}
+}
+
+// runRotation runs the rotation function from its scheduled event on the empty key set of a
+// deployment that signed with CAPIF_KMS_KEY_IDS: it records those keys (GetPublicKey) and
+// publishes a wrapped successor (GenerateDataKeyPairWithoutPlaintext). Handed over at once (as
+// capif-admin keys retire -now would), the successor signs the next token of the token function
+// (its one Decrypt): token is that function's flow, returning its token.
+func runRotation(t *testing.T, ds dataset, w worker, logger *slog.Logger, token func(t *testing.T) string) *callRecorder {
+	t.Helper()
+	env := functionEnv(t, w.logicalID, ds)
+	cfg, _, err := settings.Load(settings.Rotator, nil, func(k string) string { return env[k] }, settings.Options{Name: "rotator"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &callRecorder{ds: ds, leadingKey: "K#signing", perms: map[permission]int{}}
+	rot, err := lambdaapp.NewRotator(context.Background(), cfg, kmsapp.Manager, lambdaapp.Options{Logger: logger,
+		AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := os.ReadFile(filepath.Join(eventsDir(), w.event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := rot.Handle(context.Background(), payload)
+	if err != nil || rep.Published == "" {
+		t.Fatalf("first run: %+v, %v", rep, err)
+	}
+	set, err := ds.store.LoadKeySet(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	windows := app.KeyWindows(cfg)
+	signing, _ := set.Signer(time.Now())
+	if signing.Kid != ds.rsaID || len(set.Keys) != 3 {
+		t.Fatalf("after the first run the set signs with %s and holds %d keys; want the RSA key of CAPIF_KMS_KEY_IDS, and the EC one and the new key", signing.Kid, len(set.Keys))
+	}
+	if _, err := (envelope.Manager{Keys: ds.store, Windows: windows}).Retire(context.Background(), signing.Kid, true); err != nil {
+		t.Fatal(err)
+	}
+	tok := token(t)
+	head, _, _ := strings.Cut(tok, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(head)
+	if !strings.Contains(string(raw), `"kid":"`+rep.Published+`"`) {
+		t.Errorf("after the hand-over the token's header is %s, want the kid %s", raw, rep.Published)
+	}
+	return rec
 }
 
 func cmpPerm(a, b permission) int {

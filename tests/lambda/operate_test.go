@@ -41,6 +41,10 @@ func alarmMetrics(t *testing.T, id string, p map[string]any) []metricRef {
 	queries, _ := p["Metrics"].([]any)
 	var out []metricRef
 	for _, q := range queries {
+		q, present := ifValue(t, q) // a query under a condition: as deployed with sampleConditions
+		if !present {
+			continue
+		}
 		if m := path(q, "MetricStat", "Metric"); m != nil {
 			out = append(out, metricRef{path(m, "Namespace"), fmt.Sprint(path(m, "MetricName")), dims(path(m, "Dimensions"))})
 		}
@@ -148,9 +152,24 @@ func TestTemplateAlarms(t *testing.T) {
 	body := path(props(tp.resources("AWS::CloudWatch::Dashboard")["Dashboard"]), "DashboardBody", "Fn::Sub")
 	sub, _ := body.([]any)
 	if len(sub) != 2 || !reflect.DeepEqual(path(sub[1], "Namespace"), ref("MetricsNamespace")) {
-		t.Fatalf("DashboardBody %v: want !Sub [body, {Namespace: !Ref MetricsNamespace}]", body)
+		t.Fatalf("DashboardBody %v: want !Sub [body, {Namespace: !Ref MetricsNamespace, ...}]", body)
 	}
 	text := sub[0].(string)
+	// The other variables are fragments under a condition (as deployed with sampleConditions).
+	for name, v := range sub[1].(map[string]any) {
+		if name == "Namespace" {
+			continue
+		}
+		v, _ := ifValue(t, v)
+		frag, ok := v.(string)
+		if m, isSub := v.(map[string]any); isSub {
+			frag, ok = m["Fn::Sub"].(string)
+		}
+		if !ok {
+			t.Fatalf("DashboardBody variable %s: %v", name, v)
+		}
+		text = strings.ReplaceAll(text, "${"+name+"}", frag)
+	}
 	var alarmRefs []string
 	text = regexp.MustCompile(`\$\{([A-Za-z0-9:]+)(\.Arn)?\}`).ReplaceAllStringFunc(text, func(m string) string {
 		name := strings.TrimSuffix(strings.Trim(m, "${}"), ".Arn")

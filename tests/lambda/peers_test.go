@@ -34,6 +34,7 @@ type dataset struct {
 	tables ddbstore.Tables
 	keyID  string          // SigningKey's stand-in (ECC_NIST_P256)
 	rsaID  string          // SigningKeyRsa's (RSA_2048)
+	wrapID string          // WrappingKey's (SYMMETRIC_DEFAULT)
 	store  *ddbstore.Store // the adapter on the tables, for seeding and reading behind the functions
 }
 
@@ -73,6 +74,11 @@ func newDataset(t *testing.T) dataset {
 		t.Fatal(err)
 	}
 	ds.rsaID = aws.ToString(rsaKey.KeyMetadata.KeyId)
+	wrapKey, err := awskms.NewFromConfig(cfg).CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("tests/lambda wrapping key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds.wrapID = aws.ToString(wrapKey.KeyMetadata.KeyId)
 	return ds
 }
 
@@ -89,7 +95,7 @@ func functionEnv(t *testing.T, logicalID string, ds dataset) map[string]string {
 	env, _ := path(tp.functionProps(r), "Environment", "Variables").(map[string]any)
 	refs := maps.Clone(sampleRefs)
 	for k, v := range map[string]string{"ContextsTable": ds.tables.Contexts, "RegistryTable": ds.tables.Registry, "OutboxTable": ds.tables.Outbox,
-		"SigningKey": ds.keyID, "SigningKeyRsa": ds.rsaID} {
+		"SigningKey": ds.keyID, "SigningKeyRsa": ds.rsaID, "WrappingKey": ds.wrapID} {
 		refs[k] = v
 	}
 	resolved := resolveEnv(t, env, refs)

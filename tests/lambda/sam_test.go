@@ -157,15 +157,29 @@ func TestTemplateAfterSAMTransform(t *testing.T) {
 		if fn["Runtime"] != "provided.al2023" || fn["Handler"] != "bootstrap" || !reflect.DeepEqual(fn["Architectures"], []any{"arm64"}) {
 			t.Errorf("%s: %v %v %v", f.logicalID, fn["Runtime"], fn["Handler"], fn["Architectures"])
 		}
-		role := cfn.Resources[f.logicalID+"Role"].Properties
-		pols, _ := role["Policies"].([]any)
-		if len(pols) != 1 {
-			t.Errorf("%s: %d inline policies", f.logicalID, len(pols))
+		// The role SAM makes carries the function's Policies; an explicit Role (the token and
+		// rotation functions: WrappingKey's policy names them) has its AWS::IAM::Policy.
+		roleID := f.logicalID + "Role"
+		var docs []any
+		if explicit := refsIn(fn["Role"]); len(explicit) == 1 && explicit[0] != roleID {
+			roleID = explicit[0]
+			for _, id := range byType["AWS::IAM::Policy"] {
+				if slices.ContainsFunc(cfn.Resources[id].Properties["Roles"].([]any), func(r any) bool { return reflect.DeepEqual(r, ref(roleID)) }) {
+					docs = append(docs, cfn.Resources[id].Properties["PolicyDocument"])
+				}
+			}
+		} else {
+			pols, _ := cfn.Resources[roleID].Properties["Policies"].([]any)
+			for _, p := range pols {
+				docs = append(docs, path(p, "PolicyDocument"))
+			}
+		}
+		role := cfn.Resources[roleID].Properties
+		if len(docs) != 1 {
+			t.Errorf("%s: %d policies on its role %s, want 1", f.logicalID, len(docs), roleID)
 			continue
 		}
-		doc := mustJSON(t, path(pols[0], "PolicyDocument"))
-		src := mustJSON(t, props(tp.resources("AWS::Serverless::Function")[f.logicalID])["Policies"].([]any)[0])
-		if doc != src {
+		if doc, src := mustJSON(t, docs[0]), mustJSON(t, functionPolicies(t, tp, f.logicalID)[0]); doc != src {
 			t.Errorf("%s: the deployed policy differs from the template's:\n%s\n%s", f.logicalID, doc, src)
 		}
 		if mp := mustJSON(t, role["ManagedPolicyArns"]); !strings.Contains(mp, "AWSLambdaBasicExecutionRole") ||

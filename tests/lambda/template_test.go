@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
@@ -87,15 +88,21 @@ var routes = []route{
 }
 
 // worker is a function that is no operation of the API: no route and no router; a schedule
-// invokes it with the event of its events/ file, and its main.go calls lambdaapp.MainWorker.
+// invokes it with the event of its events/ file.
 type worker struct {
 	logicalID, dir string
-	schedule       string // the Schedule event's expression
-	event          string // below events/
+	schedule       string           // the Schedule event's expression
+	event          string           // below events/
+	cmd            settings.Command // the settings it reads
+	main           string           // its main.go's one statement
+	condition      string           // the template condition it exists under ("" always)
 }
 
 var workers = []worker{
-	{"DeliverNotificationsFunction", "deliver-notifications", "rate(1 minute)", "deliver-notifications/schedule.json"},
+	{"DeliverNotificationsFunction", "deliver-notifications", "rate(1 minute)", "deliver-notifications/schedule.json",
+		settings.Worker, "lambdaapp.MainWorker(kmsapp.CCF)", ""},
+	{"RotateSigningKeysFunction", "rotate-signing-keys", "rate(1 day)", "rotate-signing-keys/schedule.json",
+		settings.Rotator, "lambdaapp.MainRotator(kmsapp.Manager)", "IsEnvelope"},
 }
 
 func workerByID(id string) (worker, bool) {
@@ -291,8 +298,11 @@ func TestTemplateFunctions(t *testing.T) {
 			}
 			if got := mainCall(t, filepath.Join(repoRoot(), "functions", dir)); isAPI && got != f.mainOf() {
 				t.Errorf("functions/%s/main.go: main() is %s, want %s", dir, got, f.mainOf())
-			} else if isWorker && got != "lambdaapp.MainWorker(kmsapp.CCF)" {
-				t.Errorf("functions/%s/main.go: main() is %s, want lambdaapp.MainWorker(kmsapp.CCF) (no router; it pushes to AEFs)", dir, got)
+			} else if isWorker && got != w.main {
+				t.Errorf("functions/%s/main.go: main() is %s, want %s (no router)", dir, got, w.main)
+			}
+			if cond, _ := r["Condition"].(string); isWorker && cond != w.condition || isAPI && cond != "" {
+				t.Errorf("Condition %q, want %q", cond, w.condition)
 			}
 			// What sam build runs: the target with ARTIFACTS_DIR set.
 			out, err := exec.Command("make", "-n", "-C", repoRoot(), "build-"+id, "ARTIFACTS_DIR=/sam/artifacts").CombinedOutput()
@@ -347,9 +357,9 @@ func mainCall(t *testing.T, dir string) string {
 		if pkg, _ := fn.X.(*ast.Ident); pkg == nil || pkg.Name != "lambdaapp" {
 			continue
 		}
-		// Main's first argument is a router (httpapi.X), MainWorker has none; the others are
-		// kmsapp back ends.
-		if fn.Sel.Name != "Main" && fn.Sel.Name != "MainWorker" || fn.Sel.Name == "Main" && len(call.Args) == 0 {
+		// Main's first argument is a router (httpapi.X), MainWorker and MainRotator have none;
+		// the others are kmsapp back ends.
+		if !slices.Contains([]string{"Main", "MainWorker", "MainRotator"}, fn.Sel.Name) || fn.Sel.Name == "Main" && len(call.Args) == 0 {
 			continue
 		}
 		var args []string
@@ -359,7 +369,7 @@ func mainCall(t *testing.T, dir string) string {
 				break
 			}
 			pkg, _ := arg.X.(*ast.Ident)
-			if pkg == nil || i == 0 && fn.Sel.Name == "Main" && pkg.Name != "httpapi" || (i > 0 || fn.Sel.Name == "MainWorker") && pkg.Name != "kmsapp" {
+			if pkg == nil || i == 0 && fn.Sel.Name == "Main" && pkg.Name != "httpapi" || (i > 0 || fn.Sel.Name != "Main") && pkg.Name != "kmsapp" {
 				break
 			}
 			args = append(args, pkg.Name+"."+arg.Sel.Name)
@@ -368,7 +378,7 @@ func mainCall(t *testing.T, dir string) string {
 			return "lambdaapp." + fn.Sel.Name + "(" + strings.Join(args, ", ") + ")"
 		}
 	}
-	t.Fatalf("%s/main.go: main() is neither lambdaapp.Main(httpapi.X, ...) nor lambdaapp.MainWorker(...)", dir)
+	t.Fatalf("%s/main.go: main() is none of lambdaapp.Main(httpapi.X, ...), MainWorker(...), MainRotator(...)", dir)
 	return ""
 }
 
@@ -471,23 +481,24 @@ func TestTemplateEnvironment(t *testing.T) {
 				}
 			}
 		}
-		// Only the token function signs; the others hold no key id and get no KMS permission.
+		// Only the token function signs (CAPIF_SIGNER is the Signer parameter); the rotation
+		// function reads the same key ids, to record them into an empty key set; the others hold
+		// no key id. SigningKey alone signs ES256; under TokenAlg=RS256 SigningKeyRsa signs and
+		// SigningKey stays listed for its tokens.
 		f, _ := functionByID(id)
-		signs := f.signs
-		// SigningKey alone signs ES256; under TokenAlg=RS256 SigningKeyRsa signs and SigningKey
-		// stays listed for its tokens.
+		signs, recordsKeys := f.signs, id == "RotateSigningKeysFunction"
 		keyIDs := map[string]any{"Fn::If": []any{"IsRs256", map[string]any{"Fn::Join": []any{",", []any{ref("SigningKeyRsa"), ref("SigningKey")}}}, ref("SigningKey")}}
-		if (env["CAPIF_SIGNER"] == "kms") != signs || (env["CAPIF_KMS_KEY_IDS"] != nil) != signs ||
-			signs && (!reflect.DeepEqual(env["CAPIF_KMS_KEY_IDS"], keyIDs) || !reflect.DeepEqual(env["CAPIF_TOKEN_ALG"], ref("TokenAlg"))) ||
-			!signs && env["CAPIF_SIGNER"] != "none" {
+		keysOK := reflect.DeepEqual(env["CAPIF_KMS_KEY_IDS"], keyIDs) && reflect.DeepEqual(env["CAPIF_TOKEN_ALG"], ref("TokenAlg"))
+		if signs && (!reflect.DeepEqual(env["CAPIF_SIGNER"], ref("Signer")) || !keysOK) || recordsKeys && !keysOK ||
+			!signs && env["CAPIF_SIGNER"] != "none" || !signs && !recordsKeys && env["CAPIF_KMS_KEY_IDS"] != nil {
 			t.Errorf("%s: CAPIF_SIGNER %v, CAPIF_KMS_KEY_IDS %v, CAPIF_TOKEN_ALG %v", id, env["CAPIF_SIGNER"], env["CAPIF_KMS_KEY_IDS"], env["CAPIF_TOKEN_ALG"])
 		}
 		resolved := resolveEnv(t, env, sampleRefs)
 		getenv := func(k string) string { return resolved[k] }
-		if _, ok := workerByID(id); ok {
-			// The worker reads its own settings; the API's (apiRoot, truststore) that the Globals
+		if w, ok := workerByID(id); ok {
+			// A worker reads its own settings; the API's (apiRoot, truststore) that the Globals
 			// give every function are not its and are ignored.
-			ws, _, err := settings.Load(settings.Worker, nil, getenv, settings.Options{Name: "worker"})
+			ws, _, err := settings.Load(w.cmd, nil, getenv, settings.Options{Name: "worker"})
 			if err != nil {
 				t.Errorf("%s: the deployed environment does not configure the worker: %v", id, err)
 			}
@@ -496,6 +507,10 @@ func TestTemplateEnvironment(t *testing.T) {
 				ws.Signer != settings.SignerNone || ws.AllowLoopbackNotifications || len(ws.Warnings) != 0 {
 				t.Errorf("%s: store %q tables %+v namespace %q signer %q loopback %v warnings %q", id, ws.Store, ws.Tables,
 					ws.MetricsNamespace, ws.Signer, ws.AllowLoopbackNotifications, ws.Warnings)
+			}
+			if w.cmd == settings.Rotator && (ws.KMSWrappingKey != sampleRefs["WrappingKey"] || ws.Stack != sampleRefs["AWS::StackName"] ||
+				ws.KeyRotationAge != 30*24*time.Hour || ws.TokenAlg != sampleRefs["TokenAlg"] || !slices.Equal(ws.KMSKeyIDs, []string{sampleRefs["SigningKey"]})) {
+				t.Errorf("%s: wrapping key %q stack %q rotation %v alg %q legacy keys %q", id, ws.KMSWrappingKey, ws.Stack, ws.KeyRotationAge, ws.TokenAlg, ws.KMSKeyIDs)
 			}
 			continue
 		}
@@ -601,10 +616,14 @@ var sampleRefs = map[string]string{
 	"CcfCertificateVersion":  "Q2NmQ2VydGlmaWNhdGUuMQ",
 	"AefCaUri":               "s3://ccf-bucket/ccf/aef-ca.pem",
 	"AefCaVersion":           "QWVmQ2EuMQ",
+	"Signer":                 "kms-envelope",
+	"KeyRotationDays":        "30",
+	"WrappingKey":            "0aaaabcd-12ab-34cd-56ef-1234567890ab",
+	"AWS::StackName":         "capif-security",
 }
 
 // sampleConditions are the template's conditions under sampleRefs.
-var sampleConditions = map[string]bool{"IsRs256": false, "HasCcfCertificate": true, "HasCcfCertificateVersion": true, "HasAefCa": true, "HasAefCaVersion": true,
+var sampleConditions = map[string]bool{"IsRs256": false, "IsEnvelope": true, "HasCcfCertificate": true, "HasCcfCertificateVersion": true, "HasAefCa": true, "HasAefCaVersion": true,
 	"HasAlarmTopic": false, "HasHostedZone": false, "HasOwnershipVerification": false}
 
 // ifValue resolves an Fn::If under sampleConditions: the branch taken, and false for
@@ -681,29 +700,98 @@ func resolveEnv(t *testing.T, env map[string]any, refs map[string]string) map[st
 	return out
 }
 
-// The signing key: P-256 for ES256, no automatic rotation (asymmetric keys have none), a key
-// policy that delegates to IAM without naming the function roles (no circular reference).
-// The CCF's client certificate key is the same kind of key, kept apart (its own grants).
+// The signing keys: P-256 for ES256, RSA 2048 for RS256, no automatic rotation (asymmetric keys
+// have none), a key policy that delegates to IAM without naming the function roles (no circular
+// reference), and the capif:stack tag the token role's grants follow. The CCF's client
+// certificate key is the same kind of key, kept apart (its own grants, no tag).
 func TestTemplateSigningKey(t *testing.T) {
 	tp := loadTemplate(t)
 	keys := tp.resources("AWS::KMS::Key")
-	if len(keys) != 3 || keys["SigningKey"] == nil || keys["CcfClientKey"] == nil || keys["SigningKeyRsa"] == nil {
-		t.Fatalf("want three AWS::KMS::Keys, SigningKey, SigningKeyRsa and CcfClientKey; have %v", slices.Sorted(maps.Keys(keys)))
+	if want := []string{"CcfClientKey", "SigningKey", "SigningKeyRsa", "WrappingKey"}; !slices.Equal(slices.Sorted(maps.Keys(keys)), want) {
+		t.Fatalf("want the AWS::KMS::Keys %v; have %v", want, slices.Sorted(maps.Keys(keys)))
 	}
 	for name, spec := range map[string]string{"SigningKey": "ECC_NIST_P256", "CcfClientKey": "ECC_NIST_P256", "SigningKeyRsa": "RSA_2048"} {
 		t.Run(name, func(t *testing.T) { checkKey(t, keys[name], spec) })
 	}
+	tag := []any{map[string]any{"Key": "capif:stack", "Value": ref("AWS::StackName")}}
+	for name, tagged := range map[string]bool{"SigningKey": true, "SigningKeyRsa": true, "CcfClientKey": false, "WrappingKey": false} {
+		if got := props(keys[name])["Tags"]; tagged != reflect.DeepEqual(got, tag) || !tagged && got != nil {
+			t.Errorf("%s: tags %v; only the token-signing keys carry capif:stack", name, got)
+		}
+	}
 	// The RSA key exists only under TokenAlg=RS256, which is optional (ES256 by default): an
-	// existing stack updates with no new value and SigningKey unchanged.
+	// existing stack updates with no new value and SigningKey unchanged (a tag is added in place).
 	if keys["SigningKeyRsa"]["Condition"] != "IsRs256" || keys["SigningKey"]["Condition"] != nil {
 		t.Errorf("conditions: SigningKeyRsa %v, SigningKey %v", keys["SigningKeyRsa"]["Condition"], keys["SigningKey"]["Condition"])
 	}
-	param, _ := tp.doc["Parameters"].(map[string]any)["TokenAlg"].(map[string]any)
-	if param["Default"] != "ES256" || !reflect.DeepEqual(param["AllowedValues"], []any{"ES256", "RS256"}) {
+	params, _ := tp.doc["Parameters"].(map[string]any)
+	if param, _ := params["TokenAlg"].(map[string]any); param["Default"] != "ES256" || !reflect.DeepEqual(param["AllowedValues"], []any{"ES256", "RS256"}) {
 		t.Errorf("TokenAlg: %v", param)
+	}
+	if param, _ := params["Signer"].(map[string]any); param["Default"] != "kms" || !reflect.DeepEqual(param["AllowedValues"], []any{"kms", "kms-envelope"}) {
+		t.Errorf("Signer: %v", param)
+	}
+	if param, _ := params["KeyRotationDays"].(map[string]any); param["Default"] != 30 || param["MinValue"] != 1 {
+		t.Errorf("KeyRotationDays: %v", param)
 	}
 	if desc, _ := props(keys["SigningKey"])["Description"].(map[string]any); !reflect.DeepEqual(desc, map[string]any{"Fn::Sub": "${AWS::StackName} CAPIF access token signing key (ES256)"}) {
 		t.Errorf("SigningKey's properties changed: %v", props(keys["SigningKey"]))
+	}
+}
+
+// The wrapping key (Signer=kms-envelope): symmetric, retained, and a key policy under which only
+// the token role unwraps, only the rotation role makes key pairs, both bound to the stack's
+// encryption context, and no one wraps a key of their own.
+func TestTemplateWrappingKey(t *testing.T) {
+	tp := loadTemplate(t)
+	key := tp.resources("AWS::KMS::Key")["WrappingKey"]
+	p := props(key)
+	if key["Condition"] != "IsEnvelope" || key["DeletionPolicy"] != "Retain" || p["KeySpec"] != "SYMMETRIC_DEFAULT" || p["KeyUsage"] != "ENCRYPT_DECRYPT" {
+		t.Errorf("WrappingKey: condition %v, deletion %v, %v/%v", key["Condition"], key["DeletionPolicy"], p["KeySpec"], p["KeyUsage"])
+	}
+	stack := ref("AWS::StackName")
+	bound := map[string]any{"StringEquals": map[string]any{"kms:EncryptionContext:capif:stack": stack},
+		"ForAllValues:StringEquals": map[string]any{"kms:EncryptionContextKeys": []any{"capif:stack", "capif:kid"}}}
+	boundPairs := map[string]any{"StringEquals": map[string]any{"kms:EncryptionContext:capif:stack": stack, "kms:DataKeyPairSpec": []any{"ECC_NIST_P256", "RSA_2048"}},
+		"ForAllValues:StringEquals": map[string]any{"kms:EncryptionContextKeys": []any{"capif:stack", "capif:kid"}}}
+	root := map[string]any{"AWS": map[string]any{"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+	anyone := map[string]any{"AWS": "*"}
+	want := []map[string]any{
+		{"Effect": "Allow", "Principal": root, "Action": "kms:*", "Resource": "*"},
+		{"Effect": "Deny", "Principal": anyone, "Action": "kms:Decrypt", "Resource": "*",
+			"Condition": map[string]any{"StringNotEquals": map[string]any{"aws:PrincipalArn": getAtt("TokenRole", "Arn")}}},
+		{"Effect": "Allow", "Principal": map[string]any{"AWS": getAtt("TokenRole", "Arn")}, "Action": "kms:Decrypt", "Resource": "*", "Condition": bound},
+		{"Effect": "Allow", "Principal": map[string]any{"AWS": getAtt("RotationRole", "Arn")}, "Action": "kms:GenerateDataKeyPairWithoutPlaintext",
+			"Resource": "*", "Condition": boundPairs},
+		{"Effect": "Deny", "Principal": anyone, "Action": []any{"kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKeyPair"}, "Resource": "*"},
+	}
+	stmts, _ := path(p["KeyPolicy"], "Statement").([]any)
+	if len(stmts) != len(want) {
+		t.Fatalf("%d key policy statements, want %d", len(stmts), len(want))
+	}
+	for i, st := range stmts {
+		got := maps.Clone(st.(map[string]any))
+		delete(got, "Sid")
+		if !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("statement %d (%v):\n got %v\nwant %v", i, path(st, "Sid"), got, want[i])
+		}
+	}
+	// The roles' own grants carry the same conditions (TestIAMPolicyIsExactlyWhatEachFunctionCalls
+	// checks the calls against them).
+	for role, wantCond := range map[string]map[string]any{"TokenPolicy": bound, "RotationPolicy": boundPairs} {
+		found := false
+		for _, st := range path(props(tp.resources("AWS::IAM::Policy")[role]), "PolicyDocument", "Statement").([]any) {
+			st, _ := ifValue(t, st)
+			if reflect.DeepEqual(path(st, "Resource"), []any{getAtt("WrappingKey", "Arn")}) {
+				found = true
+				if !reflect.DeepEqual(path(st, "Condition"), wantCond) {
+					t.Errorf("%s: the grant on WrappingKey has condition %v", role, path(st, "Condition"))
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s grants nothing on WrappingKey", role)
+		}
 	}
 }
 

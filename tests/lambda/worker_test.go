@@ -24,6 +24,7 @@ import (
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
 	"github.com/capifcore/capif-security/shared/notify"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 )
 
 // The fifth bootstrap under the Runtime Interface Emulator, with the environment template.yaml
@@ -36,6 +37,9 @@ func TestWorkerUnderEmulator(t *testing.T) {
 	bs := hostBootstraps(t)
 	tp := loadTemplate(t)
 	for _, w := range workers {
+		if w.cmd != settings.Worker {
+			continue // the rotation function: TestRotationUnderEmulator
+		}
 		t.Run(w.logicalID, func(t *testing.T) {
 			var mu sync.Mutex
 			var ids []string

@@ -211,7 +211,6 @@ func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published st
 	if err != nil {
 		return "", false, fmt.Errorf("read the key set: %w", err)
 	}
-	now := m.now()
 	if len(set.Keys) == 0 && m.Legacy == nil {
 		kid, made, err := m.Bootstrap(ctx)
 		if made {
@@ -231,6 +230,7 @@ func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published st
 			return "", false, fmt.Errorf("read the key set: %w", err)
 		}
 	}
+	now := m.now() // after the import: its records are dated by the clock
 	if _, pruned = set.Prune(now, m.Windows); pruned {
 		if _, err := m.update(ctx, func(set security.SigningKeys, now time.Time) (security.SigningKeys, bool, error) {
 			next, changed := set.Prune(now, m.Windows)
