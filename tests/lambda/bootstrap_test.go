@@ -197,7 +197,7 @@ func TestBootstrapInitMakesNoAWSCall(t *testing.T) {
 				// The template's Timeout: a run with less than its tail left claims nothing.
 				rt.deadline = time.Duration(tp.functionProps(tp.resources("AWS::Serverless::Function")[f.logicalID])["Timeout"].(int)) * time.Second
 			}
-			ds := dataset{tables: sampleTables(), keyID: "1234abcd-12ab-34cd-56ef-1234567890ab"}
+			ds := dataset{tables: sampleTables(), keyID: sampleRefs["SigningKey"], rsaID: sampleRefs["SigningKeyRsa"], wrapID: sampleRefs["WrappingKey"]}
 			env := functionEnv(t, f.logicalID, ds)
 			env["CAPIF_TRUSTSTORE_FILE"] = ""
 			env["CAPIF_TRUSTSTORE_URI"] = "s3://trust-bucket/mtls/truststore.pem"
