@@ -1,6 +1,7 @@
 package lambda
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/capifcore/capif-security/shared/capif"
+	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/metrics/emftest"
@@ -43,6 +45,9 @@ func TestRuntimeUnderEmulator(t *testing.T) {
 			// The emulated functions run on this host, like the local runner: the flow's stand-in
 			// invoker listens on loopback.
 			env["CAPIF_ALLOW_LOOPBACK_NOTIFICATIONS"] = "true"
+			if f.signs {
+				env["CAPIF_KEYSET_REFRESH"] = "1ms" // the rotation below reaches it at once
+			}
 			e := startEmulated(t, f.logicalID, bs[f.logicalID], env)
 			mu.Lock()
 			emus[f.logicalID] = e
@@ -61,6 +66,31 @@ func TestRuntimeUnderEmulator(t *testing.T) {
 	t.Run("events", func(t *testing.T) { runEventCases(t, invoke) })
 	var secrets flowSecrets
 	t.Run("flow", func(t *testing.T) { secrets = runFlow(t, invoke, "http://127.0.0.1:9091/notifications") })
+
+	// kms-envelope (the template's sample): the rotation bootstrap records the deployment's KMS
+	// key and publishes a wrapped one; handed over, the token bootstrap unwraps it and signs.
+	t.Run("rotation", func(t *testing.T) {
+		w, _ := workerByID("RotateSigningKeysFunction")
+		env := functionEnv(t, w.logicalID, ds)
+		rot := startEmulated(t, w.logicalID, bs[w.logicalID], env)
+		payload, err := os.ReadFile(filepath.Join(eventsDir(), w.event))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep lambdaapp.RotationReport
+		dec := json.NewDecoder(bytes.NewReader(rot.invokeRaw(t, payload)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rep); err != nil {
+			t.Fatalf("not a rotation report (a function error?): %v\n%s", err, rot.logs())
+		}
+		windows := security.KeyWindows{Refresh: time.Minute, JWKSMaxAge: capif.JWKSMaxAge, TokenLifetime: 10 * time.Minute}
+		handOver(t, ds, rep, windows, []string{ds.keyID}, func(t *testing.T) string {
+			return runFlow(t, invoke, "http://127.0.0.1:9091/notifications").token
+		})
+		if l := emus["ObtainAuthorizationFunction"].logs(); strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+			t.Errorf("the token function warned:\n%s", l)
+		}
+	})
 
 	t.Run("revoked certificate", func(t *testing.T) {
 		thumb := runRevokedCertificate(t, ds, invoke)

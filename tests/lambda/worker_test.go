@@ -38,7 +38,7 @@ func TestWorkerUnderEmulator(t *testing.T) {
 	tp := loadTemplate(t)
 	for _, w := range workers {
 		if w.cmd != settings.Worker {
-			continue // the rotation function: TestRotationUnderEmulator
+			continue // the rotation function: TestRuntimeUnderEmulator/rotation
 		}
 		t.Run(w.logicalID, func(t *testing.T) {
 			var mu sync.Mutex
