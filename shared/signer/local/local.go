@@ -1,9 +1,9 @@
-// Package local is the security.Signer of the local runner: keys held in memory and persisted as
-// PEM files, so tokens issued before a restart still verify after it. The ES256 key is
-// signing-key.pem, the RS256 key (RSA 2048) signing-key-rs256.pem; a key file is created the first
-// time its algorithm is asked for. Every key file present is published; the key of the chosen
-// algorithm signs, so switching algorithm is a rotation and the other key's tokens keep
-// verifying until they expire.
+// Package local is a security.Signer with keys held in memory and persisted as PEM files: the
+// ES256 key signing-key.pem, the RS256 key (RSA 2048) signing-key-rs256.pem, a kid being the
+// key's RFC 7638 thumbprint. It was the local runner's signer before the key set; the runner now
+// keeps its keys in the key set (shared/signer/envelope) and imports these files once, with their
+// kids (Keys), so tokens issued by an older build keep verifying. Tests and examples use New and
+// Generate as an in-memory signer.
 package local
 
 import (
@@ -118,6 +118,40 @@ func Open(dir, alg string) (*Signer, error) {
 		keys = append(keys, k)
 	}
 	return New(keys...)
+}
+
+// Keys reads the key files present in dir, creating none: the one of alg first. Each key's kid
+// is its signer.Thumbprint, as in New.
+func Keys(dir, alg string) ([]crypto.Signer, error) {
+	order := []string{alg}
+	for _, a := range capif.Algs {
+		if a != alg {
+			order = append(order, a)
+		}
+	}
+	var keys []crypto.Signer
+	for _, a := range order {
+		name, ok := keyFiles[a]
+		if !ok {
+			return nil, fmt.Errorf("local signer: algorithm %q", a)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("local signer: %w", err)
+		}
+		k, err := parsePEM(data)
+		if err == nil && signer.AlgOf(k.Public()) != a {
+			err = fmt.Errorf("a key for %q, not %s", signer.AlgOf(k.Public()), a)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("local signer: %s: %w", name, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // LoadOrCreate is the signer of the ES256 key file at path alone.

@@ -295,3 +295,41 @@ func BenchmarkSignRS256(b *testing.B) {
 		}
 	}
 }
+
+// TestKeys: the key files present, the one of the asked algorithm first, none created; a file
+// holding a key of the other algorithm is refused.
+func TestKeys(t *testing.T) {
+	dir := t.TempDir()
+	if keys, err := Keys(dir, capif.RS256); err != nil || len(keys) != 0 {
+		t.Fatalf("empty directory: %d keys, %v", len(keys), err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("Keys created %v", entries)
+	}
+	es, err := Open(dir, capif.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := Keys(dir, capif.RS256); err != nil || len(keys) != 1 || signer.AlgOf(keys[0].Public()) != capif.ES256 {
+		t.Fatalf("the ES256 file only: %v, %v", keys, err)
+	}
+	rs, err := Open(dir, capif.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := Keys(dir, capif.RS256)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("both files: %d keys, %v", len(keys), err)
+	}
+	for i, want := range []string{rs.KeyID(), es.KeyID()} {
+		if kid, _ := signer.Thumbprint(keys[i].Public()); kid != want {
+			t.Errorf("key %d: kid %s, want %s", i, kid, want)
+		}
+	}
+	if err := os.Rename(filepath.Join(dir, "signing-key.pem"), filepath.Join(dir, "signing-key-rs256.pem")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Keys(dir, capif.ES256); err == nil {
+		t.Error("an ES256 key in signing-key-rs256.pem was accepted")
+	}
+}
