@@ -32,6 +32,9 @@ import (
 	"github.com/capifcore/capif-security/shared/registrydoc"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
+	"github.com/capifcore/capif-security/shared/signer"
+	"github.com/capifcore/capif-security/shared/signer/envelope"
+	"github.com/capifcore/capif-security/shared/signer/local"
 )
 
 func main() {
@@ -150,19 +153,9 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 		return err
 	}
 	defer a.Close()
-	if c.Signer == settings.SignerKMSEnvelope {
-		// A set that never had a key gets one that signs at once: no verifier can hold a stale
-		// JWKS of it.
-		m, err := fullapp.KeyManager(ctx, cfg, a)
-		if err != nil {
-			return err
-		}
-		kid, made, err := m.Bootstrap(ctx)
-		if err != nil {
+	if c.Signer == settings.SignerLocal || c.Signer == settings.SignerKMSEnvelope {
+		if err := startKeySet(ctx, c, cfg, a, logger); err != nil {
 			return fmt.Errorf("key set: %w", err)
-		}
-		if made {
-			logger.Info("key set: published a first signing key", slog.String("kid", kid))
 		}
 	}
 	if c.Registry != "" {
@@ -211,6 +204,68 @@ func run(ctx context.Context, c config, logger *slog.Logger, ready func(url stri
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// startKeySet readies the key set the local and kms-envelope signers sign from: the local
+// signer's PEM keys imported into a set never written (importPEMKeys), then a key of -token-alg
+// signing (envelope.Manager.Bootstrap: a first key on an empty set, or after a -token-alg
+// switch a key of the new algorithm that signs at once, the other kept for the overlap).
+func startKeySet(ctx context.Context, c config, cfg app.Config, a *app.App, logger *slog.Logger) error {
+	m, err := fullapp.KeyManager(ctx, cfg, a)
+	if err != nil {
+		return err
+	}
+	if c.Signer == settings.SignerLocal {
+		if err := importPEMKeys(ctx, m, c, logger); err != nil {
+			return err
+		}
+	}
+	kid, made, err := m.Bootstrap(ctx)
+	if err != nil {
+		return err
+	}
+	if made {
+		logger.Info("key set: published a signing key of -token-alg; it signs at once", slog.String("kid", kid), slog.String("alg", c.TokenAlg))
+	}
+	return nil
+}
+
+// importPEMKeys records the PEM keys of the local signer of builds before the key set
+// (DATA/signing-key.pem, signing-key-rs256.pem) into a set never written, wrapped under the
+// data directory's key file with the kids their tokens carry: the key of -token-alg signs at
+// once, the other is published as the previous key, so the tokens both signed keep verifying.
+// The files are left where they are: a user may go back to an older build, which reads them.
+func importPEMKeys(ctx context.Context, m envelope.Manager, c config, logger *slog.Logger) error {
+	set, err := m.Load(ctx)
+	if err != nil || set.Version > 0 {
+		return err
+	}
+	keys, err := local.Keys(c.DataDir, c.TokenAlg)
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	w, ok := m.Wrapper.(*envelope.KeyFile)
+	if !ok {
+		return errors.New("the local signer's keys are wrapped under the data directory's key file, not this wrapper")
+	}
+	var recs []security.SigningKey
+	var kids []string
+	for _, k := range keys {
+		kid, err := signer.Thumbprint(k.Public())
+		if err != nil {
+			return err
+		}
+		rec, err := w.Record(kid, k)
+		if err != nil {
+			return err
+		}
+		recs, kids = append(recs, rec), append(kids, kid)
+	}
+	made, err := m.Import(ctx, recs)
+	if made {
+		logger.Info("key set: imported the PEM signing keys with their kids (the files are kept)", slog.Any("kids", kids))
+	}
+	return err
 }
 
 // metricsNamespace is where the access log publishes its metrics: in JSON lines only, as on

@@ -15,6 +15,7 @@ import (
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/fullapp"
+	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
@@ -71,11 +72,20 @@ func newFixture(t testing.TB) *fixture {
 	if err := json.Unmarshal([]byte(registry), &doc); err != nil {
 		t.Fatal(err)
 	}
-	seed, err := fullapp.Open(context.Background(), app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: fx.dataDir}})
+	seedCfg := app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: fx.dataDir, TokenAlg: capif.ES256}}
+	seed, err := fullapp.Open(context.Background(), seedCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := seed.Service.ImportRegistry(context.Background(), doc); err != nil {
+		t.Fatal(err)
+	}
+	// The local signer's first key, as the runner publishes it at start.
+	keys, err := fullapp.KeyManager(context.Background(), seedCfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := keys.Bootstrap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := seed.Close(); err != nil {

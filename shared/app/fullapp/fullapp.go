@@ -27,16 +27,21 @@ import (
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/envelope"
-	"github.com/capifcore/capif-security/shared/signer/local"
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
 // Embedded is the embedded store (settings.StoreEmbedded): DataDir/capif.db, locked while open.
 var Embedded = app.Backend{Name: settings.StoreEmbedded, Store: openEmbedded}
 
-// Local is the local signer (settings.SignerLocal): DataDir/signing-key.pem (ES256) and
-// signing-key-rs256.pem (RS256), the TokenAlg one created if absent.
+// Local is the local signer (settings.SignerLocal), for development only: the envelope signer
+// over the store's key set (embedded or DynamoDB), its private keys wrapped under the data
+// directory's key file (KeyFile), which stands in for KMS and protects nothing from whoever can
+// read that directory. The runner puts a key in the set at start (cmd/capif-local).
 var Local = app.Backend{Name: settings.SignerLocal, Signer: openLocal}
+
+// KeyFile is the local signer's wrapping key in the data directory: 32 bytes, mode 0600,
+// created when first needed (envelope.OpenKeyFile).
+const KeyFile = "signing-keys.key"
 
 // Backends are all of them.
 var Backends = []app.Backend{Embedded, dynamoapp.Backend, Local, kmsapp.Backend, kmsapp.Envelope}
@@ -51,14 +56,36 @@ func Open(ctx context.Context, cfg app.Config) (*app.App, error) {
 	return app.Open(ctx, cfg)
 }
 
-// KeyManager changes the key set of a's store, as cfg's settings describe the deployment:
-// new keys wrapped under the KMSWrappingKey setting (none without it).
+// KeyManager changes the key set of a's store, as cfg's settings describe the deployment (its
+// Legacy keys are the KMSKeyIDs setting's). One rule picks what wraps its new keys: the data
+// directory's KeyFile for the local signer and, since capif-admin names no signer, on the
+// embedded store without the KMSWrappingKey setting (the runner's store, stopped); otherwise
+// the KMSWrappingKey setting's KMS key (none without one: signer kms records KMS keys only).
 func KeyManager(ctx context.Context, cfg app.Config, a *app.App) (envelope.Manager, error) {
 	getAWS := cfg.AWS
 	if getAWS == nil {
 		getAWS = standard.Provider(ctx, cfg.Logger).Get
 	}
-	return kmsapp.Manager(app.Input{Settings: cfg.Settings, Logger: cfg.Logger, AWS: getAWS, KeySet: a.KeySet})
+	set := cfg.Settings
+	m, err := kmsapp.Manager(app.Input{Settings: set, Logger: cfg.Logger, AWS: getAWS, KeySet: a.KeySet})
+	if err != nil {
+		return envelope.Manager{}, err
+	}
+	if set.Signer == settings.SignerLocal || set.Store == settings.StoreEmbedded && set.KMSWrappingKey == "" {
+		if m.Wrapper, err = openKeyFile(set); err != nil {
+			return envelope.Manager{}, err
+		}
+	}
+	return m, nil
+}
+
+// openKeyFile is the data directory's KeyFile, its keys bound to the stack "local" (the
+// runner's; capif-admin's on the embedded store).
+func openKeyFile(set settings.Config) (*envelope.KeyFile, error) {
+	if set.DataDir == "" {
+		return nil, errors.New("the local signer's wrapping key is in the data directory: set -data (CAPIF_DATA)")
+	}
+	return envelope.OpenKeyFile(filepath.Join(set.DataDir, KeyFile), cmp.Or(set.Stack, "local"))
 }
 
 func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
@@ -74,7 +101,11 @@ func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {
 }
 
 func openLocal(_ context.Context, in app.Input) (security.Signer, error) {
-	return local.Open(in.Settings.DataDir, in.Settings.TokenAlg)
+	w, err := openKeyFile(in.Settings)
+	if err != nil {
+		return nil, err
+	}
+	return envelope.New(envelope.Config{Keys: in.KeySet, Wrapper: w, Windows: app.KeyWindows(in.Settings), Logger: in.Logger})
 }
 
 // WithCCF sets cfg's identity towards AEFs (CCF, AEFPush) for the runner
