@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/capifcore/capif-security/internal/testenv"
+)
+
+// localKMSKey creates a key in local-kms: a signing key of spec, or (spec "") a symmetric one.
+func localKMSKey(t *testing.T, spec kmstypes.KeySpec) string {
+	t.Helper()
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &awskms.CreateKeyInput{Description: aws.String("capif-admin keys test")}
+	if spec != "" {
+		in.KeySpec, in.KeyUsage = spec, kmstypes.KeyUsageTypeSignVerify
+	}
+	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), in)
+	if err != nil {
+		t.Fatalf("CreateKey: %v", err)
+	}
+	return aws.ToString(out.KeyMetadata.KeyId)
+}
+
+// keyStates reads keys list: kid → "ALG KIND STATE".
+func keyStates(t *testing.T, out string) map[string]string {
+	t.Helper()
+	states := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[0] != "KID" && !strings.HasPrefix(f[0], "(") {
+			states[f[0]] = strings.Join(f[1:4], " ")
+		}
+	}
+	return states
+}
+
+// capif-admin keys on DynamoDB with local-kms, as an operator moves a kms deployment to
+// kms-envelope: import-env records CAPIF_KMS_KEY_IDS with their kids, add records one more KMS
+// key, rotate (with the wrapping key) publishes a wrapped one, retire removes a key that never
+// signed at once, and retire -now hands signing to the newest waiting key.
+func TestAdminKeys(t *testing.T) {
+	testenv.DynamoDBEndpoint(t)
+	testenv.KMSEndpoint(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	env := map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "keys-" + hex.EncodeToString(b[:]) + "-"}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := adminEnv(t, env, append([]string{"-create-tables"}, args...)...)
+		if err != nil {
+			t.Fatalf("capif-admin %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	fails := func(want string, args ...string) {
+		t.Helper()
+		out, err := adminEnv(t, env, append([]string{"-create-tables"}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("capif-admin %s: %v, want an error saying %q\n%s", strings.Join(args, " "), err, want, out)
+		}
+	}
+	if out := run("keys", "list"); !strings.Contains(out, "(none: the functions sign with CAPIF_KMS_KEY_IDS") {
+		t.Errorf("an empty set:\n%s", out)
+	}
+	es, rsa := localKMSKey(t, kmstypes.KeySpecEccNistP256), localKMSKey(t, kmstypes.KeySpecRsa2048)
+	fails("no keys in CAPIF_KMS_KEY_IDS", "keys", "import-env")
+	got := keyStates(t, run("-kms-key-ids", es+","+rsa, "keys", "import-env"))
+	if got[es] != "ES256 kms active" || got[rsa] != "RS256 kms previous" {
+		t.Fatalf("after import-env: %v", got)
+	}
+	fails("has keys already", "-kms-key-ids", es, "keys", "import-env")
+	fails("keys add", "keys", "rotate") // no wrapping key: signer kms makes no keys
+	added := localKMSKey(t, kmstypes.KeySpecEccNistP256)
+	if got = keyStates(t, run("keys", "add", added)); got[added] != "ES256 kms pending" {
+		t.Fatalf("after add: %v", got)
+	}
+	wrap := localKMSKey(t, "")
+	out := run("-kms-wrapping-key", wrap, "keys", "rotate")
+	m := regexp.MustCompile(`published (k-\d{8}-[0-9a-f]{8}) \(ES256\)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("rotate:\n%s", out)
+	}
+	wrapped := m[1]
+	if got = keyStates(t, run("keys", "retire", added)); got[added] != "ES256 kms retired" || got[wrapped] != "ES256 wrapped pending" {
+		t.Errorf("after retiring the waiting KMS key: %v", got)
+	}
+	fails("rotate", "keys", "retire", es) // the signing key waits for its successor
+	if got = keyStates(t, run("keys", "retire", "-now", es)); got[es] != "ES256 kms retired" || got[wrapped] != "ES256 wrapped active" {
+		t.Errorf("after retire -now: %v", got)
+	}
+	before := run("keys", "list")
+	if out := run("-dry-run", "-kms-wrapping-key", wrap, "keys", "rotate"); !strings.Contains(out, "dry run") {
+		t.Errorf("a dry run:\n%s", out)
+	}
+	if after := run("keys", "list"); after != before {
+		t.Errorf("a dry run changed the set:\n%s\nthen\n%s", before, after)
+	}
+	fails("want keys list", "keys", "retire")
+	fails("-now goes with retire only", "keys", "-now", "list")
+}
