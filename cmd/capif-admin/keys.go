@@ -12,6 +12,7 @@ import (
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/fullapp"
 	"github.com/capifcore/capif-security/shared/security"
+	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/envelope"
 	"github.com/capifcore/capif-security/shared/signer/kms"
 )
@@ -96,8 +97,9 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 }
 
 // keyManager opens the store and the key set's manager: new keys are wrapped under
-// -kms-wrapping-key, bound to the stack -stack names, else to the runner's "local" (its
-// embedded store, or its tables named by -table-prefix).
+// -kms-wrapping-key, or on the embedded store without it under the data directory's key file
+// (the runner's -signer local: fullapp.KeyManager), bound to the stack -stack names, else to
+// the runner's "local" (its embedded store, or its tables named by -table-prefix).
 func (s *session) keyManager(ctx context.Context) (envelope.Manager, error) {
 	cfg := app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get, AEFPush: security.AEFPushQueued}
 	if cfg.Settings.Stack == "" {
@@ -136,7 +138,11 @@ func listKeys(ctx context.Context, s *session, m envelope.Manager) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Kid, k.Alg, kind, set.State(k, now, m.Windows),
 			at(k.PublishedAt), at(k.ActivateAt), at(set.LeavesAt(k, now, m.Windows)))
 	}
-	if len(set.Keys) == 0 {
+	switch {
+	case len(set.Keys) > 0:
+	case s.cfg.Store == settings.StoreEmbedded:
+		fmt.Fprintln(tw, "(none: the runner publishes a first key at its start)")
+	default:
 		fmt.Fprintln(tw, "(none: the functions sign with CAPIF_KMS_KEY_IDS; keys import-env records them)")
 	}
 	return tw.Flush()
