@@ -3,14 +3,12 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -150,16 +148,10 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 }
 
 // KeyWindows are the key set's windows of the deployment set describes: its refresh period
-// and token lifetime, and the JWKS max-age the CCF serves. Settings not from settings.Load (a
-// test's) that leave the first two zero get their defaults.
+// and token lifetime, and the JWKS max-age the CCF serves.
 func KeyWindows(set settings.Config) security.KeyWindows {
-	return security.KeyWindows{Refresh: cmp.Or(set.KeySetRefresh, DefaultKeySetRefresh), JWKSMaxAge: capif.JWKSMaxAge,
-		TokenLifetime: cmp.Or(set.TokenTTL, security.DefaultTokenTTL)}
+	return security.KeyWindows{Refresh: set.KeySetRefresh, JWKSMaxAge: capif.JWKSMaxAge, TokenLifetime: set.TokenTTL}
 }
-
-// DefaultKeySetRefresh is KeyWindows' Refresh when the settings have none (CAPIF_KEYSET_REFRESH's
-// default).
-const DefaultKeySetRefresh = time.Minute
 
 // backend is the store (or signer) backend of that name.
 func backend(bs []Backend, name string, store bool) (Backend, bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/capifcore/capif-security/shared/app"
 	"github.com/capifcore/capif-security/shared/app/fullapp"
-	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/devpki"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
@@ -72,7 +72,12 @@ func newFixture(t testing.TB) *fixture {
 	if err := json.Unmarshal([]byte(registry), &doc); err != nil {
 		t.Fatal(err)
 	}
-	seedCfg := app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: fx.dataDir, TokenAlg: capif.ES256}}
+	seedSet, _, err := settings.Load(settings.Runner, []string{"-store", "embedded", "-signer", "local", "-data", fx.dataDir},
+		func(string) string { return "" }, settings.Options{Output: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedCfg := app.Config{Settings: seedSet}
 	seed, err := fullapp.Open(context.Background(), seedCfg)
 	if err != nil {
 		t.Fatal(err)

@@ -219,7 +219,12 @@ func TestTemplateRoutes(t *testing.T) {
 // The routes each function's router actually serves are the template's routes of that function
 // (an escaped id included): anything else gets the router's 404 or 405.
 func TestTemplateRoutesAreTheRoutersRoutes(t *testing.T) {
-	a, err := fullapp.Open(context.Background(), app.Config{Settings: settings.Config{Store: settings.StoreEmbedded, Signer: settings.SignerLocal, DataDir: t.TempDir()}})
+	set, _, err := settings.Load(settings.Runner, []string{"-store", "embedded", "-signer", "local", "-data", t.TempDir()},
+		func(string) string { return "" }, settings.Options{Output: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := fullapp.Open(context.Background(), app.Config{Settings: set})
 	if err != nil {
 		t.Fatal(err)
 	}
