@@ -10,4 +10,4 @@ import (
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 )
 
-func main() { lambdaapp.MainRotator(kmsapp.Manager) }
+func main() { lambdaapp.MainRotator(kmsapp.Rotation) }

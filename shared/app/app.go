@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -145,6 +146,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Logger:         cfg.Logger,
 	})
 	return a, nil
+}
+
+// KeyRotation is the work of the rotation function (envelope.Manager's Scheduled): named here
+// so that lambdaapp, which every function links, does not link the signers.
+type KeyRotation interface {
+	Scheduled(ctx context.Context, age time.Duration) (published string, pruned bool, err error)
 }
 
 // KeyWindows are the key set's windows of the deployment set describes: its refresh period

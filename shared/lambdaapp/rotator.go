@@ -12,7 +12,6 @@ import (
 	"github.com/capifcore/capif-security/shared/app/dynamoapp"
 	"github.com/capifcore/capif-security/shared/metrics"
 	"github.com/capifcore/capif-security/shared/settings"
-	"github.com/capifcore/capif-security/shared/signer/envelope"
 )
 
 // Rotator is the signing-key rotation function (signer kms-envelope): invoked daily by its
@@ -22,7 +21,7 @@ import (
 type Rotator struct {
 	cfg    settings.Config
 	logger *slog.Logger
-	keys   envelope.Manager
+	keys   app.KeyRotation
 }
 
 // RotationReport is what a run did (the invocation's result).
@@ -31,8 +30,8 @@ type RotationReport struct {
 	Pruned    bool   `json:"pruned"`              // whether it dropped retired records
 }
 
-// NewRotator builds the rotation function without calling AWS; manager is kmsapp.Manager.
-func NewRotator(ctx context.Context, cfg settings.Config, manager func(app.Input) (envelope.Manager, error), opts Options) (*Rotator, error) {
+// NewRotator builds the rotation function without calling AWS; rotation is kmsapp.Rotation.
+func NewRotator(ctx context.Context, cfg settings.Config, rotation func(app.Input) (app.KeyRotation, error), opts Options) (*Rotator, error) {
 	r := &Rotator{cfg: cfg, logger: opts.Logger}
 	if r.logger == nil {
 		r.logger = slog.Default()
@@ -43,7 +42,7 @@ func NewRotator(ctx context.Context, cfg settings.Config, manager func(app.Input
 		return nil, err
 	}
 	in.KeySet = st.KeySet
-	if r.keys, err = manager(in); err != nil {
+	if r.keys, err = rotation(in); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -73,9 +72,9 @@ func (r *Rotator) Handle(ctx context.Context, payload json.RawMessage) (Rotation
 }
 
 // MainRotator runs the rotation function: start, NewRotator and the Lambda runtime loop.
-func MainRotator(manager func(app.Input) (envelope.Manager, error)) {
+func MainRotator(rotation func(app.Input) (app.KeyRotation, error)) {
 	set, logger := start(settings.Rotator, "rotator")
-	r, err := NewRotator(context.Background(), set, manager, Options{Logger: logger})
+	r, err := NewRotator(context.Background(), set, rotation, Options{Logger: logger})
 	if err != nil {
 		exit(logger, "init", err)
 	}

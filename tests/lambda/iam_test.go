@@ -517,7 +517,7 @@ func runRotation(t *testing.T, ds dataset, w worker, logger *slog.Logger, token 
 		t.Fatal(err)
 	}
 	rec := &callRecorder{ds: ds, leadingKey: "K#signing", perms: map[permission]int{}}
-	rot, err := lambdaapp.NewRotator(context.Background(), cfg, kmsapp.Manager, lambdaapp.Options{Logger: logger,
+	rot, err := lambdaapp.NewRotator(context.Background(), cfg, kmsapp.Rotation, lambdaapp.Options{Logger: logger,
 		AWSAPIOptions: []func(*middleware.Stack) error{rec.middleware}})
 	if err != nil {
 		t.Fatal(err)

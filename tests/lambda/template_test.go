@@ -102,7 +102,7 @@ var workers = []worker{
 	{"DeliverNotificationsFunction", "deliver-notifications", "rate(1 minute)", "deliver-notifications/schedule.json",
 		settings.Worker, "lambdaapp.MainWorker(kmsapp.CCF)", ""},
 	{"RotateSigningKeysFunction", "rotate-signing-keys", "rate(1 day)", "rotate-signing-keys/schedule.json",
-		settings.Rotator, "lambdaapp.MainRotator(kmsapp.Manager)", "IsEnvelope"},
+		settings.Rotator, "lambdaapp.MainRotator(kmsapp.Rotation)", "IsEnvelope"},
 }
 
 func workerByID(id string) (worker, bool) {
@@ -837,4 +837,33 @@ func serveEvent(t *testing.T, h http.Handler, ev events.APIGatewayProxyRequest) 
 		t.Fatal(err)
 	}
 	return resp
+}
+
+// Each bootstrap links the back ends its function uses and no others (each costs bootstrap size
+// and cold start): the KMS client (and the signers over it) only where a function signs tokens,
+// pushes to AEFs or rotates keys; the embedded store nowhere.
+func TestFunctionsLinkOnlyTheirBackEnds(t *testing.T) {
+	const (
+		kmsClient = "github.com/aws/aws-sdk-go-v2/service/kms"
+		envelope  = "github.com/capifcore/capif-security/shared/signer/envelope"
+		embedded  = "github.com/capifcore/capif-security/shared/store/embedded"
+		bbolt     = "go.etcd.io/bbolt"
+	)
+	for _, f := range allFunctions() {
+		cmd := exec.Command("go", "list", "-deps", "./functions/"+f.dir)
+		cmd.Dir = repoRoot()
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -deps ./functions/%s: %v", f.dir, err)
+		}
+		deps := strings.Fields(string(out))
+		api, _ := functionByID(f.logicalID)
+		_, worker := workerByID(f.logicalID)
+		kms := api.signs || api.pushes || worker
+		for pkg, want := range map[string]bool{kmsClient: kms, envelope: kms, embedded: false, bbolt: false} {
+			if got := slices.Contains(deps, pkg); got != want {
+				t.Errorf("%s links %s: %v, want %v", f.logicalID, pkg, got, want)
+			}
+		}
+	}
 }

@@ -64,6 +64,9 @@ func openSet(in app.Input, wrapped bool) (security.Signer, error) {
 	return envelope.New(cfg)
 }
 
+// Rotation is Manager as the rotation function runs it (lambdaapp.MainRotator).
+func Rotation(in app.Input) (app.KeyRotation, error) { return Manager(in) }
+
 // Manager changes the key set of in's store: its new keys are wrapped under KMSWrappingKey
 // (none without one: signer kms records KMS keys only), and its Legacy keys are the KMSKeyIDs.
 func Manager(in app.Input) (envelope.Manager, error) {
