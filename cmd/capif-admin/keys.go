@@ -98,12 +98,13 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 
 // keyManager opens the store and the key set's manager: new keys are wrapped under
 // -kms-wrapping-key, or on the embedded store without it under the data directory's key file
-// (the runner's -signer local: fullapp.KeyManager), bound to the stack -stack names, else to
-// the runner's "local" (its embedded store, or its tables named by -table-prefix).
+// (the runner's -signer local: fullapp.KeyManager), bound to the stack settings.Load names
+// ("local" on the embedded store; on DynamoDB the stack of -stack or -table-prefix). Tables
+// named one by one name no stack: a key wrapped for the wrong one would never unwrap.
 func (s *session) keyManager(ctx context.Context) (envelope.Manager, error) {
 	cfg := app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get, AEFPush: security.AEFPushQueued}
 	if cfg.Settings.Stack == "" {
-		cfg.Settings.Stack = "local"
+		return envelope.Manager{}, errors.New("keys: name the deployment with -stack NAME (or -table-prefix NAME-): its keys are bound to it")
 	}
 	if s.app == nil {
 		a, err := fullapp.Open(ctx, cfg)

@@ -33,17 +33,18 @@ func newKMSKey(t *testing.T) string {
 	return newKMSKeySpec(t, kmstypes.KeySpecEccNistP256)
 }
 
-// newKMSKeySpec creates a signing key of spec in local-kms.
+// newKMSKeySpec creates a signing key of spec in local-kms, or with spec "" a symmetric one.
 func newKMSKeySpec(t *testing.T, spec kmstypes.KeySpec) string {
 	t.Helper()
 	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), &awskms.CreateKeyInput{
-		KeySpec: spec, KeyUsage: kmstypes.KeyUsageTypeSignVerify,
-		Description: aws.String("capif-local HTTP suite"),
-	})
+	in := &awskms.CreateKeyInput{Description: aws.String("capif-local HTTP suite")}
+	if spec != "" {
+		in.KeySpec, in.KeyUsage = spec, kmstypes.KeyUsageTypeSignVerify
+	}
+	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), in)
 	if err != nil {
 		t.Fatalf("creating a KMS key in local-kms: %v", err)
 	}
@@ -88,13 +89,5 @@ func init() {
 // newWrappingKey creates a symmetric key in local-kms, to wrap the key set's keys.
 func newWrappingKey(t *testing.T) string {
 	t.Helper()
-	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), &awskms.CreateKeyInput{Description: aws.String("capif-local wrapping key")})
-	if err != nil {
-		t.Fatalf("creating a KMS key in local-kms: %v", err)
-	}
-	return aws.ToString(out.KeyMetadata.KeyId)
+	return newKMSKeySpec(t, "")
 }

@@ -93,7 +93,7 @@ type Config struct {
 	AllowLoopbackNotifications bool
 	Store                      string // StoreEmbedded, StoreDynamoDB or StoreNone
 	// Stack is the SAM stack: capif-admin's tables, and the capif:stack of wrapped signing keys
-	// (the runner's is "local").
+	// ("local" on the embedded store; on DynamoDB tables named by a prefix, the prefix's stack).
 	Stack          string
 	Signer         string   // SignerLocal, SignerKMS, SignerKMSEnvelope or SignerNone
 	TokenAlg       string   // capif.ES256 or capif.RS256: the algorithm of the signing key
@@ -526,8 +526,15 @@ func (c *loading) check(cmd Command) []error {
 			bad("CAPIF_STACK", "required: wrapped keys are bound to it")
 		}
 	}
-	if cmd == Runner {
-		c.Stack = "local" // the capif:stack of the runner's wrapped keys
+	// The capif:stack wrapped keys are bound to, where no template sets it: the embedded store's
+	// is "local"; DynamoDB tables PREFIX-… are the stack PREFIX's, as -stack names them, so the
+	// runner and capif-admin agree on the keys of the tables they share.
+	switch {
+	case cmd&(Runner|Admin) == 0:
+	case c.Store == StoreEmbedded:
+		c.Stack = "local"
+	case c.Stack == "" && c.Store == StoreDynamoDB:
+		c.Stack = strings.TrimSuffix(c.tablePrefix, "-")
 	}
 	if cmd == Function {
 		switch {

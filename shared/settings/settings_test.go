@@ -316,3 +316,25 @@ func TestLoadRotator(t *testing.T) {
 		}
 	}
 }
+
+// Wrapped keys are bound to a stack: the runner and capif-admin name the same one for the same
+// tables (-stack NAME and -table-prefix NAME- alike), and "local" on the embedded store.
+func TestStackOfTheKeys(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  settings.Command
+		args []string
+		want string
+	}{
+		{settings.Runner, nil, "local"},
+		{settings.Runner, []string{"-store", "dynamodb"}, "capif"},
+		{settings.Runner, []string{"-store", "dynamodb", "-table-prefix", "suite-1-"}, "suite-1"},
+		{settings.Admin, []string{"-stack", "capif-prod"}, "capif-prod"},
+		{settings.Admin, []string{"-table-prefix", "capif-prod-"}, "capif-prod"},
+		{settings.Admin, []string{"-store", "embedded", "-data", "d"}, "local"},
+	} {
+		c, _, err := settings.Load(tc.cmd, tc.args, env(nil), settings.Options{Output: io.Discard})
+		if err != nil || c.Stack != tc.want {
+			t.Errorf("%v: stack %q, %v; want %q", tc.args, c.Stack, err, tc.want)
+		}
+	}
+}

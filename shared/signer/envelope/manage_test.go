@@ -14,7 +14,8 @@ import (
 	"github.com/capifcore/capif-security/shared/store/embedded"
 )
 
-func newManager(t *testing.T) (Manager, *securitytest.Clock) {
+// openTestSet is a key set in a fresh embedded store, and a key file to wrap its keys.
+func openTestSet(t *testing.T) (*embedded.DB, *KeyFile) {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := embedded.Open(filepath.Join(dir, "capif.db"))
@@ -26,6 +27,12 @@ func newManager(t *testing.T) (Manager, *securitytest.Clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, file
+}
+
+func newManager(t *testing.T) (Manager, *securitytest.Clock) {
+	t.Helper()
+	db, file := openTestSet(t)
 	clock := securitytest.NewClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
 	return Manager{Keys: db, Wrapper: file, Alg: capif.ES256, Windows: windows, Now: clock.Now}, clock
 }

@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -58,18 +57,10 @@ type signerEnv struct {
 
 func newSignerEnv(t *testing.T, fallback security.Signer) *signerEnv {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := embedded.Open(filepath.Join(dir, "capif.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	file, err := OpenKeyFile(filepath.Join(dir, "wrapping.key"), "local")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, file := openTestSet(t)
 	e := &signerEnv{t: t, keys: db, wrap: &counting{Wrapper: file, unwraps: map[string]int{}},
 		clock: securitytest.NewClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)), logs: &bytes.Buffer{}}
+	var err error
 	e.s, err = New(Config{Keys: db, Wrapper: e.wrap, Windows: windows, Fallback: fallback, Now: e.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
 	if err != nil {
