@@ -1,7 +1,6 @@
 package security
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -70,6 +69,12 @@ func (w KeyWindows) ActivationDelay() time.Duration {
 // Overlap is how long a key stays published after its successor activated: an instance may sign
 // with it for Refresh more, and what it signed lives TokenLifetime, judged by clocks Leeway apart.
 func (w KeyWindows) Overlap() time.Duration { return w.Refresh + w.TokenLifetime + capif.Leeway }
+
+// MaxStale is the oldest set a signer uses: one it could not read again after Refresh is kept
+// as long again, then it signs nothing, so a change (retire -now) reaches every instance within
+// it. Every other window holds for a set this old: it dates each key's turn by the clock, and a
+// key is published ActivationDelay (more than MaxStale) before it signs.
+func (w KeyWindows) MaxStale() time.Duration { return 2 * w.Refresh }
 
 // KeyState is where a record stands at a given time.
 type KeyState string
@@ -204,38 +209,95 @@ func (s SigningKeys) Publish(k SigningKey, now time.Time, w KeyWindows) (Signing
 	return s, nil
 }
 
-// Retire takes kid out of service. A key that never signed leaves at once; a previous key at
-// its earliest safe time (LeavesAt). The signing key is refused unless immediately, which also
-// activates the latest-published waiting key in the same change (refused when there is none).
-// With immediately every key leaves the JWKS at once, and the tokens it signed fail.
+// Import records keys that signed before the set had any (a deployment's CAPIF_KMS_KEY_IDS, a
+// runner's PEM keys) into an empty set: the first signs at once, the others are previous keys,
+// published while their tokens may live (LeavesAt).
+func (s SigningKeys) Import(recs []SigningKey, now time.Time, w KeyWindows) (SigningKeys, error) {
+	if len(s.Keys) > 0 {
+		return s, invalid("keys are imported into an empty key set only")
+	}
+	next := s
+	for i, rec := range recs {
+		var err error
+		if next, err = next.Publish(rec, now, w); err != nil {
+			return s, err
+		}
+		if i > 0 { // signed before the first: a previous key
+			next.Keys[len(next.Keys)-1].ActivateAt = now.Add(-time.Second)
+		}
+	}
+	return next, nil
+}
+
+// TakeOver publishes k signing at once in place of a signing key of another algorithm (the
+// runner restarted with another -token-alg): the replaced key stays published for the overlap,
+// and waiting keys of the other algorithm, which never signed, are withdrawn, or they would
+// switch back when they activate. Safe only where verifiers refetch the JWKS on an unknown kid
+// (aefauth does): deployments switch by rotating.
+func (s SigningKeys) TakeOver(k SigningKey, now time.Time, w KeyWindows) (SigningKeys, error) {
+	signer, ok := s.Signer(now)
+	if !ok || signer.Alg == k.Alg {
+		return s, invalid("a key takes over only from a signing key of another algorithm")
+	}
+	next := s
+	for _, o := range s.Keys {
+		if o.Alg != k.Alg && now.Before(o.ActivateAt) && o.RetiredAt.IsZero() {
+			next.Keys = slices.Clone(next.Keys)
+			next.Keys[slices.IndexFunc(next.Keys, func(x SigningKey) bool { return x.Kid == o.Kid })].RetiredAt = now
+		}
+	}
+	next, err := next.Publish(k, now, w)
+	if err != nil {
+		return s, err
+	}
+	next.Keys[len(next.Keys)-1].ActivateAt = now
+	if !signer.ActivateAt.Before(now) { // activated this very instant: activations stay strictly ordered
+		i := slices.IndexFunc(next.Keys, func(x SigningKey) bool { return x.Kid == signer.Kid })
+		next.Keys[i].ActivateAt = now.Add(-time.Nanosecond)
+	}
+	return next, nil
+}
+
+// Retire takes kid out of service. A key that never signed leaves at once, unless it activates
+// within MaxStale, when an instance reading the set late may already sign with it: that is
+// refused (retire it once it signs, or immediately). A previous key already leaves at its
+// earliest safe time (LeavesAt): retiring it changes nothing. The signing key is refused unless
+// immediately, which also activates the latest-published waiting key in the same change (refused
+// when there is none). With immediately every key leaves the JWKS at once, and the tokens it
+// signed fail.
 func (s SigningKeys) Retire(kid string, now time.Time, w KeyWindows, immediately bool) (SigningKeys, error) {
 	i := slices.IndexFunc(s.Keys, func(k SigningKey) bool { return k.Kid == kid })
 	if i < 0 {
 		return s, fmt.Errorf("signing key %q: %w", kid, ErrNotFound)
 	}
-	s.Keys = slices.Clone(s.Keys)
-	k := &s.Keys[i]
-	if s.State(*k, now, w) == KeyRetired {
+	if s.State(s.Keys[i], now, w) == KeyRetired {
 		return s, nil
 	}
 	signer, _ := s.Signer(now)
+	next := s
+	next.Keys = slices.Clone(s.Keys)
+	k := &next.Keys[i]
 	switch {
 	case signer.Kid == kid:
 		if !immediately {
 			return s, invalid(fmt.Sprintf("%s is the signing key: publish its successor first (keys rotate) and it takes over, or retire it -now", kid))
 		}
-		next, ok := s.pending(now)
+		waiting, ok := s.pending(now)
 		if !ok {
 			return s, invalid(fmt.Sprintf("%s is the signing key and no published key can take over: keys rotate first", kid))
 		}
-		s.Keys[next].ActivateAt = now
+		next.Keys[waiting].ActivateAt = now
 		k.RetiredAt = now
-	case immediately || !k.signed(now):
+	case immediately:
 		k.RetiredAt = now
+	case k.signed(now):
+		return s, nil // a previous key: it leaves at LeavesAt already
+	case k.ActivateAt.Sub(now) < w.MaxStale():
+		return s, invalid(fmt.Sprintf("%s activates at %s, sooner than an instance may read the set again: retire it once it signs, or -now", kid, k.ActivateAt.UTC().Format(time.RFC3339)))
 	default:
-		k.RetiredAt = cmp.Or(s.LeavesAt(*k, now, w), now)
+		k.RetiredAt = now
 	}
-	return s, nil
+	return next, nil
 }
 
 // Prune drops the records of keys that have left the JWKS; it reports whether any did.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -77,21 +78,25 @@ func (m Manager) newRecord(ctx context.Context) (security.SigningKey, error) {
 // made that key. A key is made only when needed, so a process that starts against a set whose
 // signing key is of m.Alg makes no KMS call. When no key signs (a set that never had one), the
 // new key signs at once: no verifier can hold a stale JWKS of it. When the signing key is of
-// another algorithm (the runner restarted with another -token-alg), the new key signs at once
-// as well, and the key it takes over from stays published for the overlap (LeavesAt), so the
-// tokens it signed keep verifying; keys of the other algorithm still waiting to sign are
-// withdrawn (they never signed), or they would switch back to it when they activate.
-//
-// A key that signs as soon as it is published is safe only where a verifier that meets an
-// unknown kid refetches the JWKS (aefauth does): so only the runner calls Bootstrap, at start,
-// with the -token-alg it was given; the rotation function (Scheduled) calls it on an empty set
-// only, and a deployment switches algorithm by rotating.
+// another algorithm, the new key takes over at once (security.SigningKeys.TakeOver): only the
+// runner calls Bootstrap, at start, with the -token-alg it was given; deployments rotate.
 func (m Manager) Bootstrap(ctx context.Context) (string, bool, error) {
+	return m.first(ctx, true)
+}
+
+// first publishes a key of m.Alg that signs at once: into a set where no key signs or, with
+// takeOver, in place of a signing key of another algorithm.
+func (m Manager) first(ctx context.Context, takeOver bool) (string, bool, error) {
 	set, err := m.Keys.LoadKeySet(ctx)
 	if err != nil {
 		return "", false, fmt.Errorf("read the key set: %w", err)
 	}
-	if k, ok := set.Signer(m.now()); ok && k.Alg == m.Alg {
+	needed := func(set security.SigningKeys, now time.Time) (bool, bool) {
+		signer, signs := set.Signer(now)
+		return !signs || takeOver && signer.Alg != m.Alg, signs
+	}
+	if ok, _ := needed(set, m.now()); !ok {
+		k, _ := set.Signer(m.now())
 		return k.Kid, false, nil
 	}
 	rec, err := m.newRecord(ctx)
@@ -100,33 +105,16 @@ func (m Manager) Bootstrap(ctx context.Context) (string, bool, error) {
 	}
 	made := false
 	set, err = m.update(ctx, func(set security.SigningKeys, now time.Time) (security.SigningKeys, bool, error) {
-		signer, signs := set.Signer(now)
-		if made = !signs || signer.Alg != m.Alg; !made { // another process got there first: its key stands
+		var signs bool
+		if made, signs = needed(set, now); !made { // another process got there first: its key stands
 			return set, false, nil
 		}
-		if !signs { // Publish activates it at once
-			next, err := set.Publish(rec, now, m.Windows)
+		if !signs {
+			next, err := set.Publish(rec, now, m.Windows) // nothing signs: it activates at once
 			return next, true, err
 		}
-		next := set
-		for _, k := range set.Keys {
-			if k.Alg != m.Alg && now.Before(k.ActivateAt) && k.RetiredAt.IsZero() {
-				var err error
-				if next, err = next.Retire(k.Kid, now, m.Windows, false); err != nil { // never signed: leaves at once
-					return set, false, err
-				}
-			}
-		}
-		next, err := next.Publish(rec, now, m.Windows)
-		if err != nil {
-			return set, false, err
-		}
-		next.Keys[len(next.Keys)-1].ActivateAt = now
-		if !signer.ActivateAt.Before(now) { // activated this very instant: activations stay strictly ordered
-			i := slices.IndexFunc(next.Keys, func(k security.SigningKey) bool { return k.Kid == signer.Kid })
-			next.Keys[i].ActivateAt = now.Add(-time.Nanosecond)
-		}
-		return next, true, nil
+		next, err := set.TakeOver(rec, now, m.Windows)
+		return next, true, err
 	})
 	if err != nil {
 		return "", false, err
@@ -135,7 +123,7 @@ func (m Manager) Bootstrap(ctx context.Context) (string, bool, error) {
 	return k.Kid, made, nil
 }
 
-// Rotate publishes a new key; it signs once every verifier can have it (Windows).
+// Rotate publishes a new wrapped key; it signs once every verifier can have it (Windows).
 func (m Manager) Rotate(ctx context.Context) (security.SigningKey, error) {
 	rec, err := m.newRecord(ctx)
 	if err != nil {
@@ -144,32 +132,45 @@ func (m Manager) Rotate(ctx context.Context) (security.SigningKey, error) {
 	return m.Add(ctx, rec)
 }
 
+// errEmpty refuses a new key for a set that has none: CAPIF_KMS_KEY_IDS sign meanwhile, and a
+// key published now would sign at once and take their kids out of the JWKS.
+var errEmpty = errors.New("the key set is empty, so the functions sign with CAPIF_KMS_KEY_IDS: record those first (capif-admin -kms-key-ids IDS keys import-env)")
+
 // Add publishes rec (a KMS key's record: kms.Record), as Rotate publishes a new key. A kid the
-// set holds already is left as it is.
+// set holds already is left as it is (added reports false).
 func (m Manager) Add(ctx context.Context, rec security.SigningKey) (security.SigningKey, error) {
+	k, _, err := m.add(ctx, rec, nil)
+	return k, err
+}
+
+// add publishes rec unless due (when given) says no at the time of the write; it returns the
+// record as stored and whether it was written.
+func (m Manager) add(ctx context.Context, rec security.SigningKey, due func(security.SigningKeys, time.Time) bool) (security.SigningKey, bool, error) {
+	written := false
 	set, err := m.update(ctx, func(set security.SigningKeys, now time.Time) (security.SigningKeys, bool, error) {
-		for _, k := range set.Keys {
-			if k.Kid == rec.Kid {
-				return set, false, nil
-			}
+		written = false
+		switch {
+		case len(set.Keys) == 0:
+			return set, false, errEmpty
+		case slices.ContainsFunc(set.Keys, func(k security.SigningKey) bool { return k.Kid == rec.Kid }),
+			due != nil && !due(set, now):
+			return set, false, nil
 		}
 		next, err := set.Publish(rec, now, m.Windows)
+		written = err == nil
 		return next, true, err
 	})
 	if err != nil {
-		return security.SigningKey{}, err
+		return security.SigningKey{}, false, err
 	}
-	for _, k := range set.Keys {
-		if k.Kid == rec.Kid {
-			return k, nil
-		}
+	if i := slices.IndexFunc(set.Keys, func(k security.SigningKey) bool { return k.Kid == rec.Kid }); i >= 0 {
+		return set.Keys[i], written, nil
 	}
-	return security.SigningKey{}, fmt.Errorf("signing key %q: %w", rec.Kid, security.ErrNotFound)
+	return security.SigningKey{}, false, nil // not due after all
 }
 
-// Import records keys that already sign (a deployment's CAPIF_KMS_KEY_IDS, a runner's PEM keys)
-// into an empty set: the first signs at once, the others are published as previous keys that
-// leave the JWKS at their earliest safe time. A set that has keys is left as it is (false).
+// Import records keys that already sign into an empty set (security.SigningKeys.Import). A set
+// that has keys is left as it is (false).
 func (m Manager) Import(ctx context.Context, recs []security.SigningKey) (bool, error) {
 	if len(recs) == 0 {
 		return false, errors.New("no keys to import")
@@ -179,26 +180,18 @@ func (m Manager) Import(ctx context.Context, recs []security.SigningKey) (bool, 
 		if made = len(set.Keys) == 0; !made {
 			return set, false, nil
 		}
-		next := set
-		for i, rec := range recs {
-			var err error
-			if next, err = next.Publish(rec, now, m.Windows); err != nil {
-				return set, false, err
-			}
-			if i > 0 { // signed before the import: published while its tokens may live
-				next.Keys[len(next.Keys)-1].ActivateAt = now.Add(-time.Second)
-			}
-		}
-		return next, true, nil
+		next, err := set.Import(recs, now, m.Windows)
+		return next, true, err
 	})
 	return made, err
 }
 
-// Retire takes kid out of service (security.SigningKeys.Retire).
+// Retire takes kid out of service (security.SigningKeys.Retire); a retirement that changes
+// nothing writes nothing.
 func (m Manager) Retire(ctx context.Context, kid string, immediately bool) (security.SigningKeys, error) {
 	return m.update(ctx, func(set security.SigningKeys, now time.Time) (security.SigningKeys, bool, error) {
 		next, err := set.Retire(kid, now, m.Windows, immediately)
-		return next, err == nil, err
+		return next, err == nil && !reflect.DeepEqual(next.Keys, set.Keys), err
 	})
 }
 
@@ -212,7 +205,7 @@ func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published st
 		return "", false, fmt.Errorf("read the key set: %w", err)
 	}
 	if len(set.Keys) == 0 && m.Legacy == nil {
-		kid, made, err := m.Bootstrap(ctx)
+		kid, made, err := m.first(ctx, false) // never an algorithm switch: that is the runner's
 		if made {
 			published = kid
 		}
@@ -239,10 +232,18 @@ func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published st
 			return "", false, err
 		}
 	}
-	signer, _ := set.Signer(now)
-	if set.RotationDue(now, age) || signer.KMSKeyID != "" && set.RotationDue(now, 0) {
-		rec, err := m.Rotate(ctx)
+	// Due when the signing key is old, or is a KMS key (kms-envelope moves off them); decided
+	// again at the write, so that overlapping runs publish one key.
+	due := func(set security.SigningKeys, now time.Time) bool {
+		signer, _ := set.Signer(now)
+		return set.RotationDue(now, age) || signer.KMSKeyID != "" && set.RotationDue(now, 0)
+	}
+	if due(set, now) {
+		rec, err := m.newRecord(ctx)
 		if err != nil {
+			return "", pruned, err
+		}
+		if _, written, err := m.add(ctx, rec, due); err != nil || !written {
 			return "", pruned, err
 		}
 		published = rec.Kid

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -274,5 +275,57 @@ func TestManagerBootstrapAfterImport(t *testing.T) {
 	}
 	if got := states(t, m); got[rs] != security.KeyActive || got[rec.Kid] != security.KeyPrevious {
 		t.Errorf("states %v", got)
+	}
+}
+
+// TestManagerRefusesAKeyForAnEmptySet: while the set is empty CAPIF_KMS_KEY_IDS sign, so a key
+// published then would sign at once and drop their kids from the JWKS: rotate and add refuse.
+func TestManagerRefusesAKeyForAnEmptySet(t *testing.T) {
+	m, clock := newManager(t)
+	if _, err := m.Rotate(t.Context()); !errors.Is(err, errEmpty) {
+		t.Errorf("rotate on an empty set: %v", err)
+	}
+	rec, err := NewRecord(t.Context(), m.Wrapper, capif.ES256, clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Add(t.Context(), rec); !errors.Is(err, errEmpty) {
+		t.Errorf("add on an empty set: %v", err)
+	}
+	if set, _ := m.Load(t.Context()); set.Version != 0 {
+		t.Errorf("the set was written: %+v", set)
+	}
+}
+
+// TestManagerScheduledRunsOverlap: two rotation runs at once publish one successor; a
+// retirement that changes nothing writes nothing.
+func TestManagerScheduledRunsOverlap(t *testing.T) {
+	m, clock := newManager(t)
+	first, _, err := m.Bootstrap(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(31 * 24 * time.Hour)
+	var wg sync.WaitGroup
+	published := make([]string, 2)
+	for i := range published {
+		wg.Go(func() {
+			var err error
+			if published[i], _, err = m.Scheduled(t.Context(), 30*24*time.Hour); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := states(t, m); len(got) != 2 || (published[0] == "") == (published[1] == "") {
+		t.Fatalf("two runs published %q: states %v", published, got)
+	}
+	before, _ := m.Load(t.Context())
+	clock.Advance(windows.ActivationDelay())
+	if _, err := m.Retire(t.Context(), first, false); err != nil { // a previous key: it leaves on its own
+		t.Fatal(err)
+	}
+	if after, _ := m.Load(t.Context()); after.Version != before.Version {
+		t.Errorf("a retirement that changed nothing wrote version %d", after.Version)
 	}
 }

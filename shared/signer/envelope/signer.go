@@ -34,24 +34,29 @@ type Config struct {
 	Logger   *slog.Logger     // slog.Default() when nil
 }
 
-// unwrapRetry is how long a Signer that still signs with the previous key waits before it
-// tries again to unwrap a new signing key it could not unwrap: a failing KMS must not cost
-// every request a Decrypt and its retries.
-const unwrapRetry = 10 * time.Second
+// retryAfter is how long a Signer waits before it tries again what just failed: reading the
+// set, or unwrapping a signing key. A failing DynamoDB or KMS must not cost every request a
+// call and its retries.
+const retryAfter = 10 * time.Second
 
 // Signer is the security.Signer over a key set. It reads the set at first use and again once
-// Windows.Refresh has passed (keeping the set it has, with a WARN, if a read fails), signs in
-// memory with the set's signing key, unwrapped once per kid, and publishes the set's published
-// keys (no KMS call). If the signing key cannot be unwrapped it goes on signing with the key it
-// holds while that key is published, with a WARN; without one it answers ErrUnavailable.
+// Windows.Refresh has passed; when a read fails it keeps the set it has, with a WARN, until that
+// set is Windows.MaxStale old, then answers ErrUnavailable. It signs in memory with the set's
+// signing key, unwrapped once per kid, and publishes the set's published keys (no KMS call). If
+// the signing key cannot be unwrapped it goes on signing with the key it holds for as long as
+// that key's tokens stay verifiable (they outlive it by the token lifetime), with a WARN;
+// without one it answers ErrUnavailable.
 type Signer struct {
 	cfg Config
 
-	mu        sync.Mutex
-	set       security.SigningKeys
-	readAt    time.Time // zero: never read
-	held      *heldKey  // the key it signs with
-	failedKid string    // the signing key it last failed to unwrap, and when
+	setMu    sync.Mutex
+	set      security.SigningKeys
+	goodAt   time.Time // the last successful read; zero: never read
+	nextRead time.Time
+
+	keyMu     sync.Mutex // apart from setMu: an unwrap does not hold up the JWKS
+	held      *heldKey   // the key it signs with
+	failedKid string     // the signing key it last failed to unwrap, and when
 	failedAt  time.Time
 }
 
@@ -78,21 +83,21 @@ func New(cfg Config) (*Signer, error) {
 
 // current is the set to use now, read again when Refresh has passed.
 func (s *Signer) current(ctx context.Context, now time.Time) (security.SigningKeys, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.readAt.IsZero() && now.Sub(s.readAt) < s.cfg.Windows.Refresh {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	if !s.goodAt.IsZero() && now.Before(s.nextRead) {
 		return s.set, nil
 	}
 	set, err := s.cfg.Keys.LoadKeySet(ctx)
-	switch {
-	case err != nil && s.readAt.IsZero():
-		return security.SigningKeys{}, fmt.Errorf("envelope signer: read the key set: %w", err)
-	case err != nil:
-		s.cfg.Logger.Warn("envelope signer: the key set could not be read; using the set read before", "readAt", s.readAt, "error", err.Error())
-	default:
-		s.set = set
+	if err == nil {
+		s.set, s.goodAt, s.nextRead = set, now, now.Add(s.cfg.Windows.Refresh)
+		return s.set, nil
 	}
-	s.readAt = now
+	if s.goodAt.IsZero() || now.Sub(s.goodAt) >= s.cfg.Windows.MaxStale() {
+		return security.SigningKeys{}, fmt.Errorf("envelope signer: %w: read the key set: %w", security.ErrUnavailable, err)
+	}
+	s.cfg.Logger.Warn("envelope signer: the key set could not be read; using the set read before", "readAt", s.goodAt, "error", err.Error())
+	s.nextRead = now.Add(retryAfter)
 	return s.set, nil
 }
 
@@ -119,14 +124,17 @@ func (s *Signer) Sign(ctx context.Context, c capif.TokenClaims) (string, error) 
 
 // keyFor is the in-memory key of rec, unwrapped on first use.
 func (s *Signer) keyFor(ctx context.Context, set security.SigningKeys, rec security.SigningKey, now time.Time) (*signer.Key, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
 	if s.held != nil && s.held.kid == rec.Kid {
 		return s.held.key, nil
 	}
-	stillPublished := s.held != nil && slices.ContainsFunc(set.Published(now, s.cfg.Windows), func(k security.SigningKey) bool { return k.Kid == s.held.kid })
-	if stillPublished && s.failedKid == rec.Kid && now.Sub(s.failedAt) < unwrapRetry {
-		return s.held.key, nil
+	fallback := s.held != nil && s.verifiable(set, s.held.kid, now)
+	if s.failedKid == rec.Kid && now.Sub(s.failedAt) < retryAfter { // failed just now: no call
+		if fallback {
+			return s.held.key, nil
+		}
+		return nil, fmt.Errorf("envelope signer: %w: the signing key %s could not be unwrapped", security.ErrUnavailable, rec.Kid)
 	}
 	key, err := s.unwrap(ctx, rec)
 	if err == nil {
@@ -134,13 +142,24 @@ func (s *Signer) keyFor(ctx context.Context, set security.SigningKeys, rec secur
 		return key, nil
 	}
 	s.failedKid, s.failedAt = rec.Kid, now
-	if stillPublished {
-		s.cfg.Logger.Warn("envelope signer: the new signing key cannot be unwrapped; signing with the previous one while it is published",
+	if fallback {
+		s.cfg.Logger.Warn("envelope signer: the new signing key cannot be unwrapped; signing with the previous one while its tokens stay verifiable",
 			"kid", rec.Kid, "previous", s.held.kid, "error", err.Error())
 		return s.held.key, nil
 	}
 	s.cfg.Logger.Error("envelope signer: the signing key cannot be unwrapped", "kid", rec.Kid, "error", err.Error())
 	return nil, fmt.Errorf("envelope signer: %w: %w", security.ErrUnavailable, err)
+}
+
+// verifiable reports whether a token kid signs now stays verifiable for its whole life: kid is
+// in the set and leaves the JWKS no sooner than the token expires.
+func (s *Signer) verifiable(set security.SigningKeys, kid string, now time.Time) bool {
+	i := slices.IndexFunc(set.Keys, func(k security.SigningKey) bool { return k.Kid == kid })
+	if i < 0 {
+		return false
+	}
+	leaves := set.LeavesAt(set.Keys[i], now, s.cfg.Windows)
+	return leaves.IsZero() || !now.Add(s.cfg.Windows.TokenLifetime+capif.Leeway).After(leaves)
 }
 
 // unwrap opens rec's private key and checks that it is the key its record publishes; a record

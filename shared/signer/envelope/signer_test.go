@@ -187,15 +187,15 @@ func TestSignerRotation(t *testing.T) {
 }
 
 // TestSignerUnwrapFails: a new signing key that does not unwrap leaves the previous one signing
-// while it is published (WARN, retried every unwrapRetry), then ErrUnavailable; a record whose
-// private key is not its published key never signs.
+// (WARN, retried every retryAfter) for as long as its tokens stay verifiable, then
+// ErrUnavailable; a record whose private key is not its published key never signs.
 func TestSignerUnwrapFails(t *testing.T) {
 	e := newSignerEnv(t, nil)
 	k1 := e.publish()
 	e.signedBy()
 	k2 := e.publish()
 	e.wrap.fail = true
-	e.clock.Advance(windows.ActivationDelay() + windows.Refresh)
+	e.clock.Advance(windows.ActivationDelay())
 	for range 3 {
 		if kid := e.signedBy(); kid != k1 {
 			t.Fatalf("signed with %s, want the previous key %s", kid, k1)
@@ -204,16 +204,19 @@ func TestSignerUnwrapFails(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "level=WARN") || !strings.Contains(e.logs.String(), k2) || e.wrap.unwraps[k2] != 1 {
 		t.Errorf("unwraps of %s: %d; logs:\n%s", k2, e.wrap.unwraps[k2], e.logs)
 	}
-	e.clock.Advance(unwrapRetry)
+	e.clock.Advance(retryAfter)
 	e.signedBy()
 	if e.wrap.unwraps[k2] != 2 {
-		t.Errorf("not retried after unwrapRetry: %d", e.wrap.unwraps[k2])
+		t.Errorf("not retried after retryAfter: %d", e.wrap.unwraps[k2])
 	}
-	e.clock.Advance(windows.Overlap())
+	// k1 leaves the JWKS at k2's activation + Overlap: a token it signed later than Refresh
+	// after that activation would outlive it.
+	e.clock.Advance(windows.Refresh - retryAfter + time.Second)
 	if _, err := e.s.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
-		t.Errorf("with the previous key out of the JWKS: %v, want ErrUnavailable", err)
+		t.Errorf("with the previous key's tokens outliving it: %v, want ErrUnavailable", err)
 	}
 	e.wrap.fail = false
+	e.clock.Advance(retryAfter) // the failure just now is not retried before
 	if kid := e.signedBy(); kid != k2 {
 		t.Errorf("once unwrapping works: %s", kid)
 	}
@@ -230,6 +233,58 @@ func TestSignerUnwrapFails(t *testing.T) {
 	}
 	if _, err := f.s.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
 		t.Errorf("a record publishing another key: %v", err)
+	}
+}
+
+// failingKeys is a key set whose reads can be made to fail.
+type failingKeys struct {
+	security.KeySet
+	fail bool
+}
+
+func (f *failingKeys) LoadKeySet(ctx context.Context) (security.SigningKeys, error) {
+	if f.fail {
+		return security.SigningKeys{}, errors.New("dynamodb: throttled")
+	}
+	return f.KeySet.LoadKeySet(ctx)
+}
+
+// TestSignerStaleSet: a set that cannot be read again is used, with a WARN, until it is
+// MaxStale old, then nothing is signed; a cold start whose unwrap fails does not call again
+// within retryAfter.
+func TestSignerStaleSet(t *testing.T) {
+	e := newSignerEnv(t, nil)
+	e.publish()
+	keys := &failingKeys{KeySet: e.keys}
+	var err error
+	e.s, err = New(Config{Keys: keys, Wrapper: e.wrap, Windows: windows, Now: e.clock.Now, Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.signedBy()
+	keys.fail = true
+	e.clock.Advance(windows.Refresh)
+	e.signedBy()
+	if !strings.Contains(e.logs.String(), "could not be read") {
+		t.Errorf("no WARN:\n%s", e.logs)
+	}
+	e.clock.Advance(windows.MaxStale() - windows.Refresh)
+	if _, err := e.s.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
+		t.Errorf("a set MaxStale old: %v, want ErrUnavailable", err)
+	}
+	keys.fail = false
+	e.signedBy()
+
+	cold := newSignerEnv(t, nil)
+	kid := cold.publish()
+	cold.wrap.fail = true
+	for range 5 {
+		if _, err := cold.s.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
+			t.Fatalf("cold start, unwrap failing: %v", err)
+		}
+	}
+	if cold.wrap.unwraps[kid] != 1 {
+		t.Errorf("%d unwraps within retryAfter, want 1", cold.wrap.unwraps[kid])
 	}
 }
 
