@@ -68,14 +68,23 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			if err != nil {
 				return err
 			}
-			rec, err := kms.Record(ctx, kms.NewClient(awsCfg), args[0])
+			client := kms.NewClient(awsCfg)
+			rec, err := kms.Record(ctx, client, args[0])
+			if err == nil {
+				err = kms.CheckTagged(ctx, client, rec.KMSKeyID, s.cfg.Stack)
+			}
 			if err != nil {
 				return fmt.Errorf("keys add: %w", err)
 			}
-			if rec, err = m.Add(ctx, rec); err != nil {
+			rec, added, err := m.Add(ctx, rec)
+			switch {
+			case err != nil:
 				return fmt.Errorf("keys add: %w", err)
+			case added:
+				fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
+			default:
+				fmt.Fprintf(s.stdout, "%s is in the key set already\n", rec.Kid)
 			}
-			fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
 		case "import-env":
 			if m.Legacy == nil {
 				return errors.New("keys import-env: no keys in CAPIF_KMS_KEY_IDS (-kms-key-ids)")

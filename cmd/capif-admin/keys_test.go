@@ -16,8 +16,9 @@ import (
 	"github.com/capifcore/capif-security/internal/testenv"
 )
 
-// localKMSKey creates a key in local-kms: a signing key of spec, or (spec "") a symmetric one.
-func localKMSKey(t *testing.T, spec kmstypes.KeySpec) string {
+// localKMSKey creates a key in local-kms: a signing key of spec, or (spec "") a symmetric one,
+// tagged capif:stack=stack unless stack is "".
+func localKMSKey(t *testing.T, spec kmstypes.KeySpec, stack string) string {
 	t.Helper()
 	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
 	if err != nil {
@@ -26,6 +27,9 @@ func localKMSKey(t *testing.T, spec kmstypes.KeySpec) string {
 	in := &awskms.CreateKeyInput{Description: aws.String("capif-admin keys test")}
 	if spec != "" {
 		in.KeySpec, in.KeyUsage = spec, kmstypes.KeyUsageTypeSignVerify
+	}
+	if stack != "" {
+		in.Tags = []kmstypes.Tag{{TagKey: aws.String("capif:stack"), TagValue: aws.String(stack)}}
 	}
 	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), in)
 	if err != nil {
@@ -55,7 +59,8 @@ func TestAdminKeys(t *testing.T) {
 	testenv.KMSEndpoint(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	env := map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "keys-" + hex.EncodeToString(b[:]) + "-"}
+	stack := "keys-" + hex.EncodeToString(b[:])
+	env := map[string]string{"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": stack + "-"}
 	run := func(args ...string) string {
 		t.Helper()
 		out, err := adminEnv(t, env, append([]string{"-create-tables"}, args...)...)
@@ -74,19 +79,24 @@ func TestAdminKeys(t *testing.T) {
 	if out := run("keys", "list"); !strings.Contains(out, "(none: the functions sign with CAPIF_KMS_KEY_IDS") {
 		t.Errorf("an empty set:\n%s", out)
 	}
-	es, rsa := localKMSKey(t, kmstypes.KeySpecEccNistP256), localKMSKey(t, kmstypes.KeySpecRsa2048)
+	es, rsa := localKMSKey(t, kmstypes.KeySpecEccNistP256, stack), localKMSKey(t, kmstypes.KeySpecRsa2048, stack)
 	fails("no keys in CAPIF_KMS_KEY_IDS", "keys", "import-env")
+	fails("the key set is empty", "keys", "add", es) // CAPIF_KMS_KEY_IDS sign: record them first
 	got := keyStates(t, run("-kms-key-ids", es+","+rsa, "keys", "import-env"))
 	if got[es] != "ES256 kms active" || got[rsa] != "RS256 kms previous" {
 		t.Fatalf("after import-env: %v", got)
 	}
 	fails("has keys already", "-kms-key-ids", es, "keys", "import-env")
 	fails("keys add", "keys", "rotate") // no wrapping key: signer kms makes no keys
-	added := localKMSKey(t, kmstypes.KeySpecEccNistP256)
+	fails("is not tagged capif:stack="+stack, "keys", "add", localKMSKey(t, kmstypes.KeySpecEccNistP256, "other-stack"))
+	added := localKMSKey(t, kmstypes.KeySpecEccNistP256, stack)
 	if got = keyStates(t, run("keys", "add", added)); got[added] != "ES256 kms pending" {
 		t.Fatalf("after add: %v", got)
 	}
-	wrap := localKMSKey(t, "")
+	if out := run("keys", "add", added); !strings.Contains(out, "in the key set already") {
+		t.Errorf("adding it again:\n%s", out)
+	}
+	wrap := localKMSKey(t, "", "")
 	out := run("-kms-wrapping-key", wrap, "keys", "rotate")
 	m := regexp.MustCompile(`published (k-\d{8}-[0-9a-f]{8}) \(ES256\)`).FindStringSubmatch(out)
 	if m == nil {

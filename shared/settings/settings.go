@@ -530,10 +530,9 @@ func (c *loading) check(cmd Command) []error {
 	// is "local"; DynamoDB tables PREFIX-… are the stack PREFIX's, as -stack names them, so the
 	// runner and capif-admin agree on the keys of the tables they share.
 	switch {
-	case cmd&(Runner|Admin) == 0:
 	case c.Store == StoreEmbedded:
 		c.Stack = "local"
-	case c.Stack == "" && c.Store == StoreDynamoDB:
+	case cmd&(Runner|Admin) != 0 && c.Stack == "" && c.Store == StoreDynamoDB:
 		c.Stack = strings.TrimSuffix(c.tablePrefix, "-")
 	}
 	if cmd == Function {

@@ -85,7 +85,7 @@ func openKeyFile(set settings.Config) (*envelope.KeyFile, error) {
 	if set.DataDir == "" {
 		return nil, errors.New("the local signer's wrapping key is in the data directory: set -data (CAPIF_DATA)")
 	}
-	return envelope.OpenKeyFile(filepath.Join(set.DataDir, KeyFile), cmp.Or(set.Stack, "local"))
+	return envelope.OpenKeyFile(filepath.Join(set.DataDir, KeyFile), set.Stack)
 }
 
 func openEmbedded(_ context.Context, in app.Input) (app.StoreAdapter, error) {

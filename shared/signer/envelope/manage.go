@@ -129,18 +129,18 @@ func (m Manager) Rotate(ctx context.Context) (security.SigningKey, error) {
 	if err != nil {
 		return security.SigningKey{}, err
 	}
-	return m.Add(ctx, rec)
+	rec, _, err = m.Add(ctx, rec)
+	return rec, err
 }
 
 // errEmpty refuses a new key for a set that has none: CAPIF_KMS_KEY_IDS sign meanwhile, and a
 // key published now would sign at once and take their kids out of the JWKS.
 var errEmpty = errors.New("the key set is empty, so the functions sign with CAPIF_KMS_KEY_IDS: record those first (capif-admin -kms-key-ids IDS keys import-env)")
 
-// Add publishes rec (a KMS key's record: kms.Record), as Rotate publishes a new key. A kid the
-// set holds already is left as it is (added reports false).
-func (m Manager) Add(ctx context.Context, rec security.SigningKey) (security.SigningKey, error) {
-	k, _, err := m.add(ctx, rec, nil)
-	return k, err
+// Add publishes rec (a KMS key's record: kms.Record), as Rotate publishes a new key, and
+// returns it as stored. A kid the set holds already is left as it is (added is false).
+func (m Manager) Add(ctx context.Context, rec security.SigningKey) (stored security.SigningKey, added bool, err error) {
+	return m.add(ctx, rec, nil)
 }
 
 // add publishes rec unless due (when given) says no at the time of the write; it returns the

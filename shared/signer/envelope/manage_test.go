@@ -289,7 +289,7 @@ func TestManagerRefusesAKeyForAnEmptySet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Add(t.Context(), rec); !errors.Is(err, errEmpty) {
+	if _, _, err := m.Add(t.Context(), rec); !errors.Is(err, errEmpty) {
 		t.Errorf("add on an empty set: %v", err)
 	}
 	if set, _ := m.Load(t.Context()); set.Version != 0 {

@@ -163,6 +163,9 @@ type KeyFile struct {
 
 // OpenKeyFile reads the wrapping key in path, creating it (0600) when absent.
 func OpenKeyFile(path, stack string) (*KeyFile, error) {
+	if stack == "" {
+		return nil, errors.New("envelope: the key file's keys are bound to a stack: none given")
+	}
 	key, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		key = make([]byte, 32)
@@ -189,20 +192,23 @@ func OpenKeyFile(path, stack string) (*KeyFile, error) {
 	return &KeyFile{aead: aead, stack: stack}, nil
 }
 
-// writeNew creates path with data, mode 0600, failing with fs.ErrExist if it exists.
+// writeNew creates path with data, mode 0600, failing with fs.ErrExist if it exists. The data
+// is written to a temporary file first and linked into place, so another process never reads
+// the file empty or half written.
 func writeNew(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), ".wrapping-*")
 	if err != nil {
 		return err
 	}
+	defer os.Remove(f.Name())
 	_, err = f.Write(data)
-	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
-		_ = os.Remove(path)
+	if err = errors.Join(err, f.Chmod(0o600), f.Sync(), f.Close()); err != nil {
+		return err
 	}
-	return err
+	return os.Link(f.Name(), path)
 }
 
 // additionalData is the encryption context as GCM's additional data.

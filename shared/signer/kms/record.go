@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/capifcore/capif-security/shared/capif"
@@ -42,6 +43,37 @@ func Record(ctx context.Context, client Client, ref string) (security.SigningKey
 		return security.SigningKey{}, err
 	}
 	return security.SigningKey{Kid: keyID, Alg: signer.AlgOf(pub), PublicJWK: jwk, KMSKeyID: arn}, nil
+}
+
+// TagLister is the part of the KMS API CheckTagged calls.
+type TagLister interface {
+	ListResourceTags(ctx context.Context, in *awskms.ListResourceTagsInput, optFns ...func(*awskms.Options)) (*awskms.ListResourceTagsOutput, error)
+}
+
+// StackTag is the tag of a stack's token-signing keys: the token role may sign only with keys
+// that carry it (template.yaml's grants are conditioned on aws:ResourceTag/capif:stack).
+const StackTag = "capif:stack"
+
+// CheckTagged refuses a key that does not carry StackTag = stack: recorded in the key set, it
+// would fail every token from its activation on.
+func CheckTagged(ctx context.Context, client TagLister, keyID, stack string) error {
+	in := &awskms.ListResourceTagsInput{KeyId: &keyID}
+	for {
+		out, err := client.ListResourceTags(ctx, in)
+		if err != nil {
+			return classify(ctx, "ListResourceTags", keyID, err)
+		}
+		for _, tag := range out.Tags {
+			if aws.ToString(tag.TagKey) == StackTag && aws.ToString(tag.TagValue) == stack {
+				return nil
+			}
+		}
+		if !out.Truncated || out.NextMarker == nil {
+			return fmt.Errorf("kms key %s is not tagged %s=%s: the token function may sign only with the stack's tagged keys (aws kms tag-resource --key-id %s --tags TagKey=%s,TagValue=%s)",
+				keyID, StackTag, stack, keyID, StackTag, stack)
+		}
+		in.Marker = out.NextMarker
+	}
 }
 
 // KeyOf is the signing key of a record that names a KMS key: each token is one kms:Sign.
