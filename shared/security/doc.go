@@ -23,9 +23,11 @@ A Service is built by New on five ports:
 KeySet is a sixth port, for the Signer adapters that keep their keys as records rather than in
 configuration: one versioned set of SigningKey records, read strongly consistent and written
 only conditionally on the version read. The rules of a rotation are SigningKeys methods
-(Publish, Retire, Prune, Signer, Published), pure functions of the set, the time and the
-KeyWindows: a key is published ActivationDelay before it signs and stays published Overlap
-after its successor took over, so no verifier meets a token whose key its JWKS lacks.
+(Publish, Import, TakeOver, Retire, Prune, Signer, Published), pure functions of the set, the
+time and the KeyWindows: a key is published ActivationDelay before it signs and stays published
+Overlap after its successor took over, so no verifier meets a token whose key its JWKS lacks; a
+signer uses a set at most MaxStale old. Only the first key of a set, keys that signed before it
+(Import) and the runner's algorithm switch (TakeOver) sign as soon as they are published.
 
 The edge (package httpapi, and through it the Lambda functions and the local runner) builds
 the Caller from a verified client certificate and decodes requests; this package sees only a
