@@ -48,7 +48,7 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			fmt.Fprintf(s.stdout, "dry run: would keys %s; nothing written\n", sub)
 			return nil
 		}
-		m, err := s.keyManager(ctx)
+		m, err := s.keyManager(ctx, sub)
 		if err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			case added:
 				fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
 			default:
-				fmt.Fprintf(s.stdout, "%s is in the key set already\n", rec.Kid)
+				fmt.Fprintf(s.stdout, "%s is in the key set already (a record stays until it is pruned: to switch to this key's algorithm, make a new key)\n", rec.Kid)
 			}
 		case "import-env":
 			if m.Legacy == nil {
@@ -109,11 +109,15 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 // -kms-wrapping-key, or on the embedded store without it under the data directory's key file
 // (the runner's -signer local: fullapp.KeyManager), bound to the stack settings.Load names
 // ("local" on the embedded store; on DynamoDB the stack of -stack or -table-prefix). Tables
-// named one by one name no stack: a key wrapped for the wrong one would never unwrap.
-func (s *session) keyManager(ctx context.Context) (envelope.Manager, error) {
+// named one by one name no stack: rotate and add, which bind a key to one, refuse them, since a
+// key wrapped or tagged for the wrong stack would never sign.
+func (s *session) keyManager(ctx context.Context, sub string) (envelope.Manager, error) {
 	cfg := app.Config{Settings: s.cfg, Logger: s.logger, AWS: s.aws.Get, AEFPush: security.AEFPushQueued}
 	if cfg.Settings.Stack == "" {
-		return envelope.Manager{}, errors.New("keys: name the deployment with -stack NAME (or -table-prefix NAME-): its keys are bound to it")
+		if sub == "rotate" || sub == "add" {
+			return envelope.Manager{}, errors.New("keys " + sub + ": name the deployment with -stack NAME (or -table-prefix NAME-): its keys are bound to it")
+		}
+		cfg.Settings.KMSWrappingKey = "" // list, retire and import-env make no key
 	}
 	if s.app == nil {
 		a, err := fullapp.Open(ctx, cfg)

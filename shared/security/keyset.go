@@ -60,10 +60,11 @@ type KeyWindows struct {
 // MinActivationDelay is the least time between publishing a key and signing with it.
 const MinActivationDelay = 10 * time.Minute
 
-// ActivationDelay is how long a published key waits before it signs: by then every verifier's
-// cached JWKS has been refetched and every instance has read the set, with the clocks' leeway.
+// ActivationDelay is how long a published key waits before it signs: by then every instance
+// has read the set (MaxStale) and every verifier's cached JWKS has been refetched, with the
+// clocks' leeway.
 func (w KeyWindows) ActivationDelay() time.Duration {
-	return max(MinActivationDelay, w.JWKSMaxAge+w.Refresh+capif.Leeway)
+	return max(MinActivationDelay, w.JWKSMaxAge+w.MaxStale()+capif.Leeway)
 }
 
 // Overlap is how long a key stays published after its successor activated: an instance may sign
@@ -72,8 +73,8 @@ func (w KeyWindows) Overlap() time.Duration { return w.Refresh + w.TokenLifetime
 
 // MaxStale is the oldest set a signer uses: one it could not read again after Refresh is kept
 // as long again, then it signs nothing, so a change (retire -now) reaches every instance within
-// it. Every other window holds for a set this old: it dates each key's turn by the clock, and a
-// key is published ActivationDelay (more than MaxStale) before it signs.
+// it. The other windows hold for a set this old: it dates each key's turn by the clock, and a
+// key is published ActivationDelay (which counts MaxStale) before it signs.
 func (w KeyWindows) MaxStale() time.Duration { return 2 * w.Refresh }
 
 // KeyState is where a record stands at a given time.
@@ -260,7 +261,7 @@ func (s SigningKeys) TakeOver(k SigningKey, now time.Time, w KeyWindows) (Signin
 
 // Retire takes kid out of service. A key that never signed leaves at once, unless it activates
 // within MaxStale, when an instance reading the set late may already sign with it: that is
-// refused (retire it once it signs, or immediately). A previous key already leaves at its
+// refused (retire it immediately, or let it sign and rotate). A previous key already leaves at its
 // earliest safe time (LeavesAt): retiring it changes nothing. The signing key is refused unless
 // immediately, which also activates the latest-published waiting key in the same change (refused
 // when there is none). With immediately every key leaves the JWKS at once, and the tokens it
@@ -293,7 +294,7 @@ func (s SigningKeys) Retire(kid string, now time.Time, w KeyWindows, immediately
 	case k.signed(now):
 		return s, nil // a previous key: it leaves at LeavesAt already
 	case k.ActivateAt.Sub(now) < w.MaxStale():
-		return s, invalid(fmt.Sprintf("%s activates at %s, sooner than an instance may read the set again: retire it once it signs, or -now", kid, k.ActivateAt.UTC().Format(time.RFC3339)))
+		return s, invalid(fmt.Sprintf("%s activates at %s, sooner than every instance reads the set again: retire it -now, or let it sign and rotate", kid, k.ActivateAt.UTC().Format(time.RFC3339)))
 	default:
 		k.RetiredAt = now
 	}

@@ -532,8 +532,11 @@ func (c *loading) check(cmd Command) []error {
 	switch {
 	case c.Store == StoreEmbedded:
 		c.Stack = "local"
-	case cmd&(Runner|Admin) != 0 && c.Stack == "" && c.Store == StoreDynamoDB:
-		c.Stack = strings.TrimSuffix(c.tablePrefix, "-")
+	case cmd&(Runner|Admin) != 0 && c.Stack == "" && c.Store == StoreDynamoDB && c.Tables == tablesWithPrefix(c.tablePrefix):
+		c.Stack = strings.TrimSuffix(c.tablePrefix, "-") // tables named one by one name no stack
+	}
+	if cmd == Runner && c.Stack == "" && (c.Signer == SignerLocal || c.Signer == SignerKMSEnvelope) {
+		bad("CAPIF_TABLE_PREFIX", "required with the %s signer on DynamoDB: its wrapped keys are bound to the stack the prefix names (NAME- for NAME)", c.Signer)
 	}
 	if cmd == Function {
 		switch {

@@ -80,7 +80,7 @@ func TestREADMEFlagTable(t *testing.T) {
 func TestLoadPrecedence(t *testing.T) {
 	e := map[string]string{
 		"CAPIF_STORE": "dynamodb", "CAPIF_TABLE_PREFIX": "env-", "CAPIF_CONTEXTS_TABLE": "ctx", "CAPIF_TOKEN_TTL": "5m",
-		"CAPIF_KMS_KEY_ID": "old", "CAPIF_KMS_KEY_IDS": "new-1, ,new-2",
+		"CAPIF_KMS_KEY_ID": "old", "CAPIF_KMS_KEY_IDS": "new-1, ,new-2", "CAPIF_SIGNER": "kms",
 	}
 	c, _, err := settings.Load(settings.Runner, nil, env(e), settings.Options{Output: io.Discard})
 	if err != nil {
@@ -336,5 +336,22 @@ func TestStackOfTheKeys(t *testing.T) {
 		if err != nil || c.Stack != tc.want {
 			t.Errorf("%v: stack %q, %v; want %q", tc.args, c.Stack, err, tc.want)
 		}
+	}
+	// Tables named one by one name no stack, for the runner as for capif-admin.
+	named := map[string]string{"CAPIF_CONTEXTS_TABLE": "c", "CAPIF_REGISTRY_TABLE": "r", "CAPIF_OUTBOX_TABLE": "o"}
+	for _, cmd := range []settings.Command{settings.Runner, settings.Admin} {
+		args := []string{"-store", "dynamodb"}
+		if cmd == settings.Runner {
+			args = append(args, "-signer", "kms", "-kms-key-ids", "k")
+		}
+		c, _, err := settings.Load(cmd, args, env(named), settings.Options{Output: io.Discard})
+		if err != nil || c.Stack != "" || c.Tables.Registry != "r" {
+			t.Errorf("command %d, tables named one by one: stack %q, tables %+v, %v", cmd, c.Stack, c.Tables, err)
+		}
+	}
+	// ... so a runner whose keys are wrapped needs its tables named by a prefix.
+	_, _, err := settings.Load(settings.Runner, []string{"-store", "dynamodb", "-signer", "local"}, env(named), settings.Options{Output: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "CAPIF_TABLE_PREFIX: required with the local signer") {
+		t.Errorf("the local signer on tables named one by one: %v", err)
 	}
 }

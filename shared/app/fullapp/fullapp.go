@@ -79,8 +79,8 @@ func KeyManager(ctx context.Context, cfg app.Config, a *app.App) (envelope.Manag
 	return m, nil
 }
 
-// openKeyFile is the data directory's KeyFile, its keys bound to the stack "local" (the
-// runner's; capif-admin's on the embedded store).
+// openKeyFile is the data directory's KeyFile, its keys bound to the settings' stack ("local"
+// on the embedded store, the table prefix's on DynamoDB).
 func openKeyFile(set settings.Config) (*envelope.KeyFile, error) {
 	if set.DataDir == "" {
 		return nil, errors.New("the local signer's wrapping key is in the data directory: set -data (CAPIF_DATA)")

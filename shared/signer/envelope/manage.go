@@ -135,7 +135,7 @@ func (m Manager) Rotate(ctx context.Context) (security.SigningKey, error) {
 
 // errEmpty refuses a new key for a set that has none: CAPIF_KMS_KEY_IDS sign meanwhile, and a
 // key published now would sign at once and take their kids out of the JWKS.
-var errEmpty = errors.New("the key set is empty, so the functions sign with CAPIF_KMS_KEY_IDS: record those first (capif-admin -kms-key-ids IDS keys import-env)")
+var errEmpty = errors.New("the key set is empty: a deployment signs with CAPIF_KMS_KEY_IDS meanwhile (record them first: capif-admin -kms-key-ids IDS keys import-env), a runner publishes a first key at its start")
 
 // Add publishes rec (a KMS key's record: kms.Record), as Rotate publishes a new key, and
 // returns it as stored. A kid the set holds already is left as it is (added is false).
@@ -197,8 +197,10 @@ func (m Manager) Retire(ctx context.Context, kid string, immediately bool) (secu
 
 // Scheduled is the rotation function's run: on an empty set, the Legacy keys imported (then
 // succeeded by a wrapped key) or else a first key; a new key when the signing one is older than
-// age or is a KMS key (kms-envelope moves off them); and the records of keys that left the JWKS
-// dropped. It reports the kid it published, if any, and whether it dropped records.
+// age or is one of the Legacy keys (kms-envelope moves off them; a KMS key an operator added
+// with keys add is kept, so that a stack can move back to kms); and the records of keys that
+// left the JWKS dropped. It reports the kid it published, if any, and whether it dropped
+// records.
 func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published string, pruned bool, err error) {
 	set, err := m.Keys.LoadKeySet(ctx)
 	if err != nil {
@@ -211,12 +213,14 @@ func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published st
 		}
 		return published, false, err
 	}
-	if len(set.Keys) == 0 {
-		recs, err := m.Legacy(ctx)
-		if err != nil {
+	var legacy []security.SigningKey // read when the set is empty or a KMS key signs
+	if signer, _ := set.Signer(m.now()); m.Legacy != nil && (len(set.Keys) == 0 || signer.KMSKeyID != "") {
+		if legacy, err = m.Legacy(ctx); err != nil {
 			return "", false, fmt.Errorf("read the keys that signed so far: %w", err)
 		}
-		if _, err := m.Import(ctx, recs); err != nil {
+	}
+	if len(set.Keys) == 0 {
+		if _, err := m.Import(ctx, legacy); err != nil {
 			return "", false, err
 		}
 		if set, err = m.Keys.LoadKeySet(ctx); err != nil {
@@ -232,11 +236,11 @@ func (m Manager) Scheduled(ctx context.Context, age time.Duration) (published st
 			return "", false, err
 		}
 	}
-	// Due when the signing key is old, or is a KMS key (kms-envelope moves off them); decided
-	// again at the write, so that overlapping runs publish one key.
+	// Decided again at the write, so that overlapping runs publish one key.
 	due := func(set security.SigningKeys, now time.Time) bool {
 		signer, _ := set.Signer(now)
-		return set.RotationDue(now, age) || signer.KMSKeyID != "" && set.RotationDue(now, 0)
+		isLegacy := slices.ContainsFunc(legacy, func(k security.SigningKey) bool { return k.Kid == signer.Kid })
+		return set.RotationDue(now, age) || isLegacy && set.RotationDue(now, 0)
 	}
 	if due(set, now) {
 		rec, err := m.newRecord(ctx)

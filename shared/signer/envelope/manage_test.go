@@ -207,6 +207,27 @@ func TestManagerScheduledImportsLegacy(t *testing.T) {
 	if kid, _, _ := m.Scheduled(t.Context(), 30*24*time.Hour); kid != "" {
 		t.Errorf("a wrapped key signs, yet %s was published", kid)
 	}
+	// A KMS key an operator adds (moving back to kms) is kept until it is old, not moved off.
+	added := legacy("0b0b0b0b-0000-4000-8000-000000000003")
+	if _, ok, err := m.Add(t.Context(), added); !ok || err != nil {
+		t.Fatalf("add: %v %v", ok, err)
+	}
+	clock.Advance(windows.ActivationDelay())
+	if got := states(t, m); got[added.Kid] != security.KeyActive {
+		t.Fatalf("the added key does not sign: %v", got)
+	}
+	if kid, _, _ := m.Scheduled(t.Context(), 30*24*time.Hour); kid != "" {
+		t.Errorf("an added KMS key signs, yet %s was published", kid)
+	}
+	// Whether a rotation is due is decided again at the write: a set where it is not is left.
+	rec, err := NewRecord(t.Context(), m.Wrapper, capif.ES256, clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	never := func(security.SigningKeys, time.Time) bool { return false }
+	if _, written, err := m.add(t.Context(), rec, never); written || err != nil {
+		t.Errorf("a rotation no longer due was written: %v %v", written, err)
+	}
 }
 
 // TestManagerBootstrapSwitchesAlgorithm: the runner restarted with another -token-alg: a key of

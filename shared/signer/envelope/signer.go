@@ -52,7 +52,8 @@ type Signer struct {
 	setMu    sync.Mutex
 	set      security.SigningKeys
 	goodAt   time.Time // the last successful read; zero: never read
-	nextRead time.Time
+	nextRead time.Time // no read before then
+	readErr  error     // the last read's failure, answered until nextRead
 
 	keyMu     sync.Mutex // apart from setMu: an unwrap does not hold up the JWKS
 	held      *heldKey   // the key it signs with
@@ -85,19 +86,31 @@ func New(cfg Config) (*Signer, error) {
 func (s *Signer) current(ctx context.Context, now time.Time) (security.SigningKeys, error) {
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
-	if !s.goodAt.IsZero() && now.Before(s.nextRead) {
-		return s.set, nil
+	if now.Before(s.nextRead) { // read recently, or failed recently: no call
+		return s.usable(now)
 	}
 	set, err := s.cfg.Keys.LoadKeySet(ctx)
 	if err == nil {
-		s.set, s.goodAt, s.nextRead = set, now, now.Add(s.cfg.Windows.Refresh)
+		s.set, s.goodAt, s.nextRead, s.readErr = set, now, now.Add(s.cfg.Windows.Refresh), nil
 		return s.set, nil
 	}
-	if s.goodAt.IsZero() || now.Sub(s.goodAt) >= s.cfg.Windows.MaxStale() {
-		return security.SigningKeys{}, fmt.Errorf("envelope signer: %w: read the key set: %w", security.ErrUnavailable, err)
+	s.readErr = fmt.Errorf("envelope signer: %w: read the key set: %w", security.ErrUnavailable, err)
+	s.nextRead = now.Add(retryAfter)
+	if stale := s.goodAt.Add(s.cfg.Windows.MaxStale()); !s.goodAt.IsZero() && stale.After(now) && stale.Before(s.nextRead) {
+		s.nextRead = stale // try once more before the set is too old to use
+	}
+	if set, err := s.usable(now); err != nil {
+		return set, err
 	}
 	s.cfg.Logger.Warn("envelope signer: the key set could not be read; using the set read before", "readAt", s.goodAt, "error", err.Error())
-	s.nextRead = now.Add(retryAfter)
+	return s.set, nil
+}
+
+// usable is the set read last while it is younger than MaxStale, else the last read's error.
+func (s *Signer) usable(now time.Time) (security.SigningKeys, error) {
+	if s.goodAt.IsZero() || now.Sub(s.goodAt) >= s.cfg.Windows.MaxStale() {
+		return security.SigningKeys{}, s.readErr
+	}
 	return s.set, nil
 }
 

@@ -239,10 +239,12 @@ func TestSignerUnwrapFails(t *testing.T) {
 // failingKeys is a key set whose reads can be made to fail.
 type failingKeys struct {
 	security.KeySet
-	fail bool
+	fail  bool
+	reads int
 }
 
 func (f *failingKeys) LoadKeySet(ctx context.Context) (security.SigningKeys, error) {
+	f.reads++
 	if f.fail {
 		return security.SigningKeys{}, errors.New("dynamodb: throttled")
 	}
@@ -272,8 +274,34 @@ func TestSignerStaleSet(t *testing.T) {
 	if _, err := e.s.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
 		t.Errorf("a set MaxStale old: %v, want ErrUnavailable", err)
 	}
+	// A failed read is not tried again within retryAfter, whatever the traffic.
+	reads := keys.reads
 	keys.fail = false
+	for range 5 {
+		if _, err := e.s.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
+			t.Errorf("right after a failed read: %v, want ErrUnavailable", err)
+		}
+	}
+	if keys.reads != reads {
+		t.Errorf("%d reads within retryAfter of a failure", keys.reads-reads)
+	}
+	e.clock.Advance(retryAfter)
 	e.signedBy()
+
+	// A cold start whose read fails calls once per retryAfter too.
+	coldKeys := &failingKeys{KeySet: e.keys, fail: true}
+	coldSigner, err := New(Config{Keys: coldKeys, Wrapper: e.wrap, Windows: windows, Now: e.clock.Now, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := coldSigner.Sign(t.Context(), claims()); !errors.Is(err, security.ErrUnavailable) {
+			t.Fatalf("cold start, read failing: %v", err)
+		}
+	}
+	if coldKeys.reads != 1 {
+		t.Errorf("cold start: %d reads within retryAfter, want 1", coldKeys.reads)
+	}
 
 	cold := newSignerEnv(t, nil)
 	kid := cold.publish()

@@ -194,12 +194,14 @@ func OpenKeyFile(path, stack string) (*KeyFile, error) {
 
 // writeNew creates path with data, mode 0600, failing with fs.ErrExist if it exists. The data
 // is written to a temporary file first and linked into place, so another process never reads
-// the file empty or half written.
+// the file empty or half written; where the file system has no hard links, the file is created
+// exclusively and written in place.
 func writeNew(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".wrapping-*")
+	f, err := os.CreateTemp(dir, ".wrapping-*")
 	if err != nil {
 		return err
 	}
@@ -208,7 +210,33 @@ func writeNew(path string, data []byte) error {
 	if err = errors.Join(err, f.Chmod(0o600), f.Sync(), f.Close()); err != nil {
 		return err
 	}
-	return os.Link(f.Name(), path)
+	switch err = os.Link(f.Name(), path); {
+	case err == nil:
+	case errors.Is(err, fs.ErrExist):
+		return err
+	default: // no hard links here
+		if err = writeExclusive(path, data); err != nil {
+			return err
+		}
+	}
+	if d, err := os.Open(dir); err == nil { // the new name survives a crash
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// writeExclusive creates path with data, mode 0600, failing with fs.ErrExist if it exists.
+func writeExclusive(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+		_ = os.Remove(path)
+	}
+	return err
 }
 
 // additionalData is the encryption context as GCM's additional data.
