@@ -58,7 +58,7 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			if err != nil {
 				return fmt.Errorf("keys rotate: %w", err)
 			}
-			fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
+			printPublished(s, rec)
 		case "retire":
 			if _, err := m.Retire(ctx, args[0], *now); err != nil {
 				return fmt.Errorf("keys retire: %w", err)
@@ -81,7 +81,7 @@ func defineKeys(fs *flag.FlagSet) func(ctx context.Context, s *session) error {
 			case err != nil:
 				return fmt.Errorf("keys add: %w", err)
 			case added:
-				fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
+				printPublished(s, rec)
 			default:
 				fmt.Fprintf(s.stdout, "%s is in the key set already (a record stays until it is pruned: to switch to this key's algorithm, make a new key)\n", rec.Kid)
 			}
@@ -127,6 +127,10 @@ func (s *session) keyManager(ctx context.Context, sub string) (envelope.Manager,
 		s.app = a
 	}
 	return fullapp.KeyManager(ctx, cfg, s.app)
+}
+
+func printPublished(s *session, rec security.SigningKey) {
+	fmt.Fprintf(s.stdout, "published %s (%s); it signs from %s\n", rec.Kid, rec.Alg, rec.ActivateAt.UTC().Format(time.RFC3339))
 }
 
 // listKeys prints the set: each key's kid, algorithm, kind, state and times.

@@ -1,42 +1,16 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/capifcore/capif-security/internal/testenv"
 )
-
-// localKMSKey creates a key in local-kms: a signing key of spec, or (spec "") a symmetric one,
-// tagged capif:stack=stack unless stack is "".
-func localKMSKey(t *testing.T, spec kmstypes.KeySpec, stack string) string {
-	t.Helper()
-	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := &awskms.CreateKeyInput{Description: aws.String("capif-admin keys test")}
-	if spec != "" {
-		in.KeySpec, in.KeyUsage = spec, kmstypes.KeyUsageTypeSignVerify
-	}
-	if stack != "" {
-		in.Tags = []kmstypes.Tag{{TagKey: aws.String("capif:stack"), TagValue: aws.String(stack)}}
-	}
-	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), in)
-	if err != nil {
-		t.Fatalf("CreateKey: %v", err)
-	}
-	return aws.ToString(out.KeyMetadata.KeyId)
-}
 
 // keyStates reads keys list: kid → "ALG KIND STATE".
 func keyStates(t *testing.T, out string) map[string]string {
@@ -79,7 +53,7 @@ func TestAdminKeys(t *testing.T) {
 	if out := run("keys", "list"); !strings.Contains(out, "(none: the functions sign with CAPIF_KMS_KEY_IDS") {
 		t.Errorf("an empty set:\n%s", out)
 	}
-	es, rsa := localKMSKey(t, kmstypes.KeySpecEccNistP256, stack), localKMSKey(t, kmstypes.KeySpecRsa2048, stack)
+	es, rsa := testenv.NewKMSKey(t, kmstypes.KeySpecEccNistP256, stack), testenv.NewKMSKey(t, kmstypes.KeySpecRsa2048, stack)
 	fails("no keys in CAPIF_KMS_KEY_IDS", "keys", "import-env")
 	fails("the key set is empty", "keys", "add", es) // CAPIF_KMS_KEY_IDS sign: record them first
 	got := keyStates(t, run("-kms-key-ids", es+","+rsa, "keys", "import-env"))
@@ -88,15 +62,15 @@ func TestAdminKeys(t *testing.T) {
 	}
 	fails("has keys already", "-kms-key-ids", es, "keys", "import-env")
 	fails("keys add", "keys", "rotate") // no wrapping key: signer kms makes no keys
-	fails("is not tagged capif:stack="+stack, "keys", "add", localKMSKey(t, kmstypes.KeySpecEccNistP256, "other-stack"))
-	added := localKMSKey(t, kmstypes.KeySpecEccNistP256, stack)
+	fails("is not tagged capif:stack="+stack, "keys", "add", testenv.NewKMSKey(t, kmstypes.KeySpecEccNistP256, "other-stack"))
+	added := testenv.NewKMSKey(t, kmstypes.KeySpecEccNistP256, stack)
 	if got = keyStates(t, run("keys", "add", added)); got[added] != "ES256 kms pending" {
 		t.Fatalf("after add: %v", got)
 	}
 	if out := run("keys", "add", added); !strings.Contains(out, "in the key set already") {
 		t.Errorf("adding it again:\n%s", out)
 	}
-	wrap := localKMSKey(t, "", "")
+	wrap := testenv.NewKMSKey(t, "", "")
 	out := run("-kms-wrapping-key", wrap, "keys", "rotate")
 	m := regexp.MustCompile(`published (k-\d{8}-[0-9a-f]{8}) \(ES256\)`).FindStringSubmatch(out)
 	if m == nil {

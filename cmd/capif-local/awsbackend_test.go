@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/capifcore/capif-security/internal/testenv"
@@ -30,25 +26,7 @@ func init() {
 // newKMSKey creates an ES256 signing key in local-kms through the KMS API itself.
 func newKMSKey(t *testing.T) string {
 	t.Helper()
-	return newKMSKeySpec(t, kmstypes.KeySpecEccNistP256)
-}
-
-// newKMSKeySpec creates a signing key of spec in local-kms, or with spec "" a symmetric one.
-func newKMSKeySpec(t *testing.T, spec kmstypes.KeySpec) string {
-	t.Helper()
-	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := &awskms.CreateKeyInput{Description: aws.String("capif-local HTTP suite")}
-	if spec != "" {
-		in.KeySpec, in.KeyUsage = spec, kmstypes.KeyUsageTypeSignVerify
-	}
-	out, err := awskms.NewFromConfig(cfg).CreateKey(context.Background(), in)
-	if err != nil {
-		t.Fatalf("creating a KMS key in local-kms: %v", err)
-	}
-	return aws.ToString(out.KeyMetadata.KeyId)
+	return testenv.NewKMSKey(t, kmstypes.KeySpecEccNistP256, "")
 }
 
 // uniqueTablePrefix keeps every runner's tables apart in the shared DynamoDB Local.
@@ -89,5 +67,5 @@ func init() {
 // newWrappingKey creates a symmetric key in local-kms, to wrap the key set's keys.
 func newWrappingKey(t *testing.T) string {
 	t.Helper()
-	return newKMSKeySpec(t, "")
+	return testenv.NewKMSKey(t, "", "")
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capifcore/capif-security/internal/testenv"
 	"github.com/capifcore/capif-security/shared/aefauth"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/settings"
@@ -280,7 +281,7 @@ func TestTokenAlgSwitch(t *testing.T) {
 			before := token(r)
 			extra := []string{"-token-alg", "RS256"}
 			if r.cfg.Signer == settings.SignerKMS { // the RSA_2048 key first, the EC key kept listed
-				extra = append(extra, "-kms-key-ids", newKMSKeySpec(t, "RSA_2048")+","+r.cfg.KMSKeyIDs[0])
+				extra = append(extra, "-kms-key-ids", testenv.NewKMSKey(t, "RSA_2048", "")+","+r.cfg.KMSKeyIDs[0])
 			}
 			r2 := r.restart(t, extra...)
 			cert, _ := r.certs.Load(inv) // the same invoker certificate: both tokens are bound to it

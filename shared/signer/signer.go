@@ -13,6 +13,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -32,6 +33,26 @@ const coordSize = 32
 // PKCS #1 v1.5 signature.
 type DigestSigner interface {
 	SignDigest(ctx context.Context, digest []byte) (sig []byte, err error)
+}
+
+// InMemory is the DigestSigner of a private key held in this process (ECDSA answers DER, RSA a
+// PKCS #1 v1.5 signature over the SHA-256 digest).
+type InMemory struct{ Key crypto.Signer }
+
+// SignDigest signs digest with the key.
+func (m InMemory) SignDigest(_ context.Context, digest []byte) ([]byte, error) {
+	return m.Key.Sign(rand.Reader, digest, crypto.SHA256)
+}
+
+// GenerateKey makes a fresh private key of alg: ECDSA P-256 for ES256, RSA 2048 for RS256.
+func GenerateKey(alg string) (crypto.Signer, error) {
+	switch alg {
+	case capif.ES256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case capif.RS256:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
+	return nil, fmt.Errorf("signer: no key for %q", alg)
 }
 
 // Key is one signing key as the JWS code path uses it: its algorithm, the private-key operation

@@ -114,11 +114,7 @@ func TestLambdaTokenLatency(t *testing.T) {
 	bs := hostBootstraps(t)
 	ds := newDataset(t)
 	createTokenContext(t, ds)
-	inv := devCert(t, "clients/invoker-2.pem")
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"invoker-2"}, "client_secret": {"dev-secret-invoker-2"},
-		"scope": {"3gpp#aef-1:monitoring-event"}}
-	tokenEvent := eventBytes(t, apigwevent.Request{Method: http.MethodPost, Resource: tokenRes,
-		Params: map[string]string{"securityId": "invoker-2"}, Header: formCT(), Body: form.Encode(), ClientCertPEM: inv})
+	tokenEvent := eventBytes(t, tokenRequest(t))
 	results := map[string]latency{}
 	for _, sc := range signerCases {
 		t.Run(sc.name, func(t *testing.T) {
@@ -241,6 +237,14 @@ func createTokenContext(t *testing.T, ds dataset) {
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create: %v %d %s", err, resp.StatusCode, resp.Body)
 	}
+}
+
+// tokenRequest is invoker-2's token request for the context createTokenContext gives it.
+func tokenRequest(t *testing.T) apigwevent.Request {
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"invoker-2"}, "client_secret": {"dev-secret-invoker-2"},
+		"scope": {"3gpp#aef-1:monitoring-event"}}
+	return apigwevent.Request{Method: http.MethodPost, Resource: tokenRes, Params: map[string]string{"securityId": "invoker-2"},
+		Header: formCT(), Body: form.Encode(), ClientCertPEM: devCert(t, "clients/invoker-2.pem")}
 }
 
 func tokenHeader(tok string) string {

@@ -32,7 +32,7 @@ const bootstrapBudget = 10 << 20
 // bootstrap within the budget for every function, and refuses one over the budget.
 func TestBootstrapsAsSAMBuildsThem(t *testing.T) {
 	if testing.Short() {
-		t.Skip("cross-compiles five binaries")
+		t.Skip("-short: cross-compiles the six bootstraps")
 	}
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Fatal("make is required to build the bootstraps as sam build does")

@@ -14,12 +14,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/capifcore/capif-security/internal/testenv"
-	"github.com/capifcore/capif-security/shared/app"
-	"github.com/capifcore/capif-security/shared/app/kmsapp"
 	"github.com/capifcore/capif-security/shared/capif"
 	"github.com/capifcore/capif-security/shared/lambdaapp"
 	"github.com/capifcore/capif-security/shared/lambdaapp/apigwevent"
@@ -66,55 +62,38 @@ func (p *kmsProxy) stop() {
 	p.srv.CloseClientConnections()
 }
 
-// tokenFunctions are the security-method and token functions in process, with the template's
-// environment (Signer=signer) and their KMS calls through the proxy; the first has made invoker-2
-// a context that token requests can use.
-func tokenFunctions(t *testing.T, ds dataset, signer string, proxy *kmsProxy) (token func() (string, error), jwks func() capif.JWKSet) {
+// tokenFunction is the token function in process with the template's environment for sc
+// (signerEnv, which readies the key set), its KMS calls through the proxy, for invoker-2, whose
+// context createTokenContext made.
+func tokenFunction(t *testing.T, ds dataset, sc signerCase, proxy *kmsProxy) (token func() (string, error), jwks func() capif.JWKSet) {
 	t.Helper()
-	fns := map[string]*lambdaapp.Function{}
-	for _, id := range []string{"ObtainSecurityMethodFunction", "ObtainAuthorizationFunction"} {
-		f, _ := functionByID(id)
-		env := functionEnv(t, id, ds)
-		env["AWS_ENDPOINT_URL_KMS"] = proxy.srv.URL
-		if f.signs {
-			env["CAPIF_SIGNER"] = signer // the Signer parameter
-			if signer == settings.SignerKMS {
-				env["CAPIF_KMS_WRAPPING_KEY"] = ""
-			}
-		}
-		cfg, err := lambdaapp.ConfigFromEnv(func(k string) string { return env[k] })
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn, err := lambdaapp.New(context.Background(), cfg, f.build, lambdaapp.Options{Logger: slog.New(slog.DiscardHandler),
-			Getenv: func(k string) string { return env[k] }, Backends: f.backends()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = fn.Close() })
-		fns[id] = fn
+	createTokenContext(t, ds)
+	f, _ := functionByID("ObtainAuthorizationFunction")
+	env := signerEnv(t, ds, sc)
+	env["AWS_ENDPOINT_URL_KMS"] = proxy.srv.URL
+	cfg, err := lambdaapp.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
 	}
-	invoke := func(id string, r apigwevent.Request) events.APIGatewayProxyResponse {
+	fn, err := lambdaapp.New(context.Background(), cfg, f.build, lambdaapp.Options{Logger: slog.New(slog.DiscardHandler),
+		Getenv: func(k string) string { return env[k] }, Backends: f.backends()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fn.Close() })
+	invoke := func(r apigwevent.Request) events.APIGatewayProxyResponse {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		resp, err := fns[id].Handle(ctx, eventBytes(t, r))
+		resp, err := fn.Handle(ctx, eventBytes(t, r))
 		if err != nil {
-			t.Fatalf("%s: %v", id, err)
+			t.Fatalf("token function: %v", err)
 		}
 		return resp
 	}
-	inv := devCert(t, "clients/invoker-2.pem")
-	body := `{"notificationDestination":"https://invoker.example.com/n","securityInfo":[{"aefId":"aef-1","apiId":"api-monitoring-event","prefSecurityMethods":["OAUTH"]}]}`
-	if resp := invoke("ObtainSecurityMethodFunction", apigwevent.Request{Method: http.MethodPut, Resource: invokerRes, Params: id("invoker-2"),
-		Header: jsonCT(), Body: body, ClientCertPEM: inv}); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create: %d %s", resp.StatusCode, resp.Body)
-	}
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"invoker-2"}, "client_secret": {"dev-secret-invoker-2"},
-		"scope": {"3gpp#aef-1:monitoring-event"}}
+	req := tokenRequest(t)
 	token = func() (string, error) {
-		resp := invoke("ObtainAuthorizationFunction", apigwevent.Request{Method: http.MethodPost, Resource: tokenRes,
-			Params: map[string]string{"securityId": "invoker-2"}, Header: formCT(), Body: form.Encode(), ClientCertPEM: inv})
+		resp := invoke(req)
 		var tok capif.AccessTokenRsp
 		if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(resp.Body), &tok) != nil {
 			return "", &httpError{resp.StatusCode, resp.Body}
@@ -122,7 +101,7 @@ func tokenFunctions(t *testing.T, ds dataset, signer string, proxy *kmsProxy) (t
 		return tok.AccessToken, nil
 	}
 	jwks = func() capif.JWKSet {
-		resp := invoke("ObtainAuthorizationFunction", apigwevent.Request{Method: http.MethodGet, Resource: jwksRes})
+		resp := invoke(apigwevent.Request{Method: http.MethodGet, Resource: jwksRes})
 		var set capif.JWKSet
 		if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(resp.Body), &set) != nil {
 			t.Fatalf("jwks: %d %s", resp.StatusCode, resp.Body)
@@ -145,24 +124,14 @@ func (e *httpError) Error() string { return http.StatusText(e.status) + ": " + e
 func TestEnvelopeTokensCostOneDecrypt(t *testing.T) {
 	ds := newDataset(t)
 	proxy := newKMSProxy(t)
-	// A first key in the set, signing at once (what the runner or the rotation function does).
-	rotEnv := functionEnv(t, "RotateSigningKeysFunction", ds)
-	rotEnv["CAPIF_KMS_KEY_IDS"] = ""
-	rcfg, _, err := settings.Load(settings.Rotator, nil, func(k string) string { return rotEnv[k] }, settings.Options{Name: "rotator"})
-	if err != nil {
-		t.Fatal(err)
+	// signerEnv puts a first key in the set, signing at once (as the runner or the rotation
+	// function would).
+	token, jwks := tokenFunction(t, ds, signerCase{"kms-envelope ES256", settings.SignerKMSEnvelope, capif.ES256}, proxy)
+	set, err := ds.store.LoadKeySet(context.Background())
+	if err != nil || len(set.Keys) != 1 {
+		t.Fatalf("key set %+v, %v", set, err)
 	}
-	m, err := kmsapp.Manager(app.Input{Settings: rcfg, KeySet: ds.store,
-		AWS: func() (aws.Config, error) { return awsconfig.LoadDefaultConfig(context.Background()) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kid, made, err := m.Bootstrap(context.Background())
-	if err != nil || !made {
-		t.Fatalf("bootstrap: %s %v %v", kid, made, err)
-	}
-
-	token, jwks := tokenFunctions(t, ds, settings.SignerKMSEnvelope, proxy)
+	kid := set.Keys[0].Kid
 	var tokens []string
 	for range 100 {
 		tok, err := token()
@@ -182,9 +151,9 @@ func TestEnvelopeTokensCostOneDecrypt(t *testing.T) {
 		}
 		tokens = append(tokens, tok)
 	}
-	set := jwks()
+	published := jwks()
 	for i, tok := range tokens {
-		parsed, _, err := signertest.Parse(tok, set)
+		parsed, _, err := signertest.Parse(tok, published)
 		if err != nil || parsed.Header["kid"] != kid {
 			t.Fatalf("token %d: %v (kid %v, want %s)", i, err, parsed.Header["kid"], kid)
 		}
@@ -195,7 +164,7 @@ func TestEnvelopeTokensCostOneDecrypt(t *testing.T) {
 func TestKMSTokensCostOneSignEach(t *testing.T) {
 	ds := newDataset(t)
 	proxy := newKMSProxy(t)
-	token, _ := tokenFunctions(t, ds, settings.SignerKMS, proxy)
+	token, _ := tokenFunction(t, ds, signerCase{"kms ES256", settings.SignerKMS, capif.ES256}, proxy)
 	for range 100 {
 		if _, err := token(); err != nil {
 			t.Fatal(err)

@@ -11,10 +11,8 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/capifcore/capif-security/shared/app"
-	"github.com/capifcore/capif-security/shared/awsretry"
 	"github.com/capifcore/capif-security/shared/security"
 	"github.com/capifcore/capif-security/shared/settings"
 	"github.com/capifcore/capif-security/shared/signer/envelope"
@@ -124,11 +122,9 @@ func CCFCertificate(awsCfg aws.Config, keyRef, name string, chainPEM []byte) (*t
 	if leaf.Subject.CommonName != name {
 		return nil, fmt.Errorf("the CCF's certificate names %q, not the CCF's name %q (CAPIF_CCF_NAME)", leaf.Subject.CommonName, name)
 	}
-	client := awskms.NewFromConfig(awsCfg, func(o *awskms.Options) {
-		o.Retryer = awsretry.KMS.Retryer()
-		o.HTTPClient = awsretry.KMS.HTTPClient(o.HTTPClient)
-	})
-	key, err := kms.NewTLSKey(client, keyRef, leaf.PublicKey)
+	// The token signer's client and retry policy; a handshake has no request tally, so nothing
+	// counts its throttles.
+	key, err := kms.NewTLSKey(kms.NewClient(awsCfg), keyRef, leaf.PublicKey)
 	if err != nil {
 		return nil, err
 	}

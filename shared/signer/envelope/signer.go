@@ -2,8 +2,6 @@ package envelope
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -195,13 +193,7 @@ func (s *Signer) unwrap(ctx context.Context, rec security.SigningKey) (*signer.K
 	if jwk, err := signer.JWK(priv.Public(), rec.Kid); err != nil || jwk != rec.PublicJWK {
 		return nil, fmt.Errorf("the private key of %s is not the key its record publishes", rec.Kid)
 	}
-	return signer.NewKey(rec.Alg, digestSigner{priv}, rec.Kid)
-}
-
-type digestSigner struct{ key crypto.Signer }
-
-func (d digestSigner) SignDigest(_ context.Context, digest []byte) ([]byte, error) {
-	return d.key.Sign(rand.Reader, digest, crypto.SHA256)
+	return signer.NewKey(rec.Alg, signer.InMemory{Key: priv}, rec.Kid)
 }
 
 // JWKS publishes the set's published keys, the signing key first.

@@ -13,10 +13,7 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -246,18 +243,9 @@ func (w *KeyFile) additionalData(kid string) []byte {
 
 // NewKeyPair makes the pair in this process and wraps the private half.
 func (w *KeyFile) NewKeyPair(_ context.Context, alg, kid string) (crypto.PublicKey, []byte, error) {
-	var key crypto.Signer
-	var err error
-	switch alg {
-	case capif.ES256:
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case capif.RS256:
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
-	default:
-		return nil, nil, fmt.Errorf("envelope: no key pair for %q", alg)
-	}
+	key, err := signer.GenerateKey(alg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("envelope: %w", err)
 	}
 	wrapped, err := w.Wrap(kid, key)
 	if err != nil {

@@ -10,8 +10,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -66,7 +64,7 @@ func New(keys ...crypto.Signer) (*Signer, error) {
 		}
 		s.jwks.Keys = append(s.jwks.Keys, jwk)
 		if i == 0 {
-			if s.key, err = signer.NewKey(alg, digestSigner{k}, kid); err != nil {
+			if s.key, err = signer.NewKey(alg, signer.InMemory{Key: k}, kid); err != nil {
 				return nil, err
 			}
 			s.kid = kid
@@ -77,7 +75,7 @@ func New(keys ...crypto.Signer) (*Signer, error) {
 
 // Generate makes a signer with a fresh ES256 key that lives only as long as the process.
 func Generate() (*Signer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := signer.GenerateKey(capif.ES256)
 	if err != nil {
 		return nil, fmt.Errorf("local signer: %w", err)
 	}
@@ -202,14 +200,6 @@ func (s *Signer) JWKS(context.Context) (capif.JWKSet, error) {
 	return capif.JWKSet{Keys: append([]capif.JWK(nil), s.jwks.Keys...)}, nil
 }
 
-// digestSigner adapts a private key to the common signing path: ECDSA answers DER, RSA a PKCS #1
-// v1.5 signature over the SHA-256 digest.
-type digestSigner struct{ key crypto.Signer }
-
-func (d digestSigner) SignDigest(_ context.Context, digest []byte) ([]byte, error) {
-	return d.key.Sign(rand.Reader, digest, crypto.SHA256)
-}
-
 // create writes a new key of alg to a temporary file beside path and links it into place; the
 // link fails if path appeared meanwhile, which loadOrCreate then reads instead.
 func create(path, alg string) error {
@@ -217,13 +207,7 @@ func create(path, alg string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("local signer: %w", err)
 	}
-	var key crypto.Signer
-	var err error
-	if alg == capif.RS256 {
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
-	} else {
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	}
+	key, err := signer.GenerateKey(alg)
 	if err != nil {
 		return fmt.Errorf("local signer: %w", err)
 	}
